@@ -1,0 +1,260 @@
+"""Running the integer model: the bit-packed gated-XNOR implementation and a plain one to test it.
+
+``run(model, images, tau)`` is the reference every other part of the kit is compared with.
+
+* ``impl="packed"`` (default): activations and weights are held as nonzero/sign bit-planes packed in
+  uint64 words (see :mod:`golden.ternary`); every conv/dense output is
+  ``popcount(nz_x & nz_w) - 2 * popcount(nz_x & nz_w & (sg_x ^ sg_w))``.
+* ``impl="plain"``: int32 matrix products and a direct (tap-by-tap) convolution, written
+  independently, including its own work accounting. Both must agree exactly, always.
+
+Gated-off kernels: golden computes their sums (it is a specification, not an accelerator) and then
+forces their outputs to 0, as the hardware's "not computed" does; their work is counted as skipped.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from .errors import GxnorError
+from .layers import Conv, Dense, Flatten, InputQuant, MaxPool
+from .ternary import pack, pack_bits, packed_dot, threshold
+from .work import LayerWork, totals
+
+IMPLS = ("packed", "plain")
+# Cap on the uint64 words of one chunk's broadcast (positions x kernels x words), ~64 MB.
+_CHUNK_WORDS = 8 << 20
+
+
+@dataclass
+class Result:
+    """Everything one run produced.
+
+    Members
+    -------
+    logits : int32 [N, classes]
+    predictions : int64 [N]   argmax of the logits, lowest index on a tie
+    activations : list        per layer, its output (int8 ternary; int32 logits last); only when
+                              ``keep_activations``; else empty
+    gates : dict              layer index -> bool [N, K], kernel on
+    log_alpha : dict          layer index -> int64 [N, K]
+    work : list of LayerWork  per conv/dense layer, summed over the images
+    tau : int
+    """
+    logits: np.ndarray
+    predictions: np.ndarray
+    activations: list = field(default_factory=list)
+    gates: dict = field(default_factory=dict)
+    log_alpha: dict = field(default_factory=dict)
+    work: list = field(default_factory=list)
+    tau: int = 0
+
+    @property
+    def total_work(self):
+        return totals(self.work)
+
+    def accuracy(self, labels):
+        return float(np.mean(self.predictions == np.asarray(labels)))
+
+
+def check_inputs(model, images):
+    """Validate a batch of images against the model: uint8, [N,C,H,W] (or [N,H,W] when C == 1).
+
+    Returns the images as a uint8 [N,C,H,W] array.
+    """
+    images = np.asarray(images)
+    c, h, w = model.input_shape
+    want = f"uint8 images of shape (N, {c}, {h}, {w})" + (f" or (N, {h}, {w})" if c == 1 else "")
+    if images.dtype != np.uint8:
+        raise GxnorError(f"inputs: dtype {images.dtype}, expected {want}")
+    if c == 1 and images.ndim == 3:
+        images = images[:, None]
+    if images.ndim != 4 or images.shape[1:] != (c, h, w):
+        raise GxnorError(f"inputs: shape {tuple(images.shape)}, expected {want}")
+    return images
+
+
+def gate_log_alpha(gate, x, plain=False):
+    """Integer log-alpha [N, K] of a gate for ternary input x [N, C, H, W]."""
+    if plain:
+        n, c = x.shape[:2]
+        la = np.tile(gate.bias.astype(np.int64), (n, 1))
+        for ch in range(c):
+            s = x[:, ch].reshape(n, -1).astype(np.int64).sum(axis=1)
+            la += s[:, None] * gate.weights[:, ch].astype(np.int64)[None, :]
+        return la
+    s = x.sum(axis=(2, 3), dtype=np.int64)
+    return s @ gate.weights.T.astype(np.int64) + gate.bias.astype(np.int64)
+
+
+def _patches(x, layer):
+    """Ternary [N,C,H,W] (conv) or [N,F] (dense) -> [N, P, fan_in] tap views."""
+    if isinstance(layer, Dense):
+        return x[:, None, :]
+    k, p = layer.kernel, layer.pad
+    xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
+    win = sliding_window_view(xp, (k, k), axis=(2, 3))        # [N, C, Ho, Wo, k, k]
+    n, c, ho, wo = win.shape[:4]
+    return win.transpose(0, 2, 3, 1, 4, 5).reshape(n, ho * wo, c * k * k)
+
+
+def _work_from(index, layer, x, on, fired, taps_nz):
+    """Fill a LayerWork from per-(image, position, kernel) fired counts and per-(image, position)
+    nonzero-tap counts. ``on``: bool [N, K]."""
+    n, p, k = fired.shape
+    f = layer.fan_in
+    w = LayerWork(index=index, kind=layer.kind, images=n)
+    w.dense_macs = n * p * k * f
+    w.input_events = int(np.count_nonzero(x))
+    onf = on[:, None, :]
+    w.fired = int((fired * onf).sum(dtype=np.int64))
+    w.skip_zero_weight = int(((taps_nz[:, :, None] - fired) * onf).sum(dtype=np.int64))
+    w.skip_zero_act = int((on.sum(axis=1, dtype=np.int64) * (p * f - taps_nz.sum(axis=1, dtype=np.int64))).sum())
+    w.kernels = n * k
+    w.kernels_off = int((~on).sum())
+    w.skip_gated = w.kernels_off * p * f
+    if layer.gate is not None:
+        w.gate_macs = n * layer.gate.weights.size
+    w.check()
+    return w
+
+
+def _linear_packed(x, layer):
+    """Packed gated-XNOR sums: returns (acc [N,P,K], fired [N,P,K], taps_nz [N,P])."""
+    patches = _patches(x, layer)
+    nz_w, sg_w = pack(layer.weights.reshape(layer.out_channels, -1))
+    n, p, f = patches.shape
+    per_image = max(1, p * layer.out_channels * nz_w.shape[1])
+    step = max(1, _CHUNK_WORDS // per_image)
+    accs, fireds, taps = [], [], []
+    for s in range(0, n, step):
+        chunk = patches[s:s + step]
+        nz_x, sg_x = pack_bits(chunk != 0), pack_bits(chunk < 0)
+        acc, fired = packed_dot(nz_x, sg_x, nz_w, sg_w)
+        accs.append(acc)
+        fireds.append(fired)
+        taps.append(np.bitwise_count(nz_x).sum(axis=-1, dtype=np.int32))
+    return np.concatenate(accs), np.concatenate(fireds), np.concatenate(taps)
+
+
+def _linear_plain(x, layer):
+    """Plain int32 sums: matmul (dense) or direct tap-by-tap convolution (conv)."""
+    if isinstance(layer, Dense):
+        xi = x.astype(np.int32)
+        wi = layer.weights.astype(np.int32)
+        acc = (xi @ wi.T)[:, None, :]
+        fired = ((xi != 0).astype(np.int32) @ (wi != 0).astype(np.int32).T)[:, None, :]
+        taps = np.count_nonzero(x, axis=1).astype(np.int32)[:, None]
+        return acc, fired, taps
+    k, p = layer.kernel, layer.pad
+    xp = np.pad(x.astype(np.int32), ((0, 0), (0, 0), (p, p), (p, p)))
+    nzp = (xp != 0).astype(np.int32)
+    n = x.shape[0]
+    _, ho, wo = layer.out_shape(x.shape[1:])
+    kk = layer.out_channels
+    acc = np.zeros((n, kk, ho, wo), np.int32)
+    fired = np.zeros((n, kk, ho, wo), np.int32)
+    taps = np.zeros((n, ho, wo), np.int32)
+    w = layer.weights.astype(np.int32)
+    for di in range(k):
+        for dj in range(k):
+            xs = xp[:, :, di:di + ho, dj:dj + wo]
+            ns = nzp[:, :, di:di + ho, dj:dj + wo]
+            acc += np.einsum("nchw,kc->nkhw", xs, w[:, :, di, dj])
+            fired += np.einsum("nchw,kc->nkhw", ns, (w[:, :, di, dj] != 0).astype(np.int32))
+            taps += ns.sum(axis=1)
+    to_npk = lambda a: a.reshape(n, kk, ho * wo).transpose(0, 2, 1)
+    return to_npk(acc), to_npk(fired), taps.reshape(n, ho * wo)
+
+
+def _maxpool(x, plain):
+    n, c, h, w = x.shape
+    x = x[:, :, :h // 2 * 2, :w // 2 * 2]
+    win = x.reshape(n, c, h // 2, 2, w // 2, 2)
+    if plain:
+        return win.max(axis=(3, 5))
+    # Bit-plane form: +1 if any +1 in the window; else 0 if any 0; else -1.
+    nz, sg = win != 0, win < 0
+    any_pos = (nz & ~sg).any(axis=(3, 5))
+    any_zero = (~nz).any(axis=(3, 5))
+    return (any_pos.astype(np.int8) - (~any_pos & ~any_zero).astype(np.int8))
+
+
+def _run_chunk(model, images, tau, plain, keep):
+    x = images
+    acts, gates, las, works = [], {}, {}, []
+    logits = None
+    for i, layer in enumerate(model.layers):
+        if isinstance(layer, InputQuant):
+            x = threshold(x, layer.lo, layer.hi)
+        elif isinstance(layer, (Conv, Dense)):
+            n, k = x.shape[0], layer.out_channels
+            on = np.ones((n, k), bool)
+            if layer.gate is not None:
+                la = gate_log_alpha(layer.gate, x, plain)
+                on = la > tau
+                gates[i], las[i] = on, la
+            acc, fired, taps = (_linear_plain if plain else _linear_packed)(x, layer)
+            works.append(_work_from(i, layer, x, on, fired, taps))
+            if layer.lo is None:
+                logits = acc[:, 0, :].astype(np.int32)
+                x = logits
+            else:
+                y = threshold(acc, layer.lo, layer.hi) * on[:, None, :].astype(np.int8)
+                if isinstance(layer, Conv):
+                    _, ho, wo = model.shapes[i + 1]
+                    y = y.transpose(0, 2, 1).reshape(n, k, ho, wo)
+                else:
+                    y = y[:, 0, :]
+                x = np.ascontiguousarray(y)
+        elif isinstance(layer, MaxPool):
+            x = _maxpool(x, plain)
+        elif isinstance(layer, Flatten):
+            x = x.reshape(x.shape[0], -1)
+        if keep:
+            acts.append(x)
+    return logits, acts, gates, las, works
+
+
+def run(model, images, tau=None, impl="packed", keep_activations=False, chunk=1000, progress=None):
+    """Run the integer model on a batch of uint8 images.
+
+    Parameters
+    ----------
+    model : golden.model.Model
+    images : uint8 [N, C, H, W] (or [N, H, W] when C == 1)
+    tau : int or None
+        Integer gate threshold (kernel on iff log_alpha > tau); None uses ``model.default_tau``.
+    impl : "packed" or "plain"
+    keep_activations : bool
+        Keep every layer's output in ``Result.activations``.
+    chunk : int
+        Images per chunk (bounds memory).
+    progress : callable or None
+        Called with the number of images done after each chunk.
+
+    Returns
+    -------
+    Result
+    """
+    if impl not in IMPLS:
+        raise GxnorError(f"unknown implementation {impl!r}; choose one of {', '.join(IMPLS)}")
+    tau = model.check_tau(tau)
+    images = check_inputs(model, images)
+    plain = impl == "plain"
+    parts = []
+    for s in range(0, max(len(images), 1), chunk):
+        parts.append(_run_chunk(model, images[s:s + chunk], tau, plain, keep_activations))
+        if progress:
+            progress(min(s + chunk, len(images)))
+    logits = np.concatenate([p[0] for p in parts])
+    acts = [np.concatenate([p[1][j] for p in parts]) for j in range(len(parts[0][1]))]
+    gates = {i: np.concatenate([p[2][i] for p in parts]) for i in parts[0][2]}
+    las = {i: np.concatenate([p[3][i] for p in parts]) for i in parts[0][3]}
+    works = parts[0][4]
+    for p in parts[1:]:
+        for w, o in zip(works, p[4]):
+            w.add(o)
+    return Result(logits=logits, predictions=np.argmax(logits, axis=1).astype(np.int64),
+                  activations=acts, gates=gates, log_alpha=las, work=works, tau=tau)

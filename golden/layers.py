@@ -1,0 +1,264 @@
+"""Layer configurations of the integer model: frozen, self-validating, JSON round-trippable.
+
+Every rule here is the specification (see docs/dataflow.md for the whole story):
+
+* ``InputQuant(lo, hi)``: an 8-bit pixel ``p`` becomes ``+1 if p >= hi``, ``-1 if p < lo``, else 0;
+  ``0 <= lo <= hi <= 256`` (``lo = 0`` means no pixel is ever -1).
+* ``Conv(weights[K,C,k,k], lo[K], hi[K], padding, gate)``: ternary weights, odd ``k``, stride 1,
+  ``padding`` ``"same"`` (zeros, ``(k-1)/2`` each side) or ``"valid"``. The integer sum
+  ``a = sum(w * x)`` of each output goes through the per-channel activation
+  ``+1 if a >= hi[k]``, ``-1 if a < lo[k]``, else 0, with ``lo[k] <= hi[k]``. A negative folded
+  BatchNorm scale is expressed by negating that channel's weights (exact for ternary weights), so
+  the rule is always this non-decreasing one.
+* ``Gate(weights[K,C], bias[K])`` on a conv: ``log_alpha[k] = sum_c weights[k,c] * s[c] + bias[k]``
+  where ``s[c]`` is the sum of the layer's ternary input over channel ``c`` (an integer in
+  ``[-H*W, H*W]``). Kernel ``k`` is on iff ``log_alpha[k] > tau`` (strictly). A gated-off kernel
+  outputs 0 at every position, whatever its thresholds, and none of its work is done.
+* ``MaxPool``: 2x2, stride 2, over ternary maps (-1 < 0 < +1); an odd last row/column is dropped.
+* ``Flatten``: [C,H,W] -> [C*H*W] in C, H, W order.
+* ``Dense(weights[K,N], lo, hi)``: as Conv with one position. The last layer is a Dense without
+  thresholds (``lo = hi = None``): its integer sums are the logits; the class is the argmax,
+  the lowest index winning a tie.
+
+Threshold range: for fan-in ``F`` the sum lies in ``[-F, F]``; thresholds must lie in
+``[-F, F+1]`` (``hi = -F`` means always +1 unless below lo, ``lo = hi = F+1`` means always -1).
+"""
+
+from dataclasses import dataclass
+from typing import ClassVar, Optional
+
+import numpy as np
+
+from .errors import GxnorError
+from .ternary import bit_length_signed, check_ternary
+
+GATE_WEIGHT_RANGE = (-128, 127)       # 8-bit signed gate-predictor weights
+GATE_BIAS_RANGE = (-(1 << 23), (1 << 23) - 1)  # 24-bit signed gate bias
+
+
+def _int_array(a, what, ndim=None, dtype=np.int32):
+    a = np.asarray(a)
+    if a.dtype.kind not in "iu":
+        raise GxnorError(f"{what}: dtype {a.dtype} is not an integer type")
+    if ndim is not None and a.ndim != ndim:
+        raise GxnorError(f"{what}: expected {ndim} dimensions, got shape {tuple(a.shape)}")
+    info = np.iinfo(dtype)
+    if a.size and (a.min() < info.min or a.max() > info.max):
+        raise GxnorError(f"{what}: values do not fit {np.dtype(dtype).name}")
+    out = a.astype(dtype)
+    out.setflags(write=False)
+    return out
+
+
+def _thresholds(lo, hi, k, fan_in, what):
+    if lo is None and hi is None:
+        return None, None
+    if lo is None or hi is None:
+        raise GxnorError(f"{what}: give both thresholds lo and hi, or neither (logits layer)")
+    lo = _int_array(lo, f"{what} lo", 1)
+    hi = _int_array(hi, f"{what} hi", 1)
+    if lo.shape != (k,) or hi.shape != (k,):
+        raise GxnorError(f"{what}: thresholds must have shape ({k},), got {lo.shape} and {hi.shape}")
+    bad = np.nonzero(lo > hi)[0]
+    if bad.size:
+        c = int(bad[0])
+        raise GxnorError(f"{what}: thresholds out of order at channel {c}: lo={int(lo[c])} > hi={int(hi[c])}")
+    for name, t in (("lo", lo), ("hi", hi)):
+        if t.size and (t.min() < -fan_in or t.max() > fan_in + 1):
+            raise GxnorError(f"{what}: threshold {name} outside [-{fan_in}, {fan_in + 1}] "
+                             f"(fan-in {fan_in}); clamp it, the result is the same")
+    return lo, hi
+
+
+@dataclass(frozen=True, eq=False)
+class InputQuant:
+    """8-bit pixels -> ternary: ``+1 if p >= hi``, ``-1 if p < lo``, else 0."""
+    lo: int
+    hi: int
+    kind: ClassVar[str] = "input_quant"
+
+    def __post_init__(self):
+        for n in ("lo", "hi"):
+            v = getattr(self, n)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+                raise GxnorError(f"input_quant: {n} must be an integer, got {v!r}")
+            object.__setattr__(self, n, int(v))
+        if not 0 <= self.lo <= self.hi <= 256:
+            raise GxnorError(f"input_quant: thresholds must satisfy 0 <= lo <= hi <= 256, "
+                             f"got lo={self.lo}, hi={self.hi}")
+
+    def out_shape(self, shape):
+        return shape
+
+    def params(self):
+        return {"lo": self.lo, "hi": self.hi}
+
+    def arrays(self):
+        return {}
+
+
+@dataclass(frozen=True, eq=False)
+class Gate:
+    """Integer gate predictor of a conv layer (pre-synaptic gate): see module docstring."""
+    weights: np.ndarray
+    bias: np.ndarray
+
+    def __post_init__(self):
+        w = _int_array(self.weights, "gate weights", 2)
+        b = _int_array(self.bias, "gate bias", 1)
+        if b.shape[0] != w.shape[0]:
+            raise GxnorError(f"gate: bias has {b.shape[0]} entries for {w.shape[0]} kernels")
+        lo, hi = GATE_WEIGHT_RANGE
+        if w.size and (w.min() < lo or w.max() > hi):
+            raise GxnorError(f"gate weights must lie in [{lo}, {hi}] (8-bit)")
+        lo, hi = GATE_BIAS_RANGE
+        if b.size and (b.min() < lo or b.max() > hi):
+            raise GxnorError(f"gate bias must lie in [{lo}, {hi}] (24-bit)")
+        object.__setattr__(self, "weights", w)
+        object.__setattr__(self, "bias", b)
+
+    def log_alpha_bound(self, positions):
+        """Largest |log_alpha| for input maps of ``positions`` pixels per channel."""
+        return int(np.max(np.abs(self.weights.astype(np.int64)).sum(axis=1) * positions
+                          + np.abs(self.bias.astype(np.int64))))
+
+
+@dataclass(frozen=True, eq=False)
+class Conv:
+    """Ternary conv2d (odd kernel, stride 1) + per-channel ternary activation, optionally gated."""
+    weights: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    padding: str = "same"
+    gate: Optional[Gate] = None
+    kind: ClassVar[str] = "conv"
+
+    def __post_init__(self):
+        w = check_ternary(self.weights, "conv weights")
+        if w.ndim != 4 or w.shape[2] != w.shape[3] or w.shape[2] % 2 == 0:
+            raise GxnorError(f"conv weights: expected [K, C, k, k] with odd k, got shape {tuple(w.shape)}")
+        w = w.astype(np.int8)
+        w.setflags(write=False)
+        object.__setattr__(self, "weights", w)
+        if self.padding not in ("same", "valid"):
+            raise GxnorError(f"conv: padding must be 'same' or 'valid', got {self.padding!r}")
+        lo, hi = _thresholds(self.lo, self.hi, self.out_channels, self.fan_in, "conv")
+        if lo is None:
+            raise GxnorError("conv: thresholds are required (only the final dense layer has none)")
+        object.__setattr__(self, "lo", lo)
+        object.__setattr__(self, "hi", hi)
+        if self.gate is not None:
+            if not isinstance(self.gate, Gate):
+                raise GxnorError("conv: gate must be a Gate")
+            if self.gate.weights.shape != (self.out_channels, self.in_channels):
+                raise GxnorError(f"conv gate weights: expected shape ({self.out_channels}, "
+                                 f"{self.in_channels}), got {self.gate.weights.shape}")
+
+    out_channels = property(lambda self: self.weights.shape[0])
+    in_channels = property(lambda self: self.weights.shape[1])
+    kernel = property(lambda self: self.weights.shape[2])
+    fan_in = property(lambda self: self.in_channels * self.kernel * self.kernel)
+    pad = property(lambda self: (self.kernel - 1) // 2 if self.padding == "same" else 0)
+    acc_bits = property(lambda self: bit_length_signed(-self.fan_in, self.fan_in + 1))
+
+    def out_shape(self, shape):
+        if len(shape) != 3:
+            raise GxnorError(f"conv needs a [C,H,W] input, got shape {tuple(shape)}")
+        c, h, w = shape
+        if c != self.in_channels:
+            raise GxnorError(f"conv weights expect {self.in_channels} input channels, the input has {c}")
+        ho, wo = h + 2 * self.pad - self.kernel + 1, w + 2 * self.pad - self.kernel + 1
+        if ho < 1 or wo < 1:
+            raise GxnorError(f"conv: kernel {self.kernel} does not fit a {h}x{w} input with padding {self.padding!r}")
+        return (self.out_channels, ho, wo)
+
+    def params(self):
+        return {"padding": self.padding, "gated": self.gate is not None}
+
+    def arrays(self):
+        d = {"weights": self.weights, "lo": self.lo, "hi": self.hi}
+        if self.gate is not None:
+            d["gate_weights"] = self.gate.weights
+            d["gate_bias"] = self.gate.bias
+        return d
+
+
+@dataclass(frozen=True, eq=False)
+class Dense:
+    """Ternary fully-connected layer; with thresholds a hidden layer, without them the logits."""
+    weights: np.ndarray
+    lo: Optional[np.ndarray] = None
+    hi: Optional[np.ndarray] = None
+    kind: ClassVar[str] = "dense"
+
+    def __post_init__(self):
+        w = check_ternary(self.weights, "dense weights")
+        if w.ndim != 2:
+            raise GxnorError(f"dense weights: expected [K, N], got shape {tuple(w.shape)}")
+        w = w.astype(np.int8)
+        w.setflags(write=False)
+        object.__setattr__(self, "weights", w)
+        lo, hi = _thresholds(self.lo, self.hi, self.out_features, self.fan_in, "dense")
+        object.__setattr__(self, "lo", lo)
+        object.__setattr__(self, "hi", hi)
+
+    out_features = property(lambda self: self.weights.shape[0])
+    out_channels = out_features
+    fan_in = property(lambda self: self.weights.shape[1])
+    is_logits = property(lambda self: self.lo is None)
+    acc_bits = property(lambda self: bit_length_signed(-self.fan_in, self.fan_in + 1))
+    gate = None
+
+    def out_shape(self, shape):
+        if len(shape) != 1:
+            raise GxnorError(f"dense needs a flat input (add a flatten layer), got shape {tuple(shape)}")
+        if shape[0] != self.fan_in:
+            raise GxnorError(f"dense weights expect {self.fan_in} inputs, the input has {shape[0]}")
+        return (self.out_features,)
+
+    def params(self):
+        return {"logits": self.is_logits}
+
+    def arrays(self):
+        d = {"weights": self.weights}
+        if not self.is_logits:
+            d["lo"], d["hi"] = self.lo, self.hi
+        return d
+
+
+@dataclass(frozen=True, eq=False)
+class MaxPool:
+    """2x2 max-pool, stride 2, over a ternary [C,H,W] map; odd last row/column dropped."""
+    kind: ClassVar[str] = "maxpool"
+
+    def out_shape(self, shape):
+        if len(shape) != 3:
+            raise GxnorError(f"maxpool needs a [C,H,W] input, got shape {tuple(shape)}")
+        c, h, w = shape
+        if h < 2 or w < 2:
+            raise GxnorError(f"maxpool: a {h}x{w} map is smaller than the 2x2 window")
+        return (c, h // 2, w // 2)
+
+    def params(self):
+        return {}
+
+    def arrays(self):
+        return {}
+
+
+@dataclass(frozen=True, eq=False)
+class Flatten:
+    """[C,H,W] -> [C*H*W], C-major (PyTorch order)."""
+    kind: ClassVar[str] = "flatten"
+
+    def out_shape(self, shape):
+        return (int(np.prod(shape)),)
+
+    def params(self):
+        return {}
+
+    def arrays(self):
+        return {}
+
+
+LAYER_KINDS = {cls.kind: cls for cls in (InputQuant, Conv, Dense, MaxPool, Flatten)}

@@ -1,0 +1,208 @@
+"""The model file (``.gxm``): one zip (NumPy ``.npz``) holding the integer arrays and a JSON manifest.
+
+Layout
+------
+* ``__manifest__``: uint8 array, the UTF-8 bytes of a JSON object::
+
+    {"format": "gxnor-model", "schema": 1, "name": str, "input_shape": [C, H, W],
+     "gate_frac_bits": int, "default_tau": int, "meta": {...},
+     "layers": [{"kind": "input_quant", "lo": int, "hi": int},
+                {"kind": "conv", "padding": "same", "gated": bool,
+                 "arrays": {"weights": {"dtype": "int8", "shape": [K, C, k, k]}, "lo": ..., "hi": ...,
+                            "gate_weights": ..., "gate_bias": ...}},
+                {"kind": "maxpool"}, {"kind": "flatten"},
+                {"kind": "dense", "logits": bool, "arrays": {...}}],
+     "checksum": "sha256:<hex>"}
+
+* ``L<i>.<name>``: the arrays of layer ``i`` (weights int8, thresholds int32, gate int32).
+
+The checksum is the SHA-256 of, for each array in sorted name order, its name, dtype, shape and
+little-endian bytes. Loading never unpickles (``allow_pickle=False``) and checks everything: the
+container, the schema version, layer kinds, array dtypes and shapes against the manifest, the
+checksum, then every rule of the layers and the model (see golden.layers, golden.model).
+"""
+
+import hashlib
+import json
+import os
+import zipfile
+
+import numpy as np
+
+from .errors import GxnorError
+from .layers import LAYER_KINDS, Conv, Dense, Gate, InputQuant
+from .model import Model
+
+FORMAT = "gxnor-model"
+SCHEMA = 1
+MANIFEST = "__manifest__"
+
+
+def _checksum(arrays):
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(name.encode())
+        h.update(a.dtype.str.encode())
+        h.update(repr(tuple(a.shape)).encode())
+        h.update(a.astype(a.dtype.newbyteorder("<")).tobytes())
+    return "sha256:" + h.hexdigest()
+
+
+def to_arrays(model):
+    """Model -> (manifest dict, {name: array})."""
+    arrays, layers = {}, []
+    for i, layer in enumerate(model.layers):
+        entry = {"kind": layer.kind, **layer.params()}
+        if layer.arrays():
+            entry["arrays"] = {}
+            for name, a in layer.arrays().items():
+                arrays[f"L{i}.{name}"] = a
+                entry["arrays"][name] = {"dtype": a.dtype.name, "shape": list(a.shape)}
+        layers.append(entry)
+    manifest = {"format": FORMAT, "schema": SCHEMA, "name": model.name,
+                "input_shape": list(model.input_shape), "gate_frac_bits": model.gate_frac_bits,
+                "default_tau": model.default_tau, "meta": model.meta, "layers": layers,
+                "checksum": _checksum(arrays)}
+    return manifest, arrays
+
+
+def save(model, path, overwrite=False):
+    """Write ``model`` to ``path``. Refuses to replace an existing file unless ``overwrite``."""
+    path = os.fspath(path)
+    if os.path.exists(path) and not overwrite:
+        raise GxnorError(f"{path} exists; not overwriting it (use --force to replace it)")
+    manifest, arrays = to_arrays(model)
+    blob = np.frombuffer(json.dumps(manifest, indent=1).encode(), dtype=np.uint8)
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        np.savez_compressed(f, **{MANIFEST: blob}, **arrays)
+    os.replace(tmp, path)
+    return path
+
+
+def _layer_from(i, entry, arrays):
+    where = f"layer {i}"
+    if not isinstance(entry, dict) or "kind" not in entry:
+        raise GxnorError(f"{where}: entry has no 'kind'")
+    kind = entry["kind"]
+    if kind not in LAYER_KINDS:
+        raise GxnorError(f"{where}: unknown layer kind {kind!r} (known: {', '.join(LAYER_KINDS)})")
+    declared = entry.get("arrays", {})
+    got = {}
+    for name, spec in declared.items():
+        key = f"L{i}.{name}"
+        if key not in arrays:
+            raise GxnorError(f"{where} ({kind}): array {name!r} is missing from the file")
+        a = arrays[key]
+        if a.dtype.kind not in "iu":
+            raise GxnorError(f"{where} ({kind}): array {name!r} has dtype {a.dtype}, expected integers")
+        if list(a.shape) != list(spec.get("shape", [])) or a.dtype.name != spec.get("dtype"):
+            raise GxnorError(f"{where} ({kind}): array {name!r} is {a.dtype.name}{list(a.shape)} but "
+                             f"the manifest says {spec.get('dtype')}{spec.get('shape')}")
+        got[name] = a
+    try:
+        if kind == "input_quant":
+            return InputQuant(entry["lo"], entry["hi"])
+        if kind in ("conv", "dense"):
+            if "weights" not in got:
+                raise GxnorError("no weights")
+            if kind == "conv":
+                gate = None
+                if entry.get("gated"):
+                    if "gate_weights" not in got or "gate_bias" not in got:
+                        raise GxnorError("gated, but gate_weights/gate_bias are missing")
+                    gate = Gate(got["gate_weights"], got["gate_bias"])
+                return Conv(got["weights"], got.get("lo"), got.get("hi"),
+                            padding=entry.get("padding", "same"), gate=gate)
+            return Dense(got["weights"], got.get("lo"), got.get("hi"))
+        return LAYER_KINDS[kind]()
+    except GxnorError as e:
+        raise GxnorError(f"{where} ({kind}): {e}") from None
+    except KeyError as e:
+        raise GxnorError(f"{where} ({kind}): missing field {e}") from None
+
+
+def from_arrays(manifest, arrays):
+    """(manifest dict, {name: array}) -> validated Model."""
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise GxnorError("manifest is not a gxnor model manifest")
+    schema = manifest.get("schema")
+    if schema != SCHEMA:
+        raise GxnorError(f"unknown schema version {schema!r} (this gxnor reads schema {SCHEMA}); "
+                         f"re-export the model with this version")
+    if manifest.get("checksum") != _checksum(arrays):
+        raise GxnorError("checksum mismatch: the arrays do not match the manifest (file corrupted or edited)")
+    layers = manifest.get("layers")
+    if not isinstance(layers, list) or not layers:
+        raise GxnorError("manifest has no layers")
+    try:
+        return Model(input_shape=tuple(manifest["input_shape"]),
+                     layers=tuple(_layer_from(i, e, arrays) for i, e in enumerate(layers)),
+                     gate_frac_bits=manifest.get("gate_frac_bits", 0),
+                     default_tau=manifest.get("default_tau", 0),
+                     name=manifest.get("name", "model"), meta=manifest.get("meta", {}))
+    except KeyError as e:
+        raise GxnorError(f"manifest: missing field {e}") from None
+    except TypeError as e:
+        raise GxnorError(f"manifest: malformed field ({e})") from None
+
+
+def load(path):
+    """Read and validate a model file. Every problem is a one-line GxnorError naming the file."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise GxnorError(f"{path}: no such model file")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as e:
+        raise GxnorError(f"{path}: not a gxnor model file (truncated or not a .gxm zip: {e})") from None
+    if MANIFEST not in arrays:
+        raise GxnorError(f"{path}: not a gxnor model file (no manifest)")
+    try:
+        manifest = json.loads(arrays.pop(MANIFEST).tobytes().decode())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise GxnorError(f"{path}: manifest is not valid JSON ({e})") from None
+    try:
+        return from_arrays(manifest, arrays)
+    except GxnorError as e:
+        raise GxnorError(f"{path}: {e}") from None
+
+
+def load_inputs(path, model=None):
+    """Read images (and labels, if present) from ``.npy`` (images only) or ``.npz``
+    (``images`` and optional ``labels``). Validates against ``model`` when given.
+
+    Returns (uint8 images [N,C,H,W], int64 labels [N] or None).
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise GxnorError(f"{path}: no such inputs file")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+        raise GxnorError(f"{path}: not a .npy/.npz array file ({e})") from None
+    labels = None
+    if isinstance(data, np.ndarray):
+        images = data
+    else:
+        with data:
+            if "images" not in data.files:
+                raise GxnorError(f"{path}: no 'images' array (found: {', '.join(data.files) or 'none'})")
+            images = data["images"]
+            labels = data["labels"] if "labels" in data.files else None
+    if labels is not None:
+        if labels.dtype.kind not in "iu" or labels.ndim != 1 or len(labels) != len(images):
+            raise GxnorError(f"{path}: labels must be integers, one per image "
+                             f"(got {labels.dtype}{list(labels.shape)} for {len(images)} images)")
+        labels = labels.astype(np.int64)
+    if model is not None:
+        from .forward import check_inputs
+        try:
+            images = check_inputs(model, images)
+        except GxnorError as e:
+            raise GxnorError(f"{path}: {e}") from None
+        if labels is not None and len(labels) and (labels.min() < 0 or labels.max() >= model.num_classes):
+            raise GxnorError(f"{path}: labels outside [0, {model.num_classes - 1}] for this model")
+    return images, labels

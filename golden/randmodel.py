@@ -1,0 +1,128 @@
+"""Seeded random integer models of any supported shape, for tests, benchmarks and the RTL.
+
+Architecture strings: comma-separated layers after the input quantizer::
+
+    c16      conv, 16 kernels, 3x3, 'same' padding
+    c16k5v   conv, 16 kernels, 5x5, 'valid'        (k<odd> kernel size, v = valid)
+    c32g     gated conv (gate predictor from per-channel input sums)
+    p        2x2 max-pool
+    f        flatten
+    d256     dense, 256 outputs; the last dNN is the logits layer
+
+e.g. ``"f,d256,d256,d10"`` (an MNIST MLP) or ``"c16,p,c32g,p,f,d10"`` (a small gated CNN).
+
+Thresholds are drawn around the expected spread of each sum so activations are sparse, as in a
+trained GXNOR network; ``zero_weights`` sets the fraction of zero weights.
+"""
+
+import re
+
+import numpy as np
+
+from .errors import GxnorError
+from .layers import Conv, Dense, Flatten, Gate, InputQuant, MaxPool
+from .model import Model
+
+_TOKEN = re.compile(r"^(c(\d+)(k(\d+))?(v)?(g)?|p|f|d(\d+))$")
+
+PRESETS = {
+    "mlp": ("1x28x28", "f,d256,d256,d10"),
+    "cnn": ("1x28x28", "c16,p,c32,p,f,d10"),
+    "gated-cnn": ("1x28x28", "c16,p,c32g,p,c32g,f,d10"),
+    "tiny": ("1x8x8", "c4,p,c8g,f,d10"),
+}
+
+
+def parse_shape(text):
+    try:
+        shape = tuple(int(v) for v in str(text).lower().split("x"))
+    except ValueError:
+        shape = ()
+    if len(shape) != 3 or min(shape) < 1:
+        raise GxnorError(f"input shape {text!r}: expected CxHxW, e.g. 1x28x28")
+    return shape
+
+
+def parse_arch(text):
+    """Architecture string -> list of token tuples; raises GxnorError on a bad token."""
+    out = []
+    for tok in [t.strip() for t in str(text).split(",") if t.strip()]:
+        m = _TOKEN.match(tok)
+        if not m:
+            raise GxnorError(f"architecture token {tok!r} not understood "
+                             f"(use cN[kK][v][g], p, f, dN; e.g. c16,p,c32g,p,f,d10)")
+        if tok[0] == "c":
+            k = int(m.group(4) or 3)
+            if k % 2 == 0 or int(m.group(2)) < 1:
+                raise GxnorError(f"architecture token {tok!r}: kernel size must be odd and channels >= 1")
+            out.append(("c", int(m.group(2)), k, "valid" if m.group(5) else "same", bool(m.group(6))))
+        elif tok[0] == "d":
+            if int(m.group(7)) < 1:
+                raise GxnorError(f"architecture token {tok!r}: needs at least one output")
+            out.append(("d", int(m.group(7))))
+        else:
+            out.append((tok,))
+    if not out or out[-1][0] != "d":
+        raise GxnorError(f"architecture {text!r} must end with a dense logits layer (dN)")
+    return out
+
+
+def _ternary(rng, shape, zero_weights):
+    w = rng.choice(np.array([-1, 1], np.int8), size=shape)
+    w[rng.random(shape) < zero_weights] = 0
+    return w
+
+
+def _thresholds(rng, k, fan_in, density):
+    spread = max(1.0, np.sqrt(fan_in * density))
+    hi = np.maximum(1, np.round(spread * rng.uniform(0.3, 1.2, k))).astype(np.int32)
+    lo = (-np.round(spread * rng.uniform(0.3, 1.2, k))).astype(np.int32) + 1
+    lo = np.minimum(lo, hi)
+    return np.clip(lo, -fan_in, fan_in + 1), np.clip(hi, -fan_in, fan_in + 1)
+
+
+def random_model(arch, input_shape=(1, 28, 28), seed=0, zero_weights=0.5, input_lo=0, input_hi=128,
+                 gate_frac_bits=0, name=None):
+    """Build a seeded random model; see the module docstring for ``arch``."""
+    if not 0.0 <= zero_weights < 1.0:
+        raise GxnorError(f"zero_weights must lie in [0, 1), got {zero_weights}")
+    rng = np.random.default_rng(seed)
+    tokens = parse_arch(arch)
+    layers = [InputQuant(input_lo, input_hi)]
+    shape = tuple(input_shape)
+    density = 0.5 * (1.0 - zero_weights)
+    for n, tok in enumerate(tokens):
+        last = n == len(tokens) - 1
+        if tok[0] == "c":
+            _, k_out, k, padding, gated = tok
+            if len(shape) != 3:
+                raise GxnorError(f"architecture: conv after flatten (token {n})")
+            c = shape[0]
+            w = _ternary(rng, (k_out, c, k, k), zero_weights)
+            lo, hi = _thresholds(rng, k_out, c * k * k, density)
+            gate = None
+            if gated:
+                hw = shape[1] * shape[2]
+                gw = rng.integers(-3, 4, size=(k_out, c)).astype(np.int32)
+                gb = rng.integers(-hw // 4 - 1, hw // 4 + 2, size=k_out).astype(np.int32)
+                gate = Gate(gw, gb)
+            layer = Conv(w, lo, hi, padding=padding, gate=gate)
+        elif tok[0] == "d":
+            if len(shape) != 1:
+                raise GxnorError(f"architecture: dense on a [C,H,W] map needs a flatten before it (token {n})")
+            w = _ternary(rng, (tok[1], shape[0]), zero_weights)
+            lo, hi = (None, None) if last else _thresholds(rng, tok[1], shape[0], density)
+            layer = Dense(w, lo, hi)
+        elif tok[0] == "p":
+            layer = MaxPool()
+        else:
+            layer = Flatten()
+        try:
+            shape = tuple(layer.out_shape(shape))
+        except GxnorError as e:
+            raise GxnorError(f"architecture {arch!r}, token {n}: {e}") from None
+        layers.append(layer)
+    return Model(input_shape=tuple(input_shape), layers=tuple(layers), gate_frac_bits=gate_frac_bits,
+                 name=name or f"random-{arch}-s{seed}",
+                 meta={"generator": "golden.randmodel.random_model", "arch": arch, "seed": seed,
+                       "zero_weights": zero_weights})
