@@ -68,10 +68,11 @@ def check_inputs(model, images):
     want = f"uint8 images of shape (N, {c}, {h}, {w})" + (f" or (N, {h}, {w})" if c == 1 else "")
     if images.dtype != np.uint8:
         raise GxnorError(f"inputs: dtype {images.dtype}, expected {want}")
+    given = tuple(images.shape)
     if c == 1 and images.ndim == 3:
         images = images[:, None]
     if images.ndim != 4 or images.shape[1:] != (c, h, w):
-        raise GxnorError(f"inputs: shape {tuple(images.shape)}, expected {want}")
+        raise GxnorError(f"inputs: shape {given}, expected {want}")
     return images
 
 

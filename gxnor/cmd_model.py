@@ -1,0 +1,77 @@
+"""``gxnor model random`` and ``gxnor model show``."""
+
+from golden import modelfile
+from golden.randmodel import PRESETS, parse_shape, random_model
+
+from .common import check_new_output, print_json
+
+
+def register(sub):
+    p = sub.add_parser("model", help="create and inspect model files (.gxm)")
+    msub = p.add_subparsers(dest="model_command", metavar="ACTION")
+    msub.required = True
+
+    r = msub.add_parser("random", help="write a seeded random model of any supported shape",
+                        description="Layers after the input quantizer: cN[kK][v][g] (conv, K odd, "
+                                    "v=valid padding, g=gated), p (2x2 max-pool), f (flatten), "
+                                    "dN (dense; the last one gives the logits). "
+                                    f"Presets: {', '.join(f'{k}={v[1]}@{v[0]}' for k, v in PRESETS.items())}.")
+    r.add_argument("--arch", default="gated-cnn", help="architecture string or preset name (default gated-cnn)")
+    r.add_argument("--input", default=None, help="input shape CxHxW (default: the preset's, else 1x28x28)")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--zero-weights", type=float, default=0.5, help="fraction of zero weights (default 0.5)")
+    r.add_argument("--input-thresholds", type=int, nargs=2, default=(0, 128), metavar=("LO", "HI"),
+                   help="pixel thresholds: +1 if p >= HI, -1 if p < LO (default 0 128)")
+    r.add_argument("-o", "--output", required=True)
+    r.add_argument("--force", action="store_true", help="replace an existing output file")
+    r.set_defaults(func=cmd_random)
+
+    s = msub.add_parser("show", help="layers, shapes, parameters and memory bits of a model")
+    s.add_argument("model")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_show)
+
+
+def cmd_random(args):
+    arch, shape = args.arch, args.input
+    if arch in PRESETS:
+        shape = shape or PRESETS[arch][0]
+        arch = PRESETS[arch][1]
+    check_new_output(args.output, args.force)
+    model = random_model(arch, parse_shape(shape or "1x28x28"), seed=args.seed,
+                         zero_weights=args.zero_weights, input_lo=args.input_thresholds[0],
+                         input_hi=args.input_thresholds[1])
+    modelfile.save(model, args.output, overwrite=args.force)
+    print(f"wrote {args.output}: {model.name}, {len(model.layers)} layers, "
+          f"{sum(model.memory_bits())} parameter bits")
+
+
+def cmd_show(args):
+    model = modelfile.load(args.model)
+    rows = model.describe()
+    info = {"name": model.name, "input_shape": list(model.input_shape), "classes": model.num_classes,
+            "gated": model.gated, "tau_bits": model.tau_bits, "tau_range": list(model.tau_range),
+            "default_tau": model.default_tau, "gate_frac_bits": model.gate_frac_bits,
+            "memory_bits": sum(model.memory_bits()), "layers": rows, "meta": model.meta}
+    if args.json:
+        print_json(info)
+        return
+    print(f"model {model.name}: input {'x'.join(map(str, model.input_shape))}, "
+          f"{model.num_classes} classes, {info['memory_bits']} parameter bits "
+          f"({info['memory_bits'] / 8192:.1f} KiB)")
+    if model.gated:
+        print(f"gated: tau register {model.tau_bits} bits, range {model.tau_range}, default tau "
+              f"{model.default_tau} (= {model.default_tau / (1 << model.gate_frac_bits):g} log-alpha)")
+    print(f"{'#':>2} {'kind':<12} {'in':>12} {'out':>12} {'params':>8} {'zero w':>7} {'acc bits':>8} {'mem bits':>9}  notes")
+    for r in rows:
+        notes = []
+        if r["kind"] == "conv":
+            notes.append(f"{r['kernel']}x{r['kernel']} {r['padding']}" + (" gated" if r["gated"] else ""))
+        if r["kind"] == "input_quant":
+            notes.append(f"+1 if p >= {r['thresholds'][1]}, -1 if p < {r['thresholds'][0]}")
+        if r["kind"] == "dense" and r["index"] == len(rows) - 1:
+            notes.append("logits")
+        fmt = lambda s: "x".join(map(str, s))
+        print(f"{r['index']:>2} {r['kind']:<12} {fmt(r['in']):>12} {fmt(r['out']):>12} "
+              f"{r.get('params', ''):>8} {('%.2f' % r['zero_weights']) if 'zero_weights' in r else '':>7} "
+              f"{r.get('acc_bits', ''):>8} {r['memory_bits']:>9}  {' '.join(notes)}")

@@ -1,0 +1,57 @@
+"""Small helpers shared by the CLI subcommands: output files, JSON, progress, tau options."""
+
+import json
+import os
+import sys
+
+from golden.errors import GxnorError
+
+
+def check_new_output(path, force=False):
+    """Refuse to replace a user's file unless --force."""
+    if os.path.exists(path) and not force:
+        raise GxnorError(f"{path} exists; not overwriting it (use --force to replace it)")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise GxnorError(f"{parent}: output folder does not exist")
+
+
+def print_json(obj):
+    json.dump(obj, sys.stdout, indent=1, default=_default)
+    sys.stdout.write("\n")
+
+
+def _default(o):
+    import numpy as np
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def add_tau_options(parser):
+    g = parser.add_mutually_exclusive_group()
+    g.add_argument("--tau", type=float, default=None,
+                   help="gate threshold in log-alpha units (kernel on iff log_alpha > tau); "
+                        "default: the model's default tau")
+    g.add_argument("--tau-int", type=int, default=None,
+                   help="gate threshold as the raw integer the hardware's tau register holds")
+
+
+def resolve_tau(model, args):
+    """Integer tau from --tau / --tau-int (validated against the model's tau register)."""
+    if getattr(args, "tau_int", None) is not None:
+        return model.check_tau(args.tau_int)
+    if getattr(args, "tau", None) is not None:
+        return model.tau_from_log_alpha(args.tau)
+    return model.default_tau
+
+
+def progress_bar(total, desc, enabled=True):
+    """A tqdm bar on stderr (disabled when not a terminal or with --json)."""
+    from tqdm import tqdm
+    return tqdm(total=total, desc=desc, unit="img", file=sys.stderr,
+                disable=not enabled or not sys.stderr.isatty(), leave=False)

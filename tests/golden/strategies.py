@@ -1,0 +1,74 @@
+"""Hypothesis strategies: random integer models, inputs and tau values of every supported shape."""
+
+import numpy as np
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from golden.errors import GxnorError
+from golden.layers import Conv, Dense, Flatten, Gate, InputQuant, MaxPool
+from golden.model import Model
+
+
+def ternary(draw, shape):
+    mode = draw(st.sampled_from(["random", "random", "zeros", "nonzero"]))
+    if mode == "zeros":
+        return np.zeros(shape, np.int8)
+    elems = st.sampled_from([-1, 1]) if mode == "nonzero" else st.integers(-1, 1)
+    return draw(hnp.arrays(np.int8, shape, elements=elems))
+
+
+def thresholds(draw, k, fan_in):
+    t = st.integers(-fan_in, fan_in + 1)
+    a = np.array(draw(st.lists(t, min_size=k, max_size=k)), np.int32)
+    b = np.array(draw(st.lists(t, min_size=k, max_size=k)), np.int32)
+    return np.minimum(a, b), np.maximum(a, b)
+
+
+@st.composite
+def models(draw, max_side=10, max_channels=4):
+    c = draw(st.integers(1, 3))
+    h = draw(st.integers(1, max_side))
+    w = draw(st.integers(1, max_side))
+    lo = draw(st.integers(0, 256))
+    hi = draw(st.integers(lo, 256))
+    layers = [InputQuant(lo, hi)]
+    shape = (c, h, w)
+    for _ in range(draw(st.integers(0, 2))):
+        k = draw(st.sampled_from([1, 3, 5]))
+        padding = draw(st.sampled_from(["same", "valid"]))
+        kout = draw(st.integers(1, max_channels))
+        cin = shape[0]
+        if padding == "valid" and (shape[1] < k or shape[2] < k):
+            padding = "same"
+        gate = None
+        if draw(st.booleans()):
+            gw = draw(hnp.arrays(np.int32, (kout, cin), elements=st.integers(-128, 127)))
+            gb = draw(hnp.arrays(np.int32, (kout,), elements=st.integers(-(1 << 12), 1 << 12)))
+            gate = Gate(gw, gb)
+        layer = Conv(ternary(draw, (kout, cin, k, k)), *thresholds(draw, kout, cin * k * k),
+                     padding=padding, gate=gate)
+        layers.append(layer)
+        shape = layer.out_shape(shape)
+        if shape[1] >= 2 and shape[2] >= 2 and draw(st.booleans()):
+            layers.append(MaxPool())
+            shape = MaxPool().out_shape(shape)
+    layers.append(Flatten())
+    n = int(np.prod(shape))
+    for _ in range(draw(st.integers(0, 1))):
+        kout = draw(st.integers(1, 40))
+        layers.append(Dense(ternary(draw, (kout, n)), *thresholds(draw, kout, n)))
+        n = kout
+    classes = draw(st.integers(1, 12))
+    layers.append(Dense(ternary(draw, (classes, n))))
+    return Model((c, h, w), tuple(layers))
+
+
+@st.composite
+def model_inputs(draw, **kw):
+    model = draw(models(**kw))
+    n = draw(st.integers(1, 6))
+    pix = st.sampled_from([0, 255]) if draw(st.booleans()) else st.integers(0, 255)
+    images = draw(hnp.arrays(np.uint8, (n,) + model.input_shape, elements=pix))
+    lo, hi = model.tau_range
+    tau = draw(st.one_of(st.just(lo), st.just(hi), st.integers(lo, hi)))
+    return model, images, tau

@@ -1,0 +1,138 @@
+"""The bit-packed gated-XNOR golden model against the plain integer one, and the rules by hand."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+
+from golden.errors import GxnorError
+from golden.forward import check_inputs, run
+from golden.layers import Conv, Dense, Flatten, Gate, InputQuant, MaxPool
+from golden.model import Model
+
+from .strategies import model_inputs
+
+
+def assert_same(a, b):
+    assert np.array_equal(a.logits, b.logits)
+    assert np.array_equal(a.predictions, b.predictions)
+    assert len(a.activations) == len(b.activations)
+    for i, (x, y) in enumerate(zip(a.activations, b.activations)):
+        assert x.dtype == y.dtype and np.array_equal(x, y), f"layer {i}"
+    assert a.gates.keys() == b.gates.keys()
+    for i in a.gates:
+        assert np.array_equal(a.gates[i], b.gates[i]) and np.array_equal(a.log_alpha[i], b.log_alpha[i])
+    assert [w.as_dict() for w in a.work] == [w.as_dict() for w in b.work]
+
+
+@settings(max_examples=400)
+@given(model_inputs())
+def test_packed_equals_plain(case):
+    model, images, tau = case
+    a = run(model, images, tau=tau, impl="packed", keep_activations=True)
+    b = run(model, images, tau=tau, impl="plain", keep_activations=True)
+    assert_same(a, b)
+    # Every nominal MAC is in exactly one class; gated-off kernels output 0 everywhere.
+    for w in a.work:
+        assert w.fired + w.skip_gated + w.skip_zero_act + w.skip_zero_weight == w.dense_macs
+    for i, on in a.gates.items():
+        out = a.activations[i]
+        assert not np.any(out[~on]), "a gated-off kernel produced a nonzero output"
+    # Activations are ternary int8; logits are int32 and argmax takes the lowest index on ties.
+    for x in a.activations[:-1]:
+        assert x.dtype == np.int8 and set(np.unique(x)) <= {-1, 0, 1}
+    first_max = np.array([np.flatnonzero(r == r.max())[0] for r in a.logits])
+    assert np.array_equal(a.predictions, first_max)
+
+
+@settings(max_examples=100)
+@given(model_inputs())
+def test_tau_extremes_switch_all_kernels(case):
+    model, images, _ = case
+    lo, hi = model.tau_range
+    on = run(model, images, tau=lo)
+    off = run(model, images, tau=hi)
+    for i in on.gates:
+        assert on.gates[i].all() and not off.gates[i].any()
+        assert next(w for w in off.work if w.index == i).fired == 0
+
+
+def test_hand_computed_conv_gate_pool_dense():
+    # One 4x4 image, thresholds 100/200: pixels -> ternary by hand.
+    img = np.array([[[0, 250, 150, 0],
+                     [99, 100, 200, 255],
+                     [0, 0, 0, 0],
+                     [255, 255, 255, 255]]], np.uint8)[None]
+    x_t = np.array([[-1, 1, 0, -1],
+                    [-1, 0, 1, 1],
+                    [-1, -1, -1, -1],
+                    [1, 1, 1, 1]])
+    # Kernel 0: the identity tap (centre +1); kernel 1: centre -1 and a +1 to the right.
+    w = np.zeros((2, 1, 3, 3), np.int8)
+    w[0, 0, 1, 1] = 1
+    w[1, 0, 1, 1] = -1
+    w[1, 0, 1, 2] = 1
+    conv = Conv(w, lo=np.array([0, 0]), hi=np.array([1, 1]), padding="same")
+    # Kernel 1 by hand: -x[i,j] + x[i,j+1] (0 beyond the right edge).
+    k1 = np.array([[2, -1, -1, 1],
+                   [1, 1, 0, -1],
+                   [0, 0, 0, 1],
+                   [0, 0, 0, -1]])
+    # activation: +1 if a >= 1, -1 if a < 0
+    act0 = np.sign(x_t)
+    act1 = np.where(k1 >= 1, 1, np.where(k1 < 0, -1, 0))
+    pooled = np.stack([act0, act1]).reshape(2, 2, 2, 2, 2).max(axis=(2, 4))
+    dense_w = np.zeros((3, 8), np.int8)
+    dense_w[0, :] = 1
+    dense_w[1, 0] = -1
+    dense_w[2, 7] = 1
+    model = Model((1, 4, 4), (InputQuant(100, 200), conv, MaxPool(), Flatten(), Dense(dense_w)))
+    res = run(model, img, keep_activations=True)
+    assert np.array_equal(res.activations[0][0, 0], x_t)
+    assert np.array_equal(res.activations[1][0], np.stack([act0, act1]))
+    assert np.array_equal(res.activations[2][0], pooled)
+    flat = pooled.reshape(-1)
+    assert res.logits[0].tolist() == [flat.sum(), -flat[0], flat[7]]
+    # events: nonzero inputs of the conv = 14 of 16; fired = events under a nonzero weight tap
+    w0 = res.work[0]
+    assert w0.input_events == 14
+    assert w0.dense_macs == 16 * 2 * 9
+    # kernel 0 fires once per nonzero pixel (14); kernel 1: centre tap 14 + right tap (nonzero right
+    # neighbours: row0: 1,0,-1 -> 2; row1: 0,1,1 -> 2; row2: 3; row3: 3) = 10
+    assert w0.fired == 14 + 14 + 10
+
+
+def test_gate_decision_is_strictly_greater_than_tau():
+    # s = per-channel sum of the ternary input; la = 2*s - 3
+    w = np.ones((1, 1, 1, 1), np.int8)
+    gate = Gate(np.array([[2]]), np.array([-3]))
+    model = Model((1, 1, 4), (InputQuant(0, 128), Conv(w, np.array([0]), np.array([1]), gate=gate),
+                              Flatten(), Dense(np.ones((1, 4), np.int8))))
+    img = np.array([[[[255, 255, 255, 0]]]], np.uint8)    # s = 3 -> la = 3
+    assert run(model, img, tau=2).gates[1].tolist() == [[True]]
+    assert run(model, img, tau=3).gates[1].tolist() == [[False]]
+    off = run(model, img, tau=3, keep_activations=True)
+    assert not off.activations[1].any() and off.work[0].skip_gated == 4
+
+
+@pytest.mark.parametrize("images,msg", [
+    (np.zeros((2, 28, 28), np.float32), "dtype float32"),
+    (np.zeros((2, 27, 28), np.uint8), r"shape \(2, 27, 28\)"),
+    (np.zeros((2, 2, 28, 28), np.uint8), r"shape \(2, 2, 28, 28\)"),
+])
+def test_bad_inputs(images, msg):
+    from golden.randmodel import random_model
+    model = random_model("f,d10", (1, 28, 28))
+    with pytest.raises(GxnorError, match=msg):
+        check_inputs(model, images)
+
+
+def test_tau_out_of_range_and_non_integer():
+    from golden.randmodel import random_model
+    model = random_model("c4g,f,d3", (1, 6, 6))
+    lo, hi = model.tau_range
+    with pytest.raises(GxnorError, match="outside the representable range"):
+        run(model, np.zeros((1, 6, 6), np.uint8), tau=hi + 1)
+    with pytest.raises(GxnorError, match="outside the representable range"):
+        run(model, np.zeros((1, 6, 6), np.uint8), tau=lo - 1)
+    with pytest.raises(GxnorError, match="must be an integer"):
+        run(model, np.zeros((1, 6, 6), np.uint8), tau=0.5)
