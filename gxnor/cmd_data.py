@@ -1,0 +1,59 @@
+"""``gxnor data``: data-set commands.
+
+``gxnor data export DATASET --split train|test [--path P] [--seed S] -o X.npz [--force]`` writes one
+split as an ``.npz`` with ``images`` (uint8 [N, C, H, W]) and ``labels`` (int64 [N]); see
+:mod:`gxnor.data` for the data sets and their splits. An existing output file is never replaced
+unless ``--force`` is given; the file is written to a temporary name first and renamed, so an
+interrupted export leaves no half-written file.
+"""
+
+import os
+from pathlib import Path
+
+from golden.errors import GxnorError
+
+
+def register(subparsers):
+    from gxnor.data import DATASETS, SPLITS
+
+    p = subparsers.add_parser("data", help="export data sets as .npz (uint8 images, int64 labels)")
+    sub = p.add_subparsers(dest="data_command", metavar="ACTION")
+    sub.required = True
+    e = sub.add_parser("export", help="write one split of a data set to an .npz file",
+                       description="Write images (uint8 [N,C,H,W]) and labels (int64 [N]) of one "
+                                   "split to an .npz file.")
+    e.add_argument("dataset", choices=DATASETS, metavar="DATASET",
+                   help=f"one of: {', '.join(DATASETS)}")
+    e.add_argument("--split", choices=SPLITS, required=True, help="train or test")
+    e.add_argument("--path", help="directory with the files (mnist: IDX files; cifar10: python "
+                                  "batches); not needed for the bundled mnist5k and digits")
+    e.add_argument("--seed", type=int, default=0,
+                   help="split permutation seed for mnist5k/digits (default 0, the documented split)")
+    e.add_argument("-o", "--output", required=True, help="output .npz file")
+    e.add_argument("--force", action="store_true", help="overwrite the output file if it exists")
+    e.set_defaults(func=run_export)
+
+
+def run_export(args):
+    import numpy as np
+
+    from gxnor.data import describe, load_dataset
+
+    out = Path(args.output)
+    if out.exists() and not args.force:
+        raise GxnorError(f"output file {out} already exists; pass --force to overwrite it")
+    if out.exists() and out.is_dir():
+        raise GxnorError(f"output {out} is a directory; give a file name like {out / 'data.npz'}")
+    if not out.parent.is_dir():
+        raise GxnorError(f"output directory {out.parent} does not exist; create it first")
+    images, labels = load_dataset(args.dataset, args.split, path=args.path, seed=args.seed)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:  # a file object: numpy does not append ".npz" to the name
+            np.savez_compressed(f, images=images, labels=labels)
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    print(f"wrote {out}: {args.dataset} {args.split}, {describe(images, labels)}")
+    return 0
