@@ -123,19 +123,21 @@ def _work_from(index, layer, x, on, fired, taps_nz):
 
 def _linear_packed(x, layer):
     """Packed gated-XNOR sums: returns (acc [N,P,K], fired [N,P,K], taps_nz [N,P])."""
-    patches = _patches(x, layer)
     nz_w, sg_w = pack(layer.weights.reshape(layer.out_channels, -1))
-    n, p, f = patches.shape
+    n = x.shape[0]
+    p = 1 if isinstance(layer, Dense) else int(np.prod(layer.out_shape(x.shape[1:])[1:]))
     per_image = max(1, p * layer.out_channels * nz_w.shape[1])
     step = max(1, _CHUNK_WORDS // per_image)
     accs, fireds, taps = [], [], []
     for s in range(0, n, step):
-        chunk = patches[s:s + step]
-        nz_x, sg_x = pack_bits(chunk != 0), pack_bits(chunk < 0)
+        xs = x[s:s + step]
+        m = len(xs)
+        nz_x = pack_bits(_patches(xs != 0, layer)).reshape(m * p, -1)   # [m*P, W]
+        sg_x = pack_bits(_patches(xs < 0, layer)).reshape(m * p, -1)
         acc, fired = packed_dot(nz_x, sg_x, nz_w, sg_w)
-        accs.append(acc)
-        fireds.append(fired)
-        taps.append(np.bitwise_count(nz_x).sum(axis=-1, dtype=np.int32))
+        accs.append(acc.reshape(m, p, -1))
+        fireds.append(fired.reshape(m, p, -1))
+        taps.append(np.bitwise_count(nz_x).sum(axis=-1, dtype=np.int32).reshape(m, p))
     return np.concatenate(accs), np.concatenate(fireds), np.concatenate(taps)
 
 
@@ -172,14 +174,13 @@ def _linear_plain(x, layer):
 def _maxpool(x, plain):
     n, c, h, w = x.shape
     x = x[:, :, :h // 2 * 2, :w // 2 * 2]
-    win = x.reshape(n, c, h // 2, 2, w // 2, 2)
     if plain:
-        return win.max(axis=(3, 5))
+        return x.reshape(n, c, h // 2, 2, w // 2, 2).max(axis=(3, 5))
     # Bit-plane form: +1 if any +1 in the window; else 0 if any 0; else -1.
-    nz, sg = win != 0, win < 0
-    any_pos = (nz & ~sg).any(axis=(3, 5))
-    any_zero = (~nz).any(axis=(3, 5))
-    return (any_pos.astype(np.int8) - (~any_pos & ~any_zero).astype(np.int8))
+    corners = [x[:, :, i::2, j::2] for i in (0, 1) for j in (0, 1)]
+    any_pos = np.logical_or.reduce([v > 0 for v in corners])
+    any_zero = np.logical_or.reduce([v == 0 for v in corners])
+    return any_pos.astype(np.int8) - (~any_pos & ~any_zero).astype(np.int8)
 
 
 def _run_chunk(model, images, tau, plain, keep):

@@ -94,28 +94,47 @@ def unpack(nz, sg, n):
     return nzb.astype(np.int8) * (1 - 2 * sgb.astype(np.int8))
 
 
-def packed_dot(nz_x, sg_x, nz_w, sg_w):
+def packed_dot(nz_x, sg_x, nz_w, sg_w, block=None):
     """Gated-XNOR dot products by popcount.
 
     Parameters
     ----------
-    nz_x, sg_x : uint64 [..., M, W]
+    nz_x, sg_x : uint64 [M, W]
         Activation bit-planes (M rows of W words).
     nz_w, sg_w : uint64 [K, W]
         Weight bit-planes.
+    block : int or None
+        Rows per step; keeps the [block, K] temporaries in cache (speed only). Default: about
+        32K temporaries per step.
 
     Returns
     -------
-    dot : int32 [..., M, K]
-        Sum of the gated-XNOR products.
-    fired : int32 [..., M, K]
-        How many products fired (weight and activation both nonzero).
+    dot : int32 [M, K]
+        Sum of the gated-XNOR products: ``popcount(both) - 2 * popcount(both & (sg_x ^ sg_w))``
+        with ``both = nz_x & nz_w``, summed over the words.
+    fired : int32 [M, K]
+        How many products fired (weight and activation both nonzero): ``popcount(both)``.
     """
-    both = nz_x[..., :, None, :] & nz_w
-    fired = np.bitwise_count(both).sum(axis=-1, dtype=np.int32)
-    neg = both & (sg_x[..., :, None, :] ^ sg_w)
-    dot = fired - 2 * np.bitwise_count(neg).sum(axis=-1, dtype=np.int32)
-    return dot, fired
+    m, words = nz_x.shape
+    k = nz_w.shape[0]
+    fired = np.zeros((m, k), np.int32)
+    neg = np.zeros((m, k), np.int32)
+    nz_wt, sg_wt = np.ascontiguousarray(nz_w.T), np.ascontiguousarray(sg_w.T)
+    block = block or max(64, 32768 // max(k, 1))
+    both = np.empty((block, k), np.uint64)
+    diff = np.empty((block, k), np.uint64)
+    count = np.empty((block, k), np.uint8)
+    for s in range(0, m, block):
+        e = min(m, s + block)
+        n = e - s
+        f, g, b, d, c = fired[s:e], neg[s:e], both[:n], diff[:n], count[:n]
+        for i in range(words):
+            np.bitwise_and(nz_x[s:e, i, None], nz_wt[i], out=b)
+            f += np.bitwise_count(b, out=c)
+            np.bitwise_xor(sg_x[s:e, i, None], sg_wt[i], out=d)
+            d &= b
+            g += np.bitwise_count(d, out=c)
+    return fired - 2 * neg, fired
 
 
 def threshold(a, lo, hi):

@@ -39,9 +39,9 @@ def test_pack_unpack_roundtrip(t):
 @given(st.data())
 def test_packed_dot_equals_integer_dot(data):
     n = data.draw(st.integers(1, 200))
-    x = data.draw(hnp.arrays(np.int8, (data.draw(st.integers(1, 5)), n), elements=st.integers(-1, 1)))
+    x = data.draw(hnp.arrays(np.int8, (data.draw(st.integers(1, 9)), n), elements=st.integers(-1, 1)))
     w = data.draw(hnp.arrays(np.int8, (data.draw(st.integers(1, 5)), n), elements=st.integers(-1, 1)))
-    dot, fired = packed_dot(*pack(x), *pack(w))
+    dot, fired = packed_dot(*pack(x), *pack(w), block=data.draw(st.integers(1, 4)))
     assert np.array_equal(dot, x.astype(np.int32) @ w.T.astype(np.int32))
     assert np.array_equal(fired, (x != 0).astype(np.int32) @ (w != 0).astype(np.int32).T)
 
@@ -51,6 +51,8 @@ def test_packed_dot_extremes_full_fan_in():
     ones = np.ones((1, n), np.int8)
     dot, fired = packed_dot(*pack(ones), *pack(-ones))
     assert dot[0, 0] == -n and fired[0, 0] == n
+    dot, fired = packed_dot(*pack(ones), *pack(ones), block=1)
+    assert dot[0, 0] == n and fired[0, 0] == n
     dot, fired = packed_dot(*pack(np.zeros((1, n), np.int8)), *pack(ones))
     assert dot[0, 0] == 0 and fired[0, 0] == 0
 
