@@ -1,0 +1,191 @@
+"""``gxnor train``, ``gxnor export``, ``gxnor sweep``: quantization-aware training (Brevitas), export
+to the bit-exact golden model (checked at export time), and the accuracy-vs-effort sweep."""
+
+import json
+import os
+import shlex
+import sys
+
+from golden.errors import GxnorError
+
+from .common import check_new_output, print_json
+
+
+def register(sub):
+    t = sub.add_parser("train", help="train a ternary (or --float) network with Brevitas on the CPU")
+    t.add_argument("--arch", required=True, help="mlp, cnn or gated-cnn")
+    t.add_argument("--dataset", required=True, help="mnist5k, digits, mnist (needs --path) or cifar10 (needs --path)")
+    t.add_argument("--path", default=None, help="folder holding the mnist / cifar10 files")
+    t.add_argument("--epochs", type=int, required=True)
+    t.add_argument("--seed", type=int, default=0, help="fixes initialisation, batch order, augmentation, gate noise")
+    t.add_argument("-o", "--output", required=True, metavar="RUN", help="run folder (checkpoint, config, metrics)")
+    t.add_argument("--float", action="store_true", help="float baseline of the same architecture")
+    t.add_argument("--lambda", dest="lam", type=float, default=0.0,
+                   help="L0 penalty weight of the gates (gated-cnn), on the expected fraction of dense MACs")
+    t.add_argument("--lr", type=float, default=None, help="peak learning rate (one-cycle; default 0.01 ternary, 0.003 float)")
+    t.add_argument("--batch", type=int, default=64)
+    t.add_argument("--train-limit", type=int, default=None, help="use only the first N training images")
+    t.add_argument("--shift", type=int, default=2, help="random translation augmentation, pixels (0 = off)")
+    t.add_argument("--eval-tau", type=float, default=0.0, help="log-alpha tau for the test accuracy of gated models")
+    t.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest for these small models)")
+    g = t.add_mutually_exclusive_group()
+    g.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
+    g.add_argument("--force", action="store_true", help="replace an existing run folder")
+    t.add_argument("--json", action="store_true", help="print the final metrics as JSON")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("export", help="write the golden model (.gxm) of a trained run, verified bit-exact")
+    e.add_argument("run", metavar="RUN", help="run folder written by gxnor train")
+    e.add_argument("-o", "--output", required=True, metavar="M.gxm")
+    e.add_argument("--qonnx", default=None, metavar="M.onnx", help="also write the QONNX graph (gates at the default tau)")
+    e.add_argument("--tau", type=float, default=0.0, help="default tau of the model, log-alpha units")
+    e.add_argument("--float-run", default=None, metavar="RUN",
+                   help="the float baseline's run folder; its test accuracy goes into the model meta")
+    e.add_argument("--name", default=None, help="model name (default: the output file's stem)")
+    e.add_argument("--force", action="store_true", help="replace existing output files")
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(func=cmd_export)
+
+    s = sub.add_parser("sweep", help="accuracy, MACs and fired XNORs versus the gate threshold tau")
+    s.add_argument("model", metavar="M.gxm")
+    s.add_argument("--inputs", required=True, help=".npz with 'images' and 'labels' (e.g. from gxnor data export)")
+    s.add_argument("--taus", type=float, nargs="+", default=None,
+                   help="thresholds in log-alpha units (default -6 ... 6 in steps of 1)")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--plot", default=None, metavar="out.png", help="accuracy vs MAC-fraction plot")
+    s.set_defaults(func=cmd_sweep)
+
+
+def _command():
+    return "gxnor " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def cmd_train(args):
+    from quant.nets import ARCHS
+    from quant.train import default_config, train
+
+    if args.arch not in ARCHS:
+        raise GxnorError(f"unknown architecture {args.arch!r}; choose one of {', '.join(ARCHS)}")
+    from gxnor.data import DATASETS
+    if args.dataset not in DATASETS:
+        raise GxnorError(f"unknown data set {args.dataset!r}; choose one of {', '.join(DATASETS)}")
+    if args.lam and "gated" not in args.arch:
+        raise GxnorError(f"--lambda applies to gated architectures only; {args.arch} has no gates")
+    import torch
+    torch.set_num_threads(max(1, args.threads))
+    cfg = default_config(args.arch, args.dataset, args.epochs, args.seed, ternary=not args.float,
+                         lam=args.lam, path=args.path, lr=args.lr, batch=args.batch,
+                         train_limit=args.train_limit, tau=args.eval_tau, shift=args.shift)
+    cfg["command"] = _command()
+    m = train(cfg, args.output, resume=args.resume, force=args.force, progress=not args.json and sys.stderr.isatty(),
+              log=(lambda s: print(s, file=sys.stderr)) if args.json else print)
+    if args.json:
+        print_json(m)
+    else:
+        extra = (f", all gates on {100 * m['test_accuracy_all_gates_on']:.2f}%" if "test_accuracy_all_gates_on" in m else "")
+        print(f"{args.output}: test accuracy {100 * m['test_accuracy']:.2f}%{extra} "
+              f"(train {100 * m['train_accuracy']:.2f}%); metrics in {os.path.join(args.output, 'metrics.json')}")
+
+
+def cmd_export(args):
+    from golden import modelfile
+    from quant.export import check_exact, to_golden, verify
+    from quant.train import METRICS, load_data, load_run
+
+    check_new_output(args.output, args.force)
+    if args.qonnx:
+        check_new_output(args.qonnx, args.force)
+    cfg, net, ck = load_run(args.run)
+    float_acc = None
+    if args.float_run:
+        fcfg, _, _ = load_run(args.float_run)
+        if fcfg.get("ternary", True):
+            raise GxnorError(f"{args.float_run}: not a float run (train it with --float)")
+        if (fcfg["arch"], fcfg["dataset"]) != (cfg["arch"], cfg["dataset"]):
+            raise GxnorError(f"{args.float_run}: float run is {fcfg['arch']} on {fcfg['dataset']}, "
+                             f"not {cfg['arch']} on {cfg['dataset']}")
+        try:
+            with open(os.path.join(args.float_run, METRICS)) as f:
+                float_acc = json.load(f)["test_accuracy"]
+        except (OSError, ValueError, KeyError):
+            raise GxnorError(f"{args.float_run}: no final metrics (is its training finished?)") from None
+    if ck["epoch"] < cfg["epochs"]:
+        raise GxnorError(f"{args.run}: training stopped at epoch {ck['epoch']} of {cfg['epochs']}; "
+                         f"finish it with gxnor train ... --resume")
+    name = args.name or os.path.splitext(os.path.basename(args.output))[0]
+    model = to_golden(net, default_tau=args.tau, name=name)
+    x, y = load_data(cfg, "test")
+    report = verify(net, model, x)
+    check_exact(report, f"the {cfg['dataset']} test split ({len(x)} images)")
+    reports = [report]
+    ungated = None
+    if model.gated:
+        rep_all = verify(net, model, x, tau_int=model.tau_range[0])
+        check_exact(rep_all, f"the {cfg['dataset']} test split with every gate on")
+        reports.append(rep_all)
+        ungated = rep_all["golden_result"].accuracy(y)
+    acc = report["golden_result"].accuracy(y)
+    meta = {"training_command": cfg.get("command"), "export_command": _command(),
+            "arch": cfg["arch"], "dataset": cfg["dataset"], "epochs": cfg["epochs"], "seed": cfg["seed"],
+            "lambda": cfg["lambda"], "test_images": int(len(x)), "test_accuracy": acc,
+            "default_tau_log_alpha": args.tau if model.gated else None,
+            "ungated_accuracy": ungated if model.gated else acc, "float_accuracy": float_acc,
+            "exactness": [{"tau": r["tau"], "images": r["images"], "exact": r["exact"]} for r in reports]}
+    model = type(model)(input_shape=model.input_shape, layers=model.layers, gate_frac_bits=model.gate_frac_bits,
+                        default_tau=model.default_tau, name=model.name, meta=meta)
+    out = {"model": args.output, "meta": meta}
+    if args.qonnx:
+        import numpy as np
+
+        from quant import qonnx_io
+        tau_real = model.default_tau / float(1 << model.gate_frac_bits) if model.gated else None
+        qonnx_io.export(net, args.qonnx, tau=tau_real)
+        outs = qonnx_io.execute(args.qonnx, report["golden_result"].activations[0][:qonnx_io.BATCH])
+        gacts = report["golden_result"].activations[1:]
+        same = [bool(np.array_equal(o, g[:qonnx_io.BATCH].astype(np.float64))) for o, g in zip(outs, gacts)]
+        if not all(same):
+            raise GxnorError(f"{args.qonnx}: the QONNX graph disagrees with golden on layer(s) "
+                             f"{[i + 1 for i, s in enumerate(same) if not s]}")
+        out["qonnx"] = {"path": args.qonnx, "images_checked": int(min(len(x), qonnx_io.BATCH)), "layers_equal": same}
+    modelfile.save(model, args.output, overwrite=args.force)
+    if args.json:
+        print_json(out)
+        return
+    print(f"{args.output}: bit-exact with the Brevitas eval model on all {len(x)} {cfg['dataset']} test images "
+          f"(every layer, gate, logit, prediction); test accuracy {100 * acc:.2f}%"
+          + (f", all gates on {100 * ungated:.2f}%" if model.gated else "")
+          + (f", float baseline {100 * float_acc:.2f}%" if float_acc is not None else ""))
+    if args.qonnx:
+        print(f"{args.qonnx}: QONNX graph, every layer output equal to golden on the first "
+              f"{out['qonnx']['images_checked']} test images")
+
+
+def cmd_sweep(args):
+    from golden import modelfile
+    from quant.sweep import default_taus, format_table, plot, sweep
+
+    model = modelfile.load(args.model)
+    images, labels = modelfile.load_inputs(args.inputs, model)
+    taus = args.taus if args.taus is not None else default_taus()
+    rows = sweep(model, images, labels, taus)
+    meta = model.meta or {}
+    out = {"model": model.name, "images": int(len(images)), "gated": model.gated,
+           "float_accuracy": meta.get("float_accuracy"), "ungated_accuracy": meta.get("ungated_accuracy"),
+           "rows": rows}
+    if args.plot:
+        check_new_output(args.plot, force=True)
+        plot(rows, meta, args.plot, f"{model.name}: accuracy vs effort")
+        out["plot"] = args.plot
+    if args.json:
+        print_json(out)
+        return
+    refs = []
+    if out["float_accuracy"] is not None:
+        refs.append(f"float {100 * out['float_accuracy']:.2f}%")
+    if out["ungated_accuracy"] is not None:
+        refs.append(f"ungated ternary {100 * out['ungated_accuracy']:.2f}%")
+    print(f"{model.name}: {len(images)} images" + (f"; reference: {', '.join(refs)}" if refs else "")
+          + ("" if model.gated else " (no gates: tau has no effect)"))
+    print(format_table(rows))
+    if args.plot:
+        print(f"plot written to {args.plot}")

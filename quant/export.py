@@ -1,0 +1,169 @@
+"""Brevitas eval model -> golden integer model, and the exactness check between them.
+
+Per layer (``net.layers[i]`` becomes ``model.layers[i]``):
+
+* input quantizer: its integer thresholds, unchanged;
+* ternary conv/dense block: the Brevitas quantized weights (exactly {-1, 0, +1}); channels whose
+  folded BN scale is negative have their weights negated; thresholds from
+  :func:`quant.thresholds.channel_thresholds` applied to the block's own eval ``bn_act``;
+* gate predictor: integer weights/bias ``round(value * 2**f)`` of the on-grid values (exact);
+* max-pool, flatten: as is; logits dense: the quantized weights.
+
+:func:`verify` runs both models on the same images and compares, exactly, every layer's ternary
+output, every gate decision and log-alpha, the logits and the predictions.
+"""
+
+import math
+
+import numpy as np
+
+from golden.errors import GxnorError
+from golden.forward import run
+from golden.layers import Conv, Dense, Flatten, Gate, InputQuant, MaxPool
+from golden.model import Model
+
+
+def _ternary_weights(linear, where):
+    w = linear.quant_weight().value.detach().numpy()
+    if not np.all(np.isin(w, (-1.0, 0.0, 1.0))):
+        raise GxnorError(f"{where}: weights are not exactly ternary; golden cannot express this layer")
+    return w.astype(np.int8)
+
+
+def to_golden(net, gate_frac_bits=None, default_tau=0.0, name="model", meta=None):
+    """Build the golden Model of a trained ternary :class:`quant.nets.Net` (in eval mode)."""
+    import torch
+    import torch.nn as nn
+
+    from .nets import GATE_FRAC_BITS, InputQuant as TInput, LogitsDense, TernaryBlock
+    from .thresholds import channel_thresholds
+
+    if not net.ternary:
+        raise GxnorError("this is a float baseline (--float): its float weights and ReLU activations are a "
+                         "layer golden cannot express; export a ternary run")
+    f = GATE_FRAC_BITS if gate_frac_bits is None else gate_frac_bits
+    net.eval()
+    layers = []
+    with torch.no_grad():
+        for i, (layer, kind) in enumerate(zip(net.layers, net.kinds)):
+            where = f"layer {i} ({kind})"
+            if isinstance(layer, TInput):
+                layers.append(InputQuant(layer.lo, layer.hi))
+            elif isinstance(layer, TernaryBlock):
+                w = _ternary_weights(layer.linear, where)
+                if kind == "conv":
+                    c = layer.linear
+                    if (tuple(c.kernel_size) != (3, 3) or tuple(c.stride) != (1, 1) or tuple(c.padding) != (1, 1)
+                            or tuple(c.dilation) != (1, 1) or c.groups != 1):
+                        raise GxnorError(f"{where}: only 3x3 stride-1 'same' convolutions are expressible in golden")
+                scale, _ = layer.folded()
+                if not torch.all(torch.isfinite(scale)):
+                    raise GxnorError(f"{where}: BatchNorm scale is not finite; golden cannot express this layer")
+                signs = np.where(scale.numpy() < 0, -1, 1).astype(np.int64)
+                w = w * signs.reshape((-1,) + (1,) * (w.ndim - 1)).astype(np.int8)
+                lo, hi = channel_thresholds(layer.bn_act, layer.fan_in, signs)
+                if kind == "conv":
+                    gate = None
+                    if layer.gate is not None:
+                        if layer.gate.frac_bits != f:
+                            raise GxnorError(f"{where}: gate grid 2^-{layer.gate.frac_bits} differs from the "
+                                             f"model's 2^-{f}")
+                        gw, gb = layer.gate.integer()
+                        gate = Gate(gw, gb)
+                    layers.append(Conv(w, lo, hi, padding="same", gate=gate))
+                else:
+                    layers.append(Dense(w, lo, hi))
+            elif isinstance(layer, LogitsDense):
+                layers.append(Dense(_ternary_weights(layer.linear, where)))
+            elif isinstance(layer, nn.MaxPool2d):
+                layers.append(MaxPool())
+            elif isinstance(layer, nn.Flatten):
+                layers.append(Flatten())
+            else:
+                raise GxnorError(f"{where}: {type(layer).__name__} is a layer golden cannot express")
+    model = Model(input_shape=net.input_shape, layers=tuple(layers), gate_frac_bits=f, name=name,
+                  meta=dict(meta or {}))
+    if model.gated:
+        model = Model(input_shape=model.input_shape, layers=model.layers, gate_frac_bits=f, name=name,
+                      meta=model.meta, default_tau=model.tau_from_log_alpha(default_tau))
+    return model
+
+
+def torch_eval(net, images, tau_int, frac_bits, batch=250):
+    """Run the eval model; returns (per-layer activations as float64 arrays, log_alpha dict, gates
+    dict, logits, predictions). ``tau_int`` None means every gate on."""
+    import torch
+    tau = None if tau_int is None else tau_int / float(1 << frac_bits)
+    net.eval()
+    acts, las, gates, logits, preds = None, {}, {}, [], []
+    with torch.no_grad():
+        for s in range(0, len(images), batch):
+            out = net(torch.from_numpy(images[s:s + batch].astype(np.float32)), tau=tau, collect=True)
+            a = [t.numpy().astype(np.float64) for t in out["acts"]]
+            acts = [[x] for x in a] if acts is None else [p + [x] for p, x in zip(acts, a)]
+            for i, la in out["log_alpha"].items():
+                las.setdefault(i, []).append(la.numpy().astype(np.float64))
+            for i, on in out["gates"].items():
+                gates.setdefault(i, []).append(on.numpy())
+            logits.append(out["logits"].numpy().astype(np.float64))
+            preds.append(out["logits"].argmax(dim=1).numpy())
+    cat = np.concatenate
+    return ([cat(p) for p in acts], {i: cat(v) for i, v in las.items()}, {i: cat(v) for i, v in gates.items()},
+            cat(logits), cat(preds))
+
+
+def _as_int(a):
+    """float64 array -> int64 when every value is an integer, else None."""
+    if not np.all(np.isfinite(a)) or not np.all(a == np.round(a)):
+        return None
+    return a.astype(np.int64)
+
+
+def verify(net, model, images, tau_int=None, use_model_default=True):
+    """Compare the Brevitas eval model and golden on ``images`` at integer ``tau_int``.
+
+    Returns a report dict: ``exact`` (bool), ``images``, ``tau``, and ``mismatches``: for every layer
+    index, the number of images whose output differs (plus ``gates``/``log_alpha`` for gated
+    layers, ``logits``, ``predictions``).
+    """
+    if tau_int is None and use_model_default:
+        tau_int = model.default_tau
+    golden_tau = tau_int if tau_int is not None else model.tau_range[0]
+    res = run(model, images, tau=golden_tau if model.gated else None, keep_activations=True)
+    acts, las, gates, logits, preds = torch_eval(net, images, tau_int if model.gated else None,
+                                                 model.gate_frac_bits)
+    n = len(images)
+    mism = {}
+
+    def count(a, b):
+        if a is None or a.shape != b.shape:
+            return n
+        return int(np.any((a != b).reshape(n, -1), axis=1).sum())
+
+    if len(acts) != len(res.activations):
+        raise GxnorError(f"eval model has {len(acts)} layers, golden {len(res.activations)}")
+    for i, (t, g) in enumerate(zip(acts, res.activations)):
+        mism[f"layer{i}"] = count(_as_int(t), g.astype(np.int64))
+    for i in res.gates:
+        mism[f"layer{i}.gates"] = count(gates.get(i), res.gates[i]) if i in gates else n
+        scaled = las[i] * float(1 << model.gate_frac_bits) if i in las else None
+        mism[f"layer{i}.log_alpha"] = count(_as_int(scaled) if scaled is not None else None, res.log_alpha[i])
+    mism["logits"] = count(_as_int(logits), res.logits.astype(np.int64))
+    mism["predictions"] = count(preds.astype(np.int64), res.predictions)
+    return {"exact": all(v == 0 for v in mism.values()), "images": n, "tau": golden_tau,
+            "mismatches": mism, "golden_result": res}
+
+
+def tau_sweep_values(model, taus_real):
+    return [model.tau_from_log_alpha(t) for t in taus_real]
+
+
+def check_exact(report, what):
+    if not report["exact"]:
+        bad = {k: v for k, v in report["mismatches"].items() if v}
+        raise GxnorError(f"export is not bit-exact on {what} at tau {report['tau']}: images differing per "
+                         f"tensor {bad}; the model file was not written")
+
+
+def nan_safe(x):
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else x

@@ -1,0 +1,221 @@
+"""Quantization-aware training on the CPU: seeded, checkpointed every epoch, resumable.
+
+A run folder ``RUN/`` holds ``config.json`` (everything needed to rebuild the model and the data),
+``checkpoint.pt`` (model, optimiser, scheduler, epoch, history; rewritten atomically after every
+epoch) and, when training is complete, ``metrics.json``.
+
+Determinism: ``torch.manual_seed(seed)`` before the model is built; the batch order of epoch ``e`` is
+a permutation drawn from ``torch.Generator().manual_seed(seed * 1000 + e)``, and the hard-concrete
+noise of epoch ``e`` from the global generator re-seeded with ``seed * 1000 + e``, so a resumed run
+repeats the same batches and noise as an uninterrupted one.
+"""
+
+import json
+import math
+import os
+import shutil
+import time
+
+import numpy as np
+
+from golden.errors import GxnorError
+
+CHECKPOINT = "checkpoint.pt"
+CONFIG = "config.json"
+METRICS = "metrics.json"
+FORMAT = "gxnor-quant-run"
+# Input quantizer thresholds per data set (pixel >= hi -> +1, < lo -> -1).
+INPUT_THRESHOLDS = {"mnist5k": (0, 128), "mnist": (0, 128), "digits": (0, 128), "cifar10": (96, 160)}
+
+
+def default_config(arch, dataset, epochs, seed, ternary=True, lam=0.0, path=None, lr=None,
+                   batch=64, train_limit=None, tau=0.0, shift=2):
+    lo, hi = INPUT_THRESHOLDS.get(dataset, (0, 128))
+    return {"format": FORMAT, "arch": arch, "dataset": dataset, "path": path, "epochs": int(epochs),
+            "seed": int(seed), "ternary": bool(ternary), "lambda": float(lam),
+            "lr": float(lr if lr is not None else (0.01 if ternary else 0.003)),
+            "batch": int(batch), "in_lo": lo, "in_hi": hi, "train_limit": train_limit,
+            "eval_tau": float(tau), "shift": int(shift)}
+
+
+def load_data(cfg, split):
+    from gxnor.data import load_dataset
+    x, y = load_dataset(cfg["dataset"], split, path=cfg.get("path"))
+    if split == "train" and cfg.get("train_limit"):
+        x, y = x[:cfg["train_limit"]], y[:cfg["train_limit"]]
+    return x, y
+
+
+def build(cfg, input_shape, num_classes):
+    from .nets import Net
+    return Net(cfg["arch"], input_shape=input_shape, num_classes=num_classes, ternary=cfg["ternary"],
+               in_lo=cfg["in_lo"], in_hi=cfg["in_hi"])
+
+
+def augment(x, shift, gen):
+    """Random integer translations by up to ``shift`` pixels (zero fill), one per image."""
+    import torch
+    if not shift:
+        return x
+    n, _, h, w = x.shape
+    xp = torch.nn.functional.pad(x, (shift, shift, shift, shift))
+    dy = torch.randint(0, 2 * shift + 1, (n,), generator=gen)
+    dx = torch.randint(0, 2 * shift + 1, (n,), generator=gen)
+    rows = (dy[:, None] + torch.arange(h)[None, :])[:, None, :, None]
+    cols = (dx[:, None] + torch.arange(w)[None, :])[:, None, None, :]
+    return xp[torch.arange(n)[:, None, None, None], torch.arange(x.shape[1])[None, :, None, None], rows, cols]
+
+
+def evaluate(net, images, labels, tau=None, batch=500):
+    """Eval-mode accuracy of the torch model (tau in real log-alpha units; None = all gates on)."""
+    import torch
+    net.eval()
+    correct = 0
+    with torch.no_grad():
+        for s in range(0, len(images), batch):
+            x = torch.from_numpy(images[s:s + batch].astype(np.float32))
+            pred = net(x, tau=tau)["logits"].argmax(dim=1).numpy()
+            correct += int(np.sum(pred == labels[s:s + batch]))
+    return correct / max(len(labels), 1)
+
+
+def _read_json(path, what):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        raise GxnorError(f"{path}: cannot read the {what} ({e})") from None
+
+
+def load_run(run):
+    """(config, net in eval mode, checkpoint dict) of a run folder; every problem is a GxnorError."""
+    import torch
+    cfg_path, ck_path = os.path.join(run, CONFIG), os.path.join(run, CHECKPOINT)
+    if not os.path.isdir(run):
+        raise GxnorError(f"{run}: no such run folder")
+    if not os.path.exists(ck_path) or not os.path.exists(cfg_path):
+        raise GxnorError(f"{run}: not a training run (needs {CONFIG} and {CHECKPOINT}); train with gxnor train")
+    cfg = _read_json(cfg_path, "run configuration")
+    if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
+        raise GxnorError(f"{cfg_path}: not a gxnor training configuration")
+    try:
+        ck = torch.load(ck_path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for a damaged file
+        raise GxnorError(f"{ck_path}: corrupt checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
+    if not isinstance(ck, dict) or "model" not in ck or "input_shape" not in ck:
+        raise GxnorError(f"{ck_path}: corrupt checkpoint (missing model state)")
+    try:
+        net = build(cfg, tuple(ck["input_shape"]), int(ck["num_classes"]))
+    except (KeyError, TypeError) as e:
+        raise GxnorError(f"{cfg_path}: malformed configuration ({e})") from None
+    try:
+        net.load_state_dict(ck["model"])
+    except RuntimeError as e:
+        first = str(e).splitlines()[0]
+        raise GxnorError(f"{ck_path}: checkpoint does not match architecture {cfg['arch']!r} "
+                         f"({first[:160]})") from None
+    net.eval()
+    return cfg, net, ck
+
+
+def train(cfg, run, resume=False, force=False, progress=True, log=print):
+    """Train (or resume) a run; returns the final metrics dict (also written to RUN/metrics.json)."""
+    import torch
+    from tqdm import tqdm
+
+    from .nets import ARCHS
+    if cfg["arch"] not in ARCHS:
+        raise GxnorError(f"unknown architecture {cfg['arch']!r}; choose one of {', '.join(ARCHS)}")
+    if cfg["epochs"] < 1:
+        raise GxnorError(f"--epochs must be at least 1, got {cfg['epochs']}")
+    xtr, ytr = load_data(cfg, "train")
+    xte, yte = load_data(cfg, "test")
+    input_shape, num_classes = tuple(xtr.shape[1:]), int(max(ytr.max(), yte.max()) + 1)
+
+    ck = None
+    if os.path.exists(run):
+        if resume:
+            old, _, ck = load_run(run)
+            for key in ("arch", "dataset", "ternary", "seed", "lambda", "batch", "lr", "train_limit"):
+                if old.get(key) != cfg.get(key):
+                    raise GxnorError(f"{run}: cannot resume: {key} was {old.get(key)!r}, now {cfg.get(key)!r}")
+            cfg = {**old, "epochs": cfg["epochs"], "command": cfg.get("command", old.get("command"))}
+        elif force:
+            shutil.rmtree(run)
+        else:
+            raise GxnorError(f"{run} exists; not overwriting it (use --resume to continue or --force to replace it)")
+    elif resume:
+        raise GxnorError(f"{run}: nothing to resume (no such run folder)")
+    os.makedirs(run, exist_ok=True)
+    with open(os.path.join(run, CONFIG), "w") as f:
+        json.dump(cfg, f, indent=1)
+
+    torch.manual_seed(cfg["seed"])
+    net = build(cfg, input_shape, num_classes)
+    steps_per_epoch = math.ceil(len(xtr) / cfg["batch"])
+    opt = torch.optim.Adam(net.parameters(), lr=cfg["lr"])
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg["lr"], total_steps=cfg["epochs"] * steps_per_epoch,
+                                                pct_start=0.15)
+    start, history = 0, []
+    if ck is not None:
+        net.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        if ck.get("total_steps") != cfg["epochs"] * steps_per_epoch:
+            raise GxnorError(f"{run}: cannot resume with a different --epochs ({cfg['epochs']}): "
+                             f"the learning-rate schedule was built for {ck.get('total_steps', 0) // steps_per_epoch}")
+        sched.load_state_dict(ck["scheduler"])
+        start, history = int(ck["epoch"]), list(ck["history"])
+        if start >= cfg["epochs"]:
+            log(f"{run}: already trained for {start} epochs")
+
+    xtr_t = torch.from_numpy(xtr.astype(np.float32))
+    ytr_t = torch.from_numpy(ytr)
+    t0 = time.time()
+    for epoch in range(start, cfg["epochs"]):
+        net.train()
+        torch.manual_seed(cfg["seed"] * 1000 + epoch)
+        gen = torch.Generator().manual_seed(cfg["seed"] * 1000 + epoch)
+        order = torch.randperm(len(xtr), generator=gen)
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg['epochs']}", leave=False,
+                   disable=not progress, unit="batch")
+        tot_loss = tot_l0 = 0.0
+        correct = 0
+        for step in bar:
+            idx = order[step * cfg["batch"]:(step + 1) * cfg["batch"]]
+            out = net(augment(xtr_t[idx], cfg.get("shift", 0), gen))
+            logits = net.loss_logits(out["logits"])
+            ce = torch.nn.functional.cross_entropy(logits, ytr_t[idx])
+            loss = ce + cfg["lambda"] * out["l0"]
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            tot_loss += float(ce.detach()) * len(idx)
+            tot_l0 += float(out["l0"].detach()) * len(idx)
+            correct += int((out["logits"].detach().argmax(1) == ytr_t[idx]).sum())
+        tau = cfg["eval_tau"] if net.gated else None
+        test_acc = evaluate(net, xte, yte, tau=tau)
+        row = {"epoch": epoch + 1, "loss": tot_loss / len(xtr), "l0": tot_l0 / len(xtr),
+               "train_accuracy": correct / len(xtr), "test_accuracy": test_acc}
+        history.append(row)
+        log(f"epoch {epoch + 1}/{cfg['epochs']}: loss {row['loss']:.4f} l0 {row['l0']:.3f} "
+            f"train {100 * row['train_accuracy']:.2f}% test {100 * test_acc:.2f}%")
+        ck = {"model": net.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+              "epoch": epoch + 1, "history": history, "input_shape": list(input_shape),
+              "num_classes": num_classes, "total_steps": cfg["epochs"] * steps_per_epoch}
+        tmp = os.path.join(run, CHECKPOINT + ".tmp")
+        torch.save(ck, tmp)
+        os.replace(tmp, os.path.join(run, CHECKPOINT))
+
+    metrics = {"arch": cfg["arch"], "dataset": cfg["dataset"], "ternary": cfg["ternary"],
+               "epochs": cfg["epochs"], "seed": cfg["seed"], "lambda": cfg["lambda"],
+               "command": cfg.get("command"),
+               "test_accuracy": evaluate(net, xte, yte, tau=cfg["eval_tau"] if net.gated else None),
+               "train_accuracy": evaluate(net, xtr, ytr, tau=cfg["eval_tau"] if net.gated else None),
+               "train_seconds_this_session": round(time.time() - t0, 1), "history": history}
+    if net.gated:
+        metrics["test_accuracy_all_gates_on"] = evaluate(net, xte, yte, tau=None)
+        metrics["eval_tau"] = cfg["eval_tau"]
+    with open(os.path.join(run, METRICS), "w") as f:
+        json.dump(metrics, f, indent=1)
+    return metrics
