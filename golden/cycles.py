@@ -1,0 +1,348 @@
+"""Configuration and exact cycle model of the layer-sequential event-driven engine (rtl/engine.py).
+
+NumPy only: no amaranth import. :class:`EngineConfig` is the one place the hardware's sizes live;
+golden (this module), rtl, sim, bench and the CLI all read it (round-trips through JSON).
+
+Schedule (what the RTL does, phase by phase; the cycle model below counts exactly this)
+-------------------------------------------------------------------------------------
+``cycles`` counts *working* cycles from ``start`` to ``done``: every busy cycle except those in which
+the engine waits for a pixel (image stream not valid) or for the result sink (not ready).  So the
+count does not depend on source idles or sink back-pressure.
+
+Activations are held as words of ``P`` 2-bit codes: channel ``c`` at position ``pos`` lives in word
+``(c // P) * H*W + pos``, lane ``c % P``.  A *channel mask* (one bit per channel) marks channels that
+are known to be zero because their kernel was gated off (or lie past the channel count).
+
+* input quantizer: 1 cycle per pixel.
+* per conv/dense/pool layer: 2 cycles to read and decode its descriptor, then
+
+  - conv / dense, **event encoder**: for each input group of ``P`` channels: if no channel of the
+    group is on in the mask, 1 cycle (skipped); else ``2 + sum_pos max(1, nnz(word))`` cycles,
+    ``nnz`` counting nonzero codes of on channels (one event emitted per cycle).
+  - **gate** (gated conv only): ``K * C + 1`` cycles (one 8-bit x sum MAC per cycle).
+  - per output group of ``P`` kernels: if no kernel of the group is on, 1 cycle (skipped); else
+    ``1`` (thresholds) ``+ events * k*k`` (scatter: one (event, tap) per cycle, all ``P`` lanes in
+    parallel) ``+ HWo + 1`` (drain: threshold and write outputs, clear accumulators).
+  - maxpool: per group of ``P`` channels: 1 cycle if all off, else ``1 + 4 * HWo`` (one window
+    element read per cycle).
+
+* result: ``1 + K`` cycles (one logit per beat; the class rides on the last beat).
+* done: 1 cycle.
+
+Dense schedule (``dense=True``, the baseline for the speedup figure): the encoder emits every
+element of every channel ``< C`` (zeros included, ``nnz = P`` lanes of a full group), and no group is
+skipped; gated-off kernels are still forced to 0, so results are identical.
+"""
+
+import json
+import math
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+
+from .errors import GxnorError
+from .forward import run
+from .layers import GATE_BIAS_RANGE, GATE_WEIGHT_RANGE, Conv, Dense, Flatten, InputQuant, MaxPool
+from .ternary import bit_length_signed
+
+KIND_CONV, KIND_DENSE, KIND_POOL, KIND_LOGITS = 0, 1, 2, 3
+GATE_WEIGHT_BITS = bit_length_signed(*GATE_WEIGHT_RANGE)
+GATE_BIAS_BITS = bit_length_signed(*GATE_BIAS_RANGE)
+MAX_LANES = 64
+
+
+def _bits(n):
+    """Unsigned bits to hold 0..n (at least 1)."""
+    return max(1, int(n).bit_length())
+
+
+def _groups(n, p):
+    return (n + p - 1) // p
+
+
+def hw_layers(model):
+    """Model -> list of hardware layer dicts (input quantizer and flatten have no descriptor).
+
+    Each dict: kind, layer index, input (C, H, W), output (K, Ho, Wo), kernel, pad, gated.
+    A dense layer's input is described by the shape *before* flatten (channels, H, W) so its
+    weight index is ``c * H*W + pos``; a dense output is K channels of 1x1.
+    """
+    out = []
+    shape3 = None
+    for i, layer in enumerate(model.layers):
+        s_in = model.shapes[i]
+        if isinstance(layer, InputQuant):
+            shape3 = tuple(s_in)
+            continue
+        if isinstance(layer, Flatten):
+            continue
+        if isinstance(layer, MaxPool):
+            c, h, w = s_in
+            out.append(dict(kind=KIND_POOL, index=i, cin=c, hin=h, win=w, kout=c,
+                            hout=h // 2, wout=w // 2, k=1, pad=0, gated=False))
+            shape3 = (c, h // 2, w // 2)
+        elif isinstance(layer, Conv):
+            c, h, w = s_in
+            k, ho, wo = model.shapes[i + 1]
+            out.append(dict(kind=KIND_CONV, index=i, cin=c, hin=h, win=w, kout=k, hout=ho, wout=wo,
+                            k=layer.kernel, pad=layer.pad, gated=layer.gate is not None))
+            shape3 = (k, ho, wo)
+        elif isinstance(layer, Dense):
+            if len(s_in) == 1 and shape3 is not None and int(np.prod(shape3)) == s_in[0]:
+                c, h, w = shape3
+            else:
+                c, h, w = s_in[0], 1, 1
+            out.append(dict(kind=KIND_LOGITS if layer.is_logits else KIND_DENSE, index=i,
+                            cin=c, hin=h, win=w, kout=layer.out_features, hout=1, wout=1,
+                            k=1, pad=0, gated=False))
+            shape3 = (layer.out_features, 1, 1)
+    return out
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Sizes of one engine build (the *envelope*: every model within it runs on the same RTL).
+
+    Parameters
+    ----------
+    lanes : int           P, gated-XNOR lanes (kernels computed in parallel), 1..64
+    max_layers : int      descriptor slots (conv, dense, pool layers)
+    pixels : int          max input pixels (C*H*W)
+    act_words : int       words of P codes per activation half (ping-pong)
+    events : int          event-list depth (max C*H*W of a conv/dense input)
+    acc_words : int       accumulator words (max output positions of a conv; 1 for dense)
+    weight_words : int    words of P weight codes
+    thr_words : int       threshold words (P x (lo, hi) per output group)
+    gate_weights : int    8-bit gate weights (sum of K*C over gated layers), >= 1
+    gate_biases : int     24-bit gate biases (sum of K over gated layers), >= 1
+    channels : int        max channels/features of any map (multiple of P)
+    dim : int             max height/width
+    positions : int       max H*W of any map
+    acc_bits : int        signed accumulator / threshold / logit width
+    tau_bits : int        signed tau register width (covers every log-alpha)
+    classes : int         max logits
+    """
+    lanes: int
+    max_layers: int
+    pixels: int
+    act_words: int
+    events: int
+    acc_words: int
+    weight_words: int
+    thr_words: int
+    gate_weights: int
+    gate_biases: int
+    channels: int
+    dim: int
+    positions: int
+    acc_bits: int
+    tau_bits: int
+    classes: int
+
+    def __post_init__(self):
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise GxnorError(f"engine config: {f.name} must be a positive integer, got {v!r}")
+            object.__setattr__(self, f.name, int(v))
+        if self.lanes > MAX_LANES:
+            raise GxnorError(f"engine config: lanes must lie in [1, {MAX_LANES}], got {self.lanes}")
+        if self.channels % self.lanes:
+            raise GxnorError(f"engine config: channels ({self.channels}) must be a multiple of lanes ({self.lanes})")
+        if self.acc_bits < 2 or self.tau_bits < 2:
+            raise GxnorError("engine config: acc_bits and tau_bits must be >= 2")
+        if self.positions > self.dim * self.dim:
+            raise GxnorError("engine config: positions exceeds dim*dim")
+
+    # -- derived widths ------------------------------------------------------------------
+    groups = property(lambda s: s.channels // s.lanes)
+    sum_bits = property(lambda s: bit_length_signed(-s.positions, s.positions))
+    la_bits = property(lambda s: max(s.tau_bits, GATE_BIAS_BITS))
+    gw_bits = property(lambda s: GATE_WEIGHT_BITS)
+    gb_bits = property(lambda s: GATE_BIAS_BITS)
+    dim_bits = property(lambda s: _bits(s.dim))
+    pos_bits = property(lambda s: _bits(s.positions))
+    chan_bits = property(lambda s: _bits(s.channels))
+    woff_bits = property(lambda s: _bits(s.weight_words))
+    evt_bits = property(lambda s: _bits(s.events))
+    counter_bits = 32
+
+    def desc_fields(self):
+        """Descriptor fields, (name, bits), LSB first: shared by rtl/engine.py and rtl/pack.py."""
+        d, c, p, w = self.dim_bits, self.chan_bits, self.pos_bits, self.woff_bits
+        return [("kind", 2), ("gated", 1), ("last", 1),
+                ("cin", c), ("hin", d), ("win", d), ("hwin", p),
+                ("kout", c), ("hout", d), ("wout", d), ("hwout", p),
+                ("k", d), ("pad", d), ("kk", _bits(self.dim * self.dim)),
+                ("wbase", w), ("gstride", w), ("cstride", w),
+                ("tbase", _bits(self.thr_words)), ("gbase", _bits(self.gate_weights)),
+                ("bbase", _bits(self.gate_biases)), ("abase", 1),
+                ("gin", _bits(self.groups)), ("gout", _bits(self.groups))]
+
+    def header_fields(self):
+        """Header register fields (input shape and quantizer), (name, bits), LSB first."""
+        return [("cin", self.chan_bits), ("hw", self.pos_bits), ("npix", _bits(self.pixels)),
+                ("lo", 9), ("hi", 9)]
+
+    @property
+    def desc_bits(self):
+        return sum(b for _, b in self.desc_fields())
+
+    @property
+    def thr_word_bits(self):
+        return self.lanes * 2 * self.acc_bits
+
+    # -- JSON ----------------------------------------------------------------------------
+    def to_json(self):
+        return json.dumps({"format": "gxnor-engine-config", **asdict(self)}, indent=1, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text):
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise GxnorError(f"engine config is not valid JSON ({e})") from None
+        if not isinstance(d, dict) or d.pop("format", None) != "gxnor-engine-config":
+            raise GxnorError("not a gxnor engine config (format field missing)")
+        names = {f.name for f in fields(cls)}
+        if set(d) != names:
+            raise GxnorError(f"engine config: fields {sorted(set(d) ^ names)} missing or unknown")
+        return cls(**d)
+
+    # -- envelope ------------------------------------------------------------------------
+    @classmethod
+    def for_models(cls, models, lanes):
+        """Smallest config that runs every model in ``models`` with ``lanes`` lanes."""
+        if isinstance(lanes, bool) or not isinstance(lanes, (int, np.integer)) or not 1 <= lanes <= MAX_LANES:
+            raise GxnorError(f"lane count {lanes!r} is impossible: choose an integer in [1, {MAX_LANES}]")
+        reqs = [requirements(m, int(lanes)) for m in models]
+        merged = {k: max(r[k] for r in reqs) for k in reqs[0]}
+        return cls(lanes=int(lanes), **merged)
+
+    def check_fits(self, model):
+        """Raise GxnorError naming the first size of ``model`` outside this envelope."""
+        req = requirements(model, self.lanes)
+        for k, v in req.items():
+            if v > getattr(self, k):
+                raise GxnorError(f"model {model.name!r} is outside the engine envelope: needs {k}={v}, "
+                                 f"the engine has {getattr(self, k)} (build a larger engine: gxnor verilog)")
+
+
+def requirements(model, lanes):
+    """Per-field minimum sizes (dict) for ``model`` on ``lanes`` lanes."""
+    P = lanes
+    hl = hw_layers(model)
+    c0, h0, w0 = model.input_shape
+    maps = [(c0, h0, w0)] + [(l["kout"], l["hout"], l["wout"]) for l in hl]
+    ch = max(c for c, _, _ in maps)
+    wwords = thr = gw = gb = 0
+    accb = 2
+    for l, layer in zip(hl, [model.layers[l["index"]] for l in hl]):
+        if l["kind"] == KIND_POOL:
+            continue
+        g = _groups(l["kout"], P)
+        wwords += g * layer.weights[0].size
+        if l["kind"] != KIND_LOGITS:
+            thr += g
+        if l["gated"]:
+            gw += l["kout"] * l["cin"]
+            gb += l["kout"]
+        accb = max(accb, layer.acc_bits)
+    return dict(
+        max_layers=len(hl), pixels=c0 * h0 * w0,
+        act_words=max(_groups(c, P) * h * w for c, h, w in maps),
+        events=max([l["cin"] * l["hin"] * l["win"] for l in hl if l["kind"] != KIND_POOL]),
+        acc_words=max([l["hout"] * l["wout"] for l in hl if l["kind"] != KIND_POOL]),
+        weight_words=max(1, wwords), thr_words=max(1, thr), gate_weights=max(1, gw),
+        gate_biases=max(1, gb), channels=_groups(ch, P) * P,
+        dim=max(max(h, w) for _, h, w in maps + [(0, l["k"], l["k"]) for l in hl]),
+        positions=max(h * w for _, h, w in maps), acc_bits=accb, tau_bits=max(2, model.tau_bits),
+        classes=model.num_classes)
+
+
+def check_lanes(lanes):
+    if isinstance(lanes, bool) or not isinstance(lanes, (int, np.integer)) or not 1 <= lanes <= MAX_LANES:
+        raise GxnorError(f"lane count {lanes!r} is impossible: choose an integer in [1, {MAX_LANES}]")
+    return int(lanes)
+
+
+def cycles(model, images, tau=None, lanes=1, dense=False, detail=False):
+    """Exact RTL cycle count per image (int64 [N]) for ``model`` on an engine with ``lanes`` lanes.
+
+    With ``detail=True`` also returns a dict of per-image arrays: ``events`` (events emitted),
+    ``bound`` (sum over conv/dense layers of events * active kernels / P * k*k, float).
+    """
+    P = check_lanes(lanes)
+    res = run(model, images, tau, keep_activations=True)
+    n = res.logits.shape[0]
+    hl = hw_layers(model)
+    total = np.zeros(n, np.int64)
+    events = np.zeros(n, np.int64)
+    bound = np.zeros(n, np.float64)
+    c0, h0, w0 = model.input_shape
+    total += c0 * h0 * w0                     # input quantizer
+    acts = res.activations
+    # activation entering each hardware layer, as [N, C, H*W]
+    cur = acts[0].reshape(n, c0, h0 * w0)
+    mask = np.ones((n, c0), bool)
+    for l in hl:
+        i = l["index"]
+        total += 2                            # descriptor read + decode
+        C, HW, K = l["cin"], l["hin"] * l["win"], l["kout"]
+        gin = _groups(C, P)
+        cpad = np.zeros((n, gin * P, HW), np.int8)
+        cpad[:, :C] = cur.reshape(n, C, HW)
+        mpad = np.zeros((n, gin * P), bool)
+        mpad[:, :C] = mask
+        gmask_on = mpad.reshape(n, gin, P).any(axis=2)      # [n, gin]
+        if l["kind"] == KIND_POOL:
+            hwo = l["hout"] * l["wout"]
+            per = np.where(gmask_on | dense, 4 * hwo + 1, 1)
+            total += per.sum(axis=1)
+            out = acts[i]
+            cur = out.reshape(n, K, hwo)
+            continue
+        # event encoder
+        if dense:
+            lanes_on = np.zeros((n, gin * P), bool)
+            lanes_on[:, :C] = True
+            nnz = np.broadcast_to(lanes_on.reshape(n, gin, P, 1), (n, gin, P, HW)).sum(axis=2)
+            scan = (2 + np.maximum(1, nnz).sum(axis=2)).sum(axis=1)
+            ev = np.full(n, C * HW, np.int64)
+        else:
+            nzc = (cpad != 0) & mpad[:, :, None]
+            nnz = nzc.reshape(n, gin, P, HW).sum(axis=2)            # [n, gin, HW]
+            scan = np.where(gmask_on, 2 + np.maximum(1, nnz).sum(axis=2), 1).sum(axis=1)
+            ev = nzc.sum(axis=(1, 2)).astype(np.int64)
+        total += scan
+        events += ev
+        layer = model.layers[i]
+        if l["gated"]:
+            total += K * C + 1
+            on = res.gates[i]
+        else:
+            on = np.ones((n, K), bool)
+        gout = _groups(K, P)
+        opad = np.zeros((n, gout * P), bool)
+        opad[:, :K] = on
+        gon = opad.reshape(n, gout, P).any(axis=2)
+        hwo = l["hout"] * l["wout"]
+        kk = l["k"] * l["k"]
+        busy = 1 + ev * kk + hwo + 1
+        if dense:
+            total += gout * busy
+        else:
+            total += np.where(gon, busy[:, None], 1).sum(axis=1)
+        nev = (cpad != 0).sum(axis=(1, 2)) if dense else ev
+        bound += nev * on.sum(axis=1) / P * kk
+        if l["kind"] == KIND_LOGITS:
+            total += 1 + K
+        else:
+            out = acts[i]
+            cur = out.reshape(n, K, hwo)
+            mask = on
+        # flatten after this layer changes nothing in hardware
+    total += 1                                # done
+    if detail:
+        return total, {"events": events, "bound": bound, "result": res}
+    return total

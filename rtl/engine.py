@@ -1,0 +1,577 @@
+"""The layer-sequential, event-driven GXNOR engine (one datapath reused for every layer).
+
+Implements :func:`golden.forward.run` bit-exactly and :func:`golden.cycles.cycles` cycle-exactly;
+the schedule, phase by phase, is documented in :mod:`golden.cycles` and docs/rtl.md.
+"""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from golden.cycles import KIND_CONV, KIND_LOGITS, KIND_POOL, EngineConfig
+from golden.errors import GxnorError
+
+from .pack import SEL_DESC, SEL_GB, SEL_GW, SEL_HEADER, SEL_THR, SEL_WEIGHTS, images
+
+
+def _bits(n):
+    return max(1, int(n).bit_length())
+
+
+def _layout(fields):
+    return data.StructLayout({name: unsigned(bits) for name, bits in fields})
+
+
+def pixel_layout():
+    return data.StructLayout({"data": unsigned(8), "last": unsigned(1)})
+
+
+def result_layout(cfg):
+    cb = _bits(cfg.classes)
+    return data.StructLayout({"logit": signed(cfg.acc_bits), "index": unsigned(cb),
+                              "cls": unsigned(cb), "last": unsigned(1)})
+
+
+def load_layout(cfg):
+    depth = max(cfg.max_layers, cfg.weight_words, cfg.thr_words, cfg.gate_weights, cfg.gate_biases)
+    width = max(cfg.desc_bits, 2 * cfg.lanes, cfg.thr_word_bits, cfg.gw_bits, cfg.gb_bits,
+                sum(b for _, b in cfg.header_fields()))
+    return data.StructLayout({"sel": unsigned(3), "addr": unsigned(_bits(depth)), "data": unsigned(width)})
+
+
+class Engine(wiring.Component):
+    """Event-driven gated-XNOR accelerator for any model within ``config``'s envelope.
+
+    Parameters
+    ----------
+    config : golden.cycles.EngineConfig
+    model : golden.model.Model, optional
+        Baked into the memory init; without it the memories start empty and must be loaded
+        over ``load`` before ``start``.
+
+    Members
+    -------
+    pixels : In(stream.Signature(pixel_layout()))
+        Image pixels, C,H,W order, 8-bit; ``last`` is informational (the header holds the count).
+    result : Out(stream.Signature(result_layout(config)))
+        One beat per class: ``logit`` of class ``index``; ``cls`` (the argmax, lowest index on a
+        tie) is valid on the ``last`` beat.
+    load : In(stream.Signature(load_layout(config)))
+        Run-time parameter writes (sel, addr, data), accepted only while idle (see rtl/pack.py).
+    tau : In(signed(config.tau_bits))      gate threshold, sampled at ``start``
+    dense : In(1)                          dense schedule (no zero or gate skipping), at ``start``
+    start : In(1)                          begin an inference (accepted when ``ready``)
+    ready : Out(1)                         idle: ``start`` and ``load`` are accepted
+    busy : Out(1)
+    done : Out(1)                          one-cycle pulse at the end of an inference
+    cycles, events, fired, skipped : Out(32)
+        Counters of the last (or current) inference: working cycles (see golden.cycles),
+        events emitted by the encoder, gated XNORs fired, gated-off kernels.
+
+    Latency: ``golden.cycles.cycles`` working cycles per image. After reset the engine clears
+    its accumulators (``acc_words`` cycles) before ``ready`` rises.
+    """
+
+    def __init__(self, config, model=None):
+        if not isinstance(config, EngineConfig):
+            raise TypeError("config must be a golden.cycles.EngineConfig")
+        self.cfg = config
+        self.model = model
+        self.img = images(model, config) if model is not None else None
+        super().__init__({
+            "pixels": In(stream.Signature(pixel_layout())),
+            "result": Out(stream.Signature(result_layout(config))),
+            "load": In(stream.Signature(load_layout(config))),
+            "tau": In(signed(config.tau_bits)),
+            "dense": In(1),
+            "start": In(1),
+            "ready": Out(1),
+            "busy": Out(1),
+            "done": Out(1),
+            "cycles": Out(32),
+            "events": Out(32),
+            "fired": Out(32),
+            "skipped": Out(32),
+        })
+
+    def _init(self, name, depth):
+        if self.img is None:
+            return []
+        return list(self.img[name])[:depth]
+
+    def elaborate(self, platform):
+        cfg = self.cfg
+        P, A = cfg.lanes, cfg.acc_bits
+        m = Module()
+
+        # ---------------------------------------------------------------- memories
+        dlay = _layout(cfg.desc_fields())
+        hlay = _layout(cfg.header_fields())
+        m.submodules.desc_mem = desc_mem = Memory(shape=unsigned(cfg.desc_bits), depth=cfg.max_layers,
+                                                  init=self._init("desc", cfg.max_layers))
+        m.submodules.w_mem = w_mem = Memory(shape=unsigned(2 * P), depth=cfg.weight_words,
+                                            init=self._init("weights", cfg.weight_words))
+        m.submodules.thr_mem = thr_mem = Memory(shape=unsigned(cfg.thr_word_bits), depth=cfg.thr_words,
+                                                init=self._init("thr", cfg.thr_words))
+        m.submodules.gw_mem = gw_mem = Memory(shape=signed(cfg.gw_bits), depth=cfg.gate_weights,
+                                              init=[v - (1 << cfg.gw_bits) if v >> (cfg.gw_bits - 1) else v
+                                                    for v in self._init("gw", cfg.gate_weights)])
+        m.submodules.gb_mem = gb_mem = Memory(shape=signed(cfg.gb_bits), depth=cfg.gate_biases,
+                                              init=[v - (1 << cfg.gb_bits) if v >> (cfg.gb_bits - 1) else v
+                                                    for v in self._init("gb", cfg.gate_biases)])
+        m.submodules.act_mem = act_mem = Memory(shape=unsigned(2 * P), depth=2 * cfg.act_words, init=[])
+        ev_lay = data.StructLayout({"code": unsigned(2), "y": unsigned(cfg.dim_bits),
+                                    "x": unsigned(cfg.dim_bits), "woff": unsigned(cfg.woff_bits)})
+        m.submodules.evt_mem = evt_mem = Memory(shape=ev_lay, depth=cfg.events, init=[])
+        m.submodules.acc_mem = acc_mem = Memory(shape=unsigned(P * A), depth=cfg.acc_words, init=[])
+        SB = cfg.sum_bits
+        m.submodules.s_mem = s_mem = Memory(shape=unsigned(P * SB), depth=cfg.groups, init=[])
+        m.submodules.logit_mem = logit_mem = Memory(shape=unsigned(P * A),
+                                                    depth=(cfg.classes + P - 1) // P, init=[])
+
+        desc_w = desc_mem.write_port()
+        desc_r = desc_mem.read_port()
+        w_w = w_mem.write_port()
+        w_r = w_mem.read_port()
+        thr_w = thr_mem.write_port()
+        thr_r = thr_mem.read_port()
+        gw_w = gw_mem.write_port()
+        gw_r = gw_mem.read_port()
+        gb_w = gb_mem.write_port()
+        gb_r = gb_mem.read_port()
+        act_w = act_mem.write_port(granularity=2)
+        act_r = act_mem.read_port(transparent_for=(act_w,))
+        evt_w = evt_mem.write_port()
+        evt_r = evt_mem.read_port()
+        acc_w = acc_mem.write_port()
+        acc_r = acc_mem.read_port(transparent_for=(acc_w,))
+        s_w = s_mem.write_port()
+        s_r = s_mem.read_port()
+        lg_w = logit_mem.write_port()
+        lg_r = logit_mem.read_port()
+
+        header_init = self.img["header"] if self.img is not None else 0
+        hdr_raw = Signal(hlay.size, init=header_init, reset_less=True)
+        hdr = hlay(hdr_raw)
+        d = dlay(desc_r.data)                 # the current layer's descriptor (stable while li is)
+
+        # ---------------------------------------------------------------- loader
+        ld = self.load.payload
+        for sel, port in ((SEL_DESC, desc_w), (SEL_WEIGHTS, w_w), (SEL_THR, thr_w),
+                          (SEL_GW, gw_w), (SEL_GB, gb_w)):
+            m.d.comb += [port.addr.eq(ld.addr), port.data.eq(ld.data),
+                         port.en.eq(self.load.valid & self.load.ready & (ld.sel == sel))]
+        with m.If(self.load.valid & self.load.ready & (ld.sel == SEL_HEADER)):
+            m.d.sync += hdr_raw.eq(ld.data)
+
+        # ---------------------------------------------------------------- state
+        tau = Signal(signed(cfg.tau_bits))
+        dense = Signal()
+        li = Signal(range(cfg.max_layers))
+        chmask = Signal(cfg.channels)        # channels of the current input that may be nonzero
+        omask = Signal(cfg.channels)         # kernels of the current layer that are on
+        m.d.comb += desc_r.addr.eq(li)
+
+        cyc = Signal(32)
+        n_ev = Signal(32)
+        n_fired = Signal(32)
+        n_skip = Signal(32)
+        m.d.comb += [self.cycles.eq(cyc), self.events.eq(n_ev), self.fired.eq(n_fired),
+                     self.skipped.eq(n_skip)]
+
+        in_half = Mux(d.abase, cfg.act_words, 0)
+        out_half = Mux(d.abase, 0, cfg.act_words)
+
+        def lane_bits(mask, g):
+            return mask.word_select(g, P)
+
+        def below(g, n):
+            """P-bit mask: lanes j with g*P + j < n."""
+            return Cat(*[(g * P + j) < n for j in range(P)])
+
+        def ones_below(n):
+            return Cat(*[Const(j) < n for j in range(cfg.channels)])
+
+        # counters shared by phases
+        g = Signal(range(cfg.groups + 1))     # current group (input for scan/pool, output for compute)
+        pos = Signal(range(cfg.positions + 1))
+        y = Signal(range(cfg.dim + 1))
+        x = Signal(range(cfg.dim + 1))
+        gbase = Signal(range(2 * cfg.act_words + 1))   # g * H*W (input or output map)
+        ecount = Signal(range(cfg.events + 1))
+        done_l = Signal(P)
+        slane = [Signal(signed(SB), name=f"slane{j}") for j in range(P)]
+
+        # pipeline stage-2 controls
+        sc_v = Signal()
+        sc_ok = Signal()
+        sc_code = Signal(2)
+        sc_addr = Signal(range(cfg.acc_words))
+        dr_v = Signal()
+        dr_pos = Signal(range(cfg.acc_words))
+        gt_v = Signal()
+        gt_first = Signal()
+        gt_last = Signal()
+        gt_lane = Signal(range(P))
+        gt_k = Signal(range(cfg.channels))
+        la = Signal(signed(cfg.la_bits + 1))
+        pl_v = Signal()
+        pl_q = Signal(2)
+        pl_addr = Signal(range(2 * cfg.act_words))
+        pl_run = Signal(2 * P)
+        m.d.sync += [sc_v.eq(0), dr_v.eq(0), gt_v.eq(0), pl_v.eq(0)]
+        thr_en = Signal()
+        m.d.comb += thr_r.en.eq(thr_en)
+
+        # counters in compute
+        e = Signal(range(cfg.events + 1))
+        dy = Signal(range(cfg.dim + 1))
+        dx = Signal(range(cfg.dim + 1))
+        tap = Signal(range(cfg.dim * cfg.dim + 1))
+        gsoff = Signal(range(cfg.weight_words + 1))     # g * gstride
+        dp = Signal(range(cfg.acc_words + 1))
+        kc = Signal(range(cfg.channels + 1))            # gate: kernel
+        cc = Signal(range(cfg.channels + 1))            # gate: channel
+        cg = Signal(range(cfg.groups + 1))
+        cl = Signal(range(P))
+        gidx = Signal(range(cfg.gate_weights + 1))
+        q = Signal(2)
+        ox = Signal(range(cfg.dim + 1))
+        oy = Signal(range(cfg.dim + 1))
+        kg = Signal(range(cfg.groups + 1))
+        kl = Signal(range(P))
+        kidx = Signal(range(cfg.channels + 1))
+        best = Signal(signed(A))
+        bidx = Signal(range(cfg.channels + 1))
+        iaddr = Signal(range(cfg.acc_words + 1))
+        lane_c = Signal(range(P))
+        pix_c = Signal(range(cfg.channels + 1))
+
+        ngroups_in = Signal(range(cfg.groups + 1))
+        ngroups_out = Signal(range(cfg.groups + 1))
+        m.d.comb += [ngroups_in.eq(d.gin), ngroups_out.eq(d.gout)]
+
+        def decode(code):
+            v = Signal(signed(2))
+            m.d.comb += v.eq(Mux(code[0], Mux(code[1], -1, 1), 0))
+            return v
+
+        # ---------------------------------------------------------------- stage 2: scatter
+        wword = w_r.data
+        aword = acc_r.data
+        om_g = lane_bits(omask, g)
+        fire = Signal(P)
+        newacc = Signal(P * A)
+        for j in range(P):
+            wc = wword[2 * j:2 * j + 2]
+            m.d.comb += fire[j].eq(sc_ok & sc_code[0] & wc[0] & om_g[j])
+            old = aword[A * j:A * j + A].as_signed()
+            m.d.comb += newacc[A * j:A * j + A].eq(
+                Mux(fire[j], Mux(sc_code[1] ^ wc[1], old - 1, old + 1), old))
+        popc = sum(fire[j] for j in range(P))
+        with m.If(sc_v):
+            m.d.sync += n_fired.eq(n_fired + popc)
+            with m.If(sc_ok):
+                m.d.comb += [acc_w.addr.eq(sc_addr), acc_w.data.eq(newacc), acc_w.en.eq(1)]
+
+        # ---------------------------------------------------------------- stage 2: drain
+        thr = thr_r.data
+        outw = Signal(2 * P)
+        for j in range(P):
+            a = aword[A * j:A * j + A].as_signed()
+            lo = thr[2 * A * j:2 * A * j + A].as_signed()
+            hi = thr[2 * A * j + A:2 * A * j + 2 * A].as_signed()
+            m.d.comb += outw[2 * j:2 * j + 2].eq(
+                Mux(om_g[j], Mux(a >= hi, 0b01, Mux(a < lo, 0b11, 0b00)), 0))
+        with m.If(dr_v):
+            m.d.comb += [acc_w.addr.eq(dr_pos), acc_w.data.eq(0), acc_w.en.eq(1)]
+            with m.If(d.kind == KIND_LOGITS):
+                m.d.comb += [lg_w.addr.eq(g), lg_w.data.eq(aword), lg_w.en.eq(1)]
+            with m.Else():
+                m.d.comb += [act_w.addr.eq(out_half + gbase + dr_pos), act_w.data.eq(outw),
+                             act_w.en.eq((1 << P) - 1)]
+
+        # ---------------------------------------------------------------- stage 2: gate
+        s_lane = s_r.data.word_select(gt_lane, SB).as_signed()
+        la_new = Signal(signed(cfg.la_bits + 1))
+        m.d.comb += la_new.eq(Mux(gt_first, gb_r.data, la) + gw_r.data * s_lane)
+        with m.If(gt_v):
+            m.d.sync += la.eq(la_new)
+            with m.If(gt_last):
+                on = la_new > tau
+                m.d.sync += omask.bit_select(gt_k, 1).eq(on)
+                with m.If(~on):
+                    m.d.sync += n_skip.eq(n_skip + 1)
+
+        # ---------------------------------------------------------------- stage 2: pool
+        pword = act_r.data
+        pmax = Signal(2 * P)
+        for j in range(P):
+            a = decode(pword[2 * j:2 * j + 2])
+            b = decode(pl_run[2 * j:2 * j + 2])
+            mx = Mux(pl_q == 0, a, Mux(a > b, a, b))
+            m.d.comb += pmax[2 * j:2 * j + 2].eq(Mux(mx == 0, 0b00, Mux(mx > 0, 0b01, 0b11)))
+        with m.If(pl_v):
+            m.d.sync += pl_run.eq(pmax)
+            with m.If(pl_q == 3):
+                m.d.comb += [act_w.addr.eq(pl_addr), act_w.data.eq(pmax), act_w.en.eq((1 << P) - 1)]
+
+        # ---------------------------------------------------------------- control
+        stall = Signal()
+        m.d.comb += self.busy.eq(~self.ready)
+        with m.If(self.busy & ~stall):
+            m.d.sync += cyc.eq(cyc + 1)
+
+        def end_layer():
+            m.d.sync += chmask.eq(omask)
+            with m.If(d.kind == KIND_LOGITS):
+                m.d.sync += [kg.eq(0), kl.eq(0), kidx.eq(0)]
+                m.next = "OUT_PRE"
+            with m.Else():
+                m.d.sync += li.eq(li + 1)
+                m.next = "DESC"
+
+        def start_scan():
+            m.d.sync += [g.eq(0), gbase.eq(0), ecount.eq(0), done_l.eq(0),
+                         omask.eq(ones_below(d.kout))]
+            m.next = "SCAN_G"
+
+        def after_scan():
+            with m.If(d.gated):
+                m.d.sync += [kc.eq(0), cc.eq(0), cg.eq(0), cl.eq(0), gidx.eq(0)]
+                m.next = "GATE"
+            with m.Else():
+                m.d.sync += [g.eq(0), gbase.eq(0), gsoff.eq(0)]
+                m.next = "GROUP"
+
+        with m.FSM(init="INIT"):
+            with m.State("INIT"):
+                m.d.comb += [acc_w.addr.eq(iaddr), acc_w.data.eq(0), acc_w.en.eq(1)]
+                m.d.sync += iaddr.eq(iaddr + 1)
+                with m.If(iaddr == cfg.acc_words - 1):
+                    m.next = "IDLE"
+
+            with m.State("IDLE"):
+                m.d.comb += [self.ready.eq(1), self.load.ready.eq(1)]
+                with m.If(self.start):
+                    m.d.sync += [tau.eq(self.tau), dense.eq(self.dense), li.eq(0),
+                                 cyc.eq(0), n_ev.eq(0), n_fired.eq(0), n_skip.eq(0),
+                                 pos.eq(0), lane_c.eq(0), pix_c.eq(0), gbase.eq(0)]
+                    m.next = "IQ"
+
+            with m.State("IQ"):
+                m.d.comb += [self.pixels.ready.eq(1), stall.eq(~self.pixels.valid)]
+                p = self.pixels.payload.data
+                code = Mux(p >= hdr.hi, 0b01, Mux(p < hdr.lo, 0b11, 0b00))
+                with m.If(self.pixels.valid):
+                    m.d.comb += [act_w.addr.eq(gbase + pos), act_w.data.eq(code.replicate(P)),
+                                 act_w.en.eq(Const(1, P) << lane_c)]
+                    with m.If(pos == hdr.hw - 1):
+                        m.d.sync += [pos.eq(0), pix_c.eq(pix_c + 1)]
+                        with m.If(lane_c == P - 1):
+                            m.d.sync += [lane_c.eq(0), gbase.eq(gbase + hdr.hw)]
+                        with m.Else():
+                            m.d.sync += lane_c.eq(lane_c + 1)
+                        with m.If(pix_c == hdr.cin - 1):
+                            m.d.sync += chmask.eq(ones_below(hdr.cin))
+                            m.next = "DESC"
+                    with m.Else():
+                        m.d.sync += pos.eq(pos + 1)
+
+            with m.State("DESC"):
+                # descriptor read issued (addr = li); its data is valid from the next cycle on
+                m.d.sync += [g.eq(0), gbase.eq(0)]
+                m.next = "DISPATCH"
+
+            with m.State("DISPATCH"):
+                with m.If(d.kind == KIND_POOL):
+                    m.d.sync += omask.eq(chmask)
+                    m.next = "POOL_G"
+                with m.Else():
+                    start_scan()
+
+            # ------------------------------------------------ event encoder
+            gm = Signal(P)
+            m.d.comb += gm.eq(Mux(dense, below(g, d.cin), lane_bits(chmask, g)))
+            with m.State("SCAN_G"):
+                with m.If((gm == 0) & ~dense):
+                    m.d.comb += [s_w.addr.eq(g), s_w.data.eq(0), s_w.en.eq(1)]
+                    m.d.sync += [g.eq(g + 1), gbase.eq(gbase + d.hwin)]
+                    with m.If(g == ngroups_in - 1):
+                        after_scan()
+                with m.Else():
+                    m.d.comb += act_r.addr.eq(in_half + gbase)
+                    m.d.sync += [pos.eq(0), y.eq(0), x.eq(0), done_l.eq(0)]
+                    m.next = "SCAN_W"
+
+            with m.State("SCAN_W"):
+                word = act_r.data
+                nzb = Cat(*[word[2 * j] for j in range(P)])
+                rem = Signal(P)
+                m.d.comb += rem.eq(Mux(dense, gm, nzb & gm) & ~done_l)
+                low = Signal(P)
+                m.d.comb += low.eq(rem & (-rem)[:P])
+                lane = Signal(range(P))
+                for j in reversed(range(P)):
+                    with m.If(low[j]):
+                        m.d.comb += lane.eq(j)
+                single = (rem & (rem - 1)[:P]) == 0
+                c = g * P + lane
+                woff = c * d.cstride + Mux(d.kind == KIND_CONV, 0, pos)
+                ecode = word.word_select(lane, 2)
+                with m.If(rem != 0):
+                    m.d.comb += [evt_w.addr.eq(ecount), evt_w.en.eq(1),
+                                 evt_w.data.code.eq(ecode), evt_w.data.y.eq(y), evt_w.data.x.eq(x),
+                                 evt_w.data.woff.eq(woff)]
+                    m.d.sync += [ecount.eq(ecount + 1), n_ev.eq(n_ev + 1)]
+                    for j in range(P):
+                        with m.If(low[j]):
+                            m.d.sync += slane[j].eq(slane[j] + decode(ecode))
+                with m.If(single):
+                    m.d.sync += done_l.eq(0)
+                    with m.If(pos == d.hwin - 1):
+                        m.next = "SCAN_E"
+                    with m.Else():
+                        m.d.comb += act_r.addr.eq(in_half + gbase + pos + 1)
+                        m.d.sync += pos.eq(pos + 1)
+                        with m.If(x == d.win - 1):
+                            m.d.sync += [x.eq(0), y.eq(y + 1)]
+                        with m.Else():
+                            m.d.sync += x.eq(x + 1)
+                with m.Else():
+                    m.d.comb += act_r.addr.eq(in_half + gbase + pos)
+                    m.d.sync += done_l.eq(done_l | low)
+
+            with m.State("SCAN_E"):
+                m.d.comb += [s_w.addr.eq(g), s_w.data.eq(Cat(*slane)), s_w.en.eq(1)]
+                m.d.sync += [s.eq(0) for s in slane]
+                m.d.sync += [g.eq(g + 1), gbase.eq(gbase + d.hwin)]
+                with m.If(g == ngroups_in - 1):
+                    after_scan()
+                with m.Else():
+                    m.next = "SCAN_G"
+
+            # ------------------------------------------------ gate predictor
+            with m.State("GATE"):
+                m.d.comb += [gw_r.addr.eq(d.gbase + gidx), s_r.addr.eq(cg), gb_r.addr.eq(d.bbase + kc)]
+                m.d.sync += [gt_v.eq(1), gt_first.eq(cc == 0), gt_last.eq(cc == d.cin - 1),
+                             gt_lane.eq(cl), gt_k.eq(kc), gidx.eq(gidx + 1)]
+                with m.If(cc == d.cin - 1):
+                    m.d.sync += [cc.eq(0), cg.eq(0), cl.eq(0), kc.eq(kc + 1)]
+                    with m.If(kc == d.kout - 1):
+                        m.next = "GATE_T"
+                with m.Else():
+                    m.d.sync += cc.eq(cc + 1)
+                    with m.If(cl == P - 1):
+                        m.d.sync += [cl.eq(0), cg.eq(cg + 1)]
+                    with m.Else():
+                        m.d.sync += cl.eq(cl + 1)
+            with m.State("GATE_T"):
+                m.d.sync += [g.eq(0), gbase.eq(0), gsoff.eq(0)]
+                m.next = "GROUP"
+
+            # ------------------------------------------------ output groups
+            with m.State("GROUP"):
+                with m.If((om_g == 0) & ~dense):
+                    m.d.sync += [g.eq(g + 1), gbase.eq(gbase + d.hwout), gsoff.eq(gsoff + d.gstride)]
+                    with m.If(g == ngroups_out - 1):
+                        end_layer()
+                with m.Else():
+                    m.d.comb += [thr_r.addr.eq(d.tbase + g), thr_en.eq(1), evt_r.addr.eq(0)]
+                    m.d.sync += [e.eq(0), dy.eq(0), dx.eq(0), tap.eq(0), dp.eq(0)]
+                    with m.If(ecount == 0):
+                        m.next = "DRAIN"
+                    with m.Else():
+                        m.next = "SCAT"
+
+            with m.State("SCAT"):
+                ev = evt_r.data
+                is_conv = d.kind == KIND_CONV
+                oyv = Signal(signed(cfg.dim_bits + 3))
+                oxv = Signal(signed(cfg.dim_bits + 3))
+                m.d.comb += [oyv.eq(ev.y + d.pad - dy), oxv.eq(ev.x + d.pad - dx)]
+                inr = (oyv >= 0) & (oyv < d.hout) & (oxv >= 0) & (oxv < d.wout)
+                aaddr = Mux(is_conv, oyv[:cfg.dim_bits] * d.wout + oxv[:cfg.dim_bits], 0)
+                m.d.comb += [w_r.addr.eq(d.wbase + gsoff + ev.woff + tap), acc_r.addr.eq(aaddr)]
+                m.d.sync += [sc_v.eq(1), sc_ok.eq(Mux(is_conv, inr, 1)), sc_code.eq(ev.code),
+                             sc_addr.eq(aaddr)]
+                last_tap = (dx == d.k - 1) & (dy == d.k - 1)
+                with m.If(last_tap):
+                    m.d.sync += [dx.eq(0), dy.eq(0), tap.eq(0), e.eq(e + 1)]
+                    m.d.comb += evt_r.addr.eq(e + 1)
+                    with m.If(e == ecount - 1):
+                        m.next = "DRAIN"
+                with m.Else():
+                    m.d.comb += evt_r.addr.eq(e)
+                    m.d.sync += tap.eq(tap + 1)
+                    with m.If(dx == d.k - 1):
+                        m.d.sync += [dx.eq(0), dy.eq(dy + 1)]
+                    with m.Else():
+                        m.d.sync += dx.eq(dx + 1)
+
+            with m.State("DRAIN"):
+                m.d.comb += acc_r.addr.eq(dp)
+                m.d.sync += [dr_v.eq(1), dr_pos.eq(dp), dp.eq(dp + 1)]
+                with m.If(dp == d.hwout - 1):
+                    m.next = "DRAIN_T"
+            with m.State("DRAIN_T"):
+                m.d.sync += [g.eq(g + 1), gbase.eq(gbase + d.hwout), gsoff.eq(gsoff + d.gstride)]
+                with m.If(g == ngroups_out - 1):
+                    end_layer()
+                with m.Else():
+                    m.next = "GROUP"
+
+            # ------------------------------------------------ max-pool
+            with m.State("POOL_G"):
+                with m.If((lane_bits(chmask, g) == 0) & ~dense):
+                    m.d.sync += g.eq(g + 1)
+                    with m.If(g == ngroups_in - 1):
+                        end_layer()
+                with m.Else():
+                    m.d.sync += [q.eq(0), oy.eq(0), ox.eq(0), dp.eq(0)]
+                    m.next = "POOL_R"
+            with m.State("POOL_R"):
+                raddr = (2 * oy + q[1]) * d.win + 2 * ox + q[0]
+                m.d.comb += act_r.addr.eq(in_half + g * d.hwin + raddr)
+                m.d.sync += [pl_v.eq(1), pl_q.eq(q), pl_addr.eq(out_half + g * d.hwout + dp), q.eq(q + 1)]
+                with m.If(q == 3):
+                    m.d.sync += dp.eq(dp + 1)
+                    with m.If(ox == d.wout - 1):
+                        m.d.sync += [ox.eq(0), oy.eq(oy + 1)]
+                    with m.Else():
+                        m.d.sync += ox.eq(ox + 1)
+                    with m.If(dp == d.hwout - 1):
+                        m.d.sync += g.eq(g + 1)
+                        with m.If(g == ngroups_in - 1):
+                            end_layer()
+                        with m.Else():
+                            m.next = "POOL_G"
+
+            # ------------------------------------------------ result
+            with m.State("OUT_PRE"):
+                m.d.comb += lg_r.addr.eq(0)
+                m.next = "OUT"
+            with m.State("OUT"):
+                r = self.result
+                lg = lg_r.data.word_select(kl, A).as_signed()
+                better = (kidx == 0) | (lg > best)
+                is_last = kidx == d.kout - 1
+                m.d.comb += [r.valid.eq(1), r.payload.logit.eq(lg), r.payload.index.eq(kidx),
+                             r.payload.cls.eq(Mux(better, kidx, bidx)), r.payload.last.eq(is_last),
+                             stall.eq(~r.ready), lg_r.addr.eq(kg)]
+                with m.If(r.ready):
+                    with m.If(better):
+                        m.d.sync += [best.eq(lg), bidx.eq(kidx)]
+                    m.d.sync += kidx.eq(kidx + 1)
+                    with m.If(kl == P - 1):
+                        m.d.sync += [kl.eq(0), kg.eq(kg + 1)]
+                        m.d.comb += lg_r.addr.eq(kg + 1)
+                    with m.Else():
+                        m.d.sync += kl.eq(kl + 1)
+                    with m.If(is_last):
+                        m.next = "DONE"
+            with m.State("DONE"):
+                m.d.comb += self.done.eq(1)
+                m.next = "IDLE"
+        return m
