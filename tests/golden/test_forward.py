@@ -24,7 +24,7 @@ def assert_same(a, b):
     assert [w.as_dict() for w in a.work] == [w.as_dict() for w in b.work]
 
 
-@settings(max_examples=400)
+@settings(max_examples=1500)
 @given(model_inputs())
 def test_packed_equals_plain(case):
     model, images, tau = case

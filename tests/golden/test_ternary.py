@@ -35,7 +35,7 @@ def test_pack_unpack_roundtrip(t):
     assert np.array_equal(unpack(nz, sg, t.shape[1]), t)
 
 
-@settings(max_examples=300)
+@settings(max_examples=1000)
 @given(st.data())
 def test_packed_dot_equals_integer_dot(data):
     n = data.draw(st.integers(1, 200))
