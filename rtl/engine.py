@@ -213,7 +213,7 @@ class Engine(wiring.Component):
         gt_v = Signal()
         gt_first = Signal()
         gt_last = Signal()
-        gt_lane = Signal(range(P))
+        gt_lane = Signal(range(max(P, 2)))
         gt_k = Signal(range(cfg.channels))
         la = Signal(signed(cfg.la_bits + 1))
         pl_v = Signal()
@@ -234,18 +234,18 @@ class Engine(wiring.Component):
         kc = Signal(range(cfg.channels + 1))            # gate: kernel
         cc = Signal(range(cfg.channels + 1))            # gate: channel
         cg = Signal(range(cfg.groups + 1))
-        cl = Signal(range(P))
+        cl = Signal(range(max(P, 2)))
         gidx = Signal(range(cfg.gate_weights + 1))
         q = Signal(2)
         ox = Signal(range(cfg.dim + 1))
         oy = Signal(range(cfg.dim + 1))
         kg = Signal(range(cfg.groups + 1))
-        kl = Signal(range(P))
+        kl = Signal(range(max(P, 2)))
         kidx = Signal(range(cfg.channels + 1))
         best = Signal(signed(A))
         bidx = Signal(range(cfg.channels + 1))
         iaddr = Signal(range(cfg.acc_words + 1))
-        lane_c = Signal(range(P))
+        lane_c = Signal(range(max(P, 2)))
         pix_c = Signal(range(cfg.channels + 1))
 
         ngroups_in = Signal(range(cfg.groups + 1))
@@ -412,7 +412,7 @@ class Engine(wiring.Component):
                 m.d.comb += rem.eq(Mux(dense, gm, nzb & gm) & ~done_l)
                 low = Signal(P)
                 m.d.comb += low.eq(rem & (-rem)[:P])
-                lane = Signal(range(P))
+                lane = Signal(range(max(P, 2)))
                 for j in reversed(range(P)):
                     with m.If(low[j]):
                         m.d.comb += lane.eq(j)

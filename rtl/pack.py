@@ -126,11 +126,12 @@ def check_records(records, cfg):
              SEL_GB: cfg.gb_bits}
     for i, (sel, addr, data) in enumerate(records):
         if sel not in depth:
-            raise GxnorError(f"load record {i}: unknown memory select {sel}")
+            raise GxnorError(f"weight file does not match the engine envelope: record {i} "
+                             f"selects unknown memory {sel}")
         if not 0 <= addr < depth[sel]:
-            raise GxnorError(f"load record {i}: {SEL_NAMES[sel]} address {addr} outside the engine's "
-                             f"{depth[sel]} words (weight file does not match the envelope)")
+            raise GxnorError(f"weight file does not match the engine envelope: record {i} writes "
+                             f"{SEL_NAMES[sel]} word {addr}, the engine has {depth[sel]}")
         if not 0 <= data < (1 << width[sel]):
-            raise GxnorError(f"load record {i}: {SEL_NAMES[sel]} word wider than {width[sel]} bits "
-                             f"(weight file built for a different engine)")
+            raise GxnorError(f"weight file does not match the engine envelope: record {i} "
+                             f"({SEL_NAMES[sel]}) is wider than {width[sel]} bits")
     return records

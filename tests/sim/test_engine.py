@@ -1,0 +1,112 @@
+"""The whole accelerator against golden: random models of varied shapes, several tau values, both
+schedules, random source idles and sink back-pressure, reset mid-inference; bit- and cycle-exact.
+
+One Verilator build per lane count (the envelope covers every model here; models are loaded over
+the load stream at run time), so the build cost is paid once per hardware config.
+"""
+
+import numpy as np
+import pytest
+
+from golden.cycles import EngineConfig, cycles
+from golden.errors import GxnorError
+from golden.forward import run
+from golden.randmodel import random_model
+from rtl.pack import check_records, load_records
+from sim.engine import compare, simulate
+
+SEED = 20250101
+ARCHS = [
+    ("c4,p,c8g,f,d10", (1, 8, 8)),
+    ("c3k5v,c6g,p,f,d7", (2, 9, 9)),      # valid padding, 5x5, odd map into the pool
+    ("f,d16,d5", (1, 6, 6)),               # MLP
+    ("c5g,c6g,p,f,d10", (1, 8, 8)),        # two gated layers in a row (masks chain)
+    ("c4,p,p,f,d3", (3, 8, 7)),            # three input channels, pool after pool
+]
+
+
+def models():
+    return [random_model(a, s, seed=SEED + i, input_lo=60, input_hi=150, name=f"t{i}")
+            for i, (a, s) in enumerate(ARCHS)]
+
+
+def images(model, n, seed):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (n, *model.input_shape), dtype=np.uint8)
+
+
+def taus(model, imgs):
+    """Low (all on), median-ish and high (mostly off) tau from golden's log-alpha."""
+    if not model.gated:
+        return [0]
+    la = np.concatenate([v.ravel() for v in run(model, imgs, 0).log_alpha.values()])
+    lo, hi = model.tau_range
+    return [max(lo, int(la.min()) - 1), int(np.median(la)), min(hi, int(la.max()))]
+
+
+def check(runs, hw):
+    total = 0
+    for run_, out in zip(runs, hw):
+        bad, exp = compare(run_["model"], run_["images"], run_.get("tau"), out, run_["lanes"],
+                           dense=run_.get("dense", False))
+        assert not bad, f"{run_['model'].name} tau={run_.get('tau')}: {len(bad)} mismatches, first {bad[0]}"
+        total += int(out["ok"].sum())
+    return total
+
+
+@pytest.mark.parametrize("lanes", [4, 3])
+def test_engine_random_models(lanes):
+    ms = models()
+    cfg = EngineConfig.for_models(ms, lanes)
+    runs = []
+    for i, m in enumerate(ms):
+        imgs = images(m, 16 if lanes == 4 else 6, SEED + 100 + i)
+        for t in taus(m, imgs):
+            runs.append({"model": m, "images": imgs, "tau": t, "lanes": lanes})
+    # dense schedule on a gated model: same results, more cycles
+    runs.append({"model": ms[0], "images": images(ms[0], 4, 7), "tau": runs[1]["tau"],
+                 "dense": True, "lanes": lanes})
+    # reset in the middle of the first inference, then clean runs (a fresh load, too)
+    runs.append({"model": ms[3], "images": images(ms[3], 4, 8), "tau": 0, "reset_at": 150,
+                 "lanes": lanes})
+    hw, _ = simulate(cfg, runs, seed=SEED + lanes, idle=0.3, backpressure=0.3)
+    n = check(runs, hw)
+    assert n >= (150 if lanes == 4 else 60)
+    assert hw[-1]["ok"].tolist() == [0, 1, 1, 1]
+    # the dense schedule costs more cycles than the event-driven one on the same images
+    d = runs[-2]
+    sparse = cycles(d["model"], d["images"], d["tau"], lanes)
+    assert (hw[-2]["cycles"] > sparse).all()
+
+
+def test_engine_no_stalls_one_lane():
+    """P = 1, sources never idle, sink always ready (the other corner of the stream tests)."""
+    ms = models()[:3]
+    cfg = EngineConfig.for_models(ms, 1)
+    runs = [{"model": m, "images": images(m, 20, 50 + i), "tau": 0, "lanes": 1} for i, m in enumerate(ms)]
+    hw, _ = simulate(cfg, runs, seed=3)
+    assert check(runs, hw) == 60
+
+
+def test_bad_inputs_one_line_errors():
+    ms = models()
+    small = EngineConfig.for_models(ms[:1], 4)
+    with pytest.raises(GxnorError, match="outside the engine envelope"):
+        small.check_fits(ms[1])
+    for lanes in (0, -1, 65, 2.5, True):
+        with pytest.raises(GxnorError, match="impossible"):
+            EngineConfig.for_models(ms[:1], lanes)
+    big = EngineConfig.for_models(ms, 4)
+    recs = load_records(ms[1], big)
+    with pytest.raises(GxnorError, match="does not match the envelope"):
+        check_records(recs, small)
+    for e in (pytest.raises(GxnorError),):
+        with e:
+            EngineConfig.from_json('{"format": "gxnor-engine-config", "lanes": 4}')
+
+
+def test_config_json_round_trip():
+    cfg = EngineConfig.for_models(models(), 4)
+    assert EngineConfig.from_json(cfg.to_json()) == cfg
+    with pytest.raises(GxnorError):
+        EngineConfig(**{**cfg.__dict__, "channels": 7})
