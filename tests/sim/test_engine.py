@@ -98,7 +98,7 @@ def test_bad_inputs_one_line_errors():
             EngineConfig.for_models(ms[:1], lanes)
     big = EngineConfig.for_models(ms, 4)
     recs = load_records(ms[1], big)
-    with pytest.raises(GxnorError, match="does not match the envelope"):
+    with pytest.raises(GxnorError, match="does not match the engine envelope"):
         check_records(recs, small)
     for e in (pytest.raises(GxnorError),):
         with e:

@@ -1,0 +1,119 @@
+"""``gxnor verilog`` and ``gxnor sim``: the event-driven engine as Verilog, and on Verilator vs golden."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from golden import modelfile
+from golden.errors import GxnorError
+
+from .common import add_tau_options, print_json, resolve_tau
+
+
+def register(sub):
+    v = sub.add_parser("verilog", help="engine Verilog + memory init files + config JSON for a model")
+    v.add_argument("--model", required=True, help="model file (.gxm); its weights are baked in")
+    v.add_argument("--lanes", type=int, default=4, help="P, gated-XNOR lanes (default 4)")
+    v.add_argument("--envelope", action="append", default=[],
+                   help="further model files the engine must also run (loaded at run time); repeatable")
+    v.add_argument("-o", "--output", required=True, help="output directory")
+    v.add_argument("--no-lint", action="store_true", help="skip the verilator --lint-only -Wall check")
+    v.set_defaults(func=cmd_verilog)
+
+    s = sub.add_parser("sim", help="run the engine on Verilator and compare with golden, image by image")
+    s.add_argument("--model", required=True, help="model file (.gxm)")
+    s.add_argument("--inputs", required=True, help=".npz with 'images' (uint8), or .npy images")
+    add_tau_options(s)
+    s.add_argument("--lanes", type=int, default=4, help="P, gated-XNOR lanes (default 4)")
+    s.add_argument("--limit", type=int, default=None, help="first N images only")
+    s.add_argument("--dense", action="store_true", help="force the dense schedule (baseline)")
+    s.add_argument("--load", action="store_true",
+                   help="load the weights over the load stream instead of baking them in")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+    s.add_argument("--waves", action="store_true", help="dump waves (FST/VCD) in the run directory")
+    s.set_defaults(func=cmd_sim)
+
+
+def _mem_hex(path, words, bits):
+    digits = max(1, (bits + 3) // 4)
+    Path(path).write_text("".join(f"{int(w):0{digits}x}\n" for w in words))
+
+
+def cmd_verilog(args):
+    from golden.cycles import EngineConfig
+    from rtl.pack import images
+    from sim import engine as simengine
+    from sim import toolchain
+    model = modelfile.load(args.model)
+    extra = [modelfile.load(p) for p in args.envelope]
+    cfg = EngineConfig.for_models([model] + extra, args.lanes)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    src = simengine.generate(cfg, model, out / "engine.v")
+    (out / "engine_config.json").write_text(cfg.to_json() + "\n")
+    img = images(model, cfg)
+    widths = {"desc": cfg.desc_bits, "weights": 2 * cfg.lanes, "thr": cfg.thr_word_bits,
+              "gw": cfg.gw_bits, "gb": cfg.gb_bits}
+    for name, bits in widths.items():
+        _mem_hex(out / f"{name}.hex", img[name], bits)
+    (out / "header.hex").write_text(f"{img['header']:x}\n")
+    print(f"wrote {src} ({cfg.lanes} lanes), engine_config.json, "
+          f"{', '.join(n + '.hex' for n in list(widths) + ['header'])} to {out}")
+    if not args.no_lint:
+        # lint from a copy under build/ so the documented waivers (generated files only) apply
+        lint_dir = toolchain.build_root() / "lint"
+        copy = toolchain.write_if_changed(lint_dir / "engine.v", Path(src).read_text())
+        rc, text = toolchain.lint([copy], "engine", [str(simengine.engine_waiver_file())])
+        if rc != 0:
+            raise GxnorError(f"verilator --lint-only -Wall failed on {src}: "
+                             f"{text.splitlines()[0] if text else 'no output'}")
+        print("verilator --lint-only -Wall: clean (waivers: sim/toolchain.py, sim/engine.py ENGINE_WAIVERS)")
+
+
+def cmd_sim(args):
+    from golden.cycles import EngineConfig
+    from sim.engine import compare, simulate
+    model = modelfile.load(args.model)
+    imgs, _ = modelfile.load_inputs(args.inputs, model)
+    if args.limit is not None:
+        imgs = imgs[:args.limit]
+    tau = resolve_tau(model, args)
+    cfg = EngineConfig.for_models([model], args.lanes)
+    run = {"model": model, "images": imgs, "tau": tau, "dense": args.dense, "load": args.load}
+    # the simulator's build/run chatter goes to stderr so stdout carries only the report
+    import os
+    import sys
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        hw, wall = simulate(cfg, [run], baked=None if args.load else model, waves=args.waves or None)
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+    bad, exp = compare(model, imgs, tau, hw[0], args.lanes, dense=args.dense)
+    h = hw[0]
+    n = len(imgs)
+    rep = {"model": model.name, "images": n, "tau": tau, "lanes": args.lanes, "dense": args.dense,
+           "mismatches": len(bad), "first_mismatch": bad[0] if bad else None,
+           "cycles_per_image": float(h["cycles"].mean()) if n else 0.0,
+           "cycles_min": int(h["cycles"].min()) if n else 0, "cycles_max": int(h["cycles"].max()) if n else 0,
+           "events_per_image": float(h["events"].mean()) if n else 0.0,
+           "skipped_kernels_per_image": float(h["skipped"].mean()) if n else 0.0,
+           "fired_per_image": float(h["fired"].mean()) if n else 0.0,
+           "bound_per_image": float(exp["bound"].mean()) if n else 0.0,
+           "sim_seconds": wall, "images_per_second": n / wall if wall else None,
+           "cycles": h["cycles"].tolist()}
+    if args.json:
+        print_json(rep)
+    else:
+        print(f"{model.name}: {n} images on {args.lanes} lanes, tau {tau}"
+              f"{' (dense schedule)' if args.dense else ''}")
+        print(f"mismatches vs golden: {len(bad)}" + (f" (first: {json.dumps(bad[0])})" if bad else ""))
+        print(f"cycles/image {rep['cycles_per_image']:.1f} (min {rep['cycles_min']}, max {rep['cycles_max']}), "
+              f"bound {rep['bound_per_image']:.1f}; events/image {rep['events_per_image']:.1f}, "
+              f"fired/image {rep['fired_per_image']:.1f}, skipped kernels/image {rep['skipped_kernels_per_image']:.2f}")
+        print(f"simulation: {wall:.1f} s, {rep['images_per_second']:.1f} images/s")
+    return 1 if bad else 0
