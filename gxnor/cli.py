@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "gxnor.cmd_golden",
     "gxnor.cmd_data",
     "gxnor.cmd_demo",
+    "gxnor.cmd_rtl",
     "gxnor.cmd_quant",
 ]
 
