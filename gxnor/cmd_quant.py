@@ -22,7 +22,7 @@ def register(sub):
     t.add_argument("--float", action="store_true", help="float baseline of the same architecture")
     t.add_argument("--lambda", dest="lam", type=float, default=0.0,
                    help="L0 penalty weight of the gates (gated-cnn), on the expected fraction of dense MACs")
-    t.add_argument("--lr", type=float, default=None, help="peak learning rate (one-cycle; default 0.01 ternary, 0.003 float)")
+    t.add_argument("--lr", type=float, default=None, help="peak learning rate (one-cycle; default 0.05 ternary, 0.003 float)")
     t.add_argument("--batch", type=int, default=64)
     t.add_argument("--train-limit", type=int, default=None, help="use only the first N training images")
     t.add_argument("--shift", type=int, default=2, help="random translation augmentation, pixels (0 = off)")
@@ -41,6 +41,8 @@ def register(sub):
     e.add_argument("--tau", type=float, default=0.0, help="default tau of the model, log-alpha units")
     e.add_argument("--float-run", default=None, metavar="RUN",
                    help="the float baseline's run folder; its test accuracy goes into the model meta")
+    e.add_argument("--eval-state", default=None, metavar="S.npz",
+                   help="also write the compact Brevitas eval model (rebuilds it exactly, e.g. for re-verification)")
     e.add_argument("--name", default=None, help="model name (default: the output file's stem)")
     e.add_argument("--force", action="store_true", help="replace existing output files")
     e.add_argument("--json", action="store_true")
@@ -56,8 +58,34 @@ def register(sub):
     s.set_defaults(func=cmd_sweep)
 
 
-def _command():
-    return "gxnor " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+def _train_command(a):
+    """The canonical, complete command that reproduces a training run."""
+    parts = ["gxnor", "train", "--arch", a.arch, "--dataset", a.dataset, "--epochs", str(a.epochs),
+             "--seed", str(a.seed), "-o", a.output]
+    if a.path:
+        parts += ["--path", a.path]
+    if a.float:
+        parts.append("--float")
+    if a.lam:
+        parts += ["--lambda", f"{a.lam:g}"]
+    if a.lr is not None:
+        parts += ["--lr", f"{a.lr:g}"]
+    for flag, value, default in (("--batch", a.batch, 64), ("--train-limit", a.train_limit, None),
+                                 ("--shift", a.shift, 2), ("--eval-tau", a.eval_tau, 0.0)):
+        if value != default:
+            parts += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def _export_command(a):
+    parts = ["gxnor", "export", a.run, "-o", a.output]
+    for flag, value in (("--qonnx", a.qonnx), ("--float-run", a.float_run), ("--eval-state", a.eval_state),
+                        ("--name", a.name)):
+        if value:
+            parts += [flag, value]
+    if a.tau:
+        parts += ["--tau", f"{a.tau:g}"]
+    return " ".join(shlex.quote(p) for p in parts)
 
 
 def cmd_train(args):
@@ -76,7 +104,7 @@ def cmd_train(args):
     cfg = default_config(args.arch, args.dataset, args.epochs, args.seed, ternary=not args.float,
                          lam=args.lam, path=args.path, lr=args.lr, batch=args.batch,
                          train_limit=args.train_limit, tau=args.eval_tau, shift=args.shift)
-    cfg["command"] = _command()
+    cfg["command"] = _train_command(args)
     m = train(cfg, args.output, resume=args.resume, force=args.force, progress=not args.json and sys.stderr.isatty(),
               log=(lambda s: print(s, file=sys.stderr)) if args.json else print)
     if args.json:
@@ -92,9 +120,9 @@ def cmd_export(args):
     from quant.export import check_exact, to_golden, verify
     from quant.train import METRICS, load_data, load_run
 
-    check_new_output(args.output, args.force)
-    if args.qonnx:
-        check_new_output(args.qonnx, args.force)
+    for p in (args.output, args.qonnx, args.eval_state):
+        if p:
+            check_new_output(p, args.force)
     cfg, net, ck = load_run(args.run)
     float_acc = None
     if args.float_run:
@@ -125,7 +153,7 @@ def cmd_export(args):
         reports.append(rep_all)
         ungated = rep_all["golden_result"].accuracy(y)
     acc = report["golden_result"].accuracy(y)
-    meta = {"training_command": cfg.get("command"), "export_command": _command(),
+    meta = {"training_command": cfg.get("command"), "export_command": _export_command(args),
             "arch": cfg["arch"], "dataset": cfg["dataset"], "epochs": cfg["epochs"], "seed": cfg["seed"],
             "lambda": cfg["lambda"], "test_images": int(len(x)), "test_accuracy": acc,
             "default_tau_log_alpha": args.tau if model.gated else None,
@@ -148,6 +176,10 @@ def cmd_export(args):
                              f"{[i + 1 for i, s in enumerate(same) if not s]}")
         out["qonnx"] = {"path": args.qonnx, "images_checked": int(min(len(x), qonnx_io.BATCH)), "layers_equal": same}
     modelfile.save(model, args.output, overwrite=args.force)
+    if args.eval_state:
+        from quant.export import save_eval_state
+        save_eval_state(net, cfg, ck["input_shape"], ck["num_classes"], args.eval_state)
+        out["eval_state"] = args.eval_state
     if args.json:
         print_json(out)
         return

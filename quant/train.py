@@ -33,7 +33,7 @@ def default_config(arch, dataset, epochs, seed, ternary=True, lam=0.0, path=None
     lo, hi = INPUT_THRESHOLDS.get(dataset, (0, 128))
     return {"format": FORMAT, "arch": arch, "dataset": dataset, "path": path, "epochs": int(epochs),
             "seed": int(seed), "ternary": bool(ternary), "lambda": float(lam),
-            "lr": float(lr if lr is not None else (0.01 if ternary else 0.003)),
+            "lr": float(lr if lr is not None else (0.05 if ternary else 0.003)),
             "batch": int(batch), "in_lo": lo, "in_hi": hi, "train_limit": train_limit,
             "eval_tau": float(tau), "shift": int(shift)}
 
@@ -198,14 +198,14 @@ def train(cfg, run, resume=False, force=False, progress=True, log=print):
         row = {"epoch": epoch + 1, "loss": tot_loss / len(xtr), "l0": tot_l0 / len(xtr),
                "train_accuracy": correct / len(xtr), "test_accuracy": test_acc}
         history.append(row)
-        log(f"epoch {epoch + 1}/{cfg['epochs']}: loss {row['loss']:.4f} l0 {row['l0']:.3f} "
-            f"train {100 * row['train_accuracy']:.2f}% test {100 * test_acc:.2f}%")
         ck = {"model": net.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
               "epoch": epoch + 1, "history": history, "input_shape": list(input_shape),
               "num_classes": num_classes, "total_steps": cfg["epochs"] * steps_per_epoch}
         tmp = os.path.join(run, CHECKPOINT + ".tmp")
         torch.save(ck, tmp)
         os.replace(tmp, os.path.join(run, CHECKPOINT))
+        log(f"epoch {epoch + 1}/{cfg['epochs']}: loss {row['loss']:.4f} l0 {row['l0']:.3f} "
+            f"train {100 * row['train_accuracy']:.2f}% test {100 * test_acc:.2f}%")
 
     metrics = {"arch": cfg["arch"], "dataset": cfg["dataset"], "ternary": cfg["ternary"],
                "epochs": cfg["epochs"], "seed": cfg["seed"], "lambda": cfg["lambda"],
