@@ -3,14 +3,18 @@ verification speed (images/s through Verilator). Prints one table (and --json)."
 
 import argparse
 import json
+import os
 import sys
-import time
 
-import numpy as np
+# bench/golden.py would shadow the golden package when run as `python bench/rtl.py`
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from golden.cycles import EngineConfig
-from golden.randmodel import random_model
-from sim.engine import compare, simulate
+import numpy as np  # noqa: E402
+
+from golden.cycles import EngineConfig  # noqa: E402
+from golden.randmodel import random_model  # noqa: E402
+from sim.engine import compare, simulate  # noqa: E402
 
 
 def mnist(n):

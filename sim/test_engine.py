@@ -98,7 +98,8 @@ class TB:
 
 @cocotb.test()
 async def run_plan(dut):
-    plan = json.loads(open(os.environ["GXNOR_ENGINE_PLAN"]).read())
+    with open(os.environ["GXNOR_ENGINE_PLAN"]) as f:
+        plan = json.load(f)
     cfg = plan["config"]
     tb = TB(dut, plan.get("seed", 1), plan.get("idle", 0.0), plan.get("backpressure", 0.0))
     tb.acc_bits = cfg["acc_bits"]
@@ -107,7 +108,8 @@ async def run_plan(dut):
     out = {}
     for r, run in enumerate(plan["runs"]):
         if run.get("records"):
-            recs = json.loads(open(run["records"]).read())
+            with open(run["records"]) as f:
+                recs = json.load(f)
             await tb.load(recs, plan["load_addr_bits"])
         imgs = np.load(run["images"])
         n = len(imgs)
