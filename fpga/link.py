@@ -1,0 +1,321 @@
+"""The board's protocol engine: request frames from the UART in, reply frames out, the engine driven.
+
+Implements the protocol of :mod:`fpga.protocol` (the Python reference model is
+:class:`fpga.protocol.RefBoard`; docs/fpga.md has the frame tables).
+"""
+
+from amaranth.hdl import Cat, Const, Module, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from . import protocol as P
+
+
+def pixel_layout():
+    """Image stream payload: the engine's ``pixels`` layout (rtl.engine.pixel_layout)."""
+    return data.StructLayout({"data": 8, "last": 1})
+
+
+def result_layout(acc_bits, class_bits):
+    """Result stream payload: the engine's ``result`` layout (rtl.engine.result_layout)."""
+    return data.StructLayout({"logit": signed(acc_bits), "index": class_bits,
+                              "cls": class_bits, "last": 1})
+
+
+def crc8_step(crc, byte):
+    """CRC-8/SMBUS of one more byte, as a combinational Amaranth expression (see protocol.crc8).
+
+    One byte's CRC update is linear over GF(2) in ``crc ^ byte``, so each output bit is the XOR of
+    the input bits whose single-bit CRC has that bit set (a flat XOR network, no Mux chain).
+    """
+    x = crc ^ byte
+    bits = []
+    for j in range(8):
+        taps = [x[i] for i in range(8) if (P.crc8([1 << i]) >> j) & 1]
+        v = taps[0]
+        for t in taps[1:]:
+            v = v ^ t
+        bits.append(v)
+    return Cat(*bits)
+
+
+class Link(wiring.Component):
+    """Frame parser and replier between a byte stream (UART) and the GXNOR engine.
+
+    Parameters
+    ----------
+    classes : int         logits per result (the model's classes), 1..255
+    pixels : int          pixels per image (C*H*W), 1..65535
+    tau_bits : int        width of the engine's signed tau register, 2..32
+    acc_bits : int        width of the engine's signed logits, 2..32
+    class_bits : int      width of the engine's class and index fields
+    tau_init : int        tau after reset (the model's default tau)
+    timeout : int         idle clock cycles that end a stalled frame (use ~ 4 byte times)
+
+    Members
+    -------
+    rx : In(stream.Signature(8))          request bytes (from :class:`fpga.uart.UartRx`)
+    tx : Out(stream.Signature(8))         reply bytes (to :class:`fpga.uart.UartTx`)
+    pixels : Out(stream.Signature(pixel_layout()))           to the engine
+    result : In(stream.Signature(result_layout(...)))        from the engine
+    tau : Out(signed(tau_bits))           the tau register, to the engine
+    start : Out(1)                        start pulse (only while ``ready``)
+    ready, done : In(1)                   engine idle; end-of-inference pulse
+    cycles, events, fired, skipped : In(32)   engine counters, read after ``done``
+    errors : Out(8)                       count of error replies sent (wraps)
+
+    Behaviour: one request at a time. An ``IMAGE`` starts the engine as soon as its header is
+    accepted and streams the pixels through as they arrive (no image buffer); its result is held
+    back by ``result.ready`` until the CRC byte has been checked, then streamed out as it is
+    serialised (the engine's working-cycle count does not include these waits). A bad CRC drops
+    the result and replies ``BAD_CRC``. A stalled frame (``timeout`` idle cycles) pads a partial
+    image with zero pixels, drops its result and replies ``TIMEOUT``.
+
+    Latency: the reply header starts the cycle after the request's CRC byte is taken (after the
+    engine's first result beat for an image).
+    """
+
+    def __init__(self, *, classes, pixels, tau_bits, acc_bits, class_bits, tau_init=0, timeout=1000):
+        for name, v, lo, hi in (("classes", classes, 1, 255), ("pixels", pixels, 1, P.MAX_LEN),
+                                ("tau_bits", tau_bits, 2, 32), ("acc_bits", acc_bits, 2, 32),
+                                ("class_bits", class_bits, 1, 8), ("timeout", timeout, 2, 1 << 30)):
+            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+                raise ValueError(f"Link {name} must be an integer in [{lo}, {hi}], not {v!r}")
+        if not -(1 << (tau_bits - 1)) <= tau_init < (1 << (tau_bits - 1)):
+            raise ValueError(f"Link tau_init {tau_init} does not fit {tau_bits} signed bits")
+        self.classes, self.npix, self.tau_bits = classes, pixels, tau_bits
+        self.acc_bits, self.class_bits, self.tau_init, self.timeout = acc_bits, class_bits, tau_init, timeout
+        super().__init__({
+            "rx": In(stream.Signature(8)),
+            "tx": Out(stream.Signature(8)),
+            "pixels": Out(stream.Signature(pixel_layout())),
+            "result": In(stream.Signature(result_layout(acc_bits, class_bits))),
+            "tau": Out(signed(tau_bits), init=tau_init),
+            "start": Out(1),
+            "ready": In(1),
+            "done": In(1),
+            "cycles": In(32), "events": In(32), "fired": In(32), "skipped": In(32),
+            "errors": Out(8),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        rx, tx = self.rx, self.tx
+
+        # -- request side registers
+        rtype = Signal(8)                        # request type
+        rlen = Signal(16)                        # request LEN
+        count = Signal(16)                       # payload bytes still to come
+        arg = Signal(32)                         # SET_TAU argument (shifted in LSB first)
+        rcrc = Signal(8)
+        idle = Signal(range(self.timeout + 1))   # cycles since the last request byte
+        timed_out = idle == self.timeout
+        take = rx.valid & rx.ready
+        with m.If(rx.valid):                     # a waiting byte means the line is not idle
+            m.d.sync += idle.eq(0)
+        with m.Elif(~timed_out):
+            m.d.sync += idle.eq(idle + 1)
+
+        # -- reply side registers
+        ttype = Signal(8)                        # reply type
+        tlen = Signal(16)
+        tcrc = Signal(8)
+        tidx = Signal(range(P.result_len(self.classes) + 1))
+        ecode = Signal(8)                        # error code of an error reply
+        inflight = Signal()                      # engine started, done not yet seen
+        cls = Signal(8)
+        sent = tx.valid & tx.ready
+        rcrc_next = Signal(8)
+        tcrc_next = Signal(8)
+        m.d.comb += [rcrc_next.eq(crc8_step(rcrc, rx.payload)), tcrc_next.eq(crc8_step(tcrc, tx.payload))]
+
+        with m.If(self.done):
+            m.d.sync += inflight.eq(0)
+        with m.If(self.start):
+            m.d.sync += inflight.eq(1)
+
+        # Sign-extended 32-bit logit of the current result beat, and the reply's fixed payloads.
+        logit32 = Signal(signed(32))
+        m.d.comb += logit32.eq(self.result.payload.logit)
+        counters = Cat(self.cycles, self.events, self.fired, self.skipped)
+        tau32 = Signal(signed(32))
+        m.d.comb += tau32.eq(self.tau)
+        info = Cat(Const(P.VERSION, 8), Const(self.classes, 8), Const(self.npix, 16),
+                   Const(self.tau_bits, 8), tau32)
+        fixed = Signal(16 * 8)                   # the payload bytes sent in state "BYTES"
+        with m.Switch(ttype):
+            with m.Case(P.R_INFO):
+                m.d.comb += fixed.eq(info)
+            with m.Case(P.R_TAU):
+                m.d.comb += fixed.eq(tau32)
+            with m.Case(P.R_ERROR):
+                m.d.comb += fixed.eq(Cat(ecode, rtype))
+            with m.Default():
+                m.d.comb += fixed.eq(counters)
+
+        def reply(m, t, n):
+            m.d.sync += [ttype.eq(t), tlen.eq(n), tidx.eq(0)]
+            m.next = "H_SYNC"
+
+        def fail(m, code):
+            """Error reply, after dropping the result of an image in flight."""
+            m.d.sync += [ecode.eq(code), self.errors.eq(self.errors + 1)]
+            m.next = "E_DRAIN"
+
+        need = Signal(16)
+        known = Signal()
+        with m.Switch(rtype):
+            with m.Case(P.T_INFO):
+                m.d.comb += [need.eq(0), known.eq(1)]
+            with m.Case(P.T_SET_TAU):
+                m.d.comb += [need.eq(4), known.eq(1)]
+            with m.Case(P.T_IMAGE):
+                m.d.comb += [need.eq(self.npix), known.eq(1)]
+
+        half = 1 << (self.tau_bits - 1)
+        arg_s = arg.as_signed()
+        tau_ok = (arg_s >= -half) & (arg_s < half)
+
+        with m.FSM():
+            # ---------------------------------------------------------------- requests
+            with m.State("HUNT"):
+                m.d.comb += rx.ready.eq(1)
+                with m.If(rx.valid & (rx.payload == P.SYNC)):
+                    m.d.sync += [rcrc.eq(0), rtype.eq(0)]
+                    m.next = "TYPE"
+            for st, nxt in (("TYPE", "LEN0"), ("LEN0", "LEN1"), ("LEN1", "CHECK")):
+                with m.State(st):
+                    m.d.comb += rx.ready.eq(1)
+                    with m.If(rx.valid):
+                        m.d.sync += rcrc.eq(rcrc_next)
+                        if st == "TYPE":
+                            m.d.sync += rtype.eq(rx.payload)
+                        elif st == "LEN0":
+                            m.d.sync += rlen[:8].eq(rx.payload)
+                        else:
+                            m.d.sync += rlen[8:].eq(rx.payload)
+                        m.next = nxt
+                    with m.Elif(timed_out):
+                        fail(m, P.E_TIMEOUT)
+            with m.State("CHECK"):
+                m.d.sync += [count.eq(rlen), arg.eq(0)]
+                with m.If(~known):
+                    m.d.sync += ecode.eq(P.E_BAD_TYPE)
+                    m.next = "DISCARD"
+                with m.Elif(rlen != need):
+                    m.d.sync += ecode.eq(P.E_BAD_LENGTH)
+                    m.next = "DISCARD"
+                with m.Elif(rtype == P.T_IMAGE):
+                    m.next = "START"
+                with m.Elif(rlen == 0):
+                    m.next = "CRC"
+                with m.Else():
+                    m.next = "ARG"
+            with m.State("START"):
+                with m.If(self.ready):
+                    m.d.comb += self.start.eq(1)
+                    m.next = "PIXELS"
+            with m.State("PIXELS"):
+                m.d.comb += [self.pixels.valid.eq(rx.valid), self.pixels.payload.data.eq(rx.payload),
+                             self.pixels.payload.last.eq(count == 1), rx.ready.eq(self.pixels.ready)]
+                with m.If(take):
+                    m.d.sync += [rcrc.eq(rcrc_next), count.eq(count - 1)]
+                    with m.If(count == 1):
+                        m.next = "CRC"
+                with m.Elif(timed_out):
+                    m.d.sync += [ecode.eq(P.E_TIMEOUT), self.errors.eq(self.errors + 1)]
+                    m.next = "PAD"
+            with m.State("PAD"):
+                m.d.comb += [self.pixels.valid.eq(1), self.pixels.payload.data.eq(0),
+                             self.pixels.payload.last.eq(count == 1)]
+                with m.If(self.pixels.ready):
+                    m.d.sync += count.eq(count - 1)
+                    with m.If(count == 1):
+                        m.next = "E_DRAIN"
+            with m.State("ARG"):
+                m.d.comb += rx.ready.eq(1)
+                with m.If(rx.valid):
+                    m.d.sync += [rcrc.eq(rcrc_next), count.eq(count - 1),
+                                 arg.eq(Cat(arg[8:], rx.payload))]
+                    with m.If(count == 1):
+                        m.next = "CRC"
+                with m.Elif(timed_out):
+                    fail(m, P.E_TIMEOUT)
+            with m.State("CRC"):
+                m.d.comb += rx.ready.eq(1)
+                with m.If(rx.valid):
+                    with m.If(rx.payload != rcrc):
+                        fail(m, P.E_BAD_CRC)
+                    with m.Elif(rtype == P.T_INFO):
+                        reply(m, P.R_INFO, P.INFO_LEN)
+                    with m.Elif(rtype == P.T_SET_TAU):
+                        with m.If(tau_ok):
+                            m.d.sync += self.tau.eq(arg)
+                            reply(m, P.R_TAU, 4)
+                        with m.Else():
+                            fail(m, P.E_BAD_VALUE)
+                    with m.Else():
+                        reply(m, P.R_RESULT, P.result_len(self.classes))
+                with m.Elif(timed_out):
+                    fail(m, P.E_TIMEOUT)
+            with m.State("DISCARD"):
+                m.d.comb += rx.ready.eq(1)
+                with m.If(timed_out & ~rx.valid):
+                    m.d.sync += self.errors.eq(self.errors + 1)
+                    reply(m, P.R_ERROR, 2)
+            with m.State("E_DRAIN"):
+                # Drop the result of an image in flight, then send the error.
+                m.d.comb += self.result.ready.eq(1)
+                with m.If(~inflight & ~self.start):
+                    reply(m, P.R_ERROR, 2)
+
+            # ---------------------------------------------------------------- replies
+            hdr = (("H_SYNC", P.SYNC, "H_TYPE"), ("H_TYPE", ttype, "H_LEN0"),
+                   ("H_LEN0", tlen[:8], "H_LEN1"), ("H_LEN1", tlen[8:], None))
+            for st, byte, nxt in hdr:
+                with m.State(st):
+                    m.d.comb += [tx.valid.eq(1), tx.payload.eq(byte)]
+                    with m.If(tx.ready):
+                        if st == "H_SYNC":
+                            m.d.sync += tcrc.eq(0)
+                        else:
+                            m.d.sync += tcrc.eq(tcrc_next)
+                        if nxt is not None:
+                            m.next = nxt
+                        else:
+                            with m.If(ttype == P.R_RESULT):
+                                m.next = "LOGITS"
+                            with m.Elif(tlen == 0):
+                                m.next = "T_CRC"
+                            with m.Else():
+                                m.next = "BYTES"
+            with m.State("LOGITS"):
+                # 4 bytes per result beat, LSB first; the beat is taken with its last byte.
+                byte = logit32.as_unsigned().word_select(tidx[:2], 8)
+                m.d.comb += [tx.valid.eq(self.result.valid), tx.payload.eq(byte),
+                             self.result.ready.eq(tx.ready & (tidx[:2] == 3))]
+                with m.If(sent):
+                    m.d.sync += [tcrc.eq(tcrc_next), tidx.eq(tidx + 1)]
+                    with m.If((tidx[:2] == 3) & self.result.payload.last):
+                        m.d.sync += cls.eq(self.result.payload.cls)
+                        m.next = "CLS"
+            with m.State("CLS"):
+                m.d.comb += [tx.valid.eq(1), tx.payload.eq(cls)]
+                with m.If(tx.ready):
+                    m.d.sync += [tcrc.eq(tcrc_next), tidx.eq(0), tlen.eq(16)]
+                    m.next = "WAIT_DONE"
+            with m.State("WAIT_DONE"):
+                with m.If(~inflight):
+                    m.next = "BYTES"
+            with m.State("BYTES"):
+                byte = fixed.word_select(tidx[:4], 8)
+                m.d.comb += [tx.valid.eq(1), tx.payload.eq(byte)]
+                with m.If(tx.ready):
+                    m.d.sync += [tcrc.eq(tcrc_next), tidx.eq(tidx + 1)]
+                    with m.If(tidx == tlen - 1):
+                        m.next = "T_CRC"
+            with m.State("T_CRC"):
+                m.d.comb += [tx.valid.eq(1), tx.payload.eq(tcrc)]
+                with m.If(tx.ready):
+                    m.next = "HUNT"
+        return m

@@ -1,0 +1,115 @@
+"""Board top: UART + protocol link + GXNOR engine, as a simulation toplevel or on an FPGA board.
+
+:class:`BoardTop` is the whole design with its serial pins as ports (Verilog module ``board_top``,
+simulated by ``sim/test_board_top.py``); :class:`BoardDesign` wraps it for an amaranth-boards
+platform (pins ``uart``, LEDs). Any engine with the :class:`rtl.engine.Engine` ports fits.
+"""
+
+from amaranth.hdl import Elaboratable, Module, Shape
+from amaranth.lib import wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.wiring import In, Out
+
+from .link import Link
+from .uart import Uart
+
+RX_FIFO_DEPTH = 16
+
+
+def engine_widths(engine):
+    """(tau_bits, acc_bits, class_bits) read from an engine's port shapes."""
+    res = engine.result.payload.shape()
+    return (engine.tau.shape().width, Shape.cast(res["logit"].shape).width,
+            Shape.cast(res["cls"].shape).width)
+
+
+class BoardTop(wiring.Component):
+    """UART link to a GXNOR engine (see :mod:`fpga.protocol` for the frames).
+
+    Parameters
+    ----------
+    engine : wiring.Component
+        :class:`rtl.engine.Engine` (or a component with the same ports). Its ``load`` and ``dense``
+        inputs are tied off (weights baked; event-driven schedule).
+    classes, pixels : int
+        Logits per result and pixels per image of the model the engine runs.
+    tau_init : int
+        Tau after reset (the model's default tau).
+    clk_freq, baud : number
+        Clock in Hz and baud rate (validated; ValueError).
+    timeout_bytes : int
+        A frame stalled for this many byte times ends with a ``TIMEOUT`` error.
+
+    Members
+    -------
+    rx : In(1)        serial line from the host (idle high)
+    tx : Out(1)       serial line to the host
+    busy : Out(1)     engine busy (LED)
+    error : Out(1)    toggles on every error reply (LED)
+
+    Latency and throughput: the UART dominates. An image of ``n`` pixels takes ``10 * (n + 5)``
+    bit times in, the engine's ``golden.cycles.cycles`` working cycles (overlapping the input),
+    and ``10 * (4 * classes + 22)`` bit times out.
+    """
+
+    def __init__(self, engine, *, classes, pixels, tau_init=0, clk_freq, baud, timeout_bytes=4):
+        if isinstance(timeout_bytes, bool) or not isinstance(timeout_bytes, int) or timeout_bytes < 2:
+            raise ValueError(f"timeout_bytes must be an integer >= 2, not {timeout_bytes!r}")
+        self.engine = engine
+        self.uart = Uart(clk_freq, baud)
+        tau_bits, acc_bits, class_bits = engine_widths(engine)
+        self.link = Link(classes=classes, pixels=pixels, tau_bits=tau_bits, acc_bits=acc_bits,
+                         class_bits=class_bits, tau_init=tau_init,
+                         timeout=timeout_bytes * 10 * self.uart.divisor)
+        super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "busy": Out(1), "error": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.uart = uart = self.uart
+        m.submodules.link = link = self.link
+        m.submodules.engine = eng = self.engine
+        m.submodules.rx_fifo = fifo = SyncFIFOBuffered(width=8, depth=RX_FIFO_DEPTH)
+        m.d.comb += [uart.rx.eq(self.rx), self.tx.eq(uart.tx)]
+        wiring.connect(m, uart.o, fifo.w_stream)
+        wiring.connect(m, fifo.r_stream, link.rx)
+        wiring.connect(m, link.tx, uart.i)
+        wiring.connect(m, link.pixels, eng.pixels)
+        wiring.connect(m, eng.result, link.result)
+        m.d.comb += [eng.tau.eq(link.tau), eng.start.eq(link.start), link.ready.eq(eng.ready),
+                     link.done.eq(eng.done), self.busy.eq(eng.busy)]
+        for name in ("cycles", "events", "fired", "skipped"):
+            m.d.comb += getattr(link, name).eq(getattr(eng, name))
+        if hasattr(eng, "dense"):
+            m.d.comb += eng.dense.eq(0)
+        if hasattr(eng, "load"):
+            m.d.comb += eng.load.valid.eq(0)
+        m.d.comb += self.error.eq(link.errors[0])
+        return m
+
+
+class BoardDesign(Elaboratable):
+    """:class:`BoardTop` on an amaranth-boards platform: ``uart`` 0 pins, busy and error LEDs.
+
+    The top runs on the platform's default clock (12 MHz iCEBreaker, 25 MHz ULX3S).
+    """
+
+    def __init__(self, make_top):
+        self.make_top = make_top          # clk_freq -> BoardTop
+        self.top = None
+
+    def elaborate(self, platform):
+        m = Module()
+        clk_freq = platform.default_clk_frequency
+        m.submodules.top = top = self.top = self.make_top(clk_freq)
+        uart = platform.request("uart", 0)
+        m.d.comb += [top.rx.eq(uart.rx.i), uart.tx.o.eq(top.tx)]
+        for name, sig in (("led_g", top.busy), ("led_r", top.error)):
+            try:
+                led = platform.request(name, 0)
+            except Exception:
+                try:
+                    led = platform.request("led", 0 if name == "led_g" else 1)
+                except Exception:
+                    continue
+            m.d.comb += led.o.eq(sig)
+        return m

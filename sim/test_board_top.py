@@ -1,0 +1,210 @@
+"""cocotb testbench for ``board_top`` (:class:`fpga.top.BoardTop`: UART + link + engine).
+
+Everything goes through the serial pins, as on the board: requests are driven on ``rx`` by
+:class:`sim.uart_bfm.UartSource` with random idle bit times between bytes, replies decoded from
+``tx``. Scoreboard: each request's reply bytes must equal, byte for byte, what the reference model
+:class:`fpga.protocol.RefBoard` answers (golden logits and class, golden.cycles cycle and event
+counts, golden fired and gated-off counts); nothing may be left on the line.
+
+Stimulus by name: ``zeros``, ``ramp``, ``prbs``, ``extremes`` (0/255) images; tau at both ends of
+its range and the default; and every error path, each followed by a good image to show the link
+recovers: corrupted payload byte (``BAD_CRC``), wrong length (``BAD_LENGTH``), unknown type
+(``BAD_TYPE``), tau out of range (``BAD_VALUE``), an image cut short (``TIMEOUT``), and noise bytes
+between frames (ignored).
+
+Environment (set by tests/fpga/test_board_top.py): ``GXNOR_MODEL`` (.gxm), ``GXNOR_LANES``,
+``GXNOR_DIVISOR``, ``GXNOR_TIMEOUT_BYTES``, ``GXNOR_ENGINE`` (``engine`` or ``standin``),
+``GXNOR_SEED``; ``GXNOR_HOST_ARGV`` (JSON list) makes :func:`test_host_tool` run the host tool on a
+pseudo-terminal bridged to the simulated pins.
+"""
+
+import json
+import os
+import pty
+import subprocess
+import sys
+import tty
+
+import cocotb
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles, Timer
+
+from fpga import protocol as P
+from golden import modelfile
+from sim.uart_bfm import UartSink, UartSource
+
+DEFAULT_SEED = 20240612
+CLK_PS = 10_000
+
+
+class TB:
+    def __init__(self, dut, idle_bits=2):
+        self.dut = dut
+        self.model = modelfile.load(os.environ["GXNOR_MODEL"])
+        self.lanes = int(os.environ["GXNOR_LANES"])
+        self.divisor = int(os.environ["GXNOR_DIVISOR"])
+        self.timeout_bytes = int(os.environ["GXNOR_TIMEOUT_BYTES"])
+        self.bit_ps = self.divisor * CLK_PS
+        self.seed = int(os.environ.get("GXNOR_SEED", DEFAULT_SEED))
+        self.rng = np.random.default_rng(self.seed)
+        dut._log.info("board_top model=%s lanes=%d divisor=%d seed=%d", self.model.name, self.lanes,
+                      self.divisor, self.seed)
+        if os.environ.get("GXNOR_ENGINE", "engine") == "standin":
+            from tests.fpga.standin_engine import standin_infer
+            infer = standin_infer(self.model)
+        else:
+            infer = P.golden_infer(self.model, self.lanes)
+        self.ref = P.RefBoard(infer, self.model.num_classes, int(np.prod(self.model.input_shape)),
+                              max(2, self.model.tau_bits), self.model.default_tau)
+        Clock(dut.clk, CLK_PS, unit="ps").start(start_high=False)
+        self.src = UartSource(dut.rx, self.bit_ps, self.rng, max_idle_bits=idle_bits)
+        self.sink = UartSink(dut.tx, self.bit_ps)
+
+    async def reset(self):
+        self.dut.rx.value = 1
+        self.dut.rst.value = 1
+        await ClockCycles(self.dut.clk, 3)
+        self.dut.rst.value = 0
+        await ClockCycles(self.dut.clk, 200)       # engine clears its accumulators after reset
+
+    async def reply(self, limit_bytes=None):
+        """Wait for one complete reply frame; return its raw bytes."""
+        dec = RawDecoder()
+        limit = limit_bytes or (self.timeout_bytes + P.result_len(self.model.num_classes) + 400)
+        for _ in range(limit):
+            if dec.feed(self.sink.take()):
+                return dec.last_raw
+            await Timer(10 * self.bit_ps, unit="ps")
+        raise AssertionError(f"no reply within {limit} byte times (seed {self.seed})")
+
+    async def exchange(self, name, frame, send=None):
+        """Send ``send`` (default ``frame``) and check the reply against the reference."""
+        want = self.ref.request(frame)
+        await self.src.send(frame if send is None else send)
+        got = await self.reply()
+        if got != want:
+            raise AssertionError(f"{name}: reply {got.hex()} != reference {want.hex()} (seed {self.seed})")
+        await Timer(self.bit_ps, unit="ps")
+        assert not self.sink.data and self.sink.errors == 0, f"{name}: extra bytes {bytes(self.sink.data).hex()}"
+        return got
+
+
+class RawDecoder(P.Decoder):
+    """Decoder that also keeps the raw bytes of the last frame (for byte-exact comparison)."""
+
+    def feed(self, data):
+        before = bytes(self.buf) + bytes(data)
+        frames = super().feed(data)
+        if frames:
+            start = before.index(P.SYNC)
+            n = before[start + 2] | before[start + 3] << 8
+            self.last_raw = before[start:start + 5 + n]
+        return frames
+
+
+def images(model, name, rng, n=1):
+    shape = (n, *model.input_shape)
+    if name == "zeros":
+        return np.zeros(shape, np.uint8)
+    if name == "ramp":
+        return (np.arange(np.prod(shape)) % 256).astype(np.uint8).reshape(shape)
+    if name == "extremes":
+        return (rng.integers(0, 2, shape) * 255).astype(np.uint8)
+    if name == "prbs":
+        return rng.integers(0, 256, shape, dtype=np.uint8)
+    raise ValueError(name)
+
+
+@cocotb.test()
+async def test_info_and_tau(dut):
+    tb = TB(dut)
+    await tb.reset()
+    await tb.exchange("info", P.info())
+    lo, hi = tb.model.tau_range if tb.model.tau_bits >= 2 else (-2, 1)
+    for tau in (lo, hi, tb.model.default_tau):
+        await tb.exchange(f"set_tau {tau}", P.set_tau(tau))
+    for tau in (lo - 1, hi + 1, 1 << 30):
+        await tb.exchange(f"bad tau {tau}", P.set_tau(tau))
+    await tb.exchange("info after", P.info())
+
+
+@cocotb.test()
+async def test_images(dut):
+    tb = TB(dut)
+    await tb.reset()
+    lo, hi = tb.model.tau_range
+    taus = [tb.model.default_tau] + ([lo, hi] if tb.model.gated else [])
+    for tau in taus:
+        await tb.exchange(f"set_tau {tau}", P.set_tau(tau))
+        for name in ("zeros", "ramp", "extremes", "prbs", "prbs"):
+            img = images(tb.model, name, tb.rng)[0]
+            await tb.exchange(f"image {name} tau {tau}", P.image(img))
+
+
+@cocotb.test()
+async def test_errors_and_recovery(dut):
+    tb = TB(dut)
+    await tb.reset()
+    img = images(tb.model, "prbs", tb.rng)[0]
+    good = P.image(img)
+    # corrupted payload byte: the engine runs, the result is dropped, BAD_CRC
+    bad = bytearray(good)
+    bad[4 + len(img) // 2] ^= 0x10
+    await tb.exchange("corrupted image", bytes(bad))
+    await tb.exchange("good after BAD_CRC", good)
+    # corrupted CRC on a SET_TAU
+    bad = bytearray(P.set_tau(0))
+    bad[-1] ^= 0xFF
+    await tb.exchange("corrupted set_tau", bytes(bad))
+    # wrong length for the type, unknown type
+    await tb.exchange("short image", P.encode(P.T_IMAGE, img[:-1].tobytes()))
+    await tb.exchange("long info", P.encode(P.T_INFO, b"\x00"))
+    await tb.exchange("unknown type", P.encode(0x42, b"\x01\x02\x03"))
+    await tb.exchange("good after BAD_TYPE", good)
+    # an image cut short: TIMEOUT after the line stays idle, then the link works again
+    await tb.exchange("truncated image", good[:4 + len(img) // 3])
+    await tb.exchange("good after TIMEOUT", good)
+    # noise between frames is dropped
+    noise = bytes([0x00, 0x13, 0xFF, 0x5A])
+    tb.ref.request(b"")
+    want = tb.ref.request(good)
+    await tb.src.send(noise + good)
+    got = await tb.reply()
+    assert got == want, f"after noise: {got.hex()} != {want.hex()}"
+
+
+@cocotb.test(skip=not os.environ.get("GXNOR_HOST_ARGV"))
+async def test_host_tool(dut):
+    """Run ``gxnor board`` on a pseudo-terminal whose other end is bridged to the pins."""
+    tb = TB(dut, idle_bits=0)
+    await tb.reset()
+    master, slave = pty.openpty()
+    tty.setraw(slave)
+    os.set_blocking(master, False)
+    argv = json.loads(os.environ["GXNOR_HOST_ARGV"])
+    argv = [a.replace("{port}", os.ttyname(slave)) for a in argv]
+    out_path = os.environ["GXNOR_HOST_OUT"]
+    with open(out_path, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "gxnor.cli", *argv], stdout=out,
+                                stderr=subprocess.STDOUT, cwd=os.environ.get("GXNOR_REPO", "."))
+    try:
+        while proc.poll() is None:
+            try:
+                data = os.read(master, 4096)
+            except BlockingIOError:
+                data = b""
+            if data:
+                await tb.src.send(data)
+            got = tb.sink.take()
+            if got:
+                os.write(master, got)
+            if not data and not got:
+                await Timer(20 * tb.bit_ps, unit="ps")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+        os.close(slave)
+    with open(out_path, "a") as out:
+        out.write(f"\n[exit {proc.returncode}]\n")
