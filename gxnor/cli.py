@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "gxnor.cmd_data",
     "gxnor.cmd_demo",
     "gxnor.cmd_rtl",
+    "gxnor.cmd_fpga",
     "gxnor.cmd_quant",
 ]
 

@@ -186,7 +186,7 @@ async def test_host_tool(dut):
     argv = [a.replace("{port}", os.ttyname(slave)) for a in argv]
     out_path = os.environ["GXNOR_HOST_OUT"]
     with open(out_path, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "gxnor.cli", *argv], stdout=out,
+        proc = subprocess.Popen([os.environ.get("GXNOR_PYTHON", sys.executable), "-m", "gxnor.cli", *argv], stdout=out,
                                 stderr=subprocess.STDOUT, cwd=os.environ.get("GXNOR_REPO", "."))
     try:
         while proc.poll() is None:

