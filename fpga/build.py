@@ -210,12 +210,14 @@ def synth_stat(top, board="icebreaker", name="board_top"):
     env = tool_env()
     cmd = "synth_ice40" if board == "icebreaker" else "synth_ecp5"
     il = rtlil.convert(top, name=name)
+    # YoWASP tools see the working directory tree only: synthesise in a scratch folder under it.
     import tempfile
-    with tempfile.TemporaryDirectory() as d:
-        p = Path(d) / "top.il"
-        p.write_text(il)
-        out = subprocess.run([env["YOSYS"], "-q", "-p", f"read_rtlil {p}; {cmd} -top {name}; tee -o {d}/stat.txt stat"],
-                             capture_output=True, text=True)
+    scratch = Path(os.environ.get("GXNOR_BUILD_DIR") or Path.cwd() / "build") / "synth"
+    scratch.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=scratch) as d:
+        (Path(d) / "top.il").write_text(il)
+        out = subprocess.run([env["YOSYS"], "-q", "-p", f"read_rtlil top.il; {cmd} -top {name}; tee -o stat.txt stat"],
+                             capture_output=True, text=True, cwd=d)
         if out.returncode != 0:
             raise GxnorError(f"yosys {cmd} failed: {(out.stderr or out.stdout).strip().splitlines()[-1:]}")
         stat = (Path(d) / "stat.txt").read_text()

@@ -1,0 +1,84 @@
+"""fpga.protocol: CRC, framing, decoding, reply parsing and the reference board model."""
+
+import numpy as np
+import pytest
+
+from fpga import protocol as P
+from golden.errors import GxnorError
+from golden.forward import run
+from golden.randmodel import random_model
+
+
+def test_crc8_known_values():
+    # CRC-8/SMBUS check value ("123456789" -> 0xF4)
+    assert P.crc8(b"123456789") == 0xF4
+    assert P.crc8(b"") == 0
+    assert P.crc8(b"\x01\x02", P.crc8(b"\x00")) == P.crc8(b"\x00\x01\x02")
+
+
+def test_encode_layout():
+    f = P.encode(0x03, b"\x10\x20\x30")
+    assert f[:4] == bytes([0xA5, 0x03, 3, 0]) and f[4:7] == b"\x10\x20\x30"
+    assert f[-1] == P.crc8(f[1:-1])
+    assert P.set_tau(-2)[4:8] == (-2).to_bytes(4, "little", signed=True)
+    with pytest.raises(GxnorError, match="int32"):
+        P.set_tau(1 << 31)
+    with pytest.raises(GxnorError, match="limit"):
+        P.encode(1, bytes(70000))
+    with pytest.raises(GxnorError, match="uint8"):
+        P.image(np.zeros(4, np.int16))
+
+
+def test_decoder_resync_and_crc():
+    frames = P.info() + b"\x00\x13" + P.set_tau(5)
+    bad = bytearray(P.encode(0x83, b"abc"))
+    bad[5] ^= 1
+    d = P.Decoder()
+    got = []
+    for b in frames + bytes(bad):                 # byte by byte
+        got += d.feed(bytes([b]))
+    assert [(f.type, f.payload, f.crc_ok) for f in got] == [
+        (1, b"", True), (2, (5).to_bytes(4, "little"), True), (0x83, b"acc", False)]
+    assert d.dropped == 2
+    with pytest.raises(GxnorError, match="unfinished"):
+        P.decode(P.info()[:-1])
+
+
+def test_parse_replies():
+    info = P.decode(P.info_reply(10, 784, 9, -3))[0]
+    assert P.parse_reply(info) == P.Info(P.VERSION, 10, 784, 9, -3)
+    assert P.parse_reply(P.decode(P.encode(P.R_TAU, (-7).to_bytes(4, "little", signed=True)))[0]) == -7
+    res = P.parse_reply(P.decode(P.result_reply([-1, 5, 2], 1, {"cycles": 9, "events": 8, "fired": 7,
+                                                                "skipped": 6}))[0], classes=3)
+    assert res.logits.tolist() == [-1, 5, 2] and res.cls == 1
+    assert res.counters == {"cycles": 9, "events": 8, "fired": 7, "skipped": 6}
+    with pytest.raises(P.ErrorReply, match="BAD_CRC.*IMAGE"):
+        P.parse_reply(P.decode(P.error(P.E_BAD_CRC, P.T_IMAGE))[0])
+    with pytest.raises(GxnorError, match="classes"):
+        P.parse_reply(P.decode(P.result_reply([1, 2], 0, dict.fromkeys(P.COUNTERS, 0)))[0], classes=3)
+
+
+def test_ref_board_rules():
+    model = random_model("f,d4", (1, 3, 3), seed=3)
+    calls = []
+
+    def infer(pixels, tau):
+        calls.append((pixels.tolist(), tau))
+        r = run(model, pixels.reshape(1, 1, 3, 3), tau)
+        return r.logits[0], int(r.predictions[0]), dict.fromkeys(P.COUNTERS, 1)
+
+    b = P.RefBoard(infer, 4, 9, 4, tau=0)
+    img = np.arange(9, dtype=np.uint8) * 20
+    assert P.decode(b.request(P.image(img)))[0].type == P.R_RESULT
+    bad = bytearray(P.image(img))
+    bad[6] ^= 1
+    assert b.request(bytes(bad)) == P.error(P.E_BAD_CRC, P.T_IMAGE)
+    assert len(calls) == 2                        # a bad-CRC image is still computed (then dropped)
+    assert b.request(P.encode(P.T_IMAGE, bytes(8))) == P.error(P.E_BAD_LENGTH, P.T_IMAGE)
+    assert b.request(P.encode(0x09, b"")) == P.error(P.E_BAD_TYPE, 0x09)
+    assert b.request(P.set_tau(8)) == P.error(P.E_BAD_VALUE, P.T_SET_TAU)     # 4-bit: -8..7
+    assert b.request(P.set_tau(-8)) == P.encode(P.R_TAU, (-8).to_bytes(4, "little", signed=True))
+    assert b.request(P.image(img)[:7]) == P.error(P.E_TIMEOUT, P.T_IMAGE)
+    assert b.request(b"\xa5") == P.error(P.E_TIMEOUT, 0)
+    assert b.request(b"") == b""
+    assert P.parse_reply(P.decode(b.request(P.info()))[0]).tau == -8
