@@ -3,6 +3,8 @@
 Stages (each prints its own section):
 1. golden: the shipped gated zoo model (or, when the zoo has none, a seeded random MNIST-shaped
    gated model) on the MNIST-5k test split: accuracy and the work table at the default tau.
+2. effort sweep (zoo model only): accuracy, MAC fraction, fired XNORs and kernels off per tau,
+   with the float and ungated-ternary reference accuracies stored in the model.
 """
 
 import os
@@ -15,6 +17,8 @@ from .cmd_golden import golden_summary
 
 ZOO = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "zoo")
 DEMO_MODEL = os.path.join(ZOO, "gated-cnn.gxm")
+# Real log-alpha thresholds for the demo sweep: all kernels on (-60), then where the zoo model moves.
+DEMO_TAUS = [-60.0, -6.0, 0.0, 4.0, 6.0, 7.0, 8.0]
 
 
 def register(sub):
@@ -42,3 +46,10 @@ def cmd_demo(args):
           f"fired XNORs {100 * t.fired / t.dense_macs:.2f}% of dense MACs; "
           f"{t.kernels_off} of {t.kernels} gated kernels off")
     print(format_table(res.work))
+    if not os.path.exists(DEMO_MODEL):
+        return
+    from quant.sweep import format_table as sweep_table, sweep
+    print(f"\n== effort sweep: one model, tau moved at run time (float baseline "
+          f"{100 * model.meta.get('float_accuracy', float('nan')):.2f}%, ungated ternary "
+          f"{100 * model.meta.get('ungated_accuracy', float('nan')):.2f}%)")
+    print(sweep_table(sweep(model, images, labels, DEMO_TAUS)))
