@@ -38,3 +38,17 @@ lock:
 
 clean:
 	rm -rf build .pytest_cache
+
+# Full place and route of the board top (UART link + engine) for both boards, minutes each.
+# Reports (utilisation, Fmax, bitstream) go to build/fpga/<board>.json; figures in docs/fpga.md.
+FPGA_ARCH  ?= tiny
+FPGA_LANES ?= 4
+fpga: $(STAMP)
+	mkdir -p build/fpga
+	$(BIN)/gxnor model random --arch $(FPGA_ARCH) --seed 1 -o build/fpga/$(FPGA_ARCH).gxm --force
+	$(BIN)/gxnor build --board icebreaker --model build/fpga/$(FPGA_ARCH).gxm --lanes $(FPGA_LANES) \
+		-o build/fpga/icebreaker-$(FPGA_ARCH) --json > build/fpga/icebreaker.json
+	$(BIN)/gxnor build --board ulx3s --model build/fpga/$(FPGA_ARCH).gxm --lanes $(FPGA_LANES) \
+		-o build/fpga/ulx3s-$(FPGA_ARCH) --json > build/fpga/ulx3s.json
+	$(BIN)/python -c "import json, sys; from fpga.build import format_report; \
+		[print(format_report(json.load(open(f'build/fpga/{b}.json')))) for b in ('icebreaker', 'ulx3s')]"

@@ -11,7 +11,7 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from .link import Link
-from .uart import Uart
+from .uart import Uart, baud_divisor
 
 RX_FIFO_DEPTH = 16
 
@@ -56,17 +56,19 @@ class BoardTop(wiring.Component):
         if isinstance(timeout_bytes, bool) or not isinstance(timeout_bytes, int) or timeout_bytes < 2:
             raise ValueError(f"timeout_bytes must be an integer >= 2, not {timeout_bytes!r}")
         self.engine = engine
-        self.uart = Uart(clk_freq, baud)
+        self.clk_freq, self.baud = clk_freq, baud
+        self.divisor = baud_divisor(clk_freq, baud)
         tau_bits, acc_bits, class_bits = engine_widths(engine)
-        self.link = Link(classes=classes, pixels=pixels, tau_bits=tau_bits, acc_bits=acc_bits,
-                         class_bits=class_bits, tau_init=tau_init,
-                         timeout=timeout_bytes * 10 * self.uart.divisor)
+        self.link_args = dict(classes=classes, pixels=pixels, tau_bits=tau_bits, acc_bits=acc_bits,
+                              class_bits=class_bits, tau_init=tau_init,
+                              timeout=timeout_bytes * 10 * self.divisor)
+        Link(**self.link_args)._MustUse__silence = True       # validate the link parameters now
         super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "busy": Out(1), "error": Out(1)})
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.uart = uart = self.uart
-        m.submodules.link = link = self.link
+        m.submodules.uart = uart = Uart(self.clk_freq, self.baud)
+        m.submodules.link = link = Link(**self.link_args)
         m.submodules.engine = eng = self.engine
         m.submodules.rx_fifo = fifo = SyncFIFOBuffered(width=8, depth=RX_FIFO_DEPTH)
         m.d.comb += [uart.rx.eq(self.rx), self.tx.eq(uart.tx)]
