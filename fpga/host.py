@@ -71,7 +71,6 @@ def run_board(link, model, images, tau, labels=None, lanes=None, retries=1, prog
     ``events``, ``fired``, ``skipped`` with golden's work accounting and, when ``lanes`` is given,
     ``cycles`` with :func:`golden.cycles.cycles`. An error reply is retried ``retries`` times.
     """
-    from golden.cycles import cycles as cycle_model
     from golden.forward import run
 
     info = link.info()
@@ -82,8 +81,7 @@ def run_board(link, model, images, tau, labels=None, lanes=None, retries=1, prog
     got_tau = link.set_tau(tau)
     if got_tau != tau:
         raise GxnorError(f"board holds tau {got_tau} after SET_TAU {tau}")
-    ref = run(model, images, tau, keep_activations=True)
-    det = cycle_model(model, images, tau, lanes, detail=True)[1] if lanes else None
+    ref = run(model, images, tau)
     mismatches, errors = [], 0
     counters = {n: np.zeros(len(images), np.int64) for n in P.COUNTERS}
     preds = np.zeros(len(images), np.int64)
@@ -122,7 +120,6 @@ def run_board(link, model, images, tau, labels=None, lanes=None, retries=1, prog
            "counters_mean": {k: float(v.mean()) if n else 0.0 for k, v in counters.items()},
            "counters_total": {k: int(v.sum()) for k, v in counters.items()},
            "accuracy": float(np.mean(preds == labels)) if labels is not None else None}
-    del det
     return out
 
 
