@@ -136,3 +136,31 @@ def test_tau_out_of_range_and_non_integer():
         run(model, np.zeros((1, 6, 6), np.uint8), tau=lo - 1)
     with pytest.raises(GxnorError, match="must be an integer"):
         run(model, np.zeros((1, 6, 6), np.uint8), tau=0.5)
+
+
+@pytest.mark.parametrize("sign", [1, -1])
+def test_maximum_fan_in_at_the_threshold_extremes(sign):
+    """Fan-in 64*5*5 = 1600 and a 4096-wide dense, every weight and activation nonzero: the sums
+    reach +-F exactly, and thresholds at the ends of [-F, F+1] behave as documented."""
+    c, k = 64, 5
+    f = c * k * k
+    w = np.full((3, c, k, k), sign, np.int8)
+    # kernel 0: +1 iff a >= F, -1 iff a < -F (never); kernel 1: lo = hi = F+1 (always -1);
+    # kernel 2: lo = hi = -F (always +1)
+    conv = Conv(w, np.array([-f, f + 1, -f]), np.array([f, f + 1, -f]), padding="valid")
+    hidden = Dense(np.ones((4096, 3), np.int8), np.full(4096, -3), np.full(4096, -3))   # always +1
+    logits_w = np.ones((2, 4096), np.int8)
+    logits_w[1] = -1
+    model = Model((c, 5, 5), (InputQuant(0, 1), conv, Flatten(), hidden, Dense(logits_w)))
+    img = np.full((2, c, 5, 5), 255, np.uint8)    # image 0: every input +1
+    img[1] = 0                                    # image 1: every input 0
+    a = run(model, img, keep_activations=True)
+    b = run(model, img, impl="plain", keep_activations=True)
+    assert_same(a, b)
+    assert conv.acc_bits == 12                    # [-1600, 1601] needs 12 bits
+    # image 0 sums to sign * F: +F reaches hi = F; -F is not < lo = -F, so it stays 0
+    assert a.activations[1][0, :, 0, 0].tolist() == [1 if sign > 0 else 0, -1, 1]
+    assert a.activations[1][1, :, 0, 0].tolist() == [0, -1, 1]
+    assert a.logits.tolist() == [[4096, -4096], [4096, -4096]]
+    assert a.work[0].fired == 3 * f and a.work[0].skip_zero_act == 3 * f
+    assert a.work[2].fired == 2 * 2 * 4096
