@@ -68,28 +68,41 @@ def platform(board):
     raise GxnorError(f"unknown board {board!r}; choose one of {', '.join(BOARDS)}")
 
 
-def make_design(model, lanes, weights="baked", baud=DEFAULT_BAUD):
-    """(BoardDesign, EngineConfig) for ``model`` on an engine with ``lanes`` lanes."""
+FAMILIES = {"icebreaker": "ice40", "ulx3s": "ecp5"}
+
+
+def make_design(model, lanes, weights="baked", baud=DEFAULT_BAUD, envelope=(), clock=None, board=None):
+    """(BoardDesign, EngineConfig) for ``model`` on an engine with ``lanes`` lanes.
+
+    ``weights="loadable"``: the engine's envelope covers ``model`` and every model in ``envelope``;
+    it starts with ``model``'s weights and takes others over LOAD frames. ``clock`` (Hz): the PLL
+    output of ``board``'s family nearest to it (GxnorError if the PLL cannot make it).
+    """
     from golden.cycles import EngineConfig, check_lanes
     from rtl.engine import Engine
 
     from .top import BoardDesign, BoardTop
     if weights not in WEIGHTS:
         raise GxnorError(f"--weights {weights!r}: choose one of {', '.join(WEIGHTS)}")
-    if weights == "loadable":
-        raise GxnorError("--weights loadable: the UART protocol has no LOAD frame yet, so a loadable "
-                         "engine could not receive its weights on the board; use --weights baked")
-    cfg = EngineConfig.for_models([model], check_lanes(lanes))
+    if envelope and weights != "loadable":
+        raise GxnorError("--envelope sizes a loadable engine: add --weights loadable")
+    cfg = EngineConfig.for_models([model, *envelope], check_lanes(lanes))
+    family = FAMILIES.get(board)
+    if clock is not None:
+        from .pll import pll_params
+        try:
+            pll_params(family, 1e6 * {"ice40": 12, "ecp5": 25}[family], clock)
+        except (ValueError, KeyError) as e:
+            raise GxnorError(f"--clock {clock / 1e6:g}: {e}") from None
 
     def make_top(clk_freq):
         try:
             return BoardTop(Engine(cfg, model), classes=model.num_classes,
                             pixels=int(np.prod(model.input_shape)), tau_init=model.default_tau,
-                            clk_freq=clk_freq, baud=baud)
+                            clk_freq=clk_freq, baud=baud, loadable=weights == "loadable")
         except ValueError as e:
             raise GxnorError(str(e)) from None
-    from .top import BoardDesign
-    return BoardDesign(make_top), cfg
+    return BoardDesign(make_top, clock=clock, family=family), cfg
 
 
 _UTIL = re.compile(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+(\d+)%")
@@ -149,15 +162,16 @@ def check_report(report):
         raise GxnorError(f"no Fmax found in the nextpnr log {report['log']}")
 
 
-def build(board, model, lanes=4, weights="baked", out_dir=None, baud=DEFAULT_BAUD):
+def build(board, model, lanes=4, weights="baked", out_dir=None, baud=DEFAULT_BAUD, envelope=(), clock=None):
     """Build a bitstream; returns the report dict (also written to ``<out_dir>/report.json``).
 
-    Raises GxnorError (one line) on a bad option, a tool failure, a design that does not fit, or
-    a timing miss (after writing the report).
+    ``clock`` (Hz) runs the design on the board's PLL (else the oscillator); nextpnr's Fmax is
+    checked against the achieved PLL frequency. Raises GxnorError (one line) on a bad option, a
+    tool failure, a design that does not fit, or a timing miss (after writing the report).
     """
     plat = platform(board)
     tool_env()
-    design, cfg = make_design(model, lanes, weights, baud)
+    design, cfg = make_design(model, lanes, weights, baud, envelope, clock, board)
     out_dir = Path(out_dir or Path("build") / "fpga" / f"{board}-{model.name}-P{cfg.lanes}")
     out_dir.mkdir(parents=True, exist_ok=True)
     log = out_dir / f"{NAME}.tim"
@@ -179,7 +193,9 @@ def build(board, model, lanes=4, weights="baked", out_dir=None, baud=DEFAULT_BAU
     bitstream = out_dir / f"{NAME}.{ext}"
     report = {"board": board, "device": f"{plat.device}-{plat.package}", "model": model.name,
               "lanes": cfg.lanes, "weights": weights, "baud": baud,
-              "clock_hz": plat.default_clk_frequency, **parsed, "summary": summarise(parsed),
+              "clock_hz": design.clk_freq or plat.default_clk_frequency,
+              "clock_source": "pll" if clock else "oscillator",
+              "clock_requested_hz": clock, **parsed, "summary": summarise(parsed),
               "bitstream": str(bitstream) if bitstream.is_file() and not failed else None,
               "seconds": round(seconds, 1), "log": str(log),
               "engine_config": json.loads(cfg.to_json()),
@@ -193,7 +209,7 @@ def build(board, model, lanes=4, weights="baked", out_dir=None, baud=DEFAULT_BAU
 
 def format_report(r):
     lines = [f"{r['board']} ({r['device']}), model {r['model']}, {r['lanes']} lanes, {r['weights']} weights, "
-             f"{r['seconds']:.0f} s"]
+             f"{r.get('clock_hz', 0) / 1e6:.3f} MHz ({r.get('clock_source', 'oscillator')}), {r['seconds']:.0f} s"]
     for cat, u in r["summary"].items():
         lines.append(f"  {cat:<6} {u['resource']:<15} {u['used']:>6} / {u['available']:<6} {u['percent']:>3}%")
     for c in r["clocks"]:

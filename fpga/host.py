@@ -4,6 +4,7 @@ Used by ``gxnor board``. The port is anything pyserial's ``serial_for_url`` open
 (``/dev/ttyUSB1``), a pseudo-terminal, or ``socket://host:port``.
 """
 
+import json
 import time
 
 import numpy as np
@@ -21,12 +22,14 @@ class BoardLink:
     port : str          device path or pyserial URL
     baud : int
     timeout : float     seconds to wait for a complete reply
+    ser : object, optional
+        An already open pyserial-like object (write, flush, read, close) instead of ``port``.
     """
 
-    def __init__(self, port, baud=115200, timeout=5.0):
+    def __init__(self, port, baud=115200, timeout=5.0, ser=None):
         import serial
         try:
-            self.ser = serial.serial_for_url(port, baudrate=baud, timeout=0.05)
+            self.ser = ser if ser is not None else serial.serial_for_url(port, baudrate=baud, timeout=0.05)
         except (serial.SerialException, ValueError) as e:
             raise GxnorError(f"cannot open serial port {port}: {e}") from None
         self.port, self.timeout = port, timeout
@@ -63,6 +66,58 @@ class BoardLink:
     def image(self, pixels, classes):
         return self.request(P.image(pixels), classes)
 
+    def config(self):
+        return self.request(P.config())
+
+
+def load_model(link, model, progress=None):
+    """Load ``model`` onto a loadable board (LOAD frames, then COMMIT); returns a report dict.
+
+    Checks the model against the board's envelope (``CONFIG``) first: a model outside it is one
+    GxnorError line naming every size that does not fit; nothing is sent.
+    """
+    from golden.cycles import requirements
+    from rtl.pack import load_records
+
+    info = link.info()
+    if not info.loadable:
+        raise GxnorError(f"{link.port}: the bitstream has baked weights, --load needs one built with "
+                         "`gxnor build --weights loadable`")
+    cfg = link.config()
+    req = requirements(model, cfg.lanes)
+    over = [f"{k} {v} > {getattr(cfg, k)}" for k, v in req.items() if v > getattr(cfg, k)]
+    if over:
+        raise GxnorError(f"model {model.name!r} does not fit the board's engine envelope ({', '.join(over)}); "
+                         "rebuild with `gxnor build --weights loadable --model ... --envelope "
+                         f"{model.name}.gxm` or load a smaller model")
+    records = load_records(model, cfg)
+    frames = P.load_frames(records, cfg)
+    t0 = time.perf_counter()
+    nbytes = 0
+    for i, fr in enumerate(frames):
+        try:
+            words = link.request(fr)
+        except P.ErrorReply as e:
+            raise GxnorError(f"{link.port}: the board refused LOAD frame {i + 1}/{len(frames)} of "
+                             f"{model.name!r}: {P.ERRORS.get(e.code, e.code)}") from None
+        want = (len(fr) - 5 - P.LOAD_HEAD) // P.word_bytes(P.load_memories(cfg)[fr[4]][2])
+        if words != want:
+            raise GxnorError(f"{link.port}: the board wrote {words} words of LOAD frame {i + 1}, sent {want}")
+        nbytes += len(fr)
+        if progress:
+            progress(i + 1, len(frames))
+    npix = int(np.prod(model.input_shape))
+    try:
+        info = link.request(P.commit(model.num_classes, npix))
+    except P.ErrorReply as e:
+        raise GxnorError(f"{link.port}: the board refused to COMMIT {model.name!r}: "
+                         f"{P.ERRORS.get(e.code, e.code)}") from None
+    if (info.classes, info.pixels, info.has_model) != (model.num_classes, npix, True):
+        raise GxnorError(f"{link.port}: after COMMIT the board reports {info.classes} classes, "
+                         f"{info.pixels} pixels")
+    return {"frames": len(frames), "records": len(records), "bytes": nbytes,
+            "seconds": time.perf_counter() - t0, "envelope": json.loads(cfg.to_json())}
+
 
 def run_board(link, model, images, tau, labels=None, lanes=None, retries=1, progress=None):
     """Send every image, compare with golden; returns a report dict.
@@ -75,9 +130,13 @@ def run_board(link, model, images, tau, labels=None, lanes=None, retries=1, prog
 
     info = link.info()
     npix = int(np.prod(model.input_shape))
+    if not info.has_model:
+        raise GxnorError(f"{link.port}: the board holds no committed model (a load failed or is "
+                         "unfinished): run gxnor board with --load")
     if (info.classes, info.pixels) != (model.num_classes, npix):
         raise GxnorError(f"the board runs a model with {info.classes} classes and {info.pixels} pixels, "
-                         f"{model.name!r} has {model.num_classes} and {npix}: build it with gxnor build")
+                         f"{model.name!r} has {model.num_classes} and {npix}: build it with gxnor build "
+                         "or load it with --load")
     got_tau = link.set_tau(tau)
     if got_tau != tau:
         raise GxnorError(f"board holds tau {got_tau} after SET_TAU {tau}")

@@ -4,7 +4,7 @@ Implements the protocol of :mod:`fpga.protocol` (the Python reference model is
 :class:`fpga.protocol.RefBoard`; docs/fpga.md has the frame tables).
 """
 
-from amaranth.hdl import Cat, Const, Module, Signal, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -51,6 +51,10 @@ class Link(wiring.Component):
     class_bits : int      width of the engine's class and index fields
     tau_init : int        tau after reset (the model's default tau)
     timeout : int         idle clock cycles that end a stalled frame (use ~ 4 byte times)
+    envelope : golden.cycles.EngineConfig, optional
+        Loadable build: the engine's envelope. Adds the ``LOAD``/``COMMIT``/``CONFIG`` requests and
+        the ``load`` port; ``classes`` and ``pixels`` become registers (reset to the given values,
+        the baked model's) that ``COMMIT`` sets.
 
     Members
     -------
@@ -63,6 +67,7 @@ class Link(wiring.Component):
     ready, done : In(1)                   engine idle; end-of-inference pulse
     cycles, events, fired, skipped : In(32)   engine counters, read after ``done``
     errors : Out(8)                       count of error replies sent (wraps)
+    load : Out(stream.Signature(rtl.engine.load_layout(envelope)))    to the engine (loadable only)
 
     Behaviour: one request at a time. An ``IMAGE`` starts the engine as soon as its header is
     accepted and streams the pixels through as they arrive (no image buffer); its result is held
@@ -71,11 +76,17 @@ class Link(wiring.Component):
     the result and replies ``BAD_CRC``. A stalled frame (``timeout`` idle cycles) pads a partial
     image with zero pixels, drops its result and replies ``TIMEOUT``.
 
+    A ``LOAD`` frame's words go to ``load`` as each completes (one word per 1 + ``load.ready``
+    cycles after its last byte; the engine takes them while idle), checked against the envelope
+    first (:func:`fpga.protocol.load_memories`); the first word outside stops the writes of that
+    frame (``ENVELOPE`` reply).
+
     Latency: the reply header starts the cycle after the request's CRC byte is taken (after the
     engine's first result beat for an image).
     """
 
-    def __init__(self, *, classes, pixels, tau_bits, acc_bits, class_bits, tau_init=0, timeout=1000):
+    def __init__(self, *, classes, pixels, tau_bits, acc_bits, class_bits, tau_init=0, timeout=1000,
+                 envelope=None):
         for name, v, lo, hi in (("classes", classes, 1, 255), ("pixels", pixels, 1, P.MAX_LEN),
                                 ("tau_bits", tau_bits, 2, 32), ("acc_bits", acc_bits, 2, 32),
                                 ("class_bits", class_bits, 1, 8), ("timeout", timeout, 2, 1 << 30)):
@@ -85,7 +96,20 @@ class Link(wiring.Component):
             raise ValueError(f"Link tau_init {tau_init} does not fit {tau_bits} signed bits")
         self.classes, self.npix, self.tau_bits = classes, pixels, tau_bits
         self.acc_bits, self.class_bits, self.tau_init, self.timeout = acc_bits, class_bits, tau_init, timeout
-        super().__init__({
+        self.envelope = envelope
+        ports = {}
+        if envelope is not None:
+            from golden.cycles import EngineConfig
+            from rtl.engine import load_layout
+            if not isinstance(envelope, EngineConfig):
+                raise ValueError("Link envelope must be a golden.cycles.EngineConfig")
+            if envelope.classes > 255 or envelope.pixels > P.MAX_LEN:
+                raise ValueError(f"Link envelope of {envelope.classes} classes, {envelope.pixels} pixels "
+                                 "exceeds the protocol's u8 classes / u16 pixels")
+            if classes > envelope.classes or pixels > envelope.pixels:
+                raise ValueError("Link classes/pixels exceed the envelope")
+            ports["load"] = Out(stream.Signature(load_layout(envelope)))
+        super().__init__({**ports,
             "rx": In(stream.Signature(8)),
             "tx": Out(stream.Signature(8)),
             "pixels": Out(stream.Signature(pixel_layout())),
@@ -120,7 +144,16 @@ class Link(wiring.Component):
         ttype = Signal(8)                        # reply type
         tlen = Signal(16)
         tcrc = Signal(8)
-        tidx = Signal(range(P.result_len(self.classes) + 1))
+        loadable = self.envelope is not None
+        env = self.envelope
+        max_classes = env.classes if loadable else self.classes
+        fixed_bytes = P.CONFIG_LEN if loadable else 16
+        tidx = Signal(range(max(P.result_len(max_classes), fixed_bytes) + 1))
+        classes_r = Signal(8, init=self.classes)     # the committed model's classes and pixels
+        npix_r = Signal(16, init=self.npix)
+        model_ok = Signal(init=1)                    # a model is committed: images run
+        session = Signal()                           # a load session is open
+        load_bad = Signal()                          # ... and an error reply was sent in it
         ecode = Signal(8)                        # error code of an error reply
         inflight = Signal()                      # engine started, done not yet seen
         cls = Signal(8)
@@ -140,9 +173,10 @@ class Link(wiring.Component):
         counters = Cat(self.cycles, self.events, self.fired, self.skipped)
         tau32 = Signal(signed(32))
         m.d.comb += tau32.eq(self.tau)
-        info = Cat(Const(P.VERSION, 8), Const(self.classes, 8), Const(self.npix, 16),
-                   Const(self.tau_bits, 8), tau32)
-        fixed = Signal(16 * 8)                   # the payload bytes sent in state "BYTES"
+        flags = Cat(Const(int(loadable), 1), model_ok)
+        info = Cat(Const(P.VERSION, 8), classes_r, npix_r, Const(self.tau_bits, 8), tau32, flags)
+        fixed = Signal(fixed_bytes * 8)          # the payload bytes sent in state "BYTES"
+        lwords = Signal(16)                      # LOAD: words written by this frame
         with m.Switch(ttype):
             with m.Case(P.R_INFO):
                 m.d.comb += fixed.eq(info)
@@ -150,11 +184,19 @@ class Link(wiring.Component):
                 m.d.comb += fixed.eq(tau32)
             with m.Case(P.R_ERROR):
                 m.d.comb += fixed.eq(Cat(ecode, rtype))
+            if loadable:
+                with m.Case(P.R_LOADED):
+                    m.d.comb += fixed.eq(lwords)
+                with m.Case(P.R_CONFIG):
+                    m.d.comb += fixed.eq(Cat(*[Const(getattr(env, n), 32) for n in P.config_fields()]))
             with m.Default():
                 m.d.comb += fixed.eq(counters)
 
         def reply(m, t, n):
             m.d.sync += [ttype.eq(t), tlen.eq(n), tidx.eq(0)]
+            if t == P.R_ERROR and loadable:
+                with m.If((rtype == P.T_LOAD) & session):
+                    m.d.sync += load_bad.eq(1)
             m.next = "H_SYNC"
 
         def fail(m, code):
@@ -170,7 +212,43 @@ class Link(wiring.Component):
             with m.Case(P.T_SET_TAU):
                 m.d.comb += [need.eq(4), known.eq(1)]
             with m.Case(P.T_IMAGE):
-                m.d.comb += [need.eq(self.npix), known.eq(1)]
+                m.d.comb += [need.eq(npix_r), known.eq(1)]
+            if loadable:
+                with m.Case(P.T_LOAD):
+                    m.d.comb += [need.eq(P.LOAD_MIN_LEN), known.eq(1)]
+                with m.Case(P.T_COMMIT):
+                    m.d.comb += [need.eq(P.COMMIT_LEN), known.eq(1)]
+                with m.Case(P.T_CONFIG):
+                    m.d.comb += [need.eq(0), known.eq(1)]
+        bad_len = Signal()
+        m.d.comb += bad_len.eq(Mux(rtype == P.T_LOAD, rlen < need, rlen != need) if loadable else rlen != need)
+
+        # -- LOAD: per-memory word bytes, depth and width (by sel)
+        if loadable:
+            mems = P.load_memories(env)
+            wmax = max(P.word_bytes(w) for _, _, w in mems)
+            lsel = Signal(8)
+            laddr = Signal(32)
+            lword = Signal(8 * wmax)
+            lbyte = Signal(range(wmax))
+            lwb = Signal(range(wmax + 1))                # bytes per word of memory lsel
+            lerr = Signal()                              # a word was outside the envelope
+            hb = Signal(3)                               # head byte index (sel, addr)
+            word_ok = Signal()
+            m.d.comb += lwb.eq(1)
+            with m.Switch(lsel):
+                for sel, (_, depth, width) in enumerate(mems):
+                    with m.Case(sel):
+                        fits = (laddr < depth)
+                        if width < len(lword):
+                            fits = fits & (lword[width:] == 0)
+                        m.d.comb += [lwb.eq(P.word_bytes(width)), word_ok.eq(fits)]
+            m.d.comb += [self.load.payload.sel.eq(lsel), self.load.payload.addr.eq(laddr),
+                         self.load.payload.data.eq(lword)]
+            commit_cls = arg[8:16]
+            commit_pix = arg[16:32]
+            commit_ok = ((commit_cls >= 1) & (commit_cls <= env.classes) & (commit_pix >= 1)
+                         & (commit_pix <= env.pixels) & ~load_bad & (session | model_ok))
 
         half = 1 << (self.tau_bits - 1)
         arg_s = arg.as_signed()
@@ -202,15 +280,75 @@ class Link(wiring.Component):
                 with m.If(~known):
                     m.d.sync += ecode.eq(P.E_BAD_TYPE)
                     m.next = "DISCARD"
-                with m.Elif(rlen != need):
+                with m.Elif(bad_len):
                     m.d.sync += ecode.eq(P.E_BAD_LENGTH)
                     m.next = "DISCARD"
-                with m.Elif(rtype == P.T_IMAGE):
+                with m.Elif((rtype == P.T_IMAGE) & model_ok):
                     m.next = "START"
+                with m.Elif(rtype == P.T_IMAGE):
+                    m.next = "SKIP"                      # no model: consume the pixels, NO_MODEL
                 with m.Elif(rlen == 0):
                     m.next = "CRC"
+                if loadable:
+                    with m.Elif(rtype == P.T_LOAD):
+                        with m.If(~session):
+                            m.d.sync += [session.eq(1), load_bad.eq(0), model_ok.eq(0)]
+                        m.d.sync += [hb.eq(0), lword.eq(0), lbyte.eq(0), lerr.eq(0), lwords.eq(0)]
+                        m.next = "L_HEAD"
                 with m.Else():
                     m.next = "ARG"
+            with m.State("SKIP"):
+                m.d.comb += rx.ready.eq(1)
+                with m.If(rx.valid):
+                    m.d.sync += [rcrc.eq(rcrc_next), count.eq(count - 1)]
+                    with m.If(count == 1):
+                        m.next = "CRC"
+                with m.Elif(timed_out):
+                    fail(m, P.E_TIMEOUT)
+            if loadable:
+                with m.State("L_HEAD"):
+                    m.d.comb += rx.ready.eq(1)
+                    with m.If(rx.valid):
+                        m.d.sync += [rcrc.eq(rcrc_next), count.eq(count - 1), hb.eq(hb + 1)]
+                        with m.If(hb == 0):
+                            m.d.sync += lsel.eq(rx.payload)
+                        with m.Else():
+                            m.d.sync += laddr.eq(Cat(laddr[8:], rx.payload))
+                        with m.If(hb == P.LOAD_HEAD - 1):
+                            m.next = "L_DATA"
+                    with m.Elif(timed_out):
+                        fail(m, P.E_TIMEOUT)
+                with m.State("L_DATA"):
+                    m.d.comb += rx.ready.eq(1)
+                    with m.If(rx.valid):
+                        m.d.sync += [rcrc.eq(rcrc_next), count.eq(count - 1),
+                                     lword.word_select(lbyte, 8).eq(rx.payload)]
+                        with m.If(lbyte == lwb - 1):
+                            m.d.sync += lbyte.eq(0)
+                            m.next = "L_WRITE"
+                        with m.Else():
+                            m.d.sync += lbyte.eq(lbyte + 1)
+                            with m.If(count == 1):
+                                m.next = "CRC"
+                    with m.Elif(timed_out):
+                        fail(m, P.E_TIMEOUT)
+                with m.State("L_WRITE"):
+                    # A complete word: write it if it fits the envelope (and none before failed).
+                    nxt = "L_DATA"
+                    with m.If(lerr | ~word_ok):
+                        m.d.sync += [lerr.eq(1), lword.eq(0)]
+                        with m.If(count == 0):
+                            m.next = "CRC"
+                        with m.Else():
+                            m.next = nxt
+                    with m.Else():
+                        m.d.comb += self.load.valid.eq(1)
+                        with m.If(self.load.ready):
+                            m.d.sync += [laddr.eq(laddr + 1), lwords.eq(lwords + 1), lword.eq(0)]
+                            with m.If(count == 0):
+                                m.next = "CRC"
+                            with m.Else():
+                                m.next = nxt
             with m.State("START"):
                 with m.If(self.ready):
                     m.d.comb += self.start.eq(1)
@@ -248,14 +386,33 @@ class Link(wiring.Component):
                         fail(m, P.E_BAD_CRC)
                     with m.Elif(rtype == P.T_INFO):
                         reply(m, P.R_INFO, P.INFO_LEN)
+                    with m.Elif((rtype == P.T_IMAGE) & ~model_ok):
+                        fail(m, P.E_NO_MODEL)
                     with m.Elif(rtype == P.T_SET_TAU):
                         with m.If(tau_ok):
                             m.d.sync += self.tau.eq(arg)
                             reply(m, P.R_TAU, 4)
                         with m.Else():
                             fail(m, P.E_BAD_VALUE)
+                    if loadable:
+                        with m.Elif(rtype == P.T_CONFIG):
+                            reply(m, P.R_CONFIG, P.CONFIG_LEN)
+                        with m.Elif(rtype == P.T_LOAD):
+                            with m.If(lerr):
+                                fail(m, P.E_ENVELOPE)
+                            with m.Elif(lbyte != 0):
+                                fail(m, P.E_BAD_LENGTH)
+                            with m.Else():
+                                reply(m, P.R_LOADED, 2)
+                        with m.Elif(rtype == P.T_COMMIT):
+                            m.d.sync += [session.eq(0), load_bad.eq(0), model_ok.eq(commit_ok)]
+                            with m.If(commit_ok):
+                                m.d.sync += [classes_r.eq(commit_cls), npix_r.eq(commit_pix)]
+                                reply(m, P.R_INFO, P.INFO_LEN)
+                            with m.Else():
+                                fail(m, P.E_BAD_VALUE)
                     with m.Else():
-                        reply(m, P.R_RESULT, P.result_len(self.classes))
+                        reply(m, P.R_RESULT, 4 * classes_r + (1 + 4 * len(P.COUNTERS)))
                 with m.Elif(timed_out):
                     fail(m, P.E_TIMEOUT)
             with m.State("DISCARD"):
@@ -308,7 +465,7 @@ class Link(wiring.Component):
                 with m.If(~inflight):
                     m.next = "BYTES"
             with m.State("BYTES"):
-                byte = fixed.word_select(tidx[:4], 8)
+                byte = fixed.word_select(tidx[:(fixed_bytes - 1).bit_length()], 8)
                 m.d.comb += [tx.valid.eq(1), tx.payload.eq(byte)]
                 with m.If(tx.ready):
                     m.d.sync += [tcrc.eq(tcrc_next), tidx.eq(tidx + 1)]

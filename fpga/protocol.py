@@ -27,8 +27,34 @@ type       name                 LEN     reply
 ``0x02``   ``SET_TAU``          4       ``0x82`` TAU: tau i32 as now held; ``BAD_VALUE`` error if
                                         tau does not fit the ``tau_bits``-bit signed register
 ``0x03``   ``IMAGE``            pixels  ``0x83`` RESULT: logits (classes x i32), class u8, then
-                                        u32 counters cycles, events, fired, skipped
+                                        u32 counters cycles, events, fired, skipped;
+                                        ``NO_MODEL`` error if no model is committed
+``0x04``   ``LOAD``             >= 6    ``0x84`` LOADED: words written u16 (loadable builds only)
+``0x05``   ``COMMIT``           3       ``0x81`` INFO with the new classes/pixels (loadable only)
+``0x06``   ``CONFIG``           0       ``0x86`` CONFIG: the engine envelope, 16 x u32 in
+                                        ``EngineConfig`` field order (loadable only)
 =========  ===================  ======  ==========================================================
+
+INFO's last byte is ``flags``: bit 0 the build is loadable, bit 1 a model is committed (images run).
+
+Run-time weights (``gxnor build --weights loadable``)
+----------------------------------------------------
+``LOAD`` payload: ``sel u8, addr u32, word, word, ...``: one burst of at least one word written to
+consecutive addresses ``addr, addr+1, ...`` of engine memory ``sel`` (``rtl.pack.SEL_*``). Each word
+is ``ceil(width / 8)`` bytes little-endian, ``width`` the memory's width (:func:`load_memories`; a
+``sel`` the engine does not have uses 1-byte words). Words are written to the engine as they
+arrive (no buffer). A word whose address is past the memory's depth, or whose value is wider
+than the memory, is not written and neither is any later word of the frame; the reply is then
+``ENVELOPE``. Reply precedence at the frame's end: ``BAD_CRC``, ``ENVELOPE``, ``BAD_LENGTH`` (a
+partial last word), else ``LOADED``.
+
+A *load session* starts with the first ``LOAD`` after reset or after a ``COMMIT``; it clears the
+committed flag (IMAGE then answers ``NO_MODEL``). Any error reply to a ``LOAD`` in the session marks
+it bad. ``COMMIT`` (payload ``classes u8, pixels u16``) ends the session: it commits (INFO reply)
+when ``1 <= classes <= envelope classes``, ``1 <= pixels <= envelope pixels``, the session (if
+any) had no error, and a model was committed before or the session loaded one; otherwise
+``BAD_VALUE`` and no model is committed. The records come from :func:`rtl.pack.load_records` (the
+header record last), which the host checks against the board's ``CONFIG`` first.
 
 Errors (board -> host): type ``0xFF``, LEN 2, payload ``code u8, request type u8``:
 
@@ -38,8 +64,10 @@ code   name             when
 1      ``BAD_CRC``      the CRC byte does not match (an image is computed but not reported)
 2      ``BAD_LENGTH``   LEN is not what the request type needs
 3      ``BAD_TYPE``     unknown request type
-4      ``BAD_VALUE``    ``SET_TAU`` value outside the tau register
+4      ``BAD_VALUE``    ``SET_TAU`` value outside the tau register; a ``COMMIT`` refused
 5      ``TIMEOUT``      a frame stalled: no byte for ``timeout`` byte-times before it ended
+6      ``ENVELOPE``     a ``LOAD`` word outside the engine's envelope (address or width)
+7      ``NO_MODEL``     ``IMAGE`` while no model is committed (a load session is open or failed)
 =====  ===============  ===================================================================
 
 Recovery, so the link always stays usable: after ``BAD_CRC`` and ``BAD_VALUE`` the board is at once
@@ -57,21 +85,57 @@ import numpy as np
 from golden.errors import GxnorError
 
 SYNC = 0xA5
-VERSION = 1
+VERSION = 2
 
-T_INFO, T_SET_TAU, T_IMAGE = 0x01, 0x02, 0x03
-R_INFO, R_TAU, R_RESULT = 0x81, 0x82, 0x83
+T_INFO, T_SET_TAU, T_IMAGE, T_LOAD, T_COMMIT, T_CONFIG = 0x01, 0x02, 0x03, 0x04, 0x05, 0x06
+R_INFO, R_TAU, R_RESULT, R_LOADED, R_CONFIG = 0x81, 0x82, 0x83, 0x84, 0x86
 R_ERROR = 0xFF
-REQUESTS = {T_INFO: "INFO", T_SET_TAU: "SET_TAU", T_IMAGE: "IMAGE"}
-REPLIES = {R_INFO: "INFO", R_TAU: "TAU", R_RESULT: "RESULT", R_ERROR: "ERROR"}
+REQUESTS = {T_INFO: "INFO", T_SET_TAU: "SET_TAU", T_IMAGE: "IMAGE", T_LOAD: "LOAD",
+            T_COMMIT: "COMMIT", T_CONFIG: "CONFIG"}
+REPLIES = {R_INFO: "INFO", R_TAU: "TAU", R_RESULT: "RESULT", R_LOADED: "LOADED", R_CONFIG: "CONFIG",
+           R_ERROR: "ERROR"}
 
-E_BAD_CRC, E_BAD_LENGTH, E_BAD_TYPE, E_BAD_VALUE, E_TIMEOUT = 1, 2, 3, 4, 5
+E_BAD_CRC, E_BAD_LENGTH, E_BAD_TYPE, E_BAD_VALUE, E_TIMEOUT, E_ENVELOPE, E_NO_MODEL = range(1, 8)
 ERRORS = {E_BAD_CRC: "BAD_CRC", E_BAD_LENGTH: "BAD_LENGTH", E_BAD_TYPE: "BAD_TYPE",
-          E_BAD_VALUE: "BAD_VALUE", E_TIMEOUT: "TIMEOUT"}
+          E_BAD_VALUE: "BAD_VALUE", E_TIMEOUT: "TIMEOUT", E_ENVELOPE: "ENVELOPE",
+          E_NO_MODEL: "NO_MODEL"}
 
 COUNTERS = ("cycles", "events", "fired", "skipped")
-INFO_LEN = 9
+INFO_LEN = 10
+F_LOADABLE, F_MODEL = 1, 2                 # INFO flags
+LOAD_HEAD = 5                              # sel u8, addr u32
+LOAD_MIN_LEN = LOAD_HEAD + 1
+LOAD_MAX_LEN = 4096                        # what the host sends per LOAD frame (the board takes any)
+COMMIT_LEN = 3
 MAX_LEN = 0xFFFF
+
+
+def config_fields():
+    """EngineConfig field names in CONFIG reply order."""
+    from dataclasses import fields
+
+    from golden.cycles import EngineConfig
+    return [f.name for f in fields(EngineConfig)]
+
+
+CONFIG_LEN = 4 * 16
+
+
+def load_memories(cfg):
+    """[(name, depth, width bits)] indexed by the loader's ``sel`` (rtl.pack.SEL_*), for ``cfg``.
+
+    The same sizes :func:`rtl.pack.check_records` checks a load stream against.
+    """
+    from rtl.pack import SEL_NAMES
+    depth = {"header": 1, "desc": cfg.max_layers, "weights": cfg.weight_words, "thr": cfg.thr_words,
+             "gw": cfg.gate_weights, "gb": cfg.gate_biases}
+    width = {"header": sum(b for _, b in cfg.header_fields()), "desc": cfg.desc_bits,
+             "weights": 2 * cfg.lanes, "thr": cfg.thr_word_bits, "gw": cfg.gw_bits, "gb": cfg.gb_bits}
+    return [(n, depth[n], width[n]) for n in SEL_NAMES]
+
+
+def word_bytes(width):
+    return (width + 7) // 8
 
 
 def crc8(data, crc=0):
@@ -160,6 +224,54 @@ def info():
     return encode(T_INFO)
 
 
+def config():
+    return encode(T_CONFIG)
+
+
+def commit(classes, pixels):
+    """``COMMIT`` request: the loaded model's classes (u8) and pixels per image (u16)."""
+    if not (0 <= classes <= 0xFF and 0 <= pixels <= 0xFFFF):
+        raise GxnorError(f"commit of {classes} classes, {pixels} pixels does not fit u8/u16")
+    return encode(T_COMMIT, bytes([classes, pixels & 0xFF, pixels >> 8]))
+
+
+def load(sel, addr, words, width):
+    """One ``LOAD`` frame: ``words`` (ints) of ``width`` bits to memory ``sel`` from ``addr``."""
+    wb = word_bytes(width)
+    body = bytes([sel]) + int(addr).to_bytes(4, "little")
+    body += b"".join(int(w).to_bytes(wb, "little") for w in words)
+    return encode(T_LOAD, body)
+
+
+def load_frames(records, cfg, max_len=LOAD_MAX_LEN, check=True):
+    """Load records [(sel, addr, data)] (rtl.pack.load_records, in order) -> LOAD frames.
+
+    Runs of consecutive addresses in one memory become one burst, split at ``max_len`` payload
+    bytes. Raises GxnorError if a record does not fit ``cfg`` (rtl.pack.check_records) unless
+    ``check`` is false (tests: frames the board must refuse; data is cut to the word size).
+    """
+    from rtl.pack import check_records
+    if check:
+        check_records(records, cfg)
+    else:
+        records = [(s, a, d & ((1 << 8 * word_bytes(load_memories(cfg)[s][2])) - 1)) for s, a, d in records]
+    mems = load_memories(cfg)
+    frames, run = [], None
+
+    def flush():
+        if run:
+            frames.append(load(run[0], run[1], run[2], mems[run[0]][2]))
+    for sel, addr, data in records:
+        per = (max_len - LOAD_HEAD) // word_bytes(mems[sel][2])
+        if run and run[0] == sel and run[1] + len(run[2]) == addr and len(run[2]) < per:
+            run[2].append(data)
+        else:
+            flush()
+            run = [sel, addr, [data]]
+    flush()
+    return frames
+
+
 def image(pixels):
     """``IMAGE`` request: uint8 pixels in C,H,W order (any shape, flattened)."""
     pixels = np.asarray(pixels)
@@ -187,6 +299,10 @@ class Info:
     pixels: int
     tau_bits: int
     tau: int
+    flags: int = 0
+
+    loadable = property(lambda s: bool(s.flags & F_LOADABLE))
+    has_model = property(lambda s: bool(s.flags & F_MODEL))
 
 
 class ErrorReply(Exception):
@@ -210,7 +326,20 @@ def parse_reply(frame, classes=None):
     if frame.type == R_INFO:
         if len(p) != INFO_LEN:
             raise GxnorError(f"INFO reply with {len(p)}-byte payload, expected {INFO_LEN}")
-        return Info(p[0], p[1], p[2] | p[3] << 8, p[4], int.from_bytes(p[5:9], "little", signed=True))
+        if p[0] != VERSION:
+            raise GxnorError(f"the board speaks protocol version {p[0]}, this host {VERSION}: "
+                             "rebuild the bitstream with this gxnor-kit (gxnor build)")
+        return Info(p[0], p[1], p[2] | p[3] << 8, p[4], int.from_bytes(p[5:9], "little", signed=True), p[9])
+    if frame.type == R_LOADED:
+        if len(p) != 2:
+            raise GxnorError(f"LOADED reply with {len(p)}-byte payload, expected 2")
+        return p[0] | p[1] << 8
+    if frame.type == R_CONFIG:
+        if len(p) != CONFIG_LEN:
+            raise GxnorError(f"CONFIG reply with {len(p)}-byte payload, expected {CONFIG_LEN}")
+        from golden.cycles import EngineConfig
+        vals = [int.from_bytes(p[4 * i:4 * i + 4], "little") for i in range(16)]
+        return EngineConfig(**dict(zip(config_fields(), vals)))
     if frame.type == R_TAU:
         if len(p) != 4:
             raise GxnorError(f"TAU reply with {len(p)}-byte payload, expected 4")
@@ -233,8 +362,13 @@ def error(code, request):
     return encode(R_ERROR, bytes([code, request & 0xFF]))
 
 
-def info_reply(classes, pixels, tau_bits, tau):
-    return encode(R_INFO, bytes([VERSION, classes, pixels & 0xFF, pixels >> 8, tau_bits]) + _i32(tau))
+def info_reply(classes, pixels, tau_bits, tau, flags=0):
+    return encode(R_INFO, bytes([VERSION, classes, pixels & 0xFF, pixels >> 8, tau_bits]) + _i32(tau)
+                  + bytes([flags]))
+
+
+def config_reply(cfg):
+    return encode(R_CONFIG, b"".join(_u32(getattr(cfg, n)) for n in config_fields()))
 
 
 def result_reply(logits, cls, counters):
@@ -249,13 +383,61 @@ class RefBoard:
     ``infer(pixels, tau)`` supplies (logits, cls, counters) for one image (golden + the cycle
     model, or a stand-in); ``pixels`` and ``tau_bits`` describe the engine.
 
+    Loadable builds: ``envelope`` is the engine's :class:`golden.cycles.EngineConfig` and
+    ``catalog`` a list of (model, infer) the test may load; the reference keeps the engine's
+    memories (starting from ``baked``, the baked model, if any) and, at a successful ``COMMIT``,
+    runs the catalog model whose memory images match what was loaded.
+
     ``request(frame_bytes)`` handles one complete request as the RTL does when the request's
     bytes arrive back to back and the line then goes idle (see the module docstring).
     """
 
-    def __init__(self, infer, classes, pixels, tau_bits, tau=0):
+    def __init__(self, infer, classes, pixels, tau_bits, tau=0, envelope=None, catalog=(), baked=None):
         self.infer, self.classes, self.pixels, self.tau_bits = infer, classes, pixels, tau_bits
         self.tau = tau
+        self.envelope = envelope
+        self.catalog = list(catalog)
+        self.model_ok, self.session, self.load_bad = True, False, False
+        if envelope is not None:
+            from rtl.pack import SEL_NAMES, images
+            self.mems = load_memories(envelope)
+            self.mem = {sel: {} for sel in range(len(SEL_NAMES))}
+            if baked is not None:
+                self._store(images(baked, envelope))
+
+    def _store(self, img):
+        from rtl.pack import SEL_NAMES
+        for sel, name in enumerate(SEL_NAMES):
+            vals = [img["header"]] if name == "header" else img[name]
+            self.mem[sel].update(enumerate(vals))
+
+    def _match(self):
+        """The catalog model whose memory images equal the loaded memories, or None."""
+        from rtl.pack import SEL_NAMES, images
+        for model, infer in self.catalog:
+            img = images(model, self.envelope)
+            if all(self.mem[sel].get(a) == v for sel, name in enumerate(SEL_NAMES)
+                   for a, v in enumerate([img["header"]] if name == "header" else img[name])):
+                return model, infer
+        return None
+
+    def _flags(self):
+        return (F_LOADABLE if self.envelope is not None else 0) | (F_MODEL if self.model_ok else 0)
+
+    def _load(self, payload):
+        """Write the words of a (possibly partial) LOAD payload; returns (envelope error, partial)."""
+        if len(payload) < LOAD_HEAD:
+            return False, True
+        sel, addr = payload[0], int.from_bytes(payload[1:5], "little")
+        depth, width = (self.mems[sel][1:] if sel < len(self.mems) else (0, 8))
+        wb = word_bytes(width)
+        body = payload[LOAD_HEAD:]
+        for i in range(len(body) // wb):
+            v = int.from_bytes(body[i * wb:(i + 1) * wb], "little")
+            if addr + i >= depth or v >> width:
+                return True, False
+            self.mem[sel][addr + i] = v
+        return False, len(body) % wb != 0
 
     def request(self, data):
         data = bytes(data)
@@ -264,30 +446,74 @@ class RefBoard:
         if not data:
             return b""                                  # no frame started: no reply
         if len(data) < 4:
+            if len(data) > 1 and data[1] == T_LOAD and self.session:
+                self.load_bad = True
             return error(E_TIMEOUT, data[1] if len(data) > 1 else 0)
         ftype, n = data[1], data[2] | data[3] << 8
         need = {T_INFO: 0, T_SET_TAU: 4, T_IMAGE: self.pixels}
+        if self.envelope is not None:
+            need.update({T_LOAD: None, T_COMMIT: COMMIT_LEN, T_CONFIG: 0})
         if ftype not in need:
             return error(E_BAD_TYPE, ftype)
-        if n != need[ftype]:
+        if n != need[ftype] and not (ftype == T_LOAD and n >= LOAD_MIN_LEN):
+            if ftype == T_LOAD and self.session:
+                self.load_bad = True
             return error(E_BAD_LENGTH, ftype)
+        if ftype == T_LOAD:
+            return self._load_request(data, n)
         if len(data) < 5 + n:
             return error(E_TIMEOUT, ftype)
         payload = data[4:4 + n]
         crc_ok = crc8(data[1:4 + n]) == data[4 + n]
         if ftype == T_IMAGE:
+            if not self.model_ok:
+                return error(E_NO_MODEL if crc_ok else E_BAD_CRC, ftype)
             res = self.infer(np.frombuffer(payload, np.uint8), self.tau)
             return result_reply(*res) if crc_ok else error(E_BAD_CRC, ftype)
         if not crc_ok:
             return error(E_BAD_CRC, ftype)
         if ftype == T_INFO:
-            return info_reply(self.classes, self.pixels, self.tau_bits, self.tau)
+            return info_reply(self.classes, self.pixels, self.tau_bits, self.tau, self._flags())
+        if ftype == T_CONFIG:
+            return config_reply(self.envelope)
+        if ftype == T_COMMIT:
+            classes, pixels = payload[0], payload[1] | payload[2] << 8
+            ok = (1 <= classes <= self.envelope.classes and 1 <= pixels <= self.envelope.pixels
+                  and not self.load_bad and (self.session or self.model_ok))
+            self.session = self.load_bad = False
+            self.model_ok = ok
+            if not ok:
+                return error(E_BAD_VALUE, ftype)
+            self.classes, self.pixels = classes, pixels
+            hit = self._match()
+            self.infer = hit[1] if hit else _unknown_model
+            return info_reply(self.classes, self.pixels, self.tau_bits, self.tau, self._flags())
         tau = int.from_bytes(payload, "little", signed=True)
         half = 1 << (self.tau_bits - 1)
         if not -half <= tau < half:
             return error(E_BAD_VALUE, ftype)
         self.tau = tau
         return encode(R_TAU, _i32(tau))
+
+    def _load_request(self, data, n):
+        if not self.session:
+            self.session, self.load_bad, self.model_ok = True, False, False
+        payload = data[4:4 + n]
+        env_err, partial = self._load(payload)
+        if len(data) < 5 + n:
+            self.load_bad = True
+            return error(E_TIMEOUT, T_LOAD)
+        code = (E_BAD_CRC if crc8(data[1:4 + n]) != data[4 + n] else E_ENVELOPE if env_err
+                else E_BAD_LENGTH if partial else 0)
+        if code:
+            self.load_bad = True
+            return error(code, T_LOAD)
+        words = (n - LOAD_HEAD) // word_bytes(self.mems[data[4]][2])
+        return encode(R_LOADED, bytes([words & 0xFF, words >> 8]))
+
+
+def _unknown_model(pixels, tau):
+    raise AssertionError("the reference board holds a committed model that is not in its catalog")
 
 
 def golden_infer(model, lanes):

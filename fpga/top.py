@@ -29,8 +29,8 @@ class BoardTop(wiring.Component):
     Parameters
     ----------
     engine : wiring.Component
-        :class:`rtl.engine.Engine` (or a component with the same ports). Its ``load`` and ``dense``
-        inputs are tied off (weights baked; event-driven schedule).
+        :class:`rtl.engine.Engine` (or a component with the same ports). Its ``dense`` input is
+        tied off (event-driven schedule); ``load`` too unless ``loadable``.
     classes, pixels : int
         Logits per result and pixels per image of the model the engine runs.
     tau_init : int
@@ -39,6 +39,10 @@ class BoardTop(wiring.Component):
         Clock in Hz and baud rate (validated; ValueError).
     timeout_bytes : int
         A frame stalled for this many byte times ends with a ``TIMEOUT`` error.
+    loadable : bool
+        Weights loadable at run time over the link (``LOAD``/``COMMIT``/``CONFIG`` requests into
+        the engine's ``load`` stream); needs an :class:`rtl.engine.Engine` (its ``cfg`` is the
+        envelope). ``classes``/``pixels`` are then those of the model the engine starts with.
 
     Members
     -------
@@ -52,7 +56,8 @@ class BoardTop(wiring.Component):
     and ``10 * (4 * classes + 22)`` bit times out.
     """
 
-    def __init__(self, engine, *, classes, pixels, tau_init=0, clk_freq, baud, timeout_bytes=4):
+    def __init__(self, engine, *, classes, pixels, tau_init=0, clk_freq, baud, timeout_bytes=4,
+                 loadable=False):
         if isinstance(timeout_bytes, bool) or not isinstance(timeout_bytes, int) or timeout_bytes < 2:
             raise ValueError(f"timeout_bytes must be an integer >= 2, not {timeout_bytes!r}")
         self.engine = engine
@@ -62,6 +67,11 @@ class BoardTop(wiring.Component):
         self.link_args = dict(classes=classes, pixels=pixels, tau_bits=tau_bits, acc_bits=acc_bits,
                               class_bits=class_bits, tau_init=tau_init,
                               timeout=timeout_bytes * 10 * self.divisor)
+        self.loadable = bool(loadable)
+        if self.loadable:
+            if not hasattr(engine, "load") or not hasattr(engine, "cfg"):
+                raise ValueError("loadable needs an engine with a load port and a cfg (rtl.engine.Engine)")
+            self.link_args["envelope"] = engine.cfg
         Link(**self.link_args)._MustUse__silence = True       # validate the link parameters now
         super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "busy": Out(1), "error": Out(1)})
 
@@ -83,7 +93,9 @@ class BoardTop(wiring.Component):
             m.d.comb += getattr(link, name).eq(getattr(eng, name))
         if hasattr(eng, "dense"):
             m.d.comb += eng.dense.eq(0)
-        if hasattr(eng, "load"):
+        if self.loadable:
+            wiring.connect(m, link.load, eng.load)
+        elif hasattr(eng, "load"):
             m.d.comb += eng.load.valid.eq(0)
         m.d.comb += self.error.eq(link.errors[0])
         return m
@@ -92,16 +104,26 @@ class BoardTop(wiring.Component):
 class BoardDesign(Elaboratable):
     """:class:`BoardTop` on an amaranth-boards platform: ``uart`` 0 pins, busy and error LEDs.
 
-    The top runs on the platform's default clock (12 MHz iCEBreaker, 25 MHz ULX3S).
+    Without ``clock`` the top runs on the platform's default clock (12 MHz iCEBreaker, 25 MHz
+    ULX3S); with ``clock`` (Hz) on the family's PLL output nearest to it (:class:`fpga.pll.PllClock`,
+    ``family`` "ice40" or "ecp5"), held in reset until the PLL locks.
     """
 
-    def __init__(self, make_top):
+    def __init__(self, make_top, clock=None, family=None):
         self.make_top = make_top          # clk_freq -> BoardTop
+        self.clock, self.family = clock, family
         self.top = None
+        self.clk_freq = None
 
     def elaborate(self, platform):
         m = Module()
-        clk_freq = platform.default_clk_frequency
+        if self.clock is None:
+            clk_freq = platform.default_clk_frequency
+        else:
+            from .pll import PllClock
+            m.submodules.pll = pll = PllClock(self.family, platform.default_clk_frequency, self.clock)
+            clk_freq = pll.params["f_out"]
+        self.clk_freq = clk_freq
         m.submodules.top = top = self.top = self.make_top(clk_freq)
         uart = platform.request("uart", 0)
         m.d.comb += [top.rx.eq(uart.rx.i), uart.tx.o.eq(top.tx)]

@@ -14,7 +14,13 @@ def register(sub):
     b.add_argument("--model", required=True, help="model file (.gxm), baked into the bitstream")
     b.add_argument("--lanes", type=int, default=4, help="gated-XNOR lanes P (default 4)")
     b.add_argument("--weights", choices=["baked", "loadable"], default="baked",
-                   help="weights in the bitstream (baked) or loaded at run time (not yet over UART)")
+                   help="weights fixed in the bitstream (baked), or loadable at run time over the UART "
+                        "(gxnor board --load) for any model within the envelope")
+    b.add_argument("--envelope", nargs="+", default=[], metavar="M.gxm",
+                   help="loadable: more models the engine must be large enough for")
+    b.add_argument("--clock", type=float, default=None, metavar="MHZ",
+                   help="run on the board PLL at this frequency (default: the oscillator, 12/25 MHz); "
+                        "the build fails with the margin if Fmax is below it")
     b.add_argument("--baud", type=int, default=115200, help="UART baud rate (default 115200)")
     b.add_argument("-o", "--out", default=None, help="build directory (default build/fpga/<board>-<model>-P<lanes>)")
     b.add_argument("--json", action="store_true", help="machine-readable report")
@@ -22,7 +28,9 @@ def register(sub):
 
     h = sub.add_parser("board", help="send images to a board over UART, compare with golden, report throughput")
     h.add_argument("--port", required=True, help="serial device or pyserial URL (socket://host:port)")
-    h.add_argument("--model", required=True, help="the model file the board was built with (.gxm)")
+    h.add_argument("--model", required=True, help="the model file the board runs (built with, or --load)")
+    h.add_argument("--load", action="store_true",
+                   help="load the model's weights onto the board first (loadable bitstream)")
     h.add_argument("--inputs", required=True, help=".npz with 'images' (uint8) and optional 'labels', or .npy")
     add_tau_options(h)
     h.add_argument("--baud", type=int, default=115200)
@@ -40,7 +48,11 @@ def cmd_build(args):
     if not args.json:
         print(f"building {args.board} bitstream for {model.name} ({args.lanes} lanes); "
               "synthesis and place-and-route take a few minutes", file=sys.stderr)
-    report = build(args.board, model, args.lanes, args.weights, args.out, args.baud)
+    envelope = [modelfile.load(p) for p in args.envelope]
+    if args.clock is not None and not args.clock > 0:
+        raise GxnorError(f"--clock must be a positive frequency in MHz, got {args.clock}")
+    report = build(args.board, model, args.lanes, args.weights, args.out, args.baud, envelope,
+                   None if args.clock is None else args.clock * 1e6)
     if args.json:
         print_json(report)
     else:
@@ -48,7 +60,7 @@ def cmd_build(args):
 
 
 def cmd_board(args):
-    from fpga.host import BoardLink, run_board
+    from fpga.host import BoardLink, load_model, run_board
     model = modelfile.load(args.model)
     images, labels = modelfile.load_inputs(args.inputs, model)
     if args.limit is not None:
@@ -58,16 +70,29 @@ def cmd_board(args):
         labels = labels[:args.limit] if labels is not None else None
     tau = resolve_tau(model, args)
     link = BoardLink(args.port, args.baud, args.timeout)
-    bar = progress_bar(len(images), "board", not args.json)
+    loaded = None
     try:
-        out = run_board(link, model, images, tau, labels, lanes=args.lanes,
-                        progress=lambda n: bar.update(n - bar.n))
+        if args.load:
+            lbar = progress_bar(None, "load", not args.json)
+            try:
+                loaded = load_model(link, model, progress=lambda n, total: lbar.update(1))
+            finally:
+                lbar.close()
+        bar = progress_bar(len(images), "board", not args.json)
+        try:
+            out = run_board(link, model, images, tau, labels, lanes=args.lanes,
+                            progress=lambda n: bar.update(n - bar.n))
+        finally:
+            bar.close()
     finally:
-        bar.close()
         link.close()
+    out["load"] = loaded
     if args.json:
         print_json(out)
     else:
+        if loaded:
+            print(f"loaded {model.name} in {loaded['frames']} LOAD frames ({loaded['bytes']} bytes, "
+                  f"{loaded['seconds']:.2f} s)")
         print(f"{out['model']} on {out['port']}: {out['images']} images, tau {tau}, "
               f"{out['mismatches']} mismatches vs golden, {out['error_replies']} error replies")
         ips = out["images_per_s"]

@@ -12,9 +12,14 @@ recovers: corrupted payload byte (``BAD_CRC``), wrong length (``BAD_LENGTH``), u
 (``BAD_TYPE``), tau out of range (``BAD_VALUE``), an image cut short (``TIMEOUT``), and noise bytes
 between frames (ignored).
 
+Loadable builds (``GXNOR_ENVELOPE`` set): :func:`test_load` loads a second model through ``LOAD``
+frames and runs it exactly, sends a model outside the envelope (``ENVELOPE`` error frames, images
+then answer ``NO_MODEL``, ``COMMIT`` is refused), every load error path, and reloads the first model.
+
 Environment (set by tests/fpga/test_board_top.py): ``GXNOR_MODEL`` (.gxm), ``GXNOR_LANES``,
 ``GXNOR_DIVISOR``, ``GXNOR_TIMEOUT_BYTES``, ``GXNOR_ENGINE`` (``engine`` or ``standin``),
-``GXNOR_SEED``; ``GXNOR_HOST_ARGV`` (JSON list) makes :func:`test_host_tool` run the host tool on a
+``GXNOR_SEED``; ``GXNOR_ENVELOPE`` (EngineConfig JSON) and ``GXNOR_LOAD_MODELS`` (JSON list: a
+model inside the envelope, one outside) for a loadable build; ``GXNOR_HOST_ARGV`` (JSON list) makes :func:`test_host_tool` run the host tool on a
 pseudo-terminal bridged to the simulated pins.
 """
 
@@ -55,8 +60,19 @@ class TB:
             infer = standin_infer(self.model)
         else:
             infer = P.golden_infer(self.model, self.lanes)
-        self.ref = P.RefBoard(infer, self.model.num_classes, int(np.prod(self.model.input_shape)),
-                              max(2, self.model.tau_bits), self.model.default_tau)
+        self.envelope = None
+        if os.environ.get("GXNOR_ENVELOPE"):
+            from golden.cycles import EngineConfig
+            with open(os.environ["GXNOR_ENVELOPE"]) as f:
+                self.envelope = EngineConfig.from_json(f.read())
+            self.others = [modelfile.load(p) for p in json.loads(os.environ["GXNOR_LOAD_MODELS"])]
+            catalog = [(self.model, infer), (self.others[0], P.golden_infer(self.others[0], self.lanes))]
+            self.ref = P.RefBoard(infer, self.model.num_classes, int(np.prod(self.model.input_shape)),
+                                  self.envelope.tau_bits, self.model.default_tau, envelope=self.envelope,
+                                  catalog=catalog, baked=self.model)
+        else:
+            self.ref = P.RefBoard(infer, self.model.num_classes, int(np.prod(self.model.input_shape)),
+                                  max(2, self.model.tau_bits), self.model.default_tau)
         Clock(dut.clk, CLK_PS, unit="ps").start(start_high=False)
         self.src = UartSource(dut.rx, self.bit_ps, self.rng, max_idle_bits=idle_bits)
         self.sink = UartSink(dut.tx, self.bit_ps)
@@ -71,7 +87,7 @@ class TB:
     async def reply(self, limit_bytes=None):
         """Wait for one complete reply frame; return its raw bytes."""
         dec = RawDecoder()
-        limit = limit_bytes or (self.timeout_bytes + P.result_len(self.model.num_classes) + 400)
+        limit = limit_bytes or (self.timeout_bytes + P.result_len(self.model.num_classes) + P.CONFIG_LEN + 400)
         for _ in range(limit):
             if dec.feed(self.sink.take()):
                 return dec.last_raw
@@ -172,6 +188,81 @@ async def test_errors_and_recovery(dut):
     await tb.src.send(noise + good)
     got = await tb.reply()
     assert got == want, f"after noise: {got.hex()} != {want.hex()}"
+
+
+async def load_model(tb, model, name):
+    """LOAD frames for ``model`` (each LOADED), then COMMIT (INFO); replies checked vs the reference."""
+    from rtl.pack import load_records
+    for i, fr in enumerate(P.load_frames(load_records(model, tb.envelope), tb.envelope, max_len=64)):
+        got = await tb.exchange(f"{name} load frame {i}", fr)
+        assert P.decode(got)[0].type == P.R_LOADED, got.hex()
+    got = await tb.exchange(f"{name} commit", P.commit(model.num_classes, int(np.prod(model.input_shape))))
+    assert P.decode(got)[0].type == P.R_INFO, f"{name}: commit refused: {got.hex()}"
+
+
+async def run_images(tb, model, name, names=("zeros", "ramp", "extremes", "prbs")):
+    lo, hi = model.tau_range
+    for tau in [model.default_tau] + ([lo, hi] if model.gated else []):
+        await tb.exchange(f"{name} set_tau {tau}", P.set_tau(tau))
+        for n in names:
+            got = await tb.exchange(f"{name} image {n} tau {tau}", P.image(images(model, n, tb.rng)[0]))
+            assert P.decode(got)[0].type == P.R_RESULT, got.hex()
+
+
+@cocotb.test(skip=not os.environ.get("GXNOR_ENVELOPE"))
+async def test_load(dut):
+    from rtl.pack import load_records
+    tb = TB(dut)
+    await tb.reset()
+    other, outside = tb.others
+    env = tb.envelope
+    got = await tb.exchange("info (baked model)", P.info())
+    assert P.parse_reply(P.decode(got)[0]).flags == P.F_LOADABLE | P.F_MODEL
+    got = await tb.exchange("config", P.config())
+    assert P.parse_reply(P.decode(got)[0]) == env
+    await run_images(tb, tb.model, "baked", ("prbs",))
+
+    # A model outside the envelope: its records written with the board's word sizes; the board
+    # answers ENVELOPE, images answer NO_MODEL, COMMIT is refused, the link stays usable.
+    mems = P.load_memories(env)
+    recs = load_records(outside, type(env).for_models([outside], env.lanes))
+    codes = set()
+    for i, fr in enumerate(P.load_frames(recs, env, max_len=64, check=False)):
+        got = await tb.exchange(f"outside load frame {i}", fr)
+        codes.add(P.decode(got)[0].payload[0] if P.decode(got)[0].type == P.R_ERROR else 0)
+    assert P.E_ENVELOPE in codes, codes
+    got = await tb.exchange("image with no model", P.image(images(tb.model, "prbs", tb.rng)[0]))
+    assert P.decode(got)[0].payload[0] == P.E_NO_MODEL
+    got = await tb.exchange("commit after a bad load",
+                            P.commit(outside.num_classes, int(np.prod(outside.input_shape))))
+    assert P.decode(got)[0].payload[0] == P.E_BAD_VALUE
+    await tb.exchange("info (no model)", P.info())
+    await tb.exchange("sel past the memories", P.load(7, 0, [1, 2], 8))
+    narrow = next(sel for sel, (_, _, w) in enumerate(mems) if w % 8)       # spare bits in its words
+    await tb.exchange("word too wide", P.load(narrow, 0, [1 << mems[narrow][2]], mems[narrow][2]))
+    await tb.exchange("address past the depth", P.load(2, mems[2][1] - 1, [1, 1], mems[2][2]))
+
+    got = await tb.exchange("commit ends the failed session", P.commit(1, 1))
+    assert P.decode(got)[0].payload[0] == P.E_BAD_VALUE
+
+    # The other model (other classes and pixels) through LOAD frames, exact vs golden.
+    await load_model(tb, other, "other")
+    await run_images(tb, other, "other")
+
+    # Load error paths, each followed by a good full load.
+    fr = P.load_frames(load_records(tb.model, env), env, max_len=64)
+    bad = bytearray(fr[0])
+    bad[4 + P.LOAD_HEAD] ^= 0x01
+    await tb.exchange("load with a corrupted byte", bytes(bad))
+    await tb.exchange("commit refused after BAD_CRC", P.commit(other.num_classes, int(np.prod(other.input_shape))))
+    wb = P.word_bytes(mems[fr[0][4]][2])
+    await tb.exchange("load with a partial word", P.encode(P.T_LOAD, fr[0][4:-1][:P.LOAD_HEAD + wb + 1]))
+    await tb.exchange("load shorter than its head", P.encode(P.T_LOAD, b"\x02\x00\x00\x00"))
+    await tb.exchange("truncated load", fr[0][:len(fr[0]) // 2])
+    await tb.exchange("image during a failed session", P.image(images(other, "ramp", tb.rng)[0]))
+    await tb.exchange("bad commit values", P.commit(env.classes + 1, 1))
+    await load_model(tb, tb.model, "baked model again")
+    await run_images(tb, tb.model, "baked again", ("extremes", "prbs"))
 
 
 @cocotb.test(skip=not os.environ.get("GXNOR_HOST_ARGV"))

@@ -1,8 +1,10 @@
 """Board top (UART + link + engine) through its serial pins on Verilator, bit-exact against golden;
 also the link's constructor checks and lint. The cocotb side is sim/test_board_top.py.
 
-Two engines: the real :class:`rtl.engine.Engine` with a small gated CNN baked in (the product), and
-the test-only stand-in (tests/fpga/standin_engine.py) with a dense-only model, which exercises the
+Three tops: the real :class:`rtl.engine.Engine` with a small gated CNN baked in (the product); the
+same engine built loadable (``loadable``: envelope of that CNN and a second model with other
+classes and pixels, loaded through LOAD frames, plus a model outside the envelope); and the
+test-only stand-in (tests/fpga/standin_engine.py) with a dense-only model, which exercises the
 link on a second set of widths (1-lane-wide classes field, other tau width) at little build cost.
 """
 
@@ -39,15 +41,30 @@ def board_model(engine):
     return random_model("c4,p,c8g,f,d10", (1, 8, 8), seed=SEED, input_lo=60, input_hi=150, name="board-cnn")
 
 
+def load_models():
+    """(inside, outside) for the loadable build: another gated CNN with 7 classes on 1x6x6 (inside
+    the envelope built for both), and a wider CNN outside it (more weights, channels)."""
+    inside = random_model("c4g,p,c8,f,d7", (1, 6, 6), seed=SEED + 1, input_lo=50, input_hi=170,
+                          name="board-cnn-b")
+    outside = random_model("c8,p,c16g,f,d10", (1, 8, 8), seed=SEED + 2, input_lo=60, input_hi=150,
+                           name="board-cnn-big")
+    return inside, outside
+
+
+def envelope(model):
+    return EngineConfig.for_models([model, load_models()[0]], LANES)
+
+
 def make_top(model, engine):
     if engine == "standin":
         eng = StandinEngine(model)
     else:
         from rtl.engine import Engine
-        eng = Engine(EngineConfig.for_models([model], LANES), model)
+        cfg = envelope(model) if engine == "loadable" else EngineConfig.for_models([model], LANES)
+        eng = Engine(cfg, model)
     return BoardTop(eng, classes=model.num_classes, pixels=int(np.prod(model.input_shape)),
                     tau_init=model.default_tau, clk_freq=CLK, baud=CLK / DIVISOR,
-                    timeout_bytes=TIMEOUT_BYTES)
+                    timeout_bytes=TIMEOUT_BYTES, loadable=engine == "loadable")
 
 
 def generate(engine):
@@ -58,13 +75,22 @@ def generate(engine):
     build_dir.mkdir(parents=True, exist_ok=True)
     if not path.is_file():
         modelfile.save(model, path, overwrite=True)
+    if engine == "loadable":
+        for i, m in enumerate(load_models()):
+            modelfile.save(m, build_dir / f"load{i}.gxm", overwrite=True)
+        toolchain.write_if_changed(build_dir / "envelope.json", envelope(model).to_json())
     src = toolchain.export_verilog(make_top(model, engine), "board_top", build_dir / "board_top.v")
     return model, build_dir, src
 
 
 def env(engine, build_dir):
-    return {"GXNOR_MODEL": build_dir / "model.gxm", "GXNOR_LANES": LANES, "GXNOR_DIVISOR": DIVISOR,
-            "GXNOR_TIMEOUT_BYTES": TIMEOUT_BYTES, "GXNOR_ENGINE": engine, "GXNOR_SEED": SEED}
+    out = {"GXNOR_MODEL": build_dir / "model.gxm", "GXNOR_LANES": LANES, "GXNOR_DIVISOR": DIVISOR,
+           "GXNOR_TIMEOUT_BYTES": TIMEOUT_BYTES, "GXNOR_ENGINE": engine, "GXNOR_SEED": SEED}
+    if engine == "loadable":
+        import json
+        out["GXNOR_ENVELOPE"] = build_dir / "envelope.json"
+        out["GXNOR_LOAD_MODELS"] = json.dumps([str(build_dir / f"load{i}.gxm") for i in range(2)])
+    return out
 
 
 def run_board(engine, extra_env=None):
@@ -100,16 +126,19 @@ def test_lint_clean():
     assert rc == 0 and "%Warning" not in out and "%Error" not in out, out
 
 
-@pytest.mark.parametrize("engine", ["standin", "engine"])
+@pytest.mark.parametrize("engine", ["standin", "engine", "loadable"])
 def test_cocotb(engine):
-    assert run_board(engine) == 4            # info/tau, images, errors, host tool (skipped here)
+    # info/tau, images, errors, load (loadable only, else skipped), host tool (skipped here)
+    assert run_board(engine) == 5
 
 
 def test_host_tool_through_pty():
-    """`gxnor board` against the simulated board: a pseudo-terminal bridged to the UART pins."""
+    """`gxnor board --load` against the simulated loadable board: a pseudo-terminal bridged to the
+    UART pins; loads the second model (other classes and pixels) and runs it, exact vs golden."""
     import json
     import sys
-    model, build_dir, _ = generate("engine")
+    _, build_dir, _ = generate("loadable")
+    model = load_models()[0]
     rng = np.random.default_rng(SEED)
     imgs = rng.integers(0, 256, (6, *model.input_shape), dtype=np.uint8)
     lo, _ = model.tau_range
@@ -119,16 +148,17 @@ def test_host_tool_through_pty():
     work.mkdir(exist_ok=True)
     np.savez(work / "inputs.npz", images=imgs, labels=labels)
     out = work / "host_out.txt"
-    argv = ["board", "--port", "{port}", "--model", str(build_dir / "model.gxm"), "--inputs",
+    argv = ["board", "--port", "{port}", "--model", str(build_dir / "load0.gxm"), "--load", "--inputs",
             str(work / "inputs.npz"), "--lanes", str(LANES), "--tau-int", str(lo), "--json",
             "--timeout", "120"]
-    ran = run_board("engine", {"GXNOR_HOST_ARGV": json.dumps(argv), "GXNOR_HOST_OUT": out,
-                               "GXNOR_PYTHON": sys.executable, "GXNOR_REPO": toolchain.REPO_ROOT,
-                               "COCOTB_TEST_FILTER": "test_host_tool"})
+    ran = run_board("loadable", {"GXNOR_HOST_ARGV": json.dumps(argv), "GXNOR_HOST_OUT": out,
+                                 "GXNOR_PYTHON": sys.executable, "GXNOR_REPO": toolchain.REPO_ROOT,
+                                 "COCOTB_TEST_FILTER": "test_host_tool"})
     assert ran == 1
     text = out.read_text()
     assert text.rstrip().endswith("[exit 0]"), text
     rep = json.loads(text[:text.rindex("[exit")])
     assert rep["images"] == 6 and rep["mismatches"] == 0 and rep["error_replies"] == 0, rep
+    assert rep["load"]["frames"] >= 1 and rep["load"]["records"] > 0
     assert rep["accuracy"] == 5 / 6 and rep["tau"] == lo
     assert rep["counters_total"]["cycles"] == int(cycles(model, imgs, lo, LANES).sum())

@@ -62,8 +62,9 @@ def test_bad_options_are_one_line_errors(tmp_path, capsys):
     from golden import modelfile
     path = tmp_path / "m.gxm"
     modelfile.save(model, path)
-    for argv, match in ((["--lanes", "0"], "lane count"), (["--weights", "loadable"], "LOAD frame"),
-                        (["--baud", "10000000"], "too fast")):
+    for argv, match in ((["--lanes", "0"], "lane count"), (["--envelope", str(path)], "--weights loadable"),
+                        (["--baud", "10000000"], "too fast"), (["--clock", "500"], "cannot make 500.000 MHz"),
+                        (["--clock", "-3"], "positive")):
         assert main(["build", "--board", "icebreaker", "--model", str(path), "-o", str(tmp_path / "o"),
                      *argv]) == 2
         err = capsys.readouterr().err.strip().splitlines()[-1]
@@ -80,6 +81,17 @@ def test_yosys_synthesis_smoke():
                    clk_freq=12e6, baud=115200)
     cells = B.synth_stat(top)
     assert cells.get("SB_LUT4", 0) > 500 and cells.get("SB_RAM40_4K", 0) >= 1, cells
+
+
+def test_yosys_synthesis_smoke_loadable():
+    """The loadable board top (LOAD/COMMIT/CONFIG, load port wired) synthesises for ECP5."""
+    from rtl.engine import Engine
+    a = random_model("c4,p,c8g,f,d10", (1, 8, 8), seed=5)
+    b = random_model("c4g,p,c8,f,d7", (1, 6, 6), seed=6)
+    top = BoardTop(Engine(EngineConfig.for_models([a, b], 4), a), classes=10, pixels=64,
+                   clk_freq=25e6, baud=115200, loadable=True)
+    cells = B.synth_stat(top, board="ulx3s")
+    assert cells.get("DP16KD", 0) >= 1 and cells.get("TRELLIS_FF", 0) > 300, cells
 
 
 def test_package(tmp_path):

@@ -1,0 +1,194 @@
+"""Run-time weights over the link, host side and reference model (pure Python, no simulator).
+
+The board side is the reference :class:`fpga.protocol.RefBoard` behind a fake serial port (the RTL
+is held to the same reference byte for byte in sim/test_board_top.py ``test_load``). Checks: the
+load memories agree with rtl.pack.check_records, LOAD frame encoding, ``gxnor board --load`` over
+a socket to a reference board (exact results on a loaded model, one error line for a model
+outside the envelope and for a baked board), and the load-session rules.
+"""
+
+import json
+import socket
+import threading
+
+import numpy as np
+import pytest
+
+from fpga import protocol as P
+from fpga.host import BoardLink, load_model, run_board
+from golden import modelfile
+from golden.cycles import EngineConfig
+from golden.errors import GxnorError
+from golden.randmodel import random_model
+from gxnor.cli import main
+from rtl.pack import SEL_NAMES, check_records, load_records
+
+LANES = 4
+SEED = 7
+
+
+def models():
+    a = random_model("c4,p,c8g,f,d10", (1, 8, 8), seed=SEED, input_lo=60, input_hi=150, name="m-a")
+    b = random_model("c4g,p,c8,f,d7", (1, 6, 6), seed=SEED + 1, input_lo=50, input_hi=170, name="m-b")
+    big = random_model("c8,p,c16g,f,d10", (1, 8, 8), seed=SEED + 2, name="m-big")
+    return a, b, big
+
+
+def ref_board(a, b, loadable=True):
+    env = EngineConfig.for_models([a, b], LANES)
+    ia, ib = P.golden_infer(a, LANES), P.golden_infer(b, LANES)
+    if not loadable:
+        return P.RefBoard(ia, a.num_classes, 64, env.tau_bits, a.default_tau), env
+    return P.RefBoard(ia, a.num_classes, 64, env.tau_bits, a.default_tau, envelope=env,
+                      catalog=[(a, ia), (b, ib)], baked=a), env
+
+
+class FakeSerial:
+    """pyserial-like object answering from a RefBoard (one request per write)."""
+
+    def __init__(self, ref):
+        self.ref, self.out = ref, b""
+
+    def write(self, data):
+        self.out += self.ref.request(data)
+
+    def flush(self):
+        pass
+
+    def read(self, n):
+        data, self.out = self.out[:n], self.out[n:]
+        return data
+
+    def close(self):
+        pass
+
+
+def test_load_memories_match_check_records():
+    a, b, _ = models()
+    env = EngineConfig.for_models([a, b], LANES)
+    mems = P.load_memories(env)
+    assert [n for n, _, _ in mems] == SEL_NAMES
+    for sel, (_, depth, width) in enumerate(mems):
+        check_records([(sel, depth - 1, (1 << width) - 1)], env)
+        with pytest.raises(GxnorError):
+            check_records([(sel, depth, 0)], env)
+        with pytest.raises(GxnorError):
+            check_records([(sel, 0, 1 << width)], env)
+
+
+def test_load_frames_cover_the_records_in_order():
+    a, b, _ = models()
+    env = EngineConfig.for_models([a, b], LANES)
+    recs = load_records(b, env)
+    frames = P.load_frames(recs, env, max_len=40)
+    mems = P.load_memories(env)
+    got = []
+    for f in P.decode(b"".join(frames)):
+        assert f.type == P.T_LOAD and len(f.payload) <= 40
+        sel, addr = f.payload[0], int.from_bytes(f.payload[1:5], "little")
+        wb = P.word_bytes(mems[sel][2])
+        body = f.payload[5:]
+        assert len(body) % wb == 0
+        got += [(sel, addr + i, int.from_bytes(body[i * wb:(i + 1) * wb], "little"))
+                for i in range(len(body) // wb)]
+    assert got == recs and got[-1][0] == 0             # header last
+
+
+def test_host_load_then_images_exact():
+    a, b, big = models()
+    ref, env = ref_board(a, b)
+    link = BoardLink("fake", ser=FakeSerial(ref))
+    rep = load_model(link, b)
+    assert rep["frames"] >= 1 and EngineConfig.from_json(json.dumps(rep["envelope"])) == env
+    imgs = np.random.default_rng(SEED).integers(0, 256, (5, 1, 6, 6), dtype=np.uint8)
+    lo, _ = b.tau_range
+    out = run_board(link, b, imgs, lo, lanes=LANES)
+    assert out["mismatches"] == 0 and out["images"] == 5
+    # outside the envelope: one line naming every size over, nothing sent
+    sent = link.bytes_out
+    with pytest.raises(GxnorError, match=r"does not fit the board's engine envelope \(.*weight_words") as e:
+        load_model(link, big)
+    assert "\n" not in str(e.value) and link.bytes_out == sent + len(P.info()) + len(P.config())
+    out = run_board(link, b, imgs[:1], lo, lanes=LANES)          # the link still runs model b
+    assert out["mismatches"] == 0
+
+
+def test_host_load_refused_by_a_baked_board():
+    a, b, _ = models()
+    ref, _ = ref_board(a, b, loadable=False)
+    with pytest.raises(GxnorError, match="baked weights.*--weights loadable"):
+        load_model(BoardLink("fake", ser=FakeSerial(ref)), b)
+
+
+def test_ref_session_rules():
+    a, b, big = models()
+    ref, env = ref_board(a, b)
+    err = lambda reply: P.decode(reply)[0].payload[0] if P.decode(reply)[0].type == P.R_ERROR else 0  # noqa: E731
+    assert P.parse_reply(P.decode(ref.request(P.info()))[0]).flags == P.F_LOADABLE | P.F_MODEL
+    frames = P.load_frames(load_records(b, env), env)
+    ref.request(frames[0])
+    assert err(ref.request(P.image(np.zeros(64, np.uint8)))) == P.E_NO_MODEL
+    assert err(ref.request(P.commit(b.num_classes, 36))) == 0     # a partial load commits (host's job)
+    bad = bytearray(frames[0])
+    bad[-1] ^= 1
+    assert err(ref.request(bytes(bad))) == P.E_BAD_CRC
+    for f in frames:
+        ref.request(f)
+    assert err(ref.request(P.commit(b.num_classes, 36))) == P.E_BAD_VALUE   # the session saw BAD_CRC
+    assert err(ref.request(P.commit(b.num_classes, 36))) == P.E_BAD_VALUE   # nothing committed since
+    for f in frames:
+        ref.request(f)
+    assert err(ref.request(P.commit(env.classes + 1, 36))) == P.E_BAD_VALUE
+    for f in frames:
+        assert err(ref.request(f)) == 0
+    assert err(ref.request(P.commit(b.num_classes, 36))) == 0
+    assert err(ref.request(P.load(9, 0, [1], 8))) == P.E_ENVELOPE
+    assert err(ref.request(P.encode(P.T_LOAD, b"\x02\x00\x00\x00"))) == P.E_BAD_LENGTH
+
+
+def serve(ref):
+    """A TCP server answering from ``ref`` (for pyserial's socket:// URL); returns (url, thread)."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+
+    def run():
+        conn, _ = srv.accept()
+        dec = P.Decoder()
+        with conn:
+            while True:
+                data = conn.recv(65536)
+                if not data:
+                    break
+                buf = bytes(dec.buf) + data
+                for _ in dec.feed(data):
+                    n = buf[buf.index(P.SYNC) + 2] | buf[buf.index(P.SYNC) + 3] << 8
+                    start = buf.index(P.SYNC)
+                    conn.sendall(ref.request(buf[start:start + 5 + n]))
+                    buf = buf[start + 5 + n:]
+        srv.close()
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return f"socket://127.0.0.1:{srv.getsockname()[1]}", t
+
+
+@pytest.mark.parametrize("which", ["inside", "outside"])
+def test_cli_board_load(tmp_path, capsys, which):
+    a, b, big = models()
+    ref, _ = ref_board(a, b)
+    url, t = serve(ref)
+    model = b if which == "inside" else big
+    path = tmp_path / "m.gxm"
+    modelfile.save(model, path)
+    imgs = np.random.default_rng(SEED).integers(0, 256, (3, *model.input_shape), dtype=np.uint8)
+    np.savez(tmp_path / "x.npz", images=imgs)
+    rc = main(["board", "--port", url, "--model", str(path), "--load", "--inputs", str(tmp_path / "x.npz"),
+               "--lanes", str(LANES), "--json"])
+    out = capsys.readouterr()
+    t.join(5)
+    if which == "inside":
+        rep = json.loads(out.out)
+        assert rc == 0 and rep["mismatches"] == 0 and rep["load"]["frames"] >= 1, out
+    else:
+        err = out.err.strip().splitlines()
+        assert rc == 2 and len(err) == 1 and "does not fit the board's engine envelope" in err[0], out
