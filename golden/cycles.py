@@ -316,7 +316,8 @@ def cycles(model, images, tau=None, lanes=1, dense=False, detail=False):
             nnz = nzc.reshape(n, gin, P, HW).sum(axis=2)            # [n, gin, HW]
             scan = np.where(gmask_on, 2 + np.maximum(1, nnz).sum(axis=2), 1).sum(axis=1)
             ev = nzc.sum(axis=(1, 2)).astype(np.int64)
-        total += scan
+        if l is not hl[0]:
+            total += scan                     # (the input quantizer encodes the first layer's events)
         events += ev
         layer = model.layers[i]
         if l["gated"]:
@@ -326,15 +327,13 @@ def cycles(model, images, tau=None, lanes=1, dense=False, detail=False):
             on = np.ones((n, K), bool)
         gout = _groups(K, P)
         opad = np.zeros((n, gout * P), bool)
-        opad[:, :K] = on
-        gon = opad.reshape(n, gout, P).any(axis=2)
+        opad[:, :K] = True if dense else on
+        # bank-constrained compaction: lane j computes the on kernels j, P+j, ... one per group
+        ngroups = opad.reshape(n, gout, P).sum(axis=1).max(axis=1)
         hwo = l["hout"] * l["wout"]
         kk = l["k"] * l["k"]
         busy = 1 + ev * kk + hwo + 1
-        if dense:
-            total += gout * busy
-        else:
-            total += np.where(gon, busy[:, None], 1).sum(axis=1)
+        total += ngroups * busy + 1
         nev = (cpad != 0).sum(axis=(1, 2)) if dense else ev
         bound += nev * on.sum(axis=1) / P * kk
         if l["kind"] == KIND_LOGITS:

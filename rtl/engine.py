@@ -100,6 +100,10 @@ class Engine(wiring.Component):
             return []
         return list(self.img[name])[:depth]
 
+    def _lane_init(self, name, depth, lane, bits):
+        """Bank ``lane`` of the ``bits``-per-lane memory image ``name``."""
+        return [(v >> (bits * lane)) & ((1 << bits) - 1) for v in self._init(name, depth)]
+
     def elaborate(self, platform):
         cfg = self.cfg
         P, A = cfg.lanes, cfg.acc_bits
@@ -110,17 +114,23 @@ class Engine(wiring.Component):
         hlay = _layout(cfg.header_fields())
         m.submodules.desc_mem = desc_mem = Memory(shape=unsigned(cfg.desc_bits), depth=cfg.max_layers,
                                                   init=self._init("desc", cfg.max_layers))
-        m.submodules.w_mem = w_mem = Memory(shape=unsigned(2 * P), depth=cfg.weight_words,
-                                            init=self._init("weights", cfg.weight_words))
-        m.submodules.thr_mem = thr_mem = Memory(shape=unsigned(cfg.thr_word_bits), depth=cfg.thr_words,
-                                                init=self._init("thr", cfg.thr_words))
+        # Weights, thresholds and activations are banked by lane (bank j holds lane j of every
+        # word) so that each lane can address its own kernel group (bank-constrained compaction).
+        w_mems = [Memory(shape=unsigned(2), depth=cfg.weight_words,
+                         init=self._lane_init("weights", cfg.weight_words, j, 2)) for j in range(P)]
+        thr_mems = [Memory(shape=unsigned(2 * A), depth=cfg.thr_words,
+                           init=self._lane_init("thr", cfg.thr_words, j, 2 * A)) for j in range(P)]
+        act_mems = [Memory(shape=unsigned(2), depth=2 * cfg.act_words, init=[]) for j in range(P)]
+        for j in range(P):
+            m.submodules[f"w_mem{j}"] = w_mems[j]
+            m.submodules[f"thr_mem{j}"] = thr_mems[j]
+            m.submodules[f"act_mem{j}"] = act_mems[j]
         m.submodules.gw_mem = gw_mem = Memory(shape=signed(cfg.gw_bits), depth=cfg.gate_weights,
                                               init=[v - (1 << cfg.gw_bits) if v >> (cfg.gw_bits - 1) else v
                                                     for v in self._init("gw", cfg.gate_weights)])
         m.submodules.gb_mem = gb_mem = Memory(shape=signed(cfg.gb_bits), depth=cfg.gate_biases,
                                               init=[v - (1 << cfg.gb_bits) if v >> (cfg.gb_bits - 1) else v
                                                     for v in self._init("gb", cfg.gate_biases)])
-        m.submodules.act_mem = act_mem = Memory(shape=unsigned(2 * P), depth=2 * cfg.act_words, init=[])
         ev_lay = data.StructLayout({"code": unsigned(2), "y": unsigned(cfg.dim_bits),
                                     "x": unsigned(cfg.dim_bits), "woff": unsigned(cfg.woff_bits)})
         m.submodules.evt_mem = evt_mem = Memory(shape=ev_lay, depth=cfg.events, init=[])
@@ -132,16 +142,20 @@ class Engine(wiring.Component):
 
         desc_w = desc_mem.write_port()
         desc_r = desc_mem.read_port()
-        w_w = w_mem.write_port()
-        w_r = w_mem.read_port()
-        thr_w = thr_mem.write_port()
-        thr_r = thr_mem.read_port()
+        w_ws = [mem.write_port() for mem in w_mems]
+        w_rs = [mem.read_port() for mem in w_mems]
+        thr_ws = [mem.write_port() for mem in thr_mems]
+        thr_rs = [mem.read_port() for mem in thr_mems]
         gw_w = gw_mem.write_port()
         gw_r = gw_mem.read_port()
         gb_w = gb_mem.write_port()
         gb_r = gb_mem.read_port()
-        act_w = act_mem.write_port(granularity=2)
-        act_r = act_mem.read_port(transparent_for=(act_w,))
+        act_ws = [mem.write_port() for mem in act_mems]
+        act_rs = [mem.read_port(transparent_for=(w,)) for mem, w in zip(act_mems, act_ws)]
+        act_raddr = Signal(range(2 * cfg.act_words))
+        for r in act_rs:
+            m.d.comb += r.addr.eq(act_raddr)
+        act_rdata = Cat(*[r.data for r in act_rs])
         evt_w = evt_mem.write_port()
         evt_r = evt_mem.read_port()
         acc_w = acc_mem.write_port()
@@ -158,10 +172,13 @@ class Engine(wiring.Component):
 
         # ---------------------------------------------------------------- loader
         ld = self.load.payload
-        for sel, port in ((SEL_DESC, desc_w), (SEL_WEIGHTS, w_w), (SEL_THR, thr_w),
-                          (SEL_GW, gw_w), (SEL_GB, gb_w)):
+        for sel, port in ((SEL_DESC, desc_w), (SEL_GW, gw_w), (SEL_GB, gb_w)):
             m.d.comb += [port.addr.eq(ld.addr), port.data.eq(ld.data),
                          port.en.eq(self.load.valid & self.load.ready & (ld.sel == sel))]
+        for sel, ports, bits in ((SEL_WEIGHTS, w_ws, 2), (SEL_THR, thr_ws, 2 * A)):
+            for j, port in enumerate(ports):
+                m.d.comb += [port.addr.eq(ld.addr), port.data.eq(ld.data[bits * j:bits * (j + 1)]),
+                             port.en.eq(self.load.valid & self.load.ready & (ld.sel == sel))]
         with m.If(self.load.valid & self.load.ready & (ld.sel == SEL_HEADER)):
             m.d.sync += hdr_raw.eq(ld.data)
 
@@ -222,7 +239,35 @@ class Engine(wiring.Component):
         pl_run = Signal(2 * P)
         m.d.sync += [sc_v.eq(0), dr_v.eq(0), gt_v.eq(0), pl_v.eq(0)]
         thr_en = Signal()
-        m.d.comb += thr_r.en.eq(thr_en)
+        for r in thr_rs:
+            m.d.comb += r.en.eq(thr_en)
+
+        # ---------------------------------------------------------------- lane compaction
+        # Bank-constrained compaction of the kernels that are on: lane j only ever computes
+        # kernels j, P+j, 2P+j, ... (its weight/threshold bank); in each output group it takes
+        # the lowest not-yet-computed on kernel of its bank. So a layer costs
+        # max_j (on kernels in bank j) groups instead of the number of groups with any kernel on.
+        G = cfg.groups
+        used = Signal(cfg.channels)          # kernels already computed in this layer
+        base = Signal(cfg.channels)          # kernels to compute (on, or all in the dense schedule)
+        remk = Signal(cfg.channels)
+        m.d.comb += [base.eq(Mux(dense, ones_below(d.kout), omask)), remk.eq(base & ~used)]
+        lane_v = Signal(P)                   # lane has a kernel in the current group
+        lane_g = [Signal(range(max(G, 2)), name=f"lane_g{j}") for j in range(P)]
+        for j in range(P):
+            bank = Cat(*[remk[gg * P + j] for gg in range(G)])
+            m.d.comb += lane_v[j].eq(bank.any())
+            for gg in reversed(range(G)):
+                with m.If(bank[gg]):
+                    m.d.comb += lane_g[j].eq(gg)
+        used_now = Signal(cfg.channels)
+        m.d.comb += used_now.eq(Cat(*[lane_v[k % P] & (lane_g[k % P] == k // P)
+                                      for k in range(cfg.channels)]))
+        # registered at the start of a group (state GROUP)
+        lon = Signal(P)                      # lane computes a kernel that is on
+        lval = Signal(P)                     # lane computes a kernel (on, or any in the dense schedule)
+        lgs = [Signal(range(cfg.weight_words + 1), name=f"lgs{j}") for j in range(P)]   # g * gstride
+        lgo = [Signal(range(cfg.act_words + 1), name=f"lgo{j}") for j in range(P)]      # g * hwout
 
         # counters in compute
         e = Signal(range(cfg.events + 1))
@@ -258,9 +303,9 @@ class Engine(wiring.Component):
             return v
 
         # ---------------------------------------------------------------- stage 2: scatter
-        wword = w_r.data
+        wword = Cat(*[r.data for r in w_rs])
         aword = acc_r.data
-        om_g = lane_bits(omask, g)
+        om_g = lon
         fire = Signal(P)
         newacc = Signal(P * A)
         for j in range(P):
@@ -276,7 +321,7 @@ class Engine(wiring.Component):
                 m.d.comb += [acc_w.addr.eq(sc_addr), acc_w.data.eq(newacc), acc_w.en.eq(1)]
 
         # ---------------------------------------------------------------- stage 2: drain
-        thr = thr_r.data
+        thr = Cat(*[r.data for r in thr_rs])
         outw = Signal(2 * P)
         for j in range(P):
             a = aword[A * j:A * j + A].as_signed()
@@ -289,8 +334,9 @@ class Engine(wiring.Component):
             with m.If(d.kind == KIND_LOGITS):
                 m.d.comb += [lg_w.addr.eq(g), lg_w.data.eq(aword), lg_w.en.eq(1)]
             with m.Else():
-                m.d.comb += [act_w.addr.eq(out_half + gbase + dr_pos), act_w.data.eq(outw),
-                             act_w.en.eq((1 << P) - 1)]
+                for j in range(P):
+                    m.d.comb += [act_ws[j].addr.eq(out_half + lgo[j] + dr_pos),
+                                 act_ws[j].data.eq(outw[2 * j:2 * j + 2]), act_ws[j].en.eq(lval[j])]
 
         # ---------------------------------------------------------------- stage 2: gate
         s_lane = s_r.data.word_select(gt_lane, SB).as_signed()
@@ -305,7 +351,7 @@ class Engine(wiring.Component):
                     m.d.sync += n_skip.eq(n_skip + 1)
 
         # ---------------------------------------------------------------- stage 2: pool
-        pword = act_r.data
+        pword = act_rdata
         pmax = Signal(2 * P)
         for j in range(P):
             a = decode(pword[2 * j:2 * j + 2])
@@ -315,7 +361,9 @@ class Engine(wiring.Component):
         with m.If(pl_v):
             m.d.sync += pl_run.eq(pmax)
             with m.If(pl_q == 3):
-                m.d.comb += [act_w.addr.eq(pl_addr), act_w.data.eq(pmax), act_w.en.eq((1 << P) - 1)]
+                for j in range(P):
+                    m.d.comb += [act_ws[j].addr.eq(pl_addr), act_ws[j].data.eq(pmax[2 * j:2 * j + 2]),
+                                 act_ws[j].en.eq(1)]
 
         # ---------------------------------------------------------------- control
         stall = Signal()
@@ -342,7 +390,7 @@ class Engine(wiring.Component):
                 m.d.sync += [kc.eq(0), cc.eq(0), cg.eq(0), cl.eq(0), gidx.eq(0)]
                 m.next = "GATE"
             with m.Else():
-                m.d.sync += [g.eq(0), gbase.eq(0), gsoff.eq(0)]
+                m.d.sync += [g.eq(0), gbase.eq(0), gsoff.eq(0), used.eq(0)]
                 m.next = "GROUP"
 
         with m.FSM(init="INIT"):
@@ -357,18 +405,44 @@ class Engine(wiring.Component):
                 with m.If(self.start):
                     m.d.sync += [tau.eq(self.tau), dense.eq(self.dense), li.eq(0),
                                  cyc.eq(0), n_ev.eq(0), n_fired.eq(0), n_skip.eq(0),
-                                 pos.eq(0), lane_c.eq(0), pix_c.eq(0), gbase.eq(0)]
+                                 pos.eq(0), lane_c.eq(0), pix_c.eq(0), gbase.eq(0), g.eq(0),
+                                 ecount.eq(0), y.eq(0), x.eq(0)]
+                    m.d.sync += [s.eq(0) for s in slane]
                     m.next = "IQ"
 
             with m.State("IQ"):
                 m.d.comb += [self.pixels.ready.eq(1), stall.eq(~self.pixels.valid)]
                 p = self.pixels.payload.data
-                code = Mux(p >= hdr.hi, 0b01, Mux(p < hdr.lo, 0b11, 0b00))
+                code = Signal(2)
+                m.d.comb += code.eq(Mux(p >= hdr.hi, 0b01, Mux(p < hdr.lo, 0b11, 0b00)))
+                # The quantizer is the first layer's event encoder: when the first descriptor is a
+                # conv/dense, each nonzero pixel (every pixel in the dense schedule) is written to the
+                # event list as it arrives, and the gate's per-channel sums are accumulated here.
+                emit = self.pixels.valid & (d.kind != KIND_POOL) & (code[0] | dense)
+                slane_next = [Signal(signed(SB), name=f"slane_next{j}") for j in range(P)]
+                for j in range(P):
+                    m.d.comb += slane_next[j].eq(
+                        slane[j] + Mux(self.pixels.valid & (lane_c == j), decode(code), 0))
+                with m.If(emit):
+                    m.d.comb += [evt_w.addr.eq(ecount), evt_w.en.eq(1),
+                                 evt_w.data.code.eq(code), evt_w.data.y.eq(y), evt_w.data.x.eq(x),
+                                 evt_w.data.woff.eq(pix_c * d.cstride + Mux(d.kind == KIND_CONV, 0, pos))]
+                    m.d.sync += [ecount.eq(ecount + 1), n_ev.eq(n_ev + 1)]
                 with m.If(self.pixels.valid):
-                    m.d.comb += [act_w.addr.eq(gbase + pos), act_w.data.eq(code.replicate(P)),
-                                 act_w.en.eq(Const(1, P) << lane_c)]
+                    m.d.sync += [sl.eq(sn) for sl, sn in zip(slane, slane_next)]
+                    with m.If(x == d.win - 1):
+                        m.d.sync += [x.eq(0), y.eq(y + 1)]
+                    with m.Else():
+                        m.d.sync += x.eq(x + 1)
+                    for j in range(P):
+                        m.d.comb += [act_ws[j].addr.eq(gbase + pos), act_ws[j].data.eq(code),
+                                     act_ws[j].en.eq(lane_c == j)]
                     with m.If(pos == hdr.hw - 1):
-                        m.d.sync += [pos.eq(0), pix_c.eq(pix_c + 1)]
+                        m.d.sync += [pos.eq(0), pix_c.eq(pix_c + 1), x.eq(0), y.eq(0)]
+                        with m.If((lane_c == P - 1) | (pix_c == hdr.cin - 1)):
+                            m.d.comb += [s_w.addr.eq(g), s_w.data.eq(Cat(*slane_next)), s_w.en.eq(1)]
+                            m.d.sync += [s.eq(0) for s in slane]
+                            m.d.sync += g.eq(g + 1)
                         with m.If(lane_c == P - 1):
                             m.d.sync += [lane_c.eq(0), gbase.eq(gbase + hdr.hw)]
                         with m.Else():
@@ -388,6 +462,10 @@ class Engine(wiring.Component):
                 with m.If(d.kind == KIND_POOL):
                     m.d.sync += omask.eq(chmask)
                     m.next = "POOL_G"
+                with m.Elif(li == 0):
+                    # fed by the input quantizer, which already wrote the event list
+                    m.d.sync += [omask.eq(ones_below(d.kout)), g.eq(0), gbase.eq(0)]
+                    after_scan()
                 with m.Else():
                     start_scan()
 
@@ -401,12 +479,12 @@ class Engine(wiring.Component):
                     with m.If(g == ngroups_in - 1):
                         after_scan()
                 with m.Else():
-                    m.d.comb += act_r.addr.eq(in_half + gbase)
+                    m.d.comb += act_raddr.eq(in_half + gbase)
                     m.d.sync += [pos.eq(0), y.eq(0), x.eq(0), done_l.eq(0)]
                     m.next = "SCAN_W"
 
             with m.State("SCAN_W"):
-                word = act_r.data
+                word = act_rdata
                 nzb = Cat(*[word[2 * j] for j in range(P)])
                 rem = Signal(P)
                 m.d.comb += rem.eq(Mux(dense, gm, nzb & gm) & ~done_l)
@@ -433,14 +511,14 @@ class Engine(wiring.Component):
                     with m.If(pos == d.hwin - 1):
                         m.next = "SCAN_E"
                     with m.Else():
-                        m.d.comb += act_r.addr.eq(in_half + gbase + pos + 1)
+                        m.d.comb += act_raddr.eq(in_half + gbase + pos + 1)
                         m.d.sync += pos.eq(pos + 1)
                         with m.If(x == d.win - 1):
                             m.d.sync += [x.eq(0), y.eq(y + 1)]
                         with m.Else():
                             m.d.sync += x.eq(x + 1)
                 with m.Else():
-                    m.d.comb += act_r.addr.eq(in_half + gbase + pos)
+                    m.d.comb += act_raddr.eq(in_half + gbase + pos)
                     m.d.sync += done_l.eq(done_l | low)
 
             with m.State("SCAN_E"):
@@ -468,17 +546,20 @@ class Engine(wiring.Component):
                     with m.Else():
                         m.d.sync += cl.eq(cl + 1)
             with m.State("GATE_T"):
-                m.d.sync += [g.eq(0), gbase.eq(0), gsoff.eq(0)]
+                m.d.sync += [g.eq(0), gbase.eq(0), gsoff.eq(0), used.eq(0)]
                 m.next = "GROUP"
 
             # ------------------------------------------------ output groups
             with m.State("GROUP"):
-                with m.If((om_g == 0) & ~dense):
-                    m.d.sync += [g.eq(g + 1), gbase.eq(gbase + d.hwout), gsoff.eq(gsoff + d.gstride)]
-                    with m.If(g == ngroups_out - 1):
-                        end_layer()
+                with m.If(lane_v == 0):
+                    end_layer()
                 with m.Else():
-                    m.d.comb += [thr_r.addr.eq(d.tbase + g), thr_en.eq(1), evt_r.addr.eq(0)]
+                    m.d.comb += [thr_en.eq(1), evt_r.addr.eq(0)]
+                    for j in range(P):
+                        m.d.comb += thr_rs[j].addr.eq(d.tbase + lane_g[j])
+                        m.d.sync += [lgs[j].eq(lane_g[j] * d.gstride), lgo[j].eq(lane_g[j] * d.hwout),
+                                     lon[j].eq(lane_v[j] & omask.bit_select(lane_g[j] * P + j, 1)),
+                                     lval[j].eq(lane_v[j])]
                     m.d.sync += [e.eq(0), dy.eq(0), dx.eq(0), tap.eq(0), dp.eq(0)]
                     with m.If(ecount == 0):
                         m.next = "DRAIN"
@@ -493,7 +574,9 @@ class Engine(wiring.Component):
                 m.d.comb += [oyv.eq(ev.y + d.pad - dy), oxv.eq(ev.x + d.pad - dx)]
                 inr = (oyv >= 0) & (oyv < d.hout) & (oxv >= 0) & (oxv < d.wout)
                 aaddr = Mux(is_conv, oyv[:cfg.dim_bits] * d.wout + oxv[:cfg.dim_bits], 0)
-                m.d.comb += [w_r.addr.eq(d.wbase + gsoff + ev.woff + tap), acc_r.addr.eq(aaddr)]
+                for j in range(P):
+                    m.d.comb += w_rs[j].addr.eq(d.wbase + lgs[j] + ev.woff + tap)
+                m.d.comb += acc_r.addr.eq(aaddr)
                 m.d.sync += [sc_v.eq(1), sc_ok.eq(Mux(is_conv, inr, 1)), sc_code.eq(ev.code),
                              sc_addr.eq(aaddr)]
                 last_tap = (dx == d.k - 1) & (dy == d.k - 1)
@@ -516,11 +599,8 @@ class Engine(wiring.Component):
                 with m.If(dp == d.hwout - 1):
                     m.next = "DRAIN_T"
             with m.State("DRAIN_T"):
-                m.d.sync += [g.eq(g + 1), gbase.eq(gbase + d.hwout), gsoff.eq(gsoff + d.gstride)]
-                with m.If(g == ngroups_out - 1):
-                    end_layer()
-                with m.Else():
-                    m.next = "GROUP"
+                m.d.sync += [g.eq(g + 1), used.eq(used | used_now)]
+                m.next = "GROUP"
 
             # ------------------------------------------------ max-pool
             with m.State("POOL_G"):
@@ -533,7 +613,7 @@ class Engine(wiring.Component):
                     m.next = "POOL_R"
             with m.State("POOL_R"):
                 raddr = (2 * oy + q[1]) * d.win + 2 * ox + q[0]
-                m.d.comb += act_r.addr.eq(in_half + g * d.hwin + raddr)
+                m.d.comb += act_raddr.eq(in_half + g * d.hwin + raddr)
                 m.d.sync += [pl_v.eq(1), pl_q.eq(q), pl_addr.eq(out_half + g * d.hwout + dp), q.eq(q + 1)]
                 with m.If(q == 3):
                     m.d.sync += dp.eq(dp + 1)
@@ -573,5 +653,6 @@ class Engine(wiring.Component):
                         m.next = "DONE"
             with m.State("DONE"):
                 m.d.comb += self.done.eq(1)
+                m.d.sync += li.eq(0)       # the first descriptor is read while idle (see IQ)
                 m.next = "IDLE"
         return m
