@@ -16,13 +16,17 @@ are known to be zero because their kernel was gated off (or lie past the channel
 * input quantizer: 1 cycle per pixel.
 * per conv/dense/pool layer: 2 cycles to read and decode its descriptor, then
 
-  - conv / dense, **event encoder**: for each input group of ``P`` channels: if no channel of the
-    group is on in the mask, 1 cycle (skipped); else ``2 + sum_pos max(1, nnz(word))`` cycles,
-    ``nnz`` counting nonzero codes of on channels (one event emitted per cycle).
+  - conv / dense, **event encoder**: for the first layer, 0 cycles (the input quantizer writes
+    the event list as pixels arrive); otherwise, for each input group of ``P`` channels: if no
+    channel of the group is on in the mask, 1 cycle (skipped); else ``2 + sum_pos max(1, nnz(word))``
+    cycles, ``nnz`` counting nonzero codes of on channels (one event emitted per cycle).
   - **gate** (gated conv only): ``K * C + 1`` cycles (one 8-bit x sum MAC per cycle).
-  - per output group of ``P`` kernels: if no kernel of the group is on, 1 cycle (skipped); else
+  - output groups, bank-constrained compaction: lane ``j`` only computes kernels ``j, P+j, ...``
+    (its weight/threshold bank) and takes the next on kernel of its bank in each group, so there
+    are ``max_j (on kernels in bank j)`` groups (all kernels in the dense schedule), each costing
     ``1`` (thresholds) ``+ events * k*k`` (scatter: one (event, tap) per cycle, all ``P`` lanes in
-    parallel) ``+ HWo + 1`` (drain: threshold and write outputs, clear accumulators).
+    parallel) ``+ HWo + 1`` (drain: threshold and write outputs, clear accumulators); plus 1 cycle
+    to find that no kernel is left.
   - maxpool: per group of ``P`` channels: 1 cycle if all off, else ``1 + 4 * HWo`` (one window
     element read per cycle).
 
