@@ -39,16 +39,31 @@ lock:
 clean:
 	rm -rf build .pytest_cache
 
-# Full place and route of the board top (UART link + engine) for both boards, minutes each.
-# Reports (utilisation, Fmax, bitstream) go to build/fpga/<board>.json; figures in docs/fpga.md.
+# Full place and route of the board top (UART link + engine), minutes each: the tiny preset on both
+# boards and the 28x28 zoo gated CNN on the ULX3S (baked), and one loadable ULX3S bitstream whose
+# envelope covers every zoo model; each on its board PLL at the fastest clock that closed here (a
+# build that misses its clock fails with the margin). Reports go to build/fpga/<name>.json; then
+# bench/fpga.py prints the figures table of docs/fpga.md (images/s, GOPS) and the zoo fit table.
 FPGA_ARCH  ?= tiny
 FPGA_LANES ?= 4
+FPGA_CLK_ICE40 ?= 17.25
+FPGA_CLK_ECP5  ?= 45
+FPGA_CLK_ECP5_CNN ?= 37.5
+FPGA_CLK_ECP5_ZOO ?= 37.5
+FPGA_BUILD = $(BIN)/gxnor build --lanes $(FPGA_LANES) --json
 fpga: $(STAMP)
 	mkdir -p build/fpga
 	$(BIN)/gxnor model random --arch $(FPGA_ARCH) --seed 1 -o build/fpga/$(FPGA_ARCH).gxm --force
-	$(BIN)/gxnor build --board icebreaker --model build/fpga/$(FPGA_ARCH).gxm --lanes $(FPGA_LANES) \
-		-o build/fpga/icebreaker-$(FPGA_ARCH) --json > build/fpga/icebreaker.json
-	$(BIN)/gxnor build --board ulx3s --model build/fpga/$(FPGA_ARCH).gxm --lanes $(FPGA_LANES) \
-		-o build/fpga/ulx3s-$(FPGA_ARCH) --json > build/fpga/ulx3s.json
-	$(BIN)/python -c "import json, sys; from fpga.build import format_report; \
-		[print(format_report(json.load(open(f'build/fpga/{b}.json')))) for b in ('icebreaker', 'ulx3s')]"
+	$(FPGA_BUILD) --board icebreaker --model build/fpga/$(FPGA_ARCH).gxm --clock $(FPGA_CLK_ICE40) \
+		-o build/fpga/icebreaker-$(FPGA_ARCH) > build/fpga/icebreaker-$(FPGA_ARCH).json
+	$(FPGA_BUILD) --board ulx3s --model build/fpga/$(FPGA_ARCH).gxm --clock $(FPGA_CLK_ECP5) \
+		-o build/fpga/ulx3s-$(FPGA_ARCH) > build/fpga/ulx3s-$(FPGA_ARCH).json
+	$(FPGA_BUILD) --board ulx3s --model zoo/gated-cnn.gxm --clock $(FPGA_CLK_ECP5_CNN) \
+		-o build/fpga/ulx3s-gated-cnn > build/fpga/ulx3s-gated-cnn.json
+	$(FPGA_BUILD) --board ulx3s --model zoo/gated-cnn.gxm --weights loadable --envelope zoo/cnn.gxm zoo/mlp.gxm \
+		--clock $(FPGA_CLK_ECP5_ZOO) -o build/fpga/ulx3s-zoo-loadable > build/fpga/ulx3s-zoo-loadable.json
+	$(BIN)/python bench/fpga.py build/fpga/icebreaker-$(FPGA_ARCH).json:build/fpga/$(FPGA_ARCH).gxm:digits \
+		build/fpga/ulx3s-$(FPGA_ARCH).json:build/fpga/$(FPGA_ARCH).gxm:digits \
+		build/fpga/ulx3s-gated-cnn.json:zoo/gated-cnn.gxm:mnist5k \
+		build/fpga/ulx3s-zoo-loadable.json:zoo/gated-cnn.gxm:mnist5k
+	$(BIN)/python bench/fpga.py --zoo zoo/mlp.gxm zoo/cnn.gxm zoo/gated-cnn.gxm build/fpga/$(FPGA_ARCH).gxm

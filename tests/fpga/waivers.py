@@ -3,8 +3,15 @@
 sim/toolchain.py's VERILATOR_WAIVERS cover a single flat module (xnor_lane). Designs with
 submodules and ``m.FSM`` produce a few more Amaranth code-generation idioms; they are waived here
 the same way (one code each, only for generated files under build/, with a message pattern where
-one exists) and passed as an extra control file. Candidates to move into sim/toolchain.py, which
-another engineer owns.
+one exists) and passed as an extra control file.
+
+Kept here rather than moved into sim/toolchain.py's shared VERILATOR_WAIVERS: that list is another
+engineer's and applies to every design; adding six codes there (two without a narrowing pattern
+for FSM/submodule designs) is a policy change for all of them, not a trivial move. Checked (lint of
+the board top without each entry in turn): with sim/engine.py's engine waiver file also passed
+(as the tests do) only DECLFILENAME still fires, because that file waives whole codes for files
+under ``build/*engine*``, and the board top's build directories (``board_top-...-engine=...``)
+happen to match. The entries stay so that the board top's lint does not depend on that accident.
 """
 
 from sim import toolchain

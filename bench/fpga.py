@@ -1,0 +1,174 @@
+"""Board figures from `gxnor build` reports: utilisation, Fmax, images/s and dense-equivalent GOPS.
+
+    python bench/fpga.py REPORT.json:MODEL.gxm:DATASET [...] [--baud 115200 3000000] [--json]
+    python bench/fpga.py --zoo zoo/*.gxm [--lanes 4]
+
+For each build report (``gxnor build --json`` output) and the model it runs, on the test split of
+DATASET (``mnist5k``, ``digits``; golden.data), at the model's default tau, with the build's lanes:
+
+* engine images/s at Fmax: ``Fmax / mean(golden.cycles.cycles)`` (engine only, no link);
+* UART-limited images/s at each baud (one request in flight; 8N1): per image
+  ``10 (n + 5) / baud`` in, ``(cycles - n) / Fmax`` of engine work after the last pixel (the input
+  quantizer takes pixels as they arrive), ``10 (4 K + 22) / baud`` out, at the build's clock; a baud with no
+  legal divisor at that clock (fpga.uart.baud_divisor) is marked ``*``;
+* dense-equivalent GOPS: ``2 x dense MACs per image x images/s`` (golden work accounting), and
+  GOPS per thousand LUTs (iCE40 LCs / ECP5 LUT4s).
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from fpga.uart import baud_divisor  # noqa: E402
+from golden import modelfile  # noqa: E402
+from golden.cycles import cycles  # noqa: E402
+from golden.forward import run  # noqa: E402
+from gxnor.data import load_dataset  # noqa: E402
+
+
+# On-chip RAM per board: (blocks, bits per block, single-port blocks, bits each)
+BOARD_RAM = {"icebreaker": ("iCE40UP5K", 30, 4096, 4, 256 * 1024),
+             "ulx3s": ("LFE5U-85F", 208, 18 * 1024, 0, 0)}
+# Block shapes (width, depth) a memory can be split into: iCE40 SB_RAM40_4K, ECP5 DP16KD
+BLOCK_SHAPES = {"icebreaker": [(16, 256), (8, 512), (4, 1024), (2, 2048)],
+                "ulx3s": [(36, 512), (18, 1024), (9, 2048), (4, 4096), (2, 8192), (1, 16384)]}
+
+
+def engine_memories(cfg):
+    """{name: (depth, width)} of every lib.memory.Memory in the elaborated engine (as it is now)."""
+    from amaranth.hdl import Module, Shape
+    from amaranth.lib.memory import Memory
+
+    from rtl.engine import Engine
+    out = {}
+
+    def walk(obj, prefix):
+        m = obj.elaborate(None)
+        if not isinstance(m, Module):
+            return
+        for name, (sub, _) in m._named_submodules.items():
+            if isinstance(sub, Memory):
+                out[prefix + name] = (sub.depth, Shape.cast(sub.shape).width)
+            elif hasattr(sub, "elaborate"):
+                walk(sub, prefix + name + ".")
+    walk(Engine(cfg), "")
+    return out
+
+
+def fit(board, mems):
+    """(memory bits, estimated blocks) of ``mems`` on ``board``'s block RAM (each memory rounded up
+    to whole blocks in its best shape; tiny memories may end up in LUTs/FFs instead)."""
+    bits = sum(d * w for d, w in mems.values())
+    blocks = sum(min(-(-w // bw) * -(-d // bd) for bw, bd in BLOCK_SHAPES[board]) for d, w in mems.values())
+    return bits, blocks
+
+
+def zoo_table(paths, lanes):
+    from golden.cycles import EngineConfig
+    rows = []
+    for p in paths:
+        model = modelfile.load(p)
+        cfg = EngineConfig.for_models([model], lanes)
+        mems = engine_memories(cfg)
+        for board, (dev, nblk, blk_bits, _, _) in BOARD_RAM.items():
+            bits, blocks = fit(board, mems)
+            rows.append({"model": model.name, "board": board, "device": dev, "memory_bits": bits,
+                         "blocks_est": blocks, "blocks_avail": nblk, "block_bits": blk_bits,
+                         "fits": blocks <= nblk, "largest": max(mems.items(), key=lambda kv: kv[1][0] * kv[1][1])})
+    return rows
+
+
+def figures(report, model, images, bauds):
+    lanes = report["lanes"]
+    tau = model.default_tau
+    cyc = cycles(model, images, tau, lanes=lanes)
+    res = run(model, images, tau)
+    dense = res.total_work.dense_macs / len(images)
+    clocks = [c for c in report["clocks"] if "clk" in c["clock"]] or report["clocks"]
+    fmax = min(c["fmax_mhz"] for c in clocks) * 1e6
+    clk = report["clock_hz"]
+    s = report["summary"]
+    n = int(np.prod(model.input_shape))
+    k = model.num_classes
+    out = {"board": report["board"], "model": model.name, "weights": report["weights"], "lanes": lanes,
+           "logic": s["logic"]["used"], "logic_avail": s["logic"]["available"],
+           "bram": s["bram"]["used"], "bram_avail": s["bram"]["available"],
+           "spram": s.get("spram", {}).get("used"), "dsp": s.get("dsp", {}).get("used", 0),
+           "clock_mhz": clk / 1e6, "fmax_mhz": fmax / 1e6, "timing_pass": all(c["pass"] for c in clocks),
+           "build_s": report["seconds"], "images": len(images), "cycles_mean": float(cyc.mean()),
+           "dense_macs": dense}
+    # figures at the clock the build closed (the PLL frequency) and at nextpnr's Fmax
+    for tag, f in (("clk", clk), ("fmax", fmax)):
+        ips = f / cyc.mean()
+        out[f"ips_engine_{tag}"] = ips
+        out[f"gops_{tag}"] = 2 * dense * ips / 1e9
+        out[f"gops_per_klut_{tag}"] = out[f"gops_{tag}"] / (out["logic"] / 1000)
+    for b in bauds:
+        try:
+            baud_divisor(clk, b)
+            legal = True
+        except ValueError:
+            legal = False
+        t = 10 * (n + 5) / b + (cyc - n).mean() / clk + 10 * (4 * k + 22) / b
+        out[f"ips_uart_{b}"] = 1 / t
+        out[f"uart_legal_{b}"] = legal
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="*", help="REPORT.json:MODEL.gxm:DATASET")
+    ap.add_argument("--baud", type=int, nargs="+", default=[115200, 3000000])
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--zoo", nargs="+", default=None, metavar="M.gxm",
+                    help="instead: engine memory bits per model and whether they fit each board's block RAM")
+    ap.add_argument("--lanes", type=int, default=4)
+    args = ap.parse_args(argv)
+    if args.zoo:
+        rows = zoo_table(args.zoo, args.lanes)
+        if args.json:
+            print(json.dumps(rows, indent=1, default=str))
+            return
+        print("| model | board | engine memory bits | blocks needed (est.) | blocks available | fits | largest memory |")
+        print("|---|---|---|---|---|---|---|")
+        for r in rows:
+            name, (d, w) = r["largest"]
+            print(f"| {r['model']} | {r['board']} | {r['memory_bits']:,} | {r['blocks_est']} | "
+                  f"{r['blocks_avail']} x {r['block_bits'] // 1024} kbit | {'yes' if r['fits'] else 'no'} | "
+                  f"{name} {d} x {w} |")
+        return
+    rows = []
+    for r in args.runs:
+        rep_path, model_path, dataset = r.split(":")
+        report = json.loads(Path(rep_path).read_text())
+        model = modelfile.load(model_path)
+        images, _ = load_dataset(dataset, "test")
+        rows.append(figures(report, model, np.asarray(images, np.uint8), args.baud))
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return
+    head = ("| board | model | weights | LUT/LC | BRAM | SPRAM | DSP | clock (PLL) | Fmax | cycles/img "
+            "| img/s engine @clock | img/s engine @Fmax | " +
+            " | ".join(f"img/s UART {b}" for b in args.baud) + " | GOPS @Fmax | GOPS/kLUT @Fmax |")
+    print(head)
+    print("|" + "---|" * (head.count("|") - 1))
+    for o in rows:
+        uart = " | ".join(f"{o[f'ips_uart_{b}']:.1f}" + ("" if o[f"uart_legal_{b}"] else "*")
+                          for b in args.baud)
+        print(f"| {o['board']} | {o['model']} | {o['weights']} | {o['logic']}/{o['logic_avail']} | "
+              f"{o['bram']}/{o['bram_avail']} | {o['spram'] if o['spram'] is not None else 'n/a'} | {o['dsp']} | "
+              f"{o['clock_mhz']:.3f} MHz | {o['fmax_mhz']:.2f} MHz | {o['cycles_mean']:.0f} | "
+              f"{o['ips_engine_clk']:.0f} | {o['ips_engine_fmax']:.0f} | {uart} | {o['gops_fmax']:.3f} | "
+              f"{o['gops_per_klut_fmax']:.4f} |")
+    if any(not o[f"uart_legal_{b}"] for o in rows for b in args.baud):
+        print("\n\\* this baud rate has no integer divisor within 2% at the build's clock (fpga.uart): "
+              "the figure needs a build at a clock that has one (e.g. 3 Mbaud: 12, 18, 30, 45 MHz)")
+
+
+if __name__ == "__main__":
+    main()
