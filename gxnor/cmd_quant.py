@@ -27,6 +27,19 @@ def register(sub):
     t.add_argument("--train-limit", type=int, default=None, help="use only the first N training images")
     t.add_argument("--shift", type=int, default=2, help="random translation augmentation, pixels (0 = off)")
     t.add_argument("--eval-tau", type=float, default=0.0, help="log-alpha tau for the test accuracy of gated models")
+    t.add_argument("--in-lo", type=int, default=None, help="input quantizer: pixel < IN_LO -> -1 (default per data set)")
+    t.add_argument("--in-hi", type=int, default=None, help="input quantizer: pixel >= IN_HI -> +1 (default per data set)")
+    t.add_argument("--schedule", default="onecycle", help="learning-rate schedule: onecycle (default) or cosine")
+    t.add_argument("--warmup", type=float, default=0.0, help="cosine schedule: linear warm-up epochs")
+    t.add_argument("--clip", type=float, default=0.0, help="clamp ternary latent weights to [-CLIP, CLIP] (0 = off)")
+    t.add_argument("--teacher", default=None, metavar="RUN", help="float run to distil from (knowledge distillation)")
+    t.add_argument("--kd-alpha", type=float, default=0.7, help="distillation weight (with --teacher)")
+    t.add_argument("--kd-temp", type=float, default=4.0, help="distillation temperature (with --teacher)")
+    t.add_argument("--l0-warmup", type=float, default=0.0, help="ramp the L0 weight from 0 to lambda over N epochs")
+    t.add_argument("--no-gates", action="store_true",
+                   help="gated architecture with its gates removed (the matched ungated reference)")
+    t.add_argument("--gate-norm", action="store_true",
+                   help="standardise the gate predictor's input sums (folded into the integer gate weights)")
     t.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest for these small models)")
     g = t.add_mutually_exclusive_group()
     g.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
@@ -71,9 +84,18 @@ def _train_command(a):
     if a.lr is not None:
         parts += ["--lr", f"{a.lr:g}"]
     for flag, value, default in (("--batch", a.batch, 64), ("--train-limit", a.train_limit, None),
-                                 ("--shift", a.shift, 2), ("--eval-tau", a.eval_tau, 0.0)):
+                                 ("--shift", a.shift, 2), ("--eval-tau", a.eval_tau, 0.0),
+                                 ("--in-lo", a.in_lo, None), ("--in-hi", a.in_hi, None),
+                                 ("--schedule", a.schedule, "onecycle"), ("--warmup", a.warmup, 0.0),
+                                 ("--clip", a.clip, 0.0), ("--teacher", a.teacher, None),
+                                 ("--kd-alpha", a.kd_alpha if a.teacher else 0.7, 0.7),
+                                 ("--kd-temp", a.kd_temp if a.teacher else 4.0, 4.0),
+                                 ("--l0-warmup", a.l0_warmup, 0.0)):
         if value != default:
             parts += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+    for flag, value in (("--no-gates", a.no_gates), ("--gate-norm", a.gate_norm)):
+        if value:
+            parts.append(flag)
     return " ".join(shlex.quote(p) for p in parts)
 
 
@@ -97,13 +119,20 @@ def cmd_train(args):
     from gxnor.data import DATASETS
     if args.dataset not in DATASETS:
         raise GxnorError(f"unknown data set {args.dataset!r}; choose one of {', '.join(DATASETS)}")
-    if args.lam and "gated" not in args.arch:
-        raise GxnorError(f"--lambda applies to gated architectures only; {args.arch} has no gates")
+    if (args.lam or args.gate_norm or args.no_gates or args.l0_warmup) and "gated" not in args.arch:
+        raise GxnorError(f"--lambda, --gate-norm, --no-gates and --l0-warmup apply to gated architectures only; "
+                         f"{args.arch} has no gates")
+    if args.no_gates and (args.lam or args.gate_norm):
+        raise GxnorError("--no-gates removes the gates; drop --lambda / --gate-norm")
     import torch
     torch.set_num_threads(max(1, args.threads))
     cfg = default_config(args.arch, args.dataset, args.epochs, args.seed, ternary=not args.float,
                          lam=args.lam, path=args.path, lr=args.lr, batch=args.batch,
-                         train_limit=args.train_limit, tau=args.eval_tau, shift=args.shift)
+                         train_limit=args.train_limit, tau=args.eval_tau, shift=args.shift,
+                         in_lo=args.in_lo, in_hi=args.in_hi, schedule=args.schedule, warmup=args.warmup,
+                         clip=args.clip, teacher=args.teacher, kd_alpha=args.kd_alpha if args.teacher else 0.0,
+                         kd_temp=args.kd_temp, l0_warmup=args.l0_warmup, gates=not args.no_gates,
+                         gate_norm=args.gate_norm)
     cfg["command"] = _train_command(args)
     m = train(cfg, args.output, resume=args.resume, force=args.force, progress=not args.json and sys.stderr.isatty(),
               log=(lambda s: print(s, file=sys.stderr)) if args.json else print)

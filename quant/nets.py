@@ -86,18 +86,28 @@ class InputQuant(nn.Module):
 class GatePredictor(nn.Module):
     """log_alpha[k] = sum_c W[k,c] s[c] + b[k] on the grid 2**-frac_bits (STE rounding)."""
 
-    def __init__(self, channels, kernels, positions, frac_bits=GATE_FRAC_BITS, init_bias=3.0):
+    def __init__(self, channels, kernels, positions, frac_bits=GATE_FRAC_BITS, init_bias=3.0, normalize=False):
         super().__init__()
-        self.positions, self.frac_bits = positions, frac_bits
+        self.positions, self.frac_bits, self.normalize = positions, frac_bits, normalize
         # Parametrised per unit of *mean* input (s / positions) so the optimiser sees O(1) weights.
         self.weight = nn.Parameter(torch.randn(kernels, channels) * 0.5 / math.sqrt(channels))
         self.bias = nn.Parameter(torch.full((kernels,), float(init_bias)))
+        if normalize:
+            # Running mean / std of the per-channel mean input m = s / positions (EMA while training,
+            # like BatchNorm). The predictor is log_alpha = weight @ ((m - mean) / std) + bias; mean and
+            # std are folded into the integer W and b below, so golden sees a plain W s + b.
+            self.register_buffer("s_mean", torch.zeros(channels))
+            self.register_buffer("s_std", torch.ones(channels))
 
     def quantized(self):
         """(W, b) as floats on the grid: W = int8 * 2**-f, b = int24 * 2**-f."""
         one = float(1 << self.frac_bits)
-        w = torch.clamp(_RoundSte.apply(self.weight / self.positions * one), -GATE_W_MAX - 1, GATE_W_MAX) / one
-        b = torch.clamp(_RoundSte.apply(self.bias * one), -GATE_B_MAX - 1, GATE_B_MAX) / one
+        weight, bias = self.weight, self.bias
+        if self.normalize:
+            weight = self.weight / self.s_std
+            bias = self.bias - weight @ self.s_mean
+        w = torch.clamp(_RoundSte.apply(weight / self.positions * one), -GATE_W_MAX - 1, GATE_W_MAX) / one
+        b = torch.clamp(_RoundSte.apply(bias * one), -GATE_B_MAX - 1, GATE_B_MAX) / one
         return w, b
 
     def integer(self):
@@ -109,6 +119,11 @@ class GatePredictor(nn.Module):
 
     def forward(self, x):
         s = x.sum(dim=(2, 3))
+        if self.normalize and self.training:
+            with torch.no_grad():
+                m = s / self.positions
+                self.s_mean.mul_(0.9).add_(0.1 * m.mean(0))
+                self.s_std.mul_(0.9).add_(0.1 * m.std(0).clamp_min(1e-2))
         w, b = self.quantized()
         return s @ w.t() + b
 
@@ -116,7 +131,7 @@ class GatePredictor(nn.Module):
 class TernaryBlock(nn.Module):
     """One golden Conv (3x3, same) or Dense layer with thresholds, optionally gated."""
 
-    def __init__(self, kind, cin, cout, positions=1, gated=False, ternary=True):
+    def __init__(self, kind, cin, cout, positions=1, gated=False, ternary=True, gate_norm=False):
         super().__init__()
         self.kind, self.ternary = kind, ternary
         if kind == "conv":
@@ -136,7 +151,7 @@ class TernaryBlock(nn.Module):
         if ternary:
             nn.init.uniform_(self.linear.weight, -1.0, 1.0)
             self.act = QuantIdentity(act_quant=UnitTernaryAct, return_quant_tensor=False)
-        self.gate = GatePredictor(cin, cout, positions) if gated else None
+        self.gate = GatePredictor(cin, cout, positions, normalize=gate_norm) if gated else None
         self.cost = None  # set by the net: dense MACs of one kernel (for the L0 weighting)
 
     # -- the eval-time BN + activation: ONE code path, tabulated by quant.thresholds ----------
@@ -197,7 +212,8 @@ class LogitsDense(nn.Module):
 class Net(nn.Module):
     """The training model; ``self.layers[i]`` corresponds to golden layer ``i``."""
 
-    def __init__(self, arch, input_shape=(1, 28, 28), num_classes=10, ternary=True, in_lo=0, in_hi=128):
+    def __init__(self, arch, input_shape=(1, 28, 28), num_classes=10, ternary=True, in_lo=0, in_hi=128,
+                 gates=True, gate_norm=False):
         super().__init__()
         if arch not in ARCHS:
             raise GxnorError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
@@ -213,7 +229,8 @@ class Net(nn.Module):
             last = i == len(tokens) - 1
             if t.startswith("c"):
                 k = int(t[1:].rstrip("g"))
-                blk = TernaryBlock("conv", c, k, positions=h * w, gated=t.endswith("g"), ternary=ternary)
+                blk = TernaryBlock("conv", c, k, positions=h * w, gated=gates and t.endswith("g"), ternary=ternary,
+                                   gate_norm=gate_norm)
                 blk.cost = float(h * w * blk.fan_in)
                 layers.append(blk)
                 self.kinds.append("conv")

@@ -28,14 +28,36 @@ FORMAT = "gxnor-quant-run"
 INPUT_THRESHOLDS = {"mnist5k": (0, 128), "mnist": (0, 128), "digits": (0, 128), "cifar10": (96, 160)}
 
 
+SCHEDULES = ("onecycle", "cosine")
+
+
 def default_config(arch, dataset, epochs, seed, ternary=True, lam=0.0, path=None, lr=None,
-                   batch=64, train_limit=None, tau=0.0, shift=2):
+                   batch=64, train_limit=None, tau=0.0, shift=2, in_lo=None, in_hi=None, schedule="onecycle",
+                   warmup=0.0, clip=0.0, teacher=None, kd_alpha=0.0, kd_temp=4.0, l0_warmup=0.0,
+                   gates=True, gate_norm=False):
+    """Run configuration. Defaults reproduce the first zoo recipe; the options:
+
+    schedule: ``onecycle`` (peak ``lr`` after 15% of the steps) or ``cosine`` (linear warm-up over
+    ``warmup`` epochs, then cosine decay to 0). clip: after every step, clamp the latent weights of
+    the ternary layers to [-clip, clip] (0 = off; the quantizer's straight-through gradient is not
+    clipped, so unclipped latent weights can drift far from the rounding points and freeze).
+    teacher: a float run folder; the loss becomes ``(1 - kd_alpha) * CE + kd_alpha * T^2 *
+    KL(teacher_T || student_T)`` with ``T = kd_temp`` (knowledge distillation). l0_warmup: the L0
+    weight ramps linearly from 0 to ``lambda`` over that many epochs. gates=False trains a gated
+    architecture with its gates removed (the matched ungated reference). gate_norm: the gate predictor
+    sees its input statistics standardised (running mean/std folded into the integer W, b).
+    """
     lo, hi = INPUT_THRESHOLDS.get(dataset, (0, 128))
+    if schedule not in SCHEDULES:
+        raise GxnorError(f"unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
     return {"format": FORMAT, "arch": arch, "dataset": dataset, "path": path, "epochs": int(epochs),
             "seed": int(seed), "ternary": bool(ternary), "lambda": float(lam),
             "lr": float(lr if lr is not None else (0.05 if ternary else 0.003)),
-            "batch": int(batch), "in_lo": lo, "in_hi": hi, "train_limit": train_limit,
-            "eval_tau": float(tau), "shift": int(shift)}
+            "batch": int(batch), "in_lo": int(lo if in_lo is None else in_lo),
+            "in_hi": int(hi if in_hi is None else in_hi), "train_limit": train_limit,
+            "eval_tau": float(tau), "shift": int(shift), "schedule": schedule, "warmup": float(warmup),
+            "clip": float(clip), "teacher": teacher, "kd_alpha": float(kd_alpha), "kd_temp": float(kd_temp),
+            "l0_warmup": float(l0_warmup), "gates": bool(gates), "gate_norm": bool(gate_norm)}
 
 
 def load_data(cfg, split):
@@ -49,7 +71,37 @@ def load_data(cfg, split):
 def build(cfg, input_shape, num_classes):
     from .nets import Net
     return Net(cfg["arch"], input_shape=input_shape, num_classes=num_classes, ternary=cfg["ternary"],
-               in_lo=cfg["in_lo"], in_hi=cfg["in_hi"])
+               in_lo=cfg["in_lo"], in_hi=cfg["in_hi"], gates=cfg.get("gates", True),
+               gate_norm=cfg.get("gate_norm", False))
+
+
+def make_scheduler(cfg, opt, steps_per_epoch):
+    import torch
+    total = cfg["epochs"] * steps_per_epoch
+    if cfg.get("schedule", "onecycle") == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg["lr"], total_steps=total, pct_start=0.15)
+    warm = int(round(cfg.get("warmup", 0.0) * steps_per_epoch))
+
+    def factor(step):
+        if step < warm:
+            return (step + 1) / warm
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+def load_teacher(cfg, input_shape, num_classes):
+    """The float teacher of a distillation run (eval mode, frozen), or None."""
+    if not cfg.get("teacher"):
+        return None
+    tcfg, tnet, tck = load_run(cfg["teacher"])
+    if tcfg.get("ternary", True):
+        raise GxnorError(f"{cfg['teacher']}: the teacher must be a float run (train it with --float)")
+    if tcfg["dataset"] != cfg["dataset"] or tuple(tck["input_shape"]) != tuple(input_shape) \
+            or int(tck["num_classes"]) != num_classes:
+        raise GxnorError(f"{cfg['teacher']}: teacher was trained on {tcfg['dataset']}, not {cfg['dataset']}")
+    for p in tnet.parameters():
+        p.requires_grad_(False)
+    return tnet
 
 
 def augment(x, shift, gen):
@@ -136,7 +188,9 @@ def train(cfg, run, resume=False, force=False, progress=True, log=print):
     if os.path.exists(run):
         if resume:
             old, _, ck = load_run(run)
-            for key in ("arch", "dataset", "ternary", "seed", "lambda", "batch", "lr", "train_limit"):
+            for key in ("arch", "dataset", "ternary", "seed", "lambda", "batch", "lr", "train_limit", "schedule",
+                        "warmup", "clip", "teacher", "kd_alpha", "kd_temp", "l0_warmup", "gates", "gate_norm",
+                        "in_lo", "in_hi"):
                 if old.get(key) != cfg.get(key):
                     raise GxnorError(f"{run}: cannot resume: {key} was {old.get(key)!r}, now {cfg.get(key)!r}")
             cfg = {**old, "epochs": cfg["epochs"], "command": cfg.get("command", old.get("command"))}
@@ -154,8 +208,9 @@ def train(cfg, run, resume=False, force=False, progress=True, log=print):
     net = build(cfg, input_shape, num_classes)
     steps_per_epoch = math.ceil(len(xtr) / cfg["batch"])
     opt = torch.optim.Adam(net.parameters(), lr=cfg["lr"])
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg["lr"], total_steps=cfg["epochs"] * steps_per_epoch,
-                                                pct_start=0.15)
+    sched = make_scheduler(cfg, opt, steps_per_epoch)
+    teacher = load_teacher(cfg, input_shape, num_classes)
+    latent = [m.linear.weight for m in net.modules() if hasattr(m, "linear") and net.ternary]
     start, history = 0, []
     if ck is not None:
         net.load_state_dict(ck["model"])
@@ -182,14 +237,29 @@ def train(cfg, run, resume=False, force=False, progress=True, log=print):
         correct = 0
         for step in bar:
             idx = order[step * cfg["batch"]:(step + 1) * cfg["batch"]]
-            out = net(augment(xtr_t[idx], cfg.get("shift", 0), gen))
+            xb = augment(xtr_t[idx], cfg.get("shift", 0), gen)
+            out = net(xb)
             logits = net.loss_logits(out["logits"])
             ce = torch.nn.functional.cross_entropy(logits, ytr_t[idx])
-            loss = ce + cfg["lambda"] * out["l0"]
+            loss = ce
+            if teacher is not None:
+                T, a = cfg["kd_temp"], cfg["kd_alpha"]
+                with torch.no_grad():
+                    soft = torch.softmax(teacher.loss_logits(teacher(xb)["logits"]) / T, dim=1)
+                kd = torch.nn.functional.kl_div(torch.log_softmax(logits / T, dim=1), soft, reduction="batchmean")
+                loss = (1.0 - a) * ce + a * T * T * kd
+            lam = cfg["lambda"]
+            if cfg.get("l0_warmup"):
+                lam *= min(1.0, (epoch + step / steps_per_epoch) / cfg["l0_warmup"])
+            loss = loss + lam * out["l0"]
             opt.zero_grad()
             loss.backward()
             opt.step()
             sched.step()
+            if cfg.get("clip"):
+                with torch.no_grad():
+                    for w in latent:
+                        w.clamp_(-cfg["clip"], cfg["clip"])
             tot_loss += float(ce.detach()) * len(idx)
             tot_l0 += float(out["l0"].detach()) * len(idx)
             correct += int((out["logits"].detach().argmax(1) == ytr_t[idx]).sum())
