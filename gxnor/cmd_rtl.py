@@ -17,7 +17,14 @@ def register(sub):
     v.add_argument("--lanes", type=int, default=4, help="P, gated-XNOR lanes (default 4)")
     v.add_argument("--envelope", action="append", default=[],
                    help="further model files the engine must also run (loaded at run time); repeatable")
-    v.add_argument("-o", "--output", required=True, help="output directory")
+    v.add_argument("-o", "--output", help="output directory (Verilog, memory files, config JSON)")
+    v.add_argument("--package", metavar="OUT",
+                   help="write a drop-in IP package to OUT/ (Verilog, mem/*.hex, FuseSoC .core, README); "
+                        "OUT must be empty or missing unless --force")
+    v.add_argument("--clock", type=float, default=None, metavar="HZ",
+                   help="with --package: also write board_top.v (UART link) for this clock frequency")
+    v.add_argument("--baud", type=int, default=115200, help="with --package --clock: UART baud (default 115200)")
+    v.add_argument("--force", action="store_true", help="with --package: replace a non-empty OUT/")
     v.add_argument("--no-lint", action="store_true", help="skip the verilator --lint-only -Wall check")
     v.set_defaults(func=cmd_verilog)
 
@@ -31,7 +38,10 @@ def register(sub):
     s.add_argument("--load", action="store_true",
                    help="load the weights over the load stream instead of baking them in")
     s.add_argument("--json", action="store_true", help="machine-readable output")
-    s.add_argument("--waves", action="store_true", help="dump waves (FST/VCD) in the run directory")
+    s.add_argument("--jobs", type=int, default=1,
+                   help="simulator processes side by side, each on a chunk of the images (default 1)")
+    s.add_argument("--waves", action="store_true",
+                   help="write an FST trace (dump.fst) in the run directory (path printed); off by default")
     s.set_defaults(func=cmd_sim)
 
 
@@ -45,40 +55,64 @@ def cmd_verilog(args):
     from rtl.pack import images
     from sim import engine as simengine
     from sim import toolchain
+    if not args.output and not args.package:
+        raise GxnorError("gxnor verilog: give -o DIR (Verilog + memory files) and/or --package OUT")
+    if args.clock is not None and not args.package:
+        raise GxnorError("--clock only applies with --package (it adds board_top.v to the package)")
+    if args.clock is not None and not args.clock > 0:
+        raise GxnorError(f"--clock {args.clock:g}: the clock frequency must be positive (Hz)")
+    if args.baud <= 0:
+        raise GxnorError(f"--baud {args.baud}: the baud rate must be positive")
     model = modelfile.load(args.model)
     extra = [modelfile.load(p) for p in args.envelope]
     cfg = EngineConfig.for_models([model] + extra, args.lanes)
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
-    src = simengine.generate(cfg, model, out / "engine.v")
-    (out / "engine_config.json").write_text(cfg.to_json() + "\n")
-    img = images(model, cfg)
-    widths = {"desc": cfg.desc_bits, "weights": 2 * cfg.lanes, "thr": cfg.thr_word_bits,
-              "gw": cfg.gw_bits, "gb": cfg.gb_bits}
-    for name, bits in widths.items():
-        _mem_hex(out / f"{name}.hex", img[name], bits)
-    (out / "header.hex").write_text(f"{img['header']:x}\n")
-    print(f"wrote {src} ({cfg.lanes} lanes), engine_config.json, "
-          f"{', '.join(n + '.hex' for n in list(widths) + ['header'])} to {out}")
+    if args.package:
+        pkg = Path(args.package)
+        if pkg.exists() and not pkg.is_dir():
+            raise GxnorError(f"{pkg} is a file, not a folder; give --package a folder")
+        if pkg.is_dir() and any(pkg.iterdir()) and not args.force:
+            raise GxnorError(f"{pkg} is not empty; not overwriting it (use --force to replace it)")
+    # generated under build/ so the lint waivers (generated files only) apply to it
+    src = simengine.generate(cfg, model, toolchain.build_root() / "verilog" / simengine.build_dir_for(cfg, model).name / "engine.v")
     if not args.no_lint:
-        # lint from a copy under build/ so the documented waivers (generated files only) apply
-        lint_dir = toolchain.build_root() / "lint"
-        copy = toolchain.write_if_changed(lint_dir / "engine.v", Path(src).read_text())
-        rc, text = toolchain.lint([copy], "engine", [str(simengine.engine_waiver_file())])
+        rc, text = toolchain.lint([src], "engine", [str(simengine.engine_waiver_file())])
         if rc != 0:
-            raise GxnorError(f"verilator --lint-only -Wall failed on {src}: "
+            raise GxnorError(f"verilator --lint-only -Wall failed on the engine for {args.model}: "
                              f"{text.splitlines()[0] if text else 'no output'}")
+    verilog_text = Path(src).read_text()
+    if args.output:
+        out = Path(args.output)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "engine.v").write_text(verilog_text)
+        (out / "engine_config.json").write_text(cfg.to_json() + "\n")
+        img = images(model, cfg)
+        widths = {"desc": cfg.desc_bits, "weights": 2 * cfg.lanes, "thr": cfg.thr_word_bits,
+                  "gw": cfg.gw_bits, "gb": cfg.gb_bits}
+        for name, bits in widths.items():
+            _mem_hex(out / f"{name}.hex", img[name], bits)
+        (out / "header.hex").write_text(f"{img['header']:x}\n")
+        print(f"wrote engine.v ({cfg.lanes} lanes), engine_config.json, "
+              f"{', '.join(n + '.hex' for n in list(widths) + ['header'])} to {out}")
+    if args.package:
+        from fpga.package import write_package
+        written = write_package(args.package, model, cfg, engine_verilog=verilog_text,
+                                clk_freq=args.clock, baud=args.baud, overwrite=args.force)
+        print(f"wrote package {args.package}: {len(written)} files "
+              f"({', '.join(sorted(str(Path(p).relative_to(args.package)) for p in written))})")
+    if not args.no_lint:
         print("verilator --lint-only -Wall: clean (waivers: sim/toolchain.py, sim/engine.py ENGINE_WAIVERS)")
 
 
 def cmd_sim(args):
     from golden.cycles import EngineConfig
-    from sim.engine import compare, simulate
+    from sim.engine import WAVES_FILE, compare, simulate
     model = modelfile.load(args.model)
     imgs, _ = modelfile.load_inputs(args.inputs, model)
     if args.limit is not None:
         imgs = imgs[:args.limit]
     tau = resolve_tau(model, args)
+    if args.jobs < 1:
+        raise GxnorError(f"--jobs {args.jobs}: need at least 1 simulator process")
     cfg = EngineConfig.for_models([model], args.lanes)
     run = {"model": model, "images": imgs, "tau": tau, "dense": args.dense, "load": args.load}
     # the simulator's build/run chatter goes to stderr so stdout carries only the report
@@ -88,7 +122,8 @@ def cmd_sim(args):
     saved = os.dup(1)
     os.dup2(2, 1)
     try:
-        hw, wall = simulate(cfg, [run], baked=None if args.load else model, waves=args.waves or None)
+        hw, wall = simulate(cfg, [run], baked=None if args.load else model, waves=args.waves or None,
+                            jobs=args.jobs)
     finally:
         sys.stdout.flush()
         os.dup2(saved, 1)
@@ -105,6 +140,9 @@ def cmd_sim(args):
            "fired_per_image": float(h["fired"].mean()) if n else 0.0,
            "bound_per_image": float(exp["bound"].mean()) if n else 0.0,
            "sim_seconds": wall, "images_per_second": n / wall if wall else None,
+           "cycles_per_second": float(h["cycles"].sum()) / wall if wall else None, "jobs": args.jobs,
+           "run_dir": str(simulate.last_dir),
+           "waves": str(simulate.last_dir / WAVES_FILE) if args.waves else None,
            "cycles": h["cycles"].tolist()}
     if args.json:
         print_json(rep)
@@ -115,5 +153,9 @@ def cmd_sim(args):
         print(f"cycles/image {rep['cycles_per_image']:.1f} (min {rep['cycles_min']}, max {rep['cycles_max']}), "
               f"bound {rep['bound_per_image']:.1f}; events/image {rep['events_per_image']:.1f}, "
               f"fired/image {rep['fired_per_image']:.1f}, skipped kernels/image {rep['skipped_kernels_per_image']:.2f}")
-        print(f"simulation: {wall:.1f} s, {rep['images_per_second']:.1f} images/s")
+        print(f"simulation: {wall:.1f} s, {rep['images_per_second']:.2f} images/s, "
+              f"{rep['cycles_per_second'] / 1e3:.0f}k cycles/s ({args.jobs} simulator process"
+              f"{'es' if args.jobs > 1 else ''})")
+        if rep["waves"]:
+            print(f"waves: {rep['waves']}")
     return 1 if bad else 0

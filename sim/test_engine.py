@@ -1,99 +1,169 @@
 """cocotb testbench for ``engine`` (:class:`rtl.engine.Engine`), driven by a *plan* file.
 
 The plan (JSON, path in ``GXNOR_ENGINE_PLAN``) lists runs; each run may load a model over the
-``load`` stream (records from :func:`rtl.pack.load_records`, written by the host as ``.npy``),
-then runs images with a given tau and schedule. Sources idle and the sink back-pressures at the
-plan's rates (seeded). Hardware outputs (logits, class, counters) are written to the plan's
-``out`` file (``.npz``); the scoreboard (exact comparison with golden) is on the host side
-(:func:`sim.engine.compare`), so one build serves pytest and ``gxnor sim``.
+``load`` stream (records from :func:`rtl.pack.load_records`, written by the host as JSON),
+then runs images with a given tau and schedule. Hardware outputs (logits, class, counters) are
+written to the plan's ``out`` file (``.npz``); the scoreboard (exact comparison with golden) is on
+the host side (:func:`sim.engine.compare`), so one build serves pytest and ``gxnor sim``.
 
-A run may also assert reset ``reset_at`` cycles after ``start`` of its first image (that image is
-then abandoned and recorded as such); the following images must be exact again.
+Two drive modes, chosen by the plan's ``idle`` / ``backpressure`` rates:
+
+* **stress** (either rate > 0, seeded): the pixel and load sources drop ``valid`` at random and the
+  result sink drops ``ready`` at random, cycle by cycle (Python runs on every clock edge).
+* **fast** (both 0): the clock runs inside the simulator (cocotb's GPI clock) and Python only wakes
+  where it has something to do: one edge per pixel/load beat (the engine accepts one per cycle),
+  one wait for the first result beat (``result.valid``), one edge per result beat, one wait for
+  ``ready``, and one read of the counters per image. The working phases between the last pixel
+  and the first result cost no Python at all, so the simulation runs at Verilator speed.
+
+Signals are driven and sampled on the falling clock edge (the engine's registers move on the
+rising edge), so a value read there is the one the next rising edge acts on.
+
+Resets: a run may list ``resets`` = [{"image": i, "after": "start"|"pixels", "cycles": n}]:
+reset is asserted ``n`` cycles after ``start`` (or after the last pixel was accepted, i.e. in the
+working phases) of image ``i``; that image is abandoned (``ok`` = 0) and the following images
+must be exact again.
 """
 
 import json
+import logging
 import os
 import random
 
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
-from cocotb.triggers import FallingEdge, RisingEdge, with_timeout
+from cocotb.triggers import FallingEdge, RisingEdge, Timer, with_timeout
+
+PERIOD_NS = 10
+log = logging.getLogger("cocotb.gxnor.engine")
 
 
 class TB:
     """Clock, reset, load source, pixel source and result sink of one ``engine``."""
 
-    def __init__(self, dut, seed, idle, backpressure):
+    def __init__(self, dut, seed, idle, backpressure, acc_bits, cls_bits):
         self.dut = dut
         self.rng = random.Random(seed)
         self.idle = idle
         self.bp = backpressure
-        Clock(dut.clk, 10, unit="ns").start(start_high=False)
-        self.acc_bits = None
+        self.fast = not idle and not backpressure
+        self.acc_bits = acc_bits
+        self.cls_bits = cls_bits
+        # The GPI clock toggles inside the simulator: no Python per half period.
+        Clock(dut.clk, PERIOD_NS, unit="ns", impl="gpi").start(start_high=False)
+        self.fe = FallingEdge(dut.clk)
 
-    async def reset(self):
+    async def reset(self, limit):
         d = self.dut
         for s in (d.pixels__valid, d.load__valid, d.result__ready, d.start, d.dense, d.tau):
             s.value = 0
         d.rst.value = 1
         for _ in range(2):
-            await FallingEdge(d.clk)
+            await self.fe
         d.rst.value = 0
-        await self.wait_ready(1 << 20)
+        await self.wait_ready(limit)
 
     async def wait_ready(self, cycles):
         d = self.dut
-        await FallingEdge(d.clk)
+        await self.fe
         if not d.ready.value:
-            await with_timeout(RisingEdge(d.ready), cycles * 10 + 100, "ns")
-            await FallingEdge(d.clk)
+            await with_timeout(RisingEdge(d.ready), cycles * PERIOD_NS + 100, "ns")
+            await self.fe
 
     async def load(self, records, addr_bits):
+        """Drive the load stream (one record per cycle in fast mode, random idles otherwise)."""
         d = self.dut
-        for sel, addr, data in records:
-            d.load__payload.value = int(sel) | (int(addr) << 3) | (int(data) << (3 + addr_bits))
-            d.load__valid.value = 1
-            await FallingEdge(d.clk)
-            while not d.load__ready.value:
-                await FallingEdge(d.clk)
+        fe = self.fe
+        words = [int(sel) | (int(addr) << 3) | (int(data) << (3 + addr_bits)) for sel, addr, data in records]
+        i, n = 0, len(words)
+        while i < n:
+            if not self.fast and self.rng.random() < self.idle:
+                d.load__valid.value = 0
+            else:
+                d.load__payload.value = words[i]
+                d.load__valid.value = 1
+                if d.load__ready.value:
+                    i += 1
+            await fe
         d.load__valid.value = 0
-        await FallingEdge(d.clk)
+        await fe
 
     async def send_pixels(self, pixels):
+        """Drive the pixel stream; returns at the falling edge after the last beat was taken.
+
+        On each falling edge a beat is presented; if ``ready`` is high there, the next rising
+        edge takes it (``ready`` is a function of the engine's state, not of ``valid``).
+        """
         d = self.dut
-        i, n = 0, len(pixels)
-        while i < n:
-            if self.idle and self.rng.random() < self.idle:
-                d.pixels__valid.value = 0
-            else:
-                d.pixels__payload.value = int(pixels[i]) | (int(i == n - 1) << 8)
-                d.pixels__valid.value = 1
+        fe = self.fe
+        n = len(pixels)
+        words = [int(p) for p in pixels]
+        words[-1] |= 1 << 8
+        i = 0
+        if self.fast:
+            d.pixels__valid.value = 1
+            while i < n:
+                d.pixels__payload.value = words[i]
                 if d.pixels__ready.value:
                     i += 1
-            await FallingEdge(d.clk)
+                await fe
+        else:
+            while i < n:
+                if self.rng.random() < self.idle:
+                    d.pixels__valid.value = 0
+                else:
+                    d.pixels__payload.value = words[i]
+                    d.pixels__valid.value = 1
+                    if d.pixels__ready.value:
+                        i += 1
+                await fe
         d.pixels__valid.value = 0
 
-    async def recv_result(self, cls_bits):
+    def _beat(self, v, count):
+        A, cb = self.acc_bits, self.cls_bits
+        lg = v & ((1 << A) - 1)
+        lg -= (lg >> (A - 1)) << A
+        idx = (v >> A) & ((1 << cb) - 1)
+        assert idx == count, f"result beat index {idx}, expected {count}"
+        last = (v >> (A + 2 * cb)) & 1
+        return lg, last, (v >> (A + cb)) & ((1 << cb) - 1)
+
+    async def recv_result(self, limit):
+        """Collect one inference's result beats; returns (logits, cls) at the falling edge
+        after the last beat was taken."""
         d = self.dut
-        A = self.acc_bits
-        logits, cls = [], None
+        fe = self.fe
+        logits = []
+        if self.fast:
+            d.result__ready.value = 1
+            if not d.result__valid.value:
+                # the working phases: no Python until the first result beat
+                await with_timeout(RisingEdge(d.result__valid), limit * PERIOD_NS + 1000, "ns")
+                await fe
+            while True:
+                if d.result__valid.value:
+                    lg, last, cls = self._beat(int(d.result__payload.value), len(logits))
+                    logits.append(lg)
+                    if last:
+                        await fe
+                        d.result__ready.value = 0
+                        return logits, cls
+                await fe
+        spent = 0
         while True:
-            ready = not (self.bp and self.rng.random() < self.bp)
+            ready = not (self.rng.random() < self.bp)
             d.result__ready.value = int(ready)
             if ready and d.result__valid.value:
-                v = int(d.result__payload.value)
-                lg = v & ((1 << A) - 1)
-                lg -= (lg >> (A - 1)) << A
-                idx = (v >> A) & ((1 << cls_bits) - 1)
-                assert idx == len(logits), f"result beat index {idx}, expected {len(logits)}"
+                lg, last, cls = self._beat(int(d.result__payload.value), len(logits))
                 logits.append(lg)
-                if (v >> (A + 2 * cls_bits)) & 1:
-                    cls = (v >> (A + cls_bits)) & ((1 << cls_bits) - 1)
-                    await FallingEdge(d.clk)
+                if last:
+                    await fe
                     d.result__ready.value = 0
                     return logits, cls
-            await FallingEdge(d.clk)
+            await fe
+            spent += 1
+            assert spent < 4 * limit, f"no result within {4 * limit} cycles"
 
 
 @cocotb.test()
@@ -101,10 +171,10 @@ async def run_plan(dut):
     with open(os.environ["GXNOR_ENGINE_PLAN"]) as f:
         plan = json.load(f)
     cfg = plan["config"]
-    tb = TB(dut, plan.get("seed", 1), plan.get("idle", 0.0), plan.get("backpressure", 0.0))
-    tb.acc_bits = cfg["acc_bits"]
-    cls_bits = max(1, cfg["classes"].bit_length())
-    await tb.reset()
+    classes = plan["classes"]
+    tb = TB(dut, plan.get("seed", 1), plan.get("idle", 0.0), plan.get("backpressure", 0.0),
+            cfg["acc_bits"], max(1, cfg["classes"].bit_length()))
+    await tb.reset(1 << 20)
     out = {}
     for r, run in enumerate(plan["runs"]):
         if run.get("records"):
@@ -114,36 +184,47 @@ async def run_plan(dut):
         imgs = np.load(run["images"])
         n = len(imgs)
         res = {k: np.zeros(n, np.int64) for k in ("cls", "cycles", "events", "fired", "skipped", "ok")}
-        logits = []
+        logits = np.zeros((n, classes), np.int64)
         limit = int(run.get("max_cycles", 1 << 22))
+        resets = {int(x["image"]): x for x in run.get("resets", [])}
+        tau = int(run["tau"]) & ((1 << cfg["tau_bits"]) - 1)
+        dense = int(bool(run.get("dense", False)))
         for i in range(n):
             await tb.wait_ready(limit)
-            dut.tau.value = int(run["tau"]) & ((1 << cfg["tau_bits"]) - 1)
-            dut.dense.value = int(bool(run.get("dense", False)))
+            dut.tau.value = tau
+            dut.dense.value = dense
             dut.start.value = 1
-            await FallingEdge(dut.clk)
+            await tb.fe
             dut.start.value = 0
-            px = cocotb.start_soon(tb.send_pixels(imgs[i].reshape(-1)))
-            if i == 0 and run.get("reset_at") is not None:
-                for _ in range(int(run["reset_at"])):
-                    await FallingEdge(dut.clk)
-                px.cancel()
-                dut.pixels__valid.value = 0
-                await tb.reset()
-                logits.append(np.zeros(plan["classes"], np.int64))
+            pixels = imgs[i].reshape(-1)
+            rs = resets.get(i)
+            if rs is not None:
+                if rs["after"] == "pixels":
+                    await tb.send_pixels(pixels)
+                    rx = cocotb.start_soon(tb.recv_result(limit))
+                    px = None
+                else:
+                    px = cocotb.start_soon(tb.send_pixels(pixels))
+                    rx = None
+                # reset `cycles` falling edges from here: one timer, no per-cycle Python
+                await Timer(int(rs["cycles"]) * PERIOD_NS, "ns")
+                for t in (px, rx):
+                    if t is not None and not t.done():
+                        t.cancel()
+                await tb.reset(limit)
                 continue
-            rx = cocotb.start_soon(tb.recv_result(cls_bits))
-            lg, cls = await with_timeout(rx, limit * 10 + 1000, "ns")
-            await px
+            rx = cocotb.start_soon(tb.recv_result(limit))
+            await tb.send_pixels(pixels)
+            lg, cls = await rx
             await tb.wait_ready(limit)
             res["cls"][i] = cls
             res["ok"][i] = 1
             for k in ("cycles", "events", "fired", "skipped"):
                 res[k][i] = int(getattr(dut, k).value)
-            row = np.zeros(plan["classes"], np.int64)
-            row[:len(lg)] = lg
-            logits.append(row)
+            logits[i, :len(lg)] = lg
+            if (i + 1) % 100 == 0 or i + 1 == n:
+                log.info("run %d: %d of %d images", r, i + 1, n)
         for k, v in res.items():
             out[f"r{r}_{k}"] = v
-        out[f"r{r}_logits"] = np.array(logits, np.int64).reshape(n, plan["classes"])
+        out[f"r{r}_logits"] = logits
     np.savez(plan["out"], **out)

@@ -9,7 +9,8 @@ build-directory layout, the lint waivers and the wave-dump switch live in one pl
 * Build directories live under ``build/sim/`` at the repository root (``GXNOR_BUILD_DIR`` moves
   ``build/``), one per toplevel + parameters + wave setting, so a rerun only recompiles what
   changed and two pytest-xdist workers never share a directory. A per-directory ``flock`` guards
-  the rare case of two test files simulating the same design at once.
+  the rare case of two test files simulating the same design at once: exclusive while building,
+  shared while simulating (several simulations of one build may run side by side).
 * Waveforms are off unless asked for: ``waves=True`` or ``GXNOR_WAVES=1`` (cocotb's own ``WAVES=1``
   also works). The VCD is written to the test directory as ``dump.vcd``.
 """
@@ -276,6 +277,8 @@ def build_and_run(verilog_sources, toplevel, test_module, build_dir=None, test_d
             except (RuntimeError, SystemExit) as e:
                 raise SimulationFailed(f"Verilator build of {toplevel} failed ({e}); "
                                        "see the Verilator output above") from None
+            # Simulations of one build may run side by side (shared lock); a rebuild waits.
+            fcntl.flock(lock, fcntl.LOCK_SH)
             xml_file = test_dir / "results.xml"
             try:
                 runner.test(hdl_toplevel=toplevel, test_module=test_module, build_dir=build_dir,

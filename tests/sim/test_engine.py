@@ -44,12 +44,28 @@ def taus(model, imgs):
     return [max(lo, int(la.min()) - 1), int(np.median(la)), min(hi, int(la.max()))]
 
 
+def reset_points(model, imgs, tau, lanes, which):
+    """Resets on images ``which``: one during the pixel stream, then three in the working phases
+    (counted from the last pixel, so no source stall is in the count): just after the input
+    (first layer's descriptor/encoder), half way, and at the last working cycles before the
+    result stream (the logits layer's drain)."""
+    px = int(np.prod(model.input_shape))
+    work = cycles(model, imgs, tau, lanes) - px - (model.num_classes + 2)
+    pts = [{"image": which[0], "after": "start", "cycles": px // 2}]
+    for i, frac in zip(which[1:], (None, 0.5, 1.0)):
+        w = int(work[i])
+        c = 3 if frac is None else max(3, int(w * frac) - 2)
+        pts.append({"image": i, "after": "pixels", "cycles": c})
+    return pts
+
+
 def check(runs, hw):
     total = 0
     for run_, out in zip(runs, hw):
         bad, exp = compare(run_["model"], run_["images"], run_.get("tau"), out, run_["lanes"],
                            dense=run_.get("dense", False))
-        assert not bad, f"{run_['model'].name} tau={run_.get('tau')}: {len(bad)} mismatches, first {bad[0]}"
+        assert not bad, (f"{run_['model'].name} tau={run_.get('tau')}: {len(bad)} mismatches, "
+                         f"first {bad[0]} (seed {SEED})")
         total += int(out["ok"].sum())
     return total
 
@@ -66,13 +82,15 @@ def test_engine_random_models(lanes):
     # dense schedule on a gated model: same results, more cycles
     runs.append({"model": ms[0], "images": images(ms[0], 4, 7), "tau": runs[1]["tau"],
                  "dense": True, "lanes": lanes})
-    # reset in the middle of the first inference, then clean runs (a fresh load, too)
-    runs.append({"model": ms[3], "images": images(ms[3], 4, 8), "tau": 0, "reset_at": 150,
-                 "lanes": lanes})
+    # resets in the middle of inferences, each followed by clean images (a fresh load, too):
+    # during the pixel stream, and in the working phases (see reset_points)
+    m3, i3 = ms[3], images(ms[3], 8, 8)
+    runs.append({"model": m3, "images": i3, "tau": 0, "lanes": lanes,
+                 "resets": reset_points(m3, i3, 0, lanes, [0, 2, 4, 6])})
     hw, _ = simulate(cfg, runs, seed=SEED + lanes, idle=0.3, backpressure=0.3)
     n = check(runs, hw)
     assert n >= (150 if lanes == 4 else 60)
-    assert hw[-1]["ok"].tolist() == [0, 1, 1, 1]
+    assert hw[-1]["ok"].tolist() == [0, 1, 0, 1, 0, 1, 0, 1], f"seed {SEED + lanes}"
     # the dense schedule costs more cycles than the event-driven one on the same images
     d = runs[-2]
     sparse = cycles(d["model"], d["images"], d["tau"], lanes)
@@ -84,8 +102,13 @@ def test_engine_no_stalls_one_lane():
     ms = models()[:3]
     cfg = EngineConfig.for_models(ms, 1)
     runs = [{"model": m, "images": images(m, 20, 50 + i), "tau": 0, "lanes": 1} for i, m in enumerate(ms)]
+    # fast mode (no per-cycle Python) with resets in the working phases, then clean images
+    m, im = ms[0], images(ms[0], 9, 60)
+    runs.append({"model": m, "images": im, "tau": 0, "lanes": 1,
+                 "resets": reset_points(m, im, 0, 1, [1, 3, 5, 7])})
     hw, _ = simulate(cfg, runs, seed=3)
-    assert check(runs, hw) == 60
+    assert check(runs, hw) == 65
+    assert hw[-1]["ok"].tolist() == [1, 0, 1, 0, 1, 0, 1, 0, 1], "seed 3"
 
 
 def test_bad_inputs_one_line_errors():
