@@ -54,6 +54,9 @@ def register(sub):
     e.add_argument("--tau", type=float, default=0.0, help="default tau of the model, log-alpha units")
     e.add_argument("--float-run", default=None, metavar="RUN",
                    help="the float baseline's run folder; its test accuracy goes into the model meta")
+    e.add_argument("--ungated-run", default=None, metavar="RUN",
+                   help="gated models: the matched ungated ternary run (same arch, trained with --no-gates); "
+                        "exported and verified too, its golden accuracy becomes the model's ungated_accuracy")
     e.add_argument("--eval-state", default=None, metavar="S.npz",
                    help="also write the compact Brevitas eval model (rebuilds it exactly, e.g. for re-verification)")
     e.add_argument("--name", default=None, help="model name (default: the output file's stem)")
@@ -101,7 +104,8 @@ def _train_command(a):
 
 def _export_command(a):
     parts = ["gxnor", "export", a.run, "-o", a.output]
-    for flag, value in (("--qonnx", a.qonnx), ("--float-run", a.float_run), ("--eval-state", a.eval_state),
+    for flag, value in (("--qonnx", a.qonnx), ("--float-run", a.float_run), ("--ungated-run", a.ungated_run),
+                        ("--eval-state", a.eval_state),
                         ("--name", a.name)):
         if value:
             parts += [flag, value]
@@ -182,11 +186,28 @@ def cmd_export(args):
         reports.append(rep_all)
         ungated = rep_all["golden_result"].accuracy(y)
     acc = report["golden_result"].accuracy(y)
+    all_on = ungated
+    if args.ungated_run:
+        if not model.gated:
+            raise GxnorError(f"--ungated-run applies to gated models; {args.run} has no gates")
+        ucfg, unet, uck = load_run(args.ungated_run)
+        if (ucfg["arch"], ucfg["dataset"], ucfg.get("ternary", True), ucfg.get("gates", True)) != \
+                (cfg["arch"], cfg["dataset"], True, False):
+            raise GxnorError(f"{args.ungated_run}: not a ternary {cfg['arch']} run on {cfg['dataset']} "
+                             f"trained with --no-gates")
+        if uck["epoch"] < ucfg["epochs"]:
+            raise GxnorError(f"{args.ungated_run}: training stopped at epoch {uck['epoch']} of {ucfg['epochs']}")
+        umodel = to_golden(unet, name=name + "-ungated")
+        urep = verify(unet, umodel, x)
+        check_exact(urep, f"the ungated reference {args.ungated_run}")
+        ungated = urep["golden_result"].accuracy(y)
     meta = {"training_command": cfg.get("command"), "export_command": _export_command(args),
             "arch": cfg["arch"], "dataset": cfg["dataset"], "epochs": cfg["epochs"], "seed": cfg["seed"],
             "lambda": cfg["lambda"], "test_images": int(len(x)), "test_accuracy": acc,
             "default_tau_log_alpha": args.tau if model.gated else None,
             "ungated_accuracy": ungated if model.gated else acc, "float_accuracy": float_acc,
+            "all_gates_on_accuracy": all_on if model.gated else None,
+            "ungated_run": args.ungated_run if model.gated else None,
             "exactness": [{"tau": r["tau"], "images": r["images"], "exact": r["exact"]} for r in reports]}
     model = type(model)(input_shape=model.input_shape, layers=model.layers, gate_frac_bits=model.gate_frac_bits,
                         default_tau=model.default_tau, name=model.name, meta=meta)
@@ -214,7 +235,8 @@ def cmd_export(args):
         return
     print(f"{args.output}: bit-exact with the Brevitas eval model on all {len(x)} {cfg['dataset']} test images "
           f"(every layer, gate, logit, prediction); test accuracy {100 * acc:.2f}%"
-          + (f", all gates on {100 * ungated:.2f}%" if model.gated else "")
+          + (f", all gates on {100 * all_on:.2f}%" if model.gated else "")
+          + (f", matched ungated ternary {100 * ungated:.2f}%" if args.ungated_run else "")
           + (f", float baseline {100 * float_acc:.2f}%" if float_acc is not None else ""))
     if args.qonnx:
         print(f"{args.qonnx}: QONNX graph, every layer output equal to golden on the first "

@@ -57,7 +57,7 @@ def plot(rows, meta, path, title):
     for r, x, y in zip(rows, xs, ys):
         ax.annotate(f"{r['tau']:g}", (x, y), textcoords="offset points", xytext=(3, 3), fontsize=7)
     for key, style, label in (("float_accuracy", "--", "float baseline"),
-                              ("ungated_accuracy", ":", "ungated ternary (all kernels on)")):
+                              ("ungated_accuracy", ":", "ungated ternary (matched net, trained without gates)")):
         if meta.get(key) is not None:
             ax.axhline(100 * meta[key], linestyle=style, color="gray" if style == ":" else "black", label=label)
     ax.set_xlabel("fraction of dense MACs")
