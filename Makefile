@@ -46,9 +46,9 @@ clean:
 # bench/fpga.py prints the figures table of docs/fpga.md (images/s, GOPS) and the zoo fit table.
 FPGA_ARCH  ?= tiny
 FPGA_LANES ?= 4
-FPGA_CLK_ICE40 ?= 17.25
+FPGA_CLK_ICE40 ?= 16.5
 FPGA_CLK_ECP5  ?= 45
-FPGA_CLK_ECP5_CNN ?= 37.5
+FPGA_CLK_ECP5_CNN ?= 40
 FPGA_CLK_ECP5_ZOO ?= 37.5
 FPGA_BUILD = $(BIN)/gxnor build --lanes $(FPGA_LANES) --json
 fpga: $(STAMP)

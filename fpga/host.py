@@ -88,8 +88,8 @@ def load_model(link, model, progress=None):
     over = [f"{k} {v} > {getattr(cfg, k)}" for k, v in req.items() if v > getattr(cfg, k)]
     if over:
         raise GxnorError(f"model {model.name!r} does not fit the board's engine envelope ({', '.join(over)}); "
-                         "rebuild with `gxnor build --weights loadable --model ... --envelope "
-                         f"{model.name}.gxm` or load a smaller model")
+                         "rebuild the bitstream with `gxnor build --weights loadable ... --envelope "
+                         "<this model file>` or load a smaller model")
     records = load_records(model, cfg)
     frames = P.load_frames(records, cfg)
     t0 = time.perf_counter()
