@@ -192,7 +192,7 @@ def simulate(cfg, runs, baked=None, seed=1, idle=0.0, backpressure=0.0, waves=No
     build_args = [str(engine_waiver_file())] + SIM_BUILD_ARGS + (waves_build_args() if waves else [])
     t0 = time.perf_counter()
 
-    def run_plan(k, plan_entries):
+    def run_plan(k, plan_entries, build=True):
         d = work if len(plans) == 1 else work / f"job{k}"
         d.mkdir(parents=True, exist_ok=True)
         plan = {"config": json.loads(cfg.to_json()), "seed": seed, "idle": idle,
@@ -206,18 +206,19 @@ def simulate(cfg, runs, baked=None, seed=1, idle=0.0, backpressure=0.0, waves=No
         plan_file.write_text(json.dumps(plan))
         toolchain.build_and_run([src], TOPLEVEL, "sim.test_engine", build_dir=build_dir,
                                 test_dir=d, extra_env={"GXNOR_ENGINE_PLAN": plan_file}, waves=waves,
-                                build_args=build_args)
+                                build_args=build_args, build=build)
         with np.load(plan["out"]) as z:
             return {key: z[key] for key in z.files}
 
     if len(plans) == 1:
         outs = [run_plan(0, plans[0])]
     else:
-        # one simulator process per chunk; toolchain.build_and_run builds under a lock, so the
-        # first chunk builds and the others find the build up to date
+        # build (and run the first chunk) once, then one simulator process per remaining chunk,
+        # side by side on the shared build
         from concurrent.futures import ThreadPoolExecutor
         with ThreadPoolExecutor(len(plans)) as ex:
-            outs = list(ex.map(lambda kp: run_plan(*kp), enumerate(plans)))
+            run_plan(0, [{**plans[0][0], "images": plans[0][0]["images"][:0]}])
+            outs = list(ex.map(lambda kp: run_plan(*kp, build=False), enumerate(plans)))
     wall = time.perf_counter() - t0
     simulate.last_dir = work
     out = []

@@ -210,7 +210,7 @@ def _check_results(xml_file):
 
 
 def build_and_run(verilog_sources, toplevel, test_module, build_dir=None, test_dir=None,
-                  parameters=None, extra_env=None, waves=None, variant=None, build_args=()):
+                  parameters=None, extra_env=None, waves=None, variant=None, build_args=(), build=True):
     """Build ``toplevel`` with Verilator (if needed) and run the cocotb ``test_module`` on it.
 
     Parameters
@@ -236,6 +236,9 @@ def build_and_run(verilog_sources, toplevel, test_module, build_dir=None, test_d
         Verilog without being Verilog parameters; only used to key the build directory.
     build_args : sequence of str
         Extra Verilator arguments, after the lint flags.
+    build : bool
+        False: the build is known to be up to date (the caller just built it); it is only checked,
+        under a shared lock, so several such runs simulate it side by side.
 
     Returns
     -------
@@ -268,11 +271,14 @@ def build_and_run(verilog_sources, toplevel, test_module, build_dir=None, test_d
 
     runner = get_runner("verilator")
     with open(build_dir / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        fcntl.flock(lock, fcntl.LOCK_EX if build else fcntl.LOCK_SH)
         try:
             try:
-                runner.build(sources=[str(Path(s).resolve()) for s in verilog_sources], hdl_toplevel=toplevel,
-                             build_dir=build_dir, parameters=params, waves=waves, always=False,
+                # build=False: the caller just built it; verilator (skip-identical) and make find
+                # it up to date, so checking under the shared lock rewrites nothing
+                runner.build(sources=[str(Path(s).resolve()) for s in verilog_sources],
+                             hdl_toplevel=toplevel, build_dir=build_dir, parameters=params,
+                             waves=waves, always=False,
                              build_args=verilator_lint_flags() + list(build_args))
             except (RuntimeError, SystemExit) as e:
                 raise SimulationFailed(f"Verilator build of {toplevel} failed ({e}); "
