@@ -81,8 +81,11 @@ def verilator_lint_flags():
 PCH_MAKE_OVERRIDE = "CFG_CXXFLAGS_PCH_I=-include"
 
 
-class SimulationFailed(AssertionError):
-    """A cocotb run reported failing tests, or the simulator did not finish."""
+class SimulationFailed(AssertionError, GxnorError):
+    """A cocotb run reported failing tests, or the simulator did not finish.
+
+    An AssertionError for pytest, and a GxnorError so the CLI (`gxnor sim`) reports it as one line.
+    """
 
 
 @functools.lru_cache(maxsize=1)
