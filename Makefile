@@ -49,7 +49,7 @@ FPGA_LANES ?= 4
 FPGA_CLK_ICE40 ?= 16.5
 FPGA_CLK_ECP5  ?= 45
 FPGA_CLK_ECP5_CNN ?= 40
-FPGA_CLK_ECP5_ZOO ?= 37.5
+FPGA_CLK_ECP5_ZOO ?= 30
 FPGA_BUILD = $(BIN)/gxnor build --lanes $(FPGA_LANES) --json
 fpga: $(STAMP)
 	mkdir -p build/fpga
@@ -65,5 +65,6 @@ fpga: $(STAMP)
 	$(BIN)/python bench/fpga.py build/fpga/icebreaker-$(FPGA_ARCH).json:build/fpga/$(FPGA_ARCH).gxm:digits \
 		build/fpga/ulx3s-$(FPGA_ARCH).json:build/fpga/$(FPGA_ARCH).gxm:digits \
 		build/fpga/ulx3s-gated-cnn.json:zoo/gated-cnn.gxm:mnist5k \
-		build/fpga/ulx3s-zoo-loadable.json:zoo/gated-cnn.gxm:mnist5k
+		build/fpga/ulx3s-zoo-loadable.json:zoo/gated-cnn.gxm:mnist5k \
+		build/fpga/ulx3s-zoo-loadable.json:zoo/cnn.gxm:mnist5k build/fpga/ulx3s-zoo-loadable.json:zoo/mlp.gxm:mnist5k
 	$(BIN)/python bench/fpga.py --zoo zoo/mlp.gxm zoo/cnn.gxm zoo/gated-cnn.gxm build/fpga/$(FPGA_ARCH).gxm

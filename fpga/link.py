@@ -79,7 +79,8 @@ class Link(wiring.Component):
     A ``LOAD`` frame's words go to ``load`` as each completes (one word per 1 + ``load.ready``
     cycles after its last byte; the engine takes them while idle), checked against the envelope
     first (:func:`fpga.protocol.load_memories`); the first word outside stops the writes of that
-    frame (``ENVELOPE`` reply).
+    frame (``ENVELOPE`` reply). The load state (committed classes/pixels and flag, session) is
+    reset-less, as the engine's memories are, so a reset keeps the two consistent.
 
     Latency: the reply header starts the cycle after the request's CRC byte is taken (after the
     engine's first result beat for an image).
@@ -149,11 +150,13 @@ class Link(wiring.Component):
         max_classes = env.classes if loadable else self.classes
         fixed_bytes = P.CONFIG_LEN if loadable else 16
         tidx = Signal(range(max(P.result_len(max_classes), fixed_bytes) + 1))
-        classes_r = Signal(8, init=self.classes)     # the committed model's classes and pixels
-        npix_r = Signal(16, init=self.npix)
-        model_ok = Signal(init=1)                    # a model is committed: images run
-        session = Signal()                           # a load session is open
-        load_bad = Signal()                          # ... and an error reply was sent in it
+        # Load state is reset-less, like the engine's memories and header register: a reset
+        # (button, PLL relock) keeps the loaded model and what the link knows about it consistent.
+        classes_r = Signal(8, init=self.classes, reset_less=True)   # committed model's classes, pixels
+        npix_r = Signal(16, init=self.npix, reset_less=True)
+        model_ok = Signal(init=1, reset_less=True)   # a model is committed: images run
+        session = Signal(reset_less=True)            # a load session is open
+        load_bad = Signal(reset_less=True)           # ... and an error reply was sent in it
         ecode = Signal(8)                        # error code of an error reply
         inflight = Signal()                      # engine started, done not yet seen
         cls = Signal(8)
