@@ -209,3 +209,38 @@ def test_sweep_cli(tiny_runs, capsys, tmp_path):
     m = run(model, x[:300], tau=model.tau_from_log_alpha(0.0))
     assert rows[1]["accuracy"] == m.accuracy(y[:300])
     assert (tmp_path / "p.png").stat().st_size > 0
+
+
+def test_distilled_normalised_gates_and_matched_ungated_reference(tiny_runs, capsys, tmp_path):
+    """--teacher/--clip/--gate-norm/--l0-warmup/cosine train an exactly exportable gated net;
+    --no-gates trains the matched reference, whose golden accuracy --ungated-run stores."""
+    torch.set_num_threads(1)
+    common = ["--arch", "gated-cnn", "--dataset", "mnist5k", "--epochs", "1", "--train-limit", "200",
+              "--teacher", tiny_runs["float"], "--clip", "1", "--in-hi", "64", "--schedule", "cosine",
+              "--warmup", "0.5"]
+    gated, ungated = tmp_path / "g", tmp_path / "u"
+    assert gx(capsys, "train", *common, "--lambda", "2", "--l0-warmup", "1", "--gate-norm", "-o", gated)[0] == 0
+    assert gx(capsys, "train", *common, "--no-gates", "-o", ungated)[0] == 0
+    cfg = json.loads((gated / "config.json").read_text())
+    assert cfg["gate_norm"] and cfg["in_hi"] == 64 and "--teacher" in cfg["command"] and "--gate-norm" in cfg["command"]
+    status, text, err = gx(capsys, "export", gated, "-o", tmp_path / "g.gxm", "--ungated-run", ungated, "--json")
+    assert status == 0, err
+    meta = json.loads(text)["meta"]
+    _, unet, _ = load_run(ungated)
+    umodel = to_golden(unet)
+    assert not umodel.gated
+    x, y = load_dataset("mnist5k", "test")
+    assert meta["ungated_accuracy"] == run(umodel, x).accuracy(y)
+    model = modelfile.load(tmp_path / "g.gxm")
+    assert meta["all_gates_on_accuracy"] == run(model, x, tau=model.tau_range[0]).accuracy(y)
+    _, net, _ = load_run(gated)
+    for tau_real in (-2.0, 0.0, 3.0):
+        rep = verify(net, model, x, tau_int=model.tau_from_log_alpha(tau_real))
+        assert rep["exact"], (tau_real, rep["mismatches"])
+    # an ungated run is refused as the gated model, and --no-gates with --lambda is refused
+    status, _, err = gx(capsys, "export", ungated, "-o", tmp_path / "u.gxm", "--ungated-run", ungated)
+    assert status == 2
+    one_error_line(err, "--ungated-run applies to gated models")
+    status, _, err = gx(capsys, "train", *common, "--no-gates", "--lambda", "1", "-o", tmp_path / "bad")
+    assert status == 2
+    one_error_line(err, "--no-gates")
