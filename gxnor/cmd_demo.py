@@ -21,9 +21,9 @@ from .cmd_golden import golden_summary
 
 ZOO = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "zoo")
 DEMO_MODEL = os.path.join(ZOO, "gated-cnn.gxm")
-# Real log-alpha thresholds for the demo sweep: all kernels on (-1024, the register minimum), then where
-# the zoo model moves (flat to 5, the knee at 6-8).
-DEMO_TAUS = [-1024.0, -8.0, 0.0, 3.0, 5.0, 6.0, 7.0, 8.0]
+# Real log-alpha thresholds for the demo sweep: all kernels on (-512, the register minimum), then where
+# the zoo model moves (flat to 3, slow decline to 6, the knee at 7-10).
+DEMO_TAUS = [-512.0, -8.0, 0.0, 2.0, 4.0, 6.0, 7.0, 8.0]
 
 
 def register(sub):
