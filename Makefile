@@ -48,7 +48,7 @@ FPGA_ARCH  ?= tiny
 FPGA_LANES ?= 4
 FPGA_CLK_ICE40 ?= 16.5
 FPGA_CLK_ECP5  ?= 45
-FPGA_CLK_ECP5_CNN ?= 40
+FPGA_CLK_ECP5_CNN ?= 37.5
 FPGA_CLK_ECP5_ZOO ?= 30
 FPGA_BUILD = $(BIN)/gxnor build --lanes $(FPGA_LANES) --json
 fpga: $(STAMP)

@@ -11,7 +11,8 @@ from .common import add_tau_options, print_json, progress_bar, resolve_tau
 def register(sub):
     b = sub.add_parser("build", help="build an FPGA bitstream (UART link + engine) and report utilisation and Fmax")
     b.add_argument("--board", required=True, choices=["icebreaker", "ulx3s"])
-    b.add_argument("--model", required=True, help="model file (.gxm), baked into the bitstream")
+    b.add_argument("--model", required=True,
+                   help="model file (.gxm), baked into the bitstream (loadable: the model it starts with)")
     b.add_argument("--lanes", type=int, default=4, help="gated-XNOR lanes P (default 4)")
     b.add_argument("--weights", choices=["baked", "loadable"], default="baked",
                    help="weights fixed in the bitstream (baked), or loadable at run time over the UART "
