@@ -142,6 +142,17 @@ class StreamTB:
 MODES = [(0.0, 0.0), (0.3, 0.0), (0.0, 0.3), (0.4, 0.4)]
 
 
+def cases(tb, names):
+    """Every stall mode x named stimulus: yields ``(name, rng)`` with ``tb``'s rng, source-idle and
+    back-pressure rates and seed set for that case (seed = base seed + 101 * mode + len(name))."""
+    for mode, (idle, bp) in enumerate(MODES):
+        for name in names:
+            s = seed() + 101 * mode + len(name)
+            rng = random.Random(s)
+            tb.rng, tb.idle, tb.bp, tb.seed = rng, idle, bp, s
+            yield name, rng
+
+
 # Block lint waivers on top of sim/toolchain.VERILATOR_WAIVERS, (code, message pattern, why).
 BLOCK_WAIVERS = [
     ("WIDTHTRUNC", "*Logical operator LOGNOT expects 1 bit*",

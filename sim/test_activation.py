@@ -5,12 +5,11 @@ Stimulus: ``ties`` (a == lo, a == hi, a == lo - 1, lo == hi), ``extremes`` (rail
 under each idle / back-pressure mode of sim.blocktb.MODES.
 """
 
-import random
 
 import cocotb
 
 from rtl.activation import in_layout, out_layout, ref_activation
-from sim.blocktb import MODES, StreamTB, join_lanes, lanes_of, pack, params, seed, unpack
+from sim.blocktb import StreamTB, cases, join_lanes, lanes_of, pack, params, seed, unpack
 
 
 def stimulus(name, P, A, rng):
@@ -41,17 +40,13 @@ async def activation_vs_reference(dut):
     lin, lout = in_layout(P, A), out_layout(P)
     tb = StreamTB(dut, seed())
     await tb.reset()
-    for mode, (idle, bp) in enumerate(MODES):
-        for name in ("ties", "extremes", "prbs"):
-            s = seed() + 101 * mode + len(name)
-            rng = random.Random(s)
-            beats = stimulus(name, P, A, rng)
-            thr = lambda lo, hi: join_lanes([v for pair in zip(lo, hi) for v in pair], A)
-            words = [pack(lin, dict(acc=join_lanes(a, A), thr=thr(lo, hi), on=join_lanes([int(v) for v in on], 1)))
-                     for a, lo, hi, on in beats]
-            tb.rng, tb.idle, tb.bp, tb.seed = rng, idle, bp, s
-            got, _ = await tb.run(words, len(words))
-            for n, ((a, lo, hi, on), g) in enumerate(zip(beats, got)):
-                want = ref_activation(a, lo, hi, on).tolist()
-                codes = lanes_of(unpack(lout, g)["codes"], P, 2)
-                assert codes == want, f"{name} beat {n}: got {codes}, want {want} (acc {a} lo {lo} hi {hi} on {on}; seed {s})"
+    for name, rng in cases(tb, ("ties", "extremes", "prbs")):
+        beats = stimulus(name, P, A, rng)
+        thr = lambda lo, hi: join_lanes([v for pair in zip(lo, hi) for v in pair], A)
+        words = [pack(lin, dict(acc=join_lanes(a, A), thr=thr(lo, hi), on=join_lanes([int(v) for v in on], 1)))
+                 for a, lo, hi, on in beats]
+        got, _ = await tb.run(words, len(words))
+        for n, ((a, lo, hi, on), g) in enumerate(zip(beats, got)):
+            want = ref_activation(a, lo, hi, on).tolist()
+            codes = lanes_of(unpack(lout, g)["codes"], P, 2)
+            assert codes == want, f"{name} beat {n}: got {codes}, want {want} (acc {a} lo {lo} hi {hi} on {on}; seed {tb.seed})"

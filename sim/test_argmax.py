@@ -4,12 +4,11 @@ Stimulus: ``ties`` (equal logits: the lowest index wins), ``extremes`` (rails, o
 ``prbs``; several images back to back, under each idle / back-pressure mode of sim.blocktb.MODES.
 """
 
-import random
 
 import cocotb
 
 from rtl.argmax import in_layout, ref_argmax, result_layout
-from sim.blocktb import MODES, StreamTB, pack, params, seed, unpack
+from sim.blocktb import StreamTB, cases, pack, params, seed, unpack
 
 
 def stimulus(name, A, K, rng):
@@ -34,14 +33,10 @@ async def argmax_vs_reference(dut):
     lin, lout = in_layout(A), result_layout(A, K)
     tb = StreamTB(dut, seed())
     await tb.reset()
-    for mode, (idle, bp) in enumerate(MODES):
-        for name in ("ties", "extremes", "prbs"):
-            s = seed() + 101 * mode + len(name)
-            rng = random.Random(s)
-            imgs = stimulus(name, A, K, rng)
-            words = [pack(lin, dict(logit=v, last=int(k == len(im) - 1))) for im in imgs for k, v in enumerate(im)]
-            want = [b for im in imgs for b in ref_argmax(im)]
-            tb.rng, tb.idle, tb.bp, tb.seed = rng, idle, bp, s
-            got, _ = await tb.run(words, len(words))
-            got = [tuple(unpack(lout, g)[f] for f in ("logit", "index", "cls", "last")) for g in got]
-            assert got == want, f"{name}: first difference at beat {next(i for i, (a, b) in enumerate(zip(got, want)) if a != b)} (seed {s})"
+    for name, rng in cases(tb, ("ties", "extremes", "prbs")):
+        imgs = stimulus(name, A, K, rng)
+        words = [pack(lin, dict(logit=v, last=int(k == len(im) - 1))) for im in imgs for k, v in enumerate(im)]
+        want = [b for im in imgs for b in ref_argmax(im)]
+        got, _ = await tb.run(words, len(words))
+        got = [tuple(unpack(lout, g)[f] for f in ("logit", "index", "cls", "last")) for g in got]
+        assert got == want, f"{name}: first difference at beat {next(i for i, (a, b) in enumerate(zip(got, want)) if a != b)} (seed {tb.seed})"

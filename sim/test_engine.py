@@ -73,21 +73,9 @@ class TB:
 
     async def load(self, records, addr_bits):
         """Drive the load stream (one record per cycle in fast mode, random idles otherwise)."""
-        d = self.dut
-        fe = self.fe
         words = [int(sel) | (int(addr) << 3) | (int(data) << (3 + addr_bits)) for sel, addr, data in records]
-        i, n = 0, len(words)
-        while i < n:
-            if not self.fast and self.rng.random() < self.idle:
-                d.load__valid.value = 0
-            else:
-                d.load__payload.value = words[i]
-                d.load__valid.value = 1
-                if d.load__ready.value:
-                    i += 1
-            await fe
-        d.load__valid.value = 0
-        await fe
+        await self._drive("load", words)
+        await self.fe
 
     async def send_pixels(self, pixels):
         """Drive the pixel stream; returns at the falling edge after the last beat was taken.
@@ -95,30 +83,25 @@ class TB:
         On each falling edge a beat is presented; if ``ready`` is high there, the next rising
         edge takes it (``ready`` is a function of the engine's state, not of ``valid``).
         """
-        d = self.dut
-        fe = self.fe
-        n = len(pixels)
         words = [int(p) for p in pixels]
         words[-1] |= 1 << 8
-        i = 0
-        if self.fast:
-            d.pixels__valid.value = 1
-            while i < n:
-                d.pixels__payload.value = words[i]
-                if d.pixels__ready.value:
+        await self._drive("pixels", words)
+
+    async def _drive(self, port, words):
+        """Present ``words`` on stream ``port`` (valid/payload/ready), one per falling edge, with
+        random source idles unless in fast mode; returns with ``valid`` low after the last beat."""
+        valid, payload, ready = (getattr(self.dut, f"{port}__{n}") for n in ("valid", "payload", "ready"))
+        i, n = 0, len(words)
+        while i < n:
+            if not self.fast and self.rng.random() < self.idle:
+                valid.value = 0
+            else:
+                payload.value = words[i]
+                valid.value = 1
+                if ready.value:
                     i += 1
-                await fe
-        else:
-            while i < n:
-                if self.rng.random() < self.idle:
-                    d.pixels__valid.value = 0
-                else:
-                    d.pixels__payload.value = words[i]
-                    d.pixels__valid.value = 1
-                    if d.pixels__ready.value:
-                        i += 1
-                await fe
-        d.pixels__valid.value = 0
+            await self.fe
+        valid.value = 0
 
     def _beat(self, v, count):
         A, cb = self.acc_bits, self.cls_bits

@@ -4,13 +4,12 @@ Stimulus: ``ties`` (tau equal to a log-alpha: strictly greater is on), ``extreme
 and channel-sum rails), ``prbs``; K kernels of C products, under each idle / back-pressure mode.
 """
 
-import random
 
 import cocotb
 import numpy as np
 
 from rtl.gate import in_layout, out_layout, ref_gate
-from sim.blocktb import MODES, StreamTB, pack, params, seed, unpack
+from sim.blocktb import StreamTB, cases, pack, params, seed, unpack
 
 
 def stimulus(name, p, rng):
@@ -37,18 +36,14 @@ async def gate_vs_reference(dut):
     lin, lout = in_layout(p["w_bits"], p["s_bits"], p["b_bits"]), out_layout(p["la_bits"])
     tb = StreamTB(dut, seed())
     await tb.reset()
-    for mode, (idle, bp) in enumerate(MODES):
-        for name in ("ties", "extremes", "prbs"):
-            s = seed() + 101 * mode + len(name)
-            rng = random.Random(s)
-            G, sums, b, tau = stimulus(name, p, rng)
-            dut.tau.value = tau & ((1 << p["tau_bits"]) - 1)
-            C = len(sums)
-            words = [pack(lin, dict(w=G[k, c], s=sums[c], bias=b[k], first=int(c == 0), last=int(c == C - 1)))
-                     for k in range(len(b)) for c in range(C)]
-            on, la = ref_gate(G, sums, b, tau)
-            tb.rng, tb.idle, tb.bp, tb.seed = rng, idle, bp, s
-            got, _ = await tb.run(words, len(b))
-            got = [unpack(lout, g) for g in got]
-            assert [g["log_alpha"] for g in got] == la.tolist(), f"{name}: log_alpha {got} != {la} (seed {s})"
-            assert [g["on"] for g in got] == on.astype(int).tolist(), f"{name}: on {got} != {on} (tau {tau}, seed {s})"
+    for name, rng in cases(tb, ("ties", "extremes", "prbs")):
+        G, sums, b, tau = stimulus(name, p, rng)
+        dut.tau.value = tau & ((1 << p["tau_bits"]) - 1)
+        C = len(sums)
+        words = [pack(lin, dict(w=G[k, c], s=sums[c], bias=b[k], first=int(c == 0), last=int(c == C - 1)))
+                 for k in range(len(b)) for c in range(C)]
+        on, la = ref_gate(G, sums, b, tau)
+        got, _ = await tb.run(words, len(b))
+        got = [unpack(lout, g) for g in got]
+        assert [g["log_alpha"] for g in got] == la.tolist(), f"{name}: log_alpha {got} != {la} (seed {tb.seed})"
+        assert [g["on"] for g in got] == on.astype(int).tolist(), f"{name}: on {got} != {on} (tau {tau}, seed {tb.seed})"

@@ -4,12 +4,11 @@ Stimulus: ``zeros`` (nothing fires), ``extremes`` (accumulators at the rails, al
 (random beats); every one under each source-idle / sink-back-pressure mode of sim.blocktb.MODES.
 """
 
-import random
 
 import cocotb
 
 from rtl.lanes import in_layout, out_layout, ref_lanes
-from sim.blocktb import MODES, StreamTB, join_lanes, lanes_of, pack, params, seed, unpack
+from sim.blocktb import StreamTB, cases, join_lanes, lanes_of, pack, params, seed, unpack
 
 CODES = [0b00, 0b01, 0b11]
 
@@ -39,18 +38,14 @@ async def lanes_vs_reference(dut):
     lin, lout = in_layout(P, A), out_layout(P, A)
     tb = StreamTB(dut, seed())
     await tb.reset()
-    for mode, (idle, bp) in enumerate(MODES):
-        for name in ("zeros", "extremes", "prbs"):
-            s = seed() + 101 * mode + len(name)
-            rng = random.Random(s)
-            beats = stimulus(name, P, A, rng)
-            words = [pack(lin, dict(code=b["code"], ok=int(b["ok"]), w=join_lanes(b["w"], 2),
-                                    on=join_lanes([int(v) for v in b["on"]], 1), acc=join_lanes(b["acc"], A)))
-                     for b in beats]
-            tb.rng, tb.idle, tb.bp, tb.seed = rng, idle, bp, s
-            got, _ = await tb.run(words, len(words))
-            for n, (b, g) in enumerate(zip(beats, got)):
-                acc, fired = ref_lanes(b["code"], b["ok"], b["w"], b["on"], b["acc"], lanes=P, acc_bits=A)
-                o = unpack(lout, g)
-                assert lanes_of(o["acc"], P, A, signed=True) == acc and lanes_of(o["fired"], P, 1) == [int(f) for f in fired], (
-                    f"{name} beat {n}: got {o}, want acc={acc} fired={fired} (seed {s}, idle {idle}, bp {bp})")
+    for name, rng in cases(tb, ("zeros", "extremes", "prbs")):
+        beats = stimulus(name, P, A, rng)
+        words = [pack(lin, dict(code=b["code"], ok=int(b["ok"]), w=join_lanes(b["w"], 2),
+                                on=join_lanes([int(v) for v in b["on"]], 1), acc=join_lanes(b["acc"], A)))
+                 for b in beats]
+        got, _ = await tb.run(words, len(words))
+        for n, (b, g) in enumerate(zip(beats, got)):
+            acc, fired = ref_lanes(b["code"], b["ok"], b["w"], b["on"], b["acc"], lanes=P, acc_bits=A)
+            o = unpack(lout, g)
+            assert lanes_of(o["acc"], P, A, signed=True) == acc and lanes_of(o["fired"], P, 1) == [int(f) for f in fired], (
+                f"{name} beat {n}: got {o}, want acc={acc} fired={fired} (seed {tb.seed}, idle {tb.idle}, bp {tb.bp})")

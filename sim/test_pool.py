@@ -5,13 +5,12 @@ Stimulus: ``windows4`` (2x2 windows from a random ternary map, as the engine sen
 back-pressure mode of sim.blocktb.MODES.
 """
 
-import random
 
 import cocotb
 import numpy as np
 
 from rtl.pool import in_layout, out_layout, ref_pool
-from sim.blocktb import MODES, StreamTB, join_lanes, lanes_of, pack, params, seed, unpack
+from sim.blocktb import StreamTB, cases, join_lanes, lanes_of, pack, params, seed, unpack
 
 CODES = [0b00, 0b01, 0b11]
 
@@ -32,14 +31,10 @@ async def pool_vs_reference(dut):
     lin, lout = in_layout(P), out_layout(P)
     tb = StreamTB(dut, seed())
     await tb.reset()
-    for mode, (idle, bp) in enumerate(MODES):
-        for name in ("windows4", "all_neg", "ragged"):
-            s = seed() + 101 * mode + len(name)
-            rng = random.Random(s)
-            beats = stimulus(name, P, rng)
-            want = ref_pool(beats, P)
-            words = [pack(lin, dict(codes=join_lanes(c, 2), last=l)) for c, l in beats]
-            tb.rng, tb.idle, tb.bp, tb.seed = rng, idle, bp, s
-            got, _ = await tb.run(words, len(want))
-            got = [lanes_of(unpack(lout, g)["codes"], P, 2) for g in got]
-            assert got == [np.asarray(w).tolist() for w in want], f"{name}: got {got}, want {want} (seed {s})"
+    for name, rng in cases(tb, ("windows4", "all_neg", "ragged")):
+        beats = stimulus(name, P, rng)
+        want = ref_pool(beats, P)
+        words = [pack(lin, dict(codes=join_lanes(c, 2), last=l)) for c, l in beats]
+        got, _ = await tb.run(words, len(want))
+        got = [lanes_of(unpack(lout, g)["codes"], P, 2) for g in got]
+        assert got == [np.asarray(w).tolist() for w in want], f"{name}: got {got}, want {want} (seed {tb.seed})"
