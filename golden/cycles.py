@@ -26,9 +26,12 @@ are known to be zero because their kernel was gated off (or lie past the channel
     are ``max_j (on kernels in bank j)`` groups (all kernels in the dense schedule), each costing
     ``1`` (thresholds) ``+ events * k*k`` (scatter: one (event, tap) per cycle, all ``P`` lanes in
     parallel) ``+ HWo + 1`` (drain: threshold and write outputs, clear accumulators); plus 1 cycle
-    to find that no kernel is left.
-  - maxpool: per group of ``P`` channels: 1 cycle if all off, else ``1 + 4 * HWo`` (one window
-    element read per cycle).
+    to find that no kernel is left. When a max-pool follows the conv, the drain pools on the fly
+    (each thresholded output is max-ed into its window's word of the pooled map: a read-modify-write
+    of the activation memory in the same drain cycle), so the pool costs nothing and has no
+    descriptor.
+  - stand-alone maxpool (after the input quantizer or another pool): per group of ``P`` channels:
+    1 cycle if all off, else ``1 + 4 * HWo`` (one window element read per cycle).
 
 * result: ``1 + K`` cycles (one logit per beat; the class rides on the last beat).
 * done: 1 cycle.
@@ -44,6 +47,7 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
+from .balance import hardware_view
 from .errors import GxnorError
 from .forward import run
 from .layers import GATE_BIAS_RANGE, GATE_WEIGHT_RANGE, Conv, Dense, Flatten, InputQuant, MaxPool
@@ -67,7 +71,11 @@ def _groups(n, p):
 def hw_layers(model):
     """Model -> list of hardware layer dicts (input quantizer and flatten have no descriptor).
 
-    Each dict: kind, layer index, input (C, H, W), output (K, Ho, Wo), kernel, pad, gated.
+    Each dict: kind, layer index, input (C, H, W), output (K, Ho, Wo), kernel, pad, gated, and
+    ``pool``/``hpo``/``wpo``/``out_index``. A max-pool that follows a conv is *fused* into it: the
+    conv's drain pools its outputs on the fly (``pool=1``, the map written is ``K x hpo x wpo``,
+    ``out_index`` is the pool layer's index) and the pool has no descriptor of its own. A pool that
+    follows the input quantizer or another pool is a stand-alone POOL layer.
     A dense layer's input is described by the shape *before* flatten (channels, H, W) so its
     weight index is ``c * H*W + pos``; a dense output is K channels of 1x1.
     """
@@ -82,14 +90,20 @@ def hw_layers(model):
             continue
         if isinstance(layer, MaxPool):
             c, h, w = s_in
-            out.append(dict(kind=KIND_POOL, index=i, cin=c, hin=h, win=w, kout=c,
-                            hout=h // 2, wout=w // 2, k=1, pad=0, gated=False))
+            prev = out[-1] if out else None
+            if prev is not None and prev["kind"] == KIND_CONV and not prev["pool"]:
+                prev.update(pool=1, hpo=h // 2, wpo=w // 2, out_index=i)
+            else:
+                out.append(dict(kind=KIND_POOL, index=i, cin=c, hin=h, win=w, kout=c,
+                                hout=h // 2, wout=w // 2, k=1, pad=0, gated=False,
+                                pool=0, hpo=h // 2, wpo=w // 2, out_index=i))
             shape3 = (c, h // 2, w // 2)
         elif isinstance(layer, Conv):
             c, h, w = s_in
             k, ho, wo = model.shapes[i + 1]
             out.append(dict(kind=KIND_CONV, index=i, cin=c, hin=h, win=w, kout=k, hout=ho, wout=wo,
-                            k=layer.kernel, pad=layer.pad, gated=layer.gate is not None))
+                            k=layer.kernel, pad=layer.pad, gated=layer.gate is not None,
+                            pool=0, hpo=ho, wpo=wo, out_index=i))
             shape3 = (k, ho, wo)
         elif isinstance(layer, Dense):
             if len(s_in) == 1 and shape3 is not None and int(np.prod(shape3)) == s_in[0]:
@@ -98,7 +112,7 @@ def hw_layers(model):
                 c, h, w = s_in[0], 1, 1
             out.append(dict(kind=KIND_LOGITS if layer.is_logits else KIND_DENSE, index=i,
                             cin=c, hin=h, win=w, kout=layer.out_features, hout=1, wout=1,
-                            k=1, pad=0, gated=False))
+                            k=1, pad=0, gated=False, pool=0, hpo=1, wpo=1, out_index=i))
             shape3 = (layer.out_features, 1, 1)
     return out
 
@@ -178,6 +192,7 @@ class EngineConfig:
                 ("cin", c), ("hin", d), ("win", d), ("hwin", p),
                 ("kout", c), ("hout", d), ("wout", d), ("hwout", p),
                 ("k", d), ("pad", d), ("kk", _bits(self.dim * self.dim)),
+                ("pool", 1), ("hpo", d), ("wpo", d), ("hwpo", p),
                 ("wbase", w), ("gstride", w), ("cstride", w),
                 ("tbase", _bits(self.thr_words)), ("gbase", _bits(self.gate_weights)),
                 ("bbase", _bits(self.gate_biases)), ("abase", 1),
@@ -237,7 +252,9 @@ def requirements(model, lanes):
     P = lanes
     hl = hw_layers(model)
     c0, h0, w0 = model.input_shape
-    maps = [(c0, h0, w0)] + [(l["kout"], l["hout"], l["wout"]) for l in hl]
+    # maps held in the activation memory (a fused conv writes the pooled map); the conv output
+    # itself only ever lives in the accumulators
+    maps = [(c0, h0, w0)] + [(l["kout"], l["hpo"], l["wpo"]) for l in hl]
     ch = max(c for c, _, _ in maps)
     wwords = thr = gw = gb = 0
     accb = 2
@@ -261,8 +278,9 @@ def requirements(model, lanes):
         acc_words=max([2] + [l["hout"] * l["wout"] for l in hl if l["kind"] != KIND_POOL]),
         weight_words=max(2, wwords), thr_words=max(2, thr), gate_weights=max(2, gw),
         gate_biases=max(2, gb), channels=_groups(ch, P) * P,
-        dim=max(max(h, w) for _, h, w in maps + [(0, l["k"], l["k"]) for l in hl]),
-        positions=max(h * w for _, h, w in maps), acc_bits=accb, tau_bits=max(2, model.tau_bits),
+        dim=max(max(h, w) for _, h, w in maps + [(0, l["k"], l["k"]) for l in hl]
+                + [(0, l["hout"], l["wout"]) for l in hl]),
+        positions=max(h * w for _, h, w in maps + [(0, l["hout"], l["wout"]) for l in hl]), acc_bits=accb, tau_bits=max(2, model.tau_bits),
         classes=model.num_classes)
 
 
@@ -279,6 +297,7 @@ def cycles(model, images, tau=None, lanes=1, dense=False, detail=False):
     ``bound`` (sum over conv/dense layers of events * active kernels / P * k*k, float).
     """
     P = check_lanes(lanes)
+    model = hardware_view(model, P)           # the kernel order the engine stores (golden/balance.py)
     res = run(model, images, tau, keep_activations=True)
     n = res.logits.shape[0]
     hl = hw_layers(model)
@@ -343,8 +362,8 @@ def cycles(model, images, tau=None, lanes=1, dense=False, detail=False):
         if l["kind"] == KIND_LOGITS:
             total += 1 + K
         else:
-            out = acts[i]
-            cur = out.reshape(n, K, hwo)
+            out = acts[l["out_index"]]           # the pooled map if the pool is fused (no extra cycles)
+            cur = out.reshape(n, K, l["hpo"] * l["wpo"])
             mask = on
         # flatten after this layer changes nothing in hardware
     total += 1                                # done

@@ -1,9 +1,10 @@
 """``gxnor model random`` and ``gxnor model show``."""
 
 from golden import modelfile
+from golden.errors import GxnorError
 from golden.randmodel import PRESETS, parse_shape, random_model
 
-from .common import check_new_output, print_json
+from .common import add_tau_options, check_new_output, print_json, resolve_tau
 
 
 def register(sub):
@@ -30,6 +31,21 @@ def register(sub):
     s.add_argument("model")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_show)
+
+    b = msub.add_parser("balance", help="store a kernel order that spreads gated kernels evenly over the lane banks",
+                        description="Chooses, from the gate decisions on sample images, an order of each gated "
+                                    "layer's kernels that balances the engine's lane banks (golden/balance.py) "
+                                    "and writes the model with it in meta.hw_order. Weights, logits and "
+                                    "predictions are unchanged; the engine built from the output uses fewer "
+                                    "cycles. Use training images, not the test split.")
+    b.add_argument("model")
+    b.add_argument("--inputs", required=True, help=".npz with 'images' (uint8), or .npy images")
+    b.add_argument("--lanes", type=int, nargs="+", default=[2, 4], help="lane counts to balance for (default 2 4)")
+    add_tau_options(b)
+    b.add_argument("-o", "--output", required=True)
+    b.add_argument("--force", action="store_true", help="replace an existing output file")
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=cmd_balance)
 
 
 def cmd_random(args):
@@ -75,3 +91,24 @@ def cmd_show(args):
         print(f"{r['index']:>2} {r['kind']:<12} {fmt(r['in']):>12} {fmt(r['out']):>12} "
               f"{r.get('params', ''):>8} {('%.2f' % r['zero_weights']) if 'zero_weights' in r else '':>7} "
               f"{r.get('acc_bits', ''):>8} {r['memory_bits']:>9}  {' '.join(notes)}")
+
+
+def cmd_balance(args):
+    from golden.balance import balance
+    model = modelfile.load(args.model)
+    check_new_output(args.output, args.force)
+    images, _ = modelfile.load_inputs(args.inputs, model)
+    if not model.gated:
+        raise GxnorError(f"{args.model}: the model has no gated layer; there is nothing to balance")
+    tau = resolve_tau(model, args)
+    out, rows = balance(model, images, args.lanes, tau, source=f"{args.inputs} ({len(images)} images)")
+    modelfile.save(out, args.output, overwrite=args.force)
+    if args.json:
+        print_json({"output": args.output, "tau": tau, "layers": rows})
+        return
+    print(f"wrote {args.output}: kernel order for lanes {', '.join(map(str, sorted(set(args.lanes))))} "
+          f"from {len(images)} images at tau {tau}")
+    print(f"{'lanes':>5} {'layer':>5} {'kernels':>7} {'on/img':>7} {'groups before':>13} {'after':>7} {'ceil(on/P)':>10}")
+    for r in rows:
+        print(f"{r['lanes']:>5} {r['layer']:>5} {r['kernels']:>7} {r['on']:>7.2f} {r['groups_before']:>13.3f} "
+              f"{r['groups_after']:>7.3f} {r['groups_ideal']:>10.3f}")

@@ -227,6 +227,9 @@ class Engine(wiring.Component):
         sc_addr = Signal(range(cfg.acc_words))
         dr_v = Signal()
         dr_pos = Signal(range(cfg.acc_words))
+        dr_pp = Signal(range(cfg.positions + 1))    # fused pool: pooled position of the drained output
+        dr_first = Signal()                         # first element of its pool window
+        dr_pin = Signal()                           # inside the pooled map (floor pooling drops odd edges)
         gt_v = Signal()
         gt_first = Signal()
         gt_last = Signal()
@@ -329,14 +332,24 @@ class Engine(wiring.Component):
             hi = thr[2 * A * j + A:2 * A * j + 2 * A].as_signed()
             m.d.comb += outw[2 * j:2 * j + 2].eq(
                 Mux(om_g[j], Mux(a >= hi, 0b01, Mux(a < lo, 0b11, 0b00)), 0))
+        # fused max-pool: the output is max-ed into its window's word of the pooled map, read in the
+        # drain's first stage (per lane) and written here; back-to-back hits on one pooled word
+        # see the new value through the read port's transparency
+        def tmax(a, b):
+            pos_ = (a == 0b01) | (b == 0b01)
+            zero = ~a[0] | ~b[0]
+            return Mux(pos_, 0b01, Mux(zero, 0b00, 0b11))
+
         with m.If(dr_v):
             m.d.comb += [acc_w.addr.eq(dr_pos), acc_w.data.eq(0), acc_w.en.eq(1)]
             with m.If(d.kind == KIND_LOGITS):
                 m.d.comb += [lg_w.addr.eq(g), lg_w.data.eq(aword), lg_w.en.eq(1)]
             with m.Else():
                 for j in range(P):
-                    m.d.comb += [act_ws[j].addr.eq(out_half + lgo[j] + dr_pos),
-                                 act_ws[j].data.eq(outw[2 * j:2 * j + 2]), act_ws[j].en.eq(lval[j])]
+                    new = outw[2 * j:2 * j + 2]
+                    m.d.comb += [act_ws[j].addr.eq(out_half + lgo[j] + Mux(d.pool, dr_pp, dr_pos)),
+                                 act_ws[j].data.eq(Mux(d.pool & ~dr_first, tmax(act_rs[j].data, new), new)),
+                                 act_ws[j].en.eq(lval[j] & (~d.pool | dr_pin))]
 
         # ---------------------------------------------------------------- stage 2: gate
         s_lane = s_r.data.word_select(gt_lane, SB).as_signed()
@@ -557,10 +570,10 @@ class Engine(wiring.Component):
                     m.d.comb += [thr_en.eq(1), evt_r.addr.eq(0)]
                     for j in range(P):
                         m.d.comb += thr_rs[j].addr.eq(d.tbase + lane_g[j])
-                        m.d.sync += [lgs[j].eq(lane_g[j] * d.gstride), lgo[j].eq(lane_g[j] * d.hwout),
+                        m.d.sync += [lgs[j].eq(lane_g[j] * d.gstride), lgo[j].eq(lane_g[j] * d.hwpo),
                                      lon[j].eq(lane_v[j] & omask.bit_select(lane_g[j] * P + j, 1)),
                                      lval[j].eq(lane_v[j])]
-                    m.d.sync += [e.eq(0), dy.eq(0), dx.eq(0), tap.eq(0), dp.eq(0)]
+                    m.d.sync += [e.eq(0), dy.eq(0), dx.eq(0), tap.eq(0), dp.eq(0), oy.eq(0), ox.eq(0)]
                     with m.If(ecount == 0):
                         m.next = "DRAIN"
                     with m.Else():
@@ -594,8 +607,16 @@ class Engine(wiring.Component):
                         m.d.sync += dx.eq(dx + 1)
 
             with m.State("DRAIN"):
+                pp = (oy >> 1) * d.wpo + (ox >> 1)
                 m.d.comb += acc_r.addr.eq(dp)
-                m.d.sync += [dr_v.eq(1), dr_pos.eq(dp), dp.eq(dp + 1)]
+                for j in range(P):
+                    m.d.comb += act_rs[j].addr.eq(out_half + lgo[j] + pp)
+                m.d.sync += [dr_v.eq(1), dr_pos.eq(dp), dp.eq(dp + 1), dr_pp.eq(pp),
+                             dr_first.eq(~oy[0] & ~ox[0]), dr_pin.eq(((oy >> 1) < d.hpo) & ((ox >> 1) < d.wpo))]
+                with m.If(ox == d.wout - 1):
+                    m.d.sync += [ox.eq(0), oy.eq(oy + 1)]
+                with m.Else():
+                    m.d.sync += ox.eq(ox + 1)
                 with m.If(dp == d.hwout - 1):
                     m.next = "DRAIN_T"
             with m.State("DRAIN_T"):

@@ -17,6 +17,7 @@ gw         ``gbase + k*C + c``: 8-bit gate weight; gb ``bbase + k``: 24-bit gate
 
 import numpy as np
 
+from golden.balance import hardware_view
 from golden.cycles import KIND_CONV, KIND_LOGITS, KIND_POOL, hw_layers
 from golden.errors import GxnorError
 from golden.ternary import encode
@@ -51,6 +52,7 @@ def images(model, cfg):
     """
     cfg.check_fits(model)
     P = cfg.lanes
+    model = hardware_view(model, P)      # kernel order balanced over the lane banks, if stored
     hl = hw_layers(model)
     desc, weights, thr, gw, gb = [], [], [], [], []
     for n, l in enumerate(hl):
@@ -60,6 +62,7 @@ def images(model, cfg):
         d["gated"] = int(l["gated"])
         d["hwin"] = l["hin"] * l["win"]
         d["hwout"] = l["hout"] * l["wout"]
+        d["hwpo"] = l["hpo"] * l["wpo"]
         d["kk"] = l["k"] * l["k"]
         d["abase"] = n % 2
         d["gin"] = (l["cin"] + P - 1) // P
