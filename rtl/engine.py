@@ -12,6 +12,11 @@ from amaranth.lib.wiring import In, Out
 from golden.cycles import KIND_CONV, KIND_LOGITS, KIND_POOL, EngineConfig
 from golden.errors import GxnorError
 
+from .activation import Activation
+from .argmax import Argmax
+from .gate import GateUnit
+from .lanes import LaneArray
+from .pool import PoolMax, max_code
 from .pack import SEL_DESC, SEL_GB, SEL_GW, SEL_HEADER, SEL_THR, SEL_WEIGHTS, images
 
 
@@ -235,11 +240,9 @@ class Engine(wiring.Component):
         gt_last = Signal()
         gt_lane = Signal(range(max(P, 2)))
         gt_k = Signal(range(cfg.channels))
-        la = Signal(signed(cfg.la_bits + 1))
         pl_v = Signal()
         pl_q = Signal(2)
         pl_addr = Signal(range(2 * cfg.act_words))
-        pl_run = Signal(2 * P)
         m.d.sync += [sc_v.eq(0), dr_v.eq(0), gt_v.eq(0), pl_v.eq(0)]
         thr_en = Signal()
         for r in thr_rs:
@@ -290,8 +293,6 @@ class Engine(wiring.Component):
         kg = Signal(range(cfg.groups + 1))
         kl = Signal(range(max(P, 2)))
         kidx = Signal(range(cfg.channels + 1))
-        best = Signal(signed(A))
-        bidx = Signal(range(cfg.channels + 1))
         iaddr = Signal(range(cfg.acc_words + 1))
         lane_c = Signal(range(max(P, 2)))
         pix_c = Signal(range(cfg.channels + 1))
@@ -306,41 +307,33 @@ class Engine(wiring.Component):
             return v
 
         # ---------------------------------------------------------------- stage 2: scatter
+        # The datapath blocks (rtl/lanes.py, activation.py, gate.py, pool.py, argmax.py; each has its
+        # own reference and cocotb testbench) are instantiated here; the FSM below feeds them. Inside
+        # the engine their sinks are always ready (the pipeline has no internal back-pressure).
         wword = Cat(*[r.data for r in w_rs])
         aword = acc_r.data
-        om_g = lon
-        fire = Signal(P)
-        newacc = Signal(P * A)
-        for j in range(P):
-            wc = wword[2 * j:2 * j + 2]
-            m.d.comb += fire[j].eq(sc_ok & sc_code[0] & wc[0] & om_g[j])
-            old = aword[A * j:A * j + A].as_signed()
-            m.d.comb += newacc[A * j:A * j + A].eq(
-                Mux(fire[j], Mux(sc_code[1] ^ wc[1], old - 1, old + 1), old))
+        m.submodules.lanes = lanes = LaneArray(P, A)
+        m.d.comb += [lanes.i.valid.eq(sc_v), lanes.o.ready.eq(1),
+                     lanes.i.payload.code.eq(sc_code), lanes.i.payload.ok.eq(sc_ok),
+                     lanes.i.payload.w.eq(wword), lanes.i.payload.on.eq(lon), lanes.i.payload.acc.eq(aword)]
+        fire = lanes.o.payload.fired
         popc = sum(fire[j] for j in range(P))
-        with m.If(sc_v):
+        with m.If(lanes.o.valid):
             m.d.sync += n_fired.eq(n_fired + popc)
             with m.If(sc_ok):
-                m.d.comb += [acc_w.addr.eq(sc_addr), acc_w.data.eq(newacc), acc_w.en.eq(1)]
+                m.d.comb += [acc_w.addr.eq(sc_addr), acc_w.data.eq(lanes.o.payload.acc), acc_w.en.eq(1)]
 
         # ---------------------------------------------------------------- stage 2: drain
+        # Activation thresholds the P accumulators; with a fused max-pool each output is max-ed into
+        # its window's word of the pooled map (read per lane in the drain's first stage, written
+        # here; back-to-back hits on one pooled word see the new value through the read port's
+        # transparency).
         thr = Cat(*[r.data for r in thr_rs])
-        outw = Signal(2 * P)
-        for j in range(P):
-            a = aword[A * j:A * j + A].as_signed()
-            lo = thr[2 * A * j:2 * A * j + A].as_signed()
-            hi = thr[2 * A * j + A:2 * A * j + 2 * A].as_signed()
-            m.d.comb += outw[2 * j:2 * j + 2].eq(
-                Mux(om_g[j], Mux(a >= hi, 0b01, Mux(a < lo, 0b11, 0b00)), 0))
-        # fused max-pool: the output is max-ed into its window's word of the pooled map, read in the
-        # drain's first stage (per lane) and written here; back-to-back hits on one pooled word
-        # see the new value through the read port's transparency
-        def tmax(a, b):
-            pos_ = (a == 0b01) | (b == 0b01)
-            zero = ~a[0] | ~b[0]
-            return Mux(pos_, 0b01, Mux(zero, 0b00, 0b11))
-
-        with m.If(dr_v):
+        m.submodules.activation = actv = Activation(P, A)
+        m.d.comb += [actv.i.valid.eq(dr_v), actv.o.ready.eq(1), actv.i.payload.acc.eq(aword),
+                     actv.i.payload.thr.eq(thr), actv.i.payload.on.eq(lon)]
+        outw = actv.o.payload.codes
+        with m.If(actv.o.valid):
             m.d.comb += [acc_w.addr.eq(dr_pos), acc_w.data.eq(0), acc_w.en.eq(1)]
             with m.If(d.kind == KIND_LOGITS):
                 m.d.comb += [lg_w.addr.eq(g), lg_w.data.eq(aword), lg_w.en.eq(1)]
@@ -348,35 +341,32 @@ class Engine(wiring.Component):
                 for j in range(P):
                     new = outw[2 * j:2 * j + 2]
                     m.d.comb += [act_ws[j].addr.eq(out_half + lgo[j] + Mux(d.pool, dr_pp, dr_pos)),
-                                 act_ws[j].data.eq(Mux(d.pool & ~dr_first, tmax(act_rs[j].data, new), new)),
+                                 act_ws[j].data.eq(Mux(d.pool & ~dr_first, max_code(act_rs[j].data, new), new)),
                                  act_ws[j].en.eq(lval[j] & (~d.pool | dr_pin))]
 
         # ---------------------------------------------------------------- stage 2: gate
-        s_lane = s_r.data.word_select(gt_lane, SB).as_signed()
-        la_new = Signal(signed(cfg.la_bits + 1))
-        m.d.comb += la_new.eq(Mux(gt_first, gb_r.data, la) + gw_r.data * s_lane)
-        with m.If(gt_v):
-            m.d.sync += la.eq(la_new)
-            with m.If(gt_last):
-                on = la_new > tau
-                m.d.sync += omask.bit_select(gt_k, 1).eq(on)
-                with m.If(~on):
-                    m.d.sync += n_skip.eq(n_skip + 1)
+        m.submodules.gate = gate = GateUnit(cfg.gw_bits, SB, cfg.gb_bits, cfg.la_bits + 1, cfg.tau_bits)
+        gi = gate.i.payload
+        m.d.comb += [gate.i.valid.eq(gt_v), gate.o.ready.eq(1), gate.tau.eq(tau),
+                     gi.w.eq(gw_r.data), gi.s.eq(s_r.data.word_select(gt_lane, SB)), gi.bias.eq(gb_r.data),
+                     gi.first.eq(gt_first), gi.last.eq(gt_last)]
+        with m.If(gate.o.valid):
+            m.d.sync += omask.bit_select(gt_k, 1).eq(gate.o.payload.on)
+            with m.If(~gate.o.payload.on):
+                m.d.sync += n_skip.eq(n_skip + 1)
 
-        # ---------------------------------------------------------------- stage 2: pool
-        pword = act_rdata
-        pmax = Signal(2 * P)
-        for j in range(P):
-            a = decode(pword[2 * j:2 * j + 2])
-            b = decode(pl_run[2 * j:2 * j + 2])
-            mx = Mux(pl_q == 0, a, Mux(a > b, a, b))
-            m.d.comb += pmax[2 * j:2 * j + 2].eq(Mux(mx == 0, 0b00, Mux(mx > 0, 0b01, 0b11)))
-        with m.If(pl_v):
-            m.d.sync += pl_run.eq(pmax)
-            with m.If(pl_q == 3):
-                for j in range(P):
-                    m.d.comb += [act_ws[j].addr.eq(pl_addr), act_ws[j].data.eq(pmax[2 * j:2 * j + 2]),
-                                 act_ws[j].en.eq(1)]
+        # ---------------------------------------------------------------- stage 2: stand-alone pool
+        m.submodules.pool = pool = PoolMax(P)
+        m.d.comb += [pool.i.valid.eq(pl_v), pool.o.ready.eq(1), pool.i.payload.codes.eq(act_rdata),
+                     pool.i.payload.last.eq(pl_q == 3)]
+        with m.If(pool.o.valid):
+            for j in range(P):
+                m.d.comb += [act_ws[j].addr.eq(pl_addr), act_ws[j].data.eq(pool.o.payload.codes[2 * j:2 * j + 2]),
+                             act_ws[j].en.eq(1)]
+
+        # ---------------------------------------------------------------- result
+        m.submodules.argmax = argmax = Argmax(A, cfg.classes)
+        wiring.connect(m, argmax.o, wiring.flipped(self.result))
 
         # ---------------------------------------------------------------- control
         stall = Signal()
@@ -654,16 +644,11 @@ class Engine(wiring.Component):
                 m.d.comb += lg_r.addr.eq(0)
                 m.next = "OUT"
             with m.State("OUT"):
-                r = self.result
-                lg = lg_r.data.word_select(kl, A).as_signed()
-                better = (kidx == 0) | (lg > best)
+                # one logit per beat into Argmax (numbering, running argmax) and out on `result`
                 is_last = kidx == d.kout - 1
-                m.d.comb += [r.valid.eq(1), r.payload.logit.eq(lg), r.payload.index.eq(kidx),
-                             r.payload.cls.eq(Mux(better, kidx, bidx)), r.payload.last.eq(is_last),
-                             stall.eq(~r.ready), lg_r.addr.eq(kg)]
-                with m.If(r.ready):
-                    with m.If(better):
-                        m.d.sync += [best.eq(lg), bidx.eq(kidx)]
+                m.d.comb += [argmax.i.valid.eq(1), argmax.i.payload.logit.eq(lg_r.data.word_select(kl, A)),
+                             argmax.i.payload.last.eq(is_last), stall.eq(~argmax.i.ready), lg_r.addr.eq(kg)]
+                with m.If(argmax.i.ready):
                     m.d.sync += kidx.eq(kidx + 1)
                     with m.If(kl == P - 1):
                         m.d.sync += [kl.eq(0), kg.eq(kg + 1)]

@@ -27,6 +27,12 @@ def out_layout(lanes):
     return data.StructLayout({"codes": unsigned(2 * lanes)})
 
 
+def max_code(a, b):
+    """Ternary max of two 2-bit codes (0b00 = 0, 0b01 = +1, 0b11 = -1), as an Amaranth expression:
+    +1 if either is +1, else 0 if either is 0, else -1. Used by the engine's fused pool."""
+    return Mux((a == 0b01) | (b == 0b01), 0b01, Mux(~a[0] | ~b[0], 0b00, 0b11))
+
+
 def ref_pool(words, lanes):
     """Reference: list of (codes [P], last) beats -> list of pooled codes [P], one per ``last``."""
     out, run = [], None
