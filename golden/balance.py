@@ -151,7 +151,8 @@ def balance(model, images, lanes=(2, 4), tau=None, source=""):
 
 
 def hardware_view(model, lanes):
-    """The model in the kernel order stored for ``lanes`` lanes (``model`` itself if none is)."""
+    """The model in the kernel order stored for ``lanes`` lanes (``model`` itself if none is).
+    The view carries no stored order, so applying this twice is the same as once."""
     entry = model.meta.get(META_KEY) if isinstance(model.meta, dict) else None
     if entry is None:
         return model
@@ -172,4 +173,7 @@ def hardware_view(model, lanes):
         except (TypeError, ValueError):
             raise GxnorError(f"model {model.name!r}: meta {META_KEY!r} layer {key}: not a list of integers") from None
         view = permute_kernels(view, int(key), arr)
-    return view
+    # the view is in hardware order already: drop the stored order so it is never applied twice
+    meta = {k: v for k, v in model.meta.items() if k != META_KEY}
+    return Model(input_shape=view.input_shape, layers=view.layers, gate_frac_bits=view.gate_frac_bits,
+                 default_tau=view.default_tau, name=view.name, meta=meta)

@@ -114,7 +114,10 @@ def test_zoo_gated_cnn_carries_a_balanced_order():
     plain = modelfile.load(ZOO / "gated-cnn.gxm")
     plain.meta.pop(META_KEY)
     assert (cycles(model, x, None, 4) <= cycles(plain, x, None, 4)).all()
-    assert np.array_equal(run(hardware_view(model, 4), x).logits, run(model, x).logits)
+    view = hardware_view(model, 4)
+    assert np.array_equal(run(view, x).logits, run(model, x).logits)
+    assert META_KEY not in view.meta                                  # idempotent
+    assert cycles(view, x, None, 4).tolist() == cycles(model, x, None, 4).tolist()
 
 
 @pytest.mark.parametrize("bad,msg", [
