@@ -28,6 +28,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/golden.py
+	$(BIN)/python bench/cycles.py
 
 # Re-resolve pins from pyproject (needs the package index); commit the result.
 lock:
