@@ -1,0 +1,135 @@
+"""Event encoder (the SCAN_W step of :class:`rtl.engine.Engine`), and its reference.
+
+Turns one activation word of P ternary codes into *events*: the lanes whose code is nonzero (every
+lane, zeros included, in the dense schedule), restricted to a mask of lanes that may be on, lowest
+lane first, one event per cycle. Ternary codes as in :mod:`golden.ternary` (``0b00`` = 0, ``0b01``
+= +1, ``0b11`` = -1; ``0b10`` is invalid and never produced: the RTL, like the engine, tests only
+the nonzero bit, bit 0).
+"""
+
+import numpy as np
+from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from golden.ternary import decode, encode
+
+
+def _check(lanes):
+    if isinstance(lanes, bool) or not isinstance(lanes, (int, np.integer)) or lanes < 1:
+        raise ValueError(f"EventEncoder lanes must be an integer >= 1, not {lanes!r}")
+    return int(lanes)
+
+
+def lane_bits(lanes):
+    """Width of the ``lane`` field: enough for lane ``P-1``, at least 1."""
+    return max(1, (_check(lanes) - 1).bit_length())
+
+
+def in_layout(lanes):
+    return data.StructLayout({"word": unsigned(2 * lanes), "mask": unsigned(lanes)})
+
+
+def out_layout(lanes):
+    return data.StructLayout({"lane": unsigned(lane_bits(lanes)), "code": unsigned(2),
+                              "last": unsigned(1)})
+
+
+def _codes(word, lanes):
+    """A word (int, lane j at bits 2j..2j+1, or a sequence of P codes) -> uint8 codes [P]."""
+    if isinstance(word, (int, np.integer)):
+        return np.array([(int(word) >> (2 * j)) & 3 for j in range(lanes)], np.uint8)
+    codes = np.asarray(word, np.uint8)
+    if codes.shape != (lanes,):
+        raise ValueError(f"word has {codes.shape} codes, expected ({lanes},)")
+    return codes
+
+
+def _bools(mask, lanes):
+    if isinstance(mask, (int, np.integer)):
+        return [bool((int(mask) >> j) & 1) for j in range(lanes)]
+    mask = [bool(b) for b in mask]
+    if len(mask) != lanes:
+        raise ValueError(f"mask has {len(mask)} lanes, expected {lanes}")
+    return mask
+
+
+def ref_encoder(words, masks, dense, lanes):
+    """Reference: the event list of a sequence of words.
+
+    ``words``: per word an int (lane j at bits 2j..2j+1) or a sequence of P codes; ``masks``: per
+    word an int (bit j = lane j) or a sequence of P bools; ``dense``: emit zeros too.
+    Returns a list of ``(word index, lane, code)``, words in order, lanes ascending, where a lane is
+    emitted iff it is masked and its ternary value (golden decode) is nonzero or ``dense``. The
+    encoder marks each word's final event ``last``; words with no event produce nothing.
+    Raises GxnorError (golden decode) on the invalid code 0b10.
+    """
+    lanes = _check(lanes)
+    if len(words) != len(masks):
+        raise ValueError(f"{len(words)} words but {len(masks)} masks")
+    out = []
+    for n, (w, mk) in enumerate(zip(words, masks)):
+        v = decode(_codes(w, lanes)).astype(np.int8)
+        for j, on in enumerate(_bools(mk, lanes)):
+            if on and (dense or v[j] != 0):
+                out.append((n, j, int(encode(v[j]))))
+    return out
+
+
+class EventEncoder(wiring.Component):
+    """One activation word in, its events out, one per cycle, lowest lane first.
+
+    Parameters
+    ----------
+    lanes : int    P
+
+    Members
+    -------
+    i : In(stream.Signature(in_layout))
+        ``word``: P 2-bit codes (lane j = bits 2j..2j+1); ``mask``: lanes allowed to emit.
+    dense : In(1)
+        1: every masked lane is emitted, zeros included (the dense schedule). Hold it stable while
+        a word is in flight (between words it may change).
+    o : Out(stream.Signature(out_layout))
+        ``lane`` and its ``code``; ``last`` on the word's final event.
+
+    Latency 0: ``o.valid``/``o.payload`` are combinational from ``i.valid``/``i.payload`` and the
+    register ``done`` (lanes of the current word already emitted; cleared by reset and when a
+    word is consumed). ``i.ready`` is 1 in the cycle the word's last event is accepted
+    (``o.valid & o.ready & last``), or for a word with nothing to emit (consumed in one cycle, no
+    output beat); until then the word stays offered. Throughput: with an always-ready sink a word
+    costs ``max(1, events)`` cycles.
+    """
+
+    def __init__(self, lanes):
+        self.lanes = _check(lanes)
+        super().__init__({"i": In(stream.Signature(in_layout(self.lanes))),
+                          "dense": In(1),
+                          "o": Out(stream.Signature(out_layout(self.lanes)))})
+
+    def elaborate(self, platform):
+        m = Module()
+        P = self.lanes
+        i, o = self.i.payload, self.o.payload
+        done = Signal(P)
+        nz = Signal(P)
+        rem = Signal(P)          # lanes of this word still to emit
+        low = Signal(P)          # the lowest of them, one-hot
+        m.d.comb += [nz.eq(i.word[0::2]),
+                     rem.eq(Mux(self.dense, i.mask, i.mask & nz) & ~done),
+                     low.eq(rem & (-rem)[:P])]
+        lane = Signal(lane_bits(P))
+        code = Signal(2)
+        for j in range(P):
+            with m.If(low[j]):
+                m.d.comb += [lane.eq(j), code.eq(i.word[2 * j:2 * j + 2])]
+        single = Signal()        # the lane emitted now is the word's last (or there is none)
+        m.d.comb += single.eq((rem & (rem - 1)[:P]) == 0)
+        m.d.comb += [o.lane.eq(lane), o.code.eq(code), o.last.eq(single),
+                     self.o.valid.eq(self.i.valid & rem.any()),
+                     self.i.ready.eq(Mux(rem.any(), self.o.ready & single, 1))]
+        with m.If(self.i.valid & self.i.ready):
+            m.d.sync += done.eq(0)
+        with m.Elif(self.o.valid & self.o.ready):
+            m.d.sync += done.eq(done | low)
+        return m
