@@ -17,7 +17,9 @@ from .argmax import Argmax
 from .gate import GateUnit
 from .lanes import LaneArray
 from .pool import PoolMax, max_code
-from .pack import SEL_DESC, SEL_GB, SEL_GW, SEL_HEADER, SEL_THR, SEL_WEIGHTS, images
+from .encoder import EventEncoder
+from .loader import Loader
+from .pack import images
 
 
 def _bits(n):
@@ -176,16 +178,19 @@ class Engine(wiring.Component):
         d = dlay(desc_r.data)                 # the current layer's descriptor (stable while li is)
 
         # ---------------------------------------------------------------- loader
-        ld = self.load.payload
-        for sel, port in ((SEL_DESC, desc_w), (SEL_GW, gw_w), (SEL_GB, gb_w)):
-            m.d.comb += [port.addr.eq(ld.addr), port.data.eq(ld.data),
-                         port.en.eq(self.load.valid & self.load.ready & (ld.sel == sel))]
-        for sel, ports, bits in ((SEL_WEIGHTS, w_ws, 2), (SEL_THR, thr_ws, 2 * A)):
+        # rtl/loader.py decodes the load stream into one write per record (accepted while idle)
+        m.submodules.loader = loader = Loader(cfg)
+        wiring.connect(m, wiring.flipped(self.load), loader.load)
+        for name, port in (("desc", desc_w), ("gw", gw_w), ("gb", gb_w)):
+            m.d.comb += [port.addr.eq(getattr(loader, f"{name}_addr")),
+                         port.data.eq(getattr(loader, f"{name}_data")), port.en.eq(getattr(loader, f"{name}_en"))]
+        for name, ports, bits in (("weights", w_ws, 2), ("thr", thr_ws, 2 * A)):
             for j, port in enumerate(ports):
-                m.d.comb += [port.addr.eq(ld.addr), port.data.eq(ld.data[bits * j:bits * (j + 1)]),
-                             port.en.eq(self.load.valid & self.load.ready & (ld.sel == sel))]
-        with m.If(self.load.valid & self.load.ready & (ld.sel == SEL_HEADER)):
-            m.d.sync += hdr_raw.eq(ld.data)
+                m.d.comb += [port.addr.eq(getattr(loader, f"{name}_addr")),
+                             port.data.eq(getattr(loader, f"{name}_data")[bits * j:bits * (j + 1)]),
+                             port.en.eq(getattr(loader, f"{name}_en"))]
+        with m.If(loader.header_en):
+            m.d.sync += hdr_raw.eq(loader.header_data)
 
         # ---------------------------------------------------------------- state
         tau = Signal(signed(cfg.tau_bits))
@@ -222,7 +227,6 @@ class Engine(wiring.Component):
         x = Signal(range(cfg.dim + 1))
         gbase = Signal(range(2 * cfg.act_words + 1))   # g * H*W (input or output map)
         ecount = Signal(range(cfg.events + 1))
-        done_l = Signal(P)
         slane = [Signal(signed(SB), name=f"slane{j}") for j in range(P)]
 
         # pipeline stage-2 controls
@@ -384,7 +388,7 @@ class Engine(wiring.Component):
                 m.next = "DESC"
 
         def start_scan():
-            m.d.sync += [g.eq(0), gbase.eq(0), ecount.eq(0), done_l.eq(0),
+            m.d.sync += [g.eq(0), gbase.eq(0), ecount.eq(0),
                          omask.eq(ones_below(d.kout))]
             m.next = "SCAN_G"
 
@@ -404,7 +408,7 @@ class Engine(wiring.Component):
                     m.next = "IDLE"
 
             with m.State("IDLE"):
-                m.d.comb += [self.ready.eq(1), self.load.ready.eq(1)]
+                m.d.comb += [self.ready.eq(1), loader.enable.eq(1)]
                 with m.If(self.start):
                     m.d.sync += [tau.eq(self.tau), dense.eq(self.dense), li.eq(0),
                                  cyc.eq(0), n_ev.eq(0), n_fired.eq(0), n_skip.eq(0),
@@ -475,6 +479,9 @@ class Engine(wiring.Component):
             # ------------------------------------------------ event encoder
             gm = Signal(P)
             m.d.comb += gm.eq(Mux(dense, below(g, d.cin), lane_bits(chmask, g)))
+            m.submodules.encoder = enc = EventEncoder(P)
+            m.d.comb += [enc.dense.eq(dense), enc.o.ready.eq(1), enc.i.payload.word.eq(act_rdata),
+                         enc.i.payload.mask.eq(gm)]
             with m.State("SCAN_G"):
                 with m.If((gm == 0) & ~dense):
                     m.d.comb += [s_w.addr.eq(g), s_w.data.eq(0), s_w.en.eq(1)]
@@ -483,34 +490,26 @@ class Engine(wiring.Component):
                         after_scan()
                 with m.Else():
                     m.d.comb += act_raddr.eq(in_half + gbase)
-                    m.d.sync += [pos.eq(0), y.eq(0), x.eq(0), done_l.eq(0)]
+                    m.d.sync += [pos.eq(0), y.eq(0), x.eq(0)]
                     m.next = "SCAN_W"
 
             with m.State("SCAN_W"):
-                word = act_rdata
-                nzb = Cat(*[word[2 * j] for j in range(P)])
-                rem = Signal(P)
-                m.d.comb += rem.eq(Mux(dense, gm, nzb & gm) & ~done_l)
-                low = Signal(P)
-                m.d.comb += low.eq(rem & (-rem)[:P])
-                lane = Signal(range(max(P, 2)))
-                for j in reversed(range(P)):
-                    with m.If(low[j]):
-                        m.d.comb += lane.eq(j)
-                single = (rem & (rem - 1)[:P]) == 0
+                # the word read at `pos` goes through the EventEncoder (rtl/encoder.py): one event per
+                # cycle, lowest lane first; it takes the word (i.ready) with its last event
+                m.d.comb += enc.i.valid.eq(1)
+                lane = enc.o.payload.lane
+                ecode = enc.o.payload.code
                 c = g * P + lane
                 woff = c * d.cstride + Mux(d.kind == KIND_CONV, 0, pos)
-                ecode = word.word_select(lane, 2)
-                with m.If(rem != 0):
+                with m.If(enc.o.valid):
                     m.d.comb += [evt_w.addr.eq(ecount), evt_w.en.eq(1),
                                  evt_w.data.code.eq(ecode), evt_w.data.y.eq(y), evt_w.data.x.eq(x),
                                  evt_w.data.woff.eq(woff)]
                     m.d.sync += [ecount.eq(ecount + 1), n_ev.eq(n_ev + 1)]
                     for j in range(P):
-                        with m.If(low[j]):
+                        with m.If(lane == j):
                             m.d.sync += slane[j].eq(slane[j] + decode(ecode))
-                with m.If(single):
-                    m.d.sync += done_l.eq(0)
+                with m.If(enc.i.ready):
                     with m.If(pos == d.hwin - 1):
                         m.next = "SCAN_E"
                     with m.Else():
@@ -522,7 +521,6 @@ class Engine(wiring.Component):
                             m.d.sync += x.eq(x + 1)
                 with m.Else():
                     m.d.comb += act_raddr.eq(in_half + gbase + pos)
-                    m.d.sync += done_l.eq(done_l | low)
 
             with m.State("SCAN_E"):
                 m.d.comb += [s_w.addr.eq(g), s_w.data.eq(Cat(*slane)), s_w.en.eq(1)]
