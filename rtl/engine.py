@@ -40,6 +40,15 @@ def result_layout(cfg):
                               "cls": unsigned(cb), "last": unsigned(1)})
 
 
+def trace_layout(cfg):
+    """One write to the activation memory (``valid`` in that cycle): the layer (descriptor index; ``iq`` for the input
+    quantizer), and per lane its write enable, address and 2-bit code."""
+    ab = _bits(2 * cfg.act_words - 1)
+    return data.StructLayout({"valid": unsigned(1), "iq": unsigned(1), "layer": unsigned(_bits(max(cfg.max_layers - 1, 1))),
+                              "en": unsigned(cfg.lanes), "addr": unsigned(cfg.lanes * ab),
+                              "data": unsigned(2 * cfg.lanes)})
+
+
 def load_layout(cfg):
     depth = max(cfg.max_layers, cfg.weight_words, cfg.thr_words, cfg.gate_weights, cfg.gate_biases)
     width = max(cfg.desc_bits, 2 * cfg.lanes, cfg.thr_word_bits, cfg.gw_bits, cfg.gb_bits,
@@ -75,6 +84,10 @@ class Engine(wiring.Component):
     cycles, events, fired, skipped : Out(32)
         Counters of the last (or current) inference: working cycles (see golden.cycles),
         events emitted by the encoder, gated XNORs fired, gated-off kernels.
+    act_trace : Out(trace_layout(config))
+        Debug: every write to the activation memory as it happens (``valid`` in that cycle). Lets a
+        testbench locate the first layer and element where hardware and golden diverge
+        (``gxnor sim`` on a mismatch); leave it unconnected otherwise (synthesis removes it).
 
     Latency: ``golden.cycles.cycles`` working cycles per image. After reset the engine clears
     its accumulators (``acc_words`` cycles) before ``ready`` rises.
@@ -100,6 +113,7 @@ class Engine(wiring.Component):
             "events": Out(32),
             "fired": Out(32),
             "skipped": Out(32),
+            "act_trace": Out(trace_layout(config)),
         })
 
     def _init(self, name, depth):
@@ -400,7 +414,7 @@ class Engine(wiring.Component):
                 m.d.sync += [g.eq(0), gbase.eq(0), gsoff.eq(0), used.eq(0)]
                 m.next = "GROUP"
 
-        with m.FSM(init="INIT"):
+        with m.FSM(init="INIT") as fsm:
             with m.State("INIT"):
                 m.d.comb += [acc_w.addr.eq(iaddr), acc_w.data.eq(0), acc_w.en.eq(1)]
                 m.d.sync += iaddr.eq(iaddr + 1)
@@ -659,4 +673,10 @@ class Engine(wiring.Component):
                 m.d.comb += self.done.eq(1)
                 m.d.sync += li.eq(0)       # the first descriptor is read while idle (see IQ)
                 m.next = "IDLE"
+
+        # ---------------------------------------------------------------- debug trace
+        tp = self.act_trace
+        m.d.comb += [tp.valid.eq(Cat(*[w.en for w in act_ws]).any()), tp.iq.eq(fsm.ongoing("IQ")),
+                     tp.layer.eq(li), tp.en.eq(Cat(*[w.en for w in act_ws])),
+                     tp.addr.eq(Cat(*[w.addr for w in act_ws])), tp.data.eq(Cat(*[w.data for w in act_ws]))]
         return m
