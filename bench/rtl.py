@@ -1,5 +1,9 @@
 """Engine benchmark: cycles per image vs the event bound, event-driven vs dense schedule, and
-verification speed (images/s through Verilator). Prints one table (and --json)."""
+verification speed (images/s through Verilator). Prints one table (and --json).
+
+``--sim-speed``: simulated cycles per second of each Verilator build profile
+(sim.engine.SIM_PROFILES) on the same images, one simulator process each, one after the other;
+each profile is built (and run on one image) before it is timed, so build time is not counted."""
 
 import argparse
 import json
@@ -30,7 +34,13 @@ def main(argv=None):
     ap.add_argument("--arch", default="c8,p,c16g,p,f,d10")
     ap.add_argument("--tau", type=int, default=0)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--sim-speed", action="store_true",
+                    help="compare Verilator build profiles (cycles/s) instead of the schedule table")
+    ap.add_argument("--model", default=None, help="--sim-speed: model file (default: the random --arch model)")
+    ap.add_argument("--profiles", default="all,ports", help="--sim-speed: comma-separated profiles")
     a = ap.parse_args(argv)
+    if a.sim_speed:
+        return sim_speed(a)
     model = random_model(a.arch, (1, 28, 28), seed=3, input_lo=60, input_hi=150)
     imgs = mnist(a.images)
     cfg = EngineConfig.for_models([model], a.lanes)
@@ -56,6 +66,41 @@ def main(argv=None):
         print(f"{k:10} {r['mismatches']:5d} {r['cycles_per_image']:11.1f} {r['bound_per_image']:9.1f} "
               f"{100 * r['overhead_vs_bound']:8.1f}% {r['events_per_image']:8.1f} {r['images_per_second']:7.2f}")
     print(f"speedup event-driven vs dense schedule: {rows['speedup_event_vs_dense']:.2f}x")
+
+
+def sim_speed(a):
+    import time
+    from golden import modelfile
+    from sim.engine import SIM_PROFILES
+    if a.model:
+        model = modelfile.load(a.model)
+        tau = model.check_tau(None)
+    else:
+        model = random_model(a.arch, (1, 28, 28), seed=3, input_lo=60, input_hi=150)
+        tau = a.tau
+    imgs = mnist(a.images)
+    cfg = EngineConfig.for_models([model], a.lanes)
+    rows = []
+    for prof in a.profiles.split(","):
+        if prof not in SIM_PROFILES:
+            raise SystemExit(f"unknown profile {prof!r}; one of {', '.join(SIM_PROFILES)}")
+        t = time.perf_counter()
+        simulate(cfg, [{"model": model, "images": imgs[:1], "tau": tau}], baked=model, profile=prof)
+        build = time.perf_counter() - t
+        hw, wall = simulate(cfg, [{"model": model, "images": imgs, "tau": tau}], baked=model, profile=prof)
+        bad, _ = compare(model, imgs, tau, hw[0], a.lanes)
+        cyc = int(hw[0]["cycles"].sum())
+        rows.append({"profile": prof, "mismatches": len(bad), "cycles": cyc, "sim_seconds": wall,
+                     "cycles_per_second": cyc / wall, "build_and_first_image_seconds": build})
+    if a.json:
+        print(json.dumps({"model": model.name, "lanes": a.lanes, "images": len(imgs), "profiles": rows},
+                         indent=1, default=float))
+        return
+    print(f"{model.name}, {a.lanes} lanes, {len(imgs)} MNIST images, tau {tau}: simulation speed per build profile")
+    print(f"{'profile':10} {'mism':>5} {'cycles':>10} {'sim s':>7} {'kcycles/s':>10} {'build s':>8}")
+    for r in rows:
+        print(f"{r['profile']:10} {r['mismatches']:5d} {r['cycles']:10d} {r['sim_seconds']:7.2f} "
+              f"{r['cycles_per_second'] / 1e3:10.1f} {r['build_and_first_image_seconds']:8.1f}")
 
 
 if __name__ == "__main__":

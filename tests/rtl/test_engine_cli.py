@@ -19,12 +19,60 @@ def gxnor(*args):
     return subprocess.run([sys.executable, "-m", "gxnor.cli", *args], capture_output=True, text=True)
 
 
+# Engines linted with the shared + ENGINE_WAIVERS (sim/engine.py), which waive per message
+# pattern: any warning not explained there fails. (arch, input shape, lanes): every layer kind,
+# k = 1/3/5, same/valid, gated and not, dense-only, P = 1, 2, 3, 4.
+LINT_CASES = [
+    ("c4,p,c8g,f,d10", (1, 8, 8), 1),
+    ("c4,p,c8g,f,d10", (1, 8, 8), 3),
+    ("c4,p,c8g,f,d10", (1, 8, 8), 4),
+    ("c4k5,p,c8k3vg,f,d10", (2, 12, 12), 2),
+    ("c6g,c6k1,p,f,d5", (3, 9, 9), 4),
+    ("f,d16,d10", (1, 4, 4), 4),
+]
+
+
+def _lint(model, lanes, waivers):
+    cfg = EngineConfig.for_models([model], lanes)
+    src = simengine.generate(cfg, model)
+    rc, out = toolchain.lint([src], "engine", [str(waivers)])
+    return src, rc, out
+
+
+@pytest.mark.parametrize("arch, shape, lanes", LINT_CASES, ids=[f"{a}-P{p}" for a, _, p in LINT_CASES])
+def test_lint_clean(arch, shape, lanes):
+    m = random_model(arch, shape, seed=2)
+    _, rc, out = _lint(m, lanes, simengine.engine_waiver_file())
+    assert rc == 0 and "%Warning" not in out and "%Error" not in out, out
+
+
+def test_lint_clean_zoo_gated_cnn():
+    from golden.modelfile import load
+    m = load(Path(__file__).resolve().parents[2] / "zoo" / "gated-cnn.gxm")
+    _, rc, out = _lint(m, 3, simengine.engine_waiver_file())
+    assert rc == 0 and "%Warning" not in out and "%Error" not in out, out
+
+
 @pytest.mark.parametrize("lanes", [1, 4])
-def test_lint_clean(lanes):
+def test_caseincomplete_only_on_known_subjects(lanes):
+    """CASEINCOMPLETE's message names no signal, so its waiver matches any case: check here that
+    every case statement it flags is one of sim.engine.CASE_SUBJECTS (Amaranth FSM / bit_select)."""
+    import re
     m = random_model("c4,p,c8g,f,d10", (1, 8, 8), seed=2)
-    cfg = EngineConfig.for_models([m], lanes)
-    src = simengine.generate(cfg, m)
-    rc, out = toolchain.lint([src], "engine", [str(simengine.engine_waiver_file())])
+    src, rc, out = _lint(m, lanes, simengine.engine_waiver_file(skip_rules=("CASEINCOMPLETE",)))
+    lines = Path(src).read_text().splitlines()
+    flagged = re.findall(r"^%Warning-(\w+): [^:]+:(\d+):\d+:", out, re.M)
+    assert flagged and {code for code, _ in flagged} == {"CASEINCOMPLETE"}, out
+    subjects = {re.match(r"\s*casez?\s*\((.*)\)\s*$", lines[int(n) - 1]).group(1).strip() for _, n in flagged}
+    assert subjects <= set(simengine.CASE_SUBJECTS), subjects
+
+
+@pytest.mark.xfail(strict=True, reason="RTL: with classes <= lanes the logits memory has one word and "
+                   "its address ports lg_r__addr/lg_w__addr are emitted as `wire [-1:0]` (ASCRANGE, and "
+                   "UNUSEDSIGNAL 'not driven, nor used'); reported, not waived")
+def test_lint_clean_one_logit_word():
+    m = random_model("f,d8,d4", (1, 4, 4), seed=2)
+    _, rc, out = _lint(m, 4, simengine.engine_waiver_file())
     assert rc == 0 and "%Warning" not in out and "%Error" not in out, out
 
 
@@ -63,8 +111,7 @@ def test_lint_clean_dense_only_model():
     m = random_model("f,d16,d10", (1, 4, 4), seed=2)
     cfg = EngineConfig.for_models([m], 4)
     assert cfg.acc_words >= 2
-    src = simengine.generate(cfg, m)
-    rc, out = toolchain.lint([src], "engine", [str(simengine.engine_waiver_file())])
+    _, rc, out = _lint(m, 4, simengine.engine_waiver_file())
     assert rc == 0 and "%Warning" not in out and "%Error" not in out, out
 
 
