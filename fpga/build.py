@@ -95,14 +95,25 @@ def make_design(model, lanes, weights="baked", baud=DEFAULT_BAUD, envelope=(), c
         except (ValueError, KeyError) as e:
             raise GxnorError(f"--clock {clock / 1e6:g}: {e}") from None
 
+    # iCE40: event list, activation halves and (loadable builds) weights into SPRAM, as rtl.mem.plan
+    spram = memory_plan(cfg, board, weights)["banks"] if family == "ice40" else {}
+
     def make_top(clk_freq):
         try:
-            return BoardTop(Engine(cfg, model), classes=model.num_classes,
+            return BoardTop(Engine(cfg, model, spram=spram), classes=model.num_classes,
                             pixels=int(np.prod(model.input_shape)), tau_init=model.default_tau,
                             clk_freq=clk_freq, baud=baud, loadable=weights == "loadable")
         except ValueError as e:
             raise GxnorError(str(e)) from None
     return BoardDesign(make_top, clock=clock, family=family), cfg
+
+
+def memory_plan(cfg, board, weights="baked"):
+    """rtl.mem.plan for ``board`` (iCE40UP5K SPRAM placement; other boards: everything plain)."""
+    from rtl.mem import plan
+    if FAMILIES.get(board) != "ice40":
+        return {"banks": {}, "ebr": None, "spram": 0, "fits": None, "detail": {}}
+    return plan(cfg, preload=weights == "baked")
 
 
 _UTIL = re.compile(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+(\d+)%")

@@ -72,6 +72,7 @@ class BoardTop(wiring.Component):
             if not hasattr(engine, "load") or not hasattr(engine, "cfg"):
                 raise ValueError("loadable needs an engine with a load port and a cfg (rtl.engine.Engine)")
             self.link_args["envelope"] = engine.cfg
+            self.link_args["model_init"] = getattr(engine, "preloaded", True)
         Link(**self.link_args)._MustUse__silence = True       # validate the link parameters now
         super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "busy": Out(1), "error": Out(1)})
 

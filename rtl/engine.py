@@ -12,6 +12,7 @@ from amaranth.lib.wiring import In, Out
 from golden.cycles import KIND_CONV, KIND_LOGITS, KIND_POOL, EngineConfig
 from golden.errors import GxnorError
 
+from . import mem
 from .pack import SEL_DESC, SEL_GB, SEL_GW, SEL_HEADER, SEL_THR, SEL_WEIGHTS, images
 
 
@@ -73,12 +74,21 @@ class Engine(wiring.Component):
     its accumulators (``acc_words`` cycles) before ``ready`` rises.
     """
 
-    def __init__(self, config, model=None):
+    def __init__(self, config, model=None, spram=None, spram_mode="spram"):
         if not isinstance(config, EngineConfig):
             raise TypeError("config must be a golden.cycles.EngineConfig")
         self.cfg = config
         self.model = model
         self.img = images(model, config) if model is not None else None
+        # Memories in single-port RAM (rtl/mem.py): {"evt"|"w"|"act": banks}; "spram" mode builds
+        # SB_SPRAM256KA (iCE40), "model" the behavioural single-port check (simulation).
+        self.spram = dict(spram or {})
+        self.spram_mode = spram_mode
+        unknown = set(self.spram) - {"evt", "w", "act"}
+        if unknown:
+            raise ValueError(f"memories {sorted(unknown)} cannot be single-port (evt, w, act can)")
+        # SPRAM has no initial contents: weights placed there are not in the bitstream
+        self.preloaded = model is not None and not ("w" in self.spram and spram_mode == "spram")
         super().__init__({
             "pixels": In(stream.Signature(pixel_layout())),
             "result": Out(stream.Signature(result_layout(config))),
@@ -116,11 +126,16 @@ class Engine(wiring.Component):
                                                   init=self._init("desc", cfg.max_layers))
         # Weights, thresholds and activations are banked by lane (bank j holds lane j of every
         # word) so that each lane can address its own kernel group (bank-constrained compaction).
-        w_mems = [Memory(shape=unsigned(2), depth=cfg.weight_words,
-                         init=self._lane_init("weights", cfg.weight_words, j, 2)) for j in range(P)]
+        def memory(name, shape, depth, init):
+            if name not in self.spram:
+                return Memory(shape=shape, depth=depth, init=init)
+            return mem.make(shape=shape, depth=depth, init=init if self.spram_mode == "model" else [],
+                            mode=self.spram_mode, banks=self.spram[name])
+        w_mems = [memory("w", unsigned(2), cfg.weight_words,
+                         self._lane_init("weights", cfg.weight_words, j, 2)) for j in range(P)]
         thr_mems = [Memory(shape=unsigned(2 * A), depth=cfg.thr_words,
                            init=self._lane_init("thr", cfg.thr_words, j, 2 * A)) for j in range(P)]
-        act_mems = [Memory(shape=unsigned(2), depth=2 * cfg.act_words, init=[]) for j in range(P)]
+        act_mems = [memory("act", unsigned(2), 2 * cfg.act_words, []) for j in range(P)]
         for j in range(P):
             m.submodules[f"w_mem{j}"] = w_mems[j]
             m.submodules[f"thr_mem{j}"] = thr_mems[j]
@@ -133,7 +148,7 @@ class Engine(wiring.Component):
                                                     for v in self._init("gb", cfg.gate_biases)])
         ev_lay = data.StructLayout({"code": unsigned(2), "y": unsigned(cfg.dim_bits),
                                     "x": unsigned(cfg.dim_bits), "woff": unsigned(cfg.woff_bits)})
-        m.submodules.evt_mem = evt_mem = Memory(shape=ev_lay, depth=cfg.events, init=[])
+        m.submodules.evt_mem = evt_mem = memory("evt", ev_lay, cfg.events, [])
         m.submodules.acc_mem = acc_mem = Memory(shape=unsigned(P * A), depth=cfg.acc_words, init=[])
         SB = cfg.sum_bits
         m.submodules.s_mem = s_mem = Memory(shape=unsigned(P * SB), depth=cfg.groups, init=[])
