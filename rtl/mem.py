@@ -118,7 +118,7 @@ class SinglePortMemory(Elaboratable):
         # bank of each address (comparisons against the bank starts)
         rb = Signal(range(max(nb, 2)))
         wb = Signal(range(max(nb, 2)))
-        for i, (s, e, _) in enumerate(rngs):
+        for i, (s, e, _) in enumerate(rngs[1:], 1):
             with m.If(r.addr >= s):
                 m.d.comb += rb.eq(i)
             with m.If(w.addr >= s):
