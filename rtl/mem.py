@@ -257,6 +257,12 @@ def engine_memories(cfg):
             "s": (cfg.groups, P * cfg.sum_bits, 1), "logit": (-(-cfg.classes // P), P * A, 1)}
 
 
+# In a baked build (no load port) these memories are never written: ROMs. yosys 0.70 synth_ice40
+# builds the small ones (measured: depth <= 80 for the zoo) from LUTs and puts the rest in EBR.
+ROMS = ("desc", "thr", "gw", "gb")
+ROM_LOGIC_DEPTH = 256
+
+
 def event_bits(cfg):
     return 2 + 2 * cfg.dim_bits + cfg.woff_bits
 
@@ -291,20 +297,29 @@ def bank_cost(banks, depth, width):
     return ebr, spram
 
 
-def plan(cfg, preload=True, ebr=UP5K_EBR, spram=UP5K_SPRAM):
+def plan(cfg, preload=True, ebr=UP5K_EBR, spram=UP5K_SPRAM, extra=None):
     """Where each engine memory goes on an iCE40UP5K: ``{"evt"|"w"|"act": banks}`` for the memories
     placed (partly) in SPRAM (the rest stay plain, i.e. EBR), plus the totals.
 
     Chooses, among the single-port-safe placements (event list; weight banks unless ``preload``,
     i.e. unless the weights are baked into the bitstream, which SPRAM cannot hold; activation
     halves), the one with the fewest EBR blocks within ``spram`` SPRAMs (ties: fewer SPRAMs).
+    ``extra``: {name: EBR blocks} of memories outside the engine (the board's UART FIFO).
+    EBR counts are whole blocks per memory in its best aspect ratio: what yosys 0.70
+    ``synth_ice40`` maps for these engines (small RAMs included: they also go to EBR), except
+    small ROMs of a baked build (``ROMS``, depth <= ``ROM_LOGIC_DEPTH``), which become LUTs.
     Returns ``{"banks": {...}, "ebr": n, "spram": n, "fits": bool, "detail": {name: (ebr, spram)}}``.
     """
     mems = engine_memories(cfg)
-    fixed_ebr = 0
+    extra = dict(extra or {})
+    fixed_ebr = sum(extra.values())
     choices = {}
+    rom = {}
     for name, (depth, width, copies) in mems.items():
         opts = _options(name, depth, width, cfg, preload)
+        if preload and name in ROMS and depth <= ROM_LOGIC_DEPTH:
+            rom[name] = 0                   # a small ROM: yosys builds it from LUTs
+            continue
         if len(opts) == 1:
             fixed_ebr += copies * ebr_blocks(depth, width)
         else:
@@ -327,8 +342,10 @@ def plan(cfg, preload=True, ebr=UP5K_EBR, spram=UP5K_SPRAM):
         del picked[names[i]]
     walk(0, {}, 0, 0)
     (e, s), picked = best
-    detail = {n: (copies * ebr_blocks(d, w), 0) for n, (d, w, copies) in mems.items() if n not in picked}
+    detail = {n: (0 if n in rom else copies * ebr_blocks(d, w), 0)
+              for n, (d, w, copies) in mems.items() if n not in picked}
     detail.update({n: (ce, cs) for n, (b, ce, cs) in picked.items()})
+    detail.update({n: (e_, 0) for n, e_ in extra.items()})
     return {"banks": {n: b for n, (b, ce, cs) in picked.items() if b is not None},
             "ebr": fixed_ebr + e, "spram": s, "fits": fixed_ebr + e <= ebr and s <= spram,
             "detail": detail}
