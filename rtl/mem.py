@@ -24,7 +24,9 @@ in block RAM). Reads and writes may go to different banks in the same cycle, nev
 """
 
 from amaranth.hdl import Cat, ClockSignal, Const, Elaboratable, Instance, Module, Mux, Shape, Signal
+from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
 
 SPRAM_DEPTH = 16384
 SPRAM_WIDTH = 16
@@ -349,3 +351,22 @@ def plan(cfg, preload=True, ebr=UP5K_EBR, spram=UP5K_SPRAM, extra=None):
     return {"banks": {n: b for n, (b, ce, cs) in picked.items() if b is not None},
             "ebr": fixed_ebr + e, "spram": s, "fits": fixed_ebr + e <= ebr and s <= spram,
             "detail": detail}
+
+
+class SpMemTop(wiring.Component):
+    """Test harness: a :class:`SinglePortMemory` with its ports as top-level signals (Verilog
+    ``spmem``: ``raddr``, ``ren``, ``rdata``, ``waddr``, ``wdata``, ``wen``)."""
+
+    def __init__(self, *, width, depth, banks, mode="spram"):
+        self.mem = SinglePortMemory(shape=width, depth=depth, mode=mode, banks=banks)
+        self._r, self._w = self.mem.read_port(), self.mem.write_port()
+        super().__init__({"raddr": In(range(depth)), "ren": In(1), "rdata": Out(width),
+                          "waddr": In(range(depth)), "wdata": In(width), "wen": In(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.mem = self.mem
+        r, w = self._r, self._w
+        m.d.comb += [r.addr.eq(self.raddr), r.en.eq(self.ren), self.rdata.eq(r.data),
+                     w.addr.eq(self.waddr), w.data.eq(self.wdata), w.en.eq(self.wen)]
+        return m
