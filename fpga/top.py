@@ -68,6 +68,10 @@ class BoardTop(wiring.Component):
                               class_bits=class_bits, tau_init=tau_init,
                               timeout=timeout_bytes * 10 * self.divisor)
         self.loadable = bool(loadable)
+        if (not self.loadable and "w" in getattr(engine, "spram", {})
+                and getattr(engine, "spram_mode", None) == "spram"):
+            raise ValueError("weights in SPRAM (no initial contents) need a loadable build: "
+                             "the host loads the model before images")
         if self.loadable:
             if not hasattr(engine, "load") or not hasattr(engine, "cfg"):
                 raise ValueError("loadable needs an engine with a load port and a cfg (rtl.engine.Engine)")
