@@ -42,8 +42,8 @@ clean:
 # Full place and route of the board top (UART link + engine), minutes each: the tiny preset on both
 # boards and the 28x28 zoo gated CNN on the ULX3S (baked), and one loadable ULX3S bitstream whose
 # envelope covers every zoo model; on the iCEBreaker the zoo gated CNN (1 lane) and CNN (2 lanes)
-# baked, and one loadable 1-lane bitstream for both (weights in SPRAM: load before images; 12 MHz
-# oscillator); each on its board PLL at the fastest clock that closed here (a
+# baked, and one loadable 1-lane bitstream for both (weights in SPRAM: `gxnor board --load` before
+# images); each on its board PLL at the fastest clock that closed here (a
 # build that misses its clock fails with the margin). Reports go to build/fpga/<name>.json; then
 # bench/fpga.py prints the figures table of docs/fpga.md (images/s, GOPS) and the zoo fit table.
 FPGA_ARCH  ?= tiny
@@ -69,7 +69,7 @@ fpga: $(STAMP)
 		-o build/fpga/icebreaker-gated-cnn > build/fpga/icebreaker-gated-cnn.json
 	$(BIN)/gxnor build --board icebreaker --model zoo/cnn.gxm --lanes 2 --clock $(FPGA_CLK_ICE40_ZOO) --json \
 		-o build/fpga/icebreaker-cnn > build/fpga/icebreaker-cnn.json
-	$(BIN)/gxnor build --board icebreaker --model zoo/gated-cnn.gxm --lanes 1 --weights loadable --envelope zoo/cnn.gxm \
+	$(BIN)/gxnor build --board icebreaker --model zoo/gated-cnn.gxm --lanes 1 --weights loadable --envelope zoo/cnn.gxm --clock $(FPGA_CLK_ICE40_ZOO) \
 		--json -o build/fpga/icebreaker-cnn-loadable > build/fpga/icebreaker-cnn-loadable.json
 	$(BIN)/python bench/fpga.py build/fpga/icebreaker-$(FPGA_ARCH).json:build/fpga/$(FPGA_ARCH).gxm:digits \
 		build/fpga/icebreaker-gated-cnn.json:zoo/gated-cnn.gxm:mnist5k build/fpga/icebreaker-cnn.json:zoo/cnn.gxm:mnist5k \
