@@ -50,6 +50,14 @@ class Engine(wiring.Component):
     model : golden.model.Model, optional
         Baked into the memory init; without it the memories start empty and must be loaded
         over ``load`` before ``start``.
+    spram : dict, optional
+        ``{"evt" | "w" | "act": banks}``: build these memories as single-port RAM
+        (:class:`rtl.mem.SinglePortMemory`; banks as :func:`rtl.mem.make`), e.g. from
+        :func:`rtl.mem.plan`. Behaviour and cycles are unchanged (the engine never reads and
+        writes one bank in the same cycle). Default: every memory a ``lib.memory.Memory``.
+    spram_mode : "spram" | "model"
+        ``"spram"``: SB_SPRAM256KA instances (iCE40 only; weights in SPRAM lose their init, see
+        ``preloaded``); ``"model"``: plain storage with single-port behaviour (simulation).
 
     Members
     -------

@@ -17,6 +17,12 @@ from rtl.mem import SinglePortMemory, plan, spram_tiles
 ZOO = Path(__file__).resolve().parents[2] / "zoo"
 
 
+def quiet(elaboratable):
+    """Built only to be inspected (no UnusedElaboratable warning)."""
+    elaboratable._MustUse__silence = True
+    return elaboratable
+
+
 def zoo(name):
     return modelfile.load(ZOO / f"{name}.gxm")
 
@@ -49,10 +55,10 @@ def test_engine_spram_options():
     cfg = EngineConfig.for_models([m], 2)
     with pytest.raises(ValueError, match="cannot be single-port"):
         Engine(cfg, m, spram={"acc": [(0, "spram")]})
-    assert Engine(cfg, m).preloaded and Engine(cfg, m, spram={"evt": [(0, "spram")]}).preloaded
-    e = Engine(cfg, m, spram={"w": [(0, "spram")]})
+    assert quiet(Engine(cfg, m)).preloaded and quiet(Engine(cfg, m, spram={"evt": [(0, "spram")]})).preloaded
+    e = quiet(Engine(cfg, m, spram={"w": [(0, "spram")]}))
     assert not e.preloaded                     # SPRAM weights: not in the bitstream
-    top = BoardTop(e, classes=10, pixels=64, clk_freq=12e6, baud=115200, loadable=True)
+    top = quiet(BoardTop(e, classes=10, pixels=64, clk_freq=12e6, baud=115200, loadable=True))
     assert top.link_args["model_init"] is False        # the link starts with no model committed
     with pytest.raises(ValueError, match="loadable"):
         BoardTop(e, classes=10, pixels=64, clk_freq=12e6, baud=115200)
@@ -64,7 +70,7 @@ def test_synth_ice40_spram_cells():
     m = random_model("c4,p,c8g,f,d10", (1, 8, 8), seed=5)
     cfg = EngineConfig.for_models([m], 1)
     banks = {"evt": [(0, "spram")], "w": [(0, "spram")], "act": [(0, "spram"), (cfg.act_words, "spram")]}
-    want = sum(SinglePortMemory(shape=w, depth=d, banks=banks[n]).spram_count()
+    want = sum(quiet(SinglePortMemory(shape=w, depth=d, banks=banks[n])).spram_count()
                for n, (d, w) in {"evt": (cfg.events, 2 + 2 * cfg.dim_bits + cfg.woff_bits),
                                  "w": (cfg.weight_words, 2), "act": (2 * cfg.act_words, 2)}.items())
     assert want == 5
