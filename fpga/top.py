@@ -70,6 +70,7 @@ class BoardTop(wiring.Component):
         self.loadable = bool(loadable)
         if (not self.loadable and "w" in getattr(engine, "spram", {})
                 and getattr(engine, "spram_mode", None) == "spram"):
+            self._MustUse__silence = True
             raise ValueError("weights in SPRAM (no initial contents) need a loadable build: "
                              "the host loads the model before images")
         if self.loadable:

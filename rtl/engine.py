@@ -94,6 +94,7 @@ class Engine(wiring.Component):
         self.spram_mode = spram_mode
         unknown = set(self.spram) - {"evt", "w", "act"}
         if unknown:
+            self._MustUse__silence = True         # not built: no UnusedElaboratable warning
             raise ValueError(f"memories {sorted(unknown)} cannot be single-port (evt, w, act can)")
         # SPRAM has no initial contents: weights placed there are not in the bitstream
         self.preloaded = model is not None and not ("w" in self.spram and spram_mode == "spram")

@@ -74,6 +74,7 @@ class SinglePortMemory(Elaboratable):
     """
 
     def __init__(self, *, shape, depth, init=(), mode="spram", banks=None):
+        self._MustUse__silence = True             # until the arguments are checked
         if mode not in ("model", "spram"):
             raise ValueError(f"single-port memory mode {mode!r}: model or spram")
         self.shape, self.depth, self.mode = shape, depth, mode
@@ -91,6 +92,7 @@ class SinglePortMemory(Elaboratable):
             raise ValueError("SB_SPRAM256KA has no initial contents: a memory with init data "
                              "cannot be placed in SPRAM (load it at run time)")
         self._r = self._w = None
+        self._MustUse__silence = False
 
     def ranges(self):
         starts = [s for s, _ in self.banks] + [self.depth]
@@ -112,6 +114,10 @@ class SinglePortMemory(Elaboratable):
         return self._w
 
     def elaborate(self, platform):
+        device = str(getattr(platform, "device", ""))
+        if (self.mode == "spram" and platform is not None and not device.startswith("iCE40UP")
+                and any(k == "spram" for _, k in self.banks)):
+            raise ValueError(f"SB_SPRAM256KA exists on iCE40UP devices only, not {device or platform!r}")
         m = Module()
         r = self._r or _Port(self.shape, self.depth, 0)
         w = self._w or _Port(self.shape, self.depth, 0)

@@ -12,7 +12,7 @@ from golden import modelfile
 from golden.cycles import EngineConfig
 from golden.randmodel import random_model
 from rtl.engine import Engine
-from rtl.mem import SinglePortMemory, plan, spram_tiles
+from rtl.mem import SinglePortMemory, spram_tiles
 
 ZOO = Path(__file__).resolve().parents[2] / "zoo"
 

@@ -9,6 +9,8 @@ negative test shows the model does catch that: the activation memory as *one* si
 breaks the max-pool (which reads one half while writing the other).
 """
 
+from pathlib import Path
+
 import numpy as np
 
 from golden import modelfile
@@ -18,7 +20,7 @@ from rtl.mem import plan
 from sim.engine import compare, simulate
 from tests.sim.test_engine import SEED, check, images, models, reset_points, taus
 
-ZOO = __import__("pathlib").Path(__file__).resolve().parents[2] / "zoo"
+ZOO = Path(__file__).resolve().parents[2] / "zoo"
 
 
 def all_single_port(cfg):
