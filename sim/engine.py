@@ -33,6 +33,8 @@ TOPLEVEL = "engine"
 # Drop a code here once the engine is reported lint-clean for it (tests/rtl/test_engine_cli.py
 # lints with these waivers).
 ENGINE_WAIVERS = [
+    ("DECLFILENAME", "Submodules (the single-port memory models of rtl/mem.py, `engine.evt_mem` ...) "
+     "are emitted into the engine's one Verilog file under hierarchical names."),
     ("CASEINCOMPLETE", "Amaranth emits each FSM as `casez (fsm_state)` over the used encodings "
      "only; unused encodings keep every signal at its default, which is the Amaranth semantics."),
     ("WIDTHEXPAND", "Amaranth compares/adds operands of different widths and relies on Verilog "
@@ -56,20 +58,25 @@ def _model_key(model):
     return to_arrays(model)[0]["checksum"][7:19]
 
 
-def build_dir_for(cfg, model=None, waves=False):
+def build_dir_for(cfg, model=None, waves=False, spram=None):
     key = hashlib.sha1(cfg.to_json().encode()).hexdigest()[:12]
     params = {"cfg": key, "P": cfg.lanes}
+    if spram:
+        params["sp"] = hashlib.sha1(json.dumps(sorted(spram.items())).encode()).hexdigest()[:8]
     if model is not None:
         params["model"] = _model_key(model)
     return toolchain.sim_build_dir(TOPLEVEL, params, waves)
 
 
-def generate(cfg, model=None, path=None, waves=False):
-    """Write the engine's Verilog (``model`` baked into memory init if given); returns the path."""
+def generate(cfg, model=None, path=None, waves=False, spram=None):
+    """Write the engine's Verilog (``model`` baked into memory init if given); returns the path.
+
+    ``spram``: memories built as behavioural single-port RAM (``rtl.engine.Engine(spram=...,
+    spram_mode="model")``, the simulation stand-in for the iCE40 SPRAM placement)."""
     from rtl.engine import Engine
     if path is None:
-        path = build_dir_for(cfg, model, waves) / "engine.v"
-    return toolchain.export_verilog(Engine(cfg, model), TOPLEVEL, path)
+        path = build_dir_for(cfg, model, waves, spram) / "engine.v"
+    return toolchain.export_verilog(Engine(cfg, model, spram=spram, spram_mode="model"), TOPLEVEL, path)
 
 
 # Verilator options for the engine's simulation build (not for lint or the exported Verilog):
@@ -139,7 +146,7 @@ def waves_build_args():
 
 
 def simulate(cfg, runs, baked=None, seed=1, idle=0.0, backpressure=0.0, waves=None, jobs=1,
-             progress=None):
+             progress=None, spram=None):
     """Run ``runs`` on the engine built for ``cfg``.
 
     Each run is a dict: ``model`` (loaded over the load stream when ``load`` is true, the
@@ -156,11 +163,12 @@ def simulate(cfg, runs, baked=None, seed=1, idle=0.0, backpressure=0.0, waves=No
     run directory (``GXNOR_WAVES=1`` also asks for it).
 
     Returns (list of per-run dicts of hardware outputs, wall seconds of the simulation). The
-    run directory (plan, outputs, waves) is ``simulate.last_dir`` afterwards.
+    run directory (plan, outputs, waves) is ``simulate.last_dir`` afterwards. ``spram``: see
+    :func:`generate`.
     """
     waves = toolchain.waves_requested(waves)
-    build_dir = build_dir_for(cfg, baked, waves)
-    src = generate(cfg, baked, build_dir / "engine.v", waves)
+    build_dir = build_dir_for(cfg, baked, waves, spram)
+    src = generate(cfg, baked, build_dir / "engine.v", waves, spram)
     run_root = build_dir / "runs"
     run_root.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="run-", dir=run_root))
