@@ -42,7 +42,9 @@ clean:
 
 # Full place and route of the board top (UART link + engine), minutes each: the tiny preset on both
 # boards and the 28x28 zoo gated CNN on the ULX3S (baked), and one loadable ULX3S bitstream whose
-# envelope covers every zoo model; each on its board PLL at the fastest clock that closed here (a
+# envelope covers every zoo model; on the iCEBreaker the zoo gated CNN (1 lane) and CNN (2 lanes)
+# baked, and one loadable 1-lane bitstream for both (weights in SPRAM: `gxnor board --load` before
+# images); each on its board PLL at the fastest clock that closed here (a
 # build that misses its clock fails with the margin). Reports go to build/fpga/<name>.json; then
 # bench/fpga.py prints the figures table of docs/fpga.md (images/s, GOPS) and the zoo fit table.
 FPGA_ARCH  ?= tiny
@@ -51,6 +53,7 @@ FPGA_CLK_ICE40 ?= 16.5
 FPGA_CLK_ECP5  ?= 45
 FPGA_CLK_ECP5_CNN ?= 37.5
 FPGA_CLK_ECP5_ZOO ?= 30
+FPGA_CLK_ICE40_ZOO ?= 18
 FPGA_BUILD = $(BIN)/gxnor build --lanes $(FPGA_LANES) --json
 fpga: $(STAMP)
 	mkdir -p build/fpga
@@ -63,7 +66,15 @@ fpga: $(STAMP)
 		-o build/fpga/ulx3s-gated-cnn > build/fpga/ulx3s-gated-cnn.json
 	$(FPGA_BUILD) --board ulx3s --model zoo/gated-cnn.gxm --weights loadable --envelope zoo/cnn.gxm zoo/mlp.gxm \
 		--clock $(FPGA_CLK_ECP5_ZOO) -o build/fpga/ulx3s-zoo-loadable > build/fpga/ulx3s-zoo-loadable.json
+	$(BIN)/gxnor build --board icebreaker --model zoo/gated-cnn.gxm --lanes 1 --clock $(FPGA_CLK_ICE40_ZOO) --json \
+		-o build/fpga/icebreaker-gated-cnn > build/fpga/icebreaker-gated-cnn.json
+	$(BIN)/gxnor build --board icebreaker --model zoo/cnn.gxm --lanes 2 --clock $(FPGA_CLK_ICE40_ZOO) --json \
+		-o build/fpga/icebreaker-cnn > build/fpga/icebreaker-cnn.json
+	$(BIN)/gxnor build --board icebreaker --model zoo/gated-cnn.gxm --lanes 1 --weights loadable --envelope zoo/cnn.gxm --clock $(FPGA_CLK_ICE40_ZOO) \
+		--json -o build/fpga/icebreaker-cnn-loadable > build/fpga/icebreaker-cnn-loadable.json
 	$(BIN)/python bench/fpga.py build/fpga/icebreaker-$(FPGA_ARCH).json:build/fpga/$(FPGA_ARCH).gxm:digits \
+		build/fpga/icebreaker-gated-cnn.json:zoo/gated-cnn.gxm:mnist5k build/fpga/icebreaker-cnn.json:zoo/cnn.gxm:mnist5k \
+		build/fpga/icebreaker-cnn-loadable.json:zoo/gated-cnn.gxm:mnist5k build/fpga/icebreaker-cnn-loadable.json:zoo/cnn.gxm:mnist5k \
 		build/fpga/ulx3s-$(FPGA_ARCH).json:build/fpga/$(FPGA_ARCH).gxm:digits \
 		build/fpga/ulx3s-gated-cnn.json:zoo/gated-cnn.gxm:mnist5k \
 		build/fpga/ulx3s-zoo-loadable.json:zoo/gated-cnn.gxm:mnist5k \

@@ -69,18 +69,50 @@ def fit(board, mems):
 
 
 def zoo_table(paths, lanes):
+    """Zoo memory fit per board. iCEBreaker: ``fpga.build.memory_plan`` (the SPRAM/EBR placement
+    ``gxnor build`` uses) for P = 1, 2, 4 lanes, baked and loadable weights; the row shows the
+    largest P that fits (else the P that needs the fewest EBR). ULX3S: every memory in DP16KD (P = ``lanes``)."""
+    from fpga.build import memory_plan
     from golden.cycles import EngineConfig
     rows = []
     for p in paths:
         model = modelfile.load(p)
+        for weights in ("baked", "loadable"):
+            plans = {P: memory_plan(EngineConfig.for_models([model], P), "icebreaker", weights)
+                     for P in (1, 2, 4)}
+            fit_p = [P for P, pl in plans.items() if pl["fits"]]
+            P = max(fit_p) if fit_p else min(plans, key=lambda q: (plans[q]["ebr"], q))
+            pl = plans[P]
+            rows.append({"model": model.name, "board": "icebreaker", "weights": weights, "lanes": P,
+                         "ebr": pl["ebr"], "ebr_avail": 30, "spram": pl["spram"], "spram_avail": 4,
+                         "fits": pl["fits"], "in_spram": sorted(pl["banks"]),
+                         "banks": pl["banks"], "by_lanes": {q: (x["ebr"], x["spram"]) for q, x in plans.items()}})
         cfg = EngineConfig.for_models([model], lanes)
         mems = engine_memories(cfg)
-        for board, (dev, nblk, blk_bits, _, _) in BOARD_RAM.items():
-            bits, blocks = fit(board, mems)
-            rows.append({"model": model.name, "board": board, "device": dev, "memory_bits": bits,
-                         "blocks_est": blocks, "blocks_avail": nblk, "block_bits": blk_bits,
-                         "fits": blocks <= nblk, "largest": max(mems.items(), key=lambda kv: kv[1][0] * kv[1][1])})
+        dev, nblk, blk_bits, _, _ = BOARD_RAM["ulx3s"]
+        bits, blocks = fit("ulx3s", mems)
+        rows.append({"model": model.name, "board": "ulx3s", "weights": "baked", "lanes": lanes,
+                     "ebr": blocks, "ebr_avail": nblk, "spram": None, "spram_avail": 0,
+                     "fits": blocks <= nblk, "in_spram": [], "memory_bits": bits,
+                     "by_lanes": {lanes: (blocks, 0)}})
     return rows
+
+
+_SPRAM_NAMES = {"evt": "events", "w": "weights", "act": "activations"}
+
+
+def _in_spram(r):
+    out = []
+    for n in r["in_spram"]:
+        banks = r["banks"][n]
+        kinds = [k for _, k in banks]
+        if n == "act" and kinds == ["spram", "ebr"]:
+            out.append("activations (half)")
+        elif n == "w" and "ebr" in kinds:
+            out.append("weights (first 64K words)")
+        else:
+            out.append(_SPRAM_NAMES[n])
+    return ", ".join(out) or "-"
 
 
 def figures(report, model, images, bauds):
@@ -89,7 +121,9 @@ def figures(report, model, images, bauds):
     cyc = cycles(model, images, tau, lanes=lanes)
     res = run(model, images, tau)
     dense = res.total_work.dense_macs / len(images)
-    clocks = [c for c in report["clocks"] if "clk" in c["clock"]] or report["clocks"]
+    # nextpnr also times a constant net it promotes to a global ('$PACKER_GND_NET_$glb_clk')
+    clocks = [c for c in report["clocks"] if "clk" in c["clock"] and not c["clock"].startswith("$PACKER")] \
+        or report["clocks"]
     fmax = min(c["fmax_mhz"] for c in clocks) * 1e6
     clk = report["clock_hz"]
     s = report["summary"]
@@ -134,13 +168,15 @@ def main(argv=None):
         if args.json:
             print(json.dumps(rows, indent=1, default=str))
             return
-        print("| model | board | engine memory bits | blocks needed (est.) | blocks available | fits | largest memory |")
-        print("|---|---|---|---|---|---|---|")
+        print("| model | board | weights | lanes | block RAM (est.) | SPRAM | fits | in SPRAM | block RAM at P = 1 / 2 / 4 |")
+        print("|---|---|---|---|---|---|---|---|---|")
         for r in rows:
-            name, (d, w) = r["largest"]
-            print(f"| {r['model']} | {r['board']} | {r['memory_bits']:,} | {r['blocks_est']} | "
-                  f"{r['blocks_avail']} x {r['block_bits'] // 1024} kbit | {'yes' if r['fits'] else 'no'} | "
-                  f"{name} {d} x {w} |")
+            unit = "EBR" if r["board"] == "icebreaker" else "DP16KD"
+            spram = f"{r['spram']} / 4" if r["spram"] is not None else "n/a"
+            over = "" if r["fits"] else f" ({r['ebr'] - r['ebr_avail']} {unit} over)"
+            by = " / ".join(str(r["by_lanes"][q][0]) for q in sorted(r["by_lanes"]))
+            print(f"| {r['model']} | {r['board']} | {r['weights']} | {r['lanes']} | {r['ebr']} / {r['ebr_avail']} {unit} | "
+                  f"{spram} | {'yes' if r['fits'] else 'no' + over} | {_in_spram(r) if r['board'] == 'icebreaker' else '-'} | {by} |")
         return
     rows = []
     for r in args.runs:

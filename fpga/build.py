@@ -69,6 +69,9 @@ def platform(board):
 
 
 FAMILIES = {"icebreaker": "ice40", "ulx3s": "ecp5"}
+# synth_ice40 maps multipliers to SB_MAC16 only with -dsp (synth_ecp5 always uses MULT18X18D):
+# the engine's address multipliers and gate MAC otherwise cost ~900 iCE40 LCs (zoo gated-cnn).
+SYNTH_OPTS = {"icebreaker": "-dsp"}
 
 
 def make_design(model, lanes, weights="baked", baud=DEFAULT_BAUD, envelope=(), clock=None, board=None):
@@ -95,14 +98,26 @@ def make_design(model, lanes, weights="baked", baud=DEFAULT_BAUD, envelope=(), c
         except (ValueError, KeyError) as e:
             raise GxnorError(f"--clock {clock / 1e6:g}: {e}") from None
 
+    # iCE40: event list and (loadable builds) weights into SPRAM, as rtl.mem.plan
+    spram = memory_plan(cfg, board, weights)["banks"] if family == "ice40" else {}
+
     def make_top(clk_freq):
         try:
-            return BoardTop(Engine(cfg, model), classes=model.num_classes,
+            return BoardTop(Engine(cfg, model, spram=spram), classes=model.num_classes,
                             pixels=int(np.prod(model.input_shape)), tau_init=model.default_tau,
                             clk_freq=clk_freq, baud=baud, loadable=weights == "loadable")
         except ValueError as e:
             raise GxnorError(str(e)) from None
     return BoardDesign(make_top, clock=clock, family=family), cfg
+
+
+def memory_plan(cfg, board, weights="baked"):
+    """rtl.mem.plan for ``board`` (iCE40UP5K SPRAM placement; other boards: everything plain)."""
+    from rtl.mem import UP5K_EBR, plan
+    if FAMILIES.get(board) != "ice40":
+        return {"banks": {}, "ebr": None, "spram": 0, "fits": None, "detail": {}}
+    # the board top's UART receive FIFO (fpga.top, 16 x 8) takes one more EBR
+    return plan(cfg, preload=weights == "baked", ebr=UP5K_EBR, extra={"rx_fifo": 1})
 
 
 _UTIL = re.compile(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+(\d+)%")
@@ -181,7 +196,7 @@ def build(board, model, lanes=4, weights="baked", out_dir=None, baud=DEFAULT_BAU
     failed = None
     try:
         plat.build(design, name=NAME, build_dir=str(out_dir), do_program=False,
-                   nextpnr_opts="--timing-allow-fail")
+                   nextpnr_opts="--timing-allow-fail", synth_opts=SYNTH_OPTS.get(board, ""))
     except subprocess.CalledProcessError as e:
         failed = e
     seconds = time.perf_counter() - t0
@@ -224,7 +239,7 @@ def synth_stat(top, board="icebreaker", name="board_top"):
     returns {cell type: count} from ``stat``. A quick check that the design synthesises."""
     from amaranth.back import rtlil
     env = tool_env()
-    cmd = "synth_ice40" if board == "icebreaker" else "synth_ecp5"
+    cmd = ("synth_ice40" if board == "icebreaker" else "synth_ecp5") + (" " + SYNTH_OPTS.get(board, "")).rstrip()
     il = rtlil.convert(top, name=name)
     # YoWASP tools see the working directory tree only: synthesise in a scratch folder under it.
     import tempfile

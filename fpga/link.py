@@ -87,7 +87,7 @@ class Link(wiring.Component):
     """
 
     def __init__(self, *, classes, pixels, tau_bits, acc_bits, class_bits, tau_init=0, timeout=1000,
-                 envelope=None):
+                 envelope=None, model_init=True):
         for name, v, lo, hi in (("classes", classes, 1, 255), ("pixels", pixels, 1, P.MAX_LEN),
                                 ("tau_bits", tau_bits, 2, 32), ("acc_bits", acc_bits, 2, 32),
                                 ("class_bits", class_bits, 1, 8), ("timeout", timeout, 2, 1 << 30)):
@@ -98,6 +98,11 @@ class Link(wiring.Component):
         self.classes, self.npix, self.tau_bits = classes, pixels, tau_bits
         self.acc_bits, self.class_bits, self.tau_init, self.timeout = acc_bits, class_bits, tau_init, timeout
         self.envelope = envelope
+        # False: the engine starts without a model (weights in SPRAM, which the bitstream cannot
+        # initialise): images answer NO_MODEL until a LOAD session commits one
+        self.model_init = bool(model_init)
+        if not self.model_init and envelope is None:
+            raise ValueError("Link without a model at start-up needs a loadable build (envelope)")
         ports = {}
         if envelope is not None:
             from golden.cycles import EngineConfig
@@ -154,7 +159,7 @@ class Link(wiring.Component):
         # (button, PLL relock) keeps the loaded model and what the link knows about it consistent.
         classes_r = Signal(8, init=self.classes, reset_less=True)   # committed model's classes, pixels
         npix_r = Signal(16, init=self.npix, reset_less=True)
-        model_ok = Signal(init=1, reset_less=True)   # a model is committed: images run
+        model_ok = Signal(init=int(self.model_init), reset_less=True)   # a model is committed: images run
         session = Signal(reset_less=True)            # a load session is open
         load_bad = Signal(reset_less=True)           # ... and an error reply was sent in it
         ecode = Signal(8)                        # error code of an error reply

@@ -68,10 +68,16 @@ class BoardTop(wiring.Component):
                               class_bits=class_bits, tau_init=tau_init,
                               timeout=timeout_bytes * 10 * self.divisor)
         self.loadable = bool(loadable)
+        if (not self.loadable and "w" in getattr(engine, "spram", {})
+                and getattr(engine, "spram_mode", None) == "spram"):
+            self._MustUse__silence = True
+            raise ValueError("weights in SPRAM (no initial contents) need a loadable build: "
+                             "the host loads the model before images")
         if self.loadable:
             if not hasattr(engine, "load") or not hasattr(engine, "cfg"):
                 raise ValueError("loadable needs an engine with a load port and a cfg (rtl.engine.Engine)")
             self.link_args["envelope"] = engine.cfg
+            self.link_args["model_init"] = getattr(engine, "preloaded", True)
         Link(**self.link_args)._MustUse__silence = True       # validate the link parameters now
         super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "busy": Out(1), "error": Out(1)})
 

@@ -12,14 +12,15 @@ from amaranth.lib.wiring import In, Out
 from golden.cycles import KIND_CONV, KIND_LOGITS, KIND_POOL, EngineConfig
 from golden.errors import GxnorError
 
+from . import mem
 from .activation import Activation
 from .argmax import Argmax
+from .encoder import EventEncoder
 from .gate import GateUnit
 from .lanes import LaneArray
-from .pool import PoolMax, max_code
-from .encoder import EventEncoder
 from .loader import Loader
 from .pack import images
+from .pool import PoolMax, max_code
 
 
 def _bits(n):
@@ -65,6 +66,14 @@ class Engine(wiring.Component):
     model : golden.model.Model, optional
         Baked into the memory init; without it the memories start empty and must be loaded
         over ``load`` before ``start``.
+    spram : dict, optional
+        ``{"evt" | "w" | "act": banks}``: build these memories as single-port RAM
+        (:class:`rtl.mem.SinglePortMemory`; banks as :func:`rtl.mem.make`), e.g. from
+        :func:`rtl.mem.plan`. Behaviour and cycles are unchanged (the engine never reads and
+        writes one bank in the same cycle). Default: every memory a ``lib.memory.Memory``.
+    spram_mode : "spram" | "model"
+        ``"spram"``: SB_SPRAM256KA instances (iCE40 only; weights in SPRAM lose their init, see
+        ``preloaded``); ``"model"``: plain storage with single-port behaviour (simulation).
 
     Members
     -------
@@ -93,12 +102,25 @@ class Engine(wiring.Component):
     its accumulators (``acc_words`` cycles) before ``ready`` rises.
     """
 
-    def __init__(self, config, model=None):
+    def __init__(self, config, model=None, spram=None, spram_mode="spram"):
         if not isinstance(config, EngineConfig):
             raise TypeError("config must be a golden.cycles.EngineConfig")
         self.cfg = config
         self.model = model
         self.img = images(model, config) if model is not None else None
+        # Memories in single-port RAM (rtl/mem.py): {"evt"|"w": banks}; "spram" mode builds
+        # SB_SPRAM256KA (iCE40), "model" the behavioural single-port check (simulation). The
+        # activation memory must stay dual-port: the fused pool's drain reads and writes it in the
+        # same cycle (only the "model" mode accepts it, to show that the check catches this).
+        self.spram = dict(spram or {})
+        self.spram_mode = spram_mode
+        allowed = {"evt", "w"} | ({"act"} if spram_mode == "model" else set())
+        unknown = set(self.spram) - allowed
+        if unknown:
+            self._MustUse__silence = True         # not built: no UnusedElaboratable warning
+            raise ValueError(f"memories {sorted(unknown)} cannot be single-port (evt and w can)")
+        # SPRAM has no initial contents: weights placed there are not in the bitstream
+        self.preloaded = model is not None and not ("w" in self.spram and spram_mode == "spram")
         super().__init__({
             "pixels": In(stream.Signature(pixel_layout())),
             "result": Out(stream.Signature(result_layout(config))),
@@ -137,11 +159,16 @@ class Engine(wiring.Component):
                                                   init=self._init("desc", cfg.max_layers))
         # Weights, thresholds and activations are banked by lane (bank j holds lane j of every
         # word) so that each lane can address its own kernel group (bank-constrained compaction).
-        w_mems = [Memory(shape=unsigned(2), depth=cfg.weight_words,
-                         init=self._lane_init("weights", cfg.weight_words, j, 2)) for j in range(P)]
+        def memory(name, shape, depth, init):
+            if name not in self.spram:
+                return Memory(shape=shape, depth=depth, init=init)
+            return mem.make(shape=shape, depth=depth, init=init if self.spram_mode == "model" else [],
+                            mode=self.spram_mode, banks=self.spram[name])
+        w_mems = [memory("w", unsigned(2), cfg.weight_words,
+                         self._lane_init("weights", cfg.weight_words, j, 2)) for j in range(P)]
         thr_mems = [Memory(shape=unsigned(2 * A), depth=cfg.thr_words,
                            init=self._lane_init("thr", cfg.thr_words, j, 2 * A)) for j in range(P)]
-        act_mems = [Memory(shape=unsigned(2), depth=2 * cfg.act_words, init=[]) for j in range(P)]
+        act_mems = [memory("act", unsigned(2), 2 * cfg.act_words, []) for j in range(P)]
         for j in range(P):
             m.submodules[f"w_mem{j}"] = w_mems[j]
             m.submodules[f"thr_mem{j}"] = thr_mems[j]
@@ -154,7 +181,7 @@ class Engine(wiring.Component):
                                                     for v in self._init("gb", cfg.gate_biases)])
         ev_lay = data.StructLayout({"code": unsigned(2), "y": unsigned(cfg.dim_bits),
                                     "x": unsigned(cfg.dim_bits), "woff": unsigned(cfg.woff_bits)})
-        m.submodules.evt_mem = evt_mem = Memory(shape=ev_lay, depth=cfg.events, init=[])
+        m.submodules.evt_mem = evt_mem = memory("evt", ev_lay, cfg.events, [])
         m.submodules.acc_mem = acc_mem = Memory(shape=unsigned(P * A), depth=cfg.acc_words, init=[])
         SB = cfg.sum_bits
         m.submodules.s_mem = s_mem = Memory(shape=unsigned(P * SB), depth=cfg.groups, init=[])

@@ -119,9 +119,11 @@ def _model_key(model):
     return to_arrays(model)[0]["checksum"][7:19]
 
 
-def build_dir_for(cfg, model=None, waves=False, profile=None):
+def build_dir_for(cfg, model=None, waves=False, profile=None, spram=None):
     key = hashlib.sha1(cfg.to_json().encode()).hexdigest()[:12]
     params = {"cfg": key, "P": cfg.lanes}
+    if spram:
+        params["sp"] = hashlib.sha1(json.dumps(sorted(spram.items())).encode()).hexdigest()[:8]
     if model is not None:
         params["model"] = _model_key(model)
     if profile not in (None, DEFAULT_PROFILE):
@@ -129,12 +131,15 @@ def build_dir_for(cfg, model=None, waves=False, profile=None):
     return toolchain.sim_build_dir(TOPLEVEL, params, waves)
 
 
-def generate(cfg, model=None, path=None, waves=False):
-    """Write the engine's Verilog (``model`` baked into memory init if given); returns the path."""
+def generate(cfg, model=None, path=None, waves=False, spram=None):
+    """Write the engine's Verilog (``model`` baked into memory init if given); returns the path.
+
+    ``spram``: memories built as behavioural single-port RAM (``rtl.engine.Engine(spram=...,
+    spram_mode="model")``, the simulation stand-in for the iCE40 SPRAM placement)."""
     from rtl.engine import Engine
     if path is None:
-        path = build_dir_for(cfg, model, waves) / "engine.v"
-    return toolchain.export_verilog(Engine(cfg, model), TOPLEVEL, path)
+        path = build_dir_for(cfg, model, waves, spram) / "engine.v"
+    return toolchain.export_verilog(Engine(cfg, model, spram=spram, spram_mode="model"), TOPLEVEL, path)
 
 
 # Verilator options for the engine's simulation build (not for lint or the exported Verilog), by
@@ -246,7 +251,7 @@ def waves_build_args():
 
 
 def simulate(cfg, runs, baked=None, seed=1, idle=0.0, backpressure=0.0, waves=None, jobs=1,
-             progress=None, profile=DEFAULT_PROFILE):
+             progress=None, profile=DEFAULT_PROFILE, spram=None):
     """Run ``runs`` on the engine built for ``cfg``.
 
     Each run is a dict: ``model`` (loaded over the load stream when ``load`` is true, the
@@ -265,10 +270,11 @@ def simulate(cfg, runs, baked=None, seed=1, idle=0.0, backpressure=0.0, waves=No
     Returns (list of per-run dicts of hardware outputs, wall seconds of the simulation). The
     run directory (plan, outputs, waves) is ``simulate.last_dir`` afterwards. ``profile`` names
     the Verilator build options (:data:`SIM_PROFILES`; each profile has its own build directory).
+    ``spram``: see :func:`generate`.
     """
     waves = toolchain.waves_requested(waves)
-    build_dir = build_dir_for(cfg, baked, waves, profile)
-    src = generate(cfg, baked, build_dir / "engine.v", waves)
+    build_dir = build_dir_for(cfg, baked, waves, profile, spram)
+    src = generate(cfg, baked, build_dir / "engine.v", waves, spram)
     run_root = build_dir / "runs"
     run_root.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="run-", dir=run_root))

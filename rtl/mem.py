@@ -1,0 +1,377 @@
+"""Engine memories that may live in iCE40 single-port RAM (SB_SPRAM256KA) instead of block RAM.
+
+The engine builds every memory with one write port and one read port (``lib.memory.Memory``).
+Yosys infers iCE40 EBR (SB_RAM40_4K) from those but never SPRAM, which has one address for both.
+Some engine memories are never read and written in the same cycle (the event list, the weight
+banks), so they can use SPRAM with one shared address per physical RAM. The activation memory
+cannot: the drain of a conv with a fused max-pool reads and writes the pooled map in one cycle.
+
+:func:`make` returns, by ``mode``:
+
+* ``"plain"``: a ``lib.memory.Memory`` (what the engine always used; simulation, ECP5, EBR);
+* ``"model"``: :class:`SinglePortMemory` with plain storage but single-port *behaviour*: per bank
+  one shared address (write wins) and the read data garbled (inverted) the cycle after a write to
+  that bank. The engine's tests run it in Verilator: bit- and cycle-exact results prove that the
+  engine never needs two accesses to one bank in a cycle, i.e. that the SPRAM mapping is safe;
+* ``"spram"``: :class:`SinglePortMemory` built from ``SB_SPRAM256KA`` instances (iCE40 only; no
+  initial contents: SPRAM starts undefined, so it holds no baked weights).
+
+A :class:`SinglePortMemory` is split into *banks* (address ranges); each bank is a separate RAM
+with its own address: ``"spram"`` (SPRAM tiles: 16K x 16; memories at most 4 bits wide pack four
+words per 16-bit SPRAM word using the nibble write mask, 64K words per SPRAM; wider ones are
+tiled 16 bits wide and 16K deep) or ``"ebr"`` (a plain ``lib.memory.Memory`` of that range, kept
+in block RAM). Reads and writes may go to different banks in the same cycle, never to one bank.
+"""
+
+from amaranth.hdl import Cat, ClockSignal, Const, Elaboratable, Instance, Module, Mux, Shape, Signal
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+SPRAM_DEPTH = 16384
+SPRAM_WIDTH = 16
+MODES = ("plain", "model", "spram")
+
+
+def _addr_bits(depth):
+    return max(1, (depth - 1).bit_length())
+
+
+def spram_tiles(depth, width):
+    """SB_SPRAM256KA count for a ``depth`` x ``width`` bank: nibble-packed if ``width <= 4``."""
+    if width <= 4:
+        return -(-depth // (SPRAM_DEPTH * (SPRAM_WIDTH // 4)))
+    return -(-width // SPRAM_WIDTH) * -(-depth // SPRAM_DEPTH)
+
+
+def make(*, shape, depth, init=(), mode="plain", banks=None):
+    """A memory with ``read_port()`` / ``write_port()`` (see the module docstring).
+
+    ``banks``: list of ``(start, kind)``, ``kind`` in ``"spram"``, ``"ebr"``; bank ``i`` covers
+    addresses ``start_i .. start_{i+1}-1``, the first starts at 0 (default: one SPRAM bank).
+    """
+    if mode not in MODES:
+        raise ValueError(f"memory mode {mode!r}: choose one of {', '.join(MODES)}")
+    if mode == "plain":
+        return Memory(shape=shape, depth=depth, init=init)
+    return SinglePortMemory(shape=shape, depth=depth, init=init, mode=mode, banks=banks)
+
+
+class _Port:
+    def __init__(self, shape, depth, en_init):
+        self.addr = Signal(range(depth))
+        self.data = Signal(shape)
+        self.en = Signal(init=en_init)
+
+
+class SinglePortMemory(Elaboratable):
+    """One read and one write port over banks of single-port RAM (see the module docstring).
+
+    Semantics per bank: a cycle with a write to the bank writes ``data`` at ``addr`` and makes the
+    bank's read data undefined (``"model"``: inverted) from the next cycle until the next read of
+    it; otherwise a read (``en``) returns the word at ``addr`` on the next cycle (no write-through);
+    with ``en`` low the read data holds.
+    """
+
+    def __init__(self, *, shape, depth, init=(), mode="spram", banks=None):
+        self._MustUse__silence = True             # until the arguments are checked
+        if mode not in ("model", "spram"):
+            raise ValueError(f"single-port memory mode {mode!r}: model or spram")
+        self.shape, self.depth, self.mode = shape, depth, mode
+        self.width = Shape.cast(shape).width
+        self.banks = list(banks or [(0, "spram")])
+        starts = [s for s, _ in self.banks]
+        if starts[0] != 0 or starts != sorted(set(starts)) or starts[-1] >= depth:
+            raise ValueError(f"bad banks {self.banks} for depth {depth}")
+        for _, kind in self.banks:
+            if kind not in ("spram", "ebr"):
+                raise ValueError(f"bank kind {kind!r}: spram or ebr")
+        self.init = list(init)
+        if mode == "spram" and any(v for (s, k), e in zip(self.banks, starts[1:] + [depth])
+                                   if k == "spram" for v in self.init[s:e]):
+            raise ValueError("SB_SPRAM256KA has no initial contents: a memory with init data "
+                             "cannot be placed in SPRAM (load it at run time)")
+        self._r = self._w = None
+        self._MustUse__silence = False
+
+    def ranges(self):
+        starts = [s for s, _ in self.banks] + [self.depth]
+        return [(s, e, k) for (s, k), e in zip(self.banks, starts[1:])]
+
+    def spram_count(self):
+        return sum(spram_tiles(e - s, self.width) for s, e, k in self.ranges() if k == "spram")
+
+    def read_port(self, transparent_for=()):
+        # Transparency needs a same-cycle read and write of one bank, which single-port RAM never
+        # does (the "model" mode shows the engine never relies on it).
+        assert self._r is None, "one read port"
+        self._r = _Port(self.shape, self.depth, 1)
+        return self._r
+
+    def write_port(self):
+        assert self._w is None, "one write port"
+        self._w = _Port(self.shape, self.depth, 0)
+        return self._w
+
+    def elaborate(self, platform):
+        device = str(getattr(platform, "device", ""))
+        if (self.mode == "spram" and platform is not None and not device.startswith("iCE40UP")
+                and any(k == "spram" for _, k in self.banks)):
+            raise ValueError(f"SB_SPRAM256KA exists on iCE40UP devices only, not {device or platform!r}")
+        m = Module()
+        r = self._r or _Port(self.shape, self.depth, 0)
+        w = self._w or _Port(self.shape, self.depth, 0)
+        rngs = self.ranges()
+        nb = len(rngs)
+        # bank of each address (comparisons against the bank starts)
+        rb = Signal(range(max(nb, 2)))
+        wb = Signal(range(max(nb, 2)))
+        for i, (s, e, _) in enumerate(rngs[1:], 1):
+            with m.If(r.addr >= s):
+                m.d.comb += rb.eq(i)
+            with m.If(w.addr >= s):
+                m.d.comb += wb.eq(i)
+        last = Signal(range(max(nb, 2)))            # bank of the last read (drives the data mux)
+        with m.If(r.en):
+            m.d.sync += last.eq(rb)
+        outs = []
+        for i, (s, e, kind) in enumerate(rngs):
+            n = e - s
+            we = Signal(name=f"b{i}_we")
+            re = Signal(name=f"b{i}_re")
+            m.d.comb += [we.eq(w.en & (wb == i)), re.eq(r.en & (rb == i))]
+            waddr = (w.addr - s)[:_addr_bits(n)]
+            raddr = (r.addr - s)[:_addr_bits(n)]
+            wdata = Signal(self.width, name=f"b{i}_wdata")
+            m.d.comb += wdata.eq(w.data)
+            if self.mode == "model" or kind == "ebr":
+                mem = Memory(shape=self.width, depth=n, init=[int(v) for v in self.init[s:e]])
+                m.submodules[f"bank{i}"] = mem
+                mw, mr = mem.write_port(), mem.read_port()
+                if self.mode == "model":
+                    addr = Mux(we, waddr, raddr)
+                    garble = Signal(name=f"b{i}_garble")
+                    # a write makes the data undefined until the next read of the bank
+                    with m.If(we):
+                        m.d.sync += garble.eq(1)
+                    with m.Elif(re):
+                        m.d.sync += garble.eq(0)
+                    m.d.comb += [mw.addr.eq(addr), mr.addr.eq(addr), mr.en.eq(re & ~we)]
+                    data = Signal(self.width, name=f"b{i}_rdata")
+                    m.d.comb += data.eq(Mux(garble, ~mr.data, mr.data))
+                else:
+                    m.d.comb += [mw.addr.eq(waddr), mr.addr.eq(raddr), mr.en.eq(re)]
+                    data = mr.data
+                m.d.comb += [mw.data.eq(wdata), mw.en.eq(we)]
+                outs.append(data)
+            else:
+                outs.append(self._spram_bank(m, i, n, we, re, waddr, raddr, wdata))
+        rdata = Signal(self.width)
+        m.d.comb += rdata.eq(outs[0])
+        for i in range(1, nb):
+            with m.If(last == i):
+                m.d.comb += rdata.eq(outs[i])
+        m.d.comb += r.data.eq(rdata)
+        return m
+
+    def _spram_bank(self, m, i, n, we, re, waddr, raddr, wdata):
+        """SB_SPRAM256KA tiles for bank ``i`` (``n`` words); returns its read data."""
+        W = self.width
+        addr = Signal(_addr_bits(n), name=f"b{i}_addr")
+        m.d.comb += addr.eq(Mux(we, waddr, raddr))
+        cs_any = we | re
+        data = Signal(W, name=f"b{i}_rdata")
+
+        def spram(name, a14, din, mask, cs):
+            dout = Signal(SPRAM_WIDTH, name=f"{name}_dout")
+            m.submodules[name] = Instance(
+                "SB_SPRAM256KA", i_ADDRESS=a14, i_DATAIN=din, i_MASKWREN=mask, i_WREN=we,
+                i_CHIPSELECT=cs, i_CLOCK=ClockSignal("sync"),
+                i_STANDBY=Const(0), i_SLEEP=Const(0), i_POWEROFF=Const(1), o_DATAOUT=dout)
+            return dout
+
+        if W <= 4:
+            # four words per SPRAM word, one per nibble (MASKWREN selects the nibble written)
+            per = 4 * SPRAM_DEPTH
+            rows = -(-n // per)
+            nib = _field(addr, 0, 2)
+            waddr14 = _field(addr, 2, 14)
+            row = _field(addr, 16, max(1, len(addr) - 16))
+            last_nib = Signal(2, name=f"b{i}_nib")
+            last_row = Signal(range(max(rows, 2)), name=f"b{i}_row")
+            with m.If(re & ~we):
+                m.d.sync += [last_nib.eq(nib), last_row.eq(row)]
+            din = Cat(*[_field(wdata, 0, 4)] * 4)
+            mask = Signal(4, name=f"b{i}_mask")
+            m.d.comb += mask.eq(Const(1, 4) << nib)
+            douts = []
+            for rr in range(rows):
+                cs = cs_any & (row == rr) if rows > 1 else cs_any
+                douts.append(spram(f"b{i}_spram{rr}", waddr14, din, mask, cs))
+            sel = Signal(SPRAM_WIDTH, name=f"b{i}_sel")
+            m.d.comb += sel.eq(douts[0])
+            for rr in range(1, rows):
+                with m.If(last_row == rr):
+                    m.d.comb += sel.eq(douts[rr])
+            m.d.comb += data.eq(sel.word_select(last_nib, 4)[:W])
+        else:
+            rows = -(-n // SPRAM_DEPTH)
+            cols = -(-W // SPRAM_WIDTH)
+            a14 = _field(addr, 0, 14)
+            row = _field(addr, 14, max(1, len(addr) - 14))
+            last_row = Signal(range(max(rows, 2)), name=f"b{i}_row")
+            with m.If(re & ~we):
+                m.d.sync += last_row.eq(row)
+            wpad = _field(wdata, 0, cols * SPRAM_WIDTH)
+            row_out = []
+            for rr in range(rows):
+                cs = cs_any & (row == rr) if rows > 1 else cs_any
+                row_out.append(Cat(*[spram(f"b{i}_spram{rr}_{c}", a14, wpad[16 * c:16 * c + 16],
+                                           Const(0b1111, 4), cs) for c in range(cols)]))
+            sel = Signal(cols * SPRAM_WIDTH, name=f"b{i}_sel")
+            m.d.comb += sel.eq(row_out[0])
+            for rr in range(1, rows):
+                with m.If(last_row == rr):
+                    m.d.comb += sel.eq(row_out[rr])
+            m.d.comb += data.eq(sel[:W])
+        return data
+
+
+def _field(v, lo, n):
+    """Bits ``lo .. lo+n-1`` of ``v``, zero-extended to ``n`` bits."""
+    hi = min(len(v), lo + n)
+    part = v[lo:hi] if hi > lo else Const(0, 0)
+    return Cat(part, Const(0, n - len(part))) if len(part) < n else part
+
+
+# ------------------------------------------------------------------------ placement (iCE40UP5K)
+UP5K_EBR, UP5K_SPRAM = 30, 4
+EBR_SHAPES = [(16, 256), (8, 512), (4, 1024), (2, 2048)]     # SB_RAM40_4K (width, depth)
+
+
+def ebr_blocks(depth, width):
+    """SB_RAM40_4K count for a ``depth`` x ``width`` memory in its best aspect ratio (an upper
+    bound: yosys may put a tiny memory in flip-flops instead)."""
+    return min(-(-width // bw) * -(-depth // bd) for bw, bd in EBR_SHAPES)
+
+
+def engine_memories(cfg):
+    """{name: (depth, width, copies)} of the engine's memories for ``cfg`` (rtl/engine.py)."""
+    P, A = cfg.lanes, cfg.acc_bits
+    return {"desc": (cfg.max_layers, cfg.desc_bits, 1), "w": (cfg.weight_words, 2, P),
+            "thr": (cfg.thr_words, 2 * A, P), "act": (2 * cfg.act_words, 2, P),
+            "gw": (cfg.gate_weights, cfg.gw_bits, 1), "gb": (cfg.gate_biases, cfg.gb_bits, 1),
+            "evt": (cfg.events, event_bits(cfg), 1), "acc": (cfg.acc_words, P * A, 1),
+            "s": (cfg.groups, P * cfg.sum_bits, 1), "logit": (-(-cfg.classes // P), P * A, 1)}
+
+
+# In a baked build (no load port) these memories are never written: ROMs. yosys 0.70 synth_ice40
+# builds the small ones (measured: depth <= 80 for the zoo) from LUTs and puts the rest in EBR.
+ROMS = ("desc", "thr", "gw", "gb")
+ROM_LOGIC_DEPTH = 256
+
+
+def event_bits(cfg):
+    return 2 + 2 * cfg.dim_bits + cfg.woff_bits
+
+
+def _options(name, depth, width, cfg, preload):
+    """Placements (banks or None for plain EBR) a memory may take on iCE40."""
+    opts = [None]
+    spram_cap = 4 * SPRAM_DEPTH if width <= 4 else SPRAM_DEPTH
+    if name == "evt":                       # written by the encoder, read by the scatter: never together
+        opts.append([(0, "spram")])
+    elif name == "w" and not preload:       # written by the load stream (idle), read in compute
+        opts.append([(0, "spram")])
+        if depth > spram_cap:               # SPRAM for the first 64K words, the rest in EBR
+            opts.append([(0, "spram"), (spram_cap, "ebr")])
+    # Activations stay dual-port (EBR): the drain of a conv with a fused max-pool reads and writes
+    # the pooled map (the same half) in one cycle at different addresses (read-modify-write), and a
+    # stand-alone pool reads one half while writing the other.
+    return opts
+
+
+def bank_cost(banks, depth, width):
+    """(EBR blocks, SPRAMs) of one copy of a memory placed as ``banks`` (None: all EBR)."""
+    if banks is None:
+        return ebr_blocks(depth, width), 0
+    starts = [s for s, _ in banks] + [depth]
+    ebr = spram = 0
+    for (s, kind), e in zip(banks, starts[1:]):
+        if kind == "spram":
+            spram += spram_tiles(e - s, width)
+        else:
+            ebr += ebr_blocks(e - s, width)
+    return ebr, spram
+
+
+def plan(cfg, preload=True, ebr=UP5K_EBR, spram=UP5K_SPRAM, extra=None):
+    """Where each engine memory goes on an iCE40UP5K: ``{"evt"|"w": banks}`` for the memories
+    placed (partly) in SPRAM (the rest stay plain, i.e. EBR), plus the totals.
+
+    Chooses, among the single-port-safe placements (event list; weight banks unless ``preload``,
+    i.e. unless the weights are baked into the bitstream, which SPRAM cannot hold), the one with the fewest EBR blocks within ``spram`` SPRAMs (ties: fewer SPRAMs).
+    ``extra``: {name: EBR blocks} of memories outside the engine (the board's UART FIFO).
+    EBR counts are whole blocks per memory in its best aspect ratio: what yosys 0.70
+    ``synth_ice40`` maps for these engines (small RAMs included: they also go to EBR), except
+    small ROMs of a baked build (``ROMS``, depth <= ``ROM_LOGIC_DEPTH``), which become LUTs.
+    Returns ``{"banks": {...}, "ebr": n, "spram": n, "fits": bool, "detail": {name: (ebr, spram)}}``.
+    """
+    mems = engine_memories(cfg)
+    extra = dict(extra or {})
+    fixed_ebr = sum(extra.values())
+    choices = {}
+    rom = {}
+    for name, (depth, width, copies) in mems.items():
+        opts = _options(name, depth, width, cfg, preload)
+        if preload and name in ROMS and depth <= ROM_LOGIC_DEPTH:
+            rom[name] = 0                   # a small ROM: yosys builds it from LUTs
+            continue
+        if len(opts) == 1:
+            fixed_ebr += copies * ebr_blocks(depth, width)
+        else:
+            choices[name] = [(b, tuple(copies * c for c in bank_cost(b, depth, width))) for b in opts]
+    best = None
+    names = sorted(choices)
+
+    def walk(i, picked, e, s):
+        nonlocal best
+        if s > spram:
+            return
+        if i == len(names):
+            key = (e, s)
+            if best is None or key < best[0]:
+                best = (key, dict(picked))
+            return
+        for b, (ce, cs) in choices[names[i]]:
+            picked[names[i]] = (b, ce, cs)
+            walk(i + 1, picked, e + ce, s + cs)
+        del picked[names[i]]
+    walk(0, {}, 0, 0)
+    (e, s), picked = best
+    detail = {n: (0 if n in rom else copies * ebr_blocks(d, w), 0)
+              for n, (d, w, copies) in mems.items() if n not in picked}
+    detail.update({n: (ce, cs) for n, (b, ce, cs) in picked.items()})
+    detail.update({n: (e_, 0) for n, e_ in extra.items()})
+    return {"banks": {n: b for n, (b, ce, cs) in picked.items() if b is not None},
+            "ebr": fixed_ebr + e, "spram": s, "fits": fixed_ebr + e <= ebr and s <= spram,
+            "detail": detail}
+
+
+class SpMemTop(wiring.Component):
+    """Test harness: a :class:`SinglePortMemory` with its ports as top-level signals (Verilog
+    ``spmem``: ``raddr``, ``ren``, ``rdata``, ``waddr``, ``wdata``, ``wen``)."""
+
+    def __init__(self, *, width, depth, banks, mode="spram"):
+        self.mem = SinglePortMemory(shape=width, depth=depth, mode=mode, banks=banks)
+        self._r, self._w = self.mem.read_port(), self.mem.write_port()
+        super().__init__({"raddr": In(range(depth)), "ren": In(1), "rdata": Out(width),
+                          "waddr": In(range(depth)), "wdata": In(width), "wen": In(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.mem = self.mem
+        r, w = self._r, self._w
+        m.d.comb += [r.addr.eq(self.raddr), r.en.eq(self.ren), self.rdata.eq(r.data),
+                     w.addr.eq(self.waddr), w.data.eq(self.wdata), w.en.eq(self.wen)]
+        return m
