@@ -155,7 +155,7 @@ class Engine(wiring.Component):
         # ---------------------------------------------------------------- memories
         dlay = _layout(cfg.desc_fields())
         hlay = _layout(cfg.header_fields())
-        m.submodules.desc_mem = desc_mem = Memory(shape=unsigned(cfg.desc_bits), depth=cfg.max_layers,
+        m.submodules.desc_mem = desc_mem = Memory(shape=unsigned(cfg.desc_bits), depth=max(2, cfg.max_layers),
                                                   init=self._init("desc", cfg.max_layers))
         # Weights, thresholds and activations are banked by lane (bank j holds lane j of every
         # word) so that each lane can address its own kernel group (bank-constrained compaction).
@@ -184,9 +184,10 @@ class Engine(wiring.Component):
         m.submodules.evt_mem = evt_mem = memory("evt", ev_lay, cfg.events, [])
         m.submodules.acc_mem = acc_mem = Memory(shape=unsigned(P * A), depth=cfg.acc_words, init=[])
         SB = cfg.sum_bits
-        m.submodules.s_mem = s_mem = Memory(shape=unsigned(P * SB), depth=cfg.groups, init=[])
+        m.submodules.s_mem = s_mem = Memory(shape=unsigned(P * SB), depth=max(2, cfg.groups), init=[])
+        # (depth >= 2: a one-word memory would get a 0-bit address, emitted as `[-1:0]`)
         m.submodules.logit_mem = logit_mem = Memory(shape=unsigned(P * A),
-                                                    depth=(cfg.classes + P - 1) // P, init=[])
+                                                    depth=max(2, (cfg.classes + P - 1) // P), init=[])
 
         desc_w = desc_mem.write_port()
         desc_r = desc_mem.read_port()
@@ -236,7 +237,7 @@ class Engine(wiring.Component):
         # ---------------------------------------------------------------- state
         tau = Signal(signed(cfg.tau_bits))
         dense = Signal()
-        li = Signal(range(cfg.max_layers))
+        li = Signal(range(max(2, cfg.max_layers)))
         chmask = Signal(cfg.channels)        # channels of the current input that may be nonzero
         omask = Signal(cfg.channels)         # kernels of the current layer that are on
         m.d.comb += desc_r.addr.eq(li)

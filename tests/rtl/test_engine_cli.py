@@ -67,11 +67,11 @@ def test_caseincomplete_only_on_known_subjects(lanes):
     assert subjects <= set(simengine.CASE_SUBJECTS), subjects
 
 
-@pytest.mark.xfail(strict=True, reason="RTL: with classes <= lanes the logits memory has one word and "
-                   "its address ports lg_r__addr/lg_w__addr are emitted as `wire [-1:0]` (ASCRANGE, and "
-                   "UNUSEDSIGNAL 'not driven, nor used'); reported, not waived")
-def test_lint_clean_one_logit_word():
-    m = random_model("f,d8,d4", (1, 4, 4), seed=2)
+@pytest.mark.parametrize("arch,shape", [("f,d8,d4", (1, 4, 4)), ("f,d3", (1, 2, 2))])
+def test_lint_clean_one_logit_word(arch, shape):
+    """classes <= lanes (one logits word), channels <= lanes (one sums word), one descriptor: every
+    engine memory still has an address bit (no `[-1:0]` vectors)."""
+    m = random_model(arch, shape, seed=2)
     _, rc, out = _lint(m, 4, simengine.engine_waiver_file())
     assert rc == 0 and "%Warning" not in out and "%Error" not in out, out
 
