@@ -37,6 +37,9 @@ def register(sub):
     s.add_argument("--dense", action="store_true", help="force the dense schedule (baseline)")
     s.add_argument("--load", action="store_true",
                    help="load the weights over the load stream instead of baking them in")
+    s.add_argument("--hardware-model", metavar="M2",
+                   help="load M2's weights into the engine (over the load stream) but compare with --model's "
+                        "golden results: checks that M2 behaves like the reference on hardware")
     s.add_argument("--json", action="store_true", help="machine-readable output")
     s.add_argument("--jobs", type=int, default=1,
                    help="simulator processes side by side, each on a chunk of the images (default 1)")
@@ -113,26 +116,46 @@ def cmd_sim(args):
     tau = resolve_tau(model, args)
     if args.jobs < 1:
         raise GxnorError(f"--jobs {args.jobs}: need at least 1 simulator process")
-    cfg = EngineConfig.for_models([model], args.lanes)
-    run = {"model": model, "images": imgs, "tau": tau, "dense": args.dense, "load": args.load}
+    hw_model = model
+    if args.hardware_model:
+        hw_model = modelfile.load(args.hardware_model)
+        if hw_model.input_shape != model.input_shape or hw_model.num_classes != model.num_classes:
+            raise GxnorError(f"{args.hardware_model}: input {hw_model.input_shape} / {hw_model.num_classes} classes "
+                             f"differ from --model's {model.input_shape} / {model.num_classes}")
+        hw_model.check_tau(tau)
+    cfg = EngineConfig.for_models([model, hw_model], args.lanes)
+    load = args.load or hw_model is not model
+    run = {"model": hw_model, "images": imgs, "tau": tau, "dense": args.dense, "load": load}
     # the simulator's build/run chatter goes to stderr so stdout carries only the report
     import os
     import sys
     sys.stdout.flush()
     saved = os.dup(1)
     os.dup2(2, 1)
+    divergence = None
     try:
-        hw, wall = simulate(cfg, [run], baked=None if args.load else model, waves=args.waves or None,
+        hw, wall = simulate(cfg, [run], baked=None if load else model, waves=args.waves or None,
                             jobs=args.jobs)
+        bad, exp = compare(model, imgs, tau, hw[0], args.lanes, dense=args.dense)
+        run_dir = simulate.last_dir
+        if bad:
+            # re-run the first mismatching image with the activation-write trace (slow, one image)
+            from sim.diverge import first_divergence
+            i = bad[0]["image"]
+            tr, _ = simulate(cfg, [{**run, "images": imgs[i:i + 1], "trace": [0]}],
+                             baked=None if load else model)
+            divergence = first_divergence(model, imgs[i], tau, cfg, tr[0]["trace"][0])
+            if divergence is not None:
+                divergence["image"] = int(i)
     finally:
         sys.stdout.flush()
         os.dup2(saved, 1)
         os.close(saved)
-    bad, exp = compare(model, imgs, tau, hw[0], args.lanes, dense=args.dense)
     h = hw[0]
     n = len(imgs)
     rep = {"model": model.name, "images": n, "tau": tau, "lanes": args.lanes, "dense": args.dense,
            "mismatches": len(bad), "first_mismatch": bad[0] if bad else None,
+           "first_divergence": divergence,
            "cycles_per_image": float(h["cycles"].mean()) if n else 0.0,
            "cycles_min": int(h["cycles"].min()) if n else 0, "cycles_max": int(h["cycles"].max()) if n else 0,
            "events_per_image": float(h["events"].mean()) if n else 0.0,
@@ -141,8 +164,8 @@ def cmd_sim(args):
            "bound_per_image": float(exp["bound"].mean()) if n else 0.0,
            "sim_seconds": wall, "images_per_second": n / wall if wall else None,
            "cycles_per_second": float(h["cycles"].sum()) / wall if wall else None, "jobs": args.jobs,
-           "run_dir": str(simulate.last_dir),
-           "waves": str(simulate.last_dir / WAVES_FILE) if args.waves else None,
+           "run_dir": str(run_dir),
+           "waves": str(run_dir / WAVES_FILE) if args.waves else None,
            "cycles": h["cycles"].tolist()}
     if args.json:
         print_json(rep)
@@ -150,6 +173,9 @@ def cmd_sim(args):
         print(f"{model.name}: {n} images on {args.lanes} lanes, tau {tau}"
               f"{' (dense schedule)' if args.dense else ''}")
         print(f"mismatches vs golden: {len(bad)}" + (f" (first: {json.dumps(bad[0])})" if bad else ""))
+        if bad:
+            from sim.diverge import format_divergence
+            print(f"image {bad[0]['image']}: {format_divergence(divergence)}")
         print(f"cycles/image {rep['cycles_per_image']:.1f} (min {rep['cycles_min']}, max {rep['cycles_max']}), "
               f"bound {rep['bound_per_image']:.1f}; events/image {rep['events_per_image']:.1f}, "
               f"fired/image {rep['fired_per_image']:.1f}, skipped kernels/image {rep['skipped_kernels_per_image']:.2f}")

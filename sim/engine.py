@@ -258,7 +258,9 @@ def simulate(cfg, runs, baked=None, seed=1, idle=0.0, backpressure=0.0, waves=No
     default unless it is the baked model), ``images`` (uint8), ``tau`` (int or None: the model's
     default), ``dense`` (bool), ``resets`` (list of ``{"image": i, "after": "start"|"pixels",
     "cycles": n}``: assert reset ``n`` cycles after the start of image ``i`` or after its last
-    pixel; that image is abandoned, ``ok`` = 0).
+    pixel; that image is abandoned, ``ok`` = 0), ``trace`` (image indices whose activation-memory
+    writes are recorded from the ``act_trace`` port, Python on every clock: slow, for debugging;
+    returned as ``out["trace"][i]``, see sim/diverge.py).
 
     ``idle`` / ``backpressure`` > 0 select the testbench's stress mode (random source idles and
     sink back-pressure, Python on every clock edge, seeded by ``seed``); both 0 select the fast
@@ -287,7 +289,8 @@ def simulate(cfg, runs, baked=None, seed=1, idle=0.0, backpressure=0.0, waves=No
         images = check_inputs(model, run["images"])
         tau = model.check_tau(run.get("tau"))
         entry = {"images": images, "tau": tau, "dense": bool(run.get("dense")),
-                 "resets": [dict(x) for x in run.get("resets", [])]}
+                 "resets": [dict(x) for x in run.get("resets", [])],
+                 "trace_images": [int(i) for i in run.get("trace", [])]}
         for x in entry["resets"]:
             if x.get("after") not in ("start", "pixels") or not 0 <= int(x["image"]) < len(images):
                 raise ValueError(f"bad reset {x}: needs image index and after='start'|'pixels'")
@@ -298,7 +301,8 @@ def simulate(cfg, runs, baked=None, seed=1, idle=0.0, backpressure=0.0, waves=No
         entry["max_cycles"] = int(4 * cycles(model, images[:1], tau, cfg.lanes, dense=True)[0] + 10000)
         entries.append(entry)
     # chunks: one plan per simulator process
-    if jobs > 1 and len(entries) == 1 and not entries[0]["resets"] and len(entries[0]["images"]) >= 2 * jobs:
+    if (jobs > 1 and len(entries) == 1 and not entries[0]["resets"] and not entries[0]["trace_images"]
+            and len(entries[0]["images"]) >= 2 * jobs):
         e = entries[0]
         plans = [[{**e, "images": part}] for part in np.array_split(e["images"], jobs)]
     else:
@@ -322,7 +326,10 @@ def simulate(cfg, runs, baked=None, seed=1, idle=0.0, backpressure=0.0, waves=No
                                 test_dir=d, extra_env={"GXNOR_ENGINE_PLAN": plan_file}, waves=waves,
                                 build_args=build_args, build=build)
         with np.load(plan["out"]) as z:
-            return {key: z[key] for key in z.files}
+            res = {key: z[key] for key in z.files}
+        tfile = Path(plan["out"] + ".trace.json")
+        res["trace"] = json.loads(tfile.read_text()) if tfile.exists() else {}
+        return res
 
     if len(plans) == 1:
         outs = [run_plan(0, plans[0])]
@@ -341,6 +348,10 @@ def simulate(cfg, runs, baked=None, seed=1, idle=0.0, backpressure=0.0, waves=No
         d = {name: np.concatenate([o[f"r{r}_{name}"] for o in outs])
              for name in ("cls", "cycles", "events", "fired", "skipped", "ok")}
         d["logits"] = np.concatenate([o[f"r{r}_logits"] for o in outs])[:, :k]
+        if run.get("trace"):
+            from .diverge import decode_trace
+            d["trace"] = {int(key.split("_")[1]): decode_trace(cfg, t)
+                          for o in outs for key, t in o["trace"].items() if key.startswith(f"r{r}_")}
         out.append(d)
     return out, wall
 

@@ -33,7 +33,7 @@ import random
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
-from cocotb.triggers import FallingEdge, RisingEdge, Timer, with_timeout
+from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge, Timer, with_timeout
 
 PERIOD_NS = 10
 log = logging.getLogger("cocotb.gxnor.engine")
@@ -112,6 +112,18 @@ class TB:
         last = (v >> (A + 2 * cb)) & 1
         return lg, last, (v >> (A + cb)) & ((1 << cb) - 1)
 
+    async def monitor_trace(self, store):
+        """Debug: record every activation-memory write (``act_trace``, valid bit 0) with the working
+        cycle counter, one sample per clock (Python on every edge: for re-running single images)."""
+        d = self.dut
+        settled = ReadOnly()
+        while True:                  # from this falling edge on (the first pixel is offered now)
+            await settled            # after this edge's drivers: the values the next edge writes
+            v = int(d.act_trace.value)
+            if v & 1:
+                store.append([int(d.cycles.value), str(v)])
+            await self.fe
+
     async def recv_result(self, limit):
         """Collect one inference's result beats; returns (logits, cls) at the falling edge
         after the last beat was taken."""
@@ -159,6 +171,7 @@ async def run_plan(dut):
             cfg["acc_bits"], max(1, cfg["classes"].bit_length()))
     await tb.reset(1 << 20)
     out = {}
+    traces = {}
     for r, run in enumerate(plan["runs"]):
         if run.get("records"):
             with open(run["records"]) as f:
@@ -172,6 +185,7 @@ async def run_plan(dut):
         resets = {int(x["image"]): x for x in run.get("resets", [])}
         tau = int(run["tau"]) & ((1 << cfg["tau_bits"]) - 1)
         dense = int(bool(run.get("dense", False)))
+        trace_images = {int(i) for i in run.get("trace_images", [])}
         for i in range(n):
             await tb.wait_ready(limit)
             dut.tau.value = tau
@@ -196,10 +210,16 @@ async def run_plan(dut):
                         t.cancel()
                 await tb.reset(limit)
                 continue
+            mon = None
+            if i in trace_images:
+                traces[f"r{r}_{i}"] = []
+                mon = cocotb.start_soon(tb.monitor_trace(traces[f"r{r}_{i}"]))
             rx = cocotb.start_soon(tb.recv_result(limit))
             await tb.send_pixels(pixels)
             lg, cls = await rx
             await tb.wait_ready(limit)
+            if mon is not None:
+                mon.cancel()
             res["cls"][i] = cls
             res["ok"][i] = 1
             for k in ("cycles", "events", "fired", "skipped"):
@@ -211,3 +231,6 @@ async def run_plan(dut):
             out[f"r{r}_{k}"] = v
         out[f"r{r}_logits"] = logits
     np.savez(plan["out"], **out)
+    if traces:
+        with open(plan["out"] + ".trace.json", "w") as f:
+            json.dump(traces, f)
