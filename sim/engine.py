@@ -92,6 +92,12 @@ ENGINE_WAIVERS = [
      "does not connect its valid/ready; Amaranth drops the unconnected port and keeps its name")
     for name in ("i__ready*", "i__valid*", "o__ready*", "o__valid*", "o__payload$*",
                  "load__payload$*", "load__ready$*", "load__valid$*")] + [
+] + [
+    ("UNUSEDSIGNAL", f"Signal is not used: '{name}'",
+     f"{name}: inside rtl/mem.py's SinglePortMemory (only in engines built with single-port memories, "
+     "e.g. the UP5K SPRAM placement and its behavioural model): Amaranth keeps the read/write port "
+     "members and the bank-select nets as named wires next to the shared-address logic that uses them")
+    for name in ("addr", "addr$*", "data", "data$*", "en", "en$*", "last", "rb", "wb", "rdata", "b*_wdata")] + [
     # --- DECLFILENAME
     ("DECLFILENAME", "Filename 'engine' does not match MODULE name: 'engine.*'",
      "Amaranth writes the engine's blocks (activation, argmax, encoder, gate, lanes, loader, pool) as "
