@@ -66,7 +66,7 @@ class Link(wiring.Component):
     start : Out(1)                        start pulse (only while ``ready``)
     ready, done : In(1)                   engine idle; end-of-inference pulse
     cycles, events, fired, skipped : In(32)   engine counters, read after ``done``
-    errors : Out(8)                       count of error replies sent (wraps)
+    error : Out(1)                        toggles on every error reply sent (the board's error LED)
     load : Out(stream.Signature(rtl.engine.load_layout(envelope)))    to the engine (loadable only)
 
     Behaviour: one request at a time. An ``IMAGE`` starts the engine as soon as its header is
@@ -125,7 +125,7 @@ class Link(wiring.Component):
             "ready": In(1),
             "done": In(1),
             "cycles": In(32), "events": In(32), "fired": In(32), "skipped": In(32),
-            "errors": Out(8),
+            "error": Out(1),
         })
 
     def elaborate(self, platform):
@@ -209,7 +209,7 @@ class Link(wiring.Component):
 
         def fail(m, code):
             """Error reply, after dropping the result of an image in flight."""
-            m.d.sync += [ecode.eq(code), self.errors.eq(self.errors + 1)]
+            m.d.sync += [ecode.eq(code), self.error.eq(~self.error)]
             m.next = "E_DRAIN"
 
         need = Signal(16)
@@ -331,7 +331,7 @@ class Link(wiring.Component):
                     with m.If(rx.valid):
                         m.d.sync += [rcrc.eq(rcrc_next), count.eq(count - 1),
                                      lword.word_select(lbyte, 8).eq(rx.payload)]
-                        with m.If(lbyte == lwb - 1):
+                        with m.If(lbyte == (lwb - 1)[:len(lbyte)]):       # 1 <= lwb <= wmax: lbyte's width
                             m.d.sync += lbyte.eq(0)
                             m.next = "L_WRITE"
                         with m.Else():
@@ -369,7 +369,7 @@ class Link(wiring.Component):
                     with m.If(count == 1):
                         m.next = "CRC"
                 with m.Elif(timed_out):
-                    m.d.sync += [ecode.eq(P.E_TIMEOUT), self.errors.eq(self.errors + 1)]
+                    m.d.sync += [ecode.eq(P.E_TIMEOUT), self.error.eq(~self.error)]
                     m.next = "PAD"
             with m.State("PAD"):
                 m.d.comb += [self.pixels.valid.eq(1), self.pixels.payload.data.eq(0),
@@ -426,7 +426,7 @@ class Link(wiring.Component):
             with m.State("DISCARD"):
                 m.d.comb += rx.ready.eq(1)
                 with m.If(timed_out & ~rx.valid):
-                    m.d.sync += self.errors.eq(self.errors + 1)
+                    m.d.sync += self.error.eq(~self.error)
                     reply(m, P.R_ERROR, 2)
             with m.State("E_DRAIN"):
                 # Drop the result of an image in flight, then send the error.
@@ -477,7 +477,7 @@ class Link(wiring.Component):
                 m.d.comb += [tx.valid.eq(1), tx.payload.eq(byte)]
                 with m.If(tx.ready):
                     m.d.sync += [tcrc.eq(tcrc_next), tidx.eq(tidx + 1)]
-                    with m.If(tidx == tlen - 1):
+                    with m.If(tidx == (tlen - 1)[:len(tidx)]):      # tlen <= fixed_bytes: tidx's width
                         m.next = "T_CRC"
             with m.State("T_CRC"):
                 m.d.comb += [tx.valid.eq(1), tx.payload.eq(tcrc)]

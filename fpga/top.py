@@ -103,7 +103,7 @@ class BoardTop(wiring.Component):
             wiring.connect(m, link.load, eng.load)
         elif hasattr(eng, "load"):
             m.d.comb += eng.load.valid.eq(0)
-        m.d.comb += self.error.eq(link.errors[0])
+        m.d.comb += self.error.eq(link.error)
         return m
 
 
