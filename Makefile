@@ -49,11 +49,12 @@ clean:
 # bench/fpga.py prints the figures table of docs/fpga.md (images/s, GOPS) and the zoo fit table.
 FPGA_ARCH  ?= tiny
 FPGA_LANES ?= 4
-FPGA_CLK_ICE40 ?= 16.5
+FPGA_CLK_ICE40 ?= 20
 FPGA_CLK_ECP5  ?= 45
-FPGA_CLK_ECP5_CNN ?= 37.5
+FPGA_CLK_ECP5_CNN ?= 34.375
 FPGA_CLK_ECP5_ZOO ?= 30
 FPGA_CLK_ICE40_ZOO ?= 18
+FPGA_CLK_ICE40_CNN ?= 24
 FPGA_BUILD = $(BIN)/gxnor build --lanes $(FPGA_LANES) --json
 fpga: $(STAMP)
 	mkdir -p build/fpga
@@ -68,7 +69,7 @@ fpga: $(STAMP)
 		--clock $(FPGA_CLK_ECP5_ZOO) -o build/fpga/ulx3s-zoo-loadable > build/fpga/ulx3s-zoo-loadable.json
 	$(BIN)/gxnor build --board icebreaker --model zoo/gated-cnn.gxm --lanes 1 --clock $(FPGA_CLK_ICE40_ZOO) --json \
 		-o build/fpga/icebreaker-gated-cnn > build/fpga/icebreaker-gated-cnn.json
-	$(BIN)/gxnor build --board icebreaker --model zoo/cnn.gxm --lanes 2 --clock $(FPGA_CLK_ICE40_ZOO) --json \
+	$(BIN)/gxnor build --board icebreaker --model zoo/cnn.gxm --lanes 2 --clock $(FPGA_CLK_ICE40_CNN) --json \
 		-o build/fpga/icebreaker-cnn > build/fpga/icebreaker-cnn.json
 	$(BIN)/gxnor build --board icebreaker --model zoo/gated-cnn.gxm --lanes 1 --weights loadable --envelope zoo/cnn.gxm --clock $(FPGA_CLK_ICE40_ZOO) \
 		--json -o build/fpga/icebreaker-cnn-loadable > build/fpga/icebreaker-cnn-loadable.json

@@ -98,7 +98,9 @@ def zoo_table(paths, lanes):
     return rows
 
 
-_SPRAM_NAMES = {"evt": "events", "w": "weights", "act": "activations"}
+# rtl.mem.plan places only these in SPRAM (the activation memory stays dual-port EBR: the fused
+# pool's drain reads and writes the pooled map in one cycle)
+_SPRAM_NAMES = {"evt": "events", "w": "weights"}
 
 
 def _in_spram(r):
@@ -106,9 +108,7 @@ def _in_spram(r):
     for n in r["in_spram"]:
         banks = r["banks"][n]
         kinds = [k for _, k in banks]
-        if n == "act" and kinds == ["spram", "ebr"]:
-            out.append("activations (half)")
-        elif n == "w" and "ebr" in kinds:
+        if n == "w" and "ebr" in kinds:
             out.append("weights (first 64K words)")
         else:
             out.append(_SPRAM_NAMES[n])
@@ -203,7 +203,7 @@ def main(argv=None):
               f"{o['gops_per_klut_fmax']:.4f} |")
     if any(not o[f"uart_legal_{b}"] for o in rows for b in args.baud):
         print("\n\\* this baud rate has no integer divisor within 2% at the build's clock (fpga.uart): "
-              "the figure needs a build at a clock that has one (e.g. 3 Mbaud: 12, 18, 30, 45 MHz)")
+              "the figure needs a build at a clock that has one (e.g. 3 Mbaud: 12, 18, 24, 30, 45 MHz)")
 
 
 if __name__ == "__main__":

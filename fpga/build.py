@@ -72,6 +72,12 @@ FAMILIES = {"icebreaker": "ice40", "ulx3s": "ecp5"}
 # synth_ice40 maps multipliers to SB_MAC16 only with -dsp (synth_ecp5 always uses MULT18X18D):
 # the engine's address multipliers and gate MAC otherwise cost ~900 iCE40 LCs (zoo gated-cnn).
 SYNTH_OPTS = {"icebreaker": "-dsp"}
+# Yosys commands run after reading the design, before synthesis, by (board, weights). A loadable
+# engine's descriptor memory is max_layers (4) words of desc_bits (180 for the zoo CNN envelope)
+# with a write port: yosys' memory_libmap then picks flip-flops (~750 FF plus a 180-bit read mux,
+# ~830 LC more; the iCEBreaker loadable zoo build needs 5786 / 5280 LC) over 12 EBR. rtl.mem.plan
+# counts it in EBR, and the EBR are there (29 / 30 with it), so ask for block RAM.
+SCRIPT_AFTER_READ = {("icebreaker", "loadable"): 'setattr -set ram_style "block" */desc_mem'}
 
 
 def make_design(model, lanes, weights="baked", baud=DEFAULT_BAUD, envelope=(), clock=None, board=None):
@@ -196,7 +202,8 @@ def build(board, model, lanes=4, weights="baked", out_dir=None, baud=DEFAULT_BAU
     failed = None
     try:
         plat.build(design, name=NAME, build_dir=str(out_dir), do_program=False,
-                   nextpnr_opts="--timing-allow-fail", synth_opts=SYNTH_OPTS.get(board, ""))
+                   nextpnr_opts="--timing-allow-fail", synth_opts=SYNTH_OPTS.get(board, ""),
+                   script_after_read=SCRIPT_AFTER_READ.get((board, weights), ""))
     except subprocess.CalledProcessError as e:
         failed = e
     seconds = time.perf_counter() - t0
