@@ -53,10 +53,10 @@ FPGA_WAIVERS = [
      "data.View field aliases (`result__payload.logit`, `pixels__payload.last`): one wire per field for "
      "waveforms; the logic reads the whole payload."),
 ] + [("UNUSEDSIGNAL", f"Signal is not used: '{name}'", f"{name}: {_ALIAS}") for name in (
-    # board_top: the parent's names for the ports wiring.connect joins (uart.o -> rx_fifo.w_stream,
-    # rx_fifo.r_stream -> link.rx, link.tx -> uart.i); the netlist uses the other side's name
-    # and uart.i/uart.o as seen from the link/FIFO side; `load__valid`: a baked build ties the
-    # engine's load.valid to 0
+    # board_top: its names for both sides of the streams wiring.connect joins (uart.o ->
+    # rx_fifo.w_stream, rx_fifo.r_stream -> link.rx, link.tx -> uart.i); the instances are wired
+    # with one of the two names, the other stays an alias. `load__valid`: a baked build ties the
+    # engine's load.valid to 0 (also the baked engine's own unread port, in engine.v)
     "w_data", "w_rdy", "r_data", "r_rdy", "rx__ready", "tx__payload", "tx__valid", "i__ready",
     "o__payload", "o__valid", "load__valid",
     # link: reset-less model registers that a baked build never writes (constants there), the
@@ -72,7 +72,7 @@ FPGA_WAIVERS = [
 
 # The engine's modules (engine.v of a board top) flag these beyond ENGINE_WAIVERS (seen on the baked
 # P=4 board CNN, also when engine.v is linted alone): the baked engine's unread load stream (no LOAD
-# path) and the Loader's decode `hit` of it, and result.ready. Reported to the engine's author; kept
+# path) and the Loader's decode `hit` of it, and result.ready. For the engine's author to look at; kept
 # here, for engine.v only, so that the board tests do not depend on that being fixed first
 # (`load__valid` is covered by the FPGA_WAIVERS entry of that name).
 ENGINE_FILE_WAIVERS = [
