@@ -150,6 +150,14 @@ def balance(model, images, lanes=(2, 4), tau=None, source=""):
     return out, rows
 
 
+def kernel_order(model, lanes, index):
+    """The stored hardware order (slot -> kernel) of layer ``index`` for ``lanes`` lanes, or None.
+    Only call on a model :func:`hardware_view` accepts (it validates the stored orders)."""
+    entry = model.meta.get(META_KEY) if isinstance(model.meta, dict) else None
+    perm = ((entry or {}).get("lanes") or {}).get(str(int(lanes)), {}).get(str(index))
+    return None if perm is None else [int(v) for v in perm]
+
+
 def hardware_view(model, lanes):
     """The model in the kernel order stored for ``lanes`` lanes (``model`` itself if none is).
     The view carries no stored order, so applying this twice is the same as once."""

@@ -15,7 +15,7 @@ divergence (value ``None``).
 
 import numpy as np
 
-from golden.balance import META_KEY, hardware_view
+from golden.balance import hardware_view, kernel_order
 from golden.cycles import KIND_LOGITS, KIND_POOL, hw_layers
 from golden.forward import run
 from golden.ternary import decode
@@ -23,13 +23,6 @@ from golden.ternary import decode
 
 def _codes_to_values(codes):
     return decode(np.asarray(codes, np.uint8)).astype(np.int64)
-
-
-def _model_channel(model, lanes, layer_index):
-    """Hardware channel -> model channel for ``layer_index``'s outputs."""
-    entry = (model.meta.get(META_KEY) or {}).get("lanes", {}).get(str(lanes), {}) if isinstance(model.meta, dict) else {}
-    perm = entry.get(str(layer_index))
-    return None if perm is None else [int(v) for v in perm]
 
 
 def decode_trace(cfg, samples):
@@ -114,7 +107,7 @@ def first_divergence(model, image, tau, cfg, trace):
             # the earliest wrong write (never-written elements last)
             bad.sort(key=lambda b: (b[0] is None, b[0] if b[0] is not None else 0, b[1], b[2]))
             cyc, ch, pos, got, want = bad[0]
-            perm = _model_channel(model, P, tg.get("conv_index", -1)) if key[0] == "layer" else None
+            perm = kernel_order(model, P, tg["conv_index"]) if key[0] == "layer" else None
             return {"layer": tg["index"], "kind": tg["kind"], "channel": perm[ch] if perm else ch,
                     "y": pos // ww, "x": pos % ww, "cycle": cyc, "hardware": got, "golden": want,
                     "elements_wrong": len(bad)}
