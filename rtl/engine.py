@@ -259,8 +259,7 @@ class Engine(wiring.Component):
             """P-bit mask: lanes j with g*P + j < n."""
             return Cat(*[(g * P + j) < n for j in range(P)])
 
-        def ones_below(n):
-            return Cat(*[Const(j) < n for j in range(cfg.channels)])
+        all_on = Const((1 << cfg.channels) - 1, cfg.channels)
 
         # counters shared by phases
         g = Signal(range(cfg.groups + 1))     # current group (input for scan/pool, output for compute)
@@ -286,6 +285,8 @@ class Engine(wiring.Component):
         gt_last = Signal()
         gt_lane = Signal(range(max(P, 2)))
         gt_k = Signal(range(cfg.channels))
+        gt_kg = Signal(range(max(cfg.groups, 2)))      # gt_k // P
+        gt_kl = Signal(range(max(P, 2)))               # gt_k % P
         pl_v = Signal()
         pl_q = Signal(2)
         pl_addr = Signal(range(2 * cfg.act_words))
@@ -299,22 +300,33 @@ class Engine(wiring.Component):
         # kernels j, P+j, 2P+j, ... (its weight/threshold bank); in each output group it takes
         # the lowest not-yet-computed on kernel of its bank. So a layer costs
         # max_j (on kernels in bank j) groups instead of the number of groups with any kernel on.
+        # Two modes, by layer:
+        # * counter (ungated layers, and every layer in the dense schedule): each lane takes its
+        #   next kernel, so in output group g lane j computes kernel g*P + j (if below kout);
+        # * list (gated layers): the gate decides kernels in ascending order and appends each kernel
+        #   that is on to its bank's list (one small memory per lane, group indices); lane j reads
+        #   its list in order. Cost: one list memory per lane and two counters, independent of the
+        #   channel count (a priority encoder over every kernel grew with it: 256-channel MLPs).
         G = cfg.groups
-        used = Signal(cfg.channels)          # kernels already computed in this layer
-        base = Signal(cfg.channels)          # kernels to compute (on, or all in the dense schedule)
-        remk = Signal(cfg.channels)
-        m.d.comb += [base.eq(Mux(dense, ones_below(d.kout), omask)), remk.eq(base & ~used)]
+        list_mode = Signal()
+        m.d.comb += list_mode.eq(d.gated & ~dense)
         lane_v = Signal(P)                   # lane has a kernel in the current group
         lane_g = [Signal(range(max(G, 2)), name=f"lane_g{j}") for j in range(P)]
+        n_list = [Signal(range(G + 1), name=f"n_list{j}") for j in range(P)]   # list lengths
+        r_list = [Signal(range(G + 1), name=f"r_list{j}") for j in range(P)]   # next entry to read
+        list_mems = [Memory(shape=unsigned(_bits(max(G - 1, 1))), depth=max(2, G), init=[]) for _ in range(P)]
+        list_ws = [lm.write_port() for lm in list_mems]
+        list_rs = [lm.read_port(transparent_for=(w,)) for lm, w in zip(list_mems, list_ws)]
+        advance = Signal()                   # DRAIN_T: the lanes that had a kernel move on
+        cnt_v = below(g, d.kout)
         for j in range(P):
-            bank = Cat(*[remk[gg * P + j] for gg in range(G)])
-            m.d.comb += lane_v[j].eq(bank.any())
-            for gg in reversed(range(G)):
-                with m.If(bank[gg]):
-                    m.d.comb += lane_g[j].eq(gg)
-        used_now = Signal(cfg.channels)
-        m.d.comb += used_now.eq(Cat(*[lane_v[k % P] & (lane_g[k % P] == k // P)
-                                      for k in range(cfg.channels)]))
+            m.submodules[f"list_mem{j}"] = list_mems[j]
+            # the read port looks ahead: in GROUP its data is the entry at r_list[j]
+            m.d.comb += list_rs[j].addr.eq(r_list[j] + (advance & lane_v[j]))
+            with m.If(advance & lane_v[j]):
+                m.d.sync += r_list[j].eq(r_list[j] + 1)
+            m.d.comb += [lane_v[j].eq(Mux(list_mode, r_list[j] < n_list[j], cnt_v[j])),
+                         lane_g[j].eq(Mux(list_mode, list_rs[j].data, g))]
         # registered at the start of a group (state GROUP)
         lon = Signal(P)                      # lane computes a kernel that is on
         lval = Signal(P)                     # lane computes a kernel (on, or any in the dense schedule)
@@ -329,6 +341,8 @@ class Engine(wiring.Component):
         gsoff = Signal(range(cfg.weight_words + 1))     # g * gstride
         dp = Signal(range(cfg.acc_words + 1))
         kc = Signal(range(cfg.channels + 1))            # gate: kernel
+        kcg = Signal(range(max(cfg.groups, 2) + 1))     # kc // P
+        kcl = Signal(range(max(P, 2)))                  # kc % P
         cc = Signal(range(cfg.channels + 1))            # gate: channel
         cg = Signal(range(cfg.groups + 1))
         cl = Signal(range(max(P, 2)))
@@ -398,6 +412,10 @@ class Engine(wiring.Component):
                      gi.first.eq(gt_first), gi.last.eq(gt_last)]
         with m.If(gate.o.valid):
             m.d.sync += omask.bit_select(gt_k, 1).eq(gate.o.payload.on)
+            for j in range(P):       # append a kernel that is on to its bank's list
+                with m.If(gate.o.payload.on & (gt_kl == j)):
+                    m.d.comb += [list_ws[j].addr.eq(n_list[j]), list_ws[j].data.eq(gt_kg), list_ws[j].en.eq(1)]
+                    m.d.sync += n_list[j].eq(n_list[j] + 1)
             with m.If(~gate.o.payload.on):
                 m.d.sync += n_skip.eq(n_skip + 1)
 
@@ -430,16 +448,15 @@ class Engine(wiring.Component):
                 m.next = "DESC"
 
         def start_scan():
-            m.d.sync += [g.eq(0), gbase.eq(0), ecount.eq(0),
-                         omask.eq(ones_below(d.kout))]
+            m.d.sync += [g.eq(0), gbase.eq(0), ecount.eq(0), omask.eq(all_on)]
             m.next = "SCAN_G"
 
         def after_scan():
             with m.If(d.gated):
-                m.d.sync += [kc.eq(0), cc.eq(0), cg.eq(0), cl.eq(0), gidx.eq(0)]
+                m.d.sync += [kc.eq(0), kcg.eq(0), kcl.eq(0), cc.eq(0), cg.eq(0), cl.eq(0), gidx.eq(0)]
                 m.next = "GATE"
             with m.Else():
-                m.d.sync += [g.eq(0), gbase.eq(0), gsoff.eq(0), used.eq(0)]
+                m.d.sync += [g.eq(0), gbase.eq(0), gsoff.eq(0)]
                 m.next = "GROUP"
 
         with m.FSM(init="INIT") as fsm:
@@ -497,7 +514,7 @@ class Engine(wiring.Component):
                         with m.Else():
                             m.d.sync += lane_c.eq(lane_c + 1)
                         with m.If(pix_c == hdr.cin - 1):
-                            m.d.sync += chmask.eq(ones_below(hdr.cin))
+                            m.d.sync += chmask.eq(all_on)
                             m.next = "DESC"
                     with m.Else():
                         m.d.sync += pos.eq(pos + 1)
@@ -505,6 +522,7 @@ class Engine(wiring.Component):
             with m.State("DESC"):
                 # descriptor read issued (addr = li); its data is valid from the next cycle on
                 m.d.sync += [g.eq(0), gbase.eq(0)]
+                m.d.sync += [n.eq(0) for n in n_list + r_list]
                 m.next = "DISPATCH"
 
             with m.State("DISPATCH"):
@@ -513,14 +531,15 @@ class Engine(wiring.Component):
                     m.next = "POOL_G"
                 with m.Elif(li == 0):
                     # fed by the input quantizer, which already wrote the event list
-                    m.d.sync += [omask.eq(ones_below(d.kout)), g.eq(0), gbase.eq(0)]
+                    m.d.sync += [omask.eq(all_on), g.eq(0), gbase.eq(0)]
                     after_scan()
                 with m.Else():
                     start_scan()
 
             # ------------------------------------------------ event encoder
             gm = Signal(P)
-            m.d.comb += gm.eq(Mux(dense, below(g, d.cin), lane_bits(chmask, g)))
+            # (chmask/omask bits at and above the channel count are 1: `below` masks the last group)
+            m.d.comb += gm.eq(Mux(dense, below(g, d.cin), lane_bits(chmask, g) & below(g, d.cin)))
             m.submodules.encoder = enc = EventEncoder(P)
             m.d.comb += [enc.dense.eq(dense), enc.o.ready.eq(1), enc.i.payload.word.eq(act_rdata),
                          enc.i.payload.mask.eq(gm)]
@@ -577,9 +596,13 @@ class Engine(wiring.Component):
             with m.State("GATE"):
                 m.d.comb += [gw_r.addr.eq(d.gbase + gidx), s_r.addr.eq(cg), gb_r.addr.eq(d.bbase + kc)]
                 m.d.sync += [gt_v.eq(1), gt_first.eq(cc == 0), gt_last.eq(cc == d.cin - 1),
-                             gt_lane.eq(cl), gt_k.eq(kc), gidx.eq(gidx + 1)]
+                             gt_lane.eq(cl), gt_k.eq(kc), gt_kg.eq(kcg), gt_kl.eq(kcl), gidx.eq(gidx + 1)]
                 with m.If(cc == d.cin - 1):
                     m.d.sync += [cc.eq(0), cg.eq(0), cl.eq(0), kc.eq(kc + 1)]
+                    with m.If(kcl == P - 1):
+                        m.d.sync += [kcl.eq(0), kcg.eq(kcg + 1)]
+                    with m.Else():
+                        m.d.sync += kcl.eq(kcl + 1)
                     with m.If(kc == d.kout - 1):
                         m.next = "GATE_T"
                 with m.Else():
@@ -589,7 +612,7 @@ class Engine(wiring.Component):
                     with m.Else():
                         m.d.sync += cl.eq(cl + 1)
             with m.State("GATE_T"):
-                m.d.sync += [g.eq(0), gbase.eq(0), gsoff.eq(0), used.eq(0)]
+                m.d.sync += [g.eq(0), gbase.eq(0), gsoff.eq(0)]
                 m.next = "GROUP"
 
             # ------------------------------------------------ output groups
@@ -601,7 +624,7 @@ class Engine(wiring.Component):
                     for j in range(P):
                         m.d.comb += thr_rs[j].addr.eq(d.tbase + lane_g[j])
                         m.d.sync += [lgs[j].eq(lane_g[j] * d.gstride), lgo[j].eq(lane_g[j] * d.hwpo),
-                                     lon[j].eq(lane_v[j] & omask.bit_select(lane_g[j] * P + j, 1)),
+                                     lon[j].eq(lane_v[j] & (list_mode | lane_bits(omask, g)[j])),
                                      lval[j].eq(lane_v[j])]
                     m.d.sync += [e.eq(0), dy.eq(0), dx.eq(0), tap.eq(0), dp.eq(0), oy.eq(0), ox.eq(0)]
                     with m.If(ecount == 0):
@@ -650,12 +673,13 @@ class Engine(wiring.Component):
                 with m.If(dp == d.hwout - 1):
                     m.next = "DRAIN_T"
             with m.State("DRAIN_T"):
-                m.d.sync += [g.eq(g + 1), used.eq(used | used_now)]
+                m.d.comb += advance.eq(1)
+                m.d.sync += g.eq(g + 1)
                 m.next = "GROUP"
 
             # ------------------------------------------------ max-pool
             with m.State("POOL_G"):
-                with m.If((lane_bits(chmask, g) == 0) & ~dense):
+                with m.If(((lane_bits(chmask, g) & below(g, d.cin)) == 0) & ~dense):
                     m.d.sync += g.eq(g + 1)
                     with m.If(g == ngroups_in - 1):
                         end_layer()

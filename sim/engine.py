@@ -76,7 +76,7 @@ ENGINE_WAIVERS = [
      for name in (
          # engine: counters behind the cycles/events/fired/skipped ports, descriptor index behind
          # desc_r__addr, expression names, memory write-port names
-         "cyc", "n_ev", "n_fired", "n_skip", "li", "la_new", "used_now", "newacc", "ngroups_in",
+         "cyc", "n_ev", "n_fired", "n_skip", "li", "la_new", "lane_g*", "newacc", "ngroups_in",
          "ngroups_out", "desc_w__addr", "desc_w__data", "gw_w__addr", "gw_w__data", "gb_w__addr",
          "gb_w__data",
          # engine side of the blocks' ports (`$n` suffix where two blocks share a port name) and
