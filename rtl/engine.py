@@ -19,6 +19,7 @@ from .encoder import EventEncoder
 from .gate import GateUnit
 from .lanes import LaneArray
 from .loader import Loader
+from .mem import W_PACK, W_SLOT_BITS, weight_rows
 from .pack import images
 from .pool import PoolMax, max_code
 
@@ -143,6 +144,14 @@ class Engine(wiring.Component):
             return []
         return list(self.img[name])[:depth]
 
+    def _weight_rows(self, lane, rows):
+        """Bank ``lane`` of the weight image, W_PACK words per row (word ``8r + s`` in bits 2s..2s+1)."""
+        codes = self._lane_init("weights", self.cfg.weight_words, lane, 2)
+        if not codes:
+            return []
+        codes += [0] * (rows * W_PACK - len(codes))
+        return [sum(c << (2 * s) for s, c in enumerate(codes[W_PACK * r:W_PACK * (r + 1)])) for r in range(rows)]
+
     def _lane_init(self, name, depth, lane, bits):
         """Bank ``lane`` of the ``bits``-per-lane memory image ``name``."""
         return [(v >> (bits * lane)) & ((1 << bits) - 1) for v in self._init(name, depth)]
@@ -164,8 +173,11 @@ class Engine(wiring.Component):
                 return Memory(shape=shape, depth=depth, init=init)
             return mem.make(shape=shape, depth=depth, init=init if self.spram_mode == "model" else [],
                             mode=self.spram_mode, banks=self.spram[name])
-        w_mems = [memory("w", unsigned(2), cfg.weight_words,
-                         self._lane_init("weights", cfg.weight_words, j, 2)) for j in range(P)]
+        # Weight bank j packs W_PACK consecutive weight words (lane j's 2-bit codes) per 16-bit row:
+        # the iCE40 SPRAM is 16 bits wide with a 4-bit write mask, so 2-bit words would use an eighth
+        # of it. Loads read-modify-write a row (two cycles per weight record, see "loader").
+        w_rows = weight_rows(cfg)
+        w_mems = [memory("w", unsigned(2 * W_PACK), w_rows, self._weight_rows(j, w_rows)) for j in range(P)]
         thr_mems = [Memory(shape=unsigned(2 * A), depth=cfg.thr_words,
                            init=self._lane_init("thr", cfg.thr_words, j, 2 * A)) for j in range(P)]
         act_mems = [memory("act", unsigned(2), 2 * cfg.act_words, []) for j in range(P)]
@@ -226,11 +238,26 @@ class Engine(wiring.Component):
         for name, port in (("desc", desc_w), ("gw", gw_w), ("gb", gb_w)):
             m.d.comb += [port.addr.eq(getattr(loader, f"{name}_addr")),
                          port.data.eq(getattr(loader, f"{name}_data")), port.en.eq(getattr(loader, f"{name}_en"))]
-        for name, ports, bits in (("weights", w_ws, 2), ("thr", thr_ws, 2 * A)):
-            for j, port in enumerate(ports):
-                m.d.comb += [port.addr.eq(getattr(loader, f"{name}_addr")),
-                             port.data.eq(getattr(loader, f"{name}_data")[bits * j:bits * (j + 1)]),
-                             port.en.eq(getattr(loader, f"{name}_en"))]
+        for j, port in enumerate(thr_ws):
+            m.d.comb += [port.addr.eq(loader.thr_addr), port.data.eq(loader.thr_data[2 * A * j:2 * A * (j + 1)]),
+                         port.en.eq(loader.thr_en)]
+        # weights: read the row (cycle 1), write it back with the word's slot replaced (cycle 2,
+        # the loader takes no record then)
+        wp_v = Signal()
+        wp_addr = Signal(range(w_rows * W_PACK))
+        wp_data = Signal(2 * P)
+        with m.If(loader.weights_en):
+            m.d.sync += [wp_v.eq(1), wp_addr.eq(loader.weights_addr), wp_data.eq(loader.weights_data)]
+            for r in w_rs:
+                m.d.comb += r.addr.eq(loader.weights_addr >> W_SLOT_BITS)
+        with m.If(wp_v):
+            m.d.sync += wp_v.eq(0)
+            slot = wp_addr[:W_SLOT_BITS]
+            for j, (r, port) in enumerate(zip(w_rs, w_ws)):
+                new = wp_data[2 * j:2 * j + 2]
+                m.d.comb += [port.addr.eq(wp_addr >> W_SLOT_BITS), port.en.eq(1),
+                             port.data.eq(Cat(*[Mux(slot == s, new, r.data[2 * s:2 * s + 2])
+                                                for s in range(W_PACK)]))]
         with m.If(loader.header_en):
             m.d.sync += hdr_raw.eq(loader.header_data)
 
@@ -370,7 +397,8 @@ class Engine(wiring.Component):
         # The datapath blocks (rtl/lanes.py, activation.py, gate.py, pool.py, argmax.py; each has its
         # own reference and cocotb testbench) are instantiated here; the FSM below feeds them. Inside
         # the engine their sinks are always ready (the pipeline has no internal back-pressure).
-        wword = Cat(*[r.data for r in w_rs])
+        sc_slot = [Signal(W_SLOT_BITS, name=f"sc_slot{j}") for j in range(P)]   # word within the row
+        wword = Cat(*[r.data.word_select(sl, 2) for r, sl in zip(w_rs, sc_slot)])
         aword = acc_r.data
         m.submodules.lanes = lanes = LaneArray(P, A)
         m.d.comb += [lanes.i.valid.eq(sc_v), lanes.o.ready.eq(1),
@@ -467,7 +495,7 @@ class Engine(wiring.Component):
                     m.next = "IDLE"
 
             with m.State("IDLE"):
-                m.d.comb += [self.ready.eq(1), loader.enable.eq(1)]
+                m.d.comb += [self.ready.eq(1), loader.enable.eq(~wp_v)]
                 with m.If(self.start):
                     m.d.sync += [tau.eq(self.tau), dense.eq(self.dense), li.eq(0),
                                  cyc.eq(0), n_ev.eq(0), n_fired.eq(0), n_skip.eq(0),
@@ -641,7 +669,9 @@ class Engine(wiring.Component):
                 inr = (oyv >= 0) & (oyv < d.hout) & (oxv >= 0) & (oxv < d.wout)
                 aaddr = Mux(is_conv, oyv[:cfg.dim_bits] * d.wout + oxv[:cfg.dim_bits], 0)
                 for j in range(P):
-                    m.d.comb += w_rs[j].addr.eq(d.wbase + lgs[j] + ev.woff + tap)
+                    wa = Signal(range(max(cfg.weight_words + 1, w_rows * W_PACK)), name=f"wa{j}")
+                    m.d.comb += [wa.eq(d.wbase + lgs[j] + ev.woff + tap), w_rs[j].addr.eq(wa >> W_SLOT_BITS)]
+                    m.d.sync += sc_slot[j].eq(wa[:W_SLOT_BITS])
                 m.d.comb += acc_r.addr.eq(aaddr)
                 m.d.sync += [sc_v.eq(1), sc_ok.eq(Mux(is_conv, inr, 1)), sc_code.eq(ev.code),
                              sc_addr.eq(aaddr)]

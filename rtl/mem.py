@@ -28,6 +28,15 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+W_PACK = 8                 # engine weight words per 16-bit row of a weight bank (rtl/engine.py)
+W_SLOT_BITS = 3
+
+
+def weight_rows(cfg):
+    """Rows of each engine weight bank (W_PACK weight words per row; at least 2)."""
+    return max(2, -(-cfg.weight_words // W_PACK))
+
+
 SPRAM_DEPTH = 16384
 SPRAM_WIDTH = 16
 MODES = ("plain", "model", "spram")
@@ -258,7 +267,9 @@ def ebr_blocks(depth, width):
 def engine_memories(cfg):
     """{name: (depth, width, copies)} of the engine's memories for ``cfg`` (rtl/engine.py)."""
     P, A = cfg.lanes, cfg.acc_bits
-    return {"desc": (cfg.max_layers, cfg.desc_bits, 1), "w": (cfg.weight_words, 2, P),
+    G = max(2, cfg.groups)
+    return {"desc": (cfg.max_layers, cfg.desc_bits, 1), "w": (weight_rows(cfg), 2 * W_PACK, P),
+            "list": (G, max(1, (G - 1).bit_length()), P),
             "thr": (cfg.thr_words, 2 * A, P), "act": (2 * cfg.act_words, 2, P),
             "gw": (cfg.gate_weights, cfg.gw_bits, 1), "gb": (cfg.gate_biases, cfg.gb_bits, 1),
             "evt": (cfg.events, event_bits(cfg), 1), "acc": (cfg.acc_words, P * A, 1),
@@ -283,8 +294,8 @@ def _options(name, depth, width, cfg, preload):
         opts.append([(0, "spram")])
     elif name == "w" and not preload:       # written by the load stream (idle), read in compute
         opts.append([(0, "spram")])
-        if depth > spram_cap:               # SPRAM for the first 64K words, the rest in EBR
-            opts.append([(0, "spram"), (spram_cap, "ebr")])
+        for k in range(1, -(-depth // spram_cap)):    # SPRAM for the first k tiles, the rest in EBR
+            opts.append([(0, "spram"), (k * spram_cap, "ebr")])
     # Activations stay dual-port (EBR): the drain of a conv with a fused max-pool reads and writes
     # the pooled map (the same half) in one cycle at different addresses (read-modify-write), and a
     # stand-alone pool reads one half while writing the other.

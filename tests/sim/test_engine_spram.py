@@ -16,7 +16,7 @@ import numpy as np
 from golden import modelfile
 from golden.cycles import EngineConfig
 from gxnor.data import load_dataset
-from rtl.mem import plan
+from rtl.mem import plan, weight_rows
 from sim.engine import compare, simulate
 from tests.sim.test_engine import SEED, check, images, models, reset_points, taus
 
@@ -25,7 +25,7 @@ ZOO = Path(__file__).resolve().parents[2] / "zoo"
 
 def all_single_port(cfg):
     """Every single-port-safe memory in SPRAM-like banks, weights split over two banks."""
-    return {"evt": [(0, "spram")], "w": [(0, "spram"), (cfg.weight_words // 2, "ebr")]}
+    return {"evt": [(0, "spram")], "w": [(0, "spram"), (weight_rows(cfg) // 2, "ebr")]}
 
 
 def test_engine_single_port_memories():
