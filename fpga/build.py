@@ -183,16 +183,47 @@ def check_report(report):
         raise GxnorError(f"no Fmax found in the nextpnr log {report['log']}")
 
 
-def build(board, model, lanes=4, weights="baked", out_dir=None, baud=DEFAULT_BAUD, envelope=(), clock=None):
+def check_plan(cfg, board, weights, device, models=()):
+    """Raise one GxnorError line if ``rtl.mem.plan`` says the engine's memories cannot fit
+    ``board`` (iCE40 only): caught in a second, before synthesis and place and route. With
+    ``models`` (the envelope) the message names the largest lane count / weights option that fits."""
+    p = memory_plan(cfg, board, weights)
+    if p["fits"] is not False:
+        return p
+    from rtl.mem import UP5K_EBR, UP5K_SPRAM
+    over = []
+    if p["ebr"] > UP5K_EBR:
+        top = sorted(((e, n) for n, (e, _) in p["detail"].items() if e), reverse=True)[:3]
+        over.append(f"block RAM {p['ebr']}/{UP5K_EBR} EBR ({p['ebr'] - UP5K_EBR} over; largest: "
+                    + ", ".join(f"{n} {e}" for e, n in top) + ")")
+    if p["spram"] > UP5K_SPRAM:
+        over.append(f"SPRAM {p['spram']}/{UP5K_SPRAM} ({p['spram'] - UP5K_SPRAM} over)")
+    hint = "use fewer --lanes or --board ulx3s"
+    if models:
+        from golden.cycles import EngineConfig
+        fits = [f"--lanes {q} --weights {w}" for q in range(cfg.lanes, 0, -1)
+                for w in ("baked", "loadable") if (q, w) != (cfg.lanes, weights)
+                and memory_plan(EngineConfig.for_models(models, q), board, w)["fits"]]
+        hint = f"the plan fits with {fits[0]}" if fits else "no lane count fits this board: use --board ulx3s"
+    raise GxnorError(f"design does not fit the {device}: memory plan (before synthesis) needs "
+                     + ", ".join(over) + f" ({hint}; --no-plan-check places and routes anyway)")
+
+
+def build(board, model, lanes=4, weights="baked", out_dir=None, baud=DEFAULT_BAUD, envelope=(), clock=None,
+          plan_check=True):
     """Build a bitstream; returns the report dict (also written to ``<out_dir>/report.json``).
 
     ``clock`` (Hz) runs the design on the board's PLL (else the oscillator); nextpnr's Fmax is
     checked against the achieved PLL frequency. Raises GxnorError (one line) on a bad option, a
     tool failure, a design that does not fit, or a timing miss (after writing the report).
+    ``plan_check``: refuse up front a design whose memories ``rtl.mem.plan`` says cannot fit
+    (iCE40; the plan is an estimate, so it can be turned off to let nextpnr decide).
     """
     plat = platform(board)
-    tool_env()
     design, cfg = make_design(model, lanes, weights, baud, envelope, clock, board)
+    mplan = (check_plan(cfg, board, weights, f"{plat.device}-{plat.package}", [model, *envelope]) if plan_check
+             else memory_plan(cfg, board, weights))
+    tool_env()
     out_dir = Path(out_dir or Path("build") / "fpga" / f"{board}-{model.name}-P{cfg.lanes}")
     out_dir.mkdir(parents=True, exist_ok=True)
     log = out_dir / f"{NAME}.tim"
@@ -221,6 +252,7 @@ def build(board, model, lanes=4, weights="baked", out_dir=None, baud=DEFAULT_BAU
               "bitstream": str(bitstream) if bitstream.is_file() and not failed else None,
               "seconds": round(seconds, 1), "log": str(log),
               "engine_config": json.loads(cfg.to_json()),
+              "memory_plan": {k: mplan[k] for k in ("ebr", "spram", "fits", "banks")},
               "protocol": {"sync": protocol.SYNC, "version": protocol.VERSION}}
     (out_dir / "report.json").write_text(json.dumps(report, indent=1))
     check_report(report)

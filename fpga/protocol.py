@@ -85,7 +85,7 @@ import numpy as np
 from golden.errors import GxnorError
 
 SYNC = 0xA5
-VERSION = 2
+VERSION = 3
 
 T_INFO, T_SET_TAU, T_IMAGE, T_LOAD, T_COMMIT, T_CONFIG = 0x01, 0x02, 0x03, 0x04, 0x05, 0x06
 R_INFO, R_TAU, R_RESULT, R_LOADED, R_CONFIG = 0x81, 0x82, 0x83, 0x84, 0x86
@@ -118,7 +118,7 @@ def config_fields():
     return [f.name for f in fields(EngineConfig)]
 
 
-CONFIG_LEN = 4 * 16
+CONFIG_LEN = 4 * len(config_fields())     # one u32 per EngineConfig field
 
 
 def load_memories(cfg):

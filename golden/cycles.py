@@ -139,6 +139,8 @@ class EngineConfig:
     acc_bits : int        signed accumulator / threshold / logit width
     tau_bits : int        signed tau register width (covers every log-alpha)
     classes : int         max logits
+    gated : int           1 if any model in the envelope has a gated layer, else 0: only then does
+                          the engine build the gate predictor, its memories and the kernel lists
     """
     lanes: int
     max_layers: int
@@ -156,11 +158,15 @@ class EngineConfig:
     acc_bits: int
     tau_bits: int
     classes: int
+    gated: int = 1
 
     def __post_init__(self):
         for f in fields(self):
             v = getattr(self, f.name)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            if f.name == "gated":
+                if isinstance(v, bool) or v not in (0, 1):
+                    raise GxnorError(f"engine config: gated must be 0 or 1, got {v!r}")
+            elif isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
                 raise GxnorError(f"engine config: {f.name} must be a positive integer, got {v!r}")
             object.__setattr__(self, f.name, int(v))
         if self.lanes > MAX_LANES:
@@ -281,7 +287,7 @@ def requirements(model, lanes):
         dim=max(max(h, w) for _, h, w in maps + [(0, l["k"], l["k"]) for l in hl]
                 + [(0, l["hout"], l["wout"]) for l in hl]),
         positions=max(h * w for _, h, w in maps + [(0, l["hout"], l["wout"]) for l in hl]), acc_bits=accb, tau_bits=max(2, model.tau_bits),
-        classes=model.num_classes)
+        classes=model.num_classes, gated=int(any(l["gated"] for l in hl)))
 
 
 def check_lanes(lanes):

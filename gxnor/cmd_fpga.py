@@ -24,6 +24,9 @@ def register(sub):
                         "the build fails with the margin if Fmax is below it")
     b.add_argument("--baud", type=int, default=115200, help="UART baud rate (default 115200)")
     b.add_argument("-o", "--out", default=None, help="build directory (default build/fpga/<board>-<model>-P<lanes>)")
+    b.add_argument("--no-plan-check", action="store_true",
+                   help="iCE40: place and route even if the memory plan (an estimate) says the design "
+                        "cannot fit (default: refuse up front, naming the memories)")
     b.add_argument("--json", action="store_true", help="machine-readable report")
     b.set_defaults(func=cmd_build)
 
@@ -53,7 +56,7 @@ def cmd_build(args):
     if args.clock is not None and not args.clock > 0:
         raise GxnorError(f"--clock must be a positive frequency in MHz, got {args.clock}")
     report = build(args.board, model, args.lanes, args.weights, args.out, args.baud, envelope,
-                   None if args.clock is None else args.clock * 1e6)
+                   None if args.clock is None else args.clock * 1e6, plan_check=not args.no_plan_check)
     if args.json:
         print_json(report)
     else:

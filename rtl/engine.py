@@ -185,18 +185,21 @@ class Engine(wiring.Component):
             m.submodules[f"w_mem{j}"] = w_mems[j]
             m.submodules[f"thr_mem{j}"] = thr_mems[j]
             m.submodules[f"act_mem{j}"] = act_mems[j]
-        m.submodules.gw_mem = gw_mem = Memory(shape=signed(cfg.gw_bits), depth=cfg.gate_weights,
-                                              init=[v - (1 << cfg.gw_bits) if v >> (cfg.gw_bits - 1) else v
-                                                    for v in self._init("gw", cfg.gate_weights)])
-        m.submodules.gb_mem = gb_mem = Memory(shape=signed(cfg.gb_bits), depth=cfg.gate_biases,
-                                              init=[v - (1 << cfg.gb_bits) if v >> (cfg.gb_bits - 1) else v
-                                                    for v in self._init("gb", cfg.gate_biases)])
+        gated = bool(cfg.gated)   # else no gate predictor, gate memories, sums or kernel lists
+        if gated:
+            m.submodules.gw_mem = gw_mem = Memory(shape=signed(cfg.gw_bits), depth=cfg.gate_weights,
+                                                  init=[v - (1 << cfg.gw_bits) if v >> (cfg.gw_bits - 1) else v
+                                                        for v in self._init("gw", cfg.gate_weights)])
+            m.submodules.gb_mem = gb_mem = Memory(shape=signed(cfg.gb_bits), depth=cfg.gate_biases,
+                                                  init=[v - (1 << cfg.gb_bits) if v >> (cfg.gb_bits - 1) else v
+                                                        for v in self._init("gb", cfg.gate_biases)])
         ev_lay = data.StructLayout({"code": unsigned(2), "y": unsigned(cfg.dim_bits),
                                     "x": unsigned(cfg.dim_bits), "woff": unsigned(cfg.woff_bits)})
         m.submodules.evt_mem = evt_mem = memory("evt", ev_lay, cfg.events, [])
         m.submodules.acc_mem = acc_mem = Memory(shape=unsigned(P * A), depth=cfg.acc_words, init=[])
         SB = cfg.sum_bits
-        m.submodules.s_mem = s_mem = Memory(shape=unsigned(P * SB), depth=max(2, cfg.groups), init=[])
+        if gated:
+            m.submodules.s_mem = s_mem = Memory(shape=unsigned(P * SB), depth=max(2, cfg.groups), init=[])
         # (depth >= 2: a one-word memory would get a 0-bit address, emitted as `[-1:0]`)
         m.submodules.logit_mem = logit_mem = Memory(shape=unsigned(P * A),
                                                     depth=max(2, (cfg.classes + P - 1) // P), init=[])
@@ -207,10 +210,10 @@ class Engine(wiring.Component):
         w_rs = [mem.read_port() for mem in w_mems]
         thr_ws = [mem.write_port() for mem in thr_mems]
         thr_rs = [mem.read_port() for mem in thr_mems]
-        gw_w = gw_mem.write_port()
-        gw_r = gw_mem.read_port()
-        gb_w = gb_mem.write_port()
-        gb_r = gb_mem.read_port()
+        if gated:
+            gw_w, gw_r = gw_mem.write_port(), gw_mem.read_port()
+            gb_w, gb_r = gb_mem.write_port(), gb_mem.read_port()
+            s_w, s_r = s_mem.write_port(), s_mem.read_port()
         act_ws = [mem.write_port() for mem in act_mems]
         act_rs = [mem.read_port(transparent_for=(w,)) for mem, w in zip(act_mems, act_ws)]
         act_raddr = Signal(range(2 * cfg.act_words))
@@ -221,8 +224,6 @@ class Engine(wiring.Component):
         evt_r = evt_mem.read_port()
         acc_w = acc_mem.write_port()
         acc_r = acc_mem.read_port(transparent_for=(acc_w,))
-        s_w = s_mem.write_port()
-        s_r = s_mem.read_port()
         lg_w = logit_mem.write_port()
         lg_r = logit_mem.read_port()
 
@@ -235,7 +236,7 @@ class Engine(wiring.Component):
         # rtl/loader.py decodes the load stream into one write per record (accepted while idle)
         m.submodules.loader = loader = Loader(cfg)
         wiring.connect(m, wiring.flipped(self.load), loader.load)
-        for name, port in (("desc", desc_w), ("gw", gw_w), ("gb", gb_w)):
+        for name, port in (("desc", desc_w),) + ((("gw", gw_w), ("gb", gb_w)) if gated else ()):
             m.d.comb += [port.addr.eq(getattr(loader, f"{name}_addr")),
                          port.data.eq(getattr(loader, f"{name}_data")), port.en.eq(getattr(loader, f"{name}_en"))]
         for j, port in enumerate(thr_ws):
@@ -265,8 +266,9 @@ class Engine(wiring.Component):
         tau = Signal(signed(cfg.tau_bits))
         dense = Signal()
         li = Signal(range(max(2, cfg.max_layers)))
-        chmask = Signal(cfg.channels)        # channels of the current input that may be nonzero
-        omask = Signal(cfg.channels)         # kernels of the current layer that are on
+        # (initially all ones: without a gate predictor they are constants and synthesis removes them)
+        chmask = Signal(cfg.channels, init=(1 << cfg.channels) - 1)  # channels of the input that may be nonzero
+        omask = Signal(cfg.channels, init=(1 << cfg.channels) - 1)   # kernels of the current layer that are on
         m.d.comb += desc_r.addr.eq(li)
 
         cyc = Signal(32)
@@ -336,17 +338,22 @@ class Engine(wiring.Component):
         #   channel count (a priority encoder over every kernel grew with it: 256-channel MLPs).
         G = cfg.groups
         list_mode = Signal()
-        m.d.comb += list_mode.eq(d.gated & ~dense)
+        if gated:
+            m.d.comb += list_mode.eq(d.gated & ~dense)
         lane_v = Signal(P)                   # lane has a kernel in the current group
         lane_g = [Signal(range(max(G, 2)), name=f"lane_g{j}") for j in range(P)]
         n_list = [Signal(range(G + 1), name=f"n_list{j}") for j in range(P)]   # list lengths
         r_list = [Signal(range(G + 1), name=f"r_list{j}") for j in range(P)]   # next entry to read
-        list_mems = [Memory(shape=unsigned(_bits(max(G - 1, 1))), depth=max(2, G), init=[]) for _ in range(P)]
+        list_mems = [Memory(shape=unsigned(_bits(max(G - 1, 1))), depth=max(2, G), init=[])
+                     for _ in range(P if gated else 0)]
         list_ws = [lm.write_port() for lm in list_mems]
         list_rs = [lm.read_port(transparent_for=(w,)) for lm, w in zip(list_mems, list_ws)]
         advance = Signal()                   # DRAIN_T: the lanes that had a kernel move on
         cnt_v = below(g, d.kout)
         for j in range(P):
+            if not gated:
+                m.d.comb += [lane_v[j].eq(cnt_v[j]), lane_g[j].eq(g)]
+                continue
             m.submodules[f"list_mem{j}"] = list_mems[j]
             # the read port looks ahead: in GROUP its data is the entry at r_list[j]
             m.d.comb += list_rs[j].addr.eq(r_list[j] + (advance & lane_v[j]))
@@ -433,19 +440,20 @@ class Engine(wiring.Component):
                                  act_ws[j].en.eq(lval[j] & (~d.pool | dr_pin))]
 
         # ---------------------------------------------------------------- stage 2: gate
-        m.submodules.gate = gate = GateUnit(cfg.gw_bits, SB, cfg.gb_bits, cfg.la_bits + 1, cfg.tau_bits)
-        gi = gate.i.payload
-        m.d.comb += [gate.i.valid.eq(gt_v), gate.o.ready.eq(1), gate.tau.eq(tau),
-                     gi.w.eq(gw_r.data), gi.s.eq(s_r.data.word_select(gt_lane, SB)), gi.bias.eq(gb_r.data),
-                     gi.first.eq(gt_first), gi.last.eq(gt_last)]
-        with m.If(gate.o.valid):
-            m.d.sync += omask.bit_select(gt_k, 1).eq(gate.o.payload.on)
-            for j in range(P):       # append a kernel that is on to its bank's list
-                with m.If(gate.o.payload.on & (gt_kl == j)):
-                    m.d.comb += [list_ws[j].addr.eq(n_list[j]), list_ws[j].data.eq(gt_kg), list_ws[j].en.eq(1)]
-                    m.d.sync += n_list[j].eq(n_list[j] + 1)
-            with m.If(~gate.o.payload.on):
-                m.d.sync += n_skip.eq(n_skip + 1)
+        if gated:
+            m.submodules.gate = gate = GateUnit(cfg.gw_bits, SB, cfg.gb_bits, cfg.la_bits + 1, cfg.tau_bits)
+            gi = gate.i.payload
+            m.d.comb += [gate.i.valid.eq(gt_v), gate.o.ready.eq(1), gate.tau.eq(tau),
+                         gi.w.eq(gw_r.data), gi.s.eq(s_r.data.word_select(gt_lane, SB)), gi.bias.eq(gb_r.data),
+                         gi.first.eq(gt_first), gi.last.eq(gt_last)]
+            with m.If(gate.o.valid):
+                m.d.sync += omask.bit_select(gt_k, 1).eq(gate.o.payload.on)
+                for j in range(P):       # append a kernel that is on to its bank's list
+                    with m.If(gate.o.payload.on & (gt_kl == j)):
+                        m.d.comb += [list_ws[j].addr.eq(n_list[j]), list_ws[j].data.eq(gt_kg), list_ws[j].en.eq(1)]
+                        m.d.sync += n_list[j].eq(n_list[j] + 1)
+                with m.If(~gate.o.payload.on):
+                    m.d.sync += n_skip.eq(n_skip + 1)
 
         # ---------------------------------------------------------------- stage 2: stand-alone pool
         m.submodules.pool = pool = PoolMax(P)
@@ -480,12 +488,17 @@ class Engine(wiring.Component):
             m.next = "SCAN_G"
 
         def after_scan():
+            def compute():
+                m.d.sync += [g.eq(0), gbase.eq(0), gsoff.eq(0)]
+                m.next = "GROUP"
+            if not gated:
+                compute()
+                return
             with m.If(d.gated):
                 m.d.sync += [kc.eq(0), kcg.eq(0), kcl.eq(0), cc.eq(0), cg.eq(0), cl.eq(0), gidx.eq(0)]
                 m.next = "GATE"
             with m.Else():
-                m.d.sync += [g.eq(0), gbase.eq(0), gsoff.eq(0)]
-                m.next = "GROUP"
+                compute()
 
         with m.FSM(init="INIT") as fsm:
             with m.State("INIT"):
@@ -501,7 +514,8 @@ class Engine(wiring.Component):
                                  cyc.eq(0), n_ev.eq(0), n_fired.eq(0), n_skip.eq(0),
                                  pos.eq(0), lane_c.eq(0), pix_c.eq(0), gbase.eq(0), g.eq(0),
                                  ecount.eq(0), y.eq(0), x.eq(0)]
-                    m.d.sync += [s.eq(0) for s in slane]
+                    if gated:
+                        m.d.sync += [s.eq(0) for s in slane]
                     m.next = "IQ"
 
             with m.State("IQ"):
@@ -523,7 +537,8 @@ class Engine(wiring.Component):
                                  evt_w.data.woff.eq(pix_c * d.cstride + Mux(d.kind == KIND_CONV, 0, pos))]
                     m.d.sync += [ecount.eq(ecount + 1), n_ev.eq(n_ev + 1)]
                 with m.If(self.pixels.valid):
-                    m.d.sync += [sl.eq(sn) for sl, sn in zip(slane, slane_next)]
+                    if gated:
+                        m.d.sync += [sl.eq(sn) for sl, sn in zip(slane, slane_next)]
                     with m.If(x == d.win - 1):
                         m.d.sync += [x.eq(0), y.eq(y + 1)]
                     with m.Else():
@@ -534,8 +549,9 @@ class Engine(wiring.Component):
                     with m.If(pos == hdr.hw - 1):
                         m.d.sync += [pos.eq(0), pix_c.eq(pix_c + 1), x.eq(0), y.eq(0)]
                         with m.If((lane_c == P - 1) | (pix_c == hdr.cin - 1)):
-                            m.d.comb += [s_w.addr.eq(g), s_w.data.eq(Cat(*slane_next)), s_w.en.eq(1)]
-                            m.d.sync += [s.eq(0) for s in slane]
+                            if gated:
+                                m.d.comb += [s_w.addr.eq(g), s_w.data.eq(Cat(*slane_next)), s_w.en.eq(1)]
+                                m.d.sync += [s.eq(0) for s in slane]
                             m.d.sync += g.eq(g + 1)
                         with m.If(lane_c == P - 1):
                             m.d.sync += [lane_c.eq(0), gbase.eq(gbase + hdr.hw)]
@@ -573,7 +589,8 @@ class Engine(wiring.Component):
                          enc.i.payload.mask.eq(gm)]
             with m.State("SCAN_G"):
                 with m.If((gm == 0) & ~dense):
-                    m.d.comb += [s_w.addr.eq(g), s_w.data.eq(0), s_w.en.eq(1)]
+                    if gated:
+                        m.d.comb += [s_w.addr.eq(g), s_w.data.eq(0), s_w.en.eq(1)]
                     m.d.sync += [g.eq(g + 1), gbase.eq(gbase + d.hwin)]
                     with m.If(g == ngroups_in - 1):
                         after_scan()
@@ -595,7 +612,7 @@ class Engine(wiring.Component):
                                  evt_w.data.code.eq(ecode), evt_w.data.y.eq(y), evt_w.data.x.eq(x),
                                  evt_w.data.woff.eq(woff)]
                     m.d.sync += [ecount.eq(ecount + 1), n_ev.eq(n_ev + 1)]
-                    for j in range(P):
+                    for j in range(P if gated else 0):
                         with m.If(lane == j):
                             m.d.sync += slane[j].eq(slane[j] + decode(ecode))
                 with m.If(enc.i.ready):
@@ -612,8 +629,9 @@ class Engine(wiring.Component):
                     m.d.comb += act_raddr.eq(in_half + gbase + pos)
 
             with m.State("SCAN_E"):
-                m.d.comb += [s_w.addr.eq(g), s_w.data.eq(Cat(*slane)), s_w.en.eq(1)]
-                m.d.sync += [s.eq(0) for s in slane]
+                if gated:
+                    m.d.comb += [s_w.addr.eq(g), s_w.data.eq(Cat(*slane)), s_w.en.eq(1)]
+                    m.d.sync += [s.eq(0) for s in slane]
                 m.d.sync += [g.eq(g + 1), gbase.eq(gbase + d.hwin)]
                 with m.If(g == ngroups_in - 1):
                     after_scan()
@@ -621,27 +639,28 @@ class Engine(wiring.Component):
                     m.next = "SCAN_G"
 
             # ------------------------------------------------ gate predictor
-            with m.State("GATE"):
-                m.d.comb += [gw_r.addr.eq(d.gbase + gidx), s_r.addr.eq(cg), gb_r.addr.eq(d.bbase + kc)]
-                m.d.sync += [gt_v.eq(1), gt_first.eq(cc == 0), gt_last.eq(cc == d.cin - 1),
-                             gt_lane.eq(cl), gt_k.eq(kc), gt_kg.eq(kcg), gt_kl.eq(kcl), gidx.eq(gidx + 1)]
-                with m.If(cc == d.cin - 1):
-                    m.d.sync += [cc.eq(0), cg.eq(0), cl.eq(0), kc.eq(kc + 1)]
-                    with m.If(kcl == P - 1):
-                        m.d.sync += [kcl.eq(0), kcg.eq(kcg + 1)]
+            if gated:
+                with m.State("GATE"):
+                    m.d.comb += [gw_r.addr.eq(d.gbase + gidx), s_r.addr.eq(cg), gb_r.addr.eq(d.bbase + kc)]
+                    m.d.sync += [gt_v.eq(1), gt_first.eq(cc == 0), gt_last.eq(cc == d.cin - 1),
+                                 gt_lane.eq(cl), gt_k.eq(kc), gt_kg.eq(kcg), gt_kl.eq(kcl), gidx.eq(gidx + 1)]
+                    with m.If(cc == d.cin - 1):
+                        m.d.sync += [cc.eq(0), cg.eq(0), cl.eq(0), kc.eq(kc + 1)]
+                        with m.If(kcl == P - 1):
+                            m.d.sync += [kcl.eq(0), kcg.eq(kcg + 1)]
+                        with m.Else():
+                            m.d.sync += kcl.eq(kcl + 1)
+                        with m.If(kc == d.kout - 1):
+                            m.next = "GATE_T"
                     with m.Else():
-                        m.d.sync += kcl.eq(kcl + 1)
-                    with m.If(kc == d.kout - 1):
-                        m.next = "GATE_T"
-                with m.Else():
-                    m.d.sync += cc.eq(cc + 1)
-                    with m.If(cl == P - 1):
-                        m.d.sync += [cl.eq(0), cg.eq(cg + 1)]
-                    with m.Else():
-                        m.d.sync += cl.eq(cl + 1)
-            with m.State("GATE_T"):
-                m.d.sync += [g.eq(0), gbase.eq(0), gsoff.eq(0)]
-                m.next = "GROUP"
+                        m.d.sync += cc.eq(cc + 1)
+                        with m.If(cl == P - 1):
+                            m.d.sync += [cl.eq(0), cg.eq(cg + 1)]
+                        with m.Else():
+                            m.d.sync += cl.eq(cl + 1)
+                with m.State("GATE_T"):
+                    m.d.sync += [g.eq(0), gbase.eq(0), gsoff.eq(0)]
+                    m.next = "GROUP"
 
             # ------------------------------------------------ output groups
             with m.State("GROUP"):

@@ -268,12 +268,16 @@ def engine_memories(cfg):
     """{name: (depth, width, copies)} of the engine's memories for ``cfg`` (rtl/engine.py)."""
     P, A = cfg.lanes, cfg.acc_bits
     G = max(2, cfg.groups)
-    return {"desc": (cfg.max_layers, cfg.desc_bits, 1), "w": (weight_rows(cfg), 2 * W_PACK, P),
+    mems = {"desc": (cfg.max_layers, cfg.desc_bits, 1), "w": (weight_rows(cfg), 2 * W_PACK, P),
             "list": (G, max(1, (G - 1).bit_length()), P),
             "thr": (cfg.thr_words, 2 * A, P), "act": (2 * cfg.act_words, 2, P),
             "gw": (cfg.gate_weights, cfg.gw_bits, 1), "gb": (cfg.gate_biases, cfg.gb_bits, 1),
             "evt": (cfg.events, event_bits(cfg), 1), "acc": (cfg.acc_words, P * A, 1),
             "s": (cfg.groups, P * cfg.sum_bits, 1), "logit": (-(-cfg.classes // P), P * A, 1)}
+    if not cfg.gated:           # no gate predictor: no gate memories, sums or kernel lists
+        for name in ("list", "gw", "gb", "s"):
+            del mems[name]
+    return mems
 
 
 # In a baked build (no load port) these memories are never written: ROMs. yosys 0.70 synth_ice40

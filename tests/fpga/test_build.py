@@ -73,6 +73,24 @@ def test_bad_options_are_one_line_errors(tmp_path, capsys):
         B.platform("arty")
 
 
+def test_memory_plan_refuses_up_front(tmp_path, capsys, monkeypatch):
+    """A design whose memories cannot fit the UP5K fails before any tool runs, naming the memory
+    that overflows and an option that fits (the zoo gated-cnn at P = 2: its weights need 16 EBR)."""
+    from pathlib import Path
+    monkeypatch.setattr(B, "tool_env", lambda: pytest.fail("a tool would run"))
+    zoo = Path(__file__).resolve().parents[2] / "zoo"
+    assert main(["build", "--board", "icebreaker", "--model", str(zoo / "gated-cnn.gxm"), "--lanes", "2",
+                 "-o", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len([l for l in err if l.startswith("gxnor: error:")]) == 1
+    assert "does not fit the iCE40UP5K-SG48: memory plan" in err[-1] and "EBR" in err[-1]
+    assert "largest: w " in err[-1] and "the plan fits with --lanes 1" in err[-1], err[-1]
+    assert not (tmp_path / "o").exists()
+    # the mlp's 268,800 weights fit only in SPRAM (loadable)
+    assert main(["build", "--board", "icebreaker", "--model", str(zoo / "mlp.gxm"), "--lanes", "1"]) == 2
+    assert "the plan fits with --lanes 1 --weights loadable" in capsys.readouterr().err
+
+
 def test_yosys_synthesis_smoke():
     """The board top with the real engine synthesises for iCE40 (yosys only, ~10 s)."""
     from rtl.engine import Engine
