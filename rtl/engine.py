@@ -297,7 +297,8 @@ class Engine(wiring.Component):
         x = Signal(range(cfg.dim + 1))
         gbase = Signal(range(2 * cfg.act_words + 1))   # g * H*W (input or output map)
         ecount = Signal(range(cfg.events + 1))
-        slane = [Signal(signed(SB), name=f"slane{j}") for j in range(P)]
+        # the gate predictor's per-channel input sums (gated envelopes only)
+        slane = [Signal(signed(SB), name=f"slane{j}") for j in range(P if gated else 0)]
 
         # pipeline stage-2 controls
         sc_v = Signal()
@@ -337,8 +338,9 @@ class Engine(wiring.Component):
         #   its list in order. Cost: one list memory per lane and two counters, independent of the
         #   channel count (a priority encoder over every kernel grew with it: 256-channel MLPs).
         G = cfg.groups
-        list_mode = Signal()
+        list_mode = Const(0)                 # (ungated envelopes: counter mode only)
         if gated:
+            list_mode = Signal()
             m.d.comb += list_mode.eq(d.gated & ~dense)
         lane_v = Signal(P)                   # lane has a kernel in the current group
         lane_g = [Signal(range(max(G, 2)), name=f"lane_g{j}") for j in range(P)]
@@ -527,8 +529,8 @@ class Engine(wiring.Component):
                 # conv/dense, each nonzero pixel (every pixel in the dense schedule) is written to the
                 # event list as it arrives, and the gate's per-channel sums are accumulated here.
                 emit = self.pixels.valid & (d.kind != KIND_POOL) & (code[0] | dense)
-                slane_next = [Signal(signed(SB), name=f"slane_next{j}") for j in range(P)]
-                for j in range(P):
+                slane_next = [Signal(signed(SB), name=f"slane_next{j}") for j in range(P if gated else 0)]
+                for j in range(len(slane_next)):
                     m.d.comb += slane_next[j].eq(
                         slane[j] + Mux(self.pixels.valid & (lane_c == j), decode(code), 0))
                 with m.If(emit):
@@ -722,7 +724,8 @@ class Engine(wiring.Component):
                 with m.If(dp == d.hwout - 1):
                     m.next = "DRAIN_T"
             with m.State("DRAIN_T"):
-                m.d.comb += advance.eq(1)
+                if gated:
+                    m.d.comb += advance.eq(1)
                 m.d.sync += g.eq(g + 1)
                 m.next = "GROUP"
 

@@ -38,9 +38,21 @@ def test_plan_zoo_decisions():
     assert loadable["fits"] and loadable["banks"]["w"] == [(0, "spram")] and loadable["spram"] == 3
     assert baked["ebr"] <= 30 and loadable["ebr"] <= 30
     assert B.memory_plan(EngineConfig.for_models([c], 2), "icebreaker", "baked")["fits"]
+    # mlp: 784*256 + 256*256 + 256*10 = 268,800 weight codes, 537,600 bits: 4.4x the 30 EBR
+    # (122,880 bits), so never baked. Loadable, the banks pack 8 codes per 16-bit row, 131,072
+    # codes per SPRAM; each lane is its own bank (own address) and the event list needs 2 SPRAMs
+    # if it is not in EBR. P = 1: 33,600 rows = 2 SPRAMs (32,768 rows) + 832 rows in EBR.
+    # P = 2: 16,800 rows per lane = one SPRAM each + 416 rows in EBR. P = 4: 8,416 rows per lane,
+    # one SPRAM each, so the event list goes to EBR and the rest no longer fits.
+    assert 784 * 256 + 256 * 256 + 256 * 10 == 268_800
     for P in (1, 2, 4):
-        for w in ("baked", "loadable"):
-            assert not B.memory_plan(EngineConfig.for_models([mlp], P), "icebreaker", w)["fits"]
+        assert not B.memory_plan(EngineConfig.for_models([mlp], P), "icebreaker", "baked")["fits"]
+    p1 = B.memory_plan(EngineConfig.for_models([mlp], 1), "icebreaker", "loadable")
+    assert p1["fits"] and p1["spram"] == 4, p1
+    assert p1["banks"] == {"evt": [(0, "spram")], "w": [(0, "spram"), (2 * 16384, "ebr")]}, p1["banks"]
+    p2 = B.memory_plan(EngineConfig.for_models([mlp], 2), "icebreaker", "loadable")
+    assert p2["fits"] and p2["banks"]["w"] == [(0, "spram"), (16384, "ebr")], p2
+    assert not B.memory_plan(EngineConfig.for_models([mlp], 4), "icebreaker", "loadable")["fits"]
     assert not B.memory_plan(EngineConfig.for_models([g], 4), "icebreaker", "baked")["fits"]
     assert not B.memory_plan(EngineConfig.for_models([g], 2), "icebreaker", "baked")["fits"]
     # other boards: every memory plain

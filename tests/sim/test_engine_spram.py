@@ -72,3 +72,20 @@ def test_zoo_up5k_plan_on_rtl():
         bad, _ = compare(r["model"], r["images"], r["tau"], out, 1)
         assert not bad, f"{r['model'].name}: {bad[0]}"
         assert int(np.sum(out["ok"])) == 3
+
+
+def test_zoo_mlp_up5k_plan_on_rtl():
+    """The zoo mlp (268,800 weights) on the P = 1 engine with the UP5K placement of its loadable
+    build: weights in two SPRAMs plus EBR for the rest (packed 8 per row, loaded by
+    read-modify-write), the event list in SPRAM; 3 MNIST images, exact against golden."""
+    m = modelfile.load(ZOO / "mlp.gxm")
+    cfg = EngineConfig.for_models([m], 1)
+    p = plan(cfg, preload=False, extra={"rx_fifo": 1})
+    assert p["fits"] and p["spram"] == 4, p
+    assert p["banks"]["w"] == [(0, "spram"), (2 * 16384, "ebr")], p["banks"]
+    x, _ = load_dataset("mnist5k", "test")
+    runs = [{"model": m, "images": x[:3], "tau": None, "load": True, "lanes": 1}]
+    hw, _ = simulate(cfg, runs, seed=SEED + 10, spram=p["banks"])
+    bad, _ = compare(m, x[:3], None, hw[0], 1)
+    assert not bad, bad[0]
+    assert int(np.sum(hw[0]["ok"])) == 3
