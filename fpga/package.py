@@ -75,6 +75,8 @@ def write_package(out_dir, model, cfg, *, engine_verilog=None, clk_freq=None, ba
 
     engine = Engine(cfg, model)
     eng_ports = _ports(engine)
+    if engine_verilog is not None:
+        engine._MustUse__silence = True       # ports read only; the caller converted it already
     put("engine.v", engine_verilog if engine_verilog is not None else verilog.convert(engine, name="engine"))
     top_ports = None
     if clk_freq is not None:
