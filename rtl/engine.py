@@ -470,6 +470,25 @@ class Engine(wiring.Component):
         m.submodules.argmax = argmax = Argmax(A, cfg.classes)
         wiring.connect(m, argmax.o, wiring.flipped(self.result))
 
+        # ---------------------------------------------------------------- event list write (SCAN)
+        ev_v = Signal()                  # an event emitted last cycle, written now
+        ev_addr = Signal(range(cfg.events + 1))
+        ev_lane = Signal(range(max(P, 2)))
+        ev_code = Signal(2)
+        ev_y = Signal(cfg.dim_bits)
+        ev_x = Signal(cfg.dim_bits)
+        ev_pos = Signal(range(cfg.positions + 1))
+        m.d.sync += ev_v.eq(0)
+        with m.If(ev_v):
+            woff = (g * P + ev_lane) * d.cstride + Mux(d.kind == KIND_CONV, 0, ev_pos)
+            m.d.comb += [evt_w.addr.eq(ev_addr), evt_w.en.eq(1), evt_w.data.code.eq(ev_code),
+                         evt_w.data.y.eq(ev_y), evt_w.data.x.eq(ev_x), evt_w.data.woff.eq(woff)]
+        # gate sums including the event being written (SCAN_E stores them)
+        slane_ev = [(sl + Mux(ev_v & (ev_lane == j), decode(ev_code), 0))[:SB] for j, sl in enumerate(slane)]
+        for sl, se in zip(slane, slane_ev):
+            with m.If(ev_v):
+                m.d.sync += sl.eq(se)
+
         # ---------------------------------------------------------------- control
         stall = Signal()
         m.d.comb += self.busy.eq(~self.ready)
@@ -583,11 +602,23 @@ class Engine(wiring.Component):
                     start_scan()
 
             # ------------------------------------------------ event encoder
+            # The words of a group are read one ahead of the encoder into a two-entry buffer (the
+            # read port's output and `hold`): whether the next word is read depends only on the
+            # buffer's registered state, never on the word being encoded, and each event is written
+            # to the event list one cycle after the encoder emits it (registered `ev_*`). So no
+            # path runs from the activation memory's read data through the encoder to a memory
+            # address or to the event list's write data. Cycles are unchanged: one word per cycle
+            # when it has at most one event (the buffer never runs dry), and the last event of a
+            # group is written in SCAN_E.
             gm = Signal(P)
             # (chmask/omask bits at and above the channel count are 1: `below` masks the last group)
             m.d.comb += gm.eq(Mux(dense, below(g, d.cin), lane_bits(chmask, g) & below(g, d.cin)))
             m.submodules.encoder = enc = EventEncoder(P)
-            m.d.comb += [enc.dense.eq(dense), enc.o.ready.eq(1), enc.i.payload.word.eq(act_rdata),
+            hold = Signal(2 * P)             # the older buffered word, when `hv`
+            hv = Signal()
+            ov = Signal()                    # the read port's output holds a buffered word
+            rpos = Signal(range(cfg.positions + 1))     # next position to read
+            m.d.comb += [enc.dense.eq(dense), enc.o.ready.eq(1), enc.i.payload.word.eq(Mux(hv, hold, act_rdata)),
                          enc.i.payload.mask.eq(gm)]
             with m.State("SCAN_G"):
                 with m.If((gm == 0) & ~dense):
@@ -598,41 +629,45 @@ class Engine(wiring.Component):
                         after_scan()
                 with m.Else():
                     m.d.comb += act_raddr.eq(in_half + gbase)
-                    m.d.sync += [pos.eq(0), y.eq(0), x.eq(0)]
+                    m.d.sync += [pos.eq(0), y.eq(0), x.eq(0), rpos.eq(1), ov.eq(1), hv.eq(0)]
                     m.next = "SCAN_W"
 
             with m.State("SCAN_W"):
-                # the word read at `pos` goes through the EventEncoder (rtl/encoder.py): one event per
-                # cycle, lowest lane first; it takes the word (i.ready) with its last event
-                m.d.comb += enc.i.valid.eq(1)
-                lane = enc.o.payload.lane
-                ecode = enc.o.payload.code
-                c = g * P + lane
-                woff = c * d.cstride + Mux(d.kind == KIND_CONV, 0, pos)
+                # the word at `pos` (from `hold`, else the read port) goes through the EventEncoder
+                # (rtl/encoder.py): one event per cycle, lowest lane first; it takes the word
+                # (i.ready) with its last event
+                m.d.comb += enc.i.valid.eq(hv | ov)
+                take = enc.i.valid & enc.i.ready
+                issue = ~(hv & ov) & (rpos < d.hwin)
+                m.d.comb += act_raddr.eq(in_half + gbase + rpos)
+                for r in act_rs:
+                    m.d.comb += r.en.eq(issue)
+                with m.If(issue):
+                    m.d.sync += [rpos.eq(rpos + 1), ov.eq(1)]
+                with m.Elif(~hv & take):
+                    m.d.sync += ov.eq(0)
+                with m.If(hv):
+                    with m.If(take):
+                        m.d.sync += hv.eq(0)
+                with m.Elif(ov & ~take & issue):
+                    m.d.sync += [hv.eq(1), hold.eq(act_rdata)]
                 with m.If(enc.o.valid):
-                    m.d.comb += [evt_w.addr.eq(ecount), evt_w.en.eq(1),
-                                 evt_w.data.code.eq(ecode), evt_w.data.y.eq(y), evt_w.data.x.eq(x),
-                                 evt_w.data.woff.eq(woff)]
-                    m.d.sync += [ecount.eq(ecount + 1), n_ev.eq(n_ev + 1)]
-                    for j in range(P if gated else 0):
-                        with m.If(lane == j):
-                            m.d.sync += slane[j].eq(slane[j] + decode(ecode))
-                with m.If(enc.i.ready):
+                    m.d.sync += [ev_v.eq(1), ev_addr.eq(ecount), ev_lane.eq(enc.o.payload.lane),
+                                 ev_code.eq(enc.o.payload.code), ev_y.eq(y), ev_x.eq(x), ev_pos.eq(pos),
+                                 ecount.eq(ecount + 1), n_ev.eq(n_ev + 1)]
+                with m.If(take):
                     with m.If(pos == d.hwin - 1):
                         m.next = "SCAN_E"
                     with m.Else():
-                        m.d.comb += act_raddr.eq(in_half + gbase + pos + 1)
                         m.d.sync += pos.eq(pos + 1)
                         with m.If(x == d.win - 1):
                             m.d.sync += [x.eq(0), y.eq(y + 1)]
                         with m.Else():
                             m.d.sync += x.eq(x + 1)
-                with m.Else():
-                    m.d.comb += act_raddr.eq(in_half + gbase + pos)
 
             with m.State("SCAN_E"):
                 if gated:
-                    m.d.comb += [s_w.addr.eq(g), s_w.data.eq(Cat(*slane)), s_w.en.eq(1)]
+                    m.d.comb += [s_w.addr.eq(g), s_w.data.eq(Cat(*slane_ev)), s_w.en.eq(1)]
                     m.d.sync += [s.eq(0) for s in slane]
                 m.d.sync += [g.eq(g + 1), gbase.eq(gbase + d.hwin)]
                 with m.If(g == ngroups_in - 1):
