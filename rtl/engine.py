@@ -22,6 +22,7 @@ from .loader import Loader
 from .mem import W_PACK, W_SLOT_BITS, weight_rows
 from .pack import images
 from .pool import PoolMax, max_code
+from .skid import Skid
 
 
 def _bits(n):
@@ -175,7 +176,7 @@ class Engine(wiring.Component):
                             mode=self.spram_mode, banks=self.spram[name])
         # Weight bank j packs W_PACK consecutive weight words (lane j's 2-bit codes) per 16-bit row:
         # the iCE40 SPRAM is 16 bits wide with a 4-bit write mask, so 2-bit words would use an eighth
-        # of it. Loads read-modify-write a row (two cycles per weight record, see "loader").
+        # of it. Loads read-modify-write a row (three cycles per weight record, see "loader").
         w_rows = weight_rows(cfg)
         w_mems = [memory("w", unsigned(2 * W_PACK), w_rows, self._weight_rows(j, w_rows)) for j in range(P)]
         thr_mems = [Memory(shape=unsigned(2 * A), depth=cfg.thr_words,
@@ -242,17 +243,20 @@ class Engine(wiring.Component):
         for j, port in enumerate(thr_ws):
             m.d.comb += [port.addr.eq(loader.thr_addr), port.data.eq(loader.thr_data[2 * A * j:2 * A * (j + 1)]),
                          port.en.eq(loader.thr_en)]
-        # weights: read the row (cycle 1), write it back with the word's slot replaced (cycle 2,
-        # the loader takes no record then)
-        wp_v = Signal()
+        # weights: register the record (cycle 1), read its row (cycle 2), write the row back with
+        # the word's slot replaced (cycle 3); the loader takes no record meanwhile. (The row read
+        # starts from registers: no path from the load stream to the weight memories' address.)
+        wp_v = Signal()              # a record is registered: its row is read now
+        wp_w = Signal()              # its row is written now
         wp_addr = Signal(range(w_rows * W_PACK))
         wp_data = Signal(2 * P)
+        m.d.sync += [wp_v.eq(0), wp_w.eq(wp_v)]
         with m.If(loader.weights_en):
             m.d.sync += [wp_v.eq(1), wp_addr.eq(loader.weights_addr), wp_data.eq(loader.weights_data)]
-            for r in w_rs:
-                m.d.comb += r.addr.eq(loader.weights_addr >> W_SLOT_BITS)
         with m.If(wp_v):
-            m.d.sync += wp_v.eq(0)
+            for r in w_rs:
+                m.d.comb += r.addr.eq(wp_addr >> W_SLOT_BITS)
+        with m.If(wp_w):
             slot = wp_addr[:W_SLOT_BITS]
             for j, (r, port) in enumerate(zip(w_rs, w_ws)):
                 new = wp_data[2 * j:2 * j + 2]
@@ -366,6 +370,7 @@ class Engine(wiring.Component):
         # registered at the start of a group (state GROUP)
         lon = Signal(P)                      # lane computes a kernel that is on
         lval = Signal(P)                     # lane computes a kernel (on, or any in the dense schedule)
+        lane_gq = [Signal(range(max(G, 2)), name=f"lane_gq{j}") for j in range(P)]       # lane_g, registered
         lgs = [Signal(range(cfg.weight_words + 1), name=f"lgs{j}") for j in range(P)]   # g * gstride
         lgo = [Signal(range(cfg.act_words + 1), name=f"lgo{j}") for j in range(P)]      # g * hwout
 
@@ -385,6 +390,7 @@ class Engine(wiring.Component):
         gidx = Signal(range(cfg.gate_weights + 1))
         q = Signal(2)
         ox = Signal(range(cfg.dim + 1))
+        prow = Signal(range(cfg.positions + 1))         # drain: (oy // 2) * wpo
         oy = Signal(range(cfg.dim + 1))
         kg = Signal(range(cfg.groups + 1))
         kl = Signal(range(max(P, 2)))
@@ -392,6 +398,7 @@ class Engine(wiring.Component):
         iaddr = Signal(range(cfg.acc_words + 1))
         lane_c = Signal(range(max(P, 2)))
         pix_c = Signal(range(cfg.channels + 1))
+        pcs = Signal(range(cfg.weight_words + 1))       # pix_c * cstride (input quantizer)
 
         ngroups_in = Signal(range(cfg.groups + 1))
         ngroups_out = Signal(range(cfg.groups + 1))
@@ -407,6 +414,39 @@ class Engine(wiring.Component):
         # own reference and cocotb testbench) are instantiated here; the FSM below feeds them. Inside
         # the engine their sinks are always ready (the pipeline has no internal back-pressure).
         sc_slot = [Signal(W_SLOT_BITS, name=f"sc_slot{j}") for j in range(P)]   # word within the row
+        # Scatter pipeline: SCAT registers the event and its tap (a_*); the address stage computes
+        # the accumulator address, the in-map test and each lane's weight address into registers
+        # (b_*); the read stage issues the accumulator and weight reads (sc_*); the lanes add in
+        # the next cycle and write the accumulator back (stage 2 above). Every stage starts from
+        # registers: no path from the event list's read data or through the multiplier to a memory
+        # address. Cost: 2 cycles per output group with events (SCAT_F1, SCAT_F2; golden.cycles).
+        a_v = Signal()
+        a_ev = Signal(ev_lay)
+        a_dy = Signal(range(cfg.dim + 1))
+        a_dx = Signal(range(cfg.dim + 1))
+        a_tap = Signal(range(cfg.dim * cfg.dim + 1))
+        b_v = Signal()
+        b_ok = Signal()
+        b_code = Signal(2)
+        b_aaddr = Signal(range(cfg.acc_words))
+        waw = range(max(cfg.weight_words + 1, w_rows * W_PACK))
+        b_wa = [Signal(waw, name=f"b_wa{j}") for j in range(P)]
+        m.d.sync += [a_v.eq(0), b_v.eq(0)]
+        with m.If(a_v):
+            is_conv = d.kind == KIND_CONV
+            oyv = Signal(signed(cfg.dim_bits + 3))
+            oxv = Signal(signed(cfg.dim_bits + 3))
+            m.d.comb += [oyv.eq(a_ev.y + d.pad - a_dy), oxv.eq(a_ev.x + d.pad - a_dx)]
+            inr = (oyv >= 0) & (oyv < d.hout) & (oxv >= 0) & (oxv < d.wout)
+            m.d.sync += [b_v.eq(1), b_ok.eq(Mux(is_conv, inr, 1)), b_code.eq(a_ev.code),
+                         b_aaddr.eq(Mux(is_conv, oyv[:cfg.dim_bits] * d.wout + oxv[:cfg.dim_bits], 0))]
+            m.d.sync += [b_wa[j].eq(d.wbase + lgs[j] + a_ev.woff + a_tap) for j in range(P)]
+        with m.If(b_v):
+            for j in range(P):
+                m.d.comb += w_rs[j].addr.eq(b_wa[j] >> W_SLOT_BITS)
+                m.d.sync += sc_slot[j].eq(b_wa[j][:W_SLOT_BITS])
+            m.d.comb += acc_r.addr.eq(b_aaddr)
+            m.d.sync += [sc_v.eq(1), sc_ok.eq(b_ok), sc_code.eq(b_code), sc_addr.eq(b_aaddr)]
         wword = Cat(*[r.data.word_select(sl, 2) for r, sl in zip(w_rs, sc_slot)])
         aword = acc_r.data
         m.submodules.lanes = lanes = LaneArray(P, A)
@@ -420,39 +460,61 @@ class Engine(wiring.Component):
             with m.If(sc_ok):
                 m.d.comb += [acc_w.addr.eq(sc_addr), acc_w.data.eq(lanes.o.payload.acc), acc_w.en.eq(1)]
 
-        # ---------------------------------------------------------------- stage 2: drain
-        # Activation thresholds the P accumulators; with a fused max-pool each output is max-ed into
-        # its window's word of the pooled map (read per lane in the drain's first stage, written
-        # here; back-to-back hits on one pooled word see the new value through the read port's
-        # transparency).
+        # ---------------------------------------------------------------- stage 2/3: drain
+        # Stage 2: Activation thresholds the P accumulators (registered: dq_*), the accumulators
+        # are cleared, logits stored, and with a fused max-pool each lane's word of the pooled map
+        # is read. Stage 3: each output is written, max-ed into its window's word (back-to-back
+        # hits on one pooled word see the new value through the read port's transparency). The
+        # activation write therefore comes one cycle after the drain's last stage-2 (in GROUP),
+        # before anything reads the map again.
         thr = Cat(*[r.data for r in thr_rs])
         m.submodules.activation = actv = Activation(P, A)
         m.d.comb += [actv.i.valid.eq(dr_v), actv.o.ready.eq(1), actv.i.payload.acc.eq(aword),
                      actv.i.payload.thr.eq(thr), actv.i.payload.on.eq(lon)]
-        outw = actv.o.payload.codes
+        dq_v, dq_first, dq_pin = Signal(), Signal(), Signal()
+        dq_codes = Signal(2 * P)
+        dq_addr = Signal(range(max(cfg.acc_words, cfg.positions + 1)))   # dr_pp (pooled) or dr_pos
+        m.d.sync += dq_v.eq(0)
         with m.If(actv.o.valid):
             m.d.comb += [acc_w.addr.eq(dr_pos), acc_w.data.eq(0), acc_w.en.eq(1)]
             with m.If(d.kind == KIND_LOGITS):
                 m.d.comb += [lg_w.addr.eq(g), lg_w.data.eq(aword), lg_w.en.eq(1)]
             with m.Else():
+                m.d.sync += [dq_v.eq(1), dq_codes.eq(actv.o.payload.codes), dq_first.eq(dr_first),
+                             dq_pin.eq(dr_pin), dq_addr.eq(Mux(d.pool, dr_pp, dr_pos))]
                 for j in range(P):
-                    new = outw[2 * j:2 * j + 2]
-                    m.d.comb += [act_ws[j].addr.eq(out_half + lgo[j] + Mux(d.pool, dr_pp, dr_pos)),
-                                 act_ws[j].data.eq(Mux(d.pool & ~dr_first, max_code(act_rs[j].data, new), new)),
-                                 act_ws[j].en.eq(lval[j] & (~d.pool | dr_pin))]
+                    m.d.comb += act_rs[j].addr.eq(out_half + lgo[j] + dr_pp)
+        with m.If(dq_v):
+            for j in range(P):
+                new = dq_codes[2 * j:2 * j + 2]
+                m.d.comb += [act_ws[j].addr.eq(out_half + lgo[j] + dq_addr),
+                             act_ws[j].data.eq(Mux(d.pool & ~dq_first, max_code(act_rs[j].data, new), new)),
+                             act_ws[j].en.eq(lval[j] & (~d.pool | dq_pin))]
 
         # ---------------------------------------------------------------- stage 2: gate
         if gated:
+            # the gate weight, channel sum and bias read in GATE are registered (gq_*) before the
+            # MAC: no path from the gate memories' read data through the multiplier
+            gq_v, gq_first, gq_last = Signal(), Signal(), Signal()
+            gq_w = Signal(signed(cfg.gw_bits))
+            gq_s = Signal(signed(SB))
+            gq_b = Signal(signed(cfg.gb_bits))
+            gq_k = Signal(range(cfg.channels))
+            gq_kg = Signal(range(max(cfg.groups, 2)))
+            gq_kl = Signal(range(max(P, 2)))
+            m.d.sync += [gq_v.eq(gt_v), gq_first.eq(gt_first), gq_last.eq(gt_last), gq_w.eq(gw_r.data),
+                         gq_s.eq(s_r.data.word_select(gt_lane, SB)), gq_b.eq(gb_r.data),
+                         gq_k.eq(gt_k), gq_kg.eq(gt_kg), gq_kl.eq(gt_kl)]
             m.submodules.gate = gate = GateUnit(cfg.gw_bits, SB, cfg.gb_bits, cfg.la_bits + 1, cfg.tau_bits)
             gi = gate.i.payload
-            m.d.comb += [gate.i.valid.eq(gt_v), gate.o.ready.eq(1), gate.tau.eq(tau),
-                         gi.w.eq(gw_r.data), gi.s.eq(s_r.data.word_select(gt_lane, SB)), gi.bias.eq(gb_r.data),
-                         gi.first.eq(gt_first), gi.last.eq(gt_last)]
+            m.d.comb += [gate.i.valid.eq(gq_v), gate.o.ready.eq(1), gate.tau.eq(tau),
+                         gi.w.eq(gq_w), gi.s.eq(gq_s), gi.bias.eq(gq_b),
+                         gi.first.eq(gq_first), gi.last.eq(gq_last)]
             with m.If(gate.o.valid):
-                m.d.sync += omask.bit_select(gt_k, 1).eq(gate.o.payload.on)
+                m.d.sync += omask.bit_select(gq_k, 1).eq(gate.o.payload.on)
                 for j in range(P):       # append a kernel that is on to its bank's list
-                    with m.If(gate.o.payload.on & (gt_kl == j)):
-                        m.d.comb += [list_ws[j].addr.eq(n_list[j]), list_ws[j].data.eq(gt_kg), list_ws[j].en.eq(1)]
+                    with m.If(gate.o.payload.on & (gq_kl == j)):
+                        m.d.comb += [list_ws[j].addr.eq(n_list[j]), list_ws[j].data.eq(gq_kg), list_ws[j].en.eq(1)]
                         m.d.sync += n_list[j].eq(n_list[j] + 1)
                 with m.If(~gate.o.payload.on):
                     m.d.sync += n_skip.eq(n_skip + 1)
@@ -467,8 +529,15 @@ class Engine(wiring.Component):
                              act_ws[j].en.eq(1)]
 
         # ---------------------------------------------------------------- result
+        # Both streams cross the engine's boundary through a register slice (rtl/skid.py): the
+        # source's and the sink's logic never form one timing path with the engine's control.
         m.submodules.argmax = argmax = Argmax(A, cfg.classes)
-        wiring.connect(m, argmax.o, wiring.flipped(self.result))
+        m.submodules.res_skid = res_skid = Skid(result_layout(cfg), level=True)
+        wiring.connect(m, argmax.o, res_skid.i)
+        wiring.connect(m, res_skid.o, wiring.flipped(self.result))
+        m.submodules.pix_skid = pix_skid = Skid(pixel_layout())
+        wiring.connect(m, wiring.flipped(self.pixels), pix_skid.i)
+        pix = pix_skid.o
 
         # ---------------------------------------------------------------- event list write (SCAN)
         ev_v = Signal()                  # an event emitted last cycle, written now
@@ -529,35 +598,35 @@ class Engine(wiring.Component):
                     m.next = "IDLE"
 
             with m.State("IDLE"):
-                m.d.comb += [self.ready.eq(1), loader.enable.eq(~wp_v)]
+                m.d.comb += [self.ready.eq(1), loader.enable.eq(~wp_v & ~wp_w)]
                 with m.If(self.start):
                     m.d.sync += [tau.eq(self.tau), dense.eq(self.dense), li.eq(0),
                                  cyc.eq(0), n_ev.eq(0), n_fired.eq(0), n_skip.eq(0),
-                                 pos.eq(0), lane_c.eq(0), pix_c.eq(0), gbase.eq(0), g.eq(0),
+                                 pos.eq(0), lane_c.eq(0), pix_c.eq(0), pcs.eq(0), gbase.eq(0), g.eq(0),
                                  ecount.eq(0), y.eq(0), x.eq(0)]
                     if gated:
                         m.d.sync += [s.eq(0) for s in slane]
                     m.next = "IQ"
 
             with m.State("IQ"):
-                m.d.comb += [self.pixels.ready.eq(1), stall.eq(~self.pixels.valid)]
-                p = self.pixels.payload.data
+                m.d.comb += [pix.ready.eq(1), stall.eq(~pix.valid)]
+                p = pix.payload.data
                 code = Signal(2)
                 m.d.comb += code.eq(Mux(p >= hdr.hi, 0b01, Mux(p < hdr.lo, 0b11, 0b00)))
                 # The quantizer is the first layer's event encoder: when the first descriptor is a
                 # conv/dense, each nonzero pixel (every pixel in the dense schedule) is written to the
                 # event list as it arrives, and the gate's per-channel sums are accumulated here.
-                emit = self.pixels.valid & (d.kind != KIND_POOL) & (code[0] | dense)
+                emit = pix.valid & (d.kind != KIND_POOL) & (code[0] | dense)
                 slane_next = [Signal(signed(SB), name=f"slane_next{j}") for j in range(P if gated else 0)]
                 for j in range(len(slane_next)):
                     m.d.comb += slane_next[j].eq(
-                        slane[j] + Mux(self.pixels.valid & (lane_c == j), decode(code), 0))
+                        slane[j] + Mux(pix.valid & (lane_c == j), decode(code), 0))
                 with m.If(emit):
                     m.d.comb += [evt_w.addr.eq(ecount), evt_w.en.eq(1),
                                  evt_w.data.code.eq(code), evt_w.data.y.eq(y), evt_w.data.x.eq(x),
-                                 evt_w.data.woff.eq(pix_c * d.cstride + Mux(d.kind == KIND_CONV, 0, pos))]
+                                 evt_w.data.woff.eq(pcs + Mux(d.kind == KIND_CONV, 0, pos))]
                     m.d.sync += [ecount.eq(ecount + 1), n_ev.eq(n_ev + 1)]
-                with m.If(self.pixels.valid):
+                with m.If(pix.valid):
                     if gated:
                         m.d.sync += [sl.eq(sn) for sl, sn in zip(slane, slane_next)]
                     with m.If(x == d.win - 1):
@@ -568,7 +637,7 @@ class Engine(wiring.Component):
                         m.d.comb += [act_ws[j].addr.eq(gbase + pos), act_ws[j].data.eq(code),
                                      act_ws[j].en.eq(lane_c == j)]
                     with m.If(pos == hdr.hw - 1):
-                        m.d.sync += [pos.eq(0), pix_c.eq(pix_c + 1), x.eq(0), y.eq(0)]
+                        m.d.sync += [pos.eq(0), pix_c.eq(pix_c + 1), pcs.eq(pcs + d.cstride), x.eq(0), y.eq(0)]
                         with m.If((lane_c == P - 1) | (pix_c == hdr.cin - 1)):
                             if gated:
                                 m.d.comb += [s_w.addr.eq(g), s_w.data.eq(Cat(*slane_next)), s_w.en.eq(1)]
@@ -695,48 +764,42 @@ class Engine(wiring.Component):
                             m.d.sync += [cl.eq(0), cg.eq(cg + 1)]
                         with m.Else():
                             m.d.sync += cl.eq(cl + 1)
-                with m.State("GATE_T"):
+                with m.State("GATE_T"):           # the last product is registered (gq_*) ...
+                    m.next = "GATE_T2"
+                with m.State("GATE_T2"):          # ... and decided; its list entry is written
                     m.d.sync += [g.eq(0), gbase.eq(0), gsoff.eq(0)]
                     m.next = "GROUP"
 
             # ------------------------------------------------ output groups
             with m.State("GROUP"):
+                # the lanes' kernel groups (from the kernel lists or the group counter), registered
+                m.d.sync += [lval.eq(lane_v)] + [lg.eq(lgv) for lg, lgv in zip(lane_gq, lane_g)]
                 with m.If(lane_v == 0):
                     end_layer()
                 with m.Else():
-                    m.d.comb += [thr_en.eq(1), evt_r.addr.eq(0)]
-                    for j in range(P):
-                        m.d.comb += thr_rs[j].addr.eq(d.tbase + lane_g[j])
-                        m.d.sync += [lgs[j].eq(lane_g[j] * d.gstride), lgo[j].eq(lane_g[j] * d.hwpo),
-                                     lon[j].eq(lane_v[j] & (list_mode | lane_bits(omask, g)[j])),
-                                     lval[j].eq(lane_v[j])]
-                    m.d.sync += [e.eq(0), dy.eq(0), dx.eq(0), tap.eq(0), dp.eq(0), oy.eq(0), ox.eq(0)]
-                    with m.If(ecount == 0):
-                        m.next = "DRAIN"
-                    with m.Else():
-                        m.next = "SCAT"
+                    m.next = "GROUP2"
+            with m.State("GROUP2"):
+                m.d.comb += [thr_en.eq(1), evt_r.addr.eq(0)]
+                for j in range(P):
+                    m.d.comb += thr_rs[j].addr.eq(d.tbase + lane_gq[j])
+                    m.d.sync += [lgs[j].eq(lane_gq[j] * d.gstride), lgo[j].eq(lane_gq[j] * d.hwpo),
+                                 lon[j].eq(lval[j] & (list_mode | lane_bits(omask, g)[j]))]
+                m.d.sync += [e.eq(0), dy.eq(0), dx.eq(0), tap.eq(0), dp.eq(0), oy.eq(0), ox.eq(0),
+                             prow.eq(0)]
+                with m.If(ecount == 0):
+                    m.next = "DRAIN"
+                with m.Else():
+                    m.next = "SCAT"
 
             with m.State("SCAT"):
-                ev = evt_r.data
-                is_conv = d.kind == KIND_CONV
-                oyv = Signal(signed(cfg.dim_bits + 3))
-                oxv = Signal(signed(cfg.dim_bits + 3))
-                m.d.comb += [oyv.eq(ev.y + d.pad - dy), oxv.eq(ev.x + d.pad - dx)]
-                inr = (oyv >= 0) & (oyv < d.hout) & (oxv >= 0) & (oxv < d.wout)
-                aaddr = Mux(is_conv, oyv[:cfg.dim_bits] * d.wout + oxv[:cfg.dim_bits], 0)
-                for j in range(P):
-                    wa = Signal(range(max(cfg.weight_words + 1, w_rows * W_PACK)), name=f"wa{j}")
-                    m.d.comb += [wa.eq(d.wbase + lgs[j] + ev.woff + tap), w_rs[j].addr.eq(wa >> W_SLOT_BITS)]
-                    m.d.sync += sc_slot[j].eq(wa[:W_SLOT_BITS])
-                m.d.comb += acc_r.addr.eq(aaddr)
-                m.d.sync += [sc_v.eq(1), sc_ok.eq(Mux(is_conv, inr, 1)), sc_code.eq(ev.code),
-                             sc_addr.eq(aaddr)]
+                # one (event, tap) per cycle into the scatter pipeline (see "scatter pipeline")
+                m.d.sync += [a_v.eq(1), a_ev.eq(evt_r.data), a_dy.eq(dy), a_dx.eq(dx), a_tap.eq(tap)]
                 last_tap = (dx == d.k - 1) & (dy == d.k - 1)
                 with m.If(last_tap):
                     m.d.sync += [dx.eq(0), dy.eq(0), tap.eq(0), e.eq(e + 1)]
                     m.d.comb += evt_r.addr.eq(e + 1)
                     with m.If(e == ecount - 1):
-                        m.next = "DRAIN"
+                        m.next = "SCAT_F1"
                 with m.Else():
                     m.d.comb += evt_r.addr.eq(e)
                     m.d.sync += tap.eq(tap + 1)
@@ -744,16 +807,23 @@ class Engine(wiring.Component):
                         m.d.sync += [dx.eq(0), dy.eq(dy + 1)]
                     with m.Else():
                         m.d.sync += dx.eq(dx + 1)
+            # the last (event, tap) passes the address and read stages, then the drain starts with
+            # its accumulate (the drain's first accumulator read sees it through the read port's
+            # transparency)
+            with m.State("SCAT_F1"):
+                m.next = "SCAT_F2"
+            with m.State("SCAT_F2"):
+                m.next = "DRAIN"
 
             with m.State("DRAIN"):
-                pp = (oy >> 1) * d.wpo + (ox >> 1)
+                pp = prow + (ox >> 1)           # = (oy >> 1) * wpo + (ox >> 1), kept without a multiplier
                 m.d.comb += acc_r.addr.eq(dp)
-                for j in range(P):
-                    m.d.comb += act_rs[j].addr.eq(out_half + lgo[j] + pp)
                 m.d.sync += [dr_v.eq(1), dr_pos.eq(dp), dp.eq(dp + 1), dr_pp.eq(pp),
                              dr_first.eq(~oy[0] & ~ox[0]), dr_pin.eq(((oy >> 1) < d.hpo) & ((ox >> 1) < d.wpo))]
                 with m.If(ox == d.wout - 1):
                     m.d.sync += [ox.eq(0), oy.eq(oy + 1)]
+                    with m.If(oy[0]):
+                        m.d.sync += prow.eq(prow + d.wpo)
                 with m.Else():
                     m.d.sync += ox.eq(ox + 1)
                 with m.If(dp == d.hwout - 1):
@@ -809,9 +879,13 @@ class Engine(wiring.Component):
                     with m.If(is_last):
                         m.next = "DONE"
             with m.State("DONE"):
-                m.d.comb += self.done.eq(1)
-                m.d.sync += li.eq(0)       # the first descriptor is read while idle (see IQ)
-                m.next = "IDLE"
+                # done once the result slice has delivered the last beat (waiting is a sink stall)
+                with m.If(res_skid.level == 0):
+                    m.d.comb += self.done.eq(1)
+                    m.d.sync += li.eq(0)       # the first descriptor is read while idle (see IQ)
+                    m.next = "IDLE"
+                with m.Else():
+                    m.d.comb += stall.eq(1)
 
         # ---------------------------------------------------------------- debug trace
         tp = self.act_trace

@@ -57,7 +57,7 @@ ENGINE_WAIVERS = [
      "descriptor/header field part-select (`desc_r__data[29:20]`, `pixels__payload[7:0]`) added to a "
      "wider base or compared with a wider threshold/counter; fields are unsigned, zero-extension is exact"),
 ] + [("WIDTHEXPAND", f"*'s VARREF '{name}' generates*", f"{name}: {_COUNTER}")
-     for name in ("g", "pos", "rpos", "ev_lane", "ev_pos", "x", "ox", "dx", "dy", "dp", "tap", "pix_c", "cc", "kc", "kidx", "e",
+     for name in ("g", "pos", "rpos", "ev_lane", "ev_pos", "a_tap", "a_dy", "a_dx", "prow", "dr_pp", "dq_addr", "x", "ox", "dx", "dy", "dp", "tap", "pix_c", "cc", "kc", "kidx", "e",
                   "lane", "lane_g*")] + [
     # --- WIDTHTRUNC
     ("WIDTHTRUNC", "Logical operator LOGNOT expects 1 bit on the LHS*",
@@ -82,6 +82,7 @@ ENGINE_WAIVERS = [
          # engine side of the blocks' ports (`$n` suffix where two blocks share a port name) and
          # the Loader's outputs as named in both modules
          "thr_en*", "tau$*", "dense$*", "pl_v", "sc_v", "dr_v", "gt_v", "enable", "header_data",
+         "i__payload$*",        # the pixel slice's input, connected to the `pixels` port
          "desc_addr", "desc_data", "desc_en", "gw_addr", "gw_data", "gw_en", "gb_addr", "gb_data",
          "gb_en", "thr_addr", "thr_data", "weights_addr", "weights_data", "weights_en",
          # inside the blocks: EventEncoder's nonzero mask (read as i.word), GateUnit's next sum
