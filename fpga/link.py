@@ -167,8 +167,17 @@ class Link(wiring.Component):
         cls = Signal(8)
         sent = tx.valid & tx.ready
         rcrc_next = Signal(8)
-        tcrc_next = Signal(8)
-        m.d.comb += [rcrc_next.eq(crc8_step(rcrc, rx.payload)), tcrc_next.eq(crc8_step(tcrc, tx.payload))]
+        m.d.comb += rcrc_next.eq(crc8_step(rcrc, rx.payload))
+        # The reply CRC is folded one cycle after each byte is sent, from the registered byte
+        # (tq): the reply byte multiplexer and the CRC network are never one timing path. T_CRC
+        # waits for the last fold.
+        tq = Signal(8)
+        tq_v = Signal()
+        with m.If(tq_v):
+            m.d.sync += [tcrc.eq(crc8_step(tcrc, tq)), tq_v.eq(0)]
+
+        def fold():
+            m.d.sync += [tq.eq(tx.payload), tq_v.eq(1)]
 
         with m.If(self.done):
             m.d.sync += inflight.eq(0)
@@ -442,9 +451,9 @@ class Link(wiring.Component):
                     m.d.comb += [tx.valid.eq(1), tx.payload.eq(byte)]
                     with m.If(tx.ready):
                         if st == "H_SYNC":
-                            m.d.sync += tcrc.eq(0)
+                            m.d.sync += [tcrc.eq(0), tq_v.eq(0)]
                         else:
-                            m.d.sync += tcrc.eq(tcrc_next)
+                            fold()
                         if nxt is not None:
                             m.next = nxt
                         else:
@@ -460,14 +469,16 @@ class Link(wiring.Component):
                 m.d.comb += [tx.valid.eq(self.result.valid), tx.payload.eq(byte),
                              self.result.ready.eq(tx.ready & (tidx[:2] == 3))]
                 with m.If(sent):
-                    m.d.sync += [tcrc.eq(tcrc_next), tidx.eq(tidx + 1)]
+                    fold()
+                    m.d.sync += tidx.eq(tidx + 1)
                     with m.If((tidx[:2] == 3) & self.result.payload.last):
                         m.d.sync += cls.eq(self.result.payload.cls)
                         m.next = "CLS"
             with m.State("CLS"):
                 m.d.comb += [tx.valid.eq(1), tx.payload.eq(cls)]
                 with m.If(tx.ready):
-                    m.d.sync += [tcrc.eq(tcrc_next), tidx.eq(0), tlen.eq(16)]
+                    fold()
+                    m.d.sync += [tidx.eq(0), tlen.eq(16)]
                     m.next = "WAIT_DONE"
             with m.State("WAIT_DONE"):
                 with m.If(~inflight):
@@ -476,11 +487,12 @@ class Link(wiring.Component):
                 byte = fixed.word_select(tidx[:(fixed_bytes - 1).bit_length()], 8)
                 m.d.comb += [tx.valid.eq(1), tx.payload.eq(byte)]
                 with m.If(tx.ready):
-                    m.d.sync += [tcrc.eq(tcrc_next), tidx.eq(tidx + 1)]
+                    fold()
+                    m.d.sync += tidx.eq(tidx + 1)
                     with m.If(tidx == (tlen - 1)[:len(tidx)]):      # tlen <= fixed_bytes: tidx's width
                         m.next = "T_CRC"
             with m.State("T_CRC"):
-                m.d.comb += [tx.valid.eq(1), tx.payload.eq(tcrc)]
-                with m.If(tx.ready):
+                m.d.comb += [tx.valid.eq(~tq_v), tx.payload.eq(tcrc)]
+                with m.If(sent):
                     m.next = "HUNT"
         return m

@@ -101,7 +101,16 @@ class Engine(wiring.Component):
         (``gxnor sim`` on a mismatch); leave it unconnected otherwise (synthesis removes it).
 
     Latency: ``golden.cycles.cycles`` working cycles per image. After reset the engine clears
-    its accumulators (``acc_words`` cycles) before ``ready`` rises.
+    its accumulators (``acc_words`` cycles) before ``ready`` rises. ``pixels`` and ``result`` pass
+    through a two-entry register slice (:class:`rtl.skid.Skid`) at the boundary: their ready,
+    valid and payload are registers, so the engine may take up to two pixels before ``start``
+    (they are the next image's first pixels) and ``done`` comes when the last result beat has
+    left the slice.
+
+    Timing: every datapath stage starts from registers (see docs/rtl.md "Timing"): the scan
+    buffers words ahead of the event encoder and writes events a cycle late, the scatter has an
+    address stage, the gate MAC's operands, the drain's activation write and the stand-alone
+    pool's addresses are registered, and the group masks are kept as shifted registers.
     """
 
     def __init__(self, config, model=None, spram=None, spram_mode="spram"):
@@ -288,10 +297,6 @@ class Engine(wiring.Component):
         def lane_bits(mask, g):
             return mask.word_select(g, P)
 
-        def below(g, n):
-            """P-bit mask: lanes j with g*P + j < n."""
-            return Cat(*[(g * P + j) < n for j in range(P)])
-
         all_on = Const((1 << cfg.channels) - 1, cfg.channels)
 
         # counters shared by phases
@@ -355,7 +360,13 @@ class Engine(wiring.Component):
         list_ws = [lm.write_port() for lm in list_mems]
         list_rs = [lm.read_port(transparent_for=(w,)) for lm, w in zip(list_mems, list_ws)]
         advance = Signal()                   # DRAIN_T: the lanes that had a kernel move on
-        cnt_v = below(g, d.kout)
+        # Group masks without a g-indexed multiplexer or a g*P comparison in the decision paths:
+        # krem = kout - g*P (compute), crem = cin - g*P and csh = chmask >> g*P (scan, stand-alone
+        # pool), all updated where g steps.
+        krem = Signal(signed(cfg.chan_bits + 2))
+        crem = Signal(signed(cfg.chan_bits + 2))
+        csh = Signal(cfg.channels)
+        cnt_v = Cat(*[krem > j for j in range(P)])      # lanes j with g*P + j < kout
         for j in range(P):
             if not gated:
                 m.d.comb += [lane_v[j].eq(cnt_v[j]), lane_g[j].eq(g)]
@@ -520,6 +531,17 @@ class Engine(wiring.Component):
                     m.d.sync += n_skip.eq(n_skip + 1)
 
         # ---------------------------------------------------------------- stage 2: stand-alone pool
+        # stand-alone pool: POOL_R registers each window element's addresses (pa_*), the read is
+        # issued from them, PoolMax takes the word in the next cycle (pl_*) and its window max is
+        # written (the layer's last write lands before the next layer's first read, in DISPATCH)
+        pa_v = Signal()
+        pa_q = Signal(2)
+        pa_raddr = Signal(range(2 * cfg.act_words))
+        pa_waddr = Signal(range(2 * cfg.act_words))
+        m.d.sync += pa_v.eq(0)
+        with m.If(pa_v):
+            m.d.comb += act_raddr.eq(pa_raddr)
+            m.d.sync += [pl_v.eq(1), pl_q.eq(pa_q), pl_addr.eq(pa_waddr)]
         m.submodules.pool = pool = PoolMax(P)
         m.d.comb += [pool.i.valid.eq(pl_v), pool.o.ready.eq(1), pool.i.payload.codes.eq(act_rdata),
                      pool.i.payload.last.eq(pl_q == 3)]
@@ -579,7 +601,7 @@ class Engine(wiring.Component):
 
         def after_scan():
             def compute():
-                m.d.sync += [g.eq(0), gbase.eq(0), gsoff.eq(0)]
+                m.d.sync += [g.eq(0), gbase.eq(0), gsoff.eq(0), krem.eq(d.kout)]
                 m.next = "GROUP"
             if not gated:
                 compute()
@@ -660,6 +682,7 @@ class Engine(wiring.Component):
                 m.next = "DISPATCH"
 
             with m.State("DISPATCH"):
+                m.d.sync += [csh.eq(chmask), crem.eq(d.cin)]
                 with m.If(d.kind == KIND_POOL):
                     m.d.sync += omask.eq(chmask)
                     m.next = "POOL_G"
@@ -680,8 +703,9 @@ class Engine(wiring.Component):
             # when it has at most one event (the buffer never runs dry), and the last event of a
             # group is written in SCAN_E.
             gm = Signal(P)
-            # (chmask/omask bits at and above the channel count are 1: `below` masks the last group)
-            m.d.comb += gm.eq(Mux(dense, below(g, d.cin), lane_bits(chmask, g) & below(g, d.cin)))
+            # (chmask/omask bits at and above the channel count are 1: `below_in` masks the last group)
+            below_in = Cat(*[crem > j for j in range(P)])        # lanes j with g*P + j < cin
+            m.d.comb += gm.eq(Mux(dense, below_in, csh[:P] & below_in))    # = chmask's group g
             m.submodules.encoder = enc = EventEncoder(P)
             hold = Signal(2 * P)             # the older buffered word, when `hv`
             hv = Signal()
@@ -693,7 +717,7 @@ class Engine(wiring.Component):
                 with m.If((gm == 0) & ~dense):
                     if gated:
                         m.d.comb += [s_w.addr.eq(g), s_w.data.eq(0), s_w.en.eq(1)]
-                    m.d.sync += [g.eq(g + 1), gbase.eq(gbase + d.hwin)]
+                    m.d.sync += [g.eq(g + 1), gbase.eq(gbase + d.hwin), csh.eq(csh >> P), crem.eq(crem - P)]
                     with m.If(g == ngroups_in - 1):
                         after_scan()
                 with m.Else():
@@ -738,7 +762,7 @@ class Engine(wiring.Component):
                 if gated:
                     m.d.comb += [s_w.addr.eq(g), s_w.data.eq(Cat(*slane_ev)), s_w.en.eq(1)]
                     m.d.sync += [s.eq(0) for s in slane]
-                m.d.sync += [g.eq(g + 1), gbase.eq(gbase + d.hwin)]
+                m.d.sync += [g.eq(g + 1), gbase.eq(gbase + d.hwin), csh.eq(csh >> P), crem.eq(crem - P)]
                 with m.If(g == ngroups_in - 1):
                     after_scan()
                 with m.Else():
@@ -767,7 +791,7 @@ class Engine(wiring.Component):
                 with m.State("GATE_T"):           # the last product is registered (gq_*) ...
                     m.next = "GATE_T2"
                 with m.State("GATE_T2"):          # ... and decided; its list entry is written
-                    m.d.sync += [g.eq(0), gbase.eq(0), gsoff.eq(0)]
+                    m.d.sync += [g.eq(0), gbase.eq(0), gsoff.eq(0), krem.eq(d.kout)]
                     m.next = "GROUP"
 
             # ------------------------------------------------ output groups
@@ -831,22 +855,23 @@ class Engine(wiring.Component):
             with m.State("DRAIN_T"):
                 if gated:
                     m.d.comb += advance.eq(1)
-                m.d.sync += g.eq(g + 1)
+                m.d.sync += [g.eq(g + 1), krem.eq(krem - P)]
                 m.next = "GROUP"
 
             # ------------------------------------------------ max-pool
             with m.State("POOL_G"):
-                with m.If(((lane_bits(chmask, g) & below(g, d.cin)) == 0) & ~dense):
-                    m.d.sync += g.eq(g + 1)
+                with m.If((gm == 0) & ~dense):
+                    m.d.sync += [g.eq(g + 1), csh.eq(csh >> P), crem.eq(crem - P)]
                     with m.If(g == ngroups_in - 1):
                         end_layer()
                 with m.Else():
                     m.d.sync += [q.eq(0), oy.eq(0), ox.eq(0), dp.eq(0)]
                     m.next = "POOL_R"
             with m.State("POOL_R"):
+                # window element addresses into registers (pa_*); the read is issued from them
                 raddr = (2 * oy + q[1]) * d.win + 2 * ox + q[0]
-                m.d.comb += act_raddr.eq(in_half + g * d.hwin + raddr)
-                m.d.sync += [pl_v.eq(1), pl_q.eq(q), pl_addr.eq(out_half + g * d.hwout + dp), q.eq(q + 1)]
+                m.d.sync += [pa_v.eq(1), pa_raddr.eq(in_half + g * d.hwin + raddr), pa_q.eq(q),
+                             pa_waddr.eq(out_half + g * d.hwout + dp), q.eq(q + 1)]
                 with m.If(q == 3):
                     m.d.sync += dp.eq(dp + 1)
                     with m.If(ox == d.wout - 1):
@@ -854,7 +879,7 @@ class Engine(wiring.Component):
                     with m.Else():
                         m.d.sync += ox.eq(ox + 1)
                     with m.If(dp == d.hwout - 1):
-                        m.d.sync += g.eq(g + 1)
+                        m.d.sync += [g.eq(g + 1), csh.eq(csh >> P), crem.eq(crem - P)]
                         with m.If(g == ngroups_in - 1):
                             end_layer()
                         with m.Else():

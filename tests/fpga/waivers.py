@@ -80,8 +80,12 @@ ENGINE_FILE_WAIVERS = [
      f"{name}: a baked engine (and its Loader) does not read its load stream; Amaranth keeps the port")
     for name in ("load__payload", "hit")] + [
     ("UNUSEDSIGNAL", "Signal is not used: 'result__ready'",
-     "the engine's result.ready port is wired to the argmax block's `o__ready$n`; the name is an alias"),
-]
+     "the engine's result.ready port is wired to the result slice's `o__ready`; the name is an alias"),
+] + [
+    ("UNUSEDSIGNAL", f"Signal is not used: '{name}'",
+     f"{name}: the engine's pixels port is wired straight to its input slice (rtl/skid.py, "
+     "`i__payload`/`i__valid`); inside board_top the port name is an alias")
+    for name in ("pixels__payload", "pixels__valid")]
 
 
 def split_engine(component, path, top="board_top"):
