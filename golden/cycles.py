@@ -20,15 +20,15 @@ are known to be zero because their kernel was gated off (or lie past the channel
     the event list as pixels arrive); otherwise, for each input group of ``P`` channels: if no
     channel of the group is on in the mask, 1 cycle (skipped); else ``2 + sum_pos max(1, nnz(word))``
     cycles, ``nnz`` counting nonzero codes of on channels (one event emitted per cycle).
-  - **gate** (gated conv only): ``K * C + 2`` cycles (one 8-bit x sum MAC per cycle; the operands
-    are registered after the memory read, so the last decision comes 2 cycles after the last read).
+  - **gate** (gated conv only): ``K * C + 3`` cycles (one 8-bit x sum MAC per cycle; the operands
+    and the decision are registered, so the last decision is applied 3 cycles after the last read).
   - output groups, bank-constrained compaction: lane ``j`` only computes kernels ``j, P+j, ...``
     (its weight/threshold bank) and takes the next on kernel of its bank in each group, so there
     are ``max_j (on kernels in bank j)`` groups (all kernels in the dense schedule), each costing
     ``2`` (the lanes' kernel groups registered, then their thresholds read and weight/output
     offsets computed) ``+ events * k*k`` (scatter: one (event, tap) per cycle, all ``P`` lanes in
     parallel) ``+ 2`` if there are events (the scatter pipeline's address and read stages empty
-    before the drain) ``+ HWo + 1`` (drain: threshold and write outputs, clear accumulators); plus 1 cycle
+    before the drain) ``+ HWo + 1`` (drain: threshold and write outputs, clear accumulators); plus 2 cycles
     to find that no kernel is left. When a max-pool follows the conv, the drain pools on the fly
     (each thresholded output is max-ed into its window's word of the pooled map: a read-modify-write
     of the activation memory in the same drain cycle), so the pool costs nothing and has no
@@ -353,7 +353,7 @@ def cycles(model, images, tau=None, lanes=1, dense=False, detail=False):
         events += ev
         layer = model.layers[i]
         if l["gated"]:
-            total += K * C + 2
+            total += K * C + 3
             on = res.gates[i]
         else:
             on = np.ones((n, K), bool)
@@ -365,7 +365,7 @@ def cycles(model, images, tau=None, lanes=1, dense=False, detail=False):
         hwo = l["hout"] * l["wout"]
         kk = l["k"] * l["k"]
         busy = 2 + ev * kk + 2 * (ev > 0) + hwo + 1
-        total += ngroups * busy + 1
+        total += ngroups * busy + 2
         nev = (cpad != 0).sum(axis=(1, 2)) if dense else ev
         bound += nev * on.sum(axis=1) / P * kk
         if l["kind"] == KIND_LOGITS:

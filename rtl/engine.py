@@ -387,6 +387,7 @@ class Engine(wiring.Component):
 
         # counters in compute
         e = Signal(range(cfg.events + 1))
+        elast = Signal(range(cfg.events + 1))          # ecount - 1, registered per group
         dy = Signal(range(cfg.dim + 1))
         dx = Signal(range(cfg.dim + 1))
         tap = Signal(range(cfg.dim * cfg.dim + 1))
@@ -466,8 +467,9 @@ class Engine(wiring.Component):
                      lanes.i.payload.w.eq(wword), lanes.i.payload.on.eq(lon), lanes.i.payload.acc.eq(aword)]
         fire = lanes.o.payload.fired
         popc = sum(fire[j] for j in range(P))
+        fired_q = Signal(range(P + 1))      # XNORs fired last cycle, counted now (off the lanes' path)
+        m.d.sync += [fired_q.eq(Mux(lanes.o.valid, popc, 0)), n_fired.eq(n_fired + fired_q)]
         with m.If(lanes.o.valid):
-            m.d.sync += n_fired.eq(n_fired + popc)
             with m.If(sc_ok):
                 m.d.comb += [acc_w.addr.eq(sc_addr), acc_w.data.eq(lanes.o.payload.acc), acc_w.en.eq(1)]
 
@@ -521,13 +523,21 @@ class Engine(wiring.Component):
             m.d.comb += [gate.i.valid.eq(gq_v), gate.o.ready.eq(1), gate.tau.eq(tau),
                          gi.w.eq(gq_w), gi.s.eq(gq_s), gi.bias.eq(gq_b),
                          gi.first.eq(gq_first), gi.last.eq(gq_last)]
-            with m.If(gate.o.valid):
-                m.d.sync += omask.bit_select(gq_k, 1).eq(gate.o.payload.on)
+            # the decision is registered (gd_*) and applied in the next cycle: the kernel's mask
+            # bit, its kernel-list entry, the skip counter
+            gd_v, gd_on = Signal(), Signal()
+            gd_k = Signal(range(cfg.channels))
+            gd_kg = Signal(range(max(cfg.groups, 2)))
+            gd_kl = Signal(range(max(P, 2)))
+            m.d.sync += [gd_v.eq(gate.o.valid), gd_on.eq(gate.o.payload.on), gd_k.eq(gq_k), gd_kg.eq(gq_kg),
+                         gd_kl.eq(gq_kl)]
+            with m.If(gd_v):
+                m.d.sync += omask.bit_select(gd_k, 1).eq(gd_on)
                 for j in range(P):       # append a kernel that is on to its bank's list
-                    with m.If(gate.o.payload.on & (gq_kl == j)):
-                        m.d.comb += [list_ws[j].addr.eq(n_list[j]), list_ws[j].data.eq(gq_kg), list_ws[j].en.eq(1)]
+                    with m.If(gd_on & (gd_kl == j)):
+                        m.d.comb += [list_ws[j].addr.eq(n_list[j]), list_ws[j].data.eq(gd_kg), list_ws[j].en.eq(1)]
                         m.d.sync += n_list[j].eq(n_list[j] + 1)
-                with m.If(~gate.o.payload.on):
+                with m.If(~gd_on):
                     m.d.sync += n_skip.eq(n_skip + 1)
 
         # ---------------------------------------------------------------- stage 2: stand-alone pool
@@ -788,9 +798,11 @@ class Engine(wiring.Component):
                             m.d.sync += [cl.eq(0), cg.eq(cg + 1)]
                         with m.Else():
                             m.d.sync += cl.eq(cl + 1)
-                with m.State("GATE_T"):           # the last product is registered (gq_*) ...
+                with m.State("GATE_T"):           # the last product is registered (gq_*),
                     m.next = "GATE_T2"
-                with m.State("GATE_T2"):          # ... and decided; its list entry is written
+                with m.State("GATE_T2"):          # decided (gd_*),
+                    m.next = "GATE_T3"
+                with m.State("GATE_T3"):          # and applied: mask bit, kernel-list entry
                     m.d.sync += [g.eq(0), gbase.eq(0), gsoff.eq(0), krem.eq(d.kout)]
                     m.next = "GROUP"
 
@@ -798,22 +810,22 @@ class Engine(wiring.Component):
             with m.State("GROUP"):
                 # the lanes' kernel groups (from the kernel lists or the group counter), registered
                 m.d.sync += [lval.eq(lane_v)] + [lg.eq(lgv) for lg, lgv in zip(lane_gq, lane_g)]
-                with m.If(lane_v == 0):
+                m.next = "GROUP2"
+            with m.State("GROUP2"):
+                with m.If(lval == 0):           # no kernel left in any bank
                     end_layer()
                 with m.Else():
-                    m.next = "GROUP2"
-            with m.State("GROUP2"):
-                m.d.comb += [thr_en.eq(1), evt_r.addr.eq(0)]
-                for j in range(P):
-                    m.d.comb += thr_rs[j].addr.eq(d.tbase + lane_gq[j])
-                    m.d.sync += [lgs[j].eq(lane_gq[j] * d.gstride), lgo[j].eq(lane_gq[j] * d.hwpo),
-                                 lon[j].eq(lval[j] & (list_mode | lane_bits(omask, g)[j]))]
-                m.d.sync += [e.eq(0), dy.eq(0), dx.eq(0), tap.eq(0), dp.eq(0), oy.eq(0), ox.eq(0),
-                             prow.eq(0)]
-                with m.If(ecount == 0):
-                    m.next = "DRAIN"
-                with m.Else():
-                    m.next = "SCAT"
+                    m.d.comb += [thr_en.eq(1), evt_r.addr.eq(0)]
+                    for j in range(P):
+                        m.d.comb += thr_rs[j].addr.eq(d.tbase + lane_gq[j])
+                        m.d.sync += [lgs[j].eq(lane_gq[j] * d.gstride), lgo[j].eq(lane_gq[j] * d.hwpo),
+                                     lon[j].eq(lval[j] & (list_mode | lane_bits(omask, g)[j]))]
+                    m.d.sync += [e.eq(0), dy.eq(0), dx.eq(0), tap.eq(0), dp.eq(0), oy.eq(0), ox.eq(0),
+                                 prow.eq(0), elast.eq(ecount - 1)]
+                    with m.If(ecount == 0):
+                        m.next = "DRAIN"
+                    with m.Else():
+                        m.next = "SCAT"
 
             with m.State("SCAT"):
                 # one (event, tap) per cycle into the scatter pipeline (see "scatter pipeline")
@@ -822,7 +834,7 @@ class Engine(wiring.Component):
                 with m.If(last_tap):
                     m.d.sync += [dx.eq(0), dy.eq(0), tap.eq(0), e.eq(e + 1)]
                     m.d.comb += evt_r.addr.eq(e + 1)
-                    with m.If(e == ecount - 1):
+                    with m.If(e == elast):
                         m.next = "SCAT_F1"
                 with m.Else():
                     m.d.comb += evt_r.addr.eq(e)

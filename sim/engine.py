@@ -53,6 +53,9 @@ ENGINE_WAIVERS = [
     ("WIDTHEXPAND", "*'s VARREF '$*' generates*",
      "Amaranth intermediate net of an arithmetic expression (e.g. a+b+c) at its own width; the "
      "enclosing operator is wider by Amaranth's width rules and zero-extends it exactly"),
+    ("WIDTHEXPAND", "*'s VARREF 'fired_q' generates*",
+     "fired_q: the lanes' fired count of the previous cycle (0..P), added to the 32-bit `fired` "
+     "counter; unsigned, zero-extension is exact"),
     ("WIDTHEXPAND", "*'s SEL generates*",
      "descriptor/header field part-select (`desc_r__data[29:20]`, `pixels__payload[7:0]`) added to a "
      "wider base or compared with a wider threshold/counter; fields are unsigned, zero-extension is exact"),
