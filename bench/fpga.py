@@ -109,7 +109,10 @@ def _in_spram(r):
         banks = r["banks"][n]
         kinds = [k for _, k in banks]
         if n == "w" and "ebr" in kinds:
-            out.append("weights (first 64K words)")
+            from rtl.mem import SPRAM_DEPTH, W_PACK
+            split = banks[[k for _, k in banks].index("ebr")][0]       # first EBR row of a lane
+            out.append(f"weights (first {split * W_PACK // 1024}K codes per lane; "
+                       f"{SPRAM_DEPTH * W_PACK // 1024}K per SPRAM)")
         else:
             out.append(_SPRAM_NAMES[n])
     return ", ".join(out) or "-"

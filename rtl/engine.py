@@ -368,8 +368,9 @@ class Engine(wiring.Component):
         csh = Signal(cfg.channels)
         cnt_v = Cat(*[krem > j for j in range(P)])      # lanes j with g*P + j < kout
         for j in range(P):
-            if not gated:
-                m.d.comb += [lane_v[j].eq(cnt_v[j]), lane_g[j].eq(g)]
+            if not gated:              # counter mode only: lane j's group is g itself
+                m.d.comb += lane_v[j].eq(cnt_v[j])
+                lane_g[j] = g
                 continue
             m.submodules[f"list_mem{j}"] = list_mems[j]
             # the read port looks ahead: in GROUP its data is the entry at r_list[j]

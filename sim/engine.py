@@ -41,9 +41,9 @@ _COUNTER = ("index counter sized `range(<max of its dimension>)` for the envelop
 _ALIAS = ("Amaranth keeps the Python name as a wire comb-assigned to/from another net (a port, a memory "
           "port or an expression); logic reads the other net, the name is only there for waveforms")
 ENGINE_WAIVERS = [
-    # --- CASEINCOMPLETE: only `casez (fsm_state)` and `casez (gt_k)`; the lint test checks the subjects
+    # --- CASEINCOMPLETE: only `casez (fsm_state)` and `casez (gd_k)`; the lint test checks the subjects
     ("CASEINCOMPLETE", "Case values incompletely covered*",
-     "Amaranth emits FSMs (`casez (fsm_state)`) and `bit_select` writes (`casez (gt_k)`) with a default "
+     "Amaranth emits FSMs (`casez (fsm_state)`) and `bit_select` writes (`casez (gd_k)`) with a default "
      "assignment before the case in the same always block: an uncovered value keeps it (no latch, no X). "
      "The message names no signal, so the lint test checks the subject of every flagged casez (CASE_SUBJECTS)."),
     # --- WIDTHEXPAND: zero-extension of unsigned operands (signed ones: shared SIGNED waiver)
@@ -109,7 +109,7 @@ ENGINE_WAIVERS = [
 ]
 
 # Subjects of the `casez` statements CASEINCOMPLETE may flag (see its waiver).
-CASE_SUBJECTS = ("fsm_state", "gt_k")
+CASE_SUBJECTS = ("fsm_state", "gd_k")
 
 
 def engine_waiver_file(skip_rules=()):

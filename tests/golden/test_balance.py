@@ -97,7 +97,7 @@ def test_balanced_model_cycles_follow_the_group_counts():
     g0 = r0.gates[3].reshape(len(x), -1, 4).sum(axis=1).max(axis=1)
     g1 = r1.gates[3].reshape(len(x), -1, 4).sum(axis=1).max(axis=1)
     ev = (r0.activations[2] != 0).reshape(len(x), -1).sum(axis=1)
-    per_group = 1 + ev * 9 + 36 + 1
+    per_group = 2 + ev * 9 + 2 * (ev > 0) + 36 + 1      # GROUP + GROUP2, scatter, its 2-stage fill, drain
     scan0 = _scan(r0.activations[3], r0.gates[3], 4)
     scan1 = _scan(r1.activations[3], r1.gates[3], 4)
     assert (g1 <= g0).all() and (g1 < g0).any()
