@@ -40,44 +40,67 @@ lock:
 clean:
 	rm -rf build .pytest_cache
 
-# Full place and route of the board top (UART link + engine), minutes each: the tiny preset on both
-# boards and the 28x28 zoo gated CNN on the ULX3S (baked), and one loadable ULX3S bitstream whose
-# envelope covers every zoo model; on the iCEBreaker the zoo gated CNN (1 lane) and CNN (2 lanes)
-# baked, and one loadable 1-lane bitstream for both (weights in SPRAM: `gxnor board --load` before
-# images); each on its board PLL at the fastest clock that closed here (a
-# build that misses its clock fails with the margin). Reports go to build/fpga/<name>.json; then
-# bench/fpga.py prints the figures table of docs/fpga.md (images/s, GOPS) and the zoo fit table.
+# Full place and route of the board top (UART link + engine), minutes each (`make -j2 fpga` runs two
+# at a time): the tiny preset on both boards (4 lanes, baked); the 28x28 zoo gated CNN on the ULX3S
+# (4 lanes, baked) and one loadable ULX3S bitstream whose envelope covers every zoo model; on the
+# iCEBreaker the zoo gated CNN (1 lane) and CNN (2 lanes) baked, one loadable 1-lane bitstream for
+# both, and the zoo MLP loadable on 1 lane (weights in SPRAM: `gxnor board --load` before images).
+# Each runs on its board PLL at the fastest clock that closed here (a build that misses its clock
+# fails with the margin). Reports go to build/fpga/<name>.json; then bench/fpga.py prints the
+# figures table of docs/fpga.md (images/s, GOPS) and the zoo fit table.
 FPGA_ARCH  ?= tiny
-FPGA_LANES ?= 4
-FPGA_CLK_ICE40 ?= 20
-FPGA_CLK_ECP5  ?= 45
-FPGA_CLK_ECP5_CNN ?= 34.375
-FPGA_CLK_ECP5_ZOO ?= 30
-FPGA_CLK_ICE40_ZOO ?= 18
-FPGA_CLK_ICE40_CNN ?= 24
-FPGA_BUILD = $(BIN)/gxnor build --lanes $(FPGA_LANES) --json
-fpga: $(STAMP)
-	mkdir -p build/fpga
-	$(BIN)/gxnor model random --arch $(FPGA_ARCH) --seed 1 -o build/fpga/$(FPGA_ARCH).gxm --force
-	$(FPGA_BUILD) --board icebreaker --model build/fpga/$(FPGA_ARCH).gxm --clock $(FPGA_CLK_ICE40) \
-		-o build/fpga/icebreaker-$(FPGA_ARCH) > build/fpga/icebreaker-$(FPGA_ARCH).json
-	$(FPGA_BUILD) --board ulx3s --model build/fpga/$(FPGA_ARCH).gxm --clock $(FPGA_CLK_ECP5) \
-		-o build/fpga/ulx3s-$(FPGA_ARCH) > build/fpga/ulx3s-$(FPGA_ARCH).json
-	$(FPGA_BUILD) --board ulx3s --model zoo/gated-cnn.gxm --clock $(FPGA_CLK_ECP5_CNN) \
-		-o build/fpga/ulx3s-gated-cnn > build/fpga/ulx3s-gated-cnn.json
-	$(FPGA_BUILD) --board ulx3s --model zoo/gated-cnn.gxm --weights loadable --envelope zoo/cnn.gxm zoo/mlp.gxm \
-		--clock $(FPGA_CLK_ECP5_ZOO) -o build/fpga/ulx3s-zoo-loadable > build/fpga/ulx3s-zoo-loadable.json
-	$(BIN)/gxnor build --board icebreaker --model zoo/gated-cnn.gxm --lanes 1 --clock $(FPGA_CLK_ICE40_ZOO) --json \
-		-o build/fpga/icebreaker-gated-cnn > build/fpga/icebreaker-gated-cnn.json
-	$(BIN)/gxnor build --board icebreaker --model zoo/cnn.gxm --lanes 2 --clock $(FPGA_CLK_ICE40_CNN) --json \
-		-o build/fpga/icebreaker-cnn > build/fpga/icebreaker-cnn.json
-	$(BIN)/gxnor build --board icebreaker --model zoo/gated-cnn.gxm --lanes 1 --weights loadable --envelope zoo/cnn.gxm --clock $(FPGA_CLK_ICE40_ZOO) \
-		--json -o build/fpga/icebreaker-cnn-loadable > build/fpga/icebreaker-cnn-loadable.json
-	$(BIN)/python bench/fpga.py build/fpga/icebreaker-$(FPGA_ARCH).json:build/fpga/$(FPGA_ARCH).gxm:digits \
-		build/fpga/icebreaker-gated-cnn.json:zoo/gated-cnn.gxm:mnist5k build/fpga/icebreaker-cnn.json:zoo/cnn.gxm:mnist5k \
-		build/fpga/icebreaker-cnn-loadable.json:zoo/gated-cnn.gxm:mnist5k build/fpga/icebreaker-cnn-loadable.json:zoo/cnn.gxm:mnist5k \
-		build/fpga/ulx3s-$(FPGA_ARCH).json:build/fpga/$(FPGA_ARCH).gxm:digits \
-		build/fpga/ulx3s-gated-cnn.json:zoo/gated-cnn.gxm:mnist5k \
-		build/fpga/ulx3s-zoo-loadable.json:zoo/gated-cnn.gxm:mnist5k \
-		build/fpga/ulx3s-zoo-loadable.json:zoo/cnn.gxm:mnist5k build/fpga/ulx3s-zoo-loadable.json:zoo/mlp.gxm:mnist5k
-	$(BIN)/python bench/fpga.py --zoo zoo/mlp.gxm zoo/cnn.gxm zoo/gated-cnn.gxm build/fpga/$(FPGA_ARCH).gxm
+FPGA_CLK_ICE40_TINY ?= 27
+FPGA_CLK_ECP5_TINY  ?= 70
+FPGA_CLK_ECP5_GCNN  ?= 65
+FPGA_CLK_ECP5_ZOO   ?= 50
+FPGA_CLK_ICE40_GCNN ?= 30
+FPGA_CLK_ICE40_CNN  ?= 25
+FPGA_CLK_ICE40_LOAD ?= 22
+FPGA_CLK_ICE40_MLP  ?= 21
+FB := build/fpga
+FPGA_BUILD = $(BIN)/gxnor build --json
+FPGA_REPORTS = $(FB)/icebreaker-$(FPGA_ARCH).json $(FB)/ulx3s-$(FPGA_ARCH).json $(FB)/ulx3s-gated-cnn.json \
+	$(FB)/ulx3s-zoo-loadable.json $(FB)/icebreaker-gated-cnn.json $(FB)/icebreaker-cnn.json \
+	$(FB)/icebreaker-cnn-loadable.json $(FB)/icebreaker-mlp-loadable.json
+
+.PHONY: $(FPGA_REPORTS)
+.DELETE_ON_ERROR:
+$(FB)/$(FPGA_ARCH).gxm: $(STAMP)
+	mkdir -p $(FB)
+	$(BIN)/gxnor model random --arch $(FPGA_ARCH) --seed 1 -o $@ --force
+$(FB)/icebreaker-$(FPGA_ARCH).json: $(FB)/$(FPGA_ARCH).gxm
+	$(FPGA_BUILD) --board icebreaker --model $< --lanes 4 --clock $(FPGA_CLK_ICE40_TINY) -o $(basename $@) > $@
+$(FB)/ulx3s-$(FPGA_ARCH).json: $(FB)/$(FPGA_ARCH).gxm
+	$(FPGA_BUILD) --board ulx3s --model $< --lanes 4 --clock $(FPGA_CLK_ECP5_TINY) -o $(basename $@) > $@
+$(FB)/ulx3s-gated-cnn.json: $(STAMP)
+	mkdir -p $(FB)
+	$(FPGA_BUILD) --board ulx3s --model zoo/gated-cnn.gxm --lanes 4 --clock $(FPGA_CLK_ECP5_GCNN) -o $(basename $@) > $@
+$(FB)/ulx3s-zoo-loadable.json: $(STAMP)
+	mkdir -p $(FB)
+	$(FPGA_BUILD) --board ulx3s --model zoo/gated-cnn.gxm --lanes 4 --weights loadable --envelope zoo/cnn.gxm zoo/mlp.gxm \
+		--clock $(FPGA_CLK_ECP5_ZOO) -o $(basename $@) > $@
+$(FB)/icebreaker-gated-cnn.json: $(STAMP)
+	mkdir -p $(FB)
+	$(FPGA_BUILD) --board icebreaker --model zoo/gated-cnn.gxm --lanes 1 --clock $(FPGA_CLK_ICE40_GCNN) -o $(basename $@) > $@
+$(FB)/icebreaker-cnn.json: $(STAMP)
+	mkdir -p $(FB)
+	$(FPGA_BUILD) --board icebreaker --model zoo/cnn.gxm --lanes 2 --clock $(FPGA_CLK_ICE40_CNN) -o $(basename $@) > $@
+$(FB)/icebreaker-cnn-loadable.json: $(STAMP)
+	mkdir -p $(FB)
+	$(FPGA_BUILD) --board icebreaker --model zoo/gated-cnn.gxm --lanes 1 --weights loadable --envelope zoo/cnn.gxm \
+		--clock $(FPGA_CLK_ICE40_LOAD) -o $(basename $@) > $@
+$(FB)/icebreaker-mlp-loadable.json: $(STAMP)
+	mkdir -p $(FB)
+	$(FPGA_BUILD) --board icebreaker --model zoo/mlp.gxm --lanes 1 --weights loadable --clock $(FPGA_CLK_ICE40_MLP) \
+		-o $(basename $@) > $@
+
+fpga: $(FPGA_REPORTS)
+	$(BIN)/python bench/fpga.py $(FB)/icebreaker-$(FPGA_ARCH).json:$(FB)/$(FPGA_ARCH).gxm:digits \
+		$(FB)/icebreaker-gated-cnn.json:zoo/gated-cnn.gxm:mnist5k $(FB)/icebreaker-cnn.json:zoo/cnn.gxm:mnist5k \
+		$(FB)/icebreaker-cnn-loadable.json:zoo/gated-cnn.gxm:mnist5k $(FB)/icebreaker-cnn-loadable.json:zoo/cnn.gxm:mnist5k \
+		$(FB)/icebreaker-mlp-loadable.json:zoo/mlp.gxm:mnist5k \
+		$(FB)/ulx3s-$(FPGA_ARCH).json:$(FB)/$(FPGA_ARCH).gxm:digits \
+		$(FB)/ulx3s-gated-cnn.json:zoo/gated-cnn.gxm:mnist5k \
+		$(FB)/ulx3s-zoo-loadable.json:zoo/gated-cnn.gxm:mnist5k \
+		$(FB)/ulx3s-zoo-loadable.json:zoo/cnn.gxm:mnist5k $(FB)/ulx3s-zoo-loadable.json:zoo/mlp.gxm:mnist5k
+	$(BIN)/python bench/fpga.py --zoo zoo/mlp.gxm zoo/cnn.gxm zoo/gated-cnn.gxm $(FB)/$(FPGA_ARCH).gxm

@@ -365,7 +365,14 @@ class Engine(wiring.Component):
         # pool), all updated where g steps.
         krem = Signal(signed(cfg.chan_bits + 2))
         crem = Signal(signed(cfg.chan_bits + 2))
-        csh = Signal(cfg.channels)
+        # (ungated envelopes: chmask is all ones, so csh is the constant all-ones group mask)
+        csh = Signal(cfg.channels) if gated else Const((1 << P) - 1, P)
+
+        def csh_load():
+            return [csh.eq(chmask)] if gated else []
+
+        def csh_step():
+            return [csh.eq(csh >> P)] if gated else []
         cnt_v = Cat(*[krem > j for j in range(P)])      # lanes j with g*P + j < kout
         for j in range(P):
             if not gated:              # counter mode only: lane j's group is g itself
@@ -693,7 +700,7 @@ class Engine(wiring.Component):
                 m.next = "DISPATCH"
 
             with m.State("DISPATCH"):
-                m.d.sync += [csh.eq(chmask), crem.eq(d.cin)]
+                m.d.sync += csh_load() + [crem.eq(d.cin)]
                 with m.If(d.kind == KIND_POOL):
                     m.d.sync += omask.eq(chmask)
                     m.next = "POOL_G"
@@ -728,7 +735,7 @@ class Engine(wiring.Component):
                 with m.If((gm == 0) & ~dense):
                     if gated:
                         m.d.comb += [s_w.addr.eq(g), s_w.data.eq(0), s_w.en.eq(1)]
-                    m.d.sync += [g.eq(g + 1), gbase.eq(gbase + d.hwin), csh.eq(csh >> P), crem.eq(crem - P)]
+                    m.d.sync += [g.eq(g + 1), gbase.eq(gbase + d.hwin), crem.eq(crem - P)] + csh_step()
                     with m.If(g == ngroups_in - 1):
                         after_scan()
                 with m.Else():
@@ -773,7 +780,7 @@ class Engine(wiring.Component):
                 if gated:
                     m.d.comb += [s_w.addr.eq(g), s_w.data.eq(Cat(*slane_ev)), s_w.en.eq(1)]
                     m.d.sync += [s.eq(0) for s in slane]
-                m.d.sync += [g.eq(g + 1), gbase.eq(gbase + d.hwin), csh.eq(csh >> P), crem.eq(crem - P)]
+                m.d.sync += [g.eq(g + 1), gbase.eq(gbase + d.hwin), crem.eq(crem - P)] + csh_step()
                 with m.If(g == ngroups_in - 1):
                     after_scan()
                 with m.Else():
@@ -874,7 +881,7 @@ class Engine(wiring.Component):
             # ------------------------------------------------ max-pool
             with m.State("POOL_G"):
                 with m.If((gm == 0) & ~dense):
-                    m.d.sync += [g.eq(g + 1), csh.eq(csh >> P), crem.eq(crem - P)]
+                    m.d.sync += [g.eq(g + 1), crem.eq(crem - P)] + csh_step()
                     with m.If(g == ngroups_in - 1):
                         end_layer()
                 with m.Else():
@@ -892,7 +899,7 @@ class Engine(wiring.Component):
                     with m.Else():
                         m.d.sync += ox.eq(ox + 1)
                     with m.If(dp == d.hwout - 1):
-                        m.d.sync += [g.eq(g + 1), csh.eq(csh >> P), crem.eq(crem - P)]
+                        m.d.sync += [g.eq(g + 1), crem.eq(crem - P)] + csh_step()
                         with m.If(g == ngroups_in - 1):
                             end_layer()
                         with m.Else():
