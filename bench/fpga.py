@@ -191,7 +191,7 @@ def main(argv=None):
     if args.json:
         print(json.dumps(rows, indent=1))
         return
-    head = ("| board | model | weights | LUT/LC | BRAM | SPRAM | DSP | clock (PLL) | Fmax | cycles/img "
+    head = ("| board | model | weights | P | LUT/LC | BRAM | SPRAM | DSP | clock (PLL) | Fmax | cycles/img "
             "| img/s engine @clock | img/s engine @Fmax | " +
             " | ".join(f"img/s UART {b}" for b in args.baud) + " | GOPS @Fmax | GOPS/kLUT @Fmax |")
     print(head)
@@ -199,7 +199,7 @@ def main(argv=None):
     for o in rows:
         uart = " | ".join(f"{o[f'ips_uart_{b}']:.1f}" + ("" if o[f"uart_legal_{b}"] else "*")
                           for b in args.baud)
-        print(f"| {o['board']} | {o['model']} | {o['weights']} | {o['logic']}/{o['logic_avail']} | "
+        print(f"| {o['board']} | {o['model']} | {o['weights']} | {o['lanes']} | {o['logic']}/{o['logic_avail']} | "
               f"{o['bram']}/{o['bram_avail']} | {o['spram'] if o['spram'] is not None else 'n/a'} | {o['dsp']} | "
               f"{o['clock_mhz']:.3f} MHz | {o['fmax_mhz']:.2f} MHz | {o['cycles_mean']:.0f} | "
               f"{o['ips_engine_clk']:.0f} | {o['ips_engine_fmax']:.0f} | {uart} | {o['gops_fmax']:.3f} | "
