@@ -65,32 +65,27 @@ FPGA_REPORTS = $(FB)/icebreaker-$(FPGA_ARCH).json $(FB)/ulx3s-$(FPGA_ARCH).json 
 
 .PHONY: $(FPGA_REPORTS)
 .DELETE_ON_ERROR:
-$(FB)/$(FPGA_ARCH).gxm: $(STAMP)
-	mkdir -p $(FB)
+$(FB):
+	mkdir -p $@
+$(FB)/$(FPGA_ARCH).gxm: $(STAMP) | $(FB)
 	$(BIN)/gxnor model random --arch $(FPGA_ARCH) --seed 1 -o $@ --force
 $(FB)/icebreaker-$(FPGA_ARCH).json: $(FB)/$(FPGA_ARCH).gxm
 	$(FPGA_BUILD) --board icebreaker --model $< --lanes 4 --clock $(FPGA_CLK_ICE40_TINY) -o $(basename $@) > $@
 $(FB)/ulx3s-$(FPGA_ARCH).json: $(FB)/$(FPGA_ARCH).gxm
 	$(FPGA_BUILD) --board ulx3s --model $< --lanes 4 --clock $(FPGA_CLK_ECP5_TINY) -o $(basename $@) > $@
-$(FB)/ulx3s-gated-cnn.json: $(STAMP)
-	mkdir -p $(FB)
+$(FB)/ulx3s-gated-cnn.json: $(STAMP) | $(FB)
 	$(FPGA_BUILD) --board ulx3s --model zoo/gated-cnn.gxm --lanes 4 --clock $(FPGA_CLK_ECP5_GCNN) -o $(basename $@) > $@
-$(FB)/ulx3s-zoo-loadable.json: $(STAMP)
-	mkdir -p $(FB)
+$(FB)/ulx3s-zoo-loadable.json: $(STAMP) | $(FB)
 	$(FPGA_BUILD) --board ulx3s --model zoo/gated-cnn.gxm --lanes 4 --weights loadable --envelope zoo/cnn.gxm zoo/mlp.gxm \
 		--clock $(FPGA_CLK_ECP5_ZOO) -o $(basename $@) > $@
-$(FB)/icebreaker-gated-cnn.json: $(STAMP)
-	mkdir -p $(FB)
+$(FB)/icebreaker-gated-cnn.json: $(STAMP) | $(FB)
 	$(FPGA_BUILD) --board icebreaker --model zoo/gated-cnn.gxm --lanes 1 --clock $(FPGA_CLK_ICE40_GCNN) -o $(basename $@) > $@
-$(FB)/icebreaker-cnn.json: $(STAMP)
-	mkdir -p $(FB)
+$(FB)/icebreaker-cnn.json: $(STAMP) | $(FB)
 	$(FPGA_BUILD) --board icebreaker --model zoo/cnn.gxm --lanes 2 --clock $(FPGA_CLK_ICE40_CNN) -o $(basename $@) > $@
-$(FB)/icebreaker-cnn-loadable.json: $(STAMP)
-	mkdir -p $(FB)
+$(FB)/icebreaker-cnn-loadable.json: $(STAMP) | $(FB)
 	$(FPGA_BUILD) --board icebreaker --model zoo/gated-cnn.gxm --lanes 1 --weights loadable --envelope zoo/cnn.gxm \
 		--clock $(FPGA_CLK_ICE40_LOAD) -o $(basename $@) > $@
-$(FB)/icebreaker-mlp-loadable.json: $(STAMP)
-	mkdir -p $(FB)
+$(FB)/icebreaker-mlp-loadable.json: $(STAMP) | $(FB)
 	$(FPGA_BUILD) --board icebreaker --model zoo/mlp.gxm --lanes 1 --weights loadable --clock $(FPGA_CLK_ICE40_MLP) \
 		-o $(basename $@) > $@
 

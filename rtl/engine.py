@@ -368,11 +368,13 @@ class Engine(wiring.Component):
         # (ungated envelopes: chmask is all ones, so csh is the constant all-ones group mask)
         csh = Signal(cfg.channels) if gated else Const((1 << P) - 1, P)
 
-        def csh_load():
-            return [csh.eq(chmask)] if gated else []
+        def in_groups_start():
+            """Scan / stand-alone pool over input groups: masks for group 0 (g itself is reset apart)."""
+            return [crem.eq(d.cin)] + ([csh.eq(chmask)] if gated else [])
 
-        def csh_step():
-            return [csh.eq(csh >> P)] if gated else []
+        def in_group_next():
+            """Scan / stand-alone pool: on to the next input group."""
+            return [g.eq(g + 1), crem.eq(crem - P)] + ([csh.eq(csh >> P)] if gated else [])
         cnt_v = Cat(*[krem > j for j in range(P)])      # lanes j with g*P + j < kout
         for j in range(P):
             if not gated:              # counter mode only: lane j's group is g itself
@@ -399,7 +401,6 @@ class Engine(wiring.Component):
         dy = Signal(range(cfg.dim + 1))
         dx = Signal(range(cfg.dim + 1))
         tap = Signal(range(cfg.dim * cfg.dim + 1))
-        gsoff = Signal(range(cfg.weight_words + 1))     # g * gstride
         dp = Signal(range(cfg.acc_words + 1))
         kc = Signal(range(cfg.channels + 1))            # gate: kernel
         kcg = Signal(range(max(cfg.groups, 2) + 1))     # kc // P
@@ -617,10 +618,12 @@ class Engine(wiring.Component):
             m.d.sync += [g.eq(0), gbase.eq(0), ecount.eq(0), omask.eq(all_on)]
             m.next = "SCAN_G"
 
+        def compute():
+            """On to the output groups (after the scan, or after the gate phase)."""
+            m.d.sync += [g.eq(0), gbase.eq(0), krem.eq(d.kout)]
+            m.next = "GROUP"
+
         def after_scan():
-            def compute():
-                m.d.sync += [g.eq(0), gbase.eq(0), gsoff.eq(0), krem.eq(d.kout)]
-                m.next = "GROUP"
             if not gated:
                 compute()
                 return
@@ -700,7 +703,7 @@ class Engine(wiring.Component):
                 m.next = "DISPATCH"
 
             with m.State("DISPATCH"):
-                m.d.sync += csh_load() + [crem.eq(d.cin)]
+                m.d.sync += in_groups_start()
                 with m.If(d.kind == KIND_POOL):
                     m.d.sync += omask.eq(chmask)
                     m.next = "POOL_G"
@@ -735,7 +738,7 @@ class Engine(wiring.Component):
                 with m.If((gm == 0) & ~dense):
                     if gated:
                         m.d.comb += [s_w.addr.eq(g), s_w.data.eq(0), s_w.en.eq(1)]
-                    m.d.sync += [g.eq(g + 1), gbase.eq(gbase + d.hwin), crem.eq(crem - P)] + csh_step()
+                    m.d.sync += [gbase.eq(gbase + d.hwin)] + in_group_next()
                     with m.If(g == ngroups_in - 1):
                         after_scan()
                 with m.Else():
@@ -780,7 +783,7 @@ class Engine(wiring.Component):
                 if gated:
                     m.d.comb += [s_w.addr.eq(g), s_w.data.eq(Cat(*slane_ev)), s_w.en.eq(1)]
                     m.d.sync += [s.eq(0) for s in slane]
-                m.d.sync += [g.eq(g + 1), gbase.eq(gbase + d.hwin), crem.eq(crem - P)] + csh_step()
+                m.d.sync += [gbase.eq(gbase + d.hwin)] + in_group_next()
                 with m.If(g == ngroups_in - 1):
                     after_scan()
                 with m.Else():
@@ -811,8 +814,7 @@ class Engine(wiring.Component):
                 with m.State("GATE_T2"):          # decided (gd_*),
                     m.next = "GATE_T3"
                 with m.State("GATE_T3"):          # and applied: mask bit, kernel-list entry
-                    m.d.sync += [g.eq(0), gbase.eq(0), gsoff.eq(0), krem.eq(d.kout)]
-                    m.next = "GROUP"
+                    compute()
 
             # ------------------------------------------------ output groups
             with m.State("GROUP"):
@@ -881,7 +883,7 @@ class Engine(wiring.Component):
             # ------------------------------------------------ max-pool
             with m.State("POOL_G"):
                 with m.If((gm == 0) & ~dense):
-                    m.d.sync += [g.eq(g + 1), crem.eq(crem - P)] + csh_step()
+                    m.d.sync += in_group_next()
                     with m.If(g == ngroups_in - 1):
                         end_layer()
                 with m.Else():
@@ -899,7 +901,7 @@ class Engine(wiring.Component):
                     with m.Else():
                         m.d.sync += ox.eq(ox + 1)
                     with m.If(dp == d.hwout - 1):
-                        m.d.sync += [g.eq(g + 1), crem.eq(crem - P)] + csh_step()
+                        m.d.sync += in_group_next()
                         with m.If(g == ngroups_in - 1):
                             end_layer()
                         with m.Else():

@@ -60,7 +60,8 @@ ENGINE_WAIVERS = [
      "descriptor/header field part-select (`desc_r__data[29:20]`, `pixels__payload[7:0]`) added to a "
      "wider base or compared with a wider threshold/counter; fields are unsigned, zero-extension is exact"),
 ] + [("WIDTHEXPAND", f"*'s VARREF '{name}' generates*", f"{name}: {_COUNTER}")
-     for name in ("g", "pos", "rpos", "ev_lane", "ev_pos", "a_tap", "a_dy", "a_dx", "prow", "dr_pp", "dq_addr", "x", "ox", "dx", "dy", "dp", "tap", "pix_c", "cc", "kc", "kidx", "e",
+     for name in ("g", "pos", "rpos", "ev_lane", "ev_pos", "a_tap", "a_dy", "a_dx", "prow", "dr_pp",
+                  "dq_addr", "x", "ox", "dx", "dy", "dp", "tap", "pix_c", "cc", "kc", "kidx", "e",
                   "lane", "lane_g*")] + [
     # --- WIDTHTRUNC
     ("WIDTHTRUNC", "Logical operator LOGNOT expects 1 bit on the LHS*",
