@@ -153,7 +153,7 @@ class Link(wiring.Component):
         loadable = self.envelope is not None
         env = self.envelope
         max_classes = env.classes if loadable else self.classes
-        fixed_bytes = P.CONFIG_LEN if loadable else 16
+        fixed_bytes = max(P.CONFIG_LEN if loadable else 0, 4 * len(P.COUNTERS))
         tidx = Signal(range(max(P.result_len(max_classes), fixed_bytes) + 1))
         # Load state is reset-less, like the engine's memories and header register: a reset
         # (button, PLL relock) keeps the loaded model and what the link knows about it consistent.

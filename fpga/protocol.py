@@ -31,8 +31,8 @@ type       name                 LEN     reply
                                         ``NO_MODEL`` error if no model is committed
 ``0x04``   ``LOAD``             >= 6    ``0x84`` LOADED: words written u16 (loadable builds only)
 ``0x05``   ``COMMIT``           3       ``0x81`` INFO with the new classes/pixels (loadable only)
-``0x06``   ``CONFIG``           0       ``0x86`` CONFIG: the engine envelope, 16 x u32 in
-                                        ``EngineConfig`` field order (loadable only)
+``0x06``   ``CONFIG``           0       ``0x86`` CONFIG: the engine envelope, one u32 per
+                                        ``EngineConfig`` field, in field order (loadable only)
 =========  ===================  ======  ==========================================================
 
 INFO's last byte is ``flags``: bit 0 the build is loadable, bit 1 a model is committed (images run).
@@ -110,12 +110,16 @@ COMMIT_LEN = 3
 MAX_LEN = 0xFFFF
 
 
-def config_fields():
-    """EngineConfig field names in CONFIG reply order."""
-    from dataclasses import fields
-
+def engine_config_class():
+    """The engine's configuration table (``EngineConfig``): CONFIG's fields are derived from it."""
     from golden.cycles import EngineConfig
-    return [f.name for f in fields(EngineConfig)]
+    return EngineConfig
+
+
+def config_fields():
+    """EngineConfig field names in CONFIG reply order (all of them: the one table)."""
+    from dataclasses import fields
+    return [f.name for f in fields(engine_config_class())]
 
 
 CONFIG_LEN = 4 * len(config_fields())     # one u32 per EngineConfig field
@@ -337,9 +341,9 @@ def parse_reply(frame, classes=None):
     if frame.type == R_CONFIG:
         if len(p) != CONFIG_LEN:
             raise GxnorError(f"CONFIG reply with {len(p)}-byte payload, expected {CONFIG_LEN}")
-        from golden.cycles import EngineConfig
-        vals = [int.from_bytes(p[4 * i:4 * i + 4], "little") for i in range(16)]
-        return EngineConfig(**dict(zip(config_fields(), vals)))
+        names = config_fields()
+        vals = [int.from_bytes(p[4 * i:4 * i + 4], "little") for i in range(len(names))]
+        return engine_config_class()(**dict(zip(names, vals)))
     if frame.type == R_TAU:
         if len(p) != 4:
             raise GxnorError(f"TAU reply with {len(p)}-byte payload, expected 4")

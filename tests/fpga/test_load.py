@@ -192,3 +192,20 @@ def test_cli_board_load(tmp_path, capsys, which):
     else:
         err = out.err.strip().splitlines()
         assert rc == 2 and len(err) == 1 and "does not fit the board's engine envelope" in err[0], out
+
+
+def test_config_reply_carries_every_field():
+    """CONFIG carries one u32 per EngineConfig field (the one table), ``gated`` (the last) included:
+    an ungated envelope reads back ungated, and the host then refuses a gated model (it used to
+    parse 16 of the 17 fields, so ``gated`` defaulted to 1 and the load went ahead)."""
+    from dataclasses import fields
+    ungated = random_model("c4,p,c8,f,d10", (1, 8, 8), seed=SEED + 3, name="m-ungated")
+    env = EngineConfig.for_models([ungated], LANES)
+    assert env.gated == 0 and P.CONFIG_LEN == 4 * len(fields(EngineConfig))
+    assert P.parse_reply(P.decode(P.config_reply(env))[0]) == env
+    ref = P.RefBoard(P.golden_infer(ungated, LANES), 10, 64, env.tau_bits, ungated.default_tau,
+                     envelope=env, catalog=[(ungated, P.golden_infer(ungated, LANES))], baked=ungated)
+    link = BoardLink("fake", ser=FakeSerial(ref))
+    a, _, _ = models()
+    with pytest.raises(GxnorError, match=r"gated 1 > 0"):
+        load_model(link, a)
