@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 
 from golden import modelfile  # noqa: E402
 from golden.cycles import EngineConfig, cycles  # noqa: E402
-from gxnor.data import load_dataset  # noqa: E402
+from golden.data import load_dataset  # noqa: E402
 
 ZOO = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "zoo")
 GOAL_OVERHEAD, GOAL_SPEEDUP = 0.15, 2.7

@@ -28,7 +28,7 @@ from fpga.uart import baud_divisor  # noqa: E402
 from golden import modelfile  # noqa: E402
 from golden.cycles import cycles  # noqa: E402
 from golden.forward import run  # noqa: E402
-from gxnor.data import load_dataset  # noqa: E402
+from golden.data import load_dataset  # noqa: E402
 
 
 # On-chip RAM per board: (blocks, bits per block, single-port blocks, bits each)

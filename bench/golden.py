@@ -73,7 +73,7 @@ def main(argv=None):
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     import torch
-    from gxnor.data import load_dataset
+    from golden.data import load_dataset
     images, _ = load_dataset("mnist5k", "test")
     images = images[:args.batch]
     rows = []

@@ -2,7 +2,7 @@
 
 ``gxnor data export DATASET --split train|test [--path P] [--seed S] -o X.npz [--force]`` writes one
 split as an ``.npz`` with ``images`` (uint8 [N, C, H, W]) and ``labels`` (int64 [N]); see
-:mod:`gxnor.data` for the data sets and their splits. An existing output file is never replaced
+:mod:`golden.data` for the data sets and their splits. An existing output file is never replaced
 unless ``--force`` is given; the file is written to a temporary name first and renamed, so an
 interrupted export leaves no half-written file.
 """
@@ -14,7 +14,7 @@ from golden.errors import GxnorError
 
 
 def register(subparsers):
-    from gxnor.data import DATASETS, SPLITS
+    from golden.data import DATASETS, SPLITS
 
     p = subparsers.add_parser("data", help="export data sets as .npz (uint8 images, int64 labels)")
     sub = p.add_subparsers(dest="data_command", metavar="ACTION")
@@ -37,7 +37,7 @@ def register(subparsers):
 def run_export(args):
     import numpy as np
 
-    from gxnor.data import describe, load_dataset
+    from golden.data import describe, load_dataset
 
     out = Path(args.output)
     if out.exists() and not args.force:

@@ -42,7 +42,7 @@ def demo_model():
 
 
 def cmd_demo(args):
-    from .data import load_dataset
+    from golden.data import load_dataset
     images, labels = load_dataset("mnist5k", "test")
     images, labels = images[:args.images], labels[:args.images]
     model, source = demo_model()

@@ -120,7 +120,7 @@ def cmd_train(args):
 
     if args.arch not in ARCHS:
         raise GxnorError(f"unknown architecture {args.arch!r}; choose one of {', '.join(ARCHS)}")
-    from gxnor.data import DATASETS
+    from golden.data import DATASETS
     if args.dataset not in DATASETS:
         raise GxnorError(f"unknown data set {args.dataset!r}; choose one of {', '.join(DATASETS)}")
     if (args.lam or args.gate_norm or args.no_gates or args.l0_warmup) and "gated" not in args.arch:

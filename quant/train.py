@@ -61,7 +61,7 @@ def default_config(arch, dataset, epochs, seed, ternary=True, lam=0.0, path=None
 
 
 def load_data(cfg, split):
-    from gxnor.data import load_dataset
+    from golden.data import load_dataset
     x, y = load_dataset(cfg["dataset"], split, path=cfg.get("path"))
     if split == "train" and cfg.get("train_limit"):
         x, y = x[:cfg["train_limit"]], y[:cfg["train_limit"]]

@@ -9,7 +9,7 @@ import numpy as np
 
 from golden import modelfile
 from golden.cycles import cycles
-from gxnor.data import load_dataset
+from golden.data import load_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 

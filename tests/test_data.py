@@ -1,4 +1,4 @@
-"""gxnor.data loaders and the ``gxnor data export`` command."""
+"""golden.data loaders and the ``gxnor data export`` command."""
 
 import gzip
 import os
@@ -11,7 +11,7 @@ import pytest
 
 from golden.errors import GxnorError
 from gxnor import cli
-from gxnor.data import IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, load_dataset, read_idx
+from golden.data import IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, load_dataset, read_idx
 
 
 # ---------------------------------------------------------------- bundled sets

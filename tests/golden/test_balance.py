@@ -109,7 +109,7 @@ def test_balanced_model_cycles_follow_the_group_counts():
 def test_zoo_gated_cnn_carries_a_balanced_order():
     model = modelfile.load(ZOO / "gated-cnn.gxm")
     assert set(model.meta[META_KEY]["lanes"]) >= {"2", "4"}
-    x, _ = __import__("gxnor.data", fromlist=["load_dataset"]).load_dataset("mnist5k", "test")
+    x, _ = __import__("golden.data", fromlist=["load_dataset"]).load_dataset("mnist5k", "test")
     x = x[:200]
     plain = modelfile.load(ZOO / "gated-cnn.gxm")
     plain.meta.pop(META_KEY)

@@ -10,7 +10,7 @@ import torch
 from golden import modelfile
 from golden.forward import run
 from gxnor.cli import main
-from gxnor.data import load_dataset
+from golden.data import load_dataset
 from quant import qonnx_io
 from quant.export import to_golden, verify
 from quant.train import default_config, load_run, train

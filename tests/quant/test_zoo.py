@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from golden import modelfile
-from gxnor.data import load_dataset
+from golden.data import load_dataset
 from quant.export import load_eval_state, to_golden, verify
 
 ZOO = os.path.join(os.path.dirname(__file__), "..", "..", "zoo")

@@ -15,7 +15,7 @@ import numpy as np
 
 from golden import modelfile
 from golden.cycles import EngineConfig
-from gxnor.data import load_dataset
+from golden.data import load_dataset
 from rtl.mem import plan, weight_rows
 from sim.engine import compare, simulate
 from tests.sim.test_engine import SEED, check, images, models, reset_points, taus

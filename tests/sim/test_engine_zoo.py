@@ -14,7 +14,7 @@ import numpy as np
 
 from golden import modelfile
 from golden.cycles import EngineConfig, cycles
-from gxnor.data import load_dataset
+from golden.data import load_dataset
 from sim.engine import compare, simulate
 
 SEED = 20250102
