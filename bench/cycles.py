@@ -2,7 +2,7 @@
 event bound (events x active kernels / P, summed over layers), and the speedup of the event-driven
 schedule over the same RTL forced to the dense schedule (no zero or gate skipping).
 
-Figures come from golden.cycles, which the RTL meets exactly on every image it is tested on
+Figures come from rtl.engine.schedule, which the RTL meets exactly on every image it is tested on
 (tests/sim/test_engine*.py, `gxnor sim`); `--rtl N` re-checks N images per model on the RTL here.
 
     python bench/cycles.py [--images 1000] [--lanes 1 2 4 8] [--rtl 0] [--json]
@@ -21,7 +21,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 
 from golden import modelfile  # noqa: E402
-from golden.cycles import EngineConfig, cycles  # noqa: E402
+from rtl.engine.config import EngineConfig
+from rtl.engine.schedule import cycles  # noqa: E402
 from golden.data import load_dataset  # noqa: E402
 
 ZOO = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "zoo")
@@ -74,7 +75,7 @@ def main(argv=None):
         print(json.dumps({"images": len(images), "rows": rows, "rtl": checks}, indent=1))
         return 0
     print(f"engine cycles per image, zoo models at their default tau, {len(images)} MNIST-5k test images "
-          f"(golden.cycles; goals: overhead <= {GOAL_OVERHEAD:.0%}, speedup >= {GOAL_SPEEDUP}x)")
+          f"(rtl.engine.schedule; goals: overhead <= {GOAL_OVERHEAD:.0%}, speedup >= {GOAL_SPEEDUP}x)")
     print(f"{'model':10} {'P':>2} {'cycles/img':>11} {'bound':>10} {'overhead':>9} {'dense sched':>12} "
           f"{'speedup':>8} {'events':>8}")
     for r in rows:

@@ -6,7 +6,7 @@
 For each build report (``gxnor build --json`` output) and the model it runs, on the test split of
 DATASET (``mnist5k``, ``digits``; golden.data), at the model's default tau, with the build's lanes:
 
-* engine images/s at Fmax: ``Fmax / mean(golden.cycles.cycles)`` (engine only, no link);
+* engine images/s at Fmax: ``Fmax / mean(rtl.engine.schedule.cycles)`` (engine only, no link);
 * UART-limited images/s at each baud (one request in flight; 8N1): per image
   ``10 (n + 5) / baud`` in, ``(cycles - n) / Fmax`` of engine work after the last pixel (the input
   quantizer takes pixels as they arrive), ``10 (4 K + 22) / baud`` out, at the build's clock; a baud with no
@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fpga.uart import baud_divisor  # noqa: E402
 from golden import modelfile  # noqa: E402
-from golden.cycles import cycles  # noqa: E402
+from rtl.engine.schedule import cycles  # noqa: E402
 from golden.forward import run  # noqa: E402
 from golden.data import load_dataset  # noqa: E402
 
@@ -73,7 +73,7 @@ def zoo_table(paths, lanes):
     ``gxnor build`` uses) for P = 1, 2, 4 lanes, baked and loadable weights; the row shows the
     largest P that fits (else the P that needs the fewest EBR). ULX3S: every memory in DP16KD (P = ``lanes``)."""
     from fpga.build import memory_plan
-    from golden.cycles import EngineConfig
+    from rtl.engine.config import EngineConfig
     rows = []
     for p in paths:
         model = modelfile.load(p)

@@ -16,7 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
-from golden.cycles import EngineConfig  # noqa: E402
+from rtl.engine.config import EngineConfig  # noqa: E402
 from golden.randmodel import random_model  # noqa: E402
 from sim.engine import compare, simulate  # noqa: E402
 

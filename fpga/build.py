@@ -87,7 +87,7 @@ def make_design(model, lanes, weights="baked", baud=DEFAULT_BAUD, envelope=(), c
     it starts with ``model``'s weights and takes others over LOAD frames. ``clock`` (Hz): the PLL
     output of ``board``'s family nearest to it (GxnorError if the PLL cannot make it).
     """
-    from golden.cycles import EngineConfig, check_lanes
+    from rtl.engine.config import EngineConfig, check_lanes
     from rtl.engine import Engine
 
     from .top import BoardDesign, BoardTop
@@ -200,7 +200,7 @@ def check_plan(cfg, board, weights, device, models=()):
         over.append(f"SPRAM {p['spram']}/{UP5K_SPRAM} ({p['spram'] - UP5K_SPRAM} over)")
     hint = "use fewer --lanes or --board ulx3s"
     if models:
-        from golden.cycles import EngineConfig
+        from rtl.engine.config import EngineConfig
         fits = [f"--lanes {q} --weights {w}" for q in range(cfg.lanes, 0, -1)
                 for w in ("baked", "loadable") if (q, w) != (cfg.lanes, weights)
                 and memory_plan(EngineConfig.for_models(models, q), board, w)["fits"]]

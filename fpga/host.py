@@ -76,8 +76,8 @@ def load_model(link, model, progress=None):
     Checks the model against the board's envelope (``CONFIG``) first: a model outside it is one
     GxnorError line naming every size that does not fit; nothing is sent.
     """
-    from golden.cycles import requirements
-    from rtl.pack import load_records
+    from rtl.engine.config import requirements
+    from rtl.engine.layout import load_records
 
     info = link.info()
     if not info.loadable:
@@ -124,7 +124,7 @@ def run_board(link, model, images, tau, labels=None, lanes=None, retries=1, prog
 
     Exact comparisons per image: logits and class with :func:`golden.forward.run`; counters
     ``events``, ``fired``, ``skipped`` with golden's work accounting and, when ``lanes`` is given,
-    ``cycles`` with :func:`golden.cycles.cycles`. An error reply is retried ``retries`` times.
+    ``cycles`` with :func:`rtl.engine.schedule.cycles`. An error reply is retried ``retries`` times.
     """
     from golden.forward import run
 
@@ -184,7 +184,7 @@ def run_board(link, model, images, tau, labels=None, lanes=None, retries=1, prog
 
 def _expected(model, image, tau, lanes):
     """Golden counters for one image (``cycles`` only with ``lanes``)."""
-    from golden.cycles import cycles as cycle_model
+    from rtl.engine.schedule import cycles as cycle_model
     from golden.forward import run
     res = run(model, image, tau)
     t = res.total_work

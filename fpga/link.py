@@ -51,7 +51,7 @@ class Link(wiring.Component):
     class_bits : int      width of the engine's class and index fields
     tau_init : int        tau after reset (the model's default tau)
     timeout : int         idle clock cycles that end a stalled frame (use ~ 4 byte times)
-    envelope : golden.cycles.EngineConfig, optional
+    envelope : rtl.engine.config.EngineConfig, optional
         Loadable build: the engine's envelope. Adds the ``LOAD``/``COMMIT``/``CONFIG`` requests and
         the ``load`` port; ``classes`` and ``pixels`` become registers (reset to the given values,
         the baked model's) that ``COMMIT`` sets.
@@ -105,10 +105,10 @@ class Link(wiring.Component):
             raise ValueError("Link without a model at start-up needs a loadable build (envelope)")
         ports = {}
         if envelope is not None:
-            from golden.cycles import EngineConfig
+            from rtl.engine.config import EngineConfig
             from rtl.engine import load_layout
             if not isinstance(envelope, EngineConfig):
-                raise ValueError("Link envelope must be a golden.cycles.EngineConfig")
+                raise ValueError("Link envelope must be a rtl.engine.config.EngineConfig")
             if envelope.classes > 255 or envelope.pixels > P.MAX_LEN:
                 raise ValueError(f"Link envelope of {envelope.classes} classes, {envelope.pixels} pixels "
                                  "exceeds the protocol's u8 classes / u16 pixels")

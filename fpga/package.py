@@ -6,8 +6,8 @@ Contents of ``OUT/`` (all text):
 ``engine.v``           the engine (module ``engine``), model baked into the memory init
 ``board_top.v``        UART + protocol link + engine (module ``board_top``; only with ``clk_freq``)
 ``mem/<name>.hex``     the engine's memory images ($readmemh, one word per line, LSB-first fields):
-                       for checking, or for a loadable engine's load stream (``rtl/pack.py`` SEL order)
-``engine_config.json`` the :class:`golden.cycles.EngineConfig` (the envelope)
+                       for checking, or for a loadable engine's load stream (``rtl/engine/layout.py`` SEL order)
+``engine_config.json`` the :class:`rtl.engine.config.EngineConfig` (the envelope)
 ``gxnor_<name>.core``  FuseSoC CAPI2 core: ``default`` (sources) and ``lint`` (Verilator) targets
 ``README.md``          ports (direction, width), protocol summary, timing, provenance
 =====================  ===============================================================================
@@ -44,7 +44,7 @@ def write_package(out_dir, model, cfg, *, engine_verilog=None, clk_freq=None, ba
     ----------
     out_dir : path           created if missing; must be empty unless ``overwrite``
     model : golden.model.Model
-    cfg : golden.cycles.EngineConfig
+    cfg : rtl.engine.config.EngineConfig
     engine_verilog : str, optional
         The engine's Verilog as ``gxnor verilog`` produced it (module ``engine``); generated here
         from :class:`rtl.engine.Engine` when omitted.
@@ -59,7 +59,7 @@ def write_package(out_dir, model, cfg, *, engine_verilog=None, clk_freq=None, ba
     from amaranth.back import verilog
 
     from rtl.engine import Engine
-    from rtl.pack import SEL_NAMES, images
+    from rtl.engine.layout import SEL_NAMES, images
 
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()) and not overwrite:
@@ -118,7 +118,7 @@ def _table(ports):
 
 
 def _readme(model, cfg, eng_ports, top_ports, clk_freq, baud, widths):
-    from golden.cycles import cycles
+    from rtl.engine.schedule import cycles
     c, h, w = model.input_shape
     rng = np.random.default_rng(0)
     sample = rng.integers(0, 256, (8, c, h, w), dtype=np.uint8)
@@ -135,7 +135,7 @@ def _readme(model, cfg, eng_ports, top_ports, clk_freq, baud, widths):
         "Pulse `start` while `ready`; `done` pulses at the end; counters hold the last inference. "
         "Tie `load__valid` low when the weights are baked (they are, in `engine.v`).", "",
         "## Timing", "",
-        f"Working cycles per image are exact and given by `golden.cycles.cycles` (event-driven: they depend "
+        f"Working cycles per image are exact and given by `rtl.engine.schedule.cycles` (event-driven: they depend "
         f"on the image). On 8 random images this build takes {int(cyc.min())}..{int(cyc.max())} cycles "
         f"(mean {float(cyc.mean()):.0f}). Stalls on `pixels` (not valid) and `result` (not ready) add "
         "cycles but are not counted.", "",

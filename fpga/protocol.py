@@ -40,7 +40,7 @@ INFO's last byte is ``flags``: bit 0 the build is loadable, bit 1 a model is com
 Run-time weights (``gxnor build --weights loadable``)
 ----------------------------------------------------
 ``LOAD`` payload: ``sel u8, addr u32, word, word, ...``: one burst of at least one word written to
-consecutive addresses ``addr, addr+1, ...`` of engine memory ``sel`` (``rtl.pack.SEL_*``). Each word
+consecutive addresses ``addr, addr+1, ...`` of engine memory ``sel`` (``rtl.engine.layout.SEL_*``). Each word
 is ``ceil(width / 8)`` bytes little-endian, ``width`` the memory's width (:func:`load_memories`; a
 ``sel`` the engine does not have uses 1-byte words). Words are written to the engine as they
 arrive (no buffer). A word whose address is past the memory's depth, or whose value is wider
@@ -53,7 +53,7 @@ committed flag (IMAGE then answers ``NO_MODEL``). Any error reply to a ``LOAD`` 
 it bad. ``COMMIT`` (payload ``classes u8, pixels u16``) ends the session: it commits (INFO reply)
 when ``1 <= classes <= envelope classes``, ``1 <= pixels <= envelope pixels``, the session (if
 any) had no error, and a model was committed before or the session loaded one; otherwise
-``BAD_VALUE`` and no model is committed. The records come from :func:`rtl.pack.load_records` (the
+``BAD_VALUE`` and no model is committed. The records come from :func:`rtl.engine.layout.load_records` (the
 header record last), which the host checks against the board's ``CONFIG`` first.
 
 Errors (board -> host): type ``0xFF``, LEN 2, payload ``code u8, request type u8``:
@@ -112,7 +112,7 @@ MAX_LEN = 0xFFFF
 
 def engine_config_class():
     """The engine's configuration table (``EngineConfig``): CONFIG's fields are derived from it."""
-    from golden.cycles import EngineConfig
+    from rtl.engine.config import EngineConfig
     return EngineConfig
 
 
@@ -126,11 +126,11 @@ CONFIG_LEN = 4 * len(config_fields())     # one u32 per EngineConfig field
 
 
 def load_memories(cfg):
-    """[(name, depth, width bits)] indexed by the loader's ``sel`` (rtl.pack.SEL_*), for ``cfg``.
+    """[(name, depth, width bits)] indexed by the loader's ``sel`` (rtl.engine.layout.SEL_*), for ``cfg``.
 
-    The same sizes :func:`rtl.pack.check_records` checks a load stream against.
+    The same sizes :func:`rtl.engine.layout.check_records` checks a load stream against.
     """
-    from rtl.pack import SEL_NAMES
+    from rtl.engine.layout import SEL_NAMES
     depth = {"header": 1, "desc": cfg.max_layers, "weights": cfg.weight_words, "thr": cfg.thr_words,
              "gw": cfg.gate_weights, "gb": cfg.gate_biases}
     width = {"header": sum(b for _, b in cfg.header_fields()), "desc": cfg.desc_bits,
@@ -248,13 +248,13 @@ def load(sel, addr, words, width):
 
 
 def load_frames(records, cfg, max_len=LOAD_MAX_LEN, check=True):
-    """Load records [(sel, addr, data)] (rtl.pack.load_records, in order) -> LOAD frames.
+    """Load records [(sel, addr, data)] (rtl.engine.layout.load_records, in order) -> LOAD frames.
 
     Runs of consecutive addresses in one memory become one burst, split at ``max_len`` payload
-    bytes. Raises GxnorError if a record does not fit ``cfg`` (rtl.pack.check_records) unless
+    bytes. Raises GxnorError if a record does not fit ``cfg`` (rtl.engine.layout.check_records) unless
     ``check`` is false (tests: frames the board must refuse; data is cut to the word size).
     """
-    from rtl.pack import check_records
+    from rtl.engine.layout import check_records
     if check:
         check_records(records, cfg)
     else:
@@ -387,7 +387,7 @@ class RefBoard:
     ``infer(pixels, tau)`` supplies (logits, cls, counters) for one image (golden + the cycle
     model, or a stand-in); ``pixels`` and ``tau_bits`` describe the engine.
 
-    Loadable builds: ``envelope`` is the engine's :class:`golden.cycles.EngineConfig` and
+    Loadable builds: ``envelope`` is the engine's :class:`rtl.engine.config.EngineConfig` and
     ``catalog`` a list of (model, infer) the test may load; the reference keeps the engine's
     memories (starting from ``baked``, the baked model, if any) and, at a successful ``COMMIT``,
     runs the catalog model whose memory images match what was loaded.
@@ -403,21 +403,21 @@ class RefBoard:
         self.catalog = list(catalog)
         self.model_ok, self.session, self.load_bad = True, False, False
         if envelope is not None:
-            from rtl.pack import SEL_NAMES, images
+            from rtl.engine.layout import SEL_NAMES, images
             self.mems = load_memories(envelope)
             self.mem = {sel: {} for sel in range(len(SEL_NAMES))}
             if baked is not None:
                 self._store(images(baked, envelope))
 
     def _store(self, img):
-        from rtl.pack import SEL_NAMES
+        from rtl.engine.layout import SEL_NAMES
         for sel, name in enumerate(SEL_NAMES):
             vals = [img["header"]] if name == "header" else img[name]
             self.mem[sel].update(enumerate(vals))
 
     def _match(self):
         """The catalog model whose memory images equal the loaded memories, or None."""
-        from rtl.pack import SEL_NAMES, images
+        from rtl.engine.layout import SEL_NAMES, images
         for model, infer in self.catalog:
             img = images(model, self.envelope)
             if all(self.mem[sel].get(a) == v for sel, name in enumerate(SEL_NAMES)
@@ -522,8 +522,8 @@ def _unknown_model(pixels, tau):
 
 def golden_infer(model, lanes):
     """``infer`` callable for :class:`RefBoard`: golden logits and class, counters from
-    :func:`golden.cycles.cycles` (cycles, events) and the golden work accounting (fired, kernels_off)."""
-    from golden.cycles import cycles
+    :func:`rtl.engine.schedule.cycles` (cycles, events) and the golden work accounting (fired, kernels_off)."""
+    from rtl.engine.schedule import cycles
     from golden.forward import run
 
     def infer(pixels, tau):

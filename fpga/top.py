@@ -52,7 +52,7 @@ class BoardTop(wiring.Component):
     error : Out(1)    toggles on every error reply (LED)
 
     Latency and throughput: the UART dominates. An image of ``n`` pixels takes ``10 * (n + 5)``
-    bit times in, the engine's ``golden.cycles.cycles`` working cycles (overlapping the input),
+    bit times in, the engine's ``rtl.engine.schedule.cycles`` working cycles (overlapping the input),
     and ``10 * (4 * classes + 22)`` bit times out.
     """
 

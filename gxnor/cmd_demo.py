@@ -7,7 +7,7 @@ Stages (each prints its own section):
    with the float and ungated-ternary reference accuracies stored in the model.
 3. hardware vs golden: the same model baked into the event-driven engine (4 lanes), built with
    Verilator and run on the first ``--rtl-images`` test images (default 100) through cocotb:
-   mismatches against golden (logits, class, counters, cycles == golden.cycles), cycles, events,
+   mismatches against golden (logits, class, counters, cycles == rtl.engine.schedule), cycles, events,
    skipped kernels per image and the simulation time. The simulator's log goes to a file.
 """
 
@@ -71,7 +71,7 @@ def rtl_stage(model, images, labels, lanes=4):
     import sys
     import time
 
-    from golden.cycles import EngineConfig
+    from rtl.engine.config import EngineConfig
     from golden.errors import GxnorError
     from sim import engine as simengine
     from sim import toolchain

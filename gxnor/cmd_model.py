@@ -34,7 +34,7 @@ def register(sub):
 
     b = msub.add_parser("balance", help="store a kernel order that spreads gated kernels evenly over the lane banks",
                         description="Chooses, from the gate decisions on sample images, an order of each gated "
-                                    "layer's kernels that balances the engine's lane banks (golden/balance.py) "
+                                    "layer's kernels that balances the engine's lane banks (rtl/engine/balance.py) "
                                     "and writes the model with it in meta.hw_order. Weights, logits and "
                                     "predictions are unchanged; the engine built from the output uses fewer "
                                     "cycles. Use training images, not the test split.")
@@ -94,7 +94,7 @@ def cmd_show(args):
 
 
 def cmd_balance(args):
-    from golden.balance import balance
+    from rtl.engine.balance import balance
     model = modelfile.load(args.model)
     check_new_output(args.output, args.force)
     images, _ = modelfile.load_inputs(args.inputs, model)

@@ -54,8 +54,8 @@ def _mem_hex(path, words, bits):
 
 
 def cmd_verilog(args):
-    from golden.cycles import EngineConfig
-    from rtl.pack import images
+    from rtl.engine.config import EngineConfig
+    from rtl.engine.layout import images
     from sim import engine as simengine
     from sim import toolchain
     if not args.output and not args.package:
@@ -107,7 +107,7 @@ def cmd_verilog(args):
 
 
 def cmd_sim(args):
-    from golden.cycles import EngineConfig
+    from rtl.engine.config import EngineConfig
     from sim.engine import WAVES_FILE, compare, simulate
     model = modelfile.load(args.model)
     imgs, _ = modelfile.load_inputs(args.inputs, model)

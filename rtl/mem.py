@@ -28,7 +28,7 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-W_PACK = 8                 # engine weight words per 16-bit row of a weight bank (rtl/engine.py)
+W_PACK = 8                 # engine weight words per 16-bit row of a weight bank (rtl/engine/top.py)
 W_SLOT_BITS = 3
 
 
@@ -265,7 +265,7 @@ def ebr_blocks(depth, width):
 
 
 def engine_memories(cfg):
-    """{name: (depth, width, copies)} of the engine's memories for ``cfg`` (rtl/engine.py)."""
+    """{name: (depth, width, copies)} of the engine's memories for ``cfg`` (rtl/engine/top.py)."""
     P, A = cfg.lanes, cfg.acc_bits
     G = max(2, cfg.groups)
     mems = {"desc": (cfg.max_layers, cfg.desc_bits, 1), "w": (weight_rows(cfg), 2 * W_PACK, P),

@@ -1,7 +1,7 @@
 """Stream register slice (skid buffer): cuts every combinational path through a stream, and its
 reference.
 
-Used at the engine's stream boundaries (pixels in, results out; rtl/engine.py) so that nothing
+Used at the engine's stream boundaries (pixels in, results out; rtl/engine/top.py) so that nothing
 outside the engine (the board's link, a user's design) forms one timing path with the engine's
 control logic.
 """

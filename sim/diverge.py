@@ -6,7 +6,7 @@ through the engine's memory layout (docs/rtl.md: channel ``c`` at position ``pos
 layer writes is word ``base + (c // P) * H*W + pos``, lane ``c % P``; the write half alternates per
 descriptor), keeps the last value written to each element in each layer (a fused pool rewrites a
 pooled element up to four times), and compares with golden's activations of that layer in the
-engine's kernel order (golden.balance.hardware_view), reported in the model's own channel order.
+engine's kernel order (rtl.engine.balance.hardware_view), reported in the model's own channel order.
 
 Elements of gated-off kernels are never written by the engine (the channel mask keeps them from
 being read) and are not compared; an element of a kernel that is on but never written is a
@@ -15,8 +15,8 @@ divergence (value ``None``).
 
 import numpy as np
 
-from golden.balance import hardware_view, kernel_order
-from golden.cycles import KIND_LOGITS, KIND_POOL, hw_layers
+from rtl.engine.balance import hardware_view, kernel_order
+from rtl.engine.config import KIND_LOGITS, KIND_POOL, hw_layers
 from golden.forward import run
 from golden.ternary import decode
 

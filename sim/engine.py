@@ -2,7 +2,7 @@
 
 ``simulate`` writes a plan for :mod:`sim.test_engine`, runs it on Verilator through
 :func:`sim.toolchain.build_and_run` and returns the hardware's outputs; ``compare`` checks them
-against :func:`golden.forward.run` and :func:`golden.cycles.cycles` by exact equality.
+against :func:`golden.forward.run` and :func:`rtl.engine.schedule.cycles` by exact equality.
 """
 
 import hashlib
@@ -15,11 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from golden.cycles import EngineConfig, cycles
+from rtl.engine.config import EngineConfig
+
+from rtl.engine.schedule import cycles
 from golden.errors import GxnorError
 from golden.forward import check_inputs
 from golden.modelfile import to_arrays
-from rtl.pack import check_records, load_records
+from rtl.engine.layout import check_records, load_records
 
 from . import toolchain
 
@@ -34,7 +36,7 @@ TOPLEVEL = "engine"
 # the random presets mlp/cnn/gated-cnn/tiny (P = 1, 3, 4), five more random archs (k5, valid,
 # k1, tiny dense; P = 1, 2, 4) and the three-zoo envelope (see docs/rtl.md "Lint").
 # tests/rtl/test_engine_cli.py lints several configs with these and fails on any other warning:
-# a new kind must be understood and added here (or fixed in rtl/engine.py), never blanket-waived.
+# a new kind must be understood and added here (or fixed in rtl/engine/top.py), never blanket-waived.
 _COUNTER = ("index counter sized `range(<max of its dimension>)` for the envelope, compared with or "
             "added to a wider descriptor field / address: Verilog zero-extends it, which is Amaranth's "
             "unsigned semantics")

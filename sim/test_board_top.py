@@ -3,7 +3,7 @@
 Everything goes through the serial pins, as on the board: requests are driven on ``rx`` by
 :class:`sim.uart_bfm.UartSource` with random idle bit times between bytes, replies decoded from
 ``tx``. Scoreboard: each request's reply bytes must equal, byte for byte, what the reference model
-:class:`fpga.protocol.RefBoard` answers (golden logits and class, golden.cycles cycle and event
+:class:`fpga.protocol.RefBoard` answers (golden logits and class, rtl.engine.schedule cycle and event
 counts, golden fired and gated-off counts); nothing may be left on the line.
 
 Stimulus by name: ``zeros``, ``ramp``, ``prbs``, ``extremes`` (0/255) images; tau at both ends of
@@ -62,7 +62,7 @@ class TB:
             infer = P.golden_infer(self.model, self.lanes)
         self.envelope = None
         if os.environ.get("GXNOR_ENVELOPE"):
-            from golden.cycles import EngineConfig
+            from rtl.engine.config import EngineConfig
             with open(os.environ["GXNOR_ENVELOPE"]) as f:
                 self.envelope = EngineConfig.from_json(f.read())
             self.others = [modelfile.load(p) for p in json.loads(os.environ["GXNOR_LOAD_MODELS"])]
@@ -192,7 +192,7 @@ async def test_errors_and_recovery(dut):
 
 async def load_model(tb, model, name):
     """LOAD frames for ``model`` (each LOADED), then COMMIT (INFO); replies checked vs the reference."""
-    from rtl.pack import load_records
+    from rtl.engine.layout import load_records
     for i, fr in enumerate(P.load_frames(load_records(model, tb.envelope), tb.envelope, max_len=64)):
         got = await tb.exchange(f"{name} load frame {i}", fr)
         assert P.decode(got)[0].type == P.R_LOADED, got.hex()
@@ -211,7 +211,7 @@ async def run_images(tb, model, name, names=("zeros", "ramp", "extremes", "prbs"
 
 @cocotb.test(skip=not os.environ.get("GXNOR_ENVELOPE"))
 async def test_load(dut):
-    from rtl.pack import load_records
+    from rtl.engine.layout import load_records
     tb = TB(dut)
     await tb.reset()
     other, outside = tb.others

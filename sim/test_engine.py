@@ -1,7 +1,7 @@
 """cocotb testbench for ``engine`` (:class:`rtl.engine.Engine`), driven by a *plan* file.
 
 The plan (JSON, path in ``GXNOR_ENGINE_PLAN``) lists runs; each run may load a model over the
-``load`` stream (records from :func:`rtl.pack.load_records`, written by the host as JSON),
+``load`` stream (records from :func:`rtl.engine.layout.load_records`, written by the host as JSON),
 then runs images with a given tau and schedule. Hardware outputs (logits, class, counters) are
 written to the plan's ``out`` file (``.npz``); the scoreboard (exact comparison with golden) is on
 the host side (:func:`sim.engine.compare`), so one build serves pytest and ``gxnor sim``.

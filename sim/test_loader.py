@@ -1,13 +1,13 @@
-"""cocotb testbench for ``loader`` (:class:`rtl.loader.Loader`) vs :func:`rtl.pack.images`.
+"""cocotb testbench for ``loader`` (:class:`rtl.engine.loader.Loader`) vs :func:`rtl.engine.layout.images`.
 
 The pytest driver (tests/sim/test_loader.py) passes, as JSON in ``GXNOR_LOADER_CASES``, the engine
-config and per model its load stream (:func:`rtl.pack.load_records`) and expected memory images
-(:func:`rtl.pack.images`). Each stream, with records of unknown ``sel`` (6, 7) mixed in, is driven
+config and per model its load stream (:func:`rtl.engine.layout.load_records`) and expected memory images
+(:func:`rtl.engine.layout.images`). Each stream, with records of unknown ``sel`` (6, 7) mixed in, is driven
 under each source-idle / ``enable``-drop mode of sim.blocktb.MODES (``enable`` low is the loader's
 back-pressure: ``load.ready = enable``). Every cycle the write ports are checked: ``load.ready`` is
 ``enable``; no ``_en`` without a transfer; on a transfer exactly the selected memory's ``_en``
 (none for an unknown ``sel``) with the record's address and data. The memories rebuilt from the
-writes must equal the images exactly, and :func:`rtl.loader.ref_loader` of the same stream.
+writes must equal the images exactly, and :func:`rtl.engine.loader.ref_loader` of the same stream.
 """
 
 import json
@@ -16,9 +16,9 @@ import types
 
 import cocotb
 
-from golden.cycles import EngineConfig
+from rtl.engine.config import EngineConfig
 from rtl.engine import load_layout
-from rtl.loader import ports, ref_loader
+from rtl.engine.loader import ports, ref_loader
 from sim.blocktb import cases, fields, pack, params, seed
 
 N_UNKNOWN = 12
@@ -117,5 +117,5 @@ async def loader_vs_images(dut):
         assert got == m["images"], f"{ctx}: memories {sorted(got)} != {sorted(m['images'])}"
         assert ref_loader(recs, cfg) == got, f"{ctx}: ref_loader disagrees with the RTL"
         dut._log.info("%s: %d records (+%d unknown sel) in %d cycles, idle %.1f, enable drops %.1f: "
-                      "memories equal rtl.pack.images", name, len(m["records"]), unknown, cyc, tb.idle, tb.bp)
+                      "memories equal rtl.engine.layout.images", name, len(m["records"]), unknown, cyc, tb.idle, tb.bp)
         await Timer(10, unit="ns")

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from golden import modelfile
-from golden.cycles import cycles
+from rtl.engine.schedule import cycles
 from golden.data import load_dataset
 
 ROOT = Path(__file__).resolve().parents[1]

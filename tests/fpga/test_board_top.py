@@ -16,7 +16,8 @@ import pytest
 from fpga.link import Link
 from fpga.top import BoardTop
 from golden import modelfile
-from golden.cycles import EngineConfig, cycles
+from rtl.engine.config import EngineConfig
+from rtl.engine.schedule import cycles
 from golden.forward import run
 from golden.randmodel import random_model
 from sim import toolchain

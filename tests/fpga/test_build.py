@@ -11,7 +11,7 @@ import pytest
 from fpga import build as B
 from fpga.package import write_package
 from fpga.top import BoardTop
-from golden.cycles import EngineConfig
+from rtl.engine.config import EngineConfig
 from golden.errors import GxnorError
 from golden.randmodel import random_model
 from gxnor.cli import main
@@ -122,7 +122,7 @@ def test_package(tmp_path):
                             "README.md"] + [f"mem/{n}.hex" for n in ("header", "desc", "weights", "thr", "gw", "gb")])
     assert "module engine(" in (out / "engine.v").read_text().replace(" (", "(")
     assert EngineConfig.from_json((out / "engine_config.json").read_text()) == cfg
-    from rtl.pack import images
+    from rtl.engine.layout import images
     img = images(model, cfg)
     assert [int(l, 16) for l in (out / "mem/weights.hex").read_text().split()] == list(img["weights"])
     core = (out / "gxnor_pkg_cnn.core").read_text()

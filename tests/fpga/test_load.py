@@ -2,7 +2,7 @@
 
 The board side is the reference :class:`fpga.protocol.RefBoard` behind a fake serial port (the RTL
 is held to the same reference byte for byte in sim/test_board_top.py ``test_load``). Checks: the
-load memories agree with rtl.pack.check_records, LOAD frame encoding, ``gxnor board --load`` over
+load memories agree with rtl.engine.layout.check_records, LOAD frame encoding, ``gxnor board --load`` over
 a socket to a reference board (exact results on a loaded model, one error line for a model
 outside the envelope and for a baked board), and the load-session rules.
 """
@@ -17,11 +17,11 @@ import pytest
 from fpga import protocol as P
 from fpga.host import BoardLink, load_model, run_board
 from golden import modelfile
-from golden.cycles import EngineConfig
+from rtl.engine.config import EngineConfig
 from golden.errors import GxnorError
 from golden.randmodel import random_model
 from gxnor.cli import main
-from rtl.pack import SEL_NAMES, check_records, load_records
+from rtl.engine.layout import SEL_NAMES, check_records, load_records
 
 LANES = 4
 SEED = 7

@@ -9,7 +9,7 @@ import pytest
 from fpga import build as B
 from fpga.top import BoardTop
 from golden import modelfile
-from golden.cycles import EngineConfig
+from rtl.engine.config import EngineConfig
 from golden.randmodel import random_model
 from rtl.engine import Engine
 from rtl.mem import SinglePortMemory, spram_tiles

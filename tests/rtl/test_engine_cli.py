@@ -8,7 +8,9 @@ import sys
 import numpy as np
 import pytest
 
-from golden.cycles import EngineConfig, cycles
+from rtl.engine.config import EngineConfig
+
+from rtl.engine.schedule import cycles
 from golden.modelfile import save
 from golden.randmodel import random_model
 from sim import engine as simengine

@@ -5,7 +5,7 @@ holding the loaded model's value. And an exact run reports no divergence."""
 
 import numpy as np
 
-from golden.cycles import EngineConfig
+from rtl.engine.config import EngineConfig
 from golden.forward import run
 from golden.layers import Conv
 from golden.model import Model

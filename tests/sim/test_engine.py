@@ -8,11 +8,13 @@ the load stream at run time), so the build cost is paid once per hardware config
 import numpy as np
 import pytest
 
-from golden.cycles import EngineConfig, cycles
+from rtl.engine.config import EngineConfig
+
+from rtl.engine.schedule import cycles
 from golden.errors import GxnorError
 from golden.forward import run
 from golden.randmodel import random_model
-from rtl.pack import check_records, load_records
+from rtl.engine.layout import check_records, load_records
 from sim.engine import compare, simulate
 
 SEED = 20250101

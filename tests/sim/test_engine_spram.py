@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from golden import modelfile
-from golden.cycles import EngineConfig
+from rtl.engine.config import EngineConfig
 from golden.data import load_dataset
 from rtl.mem import plan, weight_rows
 from sim.engine import compare, simulate

@@ -1,6 +1,6 @@
 """The shipped zoo models (zoo/mlp.gxm, zoo/cnn.gxm, zoo/gated-cnn.gxm) on the RTL against golden,
 on real MNIST-5k test images: identical predictions, logits, counters and cycles ==
-golden.cycles, image by image.
+rtl.engine.schedule, image by image.
 
 One Verilator build (P = 4, the envelope of all three models); each model is loaded over the load
 stream at run time, then its images run in the testbench's fast mode (the stream corners are in
@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from golden import modelfile
-from golden.cycles import EngineConfig, cycles
+from rtl.engine.config import EngineConfig
+from rtl.engine.schedule import cycles
 from golden.data import load_dataset
 from sim.engine import compare, simulate
 

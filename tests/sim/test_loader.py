@@ -1,16 +1,16 @@
 """Weight loader: cocotb on Verilator, the load streams of two random models (one envelope) under
 random source idles and ``enable`` drops, memories rebuilt from the write ports equal
-rtl.pack.images exactly (sim/test_loader.py); plus the reference and constructor checks."""
+rtl.engine.layout.images exactly (sim/test_loader.py); plus the reference and constructor checks."""
 
 import hashlib
 import json
 
 import pytest
 
-from golden.cycles import EngineConfig
+from rtl.engine.config import EngineConfig
 from golden.randmodel import random_model
-from rtl.loader import Loader, ref_loader
-from rtl.pack import images, load_records
+from rtl.engine.loader import Loader, ref_loader
+from rtl.engine.layout import images, load_records
 from sim.blocktb import run_block
 
 MODELS = [("c4,p,c8g,f,d10", (1, 8, 8), 1), ("f,d16,d5", (1, 6, 6), 2)]

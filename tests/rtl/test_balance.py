@@ -1,4 +1,4 @@
-"""golden/balance.py: reordering kernels keeps every result; the stored order lowers the cycle
+"""rtl/engine/balance.py: reordering kernels keeps every result; the stored order lowers the cycle
 count by exactly the bank imbalance it removes; malformed orders are one-line errors."""
 
 import subprocess
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from golden import modelfile
-from golden.balance import META_KEY, balance, bank_order, hardware_view, permute_kernels
-from golden.cycles import cycles
+from rtl.engine.balance import META_KEY, balance, bank_order, hardware_view, permute_kernels
+from rtl.engine.schedule import cycles
 from golden.errors import GxnorError
 from golden.forward import run
 from golden.randmodel import random_model

@@ -1,7 +1,7 @@
 """The layer-sequential, event-driven GXNOR engine (one datapath reused for every layer).
 
-Implements :func:`golden.forward.run` bit-exactly and :func:`golden.cycles.cycles` cycle-exactly;
-the schedule, phase by phase, is documented in :mod:`golden.cycles` and docs/rtl.md.
+Implements :func:`golden.forward.run` bit-exactly and :func:`rtl.engine.schedule.cycles` cycle-exactly;
+the schedule, phase by phase, is documented in :mod:`rtl.engine.schedule` and docs/rtl.md.
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
@@ -9,20 +9,20 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from golden.cycles import KIND_CONV, KIND_LOGITS, KIND_POOL, EngineConfig
+from rtl.engine.config import KIND_CONV, KIND_LOGITS, KIND_POOL, EngineConfig
 from golden.errors import GxnorError
 
-from . import mem
-from .activation import Activation
-from .argmax import Argmax
-from .encoder import EventEncoder
-from .gate import GateUnit
-from .lanes import LaneArray
+from .. import mem
+from ..activation import Activation
+from ..argmax import Argmax
+from ..encoder import EventEncoder
+from ..gate import GateUnit
+from ..lanes import LaneArray
 from .loader import Loader
-from .mem import W_PACK, W_SLOT_BITS, weight_rows
-from .pack import images
-from .pool import PoolMax, max_code
-from .skid import Skid
+from ..mem import W_PACK, W_SLOT_BITS, weight_rows
+from .layout import images
+from ..pool import PoolMax, max_code
+from ..skid import Skid
 
 
 def _bits(n):
@@ -64,7 +64,7 @@ class Engine(wiring.Component):
 
     Parameters
     ----------
-    config : golden.cycles.EngineConfig
+    config : rtl.engine.config.EngineConfig
     model : golden.model.Model, optional
         Baked into the memory init; without it the memories start empty and must be loaded
         over ``load`` before ``start``.
@@ -85,7 +85,7 @@ class Engine(wiring.Component):
         One beat per class: ``logit`` of class ``index``; ``cls`` (the argmax, lowest index on a
         tie) is valid on the ``last`` beat.
     load : In(stream.Signature(load_layout(config)))
-        Run-time parameter writes (sel, addr, data), accepted only while idle (see rtl/pack.py).
+        Run-time parameter writes (sel, addr, data), accepted only while idle (see rtl/engine/layout.py).
     tau : In(signed(config.tau_bits))      gate threshold, sampled at ``start``
     dense : In(1)                          dense schedule (no zero or gate skipping), at ``start``
     start : In(1)                          begin an inference (accepted when ``ready``)
@@ -93,14 +93,14 @@ class Engine(wiring.Component):
     busy : Out(1)
     done : Out(1)                          one-cycle pulse at the end of an inference
     cycles, events, fired, skipped : Out(32)
-        Counters of the last (or current) inference: working cycles (see golden.cycles),
+        Counters of the last (or current) inference: working cycles (see rtl.engine.schedule),
         events emitted by the encoder, gated XNORs fired, gated-off kernels.
     act_trace : Out(trace_layout(config))
         Debug: every write to the activation memory as it happens (``valid`` in that cycle). Lets a
         testbench locate the first layer and element where hardware and golden diverge
         (``gxnor sim`` on a mismatch); leave it unconnected otherwise (synthesis removes it).
 
-    Latency: ``golden.cycles.cycles`` working cycles per image. After reset the engine clears
+    Latency: ``rtl.engine.schedule.cycles`` working cycles per image. After reset the engine clears
     its accumulators (``acc_words`` cycles) before ``ready`` rises. ``pixels`` and ``result`` pass
     through a two-entry register slice (:class:`rtl.skid.Skid`) at the boundary: their ready,
     valid and payload are registers, so the engine may take up to two pixels before ``start``
@@ -115,7 +115,7 @@ class Engine(wiring.Component):
 
     def __init__(self, config, model=None, spram=None, spram_mode="spram"):
         if not isinstance(config, EngineConfig):
-            raise TypeError("config must be a golden.cycles.EngineConfig")
+            raise TypeError("config must be a rtl.engine.config.EngineConfig")
         self.cfg = config
         self.model = model
         self.img = images(model, config) if model is not None else None
@@ -243,7 +243,7 @@ class Engine(wiring.Component):
         d = dlay(desc_r.data)                 # the current layer's descriptor (stable while li is)
 
         # ---------------------------------------------------------------- loader
-        # rtl/loader.py decodes the load stream into one write per record (accepted while idle)
+        # rtl/engine/loader.py decodes the load stream into one write per record (accepted while idle)
         m.submodules.loader = loader = Loader(cfg)
         wiring.connect(m, wiring.flipped(self.load), loader.load)
         for name, port in (("desc", desc_w),) + ((("gw", gw_w), ("gb", gb_w)) if gated else ()):
@@ -440,7 +440,7 @@ class Engine(wiring.Component):
         # (b_*); the read stage issues the accumulator and weight reads (sc_*); the lanes add in
         # the next cycle and write the accumulator back (stage 2 above). Every stage starts from
         # registers: no path from the event list's read data or through the multiplier to a memory
-        # address. Cost: 2 cycles per output group with events (SCAT_F1, SCAT_F2; golden.cycles).
+        # address. Cost: 2 cycles per output group with events (SCAT_F1, SCAT_F2; rtl.engine.schedule).
         a_v = Signal()
         a_ev = Signal(ev_lay)
         a_dy = Signal(range(cfg.dim + 1))

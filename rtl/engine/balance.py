@@ -2,7 +2,7 @@
 evenly over the ``P`` lane banks.
 
 Why: the engine computes output kernels in groups of ``P`` lanes, and lane ``j`` can only compute
-the kernels stored in its bank (``j, P+j, 2P+j, ...``; see golden/cycles.py).  A gated layer costs
+the kernels stored in its bank (``j, P+j, 2P+j, ...``; see rtl/engine/config.py).  A gated layer costs
 ``max_j (kernels on in bank j)`` groups, so when the kernels a gate keeps on cluster in one bank
 (training does not care about banks) the layer costs up to ``ceil(K/P)`` groups although only a few
 kernels are on.  Permuting a layer's output channels (its weights, thresholds and gate rows) together
@@ -10,8 +10,8 @@ with the next weight layer's input channels gives a model with identical logits 
 a kernel order that the hardware can use better.
 
 The order is chosen from data (gate decisions on sample images at a given tau) and stored in the
-model's ``meta["hw_order"]``; :func:`hardware_view` applies it.  The cycle model (golden.cycles) and
-the memory images (rtl.pack) both read the model through :func:`hardware_view`, so the RTL, its cycle
+model's ``meta["hw_order"]``; :func:`hardware_view` applies it.  The cycle model (rtl.engine.schedule) and
+the memory images (rtl.engine.layout) both read the model through :func:`hardware_view`, so the RTL, its cycle
 prediction and golden's results stay consistent; golden's own results (logits, classes, counters)
 do not depend on the order.
 
@@ -20,10 +20,10 @@ NumPy only.
 
 import numpy as np
 
-from .errors import GxnorError
-from .forward import run
-from .layers import Conv, Dense, Flatten, Gate, MaxPool
-from .model import Model
+from golden.errors import GxnorError
+from golden.forward import run
+from golden.layers import Conv, Dense, Flatten, Gate, MaxPool
+from golden.model import Model
 
 META_KEY = "hw_order"
 
@@ -129,7 +129,7 @@ def bank_order(on, lanes, max_passes=20):
 def balance(model, images, lanes=(2, 4), tau=None, source=""):
     """``model`` with ``meta["hw_order"]`` holding a balanced kernel order of every gated layer for
     each lane count in ``lanes``. Returns (model, report rows)."""
-    from .cycles import check_lanes
+    from .config import check_lanes
     lanes = sorted({check_lanes(p) for p in lanes})
     tau = model.check_tau(tau)
     res = run(model, images, tau)

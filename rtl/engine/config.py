@@ -1,4 +1,4 @@
-"""Configuration and exact cycle model of the layer-sequential event-driven engine (rtl/engine.py).
+"""Configuration and exact cycle model of the layer-sequential event-driven engine (rtl/engine/top.py).
 
 NumPy only: no amaranth import. :class:`EngineConfig` is the one place the hardware's sizes live;
 golden (this module), rtl, sim, bench and the CLI all read it (round-trips through JSON).
@@ -50,11 +50,9 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
-from .balance import hardware_view
-from .errors import GxnorError
-from .forward import run
-from .layers import GATE_BIAS_RANGE, GATE_WEIGHT_RANGE, Conv, Dense, Flatten, InputQuant, MaxPool
-from .ternary import bit_length_signed
+from golden.errors import GxnorError
+from golden.layers import GATE_BIAS_RANGE, GATE_WEIGHT_RANGE, Conv, Dense, Flatten, InputQuant, MaxPool
+from golden.ternary import bit_length_signed
 
 KIND_CONV, KIND_DENSE, KIND_POOL, KIND_LOGITS = 0, 1, 2, 3
 GATE_WEIGHT_BITS = bit_length_signed(*GATE_WEIGHT_RANGE)
@@ -195,7 +193,7 @@ class EngineConfig:
     counter_bits = 32
 
     def desc_fields(self):
-        """Descriptor fields, (name, bits), LSB first: shared by rtl/engine.py and rtl/pack.py."""
+        """Descriptor fields, (name, bits), LSB first: shared by rtl/engine/top.py and rtl/engine/layout.py."""
         d, c, p, w = self.dim_bits, self.chan_bits, self.pos_bits, self.woff_bits
         return [("kind", 2), ("gated", 1), ("last", 1),
                 ("cin", c), ("hin", d), ("win", d), ("hwin", p),
@@ -297,85 +295,3 @@ def check_lanes(lanes):
     if isinstance(lanes, bool) or not isinstance(lanes, (int, np.integer)) or not 1 <= lanes <= MAX_LANES:
         raise GxnorError(f"lane count {lanes!r} is impossible: choose an integer in [1, {MAX_LANES}]")
     return int(lanes)
-
-
-def cycles(model, images, tau=None, lanes=1, dense=False, detail=False):
-    """Exact RTL cycle count per image (int64 [N]) for ``model`` on an engine with ``lanes`` lanes.
-
-    With ``detail=True`` also returns a dict of per-image arrays: ``events`` (events emitted),
-    ``bound`` (sum over conv/dense layers of events * active kernels / P * k*k, float).
-    """
-    P = check_lanes(lanes)
-    model = hardware_view(model, P)           # the kernel order the engine stores (golden/balance.py)
-    res = run(model, images, tau, keep_activations=True)
-    n = res.logits.shape[0]
-    hl = hw_layers(model)
-    total = np.zeros(n, np.int64)
-    events = np.zeros(n, np.int64)
-    bound = np.zeros(n, np.float64)
-    c0, h0, w0 = model.input_shape
-    total += c0 * h0 * w0                     # input quantizer
-    acts = res.activations
-    # activation entering each hardware layer, as [N, C, H*W]
-    cur = acts[0].reshape(n, c0, h0 * w0)
-    mask = np.ones((n, c0), bool)
-    for l in hl:
-        i = l["index"]
-        total += 2                            # descriptor read + decode
-        C, HW, K = l["cin"], l["hin"] * l["win"], l["kout"]
-        gin = _groups(C, P)
-        cpad = np.zeros((n, gin * P, HW), np.int8)
-        cpad[:, :C] = cur.reshape(n, C, HW)
-        mpad = np.zeros((n, gin * P), bool)
-        mpad[:, :C] = mask
-        gmask_on = mpad.reshape(n, gin, P).any(axis=2)      # [n, gin]
-        if l["kind"] == KIND_POOL:
-            hwo = l["hout"] * l["wout"]
-            per = np.where(gmask_on | dense, 4 * hwo + 1, 1)
-            total += per.sum(axis=1)
-            out = acts[i]
-            cur = out.reshape(n, K, hwo)
-            continue
-        # event encoder
-        if dense:
-            lanes_on = np.zeros((n, gin * P), bool)
-            lanes_on[:, :C] = True
-            nnz = np.broadcast_to(lanes_on.reshape(n, gin, P, 1), (n, gin, P, HW)).sum(axis=2)
-            scan = (2 + np.maximum(1, nnz).sum(axis=2)).sum(axis=1)
-            ev = np.full(n, C * HW, np.int64)
-        else:
-            nzc = (cpad != 0) & mpad[:, :, None]
-            nnz = nzc.reshape(n, gin, P, HW).sum(axis=2)            # [n, gin, HW]
-            scan = np.where(gmask_on, 2 + np.maximum(1, nnz).sum(axis=2), 1).sum(axis=1)
-            ev = nzc.sum(axis=(1, 2)).astype(np.int64)
-        if l is not hl[0]:
-            total += scan                     # (the input quantizer encodes the first layer's events)
-        events += ev
-        layer = model.layers[i]
-        if l["gated"]:
-            total += K * C + 3
-            on = res.gates[i]
-        else:
-            on = np.ones((n, K), bool)
-        gout = _groups(K, P)
-        opad = np.zeros((n, gout * P), bool)
-        opad[:, :K] = True if dense else on
-        # bank-constrained compaction: lane j computes the on kernels j, P+j, ... one per group
-        ngroups = opad.reshape(n, gout, P).sum(axis=1).max(axis=1)
-        hwo = l["hout"] * l["wout"]
-        kk = l["k"] * l["k"]
-        busy = 2 + ev * kk + 2 * (ev > 0) + hwo + 1
-        total += ngroups * busy + 2
-        nev = (cpad != 0).sum(axis=(1, 2)) if dense else ev
-        bound += nev * on.sum(axis=1) / P * kk
-        if l["kind"] == KIND_LOGITS:
-            total += 1 + K
-        else:
-            out = acts[l["out_index"]]           # the pooled map if the pool is fused (no extra cycles)
-            cur = out.reshape(n, K, l["hpo"] * l["wpo"])
-            mask = on
-        # flatten after this layer changes nothing in hardware
-    total += 1                                # done
-    if detail:
-        return total, {"events": events, "bound": bound, "result": res}
-    return total

@@ -17,8 +17,8 @@ gw         ``gbase + k*C + c``: 8-bit gate weight; gb ``bbase + k``: 24-bit gate
 
 import numpy as np
 
-from golden.balance import hardware_view
-from golden.cycles import KIND_CONV, KIND_LOGITS, KIND_POOL, hw_layers
+from .balance import hardware_view
+from .config import KIND_CONV, KIND_LOGITS, KIND_POOL, hw_layers
 from golden.errors import GxnorError
 from golden.ternary import encode
 

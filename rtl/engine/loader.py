@@ -1,22 +1,22 @@
 """Run-time weight loader (the ``load`` decode of :class:`rtl.engine.Engine`), and its reference.
 
-Decodes the engine's ``load`` stream of ``(sel, addr, data)`` records (:func:`rtl.pack.load_records`)
-into one write port per engine memory, selected by the ``SEL_*`` code of :mod:`rtl.pack`.
-Port widths are those :func:`rtl.pack.check_records` validates against.
+Decodes the engine's ``load`` stream of ``(sel, addr, data)`` records (:func:`rtl.engine.layout.load_records`)
+into one write port per engine memory, selected by the ``SEL_*`` code of :mod:`rtl.engine.layout`.
+Port widths are those :func:`rtl.engine.layout.check_records` validates against.
 """
 
 from amaranth.hdl import Module, Signal, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from golden.cycles import EngineConfig
+from .config import EngineConfig
 
-from .pack import SEL_NAMES
+from .layout import SEL_NAMES
 
 
 def _check(cfg):
     if not isinstance(cfg, EngineConfig):
-        raise ValueError(f"Loader cfg must be a golden.cycles.EngineConfig, not {type(cfg).__name__}")
+        raise ValueError(f"Loader cfg must be a rtl.engine.config.EngineConfig, not {type(cfg).__name__}")
     return cfg
 
 
@@ -36,13 +36,13 @@ def ports(cfg):
 
 
 def ref_loader(records, cfg):
-    """Reference: the memory images a record stream writes, shaped like :func:`rtl.pack.images`.
+    """Reference: the memory images a record stream writes, shaped like :func:`rtl.engine.layout.images`.
 
     ``records``: (sel, addr, data) in stream order. Returns ``{"header": int or None, name: list}``
-    for each memory in ``rtl.pack.SEL_NAMES``: each list runs to the highest address written (a word
+    for each memory in ``rtl.engine.layout.SEL_NAMES``: each list runs to the highest address written (a word
     never written is None), a later write to an address wins, records with an unknown ``sel`` write
     nothing. As in hardware, ``addr`` and ``data`` are cut to the port's width (records that pass
-    :func:`rtl.pack.check_records` are unaffected).
+    :func:`rtl.engine.layout.check_records` are unaffected).
     """
     out = {}
     written = {sel: {} for sel in range(len(SEL_NAMES))}
@@ -67,16 +67,16 @@ class Loader(wiring.Component):
 
     Parameters
     ----------
-    cfg : golden.cycles.EngineConfig
+    cfg : rtl.engine.config.EngineConfig
 
     Members
     -------
     load : In(stream.Signature(rtl.engine.load_layout(cfg)))
-        ``sel`` (``rtl.pack.SEL_*``), ``addr``, ``data`` (low bits used, per memory).
+        ``sel`` (``rtl.engine.layout.SEL_*``), ``addr``, ``data`` (low bits used, per memory).
     enable : In(1)
         The engine is idle; ``load.ready`` is ``enable``.
     <name>_en, <name>_addr, <name>_data : Out
-        For ``name`` in ``rtl.pack.SEL_NAMES`` (header, desc, weights, thr, gw, gb): ``_en`` is 1
+        For ``name`` in ``rtl.engine.layout.SEL_NAMES`` (header, desc, weights, thr, gw, gb): ``_en`` is 1
         exactly in a cycle a record with that ``sel`` is transferred (``load.valid & load.ready``);
         ``_addr`` (none for the header register) and ``_data`` carry its address and data cut to the
         widths of :func:`ports`. Unknown ``sel`` values (6, 7) are accepted and write nothing.
@@ -88,7 +88,7 @@ class Loader(wiring.Component):
         self.cfg = _check(cfg)
         self.spec = ports(cfg)
         # imported here, not at module level, so that rtl.engine may import this module
-        from .engine import load_layout
+        from .top import load_layout
         members = {"load": In(stream.Signature(load_layout(cfg))), "enable": In(1)}
         for name, _, abits, dbits in self.spec:
             members[f"{name}_en"] = Out(1)
