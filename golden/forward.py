@@ -101,8 +101,10 @@ def _patches(x, layer):
 
 
 def _work_from(index, layer, x, on, fired, taps_nz):
-    """Fill a LayerWork from per-(image, position, kernel) fired counts and per-(image, position)
-    nonzero-tap counts. ``on``: bool [N, K]."""
+    """Fill a LayerWork from per-(image, position, kernel) fired counts and the nonzero activations
+    under the taps: per (image, position) [N, P] for an unshaped layer (every tap exists), per
+    (image, position, kernel) [N, P, K] under the kernel's existing taps for a shaped one.
+    ``on``: bool [N, K]."""
     n, p, k = fired.shape
     f = layer.fan_in
     w = LayerWork(index=index, kind=layer.kind, images=n)
@@ -110,8 +112,16 @@ def _work_from(index, layer, x, on, fired, taps_nz):
     w.input_events = int(np.count_nonzero(x))
     onf = on[:, None, :]
     w.fired = int((fired * onf).sum(dtype=np.int64))
-    w.skip_zero_weight = int(((taps_nz[:, :, None] - fired) * onf).sum(dtype=np.int64))
-    w.skip_zero_act = int((on.sum(axis=1, dtype=np.int64) * (p * f - taps_nz.sum(axis=1, dtype=np.int64))).sum())
+    if taps_nz.ndim == 2:
+        w.skip_zero_weight = int(((taps_nz[:, :, None] - fired) * onf).sum(dtype=np.int64))
+        w.skip_zero_act = int((on.sum(axis=1, dtype=np.int64)
+                               * (p * f - taps_nz.sum(axis=1, dtype=np.int64))).sum())
+    else:
+        live = layer.live_taps                                       # [K] existing taps
+        w.skip_zero_weight = int(((taps_nz - fired) * onf).sum(dtype=np.int64))
+        seen = taps_nz.sum(axis=1, dtype=np.int64)                   # [N, K]
+        w.skip_zero_act = int(((p * live[None, :] - seen) * on).sum())
+        w.skip_shape = int((p * (f - live)[None, :] * on).sum())
     w.kernels = n * k
     w.kernels_off = int((~on).sum())
     w.skip_gated = w.kernels_off * p * f
@@ -122,8 +132,13 @@ def _work_from(index, layer, x, on, fired, taps_nz):
 
 
 def _linear_packed(x, layer):
-    """Packed gated-XNOR sums: returns (acc [N,P,K], fired [N,P,K], taps_nz [N,P])."""
+    """Packed gated-XNOR sums: returns (acc [N,P,K], fired [N,P,K], taps_nz [N,P] or, for a shaped
+    conv, [N,P,K] = ``popcount(nz_x & mask_k)``)."""
     nz_w, sg_w = pack(layer.weights.reshape(layer.out_channels, -1))
+    mask = None
+    if layer.tap_mask is not None:
+        mask = pack_bits(layer.tap_mask.reshape(layer.out_channels, -1) != 0)
+        nomask = np.zeros_like(mask)
     n = x.shape[0]
     p = 1 if isinstance(layer, Dense) else int(np.prod(layer.out_shape(x.shape[1:])[1:]))
     per_image = max(1, p * layer.out_channels * nz_w.shape[1])
@@ -137,7 +152,10 @@ def _linear_packed(x, layer):
         acc, fired = packed_dot(nz_x, sg_x, nz_w, sg_w)
         accs.append(acc.reshape(m, p, -1))
         fireds.append(fired.reshape(m, p, -1))
-        taps.append(np.bitwise_count(nz_x).sum(axis=-1, dtype=np.int32).reshape(m, p))
+        if mask is None:
+            taps.append(np.bitwise_count(nz_x).sum(axis=-1, dtype=np.int32).reshape(m, p))
+        else:
+            taps.append(packed_dot(nz_x, np.zeros_like(sg_x), mask, nomask)[1].reshape(m, p, -1))
     return np.concatenate(accs), np.concatenate(fireds), np.concatenate(taps)
 
 
@@ -158,7 +176,8 @@ def _linear_plain(x, layer):
     kk = layer.out_channels
     acc = np.zeros((n, kk, ho, wo), np.int32)
     fired = np.zeros((n, kk, ho, wo), np.int32)
-    taps = np.zeros((n, ho, wo), np.int32)
+    shaped = layer.tap_mask is not None
+    taps = np.zeros((n, kk, ho, wo) if shaped else (n, ho, wo), np.int32)
     w = layer.weights.astype(np.int32)
     for di in range(k):
         for dj in range(k):
@@ -166,9 +185,12 @@ def _linear_plain(x, layer):
             ns = nzp[:, :, di:di + ho, dj:dj + wo]
             acc += np.einsum("nchw,kc->nkhw", xs, w[:, :, di, dj])
             fired += np.einsum("nchw,kc->nkhw", ns, (w[:, :, di, dj] != 0).astype(np.int32))
-            taps += ns.sum(axis=1)
+            if shaped:
+                taps += np.einsum("nchw,kc->nkhw", ns, layer.tap_mask[:, :, di, dj].astype(np.int32))
+            else:
+                taps += ns.sum(axis=1)
     to_npk = lambda a: a.reshape(n, kk, ho * wo).transpose(0, 2, 1)
-    return to_npk(acc), to_npk(fired), taps.reshape(n, ho * wo)
+    return to_npk(acc), to_npk(fired), to_npk(taps) if shaped else taps.reshape(n, ho * wo)
 
 
 def _maxpool(x, plain):

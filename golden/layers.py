@@ -19,9 +19,22 @@ Every rule here is the specification (see docs/dataflow.md for the whole story):
 * ``Dense(weights[K,N], lo, hi)``: as Conv with one position. The last layer is a Dense without
   thresholds (``lo = hi = None``): its integer sums are the logits; the class is the argmax,
   the lowest index winning a tie.
+* ``tap_mask[K,C,k,k]`` on a conv (a learned kernel *shape*, LHC): 1 where the tap
+  ``(k, c, dy, dx)`` exists, 0 where it does not. A masked tap has no weight (its weight must be 0)
+  and is never visited: its nominal MACs are counted as ``skip_shape`` (golden.work).
+* ``Liaf(leak_shift, reset)`` on a hidden conv or dense (a leaky integrate-and-analog-fire layer of
+  a temporal model): with ``I_t`` the layer's integer sum at time step ``t`` and ``v_0 = 0``,
+  ``u_t = v_{t-1} - (v_{t-1} >> leak_shift) + I_t`` (arithmetic shift: floor), ``y_t`` = the
+  channel's ternary threshold rule applied to ``u_t``, and the carried state ``v_t = u_t``
+  (``reset="none"``) or ``v_t = 0 if y_t != 0 else u_t`` (``reset="zero"``). The thresholds
+  compare the membrane ``u_t``; their range is the membrane range the model derives for its
+  ``time_steps`` (golden.model, :func:`membrane_range`).
+* ``EventInput``: the first layer of a model whose inputs are ternary event frames (int8 values in
+  {-1, 0, +1}, e.g. ON/OFF events of an event camera); it passes them through unchanged.
 
 Threshold range: for fan-in ``F`` the sum lies in ``[-F, F]``; thresholds must lie in
 ``[-F, F+1]`` (``hi = -F`` means always +1 unless below lo, ``lo = hi = F+1`` means always -1).
+A masked tap still counts in ``F`` (widths and ranges do not depend on the shape).
 """
 
 from dataclasses import dataclass
@@ -50,7 +63,7 @@ def _int_array(a, what, ndim=None, dtype=np.int32):
     return out
 
 
-def _thresholds(lo, hi, k, fan_in, what):
+def _thresholds(lo, hi, k, fan_in, what, check_range=True):
     if lo is None and hi is None:
         return None, None
     if lo is None or hi is None:
@@ -64,7 +77,7 @@ def _thresholds(lo, hi, k, fan_in, what):
         c = int(bad[0])
         raise GxnorError(f"{what}: thresholds out of order at channel {c}: lo={int(lo[c])} > hi={int(hi[c])}")
     for name, t in (("lo", lo), ("hi", hi)):
-        if t.size and (t.min() < -fan_in or t.max() > fan_in + 1):
+        if check_range and t.size and (t.min() < -fan_in or t.max() > fan_in + 1):
             raise GxnorError(f"{what}: threshold {name} outside [-{fan_in}, {fan_in + 1}] "
                              f"(fan-in {fan_in}); clamp it, the result is the same")
     return lo, hi
@@ -95,6 +108,78 @@ class InputQuant:
 
     def arrays(self):
         return {}
+
+
+@dataclass(frozen=True, eq=False)
+class EventInput:
+    """First layer of an event model: ternary int8 frames (values -1, 0, +1) pass through unchanged."""
+    kind: ClassVar[str] = "events"
+
+    def out_shape(self, shape):
+        return shape
+
+    def params(self):
+        return {}
+
+    def arrays(self):
+        return {}
+
+
+def membrane_range(fan_in, leak_shift, time_steps):
+    """Inclusive range ``(lo, hi)`` of a LIAF membrane ``u_t`` over ``time_steps`` steps.
+
+    ``g(v) = v - (v >> s)`` is non-decreasing in ``v`` and ``g(0) = 0``, and every input sum lies in
+    ``[-F, F]``; so ``hi_t = g(hi_{t-1}) + F`` and ``lo_t = g(lo_{t-1}) - F`` (``hi_0 = lo_0 = 0``)
+    bound ``u_t`` by induction, and a zero reset (which only replaces a state by 0, inside the
+    bounds) keeps them. Both sequences are monotone, so the step-``T`` values bound every step; they
+    reach a fixed point (``hi = 2^s (F + 1) - 1``, ``lo = -2^s F`` for ``s >= 1``) and stop growing.
+    """
+    s, f = int(leak_shift), int(fan_in)
+    lo = hi = 0
+    for _ in range(int(time_steps)):
+        nlo, nhi = lo - (lo >> s) - f, hi - (hi >> s) + f
+        if (nlo, nhi) == (lo, hi):
+            break
+        lo, hi = nlo, nhi
+    return lo, hi
+
+
+@dataclass(frozen=True, eq=False)
+class Liaf:
+    """Leaky integrate-and-analog-fire state of a hidden conv/dense layer: see the module docstring.
+
+    Parameters
+    ----------
+    leak_shift : int in [0, 16]
+        ``u_t = v_{t-1} - (v_{t-1} >> leak_shift) + I_t``; 0 keeps no memory.
+    reset : "none" or "zero"
+        ``"zero"``: a neuron whose output is nonzero at step t starts step t+1 from 0.
+    """
+    leak_shift: int
+    reset: str = "none"
+
+    def __post_init__(self):
+        s = self.leak_shift
+        if isinstance(s, bool) or not isinstance(s, (int, np.integer)):
+            raise GxnorError(f"liaf: leak shift must be an integer, got {s!r}")
+        lo, hi = LEAK_SHIFT_RANGE
+        if not lo <= s <= hi:
+            raise GxnorError(f"liaf: leak shift {s} is outside [{lo}, {hi}]")
+        object.__setattr__(self, "leak_shift", int(s))
+        if self.reset not in RESETS:
+            raise GxnorError(f"liaf: reset must be one of {', '.join(RESETS)}, got {self.reset!r}")
+
+    def params(self):
+        return {"leak_shift": self.leak_shift, "reset": self.reset}
+
+
+def _liaf_check(layer):
+    if layer.liaf is None:
+        return
+    if not isinstance(layer.liaf, Liaf):
+        raise GxnorError(f"{layer.kind}: liaf must be a Liaf")
+    if getattr(layer, "gate", None) is not None:
+        raise GxnorError(f"{layer.kind}: a LIAF layer cannot carry a gate")
 
 
 @dataclass(frozen=True, eq=False)
@@ -131,6 +216,8 @@ class Conv:
     hi: np.ndarray
     padding: str = "same"
     gate: Optional[Gate] = None
+    tap_mask: Optional[np.ndarray] = None
+    liaf: Optional[Liaf] = None
     kind: ClassVar[str] = "conv"
 
     def __post_init__(self):
@@ -142,11 +229,15 @@ class Conv:
         object.__setattr__(self, "weights", w)
         if self.padding not in ("same", "valid"):
             raise GxnorError(f"conv: padding must be 'same' or 'valid', got {self.padding!r}")
-        lo, hi = _thresholds(self.lo, self.hi, self.out_channels, self.fan_in, "conv")
+        lo, hi = _thresholds(self.lo, self.hi, self.out_channels, self.fan_in, "conv",
+                             check_range=self.liaf is None)
         if lo is None:
             raise GxnorError("conv: thresholds are required (only the final dense layer has none)")
         object.__setattr__(self, "lo", lo)
         object.__setattr__(self, "hi", hi)
+        if self.tap_mask is not None:
+            object.__setattr__(self, "tap_mask", self._check_mask(self.tap_mask))
+        _liaf_check(self)
         if self.gate is not None:
             if not isinstance(self.gate, Gate):
                 raise GxnorError("conv: gate must be a Gate")
@@ -161,6 +252,31 @@ class Conv:
     pad = property(lambda self: (self.kernel - 1) // 2 if self.padding == "same" else 0)
     acc_bits = property(lambda self: bit_length_signed(-self.fan_in, self.fan_in + 1))
 
+    def _check_mask(self, m):
+        m = np.asarray(m)
+        if m.dtype.kind not in "iub":
+            raise GxnorError(f"conv tap mask: dtype {m.dtype} is not an integer or bool type")
+        if m.shape != self.weights.shape:
+            raise GxnorError(f"conv tap mask: expected shape {tuple(self.weights.shape)} (one entry per "
+                             f"weight [K, C, k, k]), got {tuple(m.shape)}")
+        if m.size and (m.min() < 0 or m.max() > 1):
+            raise GxnorError("conv tap mask: values must be 0 (no tap) or 1 (tap exists)")
+        m = m.astype(np.uint8)
+        bad = np.argwhere((m == 0) & (self.weights != 0))
+        if bad.size:
+            idx = tuple(int(i) for i in bad[0])
+            raise GxnorError(f"conv tap mask: the weight at masked tap (k, c, dy, dx) = {idx} is "
+                             f"{int(self.weights[idx])}, must be 0")
+        m.setflags(write=False)
+        return m
+
+    @property
+    def live_taps(self):
+        """int64 [K]: taps per kernel that exist (``C*k*k`` without a mask)."""
+        if self.tap_mask is None:
+            return np.full(self.out_channels, self.fan_in, np.int64)
+        return self.tap_mask.reshape(self.out_channels, -1).sum(axis=1, dtype=np.int64)
+
     def out_shape(self, shape):
         if len(shape) != 3:
             raise GxnorError(f"conv needs a [C,H,W] input, got shape {tuple(shape)}")
@@ -173,13 +289,18 @@ class Conv:
         return (self.out_channels, ho, wo)
 
     def params(self):
-        return {"padding": self.padding, "gated": self.gate is not None}
+        d = {"padding": self.padding, "gated": self.gate is not None, "shaped": self.tap_mask is not None}
+        if self.liaf is not None:
+            d["liaf"] = self.liaf.params()
+        return d
 
     def arrays(self):
         d = {"weights": self.weights, "lo": self.lo, "hi": self.hi}
         if self.gate is not None:
             d["gate_weights"] = self.gate.weights
             d["gate_bias"] = self.gate.bias
+        if self.tap_mask is not None:
+            d["tap_mask"] = self.tap_mask
         return d
 
 
@@ -189,6 +310,7 @@ class Dense:
     weights: np.ndarray
     lo: Optional[np.ndarray] = None
     hi: Optional[np.ndarray] = None
+    liaf: Optional[Liaf] = None
     kind: ClassVar[str] = "dense"
 
     def __post_init__(self):
@@ -198,9 +320,14 @@ class Dense:
         w = w.astype(np.int8)
         w.setflags(write=False)
         object.__setattr__(self, "weights", w)
-        lo, hi = _thresholds(self.lo, self.hi, self.out_features, self.fan_in, "dense")
+        lo, hi = _thresholds(self.lo, self.hi, self.out_features, self.fan_in, "dense",
+                             check_range=self.liaf is None)
         object.__setattr__(self, "lo", lo)
         object.__setattr__(self, "hi", hi)
+        _liaf_check(self)
+        if self.liaf is not None and lo is None:
+            raise GxnorError("dense: the logits layer cannot be a LIAF layer (the model's readout "
+                             "combines its logits over time)")
 
     out_features = property(lambda self: self.weights.shape[0])
     out_channels = out_features
@@ -208,6 +335,8 @@ class Dense:
     is_logits = property(lambda self: self.lo is None)
     acc_bits = property(lambda self: bit_length_signed(-self.fan_in, self.fan_in + 1))
     gate = None
+    tap_mask = None
+    live_taps = property(lambda self: np.full(self.out_features, self.fan_in, np.int64))
 
     def out_shape(self, shape):
         if len(shape) != 1:
@@ -217,7 +346,10 @@ class Dense:
         return (self.out_features,)
 
     def params(self):
-        return {"logits": self.is_logits}
+        d = {"logits": self.is_logits}
+        if self.liaf is not None:
+            d["liaf"] = self.liaf.params()
+        return d
 
     def arrays(self):
         d = {"weights": self.weights}
@@ -261,4 +393,4 @@ class Flatten:
         return {}
 
 
-LAYER_KINDS = {cls.kind: cls for cls in (InputQuant, Conv, Dense, MaxPool, Flatten)}
+LAYER_KINDS = {cls.kind: cls for cls in (InputQuant, EventInput, Conv, Dense, MaxPool, Flatten)}

@@ -60,6 +60,8 @@ class Model:
             raise GxnorError("the last layer must be a dense layer without thresholds (the logits)")
         shapes = [shape]
         for i, layer in enumerate(layers):
+            if getattr(layer, "liaf", None) is not None or layer.kind == "events":
+                raise GxnorError(f"layer {i}: temporal models (LIAF layers, event inputs) are not supported yet")
             if i and isinstance(layer, InputQuant):
                 raise GxnorError(f"layer {i}: input_quant may only be the first layer")
             if isinstance(layer, Dense) and layer.is_logits and i != len(layers) - 1:
@@ -120,6 +122,8 @@ class Model:
             bits = 0
             if isinstance(layer, (Conv, Dense)):
                 bits += 2 * layer.weights.size
+                if layer.tap_mask is not None:
+                    bits += layer.tap_mask.size
                 if layer.lo is not None:
                     bits += 2 * layer.out_channels * layer.acc_bits
                 if layer.gate is not None:
@@ -145,6 +149,8 @@ class Model:
                 row["kernel"] = layer.kernel
                 row["padding"] = layer.padding
                 row["gated"] = layer.gate is not None
+                if layer.tap_mask is not None:
+                    row["live_taps"] = float(np.mean(layer.tap_mask))
             if isinstance(layer, InputQuant):
                 row["thresholds"] = [layer.lo, layer.hi]
             rows.append(row)

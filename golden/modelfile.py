@@ -4,17 +4,22 @@ Layout
 ------
 * ``__manifest__``: uint8 array, the UTF-8 bytes of a JSON object::
 
-    {"format": "gxnor-model", "schema": 1, "name": str, "input_shape": [C, H, W],
+    {"format": "gxnor-model", "schema": 2, "name": str, "input_shape": [C, H, W],
      "gate_frac_bits": int, "default_tau": int, "meta": {...},
      "layers": [{"kind": "input_quant", "lo": int, "hi": int},
-                {"kind": "conv", "padding": "same", "gated": bool,
+                {"kind": "conv", "padding": "same", "gated": bool, "shaped": bool,
                  "arrays": {"weights": {"dtype": "int8", "shape": [K, C, k, k]}, "lo": ..., "hi": ...,
-                            "gate_weights": ..., "gate_bias": ...}},
+                            "gate_weights": ..., "gate_bias": ..., "tap_mask": ...}},
                 {"kind": "maxpool"}, {"kind": "flatten"},
                 {"kind": "dense", "logits": bool, "arrays": {...}}],
      "checksum": "sha256:<hex>"}
 
-* ``L<i>.<name>``: the arrays of layer ``i`` (weights int8, thresholds int32, gate int32).
+* ``L<i>.<name>``: the arrays of layer ``i`` (weights int8, thresholds int32, gate int32, tap mask
+  uint8 0/1).
+
+Schema versions: 1 (the first release) and 2 (this one) are read. Version 2 adds only optional
+fields, each absent meaning the version-1 behaviour: ``shaped`` + ``tap_mask`` on a conv (a learned
+kernel shape; absent = every tap exists).
 
 The checksum is the SHA-256 of, for each array in sorted name order, its name, dtype, shape and
 little-endian bytes. Loading never unpickles (``allow_pickle=False``) and checks everything: the
@@ -34,7 +39,8 @@ from .layers import LAYER_KINDS, Conv, Dense, Gate, InputQuant
 from .model import Model
 
 FORMAT = "gxnor-model"
-SCHEMA = 1
+SCHEMA = 2
+READABLE_SCHEMAS = (1, 2)   # version 2 only adds optional fields; a version-1 file loads unchanged
 MANIFEST = "__manifest__"
 
 
@@ -113,8 +119,15 @@ def _layer_from(i, entry, arrays):
                     if "gate_weights" not in got or "gate_bias" not in got:
                         raise GxnorError("gated, but gate_weights/gate_bias are missing")
                     gate = Gate(got["gate_weights"], got["gate_bias"])
+                mask = None
+                if "tap_mask" in got and not entry.get("shaped"):
+                    raise GxnorError("has a tap_mask array but is not marked shaped")
+                if entry.get("shaped"):
+                    if "tap_mask" not in got:
+                        raise GxnorError("shaped, but the tap_mask array is missing")
+                    mask = got["tap_mask"]
                 return Conv(got["weights"], got.get("lo"), got.get("hi"),
-                            padding=entry.get("padding", "same"), gate=gate)
+                            padding=entry.get("padding", "same"), gate=gate, tap_mask=mask)
             return Dense(got["weights"], got.get("lo"), got.get("hi"))
         return LAYER_KINDS[kind]()
     except GxnorError as e:
@@ -128,9 +141,9 @@ def from_arrays(manifest, arrays):
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise GxnorError("manifest is not a gxnor model manifest")
     schema = manifest.get("schema")
-    if schema != SCHEMA:
-        raise GxnorError(f"unknown schema version {schema!r} (this gxnor reads schema {SCHEMA}); "
-                         f"re-export the model with this version")
+    if schema not in READABLE_SCHEMAS:
+        raise GxnorError(f"unknown schema version {schema!r} (this gxnor reads schema "
+                         f"{', '.join(map(str, READABLE_SCHEMAS))}); re-export the model with this version")
     if manifest.get("checksum") != _checksum(arrays):
         raise GxnorError("checksum mismatch: the arrays do not match the manifest (file corrupted or edited)")
     layers = manifest.get("layers")

@@ -5,6 +5,7 @@ Architecture strings: comma-separated layers after the input quantizer::
     c16      conv, 16 kernels, 3x3, 'same' padding
     c16k5v   conv, 16 kernels, 5x5, 'valid'        (k<odd> kernel size, v = valid)
     c32g     gated conv (gate predictor from per-channel input sums)
+    c32s     shaped conv: a random tap mask (about half the taps exist; masked weights are 0)
     p        2x2 max-pool
     f        flatten
     d256     dense, 256 outputs; the last dNN is the logits layer
@@ -23,7 +24,7 @@ from .errors import GxnorError
 from .layers import Conv, Dense, Flatten, Gate, InputQuant, MaxPool
 from .model import Model
 
-_TOKEN = re.compile(r"^(c(\d+)(k(\d+))?(v)?(g)?|p|f|d(\d+))$")
+_TOKEN = re.compile(r"^(c(\d+)(k(\d+))?(v)?(g)?(s)?|p|f|d(\d+))$")
 
 PRESETS = {
     "mlp": ("1x28x28", "f,d256,d256,d10"),
@@ -50,16 +51,17 @@ def parse_arch(text):
         m = _TOKEN.match(tok)
         if not m:
             raise GxnorError(f"architecture token {tok!r} not understood "
-                             f"(use cN[kK][v][g], p, f, dN; e.g. c16,p,c32g,p,f,d10)")
+                             f"(use cN[kK][v][g][s], p, f, dN; e.g. c16,p,c32g,p,f,d10)")
         if tok[0] == "c":
             k = int(m.group(4) or 3)
             if k % 2 == 0 or int(m.group(2)) < 1:
                 raise GxnorError(f"architecture token {tok!r}: kernel size must be odd and channels >= 1")
-            out.append(("c", int(m.group(2)), k, "valid" if m.group(5) else "same", bool(m.group(6))))
+            out.append(("c", int(m.group(2)), k, "valid" if m.group(5) else "same", bool(m.group(6)),
+                        bool(m.group(7))))
         elif tok[0] == "d":
-            if int(m.group(7)) < 1:
+            if int(m.group(8)) < 1:
                 raise GxnorError(f"architecture token {tok!r}: needs at least one output")
-            out.append(("d", int(m.group(7))))
+            out.append(("d", int(m.group(8))))
         else:
             out.append((tok,))
     if not out or out[-1][0] != "d":
@@ -94,11 +96,15 @@ def random_model(arch, input_shape=(1, 28, 28), seed=0, zero_weights=0.5, input_
     for n, tok in enumerate(tokens):
         last = n == len(tokens) - 1
         if tok[0] == "c":
-            _, k_out, k, padding, gated = tok
+            _, k_out, k, padding, gated, shaped = tok
             if len(shape) != 3:
                 raise GxnorError(f"architecture: conv after flatten (token {n})")
             c = shape[0]
             w = _ternary(rng, (k_out, c, k, k), zero_weights)
+            mask = None
+            if shaped:
+                mask = (rng.random(w.shape) < 0.5).astype(np.uint8)
+                w = w * mask.astype(np.int8)
             lo, hi = _thresholds(rng, k_out, c * k * k, density)
             gate = None
             if gated:
@@ -106,7 +112,7 @@ def random_model(arch, input_shape=(1, 28, 28), seed=0, zero_weights=0.5, input_
                 gw = rng.integers(-3, 4, size=(k_out, c)).astype(np.int32)
                 gb = rng.integers(-hw // 4 - 1, hw // 4 + 2, size=k_out).astype(np.int32)
                 gate = Gate(gw, gb)
-            layer = Conv(w, lo, hi, padding=padding, gate=gate)
+            layer = Conv(w, lo, hi, padding=padding, gate=gate, tap_mask=mask)
         elif tok[0] == "d":
             if len(shape) != 1:
                 raise GxnorError(f"architecture: dense on a [C,H,W] map needs a flatten before it (token {n})")

@@ -5,11 +5,13 @@ taps included. Each nominal MAC ``(kernel k, output position p, tap t)`` falls i
 tested in this order:
 
 1. ``skip_gated``: kernel ``k`` is gated off for this input;
-2. ``skip_zero_act``: the activation under tap ``t`` is 0 (a zero pad counts as a zero activation);
-3. ``skip_zero_weight``: the weight is 0;
-4. ``fired``: both are nonzero: one gated XNOR fires (+1 or -1).
+2. ``skip_shape``: tap ``t`` does not exist in kernel ``k``'s learned shape (its tap mask is 0);
+3. ``skip_zero_act``: the activation under tap ``t`` is 0 (a zero pad counts as a zero activation);
+4. ``skip_zero_weight``: the weight is 0;
+5. ``fired``: both are nonzero: one gated XNOR fires (+1 or -1).
 
-So ``dense_macs == fired + skip_gated + skip_zero_act + skip_zero_weight`` always.
+So ``dense_macs == fired + skip_gated + skip_shape + skip_zero_act + skip_zero_weight`` always
+(checked by :meth:`LayerWork.check` on every run).
 ``input_events`` counts the nonzero activations of the layer's input (what the event encoder
 emits). ``kernels_off`` counts gated-off (image, kernel) pairs; ``gate_macs`` is the gate
 predictor's integer work (``K * C`` per image). All counts are summed over the images of a run.
@@ -27,22 +29,28 @@ class LayerWork:
     input_events: int = 0
     fired: int = 0
     skip_gated: int = 0
+    skip_shape: int = 0
     skip_zero_act: int = 0
     skip_zero_weight: int = 0
     kernels: int = 0
     kernels_off: int = 0
     gate_macs: int = 0
 
-    COUNTS = ("images", "dense_macs", "input_events", "fired", "skip_gated", "skip_zero_act",
+    COUNTS = ("images", "dense_macs", "input_events", "fired", "skip_gated", "skip_shape", "skip_zero_act",
               "skip_zero_weight", "kernels", "kernels_off", "gate_macs")
+    SKIPS = ("skip_gated", "skip_shape", "skip_zero_act", "skip_zero_weight")
 
     def add(self, other):
         for name in self.COUNTS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         return self
 
+    @property
+    def skips(self):
+        return sum(getattr(self, n) for n in self.SKIPS)
+
     def check(self):
-        total = self.fired + self.skip_gated + self.skip_zero_act + self.skip_zero_weight
+        total = self.fired + self.skips
         assert total == self.dense_macs, (self, total)
 
     def as_dict(self):
@@ -66,7 +74,8 @@ def work_json(works):
 def format_table(works):
     """A readable table of the work, one row per layer plus the total."""
     cols = [("layer", 6), ("kind", 8), ("dense MACs", 13), ("events", 11), ("fired", 12),
-            ("fired %", 8), ("skip act", 12), ("skip wgt", 12), ("skip gate", 12), ("k off %", 8)]
+            ("fired %", 8), ("skip act", 12), ("skip wgt", 12), ("skip gate", 12), ("skip shape", 12),
+            ("k off %", 8)]
     head = " ".join(f"{c:>{w}}" for c, w in cols)
     lines = [head, "-" * len(head)]
     for w in list(works) + [totals(works)]:
@@ -74,7 +83,7 @@ def format_table(works):
         off = 100.0 * w.kernels_off / w.kernels if w.kernels else 0.0
         name = "total" if w.index < 0 else str(w.index)
         vals = [name, w.kind, w.dense_macs, w.input_events, w.fired, f"{pct:.2f}", w.skip_zero_act,
-                w.skip_zero_weight, w.skip_gated, f"{off:.1f}"]
+                w.skip_zero_weight, w.skip_gated, w.skip_shape, f"{off:.1f}"]
         lines.append(" ".join(f"{v:>{cw}}" for v, (_, cw) in zip(vals, cols)))
     return "\n".join(lines)
 

@@ -13,8 +13,8 @@ def register(sub):
     msub.required = True
 
     r = msub.add_parser("random", help="write a seeded random model of any supported shape",
-                        description="Layers after the input quantizer: cN[kK][v][g] (conv, K odd, "
-                                    "v=valid padding, g=gated), p (2x2 max-pool), f (flatten), "
+                        description="Layers after the input quantizer: cN[kK][v][g][s] (conv, K odd, "
+                                    "v=valid padding, g=gated, s=shaped: random tap mask), p (2x2 max-pool), f (flatten), "
                                     "dN (dense; the last one gives the logits). "
                                     f"Presets: {', '.join(f'{k}={v[1]}@{v[0]}' for k, v in PRESETS.items())}.")
     r.add_argument("--arch", default="gated-cnn", help="architecture string or preset name (default gated-cnn)")
@@ -82,7 +82,8 @@ def cmd_show(args):
     for r in rows:
         notes = []
         if r["kind"] == "conv":
-            notes.append(f"{r['kernel']}x{r['kernel']} {r['padding']}" + (" gated" if r["gated"] else ""))
+            notes.append(f"{r['kernel']}x{r['kernel']} {r['padding']}" + (" gated" if r["gated"] else "")
+                         + (f" shaped ({100 * r['live_taps']:.1f}% of taps exist)" if "live_taps" in r else ""))
         if r["kind"] == "input_quant":
             notes.append(f"+1 if p >= {r['thresholds'][1]}, -1 if p < {r['thresholds'][0]}")
         if r["kind"] == "dense" and r["index"] == len(rows) - 1:

@@ -45,8 +45,12 @@ def models(draw, max_side=10, max_channels=4):
             gw = draw(hnp.arrays(np.int32, (kout, cin), elements=st.integers(-128, 127)))
             gb = draw(hnp.arrays(np.int32, (kout,), elements=st.integers(-(1 << 12), 1 << 12)))
             gate = Gate(gw, gb)
-        layer = Conv(ternary(draw, (kout, cin, k, k)), *thresholds(draw, kout, cin * k * k),
-                     padding=padding, gate=gate)
+        wts = ternary(draw, (kout, cin, k, k))
+        mask = None
+        if draw(st.booleans()):
+            mask = draw(hnp.arrays(np.uint8, wts.shape, elements=st.integers(0, 1)))
+            wts = wts * mask.astype(np.int8)
+        layer = Conv(wts, *thresholds(draw, kout, cin * k * k), padding=padding, gate=gate, tap_mask=mask)
         layers.append(layer)
         shape = layer.out_shape(shape)
         if shape[1] >= 2 and shape[2] >= 2 and draw(st.booleans()):

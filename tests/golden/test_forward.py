@@ -33,7 +33,7 @@ def test_packed_equals_plain(case):
     assert_same(a, b)
     # Every nominal MAC is in exactly one class; gated-off kernels output 0 everywhere.
     for w in a.work:
-        assert w.fired + w.skip_gated + w.skip_zero_act + w.skip_zero_weight == w.dense_macs
+        assert w.fired + w.skip_gated + w.skip_shape + w.skip_zero_act + w.skip_zero_weight == w.dense_macs
     for i, on in a.gates.items():
         out = a.activations[i]
         assert not np.any(out[~on]), "a gated-off kernel produced a nonzero output"
@@ -164,3 +164,42 @@ def test_maximum_fan_in_at_the_threshold_extremes(sign):
     assert a.logits.tolist() == [[4096, -4096], [4096, -4096]]
     assert a.work[0].fired == 3 * f and a.work[0].skip_zero_act == 3 * f
     assert a.work[2].fired == 2 * 2 * 4096
+
+
+def test_tap_mask_counts_skip_shape_by_hand():
+    """A 1-channel 3x3 conv on a 3x3 map (same padding): kernel 0 keeps only its centre tap,
+    kernel 1 keeps every tap. Every count worked out by hand."""
+    w = np.zeros((2, 1, 3, 3), np.int8)
+    w[0, 0, 1, 1] = 1
+    w[1, 0] = [[1, 0, 1], [0, -1, 0], [1, 0, 1]]
+    mask = np.ones((2, 1, 3, 3), np.uint8)
+    mask[0] = 0
+    mask[0, 0, 1, 1] = 1
+    conv = Conv(w, np.array([0, 0]), np.array([1, 1]), tap_mask=mask)
+    model = Model((1, 3, 3), (InputQuant(0, 128), conv, Flatten(), Dense(np.ones((1, 18), np.int8))))
+    img = np.full((1, 1, 3, 3), 255, np.uint8)        # every input +1
+    for impl in ("packed", "plain"):
+        wk = run(model, img, impl=impl).work[0]
+        assert wk.dense_macs == 9 * 2 * 9
+        # kernel 0: 8 masked taps at each of 9 positions
+        assert wk.skip_shape == 9 * 8
+        # kernel 0's centre tap always sees a +1: 9 fired. Kernel 1 (all taps live): per position,
+        # the in-map taps are 9 (centre), 6 (edge), 4 (corner): 1*9 + 4*6 + 4*4 = 49 events seen,
+        # 81 - 49 = 32 pads (zero activations). Its nonzero weights (corners and centre) in the map:
+        # centre position 5, edge positions 3 (centre + 2 corners) x 4, corner positions 2 x 4 = 25.
+        assert wk.fired == 9 + 25
+        assert wk.skip_zero_act == 32
+        assert wk.skip_zero_weight == 49 - 25
+        assert wk.fired + wk.skips == wk.dense_macs
+
+
+def test_masked_tap_must_have_zero_weight_and_right_shape():
+    w = np.ones((2, 1, 3, 3), np.int8)
+    mask = np.ones((2, 1, 3, 3), np.uint8)
+    mask[1, 0, 2, 0] = 0
+    with pytest.raises(GxnorError, match=r"masked tap \(k, c, dy, dx\) = \(1, 0, 2, 0\) is 1, must be 0"):
+        Conv(w, np.zeros(2, np.int32), np.ones(2, np.int32), tap_mask=mask)
+    with pytest.raises(GxnorError, match=r"tap mask: expected shape \(2, 1, 3, 3\).*got \(2, 3, 3\)"):
+        Conv(w, np.zeros(2, np.int32), np.ones(2, np.int32), tap_mask=np.ones((2, 3, 3), np.uint8))
+    with pytest.raises(GxnorError, match="values must be 0"):
+        Conv(w, np.zeros(2, np.int32), np.ones(2, np.int32), tap_mask=np.full((2, 1, 3, 3), 2, np.uint8))

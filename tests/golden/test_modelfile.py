@@ -141,3 +141,70 @@ def test_load_inputs_validation(model, tmp_path):
         modelfile.load_inputs(tmp_path / "y.npy", model)
     with pytest.raises(GxnorError, match="no such inputs file"):
         modelfile.load_inputs(tmp_path / "none.npz", model)
+
+
+# -- schema 2: learned kernel shapes (tap masks) ------------------------------------------------
+
+@pytest.fixture
+def shaped():
+    return random_model("c4s,p,c6g,f,d16,d10", (1, 10, 10), seed=5)
+
+
+def test_shaped_roundtrip_keeps_mask_and_work(shaped, tmp_path):
+    assert shaped.layers[1].tap_mask is not None and 0 < shaped.layers[1].tap_mask.mean() < 1
+    back = modelfile.load(modelfile.save(shaped, tmp_path / "s.gxm"))
+    assert np.array_equal(back.layers[1].tap_mask, shaped.layers[1].tap_mask)
+    assert back.layers[1].tap_mask.dtype == np.uint8
+    x = np.random.default_rng(1).integers(0, 256, (8, 1, 10, 10)).astype(np.uint8)
+    a, b = run(shaped, x), run(back, x)
+    assert [w.as_dict() for w in a.work] == [w.as_dict() for w in b.work]
+    assert a.work[0].skip_shape == 8 * 100 * int((1 - shaped.layers[1].tap_mask).sum())
+
+
+def test_schema_1_file_still_loads(model, tmp_path):
+    manifest, arrays = modelfile.to_arrays(model)
+    manifest = json.loads(json.dumps(manifest))
+    manifest["schema"] = 1
+    for entry in manifest["layers"]:
+        entry.pop("shaped", None)          # version 1 had no such field
+    back = modelfile.load(write_raw(tmp_path / "v1.gxm", manifest, arrays))
+    x = np.random.default_rng(0).integers(0, 256, (5, 1, 10, 10)).astype(np.uint8)
+    assert np.array_equal(run(back, x).logits, run(model, x).logits)
+
+
+def _mask_wrong_shape(m, a):
+    a["L1.tap_mask"] = np.ones((4, 1, 3), np.uint8)
+    m["layers"][1]["arrays"]["tap_mask"]["shape"] = [4, 1, 3]
+
+
+def _mask_not_shaped(m, a):
+    m["layers"][1]["shaped"] = False
+
+
+def _mask_missing(m, a):
+    a.pop("L1.tap_mask")
+    m["layers"][1]["arrays"].pop("tap_mask")
+
+
+def _masked_weight(m, a):
+    w = a["L1.weights"].copy()
+    idx = tuple(np.argwhere(a["L1.tap_mask"] == 0)[0])
+    w[idx] = 1
+    a["L1.weights"] = w
+
+
+SHAPED_CASES = {
+    "mask of the wrong shape": (_mask_wrong_shape, r"tap mask: expected shape \(4, 1, 3, 3\)"),
+    "mask without the shaped flag": (_mask_not_shaped, "tap_mask array but is not marked shaped"),
+    "shaped without a mask": (_mask_missing, "tap_mask array is missing"),
+    "weight under a masked tap": (_masked_weight, "masked tap .* must be 0"),
+    "mask values not 0/1": (lambda m, a: set_array(a, "L1.tap_mask", lambda t: t * 3), "values must be 0"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SHAPED_CASES))
+def test_bad_shaped_files(shaped, tmp_path, case):
+    edit, msg = SHAPED_CASES[case]
+    path = bad(shaped, tmp_path, edit)
+    with pytest.raises(GxnorError, match=msg):
+        modelfile.load(path)
