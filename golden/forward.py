@@ -10,6 +10,12 @@
 
 Gated-off kernels: golden computes their sums (it is a specification, not an accelerator) and then
 forces their outputs to 0, as the hardware's "not computed" does; their work is counted as skipped.
+
+Temporal models (sequences ``[N, T, C, H, W]``): ``packed`` runs layer by layer with the T frames
+folded into the batch and scans each LIAF membrane over t with ``v - (v >> s)``; ``plain`` runs
+time step by time step, every layer per frame, the membrane with ``v - floor_divide(v, 2**s)``. Work
+is accounted per time step (``Result.work_steps``) and summed (``Result.work``); every time step of
+every layer runs, whatever the readout.
 """
 
 from dataclasses import dataclass, field
@@ -18,7 +24,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .errors import GxnorError
-from .layers import Conv, Dense, Flatten, InputQuant, MaxPool
+from .layers import Conv, Dense, EventInput, Flatten, InputQuant, MaxPool
 from .ternary import pack, pack_bits, packed_dot, threshold
 from .work import LayerWork, totals
 
@@ -36,11 +42,16 @@ class Result:
     logits : int32 [N, classes]
     predictions : int64 [N]   argmax of the logits, lowest index on a tie
     activations : list        per layer, its output (int8 ternary; int32 logits last); only when
-                              ``keep_activations``; else empty
-    gates : dict              layer index -> bool [N, K], kernel on
-    log_alpha : dict          layer index -> int64 [N, K]
-    work : list of LayerWork  per conv/dense layer, summed over the images
+                              ``keep_activations``; else empty. Temporal: [N, T, ...] per layer, the
+                              last entry being the per-step logits [N, T, classes]
+    gates : dict              layer index -> bool [N, K] ([N, T, K] temporal), kernel on
+    log_alpha : dict          layer index -> int64 [N, K] ([N, T, K] temporal)
+    work : list of LayerWork  per conv/dense layer, summed over the images (and time steps)
     tau : int
+    time_steps : int          temporal: T of the inputs; 0 for an image model
+    work_steps : list         temporal: per time step, its list of LayerWork (images = N each)
+    membranes : dict          temporal, with ``keep_activations``: LIAF layer index -> int64
+                              [N, T, ...] membrane ``u_t`` before the reset
     """
     logits: np.ndarray
     predictions: np.ndarray
@@ -49,6 +60,9 @@ class Result:
     log_alpha: dict = field(default_factory=dict)
     work: list = field(default_factory=list)
     tau: int = 0
+    time_steps: int = 0
+    work_steps: list = field(default_factory=list)
+    membranes: dict = field(default_factory=dict)
 
     @property
     def total_work(self):
@@ -58,11 +72,39 @@ class Result:
         return float(np.mean(self.predictions == np.asarray(labels)))
 
 
-def check_inputs(model, images):
-    """Validate a batch of images against the model: uint8, [N,C,H,W] (or [N,H,W] when C == 1).
+def check_sequences(model, seqs):
+    """Validate sequences for a temporal model: ``[N, T, C, H, W]`` with ``1 <= T <= time_steps``,
+    int8 events in {-1, 0, +1} (``events`` first layer) or uint8 pixels (input quantizer)."""
+    seqs = np.asarray(seqs)
+    c, h, w = model.input_shape
+    kind = "int8 event frames" if model.events_input else "uint8 frames"
+    want = f"{kind} of shape (N, T, {c}, {h}, {w}) with 1 <= T <= {model.time_steps}"
+    if seqs.ndim != 5:
+        raise GxnorError(f"inputs: shape {tuple(seqs.shape)} has rank {seqs.ndim}; this model takes "
+                         f"sequences: {want}")
+    if seqs.dtype != (np.int8 if model.events_input else np.uint8):
+        raise GxnorError(f"inputs: dtype {seqs.dtype}, expected {want}")
+    if seqs.shape[2:] != (c, h, w):
+        raise GxnorError(f"inputs: shape {tuple(seqs.shape)}, expected {want}")
+    if not 1 <= seqs.shape[1] <= model.time_steps:
+        raise GxnorError(f"inputs: {seqs.shape[1]} time steps, this model takes 1 to {model.time_steps} "
+                         f"(its widths are derived for at most {model.time_steps})")
+    if model.events_input and seqs.size:
+        bad = (seqs < -1) | (seqs > 1)
+        if bad.any():
+            idx = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise GxnorError(f"inputs: event code {int(seqs[idx])} at index {idx} is outside {{-1, 0, +1}}")
+    return seqs
 
-    Returns the images as a uint8 [N,C,H,W] array.
+
+def check_inputs(model, images):
+    """Validate a batch of images against the model: uint8, [N,C,H,W] (or [N,H,W] when C == 1);
+    for a temporal model, sequences (:func:`check_sequences`).
+
+    Returns the images as a uint8 [N,C,H,W] array (the sequences unchanged).
     """
+    if model.temporal:
+        return check_sequences(model, images)
     images = np.asarray(images)
     c, h, w = model.input_shape
     want = f"uint8 images of shape (N, {c}, {h}, {w})" + (f" or (N, {h}, {w})" if c == 1 else "")
@@ -241,13 +283,162 @@ def _run_chunk(model, images, tau, plain, keep):
     return logits, acts, gates, las, works
 
 
+# -- temporal models --------------------------------------------------------------------------------
+
+def _linear_layer(layer, xf, tau, plain):
+    """One conv/dense layer on a batch of frames: (on [M,K], log_alpha or None, acc, fired, taps)."""
+    on = np.ones((xf.shape[0], layer.out_channels), bool)
+    la = None
+    if layer.gate is not None:
+        la = gate_log_alpha(layer.gate, xf, plain)
+        on = la > tau
+    acc, fired, taps = (_linear_plain if plain else _linear_packed)(xf, layer)
+    return on, la, acc, fired, taps
+
+
+def _to_map(y, layer, out_shape):
+    """[M, P, K] per-position outputs -> [M, K, Ho, Wo] (conv) or [M, K] (dense)."""
+    if isinstance(layer, Conv):
+        _, ho, wo = out_shape
+        return np.ascontiguousarray(y.transpose(0, 2, 1).reshape(len(y), -1, ho, wo))
+    return np.ascontiguousarray(y[:, 0, :])
+
+
+def _liaf_scan(a, layer):
+    """Packed path's membrane scan. a: int64 [N, T, P, K] sums -> (y int8 [N,T,P,K], u int64)."""
+    s, reset = layer.liaf.leak_shift, layer.liaf.reset
+    v = np.zeros(a.shape[:1] + a.shape[2:], np.int64)
+    y = np.empty(a.shape, np.int8)
+    u = np.empty(a.shape, np.int64)
+    for t in range(a.shape[1]):
+        u[:, t] = v - (v >> s) + a[:, t]
+        y[:, t] = threshold(u[:, t], layer.lo, layer.hi)
+        v = u[:, t] if reset == "none" else np.where(y[:, t] != 0, 0, u[:, t])
+    return y, u
+
+
+def _run_temporal_packed(model, seqs, tau, keep):
+    """Layer by layer, the T frames folded into the batch (frame n*T + t)."""
+    n, t_in = seqs.shape[:2]
+    x = seqs
+    acts, gates, las, mems, steps = [], {}, {}, {}, [[] for _ in range(t_in)]
+    fold = lambda a: a.reshape((n * t_in,) + a.shape[2:])
+    unfold = lambda a: a.reshape((n, t_in) + a.shape[1:])
+    step_logits = None
+    for i, layer in enumerate(model.layers):
+        if isinstance(layer, InputQuant):
+            x = threshold(seqs, layer.lo, layer.hi)
+        elif isinstance(layer, EventInput):
+            x = seqs
+        elif isinstance(layer, (Conv, Dense)):
+            xf = fold(x)
+            on, la, acc, fired, taps = _linear_layer(layer, xf, tau, False)
+            if la is not None:
+                gates[i], las[i] = unfold(on), unfold(la)
+            for t in range(t_in):
+                sel = slice(t, None, t_in)
+                steps[t].append(_work_from(i, layer, xf[sel], on[sel], fired[sel], taps[sel]))
+            if layer.lo is None:
+                step_logits = unfold(acc[:, 0, :].astype(np.int64))
+                x = step_logits.astype(np.int32)
+            elif layer.liaf is not None:
+                y, u = _liaf_scan(unfold(acc.astype(np.int64)), layer)
+                x = unfold(_to_map(fold(y), layer, model.shapes[i + 1]))
+                if keep:
+                    mems[i] = unfold(_to_map(fold(u), layer, model.shapes[i + 1]))
+            else:
+                y = threshold(acc, layer.lo, layer.hi) * on[:, None, :].astype(np.int8)
+                x = unfold(_to_map(y, layer, model.shapes[i + 1]))
+        elif isinstance(layer, MaxPool):
+            x = unfold(_maxpool(fold(x), False))
+        elif isinstance(layer, Flatten):
+            x = x.reshape(n, t_in, -1)
+        if keep:
+            acts.append(x)
+    return step_logits, acts, gates, las, steps, mems
+
+
+def _run_temporal_plain(model, seqs, tau, keep):
+    """Time step by time step, each layer on one frame; LIAF state carried in a dict."""
+    n, t_in = seqs.shape[:2]
+    state = {}
+    per_t = []                    # per t: (acts, gates, las, works, mems, logits)
+    for t in range(t_in):
+        x = seqs[:, t]
+        acts, gates, las, works, mems, logits = [], {}, {}, [], {}, None
+        for i, layer in enumerate(model.layers):
+            if isinstance(layer, InputQuant):
+                x = threshold(x, layer.lo, layer.hi)
+            elif isinstance(layer, (Conv, Dense)):
+                on, la, acc, fired, taps = _linear_layer(layer, x, tau, True)
+                if la is not None:
+                    gates[i], las[i] = on, la
+                works.append(_work_from(i, layer, x, on, fired, taps))
+                if layer.lo is None:
+                    logits = acc[:, 0, :].astype(np.int64)
+                    x = logits.astype(np.int32)
+                elif layer.liaf is not None:
+                    v = state.get(i, np.zeros(acc.shape, np.int64))
+                    u = v - np.floor_divide(v, 2 ** layer.liaf.leak_shift) + acc.astype(np.int64)
+                    y = np.where(u >= layer.hi, 1, np.where(u < layer.lo, -1, 0)).astype(np.int8)
+                    state[i] = u * (y == 0) if layer.liaf.reset == "zero" else u
+                    mems[i] = _to_map(u, layer, model.shapes[i + 1])
+                    x = _to_map(y, layer, model.shapes[i + 1])
+                else:
+                    y = threshold(acc, layer.lo, layer.hi) * on[:, None, :].astype(np.int8)
+                    x = _to_map(y, layer, model.shapes[i + 1])
+            elif isinstance(layer, MaxPool):
+                x = _maxpool(x, True)
+            elif isinstance(layer, Flatten):
+                x = x.reshape(n, -1)
+            acts.append(x)
+        per_t.append((acts, gates, las, works, mems, logits))
+    stack = lambda seq: np.stack(seq, axis=1)
+    acts = [stack([p[0][j] for p in per_t]) for j in range(len(model.layers))] if keep else []
+    gates = {i: stack([p[1][i] for p in per_t]) for i in per_t[0][1]}
+    las = {i: stack([p[2][i] for p in per_t]) for i in per_t[0][2]}
+    mems = {i: stack([p[4][i] for p in per_t]) for i in per_t[0][4]} if keep else {}
+    step_logits = stack([p[5] for p in per_t])
+    return step_logits, acts, gates, las, [p[3] for p in per_t], mems
+
+
+def _run_temporal(model, seqs, tau, impl, keep, chunk, progress):
+    fn = _run_temporal_plain if impl == "plain" else _run_temporal_packed
+    n, t_in = seqs.shape[:2]
+    step = max(1, chunk // t_in)
+    parts = []
+    for s in range(0, max(n, 1), step):
+        parts.append(fn(model, seqs[s:s + step], tau, keep))
+        if progress:
+            progress(min(s + step, n))
+    cat = lambda key: {i: np.concatenate([p[key][i] for p in parts]) for i in parts[0][key]}
+    step_logits = np.concatenate([p[0] for p in parts])
+    acts = [np.concatenate([p[1][j] for p in parts]) for j in range(len(parts[0][1]))]
+    steps = parts[0][4]
+    for p in parts[1:]:
+        for mine, other in zip(steps, p[4]):
+            for w, o in zip(mine, other):
+                w.add(o)
+    works = [LayerWork(index=w.index, kind=w.kind).add(w) for w in steps[0]]
+    for ws in steps[1:]:
+        for w, o in zip(works, ws):
+            w.add(o)
+    for w in works:
+        w.images = steps[0][0].images
+    logits = (step_logits.sum(axis=1) if model.readout == "sum" else step_logits[:, -1]).astype(np.int32)
+    return Result(logits=logits, predictions=np.argmax(logits, axis=1).astype(np.int64), activations=acts,
+                  gates=cat(2), log_alpha=cat(3), work=works, tau=tau, time_steps=t_in, work_steps=steps,
+                  membranes=cat(5))
+
+
 def run(model, images, tau=None, impl="packed", keep_activations=False, chunk=1000, progress=None):
     """Run the integer model on a batch of uint8 images.
 
     Parameters
     ----------
     model : golden.model.Model
-    images : uint8 [N, C, H, W] (or [N, H, W] when C == 1)
+    images : uint8 [N, C, H, W] (or [N, H, W] when C == 1); temporal models: sequences
+        [N, T, C, H, W], int8 events (``events`` first layer) or uint8 frames
     tau : int or None
         Integer gate threshold (kernel on iff log_alpha > tau); None uses ``model.default_tau``.
     impl : "packed" or "plain"
@@ -266,6 +457,8 @@ def run(model, images, tau=None, impl="packed", keep_activations=False, chunk=10
         raise GxnorError(f"unknown implementation {impl!r}; choose one of {', '.join(IMPLS)}")
     tau = model.check_tau(tau)
     images = check_inputs(model, images)
+    if model.temporal:
+        return _run_temporal(model, images, tau, impl, keep_activations, chunk, progress)
     plain = impl == "plain"
     parts = []
     for s in range(0, max(len(images), 1), chunk):

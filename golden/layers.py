@@ -47,6 +47,8 @@ from .ternary import bit_length_signed, check_ternary
 
 GATE_WEIGHT_RANGE = (-128, 127)       # 8-bit signed gate-predictor weights
 GATE_BIAS_RANGE = (-(1 << 23), (1 << 23) - 1)  # 24-bit signed gate bias
+LEAK_SHIFT_RANGE = (0, 16)            # LIAF leak: u - (u >> s); 0 = no memory (u_t = I_t)
+RESETS = ("none", "zero")             # LIAF reset after a nonzero fire
 
 
 def _int_array(a, what, ndim=None, dtype=np.int32):
@@ -131,8 +133,9 @@ def membrane_range(fan_in, leak_shift, time_steps):
     ``g(v) = v - (v >> s)`` is non-decreasing in ``v`` and ``g(0) = 0``, and every input sum lies in
     ``[-F, F]``; so ``hi_t = g(hi_{t-1}) + F`` and ``lo_t = g(lo_{t-1}) - F`` (``hi_0 = lo_0 = 0``)
     bound ``u_t`` by induction, and a zero reset (which only replaces a state by 0, inside the
-    bounds) keeps them. Both sequences are monotone, so the step-``T`` values bound every step; they
-    reach a fixed point (``hi = 2^s (F + 1) - 1``, ``lo = -2^s F`` for ``s >= 1``) and stop growing.
+    bounds) keeps them; constant inputs ``+F`` (``-F``) reach them, so they are tight. Both sequences
+    are monotone, so the step-``T`` values bound every step; for ``s >= 1`` they stop at the first
+    fixed point, where ``floor(u / 2^s) = +-F``: ``hi = 2^s F`` and ``lo = -2^s (F - 1) - 1``.
     """
     s, f = int(leak_shift), int(fan_in)
     lo = hi = 0

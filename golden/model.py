@@ -7,19 +7,33 @@ Rules checked here (each violation is one GxnorError line):
 * every layer's shape chains onto the previous one's output;
 * gated layers are convs (the gate reads per-channel sums of a [C,H,W] input).
 
+Temporal models (an ``events`` first layer, a LIAF layer, or ``time_steps > 1``) run on sequences
+``[N, T, C, H, W]`` with ``1 <= T <= time_steps``: every layer acts on each time step's frame as if it
+were an image, except that LIAF layers carry their membrane from step to step (golden.layers.Liaf).
+The logits of the last (stateless) dense layer are combined by the ``readout``: ``"sum"`` over the
+steps or the ``"last"`` step's. Widths derived here, so that nothing can overflow over
+``time_steps`` steps: each LIAF layer's membrane range (:func:`golden.layers.membrane_range`), which
+its thresholds must lie in (``[lo, hi + 1]``) and which must stay inside ``+-2^24`` (float32 training
+and a 25-bit register hold it exactly); the summed logits, inside int32.
+
 ``tau`` is one run-time integer for the whole model, in units of ``2**-gate_frac_bits`` of
 log-alpha. Its register width ``tau_bits`` is derived from the largest possible |log_alpha| of any
 gated layer, so every log-alpha and every tau in ``tau_range`` compares without overflow.
 """
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .errors import GxnorError
-from .layers import Conv, Dense, Flatten, InputQuant, MaxPool
+from .layers import Conv, Dense, EventInput, Flatten, InputQuant, MaxPool, membrane_range
 from .ternary import bit_length_signed
+
+MAX_TIME_STEPS = 1024
+READOUTS = ("sum", "last")
+MEMBRANE_LIMIT = 1 << 24          # |u| < 2^24: exact in float32, a 25-bit register
 
 
 @dataclass(frozen=True, eq=False)
@@ -39,6 +53,10 @@ class Model:
     name : str
     meta : dict
         Free-form provenance (training command, accuracy); round-trips through the model file.
+    time_steps : int
+        Temporal models: the most time steps a sequence may have (1..1024); widths derive from it.
+    readout : "sum" or "last"
+        Temporal models: the logits are the sum of every step's, or the last step's.
     """
     input_shape: tuple
     layers: tuple
@@ -46,6 +64,8 @@ class Model:
     default_tau: int = 0
     name: str = "model"
     meta: dict = field(default_factory=dict)
+    time_steps: int = 1
+    readout: str = "sum"
 
     def __post_init__(self):
         shape = tuple(int(s) for s in self.input_shape)
@@ -54,16 +74,15 @@ class Model:
         object.__setattr__(self, "input_shape", shape)
         layers = tuple(self.layers)
         object.__setattr__(self, "layers", layers)
-        if not layers or not isinstance(layers[0], InputQuant):
-            raise GxnorError("the first layer must be the input quantizer (input_quant)")
+        if not layers or not isinstance(layers[0], (InputQuant, EventInput)):
+            raise GxnorError("the first layer must be the input quantizer (input_quant) or, for event "
+                             "sequences, the event input (events)")
         if not isinstance(layers[-1], Dense) or not layers[-1].is_logits:
             raise GxnorError("the last layer must be a dense layer without thresholds (the logits)")
         shapes = [shape]
         for i, layer in enumerate(layers):
-            if getattr(layer, "liaf", None) is not None or layer.kind == "events":
-                raise GxnorError(f"layer {i}: temporal models (LIAF layers, event inputs) are not supported yet")
-            if i and isinstance(layer, InputQuant):
-                raise GxnorError(f"layer {i}: input_quant may only be the first layer")
+            if i and isinstance(layer, (InputQuant, EventInput)):
+                raise GxnorError(f"layer {i}: {layer.kind} may only be the first layer")
             if isinstance(layer, Dense) and layer.is_logits and i != len(layers) - 1:
                 raise GxnorError(f"layer {i}: only the last dense layer may lack thresholds")
             try:
@@ -71,6 +90,7 @@ class Model:
             except GxnorError as e:
                 raise GxnorError(f"layer {i} ({layer.kind}): {e}") from None
         object.__setattr__(self, "shapes", tuple(shapes))
+        self._check_time()
         if not 0 <= int(self.gate_frac_bits) <= 16:
             raise GxnorError(f"gate_frac_bits must lie in [0, 16], got {self.gate_frac_bits}")
         object.__setattr__(self, "gate_frac_bits", int(self.gate_frac_bits))
@@ -80,7 +100,56 @@ class Model:
         object.__setattr__(self, "tau_bits", bit_length_signed(-bound - 1, bound + 1))
         object.__setattr__(self, "default_tau", self.check_tau(self.default_tau))
 
+    def _check_time(self):
+        t = self.time_steps
+        if isinstance(t, bool) or not isinstance(t, (int, np.integer)):
+            raise GxnorError(f"time_steps must be an integer, got {t!r}")
+        if not 1 <= t <= MAX_TIME_STEPS:
+            raise GxnorError(f"time_steps {t} is outside [1, {MAX_TIME_STEPS}]")
+        object.__setattr__(self, "time_steps", int(t))
+        if self.readout not in READOUTS:
+            raise GxnorError(f"readout must be one of {', '.join(READOUTS)}, got {self.readout!r}")
+        ranges = {}
+        for i, layer in enumerate(self.layers):
+            if getattr(layer, "liaf", None) is None:
+                continue
+            lo, hi = membrane_range(layer.fan_in, layer.liaf.leak_shift, self.time_steps)
+            if max(-lo, hi + 1) >= MEMBRANE_LIMIT:
+                raise GxnorError(f"layer {i} ({layer.kind}): the LIAF membrane range [{lo}, {hi}] over "
+                                 f"{self.time_steps} steps exceeds +-2^24; lower time_steps or the leak shift")
+            for name, th in (("lo", layer.lo), ("hi", layer.hi)):
+                if th.size and (th.min() < lo or th.max() > hi + 1):
+                    raise GxnorError(f"layer {i} ({layer.kind}): LIAF threshold {name} outside the membrane "
+                                     f"range [{lo}, {hi + 1}] (leak shift {layer.liaf.leak_shift}, "
+                                     f"{self.time_steps} steps); clamp it, the result is the same")
+            ranges[i] = (lo, hi)
+        object.__setattr__(self, "membrane_ranges", ranges)
+        if self.temporal and self.readout == "sum":
+            f = self.layers[-1].fan_in
+            if f * self.time_steps > (1 << 31) - 1:
+                raise GxnorError(f"summed logits of {self.time_steps} steps at fan-in {f} do not fit int32")
+
+    def replace(self, **changes):
+        """A copy with some fields changed (every other field, e.g. time_steps, kept), re-validated."""
+        return dataclasses.replace(self, **changes)
+
     # -- derived --------------------------------------------------------------------------
+    @property
+    def temporal(self):
+        """True when the model runs on sequences [N, T, C, H, W] (see the module docstring)."""
+        return (self.time_steps > 1 or isinstance(self.layers[0], EventInput)
+                or any(getattr(l, "liaf", None) is not None for l in self.layers))
+
+    @property
+    def events_input(self):
+        """True when the inputs are ternary event frames (int8 -1/0/+1) instead of uint8 pixels."""
+        return isinstance(self.layers[0], EventInput)
+
+    def membrane_bits(self, index):
+        """Register width of LIAF layer ``index``'s membrane (and thresholds): ``[lo, hi + 1]``."""
+        lo, hi = self.membrane_ranges[index]
+        return bit_length_signed(lo, hi + 1)
+
     @property
     def num_classes(self):
         return self.layers[-1].out_features
@@ -118,13 +187,15 @@ class Model:
     def memory_bits(self):
         """Parameter storage per layer, in bits, as the hardware holds it."""
         out = []
-        for layer in self.layers:
+        for i, layer in enumerate(self.layers):
             bits = 0
             if isinstance(layer, (Conv, Dense)):
                 bits += 2 * layer.weights.size
                 if layer.tap_mask is not None:
                     bits += layer.tap_mask.size
-                if layer.lo is not None:
+                if layer.liaf is not None:
+                    bits += 2 * layer.out_channels * self.membrane_bits(i) + 5 + 1   # leak shift, reset
+                elif layer.lo is not None:
                     bits += 2 * layer.out_channels * layer.acc_bits
                 if layer.gate is not None:
                     bits += 8 * layer.gate.weights.size + 24 * layer.gate.bias.size
@@ -151,6 +222,12 @@ class Model:
                 row["gated"] = layer.gate is not None
                 if layer.tap_mask is not None:
                     row["live_taps"] = float(np.mean(layer.tap_mask))
+            if getattr(layer, "liaf", None) is not None:
+                row["leak_shift"] = layer.liaf.leak_shift
+                row["reset"] = layer.liaf.reset
+                row["membrane_range"] = list(self.membrane_ranges[i])
+                row["membrane_bits"] = self.membrane_bits(i)
+                row["state_bits"] = int(np.prod(self.shapes[i + 1])) * self.membrane_bits(i)
             if isinstance(layer, InputQuant):
                 row["thresholds"] = [layer.lo, layer.hi]
             rows.append(row)

@@ -19,7 +19,9 @@ Layout
 
 Schema versions: 1 (the first release) and 2 (this one) are read. Version 2 adds only optional
 fields, each absent meaning the version-1 behaviour: ``shaped`` + ``tap_mask`` on a conv (a learned
-kernel shape; absent = every tap exists).
+kernel shape; absent = every tap exists); ``liaf: {"leak_shift": s, "reset": "none"|"zero"}`` on a
+hidden conv/dense (absent = stateless); the ``events`` first-layer kind; the model's ``time_steps``
+(absent = 1) and ``readout`` (absent = "sum").
 
 The checksum is the SHA-256 of, for each array in sorted name order, its name, dtype, shape and
 little-endian bytes. Loading never unpickles (``allow_pickle=False``) and checks everything: the
@@ -35,7 +37,7 @@ import zipfile
 import numpy as np
 
 from .errors import GxnorError
-from .layers import LAYER_KINDS, Conv, Dense, Gate, InputQuant
+from .layers import LAYER_KINDS, Conv, Dense, Gate, InputQuant, Liaf
 from .model import Model
 
 FORMAT = "gxnor-model"
@@ -68,7 +70,8 @@ def to_arrays(model):
         layers.append(entry)
     manifest = {"format": FORMAT, "schema": SCHEMA, "name": model.name,
                 "input_shape": list(model.input_shape), "gate_frac_bits": model.gate_frac_bits,
-                "default_tau": model.default_tau, "meta": model.meta, "layers": layers,
+                "default_tau": model.default_tau, "time_steps": model.time_steps, "readout": model.readout,
+                "meta": model.meta, "layers": layers,
                 "checksum": _checksum(arrays)}
     return manifest, arrays
 
@@ -113,6 +116,12 @@ def _layer_from(i, entry, arrays):
         if kind in ("conv", "dense"):
             if "weights" not in got:
                 raise GxnorError("no weights")
+            liaf = None
+            if entry.get("liaf") is not None:
+                spec = entry["liaf"]
+                if not isinstance(spec, dict) or "leak_shift" not in spec:
+                    raise GxnorError("liaf entry needs a leak_shift")
+                liaf = Liaf(spec["leak_shift"], spec.get("reset", "none"))
             if kind == "conv":
                 gate = None
                 if entry.get("gated"):
@@ -127,8 +136,8 @@ def _layer_from(i, entry, arrays):
                         raise GxnorError("shaped, but the tap_mask array is missing")
                     mask = got["tap_mask"]
                 return Conv(got["weights"], got.get("lo"), got.get("hi"),
-                            padding=entry.get("padding", "same"), gate=gate, tap_mask=mask)
-            return Dense(got["weights"], got.get("lo"), got.get("hi"))
+                            padding=entry.get("padding", "same"), gate=gate, tap_mask=mask, liaf=liaf)
+            return Dense(got["weights"], got.get("lo"), got.get("hi"), liaf=liaf)
         return LAYER_KINDS[kind]()
     except GxnorError as e:
         raise GxnorError(f"{where} ({kind}): {e}") from None
@@ -154,7 +163,8 @@ def from_arrays(manifest, arrays):
                      layers=tuple(_layer_from(i, e, arrays) for i, e in enumerate(layers)),
                      gate_frac_bits=manifest.get("gate_frac_bits", 0),
                      default_tau=manifest.get("default_tau", 0),
-                     name=manifest.get("name", "model"), meta=manifest.get("meta", {}))
+                     name=manifest.get("name", "model"), meta=manifest.get("meta", {}),
+                     time_steps=manifest.get("time_steps", 1), readout=manifest.get("readout", "sum"))
     except KeyError as e:
         raise GxnorError(f"manifest: missing field {e}") from None
     except TypeError as e:
@@ -187,7 +197,8 @@ def load_inputs(path, model=None):
     """Read images (and labels, if present) from ``.npy`` (images only) or ``.npz``
     (``images`` and optional ``labels``). Validates against ``model`` when given.
 
-    Returns (uint8 images [N,C,H,W], int64 labels [N] or None).
+    Returns (uint8 images [N,C,H,W] -- for a temporal model its sequences [N,T,C,H,W] --, int64
+    labels [N] or None).
     """
     path = os.fspath(path)
     if not os.path.exists(path):

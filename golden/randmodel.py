@@ -6,11 +6,16 @@ Architecture strings: comma-separated layers after the input quantizer::
     c16k5v   conv, 16 kernels, 5x5, 'valid'        (k<odd> kernel size, v = valid)
     c32g     gated conv (gate predictor from per-channel input sums)
     c32s     shaped conv: a random tap mask (about half the taps exist; masked weights are 0)
+    c32l     LIAF conv (leaky integrate-and-analog-fire over time steps; leak shift ``leak_shift``)
+    d64l     LIAF dense (hidden layers only)
     p        2x2 max-pool
     f        flatten
     d256     dense, 256 outputs; the last dNN is the logits layer
 
 e.g. ``"f,d256,d256,d10"`` (an MNIST MLP) or ``"c16,p,c32g,p,f,d10"`` (a small gated CNN).
+Flags combine in this order: ``c32k5vgsl`` is not allowed (a LIAF layer cannot be gated), ``c32sl`` is.
+A model with ``events=True`` takes ternary event sequences (``events`` first layer); with a LIAF
+token or ``time_steps > 1`` it is temporal (sequences of at most ``time_steps`` frames).
 
 Thresholds are drawn around the expected spread of each sum so activations are sparse, as in a
 trained GXNOR network; ``zero_weights`` sets the fraction of zero weights.
@@ -21,10 +26,10 @@ import re
 import numpy as np
 
 from .errors import GxnorError
-from .layers import Conv, Dense, Flatten, Gate, InputQuant, MaxPool
+from .layers import Conv, Dense, EventInput, Flatten, Gate, InputQuant, Liaf, MaxPool, membrane_range
 from .model import Model
 
-_TOKEN = re.compile(r"^(c(\d+)(k(\d+))?(v)?(g)?(s)?|p|f|d(\d+))$")
+_TOKEN = re.compile(r"^(c(\d+)(k(\d+))?(v)?(g)?(s)?(l)?|p|f|d(\d+)(l)?)$")
 
 PRESETS = {
     "mlp": ("1x28x28", "f,d256,d256,d10"),
@@ -51,21 +56,25 @@ def parse_arch(text):
         m = _TOKEN.match(tok)
         if not m:
             raise GxnorError(f"architecture token {tok!r} not understood "
-                             f"(use cN[kK][v][g][s], p, f, dN; e.g. c16,p,c32g,p,f,d10)")
+                             f"(use cN[kK][v][g][s][l], p, f, dN[l]; e.g. c16,p,c32g,p,f,d10)")
         if tok[0] == "c":
             k = int(m.group(4) or 3)
             if k % 2 == 0 or int(m.group(2)) < 1:
                 raise GxnorError(f"architecture token {tok!r}: kernel size must be odd and channels >= 1")
+            if m.group(6) and m.group(8):
+                raise GxnorError(f"architecture token {tok!r}: a LIAF layer cannot be gated")
             out.append(("c", int(m.group(2)), k, "valid" if m.group(5) else "same", bool(m.group(6)),
-                        bool(m.group(7))))
+                        bool(m.group(7)), bool(m.group(8))))
         elif tok[0] == "d":
-            if int(m.group(8)) < 1:
+            if int(m.group(9)) < 1:
                 raise GxnorError(f"architecture token {tok!r}: needs at least one output")
-            out.append(("d", int(m.group(8))))
+            out.append(("d", int(m.group(9)), bool(m.group(10))))
         else:
             out.append((tok,))
     if not out or out[-1][0] != "d":
         raise GxnorError(f"architecture {text!r} must end with a dense logits layer (dN)")
+    if out[-1][2]:
+        raise GxnorError(f"architecture {text!r}: the logits layer cannot be LIAF (drop its 'l')")
     return out
 
 
@@ -83,20 +92,31 @@ def _thresholds(rng, k, fan_in, density):
     return np.clip(lo, -fan_in, fan_in + 1), np.clip(hi, -fan_in, fan_in + 1)
 
 
+def _liaf_thresholds(rng, k, fan_in, density, leak_shift, time_steps):
+    """Thresholds spread over the membrane's typical size (about 2^s input sums, at most T)."""
+    lo, hi = _thresholds(rng, k, fan_in, density)
+    gain = min(1 << leak_shift, time_steps)
+    mlo, mhi = membrane_range(fan_in, leak_shift, time_steps)
+    hi = np.clip(hi * gain, mlo, mhi + 1).astype(np.int32)
+    return np.minimum(np.clip(lo * gain, mlo, mhi + 1), hi).astype(np.int32), hi
+
+
 def random_model(arch, input_shape=(1, 28, 28), seed=0, zero_weights=0.5, input_lo=0, input_hi=128,
-                 gate_frac_bits=0, name=None):
+                 gate_frac_bits=0, name=None, time_steps=1, events=False, leak_shift=2, reset="none",
+                 readout="sum"):
     """Build a seeded random model; see the module docstring for ``arch``."""
     if not 0.0 <= zero_weights < 1.0:
         raise GxnorError(f"zero_weights must lie in [0, 1), got {zero_weights}")
     rng = np.random.default_rng(seed)
     tokens = parse_arch(arch)
-    layers = [InputQuant(input_lo, input_hi)]
+    layers = [EventInput() if events else InputQuant(input_lo, input_hi)]
+    liaf = Liaf(leak_shift, reset)
     shape = tuple(input_shape)
     density = 0.5 * (1.0 - zero_weights)
     for n, tok in enumerate(tokens):
         last = n == len(tokens) - 1
         if tok[0] == "c":
-            _, k_out, k, padding, gated, shaped = tok
+            _, k_out, k, padding, gated, shaped, stateful = tok
             if len(shape) != 3:
                 raise GxnorError(f"architecture: conv after flatten (token {n})")
             c = shape[0]
@@ -106,19 +126,23 @@ def random_model(arch, input_shape=(1, 28, 28), seed=0, zero_weights=0.5, input_
                 mask = (rng.random(w.shape) < 0.5).astype(np.uint8)
                 w = w * mask.astype(np.int8)
             lo, hi = _thresholds(rng, k_out, c * k * k, density)
+            if stateful:
+                lo, hi = _liaf_thresholds(rng, k_out, c * k * k, density, leak_shift, time_steps)
             gate = None
             if gated:
                 hw = shape[1] * shape[2]
                 gw = rng.integers(-3, 4, size=(k_out, c)).astype(np.int32)
                 gb = rng.integers(-hw // 4 - 1, hw // 4 + 2, size=k_out).astype(np.int32)
                 gate = Gate(gw, gb)
-            layer = Conv(w, lo, hi, padding=padding, gate=gate, tap_mask=mask)
+            layer = Conv(w, lo, hi, padding=padding, gate=gate, tap_mask=mask, liaf=liaf if stateful else None)
         elif tok[0] == "d":
             if len(shape) != 1:
                 raise GxnorError(f"architecture: dense on a [C,H,W] map needs a flatten before it (token {n})")
             w = _ternary(rng, (tok[1], shape[0]), zero_weights)
             lo, hi = (None, None) if last else _thresholds(rng, tok[1], shape[0], density)
-            layer = Dense(w, lo, hi)
+            if tok[2]:
+                lo, hi = _liaf_thresholds(rng, tok[1], shape[0], density, leak_shift, time_steps)
+            layer = Dense(w, lo, hi, liaf=liaf if tok[2] else None)
         elif tok[0] == "p":
             layer = MaxPool()
         else:
@@ -129,6 +153,6 @@ def random_model(arch, input_shape=(1, 28, 28), seed=0, zero_weights=0.5, input_
             raise GxnorError(f"architecture {arch!r}, token {n}: {e}") from None
         layers.append(layer)
     return Model(input_shape=tuple(input_shape), layers=tuple(layers), gate_frac_bits=gate_frac_bits,
-                 name=name or f"random-{arch}-s{seed}",
+                 name=name or f"random-{arch}-s{seed}", time_steps=time_steps, readout=readout,
                  meta={"generator": "golden.randmodel.random_model", "arch": arch, "seed": seed,
                        "zero_weights": zero_weights})

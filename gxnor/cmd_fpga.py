@@ -5,7 +5,7 @@ import sys
 from golden import modelfile
 from golden.errors import GxnorError
 
-from .common import add_tau_options, print_json, progress_bar, resolve_tau
+from .common import add_tau_options, load_engine_model, print_json, progress_bar, resolve_tau
 
 
 def register(sub):
@@ -48,11 +48,11 @@ def register(sub):
 
 def cmd_build(args):
     from fpga.build import build, format_report
-    model = modelfile.load(args.model)
+    model = load_engine_model(args.model)
     if not args.json:
         print(f"building {args.board} bitstream for {model.name} ({args.lanes} lanes); "
               "synthesis and place-and-route take a few minutes", file=sys.stderr)
-    envelope = [modelfile.load(p) for p in args.envelope]
+    envelope = [load_engine_model(p) for p in args.envelope]
     if args.clock is not None and not args.clock > 0:
         raise GxnorError(f"--clock must be a positive frequency in MHz, got {args.clock}")
     report = build(args.board, model, args.lanes, args.weights, args.out, args.baud, envelope,
@@ -65,7 +65,7 @@ def cmd_build(args):
 
 def cmd_board(args):
     from fpga.host import BoardLink, load_model, run_board
-    model = modelfile.load(args.model)
+    model = load_engine_model(args.model)
     images, labels = modelfile.load_inputs(args.inputs, model)
     if args.limit is not None:
         if args.limit < 1:

@@ -4,7 +4,7 @@ import numpy as np
 
 from golden import modelfile
 from golden.forward import IMPLS, run
-from golden.work import format_table, work_json
+from golden.work import format_table, totals, work_json
 
 from .common import add_tau_options, print_json, progress_bar, resolve_tau
 
@@ -33,7 +33,21 @@ def golden_summary(model, images, labels, tau, impl="packed", show_progress=True
            "tau_log_alpha": tau / (1 << model.gate_frac_bits), "impl": impl,
            "accuracy": res.accuracy(labels) if labels is not None else None,
            "work": work_json(res.work)}
+    if model.temporal:
+        out["time_steps"] = res.time_steps
+        out["work_steps"] = [work_json(ws) for ws in res.work_steps]
     return res, out
+
+
+def format_steps(res):
+    """Per time step: input events (per sequence) and fired XNORs, summed over the layers."""
+    lines = [f"{'step':>5} {'events/seq':>11} {'fired/seq':>11} {'fired %':>8}", "-" * 38]
+    for t, ws in enumerate(res.work_steps):
+        tot = totals(ws)
+        n = max(tot.images, 1)
+        first = ws[0].input_events / n if ws else 0.0
+        lines.append(f"{t:>5} {first:>11.1f} {tot.fired / n:>11.1f} {100 * tot.fired / max(tot.dense_macs, 1):>8.2f}")
+    return "\n".join(lines)
 
 
 def cmd_run(args):
@@ -46,12 +60,16 @@ def cmd_run(args):
             out["predictions"] = res.predictions.tolist()
         print_json(out)
         return
-    print(f"{model.name}: {len(images)} images, tau {tau} ({out['tau_log_alpha']:g} log-alpha), {args.impl}")
+    print(f"{model.name}: {len(images)} {'sequences' if model.temporal else 'images'}, tau {tau} ({out['tau_log_alpha']:g} log-alpha), {args.impl}")
     if labels is not None:
         print(f"accuracy {100 * out['accuracy']:.2f}% ({int(np.sum(res.predictions == labels))}/{len(labels)})")
     else:
         print(f"predictions (first 20): {res.predictions[:20].tolist()}")
     t = res.total_work
+    what = "sequence" if model.temporal else "image"
     print(f"fired XNORs {t.fired} of {t.dense_macs} dense MACs ({100 * t.fired / max(t.dense_macs, 1):.2f}%), "
-          f"{t.input_events / max(t.images, 1):.1f} events per image")
+          f"{t.input_events / max(t.images, 1):.1f} events per {what}")
     print(format_table(res.work))
+    if model.temporal:
+        print(f"per time step ({res.time_steps} steps; events = the first conv/dense layer's input events):")
+        print(format_steps(res))

@@ -4,7 +4,7 @@ from golden import modelfile
 from golden.errors import GxnorError
 from golden.randmodel import PRESETS, parse_shape, random_model
 
-from .common import add_tau_options, check_new_output, print_json, resolve_tau
+from .common import add_tau_options, check_new_output, load_engine_model, print_json, resolve_tau
 
 
 def register(sub):
@@ -13,9 +13,9 @@ def register(sub):
     msub.required = True
 
     r = msub.add_parser("random", help="write a seeded random model of any supported shape",
-                        description="Layers after the input quantizer: cN[kK][v][g][s] (conv, K odd, "
-                                    "v=valid padding, g=gated, s=shaped: random tap mask), p (2x2 max-pool), f (flatten), "
-                                    "dN (dense; the last one gives the logits). "
+                        description="Layers after the input quantizer: cN[kK][v][g][s][l] (conv, K odd, "
+                                    "v=valid padding, g=gated, s=shaped: random tap mask, l=LIAF), p (2x2 "
+                                    "max-pool), f (flatten), dN[l] (dense; the last one gives the logits). "
                                     f"Presets: {', '.join(f'{k}={v[1]}@{v[0]}' for k, v in PRESETS.items())}.")
     r.add_argument("--arch", default="gated-cnn", help="architecture string or preset name (default gated-cnn)")
     r.add_argument("--input", default=None, help="input shape CxHxW (default: the preset's, else 1x28x28)")
@@ -23,6 +23,13 @@ def register(sub):
     r.add_argument("--zero-weights", type=float, default=0.5, help="fraction of zero weights (default 0.5)")
     r.add_argument("--input-thresholds", type=int, nargs=2, default=(0, 128), metavar=("LO", "HI"),
                    help="pixel thresholds: +1 if p >= HI, -1 if p < LO (default 0 128)")
+    r.add_argument("--time-steps", type=int, default=1,
+                   help="temporal models: most time steps per sequence (1..1024, default 1)")
+    r.add_argument("--events", action="store_true",
+                   help="inputs are ternary event sequences (events first layer) instead of uint8 pixels")
+    r.add_argument("--leak-shift", type=int, default=2, help="LIAF layers: u - (u >> S) (0..16, default 2)")
+    r.add_argument("--reset", default="none", help="LIAF layers: none (default) or zero")
+    r.add_argument("--readout", default="sum", help="temporal models: logits summed over time (sum) or last")
     r.add_argument("-o", "--output", required=True)
     r.add_argument("--force", action="store_true", help="replace an existing output file")
     r.set_defaults(func=cmd_random)
@@ -56,7 +63,8 @@ def cmd_random(args):
     check_new_output(args.output, args.force)
     model = random_model(arch, parse_shape(shape or "1x28x28"), seed=args.seed,
                          zero_weights=args.zero_weights, input_lo=args.input_thresholds[0],
-                         input_hi=args.input_thresholds[1])
+                         input_hi=args.input_thresholds[1], time_steps=args.time_steps, events=args.events,
+                         leak_shift=args.leak_shift, reset=args.reset, readout=args.readout)
     modelfile.save(model, args.output, overwrite=args.force)
     print(f"wrote {args.output}: {model.name}, {len(model.layers)} layers, "
           f"{sum(model.memory_bits())} parameter bits")
@@ -68,13 +76,18 @@ def cmd_show(args):
     info = {"name": model.name, "input_shape": list(model.input_shape), "classes": model.num_classes,
             "gated": model.gated, "tau_bits": model.tau_bits, "tau_range": list(model.tau_range),
             "default_tau": model.default_tau, "gate_frac_bits": model.gate_frac_bits,
-            "memory_bits": sum(model.memory_bits()), "layers": rows, "meta": model.meta}
+            "memory_bits": sum(model.memory_bits()), "temporal": model.temporal,
+            "time_steps": model.time_steps, "readout": model.readout, "layers": rows, "meta": model.meta}
     if args.json:
         print_json(info)
         return
     print(f"model {model.name}: input {'x'.join(map(str, model.input_shape))}, "
           f"{model.num_classes} classes, {info['memory_bits']} parameter bits "
           f"({info['memory_bits'] / 8192:.1f} KiB)")
+    if model.temporal:
+        print(f"temporal: sequences of 1..{model.time_steps} frames of "
+              f"{'ternary events (int8 -1/0/+1)' if model.events_input else 'uint8 pixels'}, "
+              f"logits {'summed over the steps' if model.readout == 'sum' else 'of the last step'}")
     if model.gated:
         print(f"gated: tau register {model.tau_bits} bits, range {model.tau_range}, default tau "
               f"{model.default_tau} (= {model.default_tau / (1 << model.gate_frac_bits):g} log-alpha)")
@@ -84,6 +97,9 @@ def cmd_show(args):
         if r["kind"] == "conv":
             notes.append(f"{r['kernel']}x{r['kernel']} {r['padding']}" + (" gated" if r["gated"] else "")
                          + (f" shaped ({100 * r['live_taps']:.1f}% of taps exist)" if "live_taps" in r else ""))
+        if "leak_shift" in r:
+            notes.append(f"LIAF leak >>{r['leak_shift']} reset {r['reset']}, membrane {r['membrane_bits']} bits "
+                         f"{r['membrane_range']}, state {r['state_bits']} bits")
         if r["kind"] == "input_quant":
             notes.append(f"+1 if p >= {r['thresholds'][1]}, -1 if p < {r['thresholds'][0]}")
         if r["kind"] == "dense" and r["index"] == len(rows) - 1:
@@ -96,7 +112,7 @@ def cmd_show(args):
 
 def cmd_balance(args):
     from rtl.engine.balance import balance
-    model = modelfile.load(args.model)
+    model = load_engine_model(args.model)
     check_new_output(args.output, args.force)
     images, _ = modelfile.load_inputs(args.inputs, model)
     if not model.gated:

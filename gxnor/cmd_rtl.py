@@ -8,7 +8,7 @@ import numpy as np
 from golden import modelfile
 from golden.errors import GxnorError
 
-from .common import add_tau_options, print_json, resolve_tau
+from .common import add_tau_options, load_engine_model, print_json, resolve_tau
 
 
 def register(sub):
@@ -66,8 +66,8 @@ def cmd_verilog(args):
         raise GxnorError(f"--clock {args.clock:g}: the clock frequency must be positive (Hz)")
     if args.baud <= 0:
         raise GxnorError(f"--baud {args.baud}: the baud rate must be positive")
-    model = modelfile.load(args.model)
-    extra = [modelfile.load(p) for p in args.envelope]
+    model = load_engine_model(args.model)
+    extra = [load_engine_model(p) for p in args.envelope]
     cfg = EngineConfig.for_models([model] + extra, args.lanes)
     if args.package:
         pkg = Path(args.package)
@@ -109,7 +109,7 @@ def cmd_verilog(args):
 def cmd_sim(args):
     from rtl.engine.config import EngineConfig
     from sim.engine import WAVES_FILE, compare, simulate
-    model = modelfile.load(args.model)
+    model = load_engine_model(args.model)
     imgs, _ = modelfile.load_inputs(args.inputs, model)
     if args.limit is not None:
         imgs = imgs[:args.limit]
@@ -118,7 +118,7 @@ def cmd_sim(args):
         raise GxnorError(f"--jobs {args.jobs}: need at least 1 simulator process")
     hw_model = model
     if args.hardware_model:
-        hw_model = modelfile.load(args.hardware_model)
+        hw_model = load_engine_model(args.hardware_model)
         if hw_model.input_shape != model.input_shape or hw_model.num_classes != model.num_classes:
             raise GxnorError(f"{args.hardware_model}: input {hw_model.input_shape} / {hw_model.num_classes} classes "
                              f"differ from --model's {model.input_shape} / {model.num_classes}")

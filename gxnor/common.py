@@ -4,6 +4,7 @@ import json
 import os
 import sys
 
+from golden import modelfile
 from golden.errors import GxnorError
 
 
@@ -55,3 +56,14 @@ def progress_bar(total, desc, enabled=True):
     from tqdm import tqdm
     return tqdm(total=total, desc=desc, unit="img", file=sys.stderr,
                 disable=not enabled or not sys.stderr.isatty(), leave=False)
+
+
+def load_engine_model(path):
+    """Load a model for the accelerator (verilog, sim, build, board): the engine runs image models
+    only until engine v2 keeps membrane state, so a temporal model (event sequences, LIAF layers) is
+    refused here with one line instead of reaching the hardware layout."""
+    model = modelfile.load(path)
+    if model.temporal:
+        raise GxnorError(f"{path}: temporal models (event sequences, LIAF layers) do not run on the "
+                         "engine yet; run them with gxnor golden run")
+    return model

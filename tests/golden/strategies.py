@@ -76,3 +76,71 @@ def model_inputs(draw, **kw):
     lo, hi = model.tau_range
     tau = draw(st.one_of(st.just(lo), st.just(hi), st.integers(lo, hi)))
     return model, images, tau
+
+
+@st.composite
+def temporal_model_inputs(draw, max_side=7, max_channels=3):
+    """A temporal model (LIAF and ordinary layers mixed, events or uint8 frames, masks and gates on
+    stateless convs) and a batch of sequences of 1..time_steps frames, plus a tau."""
+    from golden.layers import EventInput, Liaf, membrane_range
+    c = draw(st.integers(1, 2))
+    h = draw(st.integers(2, max_side))
+    w = draw(st.integers(2, max_side))
+    events = draw(st.booleans())
+    t_max = draw(st.integers(1 if events else 2, 5))      # uint8 frames with T = 1 is an image model
+    layers = [EventInput() if events else InputQuant(0, draw(st.integers(1, 256)))]
+    shape = (c, h, w)
+
+    def liaf_or_none(fan_in):
+        if not draw(st.booleans()):
+            return None, None
+        liaf = Liaf(draw(st.sampled_from([0, 1, 2, 3, 16])), draw(st.sampled_from(["none", "zero"])))
+        lo, hi = membrane_range(fan_in, liaf.leak_shift, t_max)
+        return liaf, (lo, hi)
+
+    def th(k, fan_in, rng):
+        if rng is None:
+            return thresholds(draw, k, fan_in)
+        t = st.integers(rng[0], rng[1] + 1)
+        a = np.array(draw(st.lists(t, min_size=k, max_size=k)), np.int32)
+        b = np.array(draw(st.lists(t, min_size=k, max_size=k)), np.int32)
+        return np.minimum(a, b), np.maximum(a, b)
+
+    for _ in range(draw(st.integers(0, 2))):
+        k = draw(st.sampled_from([1, 3]))
+        kout = draw(st.integers(1, max_channels))
+        cin = shape[0]
+        f = cin * k * k
+        wts = ternary(draw, (kout, cin, k, k))
+        mask = None
+        if draw(st.booleans()):
+            mask = draw(hnp.arrays(np.uint8, wts.shape, elements=st.integers(0, 1)))
+            wts = wts * mask.astype(np.int8)
+        liaf, rng = liaf_or_none(f)
+        gate = None
+        if liaf is None and draw(st.booleans()):
+            gate = Gate(draw(hnp.arrays(np.int32, (kout, cin), elements=st.integers(-8, 8))),
+                        draw(hnp.arrays(np.int32, (kout,), elements=st.integers(-40, 40))))
+        layer = Conv(wts, *th(kout, f, rng), padding="same", gate=gate, tap_mask=mask, liaf=liaf)
+        layers.append(layer)
+        shape = layer.out_shape(shape)
+        if shape[1] >= 2 and shape[2] >= 2 and draw(st.booleans()):
+            layers.append(MaxPool())
+            shape = MaxPool().out_shape(shape)
+    layers.append(Flatten())
+    n = int(np.prod(shape))
+    for _ in range(draw(st.integers(0, 1))):
+        kout = draw(st.integers(1, 12))
+        liaf, rng = liaf_or_none(n)
+        layers.append(Dense(ternary(draw, (kout, n)), *th(kout, n, rng), liaf=liaf))
+        n = kout
+    layers.append(Dense(ternary(draw, (draw(st.integers(1, 6)), n))))
+    model = Model((c, h, w), tuple(layers), time_steps=t_max, readout=draw(st.sampled_from(["sum", "last"])))
+    t_in = draw(st.integers(1, t_max))
+    count = draw(st.integers(1, 4))
+    if events:
+        seqs = draw(hnp.arrays(np.int8, (count, t_in, c, h, w), elements=st.integers(-1, 1)))
+    else:
+        seqs = draw(hnp.arrays(np.uint8, (count, t_in, c, h, w), elements=st.sampled_from([0, 255])))
+    lo, hi = model.tau_range
+    return model, seqs, draw(st.integers(lo, hi))
