@@ -15,8 +15,6 @@ from pathlib import Path
 
 import numpy as np
 
-from rtl.engine.config import EngineConfig
-
 from rtl.engine.schedule import cycles
 from golden.errors import GxnorError
 from golden.forward import check_inputs
@@ -279,17 +277,31 @@ def simulate(cfg, runs, baked=None, seed=1, idle=0.0, backpressure=0.0, waves=No
     sink back-pressure, Python on every clock edge, seeded by ``seed``); both 0 select the fast
     mode (Python only at stream beats and once per image). ``jobs`` > 1 splits a single run
     without resets into that many simulator processes over consecutive image chunks (the
-    build is shared; results are concatenated in order). ``waves`` writes ``dump.fst`` in the
-    run directory (``GXNOR_WAVES=1`` also asks for it).
+    build is shared; results are concatenated in order). ``waves``: true or ``"fst"`` writes an
+    FST trace ``dump.fst`` in the run directory (``GXNOR_WAVES=1`` also asks for it), ``"vcd"`` a
+    VCD trace ``dump.vcd`` (its own build directory); the file is ``simulate.last_waves`` afterwards. ``progress``, if given, is called as
+    ``progress(phase, images_done, images_total)`` with phase ``"build"`` (Verilog generation and
+    Verilator build, before any image) and ``"simulate"`` (at the start and after each simulator
+    process's chunk of images).
 
-    Returns (list of per-run dicts of hardware outputs, wall seconds of the simulation). The
-    run directory (plan, outputs, waves) is ``simulate.last_dir`` afterwards. ``profile`` names
+    Returns (list of per-run dicts of hardware outputs, wall seconds of build and simulation). The
+    run directory (plan, outputs, waves) is ``simulate.last_dir`` afterwards, and
+    ``simulate.last_timings`` the split of the time: ``generate`` (Amaranth -> Verilog),
+    ``build`` (Verilator build or its up-to-date check) and ``simulate`` (simulator processes). ``profile`` names
     the Verilator build options (:data:`SIM_PROFILES`; each profile has its own build directory).
     ``spram``: see :func:`generate`.
     """
-    waves = toolchain.waves_requested(waves)
+    fmt = waves if waves in ("fst", "vcd") else ("fst" if toolchain.waves_requested(waves) else None)
+    waves = fmt is not None
+    total = sum(len(r["images"]) for r in runs)
+    if progress:
+        progress("build", 0, total)
+    tg = time.perf_counter()
     build_dir = build_dir_for(cfg, baked, waves, profile, spram)
+    if fmt == "vcd":
+        build_dir = build_dir.with_name(build_dir.name + "-vcd")
     src = generate(cfg, baked, build_dir / "engine.v", waves, spram)
+    timings = {"generate": time.perf_counter() - tg, "build": 0.0, "simulate": 0.0}
     run_root = build_dir / "runs"
     run_root.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="run-", dir=run_root))
@@ -320,8 +332,14 @@ def simulate(cfg, runs, baked=None, seed=1, idle=0.0, backpressure=0.0, waves=No
         plans = [[{**e, "images": part}] for part in np.array_split(e["images"], jobs)]
     else:
         plans = [entries]
-    build_args = [str(engine_waiver_file())] + sim_build_args(src, profile) + (waves_build_args() if waves else [])
+    build_args = ([str(engine_waiver_file())] + sim_build_args(src, profile)
+                  + (waves_build_args() if fmt == "fst" else []))
     t0 = time.perf_counter()
+    done = [0]
+
+    def phase(name):
+        if progress and name == "run":
+            progress("simulate", done[0], total)
 
     def run_plan(k, plan_entries, build=True):
         d = work if len(plans) == 1 else work / f"job{k}"
@@ -335,11 +353,18 @@ def simulate(cfg, runs, baked=None, seed=1, idle=0.0, backpressure=0.0, waves=No
                                  "images": str(d / f"images{r}.npy")})
         plan_file = d / "plan.json"
         plan_file.write_text(json.dumps(plan))
+        t = {}
         toolchain.build_and_run([src], TOPLEVEL, "sim.test_engine", build_dir=build_dir,
                                 test_dir=d, extra_env={"GXNOR_ENGINE_PLAN": plan_file}, waves=waves,
-                                build_args=build_args, build=build)
+                                build_args=build_args, build=build, timings=t,
+                                phase=phase if build else None)
+        if build:
+            timings["build"] += t.get("build", 0.0)
         with np.load(plan["out"]) as z:
             res = {key: z[key] for key in z.files}
+        done[0] += sum(len(e["images"]) for e in plan_entries)
+        if progress and done[0]:
+            progress("simulate", done[0], total)
         tfile = Path(plan["out"] + ".trace.json")
         res["trace"] = json.loads(tfile.read_text()) if tfile.exists() else {}
         return res
@@ -354,7 +379,10 @@ def simulate(cfg, runs, baked=None, seed=1, idle=0.0, backpressure=0.0, waves=No
             run_plan(0, [{**plans[0][0], "images": plans[0][0]["images"][:0]}])
             outs = list(ex.map(lambda kp: run_plan(*kp, build=False), enumerate(plans)))
     wall = time.perf_counter() - t0
+    timings["simulate"] = wall - timings["build"]
     simulate.last_dir = work
+    simulate.last_timings = timings
+    simulate.last_waves = work / ("dump.vcd" if fmt == "vcd" else WAVES_FILE) if fmt else None
     out = []
     for r, run in enumerate(runs):
         k = run["model"].num_classes
@@ -370,6 +398,8 @@ def simulate(cfg, runs, baked=None, seed=1, idle=0.0, backpressure=0.0, waves=No
 
 
 simulate.last_dir = None
+simulate.last_timings = None
+simulate.last_waves = None
 
 
 def expected(model, images, tau, lanes, dense=False):

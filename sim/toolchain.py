@@ -23,6 +23,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -213,7 +214,8 @@ def _check_results(xml_file):
 
 
 def build_and_run(verilog_sources, toplevel, test_module, build_dir=None, test_dir=None,
-                  parameters=None, extra_env=None, waves=None, variant=None, build_args=(), build=True):
+                  parameters=None, extra_env=None, waves=None, variant=None, build_args=(), build=True,
+                  timings=None, phase=None):
     """Build ``toplevel`` with Verilator (if needed) and run the cocotb ``test_module`` on it.
 
     Parameters
@@ -242,6 +244,11 @@ def build_and_run(verilog_sources, toplevel, test_module, build_dir=None, test_d
     build : bool
         False: the build is known to be up to date (the caller just built it); it is only checked,
         under a shared lock, so several such runs simulate it side by side.
+    timings : dict, optional
+        Filled with ``"build"`` (Verilator build or up-to-date check) and ``"run"`` (simulator
+        process, testbench included) wall seconds.
+    phase : callable, optional
+        Called with ``"build"`` before the build and ``"run"`` once it is done (progress display).
 
     Returns
     -------
@@ -273,9 +280,13 @@ def build_and_run(verilog_sources, toplevel, test_module, build_dir=None, test_d
     os.environ["WAVES"] = env["WAVES"]
 
     runner = get_runner("verilator")
+    timings = {} if timings is None else timings
     with open(build_dir / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX if build else fcntl.LOCK_SH)
         try:
+            if phase:
+                phase("build")
+            t0 = time.perf_counter()
             try:
                 # build=False: the caller just built it; verilator (skip-identical) and make find
                 # it up to date, so checking under the shared lock rewrites nothing
@@ -288,6 +299,10 @@ def build_and_run(verilog_sources, toplevel, test_module, build_dir=None, test_d
                                        "see the Verilator output above") from None
             # Simulations of one build may run side by side (shared lock); a rebuild waits.
             fcntl.flock(lock, fcntl.LOCK_SH)
+            t1 = time.perf_counter()
+            timings["build"] = t1 - t0
+            if phase:
+                phase("run")
             xml_file = test_dir / "results.xml"
             try:
                 runner.test(hdl_toplevel=toplevel, test_module=test_module, build_dir=build_dir,
@@ -298,6 +313,8 @@ def build_and_run(verilog_sources, toplevel, test_module, build_dir=None, test_d
                 if not xml_file.is_file():
                     raise SimulationFailed(f"simulation of {toplevel} ended abnormally "
                                            f"(exit {e.code})") from None
+            finally:
+                timings["run"] = time.perf_counter() - t1
         finally:
             if saved_waves is None:
                 os.environ.pop("WAVES", None)
