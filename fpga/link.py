@@ -22,21 +22,10 @@ def result_layout(acc_bits, class_bits):
                               "cls": class_bits, "last": 1})
 
 
-def crc8_step(crc, byte):
-    """CRC-8/SMBUS of one more byte, as a combinational Amaranth expression (see protocol.crc8).
-
-    One byte's CRC update is linear over GF(2) in ``crc ^ byte``, so each output bit is the XOR of
-    the input bits whose single-bit CRC has that bit set (a flat XOR network, no Mux chain).
-    """
-    x = crc ^ byte
-    bits = []
-    for j in range(8):
-        taps = [x[i] for i in range(8) if (P.crc8([1 << i]) >> j) & 1]
-        v = taps[0]
-        for t in taps[1:]:
-            v = v ^ t
-        bits.append(v)
-    return Cat(*bits)
+def crc_processor():
+    """The frame CRC (CRC-8/SMBUS, one byte per cycle) as ``amaranth.lib.crc``'s hardware processor:
+    the same catalog entry whose software model :func:`fpga.protocol.crc8` is."""
+    return P.CRC.create()
 
 
 class Link(wiring.Component):
@@ -137,7 +126,8 @@ class Link(wiring.Component):
         rlen = Signal(16)                        # request LEN
         count = Signal(16)                       # payload bytes still to come
         arg = Signal(32)                         # SET_TAU argument (shifted in LSB first)
-        rcrc = Signal(8)
+        m.submodules.rx_crc = rx_crc = crc_processor()     # CRC of TYPE..PAYLOAD as taken
+        m.d.comb += rx_crc.data.eq(rx.payload)
         idle = Signal(range(self.timeout + 1))   # cycles since the last request byte
         timed_out = idle == self.timeout
         take = rx.valid & rx.ready
@@ -149,7 +139,6 @@ class Link(wiring.Component):
         # -- reply side registers
         ttype = Signal(8)                        # reply type
         tlen = Signal(16)
-        tcrc = Signal(8)
         loadable = self.envelope is not None
         env = self.envelope
         max_classes = env.classes if loadable else self.classes
@@ -166,15 +155,15 @@ class Link(wiring.Component):
         inflight = Signal()                      # engine started, done not yet seen
         cls = Signal(8)
         sent = tx.valid & tx.ready
-        rcrc_next = Signal(8)
-        m.d.comb += rcrc_next.eq(crc8_step(rcrc, rx.payload))
         # The reply CRC is folded one cycle after each byte is sent, from the registered byte
         # (tq): the reply byte multiplexer and the CRC network are never one timing path. T_CRC
         # waits for the last fold.
         tq = Signal(8)
         tq_v = Signal()
+        m.submodules.tx_crc = tx_crc = crc_processor()
+        m.d.comb += [tx_crc.data.eq(tq), tx_crc.valid.eq(tq_v)]
         with m.If(tq_v):
-            m.d.sync += [tcrc.eq(crc8_step(tcrc, tq)), tq_v.eq(0)]
+            m.d.sync += tq_v.eq(0)
 
         def fold():
             m.d.sync += [tq.eq(tx.payload), tq_v.eq(1)]
@@ -276,13 +265,14 @@ class Link(wiring.Component):
             with m.State("HUNT"):
                 m.d.comb += rx.ready.eq(1)
                 with m.If(rx.valid & (rx.payload == P.SYNC)):
-                    m.d.sync += [rcrc.eq(0), rtype.eq(0)]
+                    m.d.comb += rx_crc.start.eq(1)
+                    m.d.sync += rtype.eq(0)
                     m.next = "TYPE"
             for st, nxt in (("TYPE", "LEN0"), ("LEN0", "LEN1"), ("LEN1", "CHECK")):
                 with m.State(st):
                     m.d.comb += rx.ready.eq(1)
                     with m.If(rx.valid):
-                        m.d.sync += rcrc.eq(rcrc_next)
+                        m.d.comb += rx_crc.valid.eq(1)
                         if st == "TYPE":
                             m.d.sync += rtype.eq(rx.payload)
                         elif st == "LEN0":
@@ -317,7 +307,8 @@ class Link(wiring.Component):
             with m.State("SKIP"):
                 m.d.comb += rx.ready.eq(1)
                 with m.If(rx.valid):
-                    m.d.sync += [rcrc.eq(rcrc_next), count.eq(count - 1)]
+                    m.d.comb += rx_crc.valid.eq(1)
+                    m.d.sync += count.eq(count - 1)
                     with m.If(count == 1):
                         m.next = "CRC"
                 with m.Elif(timed_out):
@@ -326,7 +317,8 @@ class Link(wiring.Component):
                 with m.State("L_HEAD"):
                     m.d.comb += rx.ready.eq(1)
                     with m.If(rx.valid):
-                        m.d.sync += [rcrc.eq(rcrc_next), count.eq(count - 1), hb.eq(hb + 1)]
+                        m.d.comb += rx_crc.valid.eq(1)
+                        m.d.sync += [count.eq(count - 1), hb.eq(hb + 1)]
                         with m.If(hb == 0):
                             m.d.sync += lsel.eq(rx.payload)
                         with m.Else():
@@ -338,8 +330,8 @@ class Link(wiring.Component):
                 with m.State("L_DATA"):
                     m.d.comb += rx.ready.eq(1)
                     with m.If(rx.valid):
-                        m.d.sync += [rcrc.eq(rcrc_next), count.eq(count - 1),
-                                     lword.word_select(lbyte, 8).eq(rx.payload)]
+                        m.d.comb += rx_crc.valid.eq(1)
+                        m.d.sync += [count.eq(count - 1), lword.word_select(lbyte, 8).eq(rx.payload)]
                         with m.If(lbyte == (lwb - 1)[:len(lbyte)]):       # 1 <= lwb <= wmax: lbyte's width
                             m.d.sync += lbyte.eq(0)
                             m.next = "L_WRITE"
@@ -374,7 +366,8 @@ class Link(wiring.Component):
                 m.d.comb += [self.pixels.valid.eq(rx.valid), self.pixels.payload.data.eq(rx.payload),
                              self.pixels.payload.last.eq(count == 1), rx.ready.eq(self.pixels.ready)]
                 with m.If(take):
-                    m.d.sync += [rcrc.eq(rcrc_next), count.eq(count - 1)]
+                    m.d.comb += rx_crc.valid.eq(1)
+                    m.d.sync += count.eq(count - 1)
                     with m.If(count == 1):
                         m.next = "CRC"
                 with m.Elif(timed_out):
@@ -390,8 +383,8 @@ class Link(wiring.Component):
             with m.State("ARG"):
                 m.d.comb += rx.ready.eq(1)
                 with m.If(rx.valid):
-                    m.d.sync += [rcrc.eq(rcrc_next), count.eq(count - 1),
-                                 arg.eq(Cat(arg[8:], rx.payload))]
+                    m.d.comb += rx_crc.valid.eq(1)
+                    m.d.sync += [count.eq(count - 1), arg.eq(Cat(arg[8:], rx.payload))]
                     with m.If(count == 1):
                         m.next = "CRC"
                 with m.Elif(timed_out):
@@ -399,7 +392,7 @@ class Link(wiring.Component):
             with m.State("CRC"):
                 m.d.comb += rx.ready.eq(1)
                 with m.If(rx.valid):
-                    with m.If(rx.payload != rcrc):
+                    with m.If(rx.payload != rx_crc.crc):
                         fail(m, P.E_BAD_CRC)
                     with m.Elif(rtype == P.T_INFO):
                         reply(m, P.R_INFO, P.INFO_LEN)
@@ -451,7 +444,7 @@ class Link(wiring.Component):
                     m.d.comb += [tx.valid.eq(1), tx.payload.eq(byte)]
                     with m.If(tx.ready):
                         if st == "H_SYNC":
-                            m.d.sync += [tcrc.eq(0), tq_v.eq(0)]
+                            m.d.comb += tx_crc.start.eq(1)
                         else:
                             fold()
                         if nxt is not None:
@@ -492,7 +485,7 @@ class Link(wiring.Component):
                     with m.If(tidx == (tlen - 1)[:len(tidx)]):      # tlen <= fixed_bytes: tidx's width
                         m.next = "T_CRC"
             with m.State("T_CRC"):
-                m.d.comb += [tx.valid.eq(~tq_v), tx.payload.eq(tcrc)]
+                m.d.comb += [tx.valid.eq(~tq_v), tx.payload.eq(tx_crc.crc)]
                 with m.If(sent):
                     m.next = "HUNT"
         return m

@@ -1,7 +1,8 @@
 """The board's UART framing protocol: frame encoding/decoding and the reference model of the link.
 
 This module is the specification of what ``fpga/link.py`` (the :class:`~fpga.link.Link` RTL) does;
-the host tool (``gxnor board``), the cocotb testbenches and docs/fpga.md all use it. NumPy only.
+the host tool (``gxnor board``), the cocotb testbenches and docs/fpga.md all use it. NumPy, and ``amaranth.lib.crc``'s software CRC
+model (no HDL is built here).
 
 Frame (both directions)
 -----------------------
@@ -82,6 +83,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from amaranth.lib.crc import catalog as crc_catalog
+
 from golden.errors import GxnorError
 
 SYNC = 0xA5
@@ -142,13 +145,15 @@ def word_bytes(width):
     return (width + 7) // 8
 
 
-def crc8(data, crc=0):
-    """CRC-8/SMBUS (poly 0x07, init 0, MSB first) of ``data`` (bytes or ints), continuing ``crc``."""
-    for b in bytes(data):
-        crc ^= b
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x07) & 0xFF if crc & 0x80 else (crc << 1) & 0xFF
-    return crc
+# The frame CRC: amaranth.lib.crc's catalog entry, one byte per word. Its software model (here) and
+# its hardware processor (fpga.link) come from this one definition.
+CRC = crc_catalog.CRC8_SMBUS(data_width=8)
+
+
+def crc8(data):
+    """CRC-8/SMBUS (poly 0x07, init 0, no reflection) of ``data`` (bytes or ints), by
+    ``amaranth.lib.crc``'s software model of the catalog entry."""
+    return CRC.compute(bytes(data))
 
 
 def encode(ftype, payload=b""):

@@ -60,11 +60,15 @@ FPGA_WAIVERS = [
     "w_data", "w_rdy", "r_data", "r_rdy", "rx__ready", "tx__payload", "tx__valid", "i__ready",
     "o__payload", "o__valid", "load__valid",
     # link: reset-less model registers that a baked build never writes (constants there), the
-    # sign-extended logit/tau words and the next-CRC values, all inlined where they are read
-    "classes_r", "npix_r", "model_ok", "logit32", "tau32", "rcrc_next", "tcrc_next",
+    # sign-extended logit/tau words, all inlined where they are read; the CRC processors' inputs
+    # (`data`, the received byte `rx__payload`, the folded reply byte `tq`/`tq_v`) as named in the link
+    "classes_r", "npix_r", "model_ok", "logit32", "tau32", "data", "rx__payload", "tq", "tq_v",
     # amaranth.lib.fifo.SyncFIFOBuffered (the RX FIFO) internals: its inner SyncFIFO's level and
     # pointers, its read-port data and write data as named inside the library
     "consume", "produce", "level", "r_level", "r_port__data")] + [
+    ("UNUSEDSIGNAL", "Signal is not used: 'match_detected'",
+     "amaranth.lib.crc.Processor's residue-match output: the link compares the CRC byte with `crc` "
+     "itself (it needs the byte for the reply precedence), so the library's flag is not read"),
     ("UNUSEDSIGNAL", "Signal is not used: 'dense'",
      "the board top ties the engine's `dense` input to 0 (event-driven schedule): the parent's name "
      "for that constant (the stand-in engine has no such port in its Verilog, it ignores it)"),
