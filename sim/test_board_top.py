@@ -1,8 +1,8 @@
 """cocotb testbench for ``board_top`` (:class:`fpga.top.BoardTop`: UART + link + engine).
 
 Everything goes through the serial pins, as on the board: requests are driven on ``rx`` by
-:class:`sim.uart_bfm.UartSource` with random idle bit times between bytes, replies decoded from
-``tx``. Scoreboard: each request's reply bytes must equal, byte for byte, what the reference model
+cocotbext-uart's ``UartSource`` with random idle bit times between bytes (:mod:`sim.uart_line`),
+replies decoded from ``tx`` by its ``UartSink``. Scoreboard: each request's reply bytes must equal, byte for byte, what the reference model
 :class:`fpga.protocol.RefBoard` answers (golden logits and class, rtl.engine.schedule cycle and event
 counts, golden fired and gated-off counts); nothing may be left on the line.
 
@@ -37,7 +37,7 @@ from cocotb.triggers import ClockCycles, Timer
 
 from fpga import protocol as P
 from golden import modelfile
-from sim.uart_bfm import UartSink, UartSource
+from sim import uart_line
 
 DEFAULT_SEED = 20240612
 CLK_PS = 10_000
@@ -51,6 +51,8 @@ class TB:
         self.divisor = int(os.environ["GXNOR_DIVISOR"])
         self.timeout_bytes = int(os.environ["GXNOR_TIMEOUT_BYTES"])
         self.bit_ps = self.divisor * CLK_PS
+        self.bit_ns = self.bit_ps // 1000
+        self.idle_bits = idle_bits
         self.seed = int(os.environ.get("GXNOR_SEED", DEFAULT_SEED))
         self.rng = np.random.default_rng(self.seed)
         dut._log.info("board_top model=%s lanes=%d divisor=%d seed=%d", self.model.name, self.lanes,
@@ -74,8 +76,10 @@ class TB:
             self.ref = P.RefBoard(infer, self.model.num_classes, int(np.prod(self.model.input_shape)),
                                   max(2, self.model.tau_bits), self.model.default_tau)
         Clock(dut.clk, CLK_PS, unit="ps").start(start_high=False)
-        self.src = UartSource(dut.rx, self.bit_ps, self.rng, max_idle_bits=idle_bits)
-        self.sink = UartSink(dut.tx, self.bit_ps)
+        self.src, self.sink = uart_line.ends(dut.rx, dut.tx, self.bit_ns)
+
+    async def send(self, data):
+        await uart_line.send(self.src, data, self.rng, self.idle_bits, self.bit_ns)
 
     async def reset(self):
         self.dut.rx.value = 1
@@ -89,7 +93,7 @@ class TB:
         dec = RawDecoder()
         limit = limit_bytes or (self.timeout_bytes + P.result_len(self.model.num_classes) + P.CONFIG_LEN + 400)
         for _ in range(limit):
-            if dec.feed(self.sink.take()):
+            if dec.feed(self.sink.read_nowait()):
                 return dec.last_raw
             await Timer(10 * self.bit_ps, unit="ps")
         raise AssertionError(f"no reply within {limit} byte times (seed {self.seed})")
@@ -97,12 +101,12 @@ class TB:
     async def exchange(self, name, frame, send=None):
         """Send ``send`` (default ``frame``) and check the reply against the reference."""
         want = self.ref.request(frame)
-        await self.src.send(frame if send is None else send)
+        await self.send(frame if send is None else send)
         got = await self.reply()
         if got != want:
             raise AssertionError(f"{name}: reply {got.hex()} != reference {want.hex()} (seed {self.seed})")
         await Timer(self.bit_ps, unit="ps")
-        assert not self.sink.data and self.sink.errors == 0, f"{name}: extra bytes {bytes(self.sink.data).hex()}"
+        assert self.sink.empty(), f"{name}: extra bytes {bytes(self.sink.read_nowait()).hex()}"
         return got
 
 
@@ -185,7 +189,7 @@ async def test_errors_and_recovery(dut):
     noise = bytes([0x00, 0x13, 0xFF, 0x5A])
     tb.ref.request(b"")
     want = tb.ref.request(good)
-    await tb.src.send(noise + good)
+    await tb.send(noise + good)
     got = await tb.reply()
     assert got == want, f"after noise: {got.hex()} != {want.hex()}"
 
@@ -286,8 +290,8 @@ async def test_host_tool(dut):
             except BlockingIOError:
                 data = b""
             if data:
-                await tb.src.send(data)
-            got = tb.sink.take()
+                await tb.send(data)
+            got = bytes(tb.sink.read_nowait())
             if got:
                 os.write(master, got)
             if not data and not got:
