@@ -16,6 +16,20 @@ cifar10    pickle batches in      [N, 3, 32, 32]         the official 50,000 / 1
            ``path``
 =========  =====================  =====================  ===========================================
 
+Event data sets (:func:`load_events`; ``images`` are int8 ternary event frames ``[N, T, 1, H, W]``,
+see :mod:`golden.events` for the rules):
+
+===============  ==============================  ================  ==================================
+name             source                          shape             split
+===============  ==============================  ================  ==================================
+mnist5k-saccade  ``mnist5k`` through synthetic    [N, T, 1, 34, 34] mnist5k's (same digits, same
+                 saccades (``saccade_events``)                     labels); path offsets seeded by
+                                                                   ``2 * seed`` (train), ``2 * seed
+                                                                   + 1`` (test)
+nmnist           N-MNIST ``.bin`` recordings in  [N, T, 1, 34, 34] the official ``Train/`` and
+                 ``path``                                          ``Test/`` folders
+===============  ==============================  ================  ==================================
+
 Seeded splits use ``numpy.random.default_rng(seed).permutation(N)``; ``seed=0`` (the default) is
 *the* documented split that results are reported on. Train and test are disjoint for every seed.
 ``seed`` has no effect on ``mnist`` and ``cifar10``, whose splits are fixed by their files.
@@ -38,6 +52,7 @@ import numpy as np
 from golden.errors import GxnorError
 
 DATASETS = ("mnist5k", "digits", "mnist", "cifar10")
+EVENT_DATASETS = ("mnist5k-saccade", "nmnist")
 SPLITS = ("train", "test")
 
 MNIST5K_TRAIN = 4000
@@ -260,11 +275,35 @@ def _cifar10(directory, split):
     return images, labels
 
 
+def load_events(name, split, path=None, seed=0, time_steps=12, threshold=48, limit=None):
+    """Load one split of an event data set (module docstring): int8 frames [N, T, 1, H, W] and int64
+    labels [N]. ``threshold`` is the synthetic sensor's contrast threshold (pixel levels);
+    ``limit`` keeps the first N sequences (nmnist: the first N files of each digit)."""
+    from .events import load_nmnist, saccade_events
+    if name not in EVENT_DATASETS:
+        raise GxnorError(f"unknown event data set {name!r}; choose one of {', '.join(EVENT_DATASETS)}")
+    if split not in SPLITS:
+        raise GxnorError(f"unknown split {split!r} for {name}; choose train or test")
+    if limit is not None and limit < 1:
+        raise GxnorError(f"limit must be at least 1, got {limit}")
+    if name == "nmnist":
+        if path is None:
+            raise GxnorError("nmnist needs --path: a directory with the N-MNIST Train/ and Test/ folders")
+        return load_nmnist(path, split, time_steps, limit=limit)
+    images, labels = load_dataset("mnist5k", split, seed=seed)
+    if limit is not None:
+        images, labels = images[:limit], labels[:limit]
+    frames = saccade_events(images, time_steps, seed=2 * seed + (split == "test"), threshold=threshold)
+    return frames, labels
+
+
 def describe(images, labels):
-    """One line: ``N images uint8 [N,C,H,W], labels int64 [N], classes 0..9``."""
+    """One line: ``N images uint8 [N,C,H,W], labels int64 [N], classes 0..9`` (``sequences`` for
+    [N, T, C, H, W] event frames)."""
     shape = ",".join(map(str, images.shape))
     cls = f"{int(labels.min())}..{int(labels.max())}" if labels.size else "none"
-    return f"{len(labels)} images {images.dtype} [{shape}], labels {labels.dtype} [{len(labels)}], classes {cls}"
+    what = "sequences" if images.ndim == 5 else "images"
+    return f"{len(labels)} {what} {images.dtype} [{shape}], labels {labels.dtype} [{len(labels)}], classes {cls}"
 
 
-__all__ = ["DATASETS", "SPLITS", "load_dataset", "read_idx", "describe"]
+__all__ = ["DATASETS", "EVENT_DATASETS", "SPLITS", "load_dataset", "load_events", "read_idx", "describe"]
