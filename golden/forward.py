@@ -16,6 +16,14 @@ folded into the batch and scans each LIAF membrane over t with ``v - (v >> s)``;
 time step by time step, every layer per frame, the membrane with ``v - floor_divide(v, 2**s)``. Work
 is accounted per time step (``Result.work_steps``) and summed (``Result.work``); every time step of
 every layer runs, whatever the readout.
+
+Order of the rules inside one conv layer (docs/dataflow.md, section 4):
+
+1. pre-synaptic gate: log-alpha from the per-region sums of the layer's input, decisions
+   (``log_alpha > tau``, then the ``k`` largest when the competition register is set);
+2. every kernel's integer sums ``a``; 3. thresholds; 4. lateral depression on ``a``;
+5. pre-gated-off kernels forced to 0; 6. post-synaptic gate: log-alpha from the per-region sums of
+   that output, the same decision rule, post-gated-off kernels forced to 0.
 """
 
 from dataclasses import dataclass, field
@@ -24,7 +32,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .errors import GxnorError
-from .layers import Conv, Dense, EventInput, Flatten, InputQuant, MaxPool
+from .layers import Conv, Dense, EventInput, Flatten, InputQuant, MaxPool, region_index
 from .ternary import pack, pack_bits, packed_dot, threshold
 from .work import LayerWork, totals
 
@@ -45,9 +53,13 @@ class Result:
                               ``keep_activations``; else empty. Temporal: [N, T, ...] per layer, the
                               last entry being the per-step logits [N, T, classes]
     gates : dict              layer index -> bool [N, K] ([N, T, K] temporal), kernel on
+                              (pre-synaptic gate)
     log_alpha : dict          layer index -> int64 [N, K] ([N, T, K] temporal)
+    post_gates : dict         layer index -> bool [N, K], output kept (post-synaptic gate)
+    post_log_alpha : dict     layer index -> int64 [N, K]
     work : list of LayerWork  per conv/dense layer, summed over the images (and time steps)
     tau : int
+    k : int or None           competition register (None: no competition)
     time_steps : int          temporal: T of the inputs; 0 for an image model
     work_steps : list         temporal: per time step, its list of LayerWork (images = N each)
     membranes : dict          temporal, with ``keep_activations``: LIAF layer index -> int64
@@ -63,6 +75,9 @@ class Result:
     time_steps: int = 0
     work_steps: list = field(default_factory=list)
     membranes: dict = field(default_factory=dict)
+    post_gates: dict = field(default_factory=dict)
+    post_log_alpha: dict = field(default_factory=dict)
+    k: object = None
 
     @property
     def total_work(self):
@@ -118,17 +133,110 @@ def check_inputs(model, images):
     return images
 
 
-def gate_log_alpha(gate, x, plain=False):
-    """Integer log-alpha [N, K] of a gate for ternary input x [N, C, H, W]."""
+def region_sums(x, regions, plain=False):
+    """Per-(channel, region) sums of a ternary map x [N, C, H, W]: int64 [N, C*R*R], feature
+    ``c*R*R + ry*R + rx``, position ``(y, x)`` in region ``((y*R)//H, (x*R)//W)``."""
+    n, c, h, w = x.shape
+    rr = regions * regions
     if plain:
+        s = np.zeros((n, c * rr), np.int64)
+        for y in range(h):
+            for xx in range(w):
+                r = (y * regions // h) * regions + xx * regions // w
+                for ch in range(c):
+                    s[:, ch * rr + r] += x[:, ch, y, xx]
+        return s
+    onehot = np.zeros((h * w, rr), np.int64)
+    onehot[np.arange(h * w), region_index(h, w, regions).ravel()] = 1
+    return (x.reshape(n, c, h * w).astype(np.int64) @ onehot).reshape(n, c * rr)
+
+
+def gate_log_alpha(gate, x, plain=False):
+    """Integer log-alpha [N, K] of a gate reading ternary maps x [N, C, H, W]."""
+    if plain and gate.regions == 1:
         n, c = x.shape[:2]
         la = np.tile(gate.bias.astype(np.int64), (n, 1))
         for ch in range(c):
             s = x[:, ch].reshape(n, -1).astype(np.int64).sum(axis=1)
             la += s[:, None] * gate.weights[:, ch].astype(np.int64)[None, :]
         return la
-    s = x.sum(axis=(2, 3), dtype=np.int64)
+    if plain:
+        s = region_sums(x, gate.regions, plain=True)
+        la = np.tile(gate.bias.astype(np.int64), (len(x), 1))
+        for f in range(s.shape[1]):
+            la += s[:, f, None] * gate.weights[:, f].astype(np.int64)[None, :]
+        return la
+    if gate.regions == 1:
+        s = x.sum(axis=(2, 3), dtype=np.int64)
+    else:
+        s = region_sums(x, gate.regions)
     return s @ gate.weights.T.astype(np.int64) + gate.bias.astype(np.int64)
+
+
+def gate_decisions(la, tau, k=None, plain=False):
+    """Kernels on, bool [N, K]: ``la > tau`` and, when ``k`` is not None, among the ``min(k, K)``
+    largest log-alpha of the image; a tie is won by the lower kernel index."""
+    above = la > tau
+    if k is None:
+        return above
+    n, kk = la.shape
+    if plain:
+        rank = np.zeros((n, kk), np.int64)
+        for i in range(kk):
+            for j in range(kk):
+                rank[:, i] += (la[:, j] > la[:, i]) | ((la[:, j] == la[:, i]) & (j < i))
+    else:
+        order = np.argsort(-la, axis=1, kind="stable")
+        rank = np.empty_like(order)
+        np.put_along_axis(rank, order, np.broadcast_to(np.arange(kk), (n, kk)), axis=1)
+    return above & (rank < min(k, kk))
+
+
+_SPATIAL = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)]
+
+
+def lateral_depression(acc, t, lateral, on, plain=False):
+    """Apply lateral depression to the thresholded outputs ``t`` int8 [N, K, H, W] of sums ``acc``
+    [N, K, H, W]; ``on`` bool [N, K] are the pre-gate decisions (a gated-off channel is no
+    neighbour). +1 survives iff ``acc - acc_n >= beta`` for every neighbour n, -1 iff
+    ``acc_n - acc >= beta``; otherwise 0."""
+    beta = lateral.beta
+    n, k, h, w = acc.shape
+    a = acc.astype(np.int64)
+    pos_ok = np.ones(a.shape, bool)
+    neg_ok = np.ones(a.shape, bool)
+    if plain:
+        for b in range(n):
+            for c in range(k):
+                for y in range(h):
+                    for x in range(w):
+                        if lateral.neighbourhood == "spatial":
+                            nb = [(c, y + dy, x + dx) for dy, dx in _SPATIAL
+                                  if 0 <= y + dy < h and 0 <= x + dx < w]
+                        else:
+                            nb = [(c + d, y, x) for d in (-1, 1) if 0 <= c + d < k and on[b, c + d]]
+                        for cc, yy, xx in nb:
+                            pos_ok[b, c, y, x] &= a[b, c, y, x] - a[b, cc, yy, xx] >= beta
+                            neg_ok[b, c, y, x] &= a[b, cc, yy, xx] - a[b, c, y, x] >= beta
+    else:
+        big = np.int64(1) << 40                    # a sentinel neighbour that never depresses
+        if lateral.neighbourhood == "spatial":
+            lo_pad = np.pad(a, ((0, 0), (0, 0), (1, 1), (1, 1)), constant_values=-big)
+            hi_pad = np.pad(a, ((0, 0), (0, 0), (1, 1), (1, 1)), constant_values=big)
+            for dy, dx in _SPATIAL:
+                pos_ok &= a - lo_pad[:, :, 1 + dy:1 + dy + h, 1 + dx:1 + dx + w] >= beta
+                neg_ok &= hi_pad[:, :, 1 + dy:1 + dy + h, 1 + dx:1 + dx + w] - a >= beta
+        else:
+            off = ~on[:, :, None, None]
+            lo_n = np.where(off, -big, a)
+            hi_n = np.where(off, big, a)
+            lo_pad = np.pad(lo_n, ((0, 0), (1, 1), (0, 0), (0, 0)), constant_values=-big)
+            hi_pad = np.pad(hi_n, ((0, 0), (1, 1), (0, 0), (0, 0)), constant_values=big)
+            for d in (-1, 1):
+                pos_ok &= a - lo_pad[:, 1 + d:1 + d + k] >= beta
+                neg_ok &= hi_pad[:, 1 + d:1 + d + k] - a >= beta
+    keep = np.where(t > 0, pos_ok, neg_ok)
+    return (t * keep).astype(np.int8)
 
 
 def _patches(x, layer):
@@ -247,40 +355,60 @@ def _maxpool(x, plain):
     return any_pos.astype(np.int8) - (~any_pos & ~any_zero).astype(np.int8)
 
 
-def _run_chunk(model, images, tau, plain, keep):
+def _image_layer(i, layer, x, tau, k, plain, out_shape, rec):
+    """One conv/dense layer: gates, sums, thresholds, lateral depression; returns its output
+    (ternary, or int32 logits) and records decisions and work in ``rec``."""
+    n, kk = x.shape[0], layer.out_channels
+    on = np.ones((n, kk), bool)
+    if layer.gate is not None:
+        la = gate_log_alpha(layer.gate, x, plain)
+        on = gate_decisions(la, tau, k, plain)
+        rec["gates"][i], rec["log_alpha"][i] = on, la
+    acc, fired, taps = (_linear_plain if plain else _linear_packed)(x, layer)
+    work = _work_from(i, layer, x, on, fired, taps)
+    rec["work"].append(work)
+    if layer.lo is None:
+        return acc[:, 0, :].astype(np.int32)
+    y = threshold(acc, layer.lo, layer.hi)
+    if isinstance(layer, Dense):
+        return np.ascontiguousarray(y[:, 0, :] * on.astype(np.int8))
+    _, ho, wo = out_shape
+    to_map = lambda a: a.transpose(0, 2, 1).reshape(n, kk, ho, wo)
+    y = to_map(y)
+    if layer.lateral is not None:
+        t = y
+        y = lateral_depression(to_map(acc), t, layer.lateral, on, plain)
+        work.lateral_zeroed = int(((t != 0) & (y == 0) & on[:, :, None, None]).sum())
+    y = y * on[:, :, None, None].astype(np.int8)
+    if layer.post_gate is not None:
+        pla = gate_log_alpha(layer.post_gate, y, plain)
+        pon = gate_decisions(pla, tau, k, plain)
+        rec["post_gates"][i], rec["post_log_alpha"][i] = pon, pla
+        y = y * pon[:, :, None, None].astype(np.int8)
+        work.post_off = int((on & ~pon).sum())
+        work.gate_macs += n * layer.post_gate.weights.size
+    return np.ascontiguousarray(y)
+
+
+def _run_chunk(model, images, tau, k, plain, keep):
     x = images
-    acts, gates, las, works = [], {}, {}, []
+    acts = []
+    rec = {"gates": {}, "log_alpha": {}, "post_gates": {}, "post_log_alpha": {}, "work": []}
     logits = None
     for i, layer in enumerate(model.layers):
         if isinstance(layer, InputQuant):
             x = threshold(x, layer.lo, layer.hi)
         elif isinstance(layer, (Conv, Dense)):
-            n, k = x.shape[0], layer.out_channels
-            on = np.ones((n, k), bool)
-            if layer.gate is not None:
-                la = gate_log_alpha(layer.gate, x, plain)
-                on = la > tau
-                gates[i], las[i] = on, la
-            acc, fired, taps = (_linear_plain if plain else _linear_packed)(x, layer)
-            works.append(_work_from(i, layer, x, on, fired, taps))
+            x = _image_layer(i, layer, x, tau, k, plain, model.shapes[i + 1], rec)
             if layer.lo is None:
-                logits = acc[:, 0, :].astype(np.int32)
-                x = logits
-            else:
-                y = threshold(acc, layer.lo, layer.hi) * on[:, None, :].astype(np.int8)
-                if isinstance(layer, Conv):
-                    _, ho, wo = model.shapes[i + 1]
-                    y = y.transpose(0, 2, 1).reshape(n, k, ho, wo)
-                else:
-                    y = y[:, 0, :]
-                x = np.ascontiguousarray(y)
+                logits = x
         elif isinstance(layer, MaxPool):
             x = _maxpool(x, plain)
         elif isinstance(layer, Flatten):
             x = x.reshape(x.shape[0], -1)
         if keep:
             acts.append(x)
-    return logits, acts, gates, las, works
+    return logits, acts, rec
 
 
 # -- temporal models --------------------------------------------------------------------------------
@@ -431,7 +559,7 @@ def _run_temporal(model, seqs, tau, impl, keep, chunk, progress):
                   membranes=cat(5))
 
 
-def run(model, images, tau=None, impl="packed", keep_activations=False, chunk=1000, progress=None):
+def run(model, images, tau=None, impl="packed", keep_activations=False, chunk=1000, progress=None, k="default"):
     """Run the integer model on a batch of uint8 images.
 
     Parameters
@@ -448,6 +576,9 @@ def run(model, images, tau=None, impl="packed", keep_activations=False, chunk=10
         Images per chunk (bounds memory).
     progress : callable or None
         Called with the number of images done after each chunk.
+    k : int, None or "default"
+        Competition register: each gate keeps at most the ``k`` kernels of largest log-alpha
+        (ties: lowest index); None: no competition; "default": ``model.default_k``.
 
     Returns
     -------
@@ -456,22 +587,23 @@ def run(model, images, tau=None, impl="packed", keep_activations=False, chunk=10
     if impl not in IMPLS:
         raise GxnorError(f"unknown implementation {impl!r}; choose one of {', '.join(IMPLS)}")
     tau = model.check_tau(tau)
+    k = model.default_k if isinstance(k, str) and k == "default" else model.check_k(k)
     images = check_inputs(model, images)
     if model.temporal:
         return _run_temporal(model, images, tau, impl, keep_activations, chunk, progress)
     plain = impl == "plain"
     parts = []
     for s in range(0, max(len(images), 1), chunk):
-        parts.append(_run_chunk(model, images[s:s + chunk], tau, plain, keep_activations))
+        parts.append(_run_chunk(model, images[s:s + chunk], tau, k, plain, keep_activations))
         if progress:
             progress(min(s + chunk, len(images)))
     logits = np.concatenate([p[0] for p in parts])
     acts = [np.concatenate([p[1][j] for p in parts]) for j in range(len(parts[0][1]))]
-    gates = {i: np.concatenate([p[2][i] for p in parts]) for i in parts[0][2]}
-    las = {i: np.concatenate([p[3][i] for p in parts]) for i in parts[0][3]}
-    works = parts[0][4]
+    cat = {name: {i: np.concatenate([p[2][name][i] for p in parts]) for i in parts[0][2][name]}
+           for name in ("gates", "log_alpha", "post_gates", "post_log_alpha")}
+    works = parts[0][2]["work"]
     for p in parts[1:]:
-        for w, o in zip(works, p[4]):
+        for w, o in zip(works, p[2]["work"]):
             w.add(o)
     return Result(logits=logits, predictions=np.argmax(logits, axis=1).astype(np.int64),
-                  activations=acts, gates=gates, log_alpha=las, work=works, tau=tau)
+                  activations=acts, work=works, tau=tau, k=k, **cat)

@@ -10,10 +10,24 @@ Every rule here is the specification (see docs/dataflow.md for the whole story):
   ``+1 if a >= hi[k]``, ``-1 if a < lo[k]``, else 0, with ``lo[k] <= hi[k]``. A negative folded
   BatchNorm scale is expressed by negating that channel's weights (exact for ternary weights), so
   the rule is always this non-decreasing one.
-* ``Gate(weights[K,C], bias[K])`` on a conv: ``log_alpha[k] = sum_c weights[k,c] * s[c] + bias[k]``
-  where ``s[c]`` is the sum of the layer's ternary input over channel ``c`` (an integer in
-  ``[-H*W, H*W]``). Kernel ``k`` is on iff ``log_alpha[k] > tau`` (strictly). A gated-off kernel
-  outputs 0 at every position, whatever its thresholds, and none of its work is done.
+* ``Gate(weights[K, C*R*R], bias[K], regions=R)`` on a conv (pre-synaptic, ``Conv.gate``):
+  ``log_alpha[k] = sum_f weights[k,f] * s[f] + bias[k]`` where ``s[c*R*R + ry*R + rx]`` is the sum
+  of the layer's ternary input over channel ``c`` and region ``(ry, rx)`` of an ``R x R`` grid: a
+  position ``(y, x)`` of an ``H x W`` map lies in region ``ry = (y*R) // H``, ``rx = (x*R) // W``
+  (``R = 1``: one global sum per channel). Kernel ``k`` is on iff ``log_alpha[k] > tau``
+  (strictly) and, when the competition register ``k_on`` is set, ``k`` is among the ``k_on``
+  kernels of largest log-alpha (ties: the lowest index wins). A gated-off kernel outputs 0 at every
+  position, whatever its thresholds, and none of its work is done.
+* ``Conv.post_gate`` (post-synaptic, a ``Gate`` over the layer's own K output channels): the same
+  rule on the per-region sums of the layer's ternary *output* (after the thresholds, lateral
+  depression and the pre-synaptic gate); a post-gated-off kernel's output is zeroed after it was
+  computed (its MACs are done; the saving is downstream). Only a conv can carry one.
+* ``Lateral(neighbourhood, beta)`` on a conv (lateral depression, seed 001): an output the
+  thresholds made +1 stays +1 only if ``a - a_n >= beta`` for every neighbour ``n``; an output at -1
+  stays -1 only if ``a_n - a >= beta`` for every neighbour; otherwise it becomes 0. Neighbourhoods:
+  ``"spatial"`` (the in-map 3x3 positions around it in the same channel; the centre excluded, off
+  the map excluded) or ``"channel"`` (channels ``k-1`` and ``k+1`` at the same position that exist
+  and are not pre-gated off). ``0 <= beta <= 2F``; an output with no neighbour is unaffected.
 * ``MaxPool``: 2x2, stride 2, over ternary maps (-1 < 0 < +1); an odd last row/column is dropped.
 * ``Flatten``: [C,H,W] -> [C*H*W] in C, H, W order.
 * ``Dense(weights[K,N], lo, hi)``: as Conv with one position. The last layer is a Dense without
@@ -49,6 +63,8 @@ GATE_WEIGHT_RANGE = (-128, 127)       # 8-bit signed gate-predictor weights
 GATE_BIAS_RANGE = (-(1 << 23), (1 << 23) - 1)  # 24-bit signed gate bias
 LEAK_SHIFT_RANGE = (0, 16)            # LIAF leak: u - (u >> s); 0 = no memory (u_t = I_t)
 RESETS = ("none", "zero")             # LIAF reset after a nonzero fire
+GATE_MAX_REGIONS = 8                  # region grid R x R, 1 <= R <= 8 (and R <= the map's sides)
+LATERAL_NEIGHBOURHOODS = ("spatial", "channel")
 
 
 def _int_array(a, what, ndim=None, dtype=np.int32):
@@ -110,6 +126,14 @@ class InputQuant:
 
     def arrays(self):
         return {}
+
+
+def region_index(h, w, regions):
+    """Region of every position of an ``h x w`` map on an ``R x R`` grid: int64 [h, w] holding
+    ``((y*R) // h) * R + (x*R) // w``."""
+    ry = (np.arange(h) * regions) // h
+    rx = (np.arange(w) * regions) // w
+    return ry[:, None] * regions + rx[None, :]
 
 
 @dataclass(frozen=True, eq=False)
@@ -187,9 +211,14 @@ def _liaf_check(layer):
 
 @dataclass(frozen=True, eq=False)
 class Gate:
-    """Integer gate predictor of a conv layer (pre-synaptic gate): see module docstring."""
+    """Integer gate predictor of a conv layer (pre- or post-synaptic): see module docstring.
+
+    ``weights`` int [K, C*R*R] (8-bit), ``bias`` int [K] (24-bit), ``regions`` R (1..8): the
+    predictor reads per-(channel, region) sums, feature ``c*R*R + ry*R + rx``.
+    """
     weights: np.ndarray
     bias: np.ndarray
+    regions: int = 1
 
     def __post_init__(self):
         w = _int_array(self.weights, "gate weights", 2)
@@ -202,13 +231,56 @@ class Gate:
         lo, hi = GATE_BIAS_RANGE
         if b.size and (b.min() < lo or b.max() > hi):
             raise GxnorError(f"gate bias must lie in [{lo}, {hi}] (24-bit)")
+        r = self.regions
+        if isinstance(r, bool) or not isinstance(r, (int, np.integer)) or not 1 <= r <= GATE_MAX_REGIONS:
+            raise GxnorError(f"gate regions must be an integer in [1, {GATE_MAX_REGIONS}], got {r!r}")
+        object.__setattr__(self, "regions", int(r))
         object.__setattr__(self, "weights", w)
         object.__setattr__(self, "bias", b)
 
-    def log_alpha_bound(self, positions):
-        """Largest |log_alpha| for input maps of ``positions`` pixels per channel."""
+    kernels = property(lambda self: self.weights.shape[0])
+
+    def check_shape(self, kernels, channels, what):
+        """Raise unless the gate fits ``kernels`` outputs reading ``channels`` maps."""
+        want = (kernels, channels * self.regions ** 2)
+        if self.weights.shape != want:
+            raise GxnorError(f"{what} weights: expected shape {want} ({channels} channels x "
+                             f"{self.regions}x{self.regions} regions), got {self.weights.shape}")
+
+    def check_fits(self, h, w, what):
+        """Raise unless every region of an ``h x w`` map holds a position."""
+        if self.regions > min(h, w):
+            raise GxnorError(f"{what}: {self.regions}x{self.regions} regions do not fit a {h}x{w} map "
+                             f"(every region needs a position)")
+
+    def log_alpha_bound(self, positions, h=None, w=None):
+        """Largest |log_alpha| for input maps of ``positions`` pixels per channel (``h x w``)."""
+        if self.regions > 1 and h is not None:
+            cells = np.bincount(region_index(h, w, self.regions).ravel(), minlength=self.regions ** 2)
+            per = np.tile(cells, self.weights.shape[1] // self.regions ** 2).astype(np.int64)
+            return int(np.max(np.abs(self.weights.astype(np.int64)) @ per + np.abs(self.bias.astype(np.int64))))
         return int(np.max(np.abs(self.weights.astype(np.int64)).sum(axis=1) * positions
                           + np.abs(self.bias.astype(np.int64))))
+
+
+@dataclass(frozen=True, eq=False)
+class Lateral:
+    """Lateral depression of a conv's outputs (see module docstring): ``neighbourhood`` is
+    ``"spatial"`` (3x3, same channel) or ``"channel"`` (k-1, k+1, same position); integer margin
+    ``beta >= 0`` (the layer checks ``beta <= 2F``)."""
+    neighbourhood: str
+    beta: int
+
+    def __post_init__(self):
+        if self.neighbourhood not in LATERAL_NEIGHBOURHOODS:
+            raise GxnorError(f"lateral depression: neighbourhood must be one of "
+                             f"{', '.join(LATERAL_NEIGHBOURHOODS)}, got {self.neighbourhood!r}")
+        b = self.beta
+        if isinstance(b, bool) or not isinstance(b, (int, np.integer)):
+            raise GxnorError(f"lateral depression: beta must be an integer, got {b!r}")
+        object.__setattr__(self, "beta", int(b))
+        if self.beta < 0:
+            raise GxnorError(f"lateral depression: beta {self.beta} is out of range (>= 0)")
 
 
 @dataclass(frozen=True, eq=False)
@@ -221,6 +293,8 @@ class Conv:
     gate: Optional[Gate] = None
     tap_mask: Optional[np.ndarray] = None
     liaf: Optional[Liaf] = None
+    post_gate: Optional[Gate] = None
+    lateral: Optional[Lateral] = None
     kind: ClassVar[str] = "conv"
 
     def __post_init__(self):
@@ -241,12 +315,20 @@ class Conv:
         if self.tap_mask is not None:
             object.__setattr__(self, "tap_mask", self._check_mask(self.tap_mask))
         _liaf_check(self)
+        for name in ("gate", "post_gate"):
+            g = getattr(self, name)
+            if g is not None and not isinstance(g, Gate):
+                raise GxnorError(f"conv: {name} must be a Gate")
         if self.gate is not None:
-            if not isinstance(self.gate, Gate):
-                raise GxnorError("conv: gate must be a Gate")
-            if self.gate.weights.shape != (self.out_channels, self.in_channels):
-                raise GxnorError(f"conv gate weights: expected shape ({self.out_channels}, "
-                                 f"{self.in_channels}), got {self.gate.weights.shape}")
+            self.gate.check_shape(self.out_channels, self.in_channels, "conv gate")
+        if self.post_gate is not None:
+            self.post_gate.check_shape(self.out_channels, self.out_channels, "conv post-synaptic gate")
+        if self.lateral is not None:
+            if not isinstance(self.lateral, Lateral):
+                raise GxnorError("conv: lateral must be a Lateral")
+            if self.lateral.beta > 2 * self.fan_in:
+                raise GxnorError(f"lateral depression: beta {self.lateral.beta} is out of range "
+                                 f"[0, {2 * self.fan_in}] (twice the fan-in {self.fan_in})")
 
     out_channels = property(lambda self: self.weights.shape[0])
     in_channels = property(lambda self: self.weights.shape[1])
@@ -289,13 +371,31 @@ class Conv:
         ho, wo = h + 2 * self.pad - self.kernel + 1, w + 2 * self.pad - self.kernel + 1
         if ho < 1 or wo < 1:
             raise GxnorError(f"conv: kernel {self.kernel} does not fit a {h}x{w} input with padding {self.padding!r}")
+        if self.gate is not None:
+            self.gate.check_fits(h, w, "conv gate")
+        if self.post_gate is not None:
+            self.post_gate.check_fits(ho, wo, "conv post-synaptic gate")
         return (self.out_channels, ho, wo)
 
+    @property
+    def gates(self):
+        """The layer's gates, pre-synaptic first: list of (where, Gate)."""
+        return [(n, g) for n, g in (("pre", self.gate), ("post", self.post_gate)) if g is not None]
+
     def params(self):
-        d = {"padding": self.padding, "gated": self.gate is not None, "shaped": self.tap_mask is not None}
+        """Manifest fields. Fields added in schema 2 appear only when used, so a plain layer's
+        entry is the schema-1 entry (plus ``shaped``)."""
+        p = {"padding": self.padding, "gated": self.gate is not None, "shaped": self.tap_mask is not None}
         if self.liaf is not None:
-            d["liaf"] = self.liaf.params()
-        return d
+            p["liaf"] = self.liaf.params()
+        if self.gate is not None and self.gate.regions != 1:
+            p["gate_regions"] = self.gate.regions
+        if self.post_gate is not None:
+            p["post_gated"] = True
+            p["post_gate_regions"] = self.post_gate.regions
+        if self.lateral is not None:
+            p["lateral"] = {"neighbourhood": self.lateral.neighbourhood, "beta": self.lateral.beta}
+        return p
 
     def arrays(self):
         d = {"weights": self.weights, "lo": self.lo, "hi": self.hi}
@@ -304,6 +404,9 @@ class Conv:
             d["gate_bias"] = self.gate.bias
         if self.tap_mask is not None:
             d["tap_mask"] = self.tap_mask
+        if self.post_gate is not None:
+            d["post_gate_weights"] = self.post_gate.weights
+            d["post_gate_bias"] = self.post_gate.bias
         return d
 
 
@@ -340,6 +443,9 @@ class Dense:
     gate = None
     tap_mask = None
     live_taps = property(lambda self: np.full(self.out_features, self.fan_in, np.int64))
+    post_gate = None
+    lateral = None
+    gates = property(lambda self: [])
 
     def out_shape(self, shape):
         if len(shape) != 1:

@@ -18,7 +18,14 @@ and a 25-bit register hold it exactly); the summed logits, inside int32.
 
 ``tau`` is one run-time integer for the whole model, in units of ``2**-gate_frac_bits`` of
 log-alpha. Its register width ``tau_bits`` is derived from the largest possible |log_alpha| of any
-gated layer, so every log-alpha and every tau in ``tau_range`` compares without overflow.
+gated layer (pre- or post-synaptic gate), so every log-alpha and every tau in ``tau_range`` compares
+without overflow.
+
+``k_on`` (the competition register, optional) is a second run-time integer: when given, each gate
+keeps on only the ``min(k_on, K)`` kernels of largest log-alpha among those above tau (ties: the
+lowest kernel index wins), so every gated layer has a fixed budget. ``0 <= k_on <= k_max`` where
+``k_max`` is the largest K of any gated layer (``k_bits`` wide, unsigned); None (the default) means
+no competition.
 """
 
 import dataclasses
@@ -50,6 +57,8 @@ class Model:
         log-alpha (real) = integer log-alpha / 2**gate_frac_bits.
     default_tau : int
         Integer tau used when none is given.
+    default_k : int or None
+        Competition register used when none is given (None: no competition).
     name : str
     meta : dict
         Free-form provenance (training command, accuracy); round-trips through the model file.
@@ -63,6 +72,7 @@ class Model:
     gate_frac_bits: int = 0
     default_tau: int = 0
     name: str = "model"
+    default_k: object = None
     meta: dict = field(default_factory=dict)
     time_steps: int = 1
     readout: str = "sum"
@@ -94,11 +104,28 @@ class Model:
         if not 0 <= int(self.gate_frac_bits) <= 16:
             raise GxnorError(f"gate_frac_bits must lie in [0, 16], got {self.gate_frac_bits}")
         object.__setattr__(self, "gate_frac_bits", int(self.gate_frac_bits))
-        bound = max([l.gate.log_alpha_bound(shapes[i][1] * shapes[i][2])
-                     for i, l in enumerate(layers) if isinstance(l, Conv) and l.gate is not None],
-                    default=0)
+        for i, l in enumerate(layers):
+            if not isinstance(l, Conv) and (getattr(l, "post_gate", None) is not None
+                                            or getattr(l, "lateral", None) is not None):
+                raise GxnorError(f"layer {i} ({l.kind}): only a conv layer can carry a post-synaptic "
+                                 f"gate or lateral depression")
+            if self.temporal and (getattr(l, "post_gate", None) is not None
+                                  or getattr(l, "lateral", None) is not None):
+                raise GxnorError(f"layer {i} ({l.kind}): post-synaptic gates and lateral depression are "
+                                 f"not supported in temporal models yet")
+        bounds, kmax = [0], 0
+        for i, l in enumerate(layers):
+            if isinstance(l, Conv):
+                for where, g in l.gates:
+                    s_in = shapes[i] if where == "pre" else shapes[i + 1]
+                    bounds.append(g.log_alpha_bound(s_in[1] * s_in[2], s_in[1], s_in[2]))
+                    kmax = max(kmax, l.out_channels)
+        bound = max(bounds)
         object.__setattr__(self, "tau_bits", bit_length_signed(-bound - 1, bound + 1))
+        object.__setattr__(self, "k_max", kmax)
+        object.__setattr__(self, "k_bits", max(1, kmax.bit_length()))
         object.__setattr__(self, "default_tau", self.check_tau(self.default_tau))
+        object.__setattr__(self, "default_k", None if self.default_k is None else self.check_k(self.default_k))
 
     def _check_time(self):
         t = self.time_steps
@@ -156,7 +183,40 @@ class Model:
 
     @property
     def gated(self):
-        return any(getattr(l, "gate", None) is not None for l in self.layers)
+        """True when some layer carries a gate (pre- or post-synaptic)."""
+        return any(getattr(l, "gate", None) is not None or getattr(l, "post_gate", None) is not None
+                   for l in self.layers)
+
+    def extensions(self):
+        """Rules of schema 2 this model uses that the v1 engine (rtl/) does not implement:
+        a subset of ``gate_regions``, ``post_gate``, ``lateral``, ``competition``. Empty for a model
+        the v1 engine runs exactly."""
+        ext = set()
+        for l in self.layers:
+            if getattr(l, "gate", None) is not None and l.gate.regions != 1:
+                ext.add("gate_regions")
+            if getattr(l, "post_gate", None) is not None:
+                ext.add("post_gate")
+            if getattr(l, "lateral", None) is not None:
+                ext.add("lateral")
+        if self.default_k is not None:
+            ext.add("competition")
+        return sorted(ext)
+
+    def check_k(self, k):
+        """Validate the competition register (None = no competition); returns it as int or None."""
+        if k is None:
+            return None
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+            raise GxnorError(f"k must be an integer (kernels kept per gated layer), got {k!r}")
+        if not self.gated:
+            raise GxnorError("k (competitive gates) needs a gated model; this model has no gates")
+        if self.temporal:
+            raise GxnorError("k (competitive gates) is not supported on temporal models yet")
+        if not 0 <= k <= self.k_max:
+            raise GxnorError(f"k {k} is out of range [0, {self.k_max}] (the largest gated layer has "
+                             f"{self.k_max} kernels)")
+        return int(k)
 
     @property
     def tau_range(self):
@@ -197,8 +257,8 @@ class Model:
                     bits += 2 * layer.out_channels * self.membrane_bits(i) + 5 + 1   # leak shift, reset
                 elif layer.lo is not None:
                     bits += 2 * layer.out_channels * layer.acc_bits
-                if layer.gate is not None:
-                    bits += 8 * layer.gate.weights.size + 24 * layer.gate.bias.size
+                for _, g in getattr(layer, "gates", []):
+                    bits += 8 * g.weights.size + 24 * g.bias.size
             elif isinstance(layer, InputQuant):
                 bits = 2 * 9
             out.append(bits)
@@ -228,6 +288,12 @@ class Model:
                 row["membrane_range"] = list(self.membrane_ranges[i])
                 row["membrane_bits"] = self.membrane_bits(i)
                 row["state_bits"] = int(np.prod(self.shapes[i + 1])) * self.membrane_bits(i)
+                if layer.gate is not None and layer.gate.regions != 1:
+                    row["gate_regions"] = layer.gate.regions
+                if layer.post_gate is not None:
+                    row["post_gate_regions"] = layer.post_gate.regions
+                if layer.lateral is not None:
+                    row["lateral"] = f"{layer.lateral.neighbourhood} beta={layer.lateral.beta}"
             if isinstance(layer, InputQuant):
                 row["thresholds"] = [layer.lo, layer.hi]
             rows.append(row)

@@ -5,7 +5,8 @@ Layout
 * ``__manifest__``: uint8 array, the UTF-8 bytes of a JSON object::
 
     {"format": "gxnor-model", "schema": 2, "name": str, "input_shape": [C, H, W],
-     "gate_frac_bits": int, "default_tau": int, "meta": {...},
+     "gate_frac_bits": int, "default_tau": int, "default_k": int or null (schema 2, optional),
+     "meta": {...},
      "layers": [{"kind": "input_quant", "lo": int, "hi": int},
                 {"kind": "conv", "padding": "same", "gated": bool, "shaped": bool,
                  "arrays": {"weights": {"dtype": "int8", "shape": [K, C, k, k]}, "lo": ..., "hi": ...,
@@ -18,10 +19,17 @@ Layout
   uint8 0/1).
 
 Schema versions: 1 (the first release) and 2 (this one) are read. Version 2 adds only optional
-fields, each absent meaning the version-1 behaviour: ``shaped`` + ``tap_mask`` on a conv (a learned
-kernel shape; absent = every tap exists); ``liaf: {"leak_shift": s, "reset": "none"|"zero"}`` on a
-hidden conv/dense (absent = stateless); the ``events`` first-layer kind; the model's ``time_steps``
-(absent = 1) and ``readout`` (absent = "sum").
+fields, each absent meaning the version-1 behaviour, so every version-1 file loads unchanged:
+
+* on a conv, ``shaped`` + ``tap_mask`` (a learned kernel shape; absent = every tap exists);
+* ``liaf: {"leak_shift": s, "reset": "none"|"zero"}`` on a hidden conv/dense (absent = stateless);
+  the ``events`` first-layer kind; the model's ``time_steps`` (absent = 1) and ``readout``
+  (absent = "sum");
+* ``default_k`` (the competition register; absent = no competition);
+* on a conv, ``gate_regions`` (R of the pre-synaptic gate, absent = 1), ``post_gated`` with
+  ``post_gate_regions`` and the arrays ``post_gate_weights``/``post_gate_bias`` (a post-synaptic
+  gate; absent = none), ``lateral`` ``{"neighbourhood": "spatial"|"channel", "beta": int}``
+  (lateral depression; absent = none).
 
 The checksum is the SHA-256 of, for each array in sorted name order, its name, dtype, shape and
 little-endian bytes. Loading never unpickles (``allow_pickle=False``) and checks everything: the
@@ -37,7 +45,7 @@ import zipfile
 import numpy as np
 
 from .errors import GxnorError
-from .layers import LAYER_KINDS, Conv, Dense, Gate, InputQuant, Liaf
+from .layers import LAYER_KINDS, Conv, Dense, Gate, InputQuant, Lateral, Liaf
 from .model import Model
 
 FORMAT = "gxnor-model"
@@ -73,6 +81,8 @@ def to_arrays(model):
                 "default_tau": model.default_tau, "time_steps": model.time_steps, "readout": model.readout,
                 "meta": model.meta, "layers": layers,
                 "checksum": _checksum(arrays)}
+    if model.default_k is not None:
+        manifest["default_k"] = model.default_k
     return manifest, arrays
 
 
@@ -123,11 +133,21 @@ def _layer_from(i, entry, arrays):
                     raise GxnorError("liaf entry needs a leak_shift")
                 liaf = Liaf(spec["leak_shift"], spec.get("reset", "none"))
             if kind == "conv":
-                gate = None
+                gate = post = lateral = None
                 if entry.get("gated"):
                     if "gate_weights" not in got or "gate_bias" not in got:
                         raise GxnorError("gated, but gate_weights/gate_bias are missing")
-                    gate = Gate(got["gate_weights"], got["gate_bias"])
+                    gate = Gate(got["gate_weights"], got["gate_bias"], regions=entry.get("gate_regions", 1))
+                if entry.get("post_gated"):
+                    if "post_gate_weights" not in got or "post_gate_bias" not in got:
+                        raise GxnorError("post_gated, but post_gate_weights/post_gate_bias are missing")
+                    post = Gate(got["post_gate_weights"], got["post_gate_bias"],
+                                regions=entry.get("post_gate_regions", 1))
+                if entry.get("lateral") is not None:
+                    lat = entry["lateral"]
+                    if not isinstance(lat, dict):
+                        raise GxnorError("lateral must be an object {neighbourhood, beta}")
+                    lateral = Lateral(lat.get("neighbourhood"), lat.get("beta"))
                 mask = None
                 if "tap_mask" in got and not entry.get("shaped"):
                     raise GxnorError("has a tap_mask array but is not marked shaped")
@@ -136,7 +156,11 @@ def _layer_from(i, entry, arrays):
                         raise GxnorError("shaped, but the tap_mask array is missing")
                     mask = got["tap_mask"]
                 return Conv(got["weights"], got.get("lo"), got.get("hi"),
-                            padding=entry.get("padding", "same"), gate=gate, tap_mask=mask, liaf=liaf)
+                            padding=entry.get("padding", "same"), gate=gate, tap_mask=mask, liaf=liaf,
+                            post_gate=post, lateral=lateral)
+            if entry.get("post_gated") or entry.get("lateral") is not None or entry.get("gated"):
+                raise GxnorError("a dense layer cannot carry a gate, a post-synaptic gate or lateral "
+                                 "depression (only a conv can)")
             return Dense(got["weights"], got.get("lo"), got.get("hi"), liaf=liaf)
         return LAYER_KINDS[kind]()
     except GxnorError as e:
@@ -163,6 +187,7 @@ def from_arrays(manifest, arrays):
                      layers=tuple(_layer_from(i, e, arrays) for i, e in enumerate(layers)),
                      gate_frac_bits=manifest.get("gate_frac_bits", 0),
                      default_tau=manifest.get("default_tau", 0),
+                     default_k=manifest.get("default_k"),
                      name=manifest.get("name", "model"), meta=manifest.get("meta", {}),
                      time_steps=manifest.get("time_steps", 1), readout=manifest.get("readout", "sum"))
     except KeyError as e:

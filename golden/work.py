@@ -13,8 +13,11 @@ tested in this order:
 So ``dense_macs == fired + skip_gated + skip_shape + skip_zero_act + skip_zero_weight`` always
 (checked by :meth:`LayerWork.check` on every run).
 ``input_events`` counts the nonzero activations of the layer's input (what the event encoder
-emits). ``kernels_off`` counts gated-off (image, kernel) pairs; ``gate_macs`` is the gate
-predictor's integer work (``K * C`` per image). All counts are summed over the images of a run.
+emits). ``kernels_off`` counts (image, kernel) pairs gated off by a pre-synaptic gate;
+``post_off`` those zeroed by a post-synaptic gate (computed, so their MACs are in the other
+classes); ``lateral_zeroed`` the outputs that the thresholds made nonzero and lateral depression
+set to 0; ``gate_macs`` is the gate predictors' integer work (``K * C * R*R`` per image and gate).
+All counts are summed over the images of a run.
 """
 
 from dataclasses import asdict, dataclass, fields
@@ -35,9 +38,11 @@ class LayerWork:
     kernels: int = 0
     kernels_off: int = 0
     gate_macs: int = 0
+    post_off: int = 0
+    lateral_zeroed: int = 0
 
     COUNTS = ("images", "dense_macs", "input_events", "fired", "skip_gated", "skip_shape", "skip_zero_act",
-              "skip_zero_weight", "kernels", "kernels_off", "gate_macs")
+              "skip_zero_weight", "kernels", "kernels_off", "gate_macs", "post_off", "lateral_zeroed")
     SKIPS = ("skip_gated", "skip_shape", "skip_zero_act", "skip_zero_weight")
 
     def add(self, other):

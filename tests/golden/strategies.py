@@ -5,7 +5,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from golden.errors import GxnorError
-from golden.layers import Conv, Dense, Flatten, Gate, InputQuant, MaxPool
+from golden.layers import Conv, Dense, Flatten, Gate, InputQuant, Lateral, MaxPool
 from golden.model import Model
 
 
@@ -24,8 +24,22 @@ def thresholds(draw, k, fan_in):
     return np.minimum(a, b), np.maximum(a, b)
 
 
+def gate_for(draw, kout, cin, h, w, extended):
+    """A random gate of ``kout`` kernels reading ``cin`` maps of h x w (regions when extended)."""
+    r = draw(st.integers(1, min(3, h, w))) if extended else 1
+    gw = draw(hnp.arrays(np.int32, (kout, cin * r * r), elements=st.integers(-128, 127)))
+    # narrow biases make log-alpha ties (competition tie rule) common
+    bias = st.integers(-4, 4) if extended and draw(st.booleans()) else st.integers(-(1 << 12), 1 << 12)
+    if extended and draw(st.booleans()):
+        gw = np.zeros_like(gw)
+    gb = draw(hnp.arrays(np.int32, (kout,), elements=bias))
+    return Gate(gw, gb, regions=r)
+
+
 @st.composite
-def models(draw, max_side=10, max_channels=4):
+def models(draw, max_side=10, max_channels=4, extended=False):
+    """Random valid models; ``extended`` adds schema-2 rules (gate regions, post-synaptic gates,
+    lateral depression) and a default competition register."""
     c = draw(st.integers(1, 3))
     h = draw(st.integers(1, max_side))
     w = draw(st.integers(1, max_side))
@@ -40,17 +54,23 @@ def models(draw, max_side=10, max_channels=4):
         cin = shape[0]
         if padding == "valid" and (shape[1] < k or shape[2] < k):
             padding = "same"
-        gate = None
+        gate = post = lateral = None
         if draw(st.booleans()):
-            gw = draw(hnp.arrays(np.int32, (kout, cin), elements=st.integers(-128, 127)))
-            gb = draw(hnp.arrays(np.int32, (kout,), elements=st.integers(-(1 << 12), 1 << 12)))
-            gate = Gate(gw, gb)
+            gate = gate_for(draw, kout, cin, shape[1], shape[2], extended)
         wts = ternary(draw, (kout, cin, k, k))
         mask = None
         if draw(st.booleans()):
             mask = draw(hnp.arrays(np.uint8, wts.shape, elements=st.integers(0, 1)))
             wts = wts * mask.astype(np.int8)
-        layer = Conv(wts, *thresholds(draw, kout, cin * k * k), padding=padding, gate=gate, tap_mask=mask)
+        ho, wo = Conv(np.zeros((kout, cin, k, k), np.int8), np.zeros(kout, np.int32), np.zeros(kout, np.int32),
+                      padding=padding).out_shape(shape)[1:]
+        if extended and draw(st.booleans()):
+            post = gate_for(draw, kout, kout, ho, wo, extended)
+        if extended and draw(st.booleans()):
+            lateral = Lateral(draw(st.sampled_from(["spatial", "channel"])),
+                              draw(st.one_of(st.just(0), st.integers(0, min(3, 2 * cin * k * k)), st.integers(0, 2 * cin * k * k))))
+        layer = Conv(wts, *thresholds(draw, kout, cin * k * k), padding=padding, gate=gate, tap_mask=mask,
+                     post_gate=post, lateral=lateral)
         layers.append(layer)
         shape = layer.out_shape(shape)
         if shape[1] >= 2 and shape[2] >= 2 and draw(st.booleans()):
@@ -64,7 +84,10 @@ def models(draw, max_side=10, max_channels=4):
         n = kout
     classes = draw(st.integers(1, 12))
     layers.append(Dense(ternary(draw, (classes, n))))
-    return Model((c, h, w), tuple(layers))
+    model = Model((c, h, w), tuple(layers))
+    if extended and model.gated and draw(st.booleans()):
+        model = Model((c, h, w), tuple(layers), default_k=draw(st.integers(0, model.k_max)))
+    return model
 
 
 @st.composite
@@ -144,3 +167,17 @@ def temporal_model_inputs(draw, max_side=7, max_channels=3):
         seqs = draw(hnp.arrays(np.uint8, (count, t_in, c, h, w), elements=st.sampled_from([0, 255])))
     lo, hi = model.tau_range
     return model, seqs, draw(st.integers(lo, hi))
+
+
+@st.composite
+def extended_inputs(draw, max_side=6, max_channels=4):
+    """(model, images, tau, k) with schema-2 rules; k is "default", None or in [0, k_max]."""
+    model, images, tau = draw(model_inputs(max_side=max_side, max_channels=max_channels, extended=True))
+    k = "default"
+    if model.gated:
+        k = draw(st.one_of(st.just("default"), st.none(), st.integers(0, model.k_max)))
+    if model.gated and draw(st.booleans()):
+        # tau around the log-alpha values, so threshold and competition interact
+        lo, hi = model.tau_range
+        tau = draw(st.integers(max(lo, -3), min(hi, 3)))
+    return model, images, tau, k
