@@ -35,18 +35,22 @@ CATEGORIES = {"logic": ("ICESTORM_LC", "TRELLIS_COMB"), "ff": ("TRELLIS_FF",),
               "dsp": ("ICESTORM_DSP", "MULT18X18D"), "io": ("SB_IO", "TRELLIS_IO")}
 
 
+def tool_path(exe):
+    """Path of YoWASP tool ``exe`` (``yowasp-icepll``, ...): next to this Python, else on PATH."""
+    cand = Path(sys.executable).parent / exe
+    path = str(cand) if cand.is_file() else shutil.which(exe)
+    if path is None:
+        raise GxnorError(f"{exe} not found (next to {sys.executable} or on PATH); "
+                         "run `make test` once or pip install -r requirements.lock")
+    return path
+
+
 def tool_env():
     """Set the tool environment variables Amaranth reads (keeping any the user set); returns them."""
-    bindir = Path(sys.executable).parent
     out = {}
     for var, exe in TOOLS.items():
         if not os.environ.get(var):
-            cand = bindir / exe
-            path = str(cand) if cand.is_file() else shutil.which(exe)
-            if path is None:
-                raise GxnorError(f"{exe} not found (next to {sys.executable} or on PATH); "
-                                 "run `make test` once or pip install -r requirements.lock")
-            os.environ[var] = path
+            os.environ[var] = tool_path(exe)
         out[var] = os.environ[var]
     return out
 
