@@ -5,7 +5,7 @@ simulated by ``sim/test_board_top.py``); :class:`BoardDesign` wraps it for an am
 platform (pins ``uart``, LEDs). Any engine with the :class:`rtl.engine.Engine` ports fits.
 """
 
-from amaranth.hdl import Elaboratable, Module, Shape
+from amaranth.hdl import ClockSignal, Elaboratable, Instance, Module, ResetSignal, Shape
 from amaranth.lib import wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
@@ -21,6 +21,38 @@ def engine_widths(engine):
     res = engine.result.payload.shape()
     return (engine.tau.shape().width, Shape.cast(res["logit"].shape).width,
             Shape.cast(res["cls"].shape).width)
+
+
+class EngineInstance(wiring.Component):
+    """An engine's ports, wired to a Verilog instance of its module (``module``, default
+    ``engine``) instead of its logic: a board top built around it has only the board's modules in
+    its Verilog and instantiates the engine's own file (the package's ``engine.v``) once.
+
+    Parameters
+    ----------
+    engine : wiring.Component
+        The engine whose signature (and ``cfg``, ``spram``, ``spram_mode``, ``preloaded``, which
+        :class:`BoardTop` reads) this takes; it is not elaborated.
+    module : str
+        Verilog module name of the engine (``verilog.convert(engine, name=module)``). Ports are
+        named as Amaranth names a toplevel's: ``clk``, ``rst``, ``<member>__<field>``.
+    """
+
+    def __init__(self, engine, module="engine"):
+        self.module = module
+        for attr in ("cfg", "spram", "spram_mode", "preloaded"):
+            if hasattr(engine, attr):
+                setattr(self, attr, getattr(engine, attr))
+        engine._MustUse__silence = True
+        super().__init__(engine.signature)
+
+    def elaborate(self, platform):
+        m = Module()
+        ports = {"i_clk": ClockSignal("sync"), "i_rst": ResetSignal("sync")}
+        for path, member, value in self.signature.flatten(self):
+            ports[("i_" if member.flow == In else "o_") + "__".join(str(p) for p in path)] = value
+        m.submodules.engine = Instance(self.module, **ports)
+        return m
 
 
 class BoardTop(wiring.Component):
@@ -60,6 +92,7 @@ class BoardTop(wiring.Component):
                  loadable=False):
         if isinstance(timeout_bytes, bool) or not isinstance(timeout_bytes, int) or timeout_bytes < 2:
             raise ValueError(f"timeout_bytes must be an integer >= 2, not {timeout_bytes!r}")
+        self._MustUse__silence = True          # no "never used" warning for a refused top
         self.engine = engine
         self.clk_freq, self.baud = clk_freq, baud
         self.divisor = baud_divisor(clk_freq, baud)
@@ -70,7 +103,6 @@ class BoardTop(wiring.Component):
         self.loadable = bool(loadable)
         if (not self.loadable and "w" in getattr(engine, "spram", {})
                 and getattr(engine, "spram_mode", None) == "spram"):
-            self._MustUse__silence = True
             raise ValueError("weights in SPRAM (no initial contents) need a loadable build: "
                              "the host loads the model before images")
         if self.loadable:
@@ -80,6 +112,7 @@ class BoardTop(wiring.Component):
             self.link_args["model_init"] = getattr(engine, "preloaded", True)
         Link(**self.link_args)._MustUse__silence = True       # validate the link parameters now
         super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "busy": Out(1), "error": Out(1)})
+        self._MustUse__silence = False
 
     def elaborate(self, platform):
         m = Module()

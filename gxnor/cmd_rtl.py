@@ -21,8 +21,8 @@ def register(sub):
     v.add_argument("--package", metavar="OUT",
                    help="write a drop-in IP package to OUT/ (Verilog, mem/*.hex, FuseSoC .core, README); "
                         "OUT must be empty or missing unless --force")
-    v.add_argument("--clock", type=float, default=None, metavar="HZ",
-                   help="with --package: also write board_top.v (UART link) for this clock frequency")
+    v.add_argument("--clock", type=float, default=None, metavar="MHZ",
+                   help="with --package: also write board_top.v (UART link) for this clock frequency in MHz")
     v.add_argument("--baud", type=int, default=115200, help="with --package --clock: UART baud (default 115200)")
     v.add_argument("--force", action="store_true", help="with --package: replace a non-empty OUT/")
     v.add_argument("--no-lint", action="store_true", help="skip the verilator --lint-only -Wall check")
@@ -63,7 +63,7 @@ def cmd_verilog(args):
     if args.clock is not None and not args.package:
         raise GxnorError("--clock only applies with --package (it adds board_top.v to the package)")
     if args.clock is not None and not args.clock > 0:
-        raise GxnorError(f"--clock {args.clock:g}: the clock frequency must be positive (Hz)")
+        raise GxnorError(f"--clock {args.clock:g}: the clock frequency must be positive (MHz)")
     if args.baud <= 0:
         raise GxnorError(f"--baud {args.baud}: the baud rate must be positive")
     model = load_engine_model(args.model)
@@ -75,18 +75,15 @@ def cmd_verilog(args):
             raise GxnorError(f"{pkg} is a file, not a folder; give --package a folder")
         if pkg.is_dir() and any(pkg.iterdir()) and not args.force:
             raise GxnorError(f"{pkg} is not empty; not overwriting it (use --force to replace it)")
-    # generated under build/ so the lint waivers (generated files only) apply to it
-    src = simengine.generate(cfg, model, toolchain.build_root() / "verilog" / simengine.build_dir_for(cfg, model).name / "engine.v")
-    if not args.no_lint:
-        rc, text = toolchain.lint([src], "engine", [str(simengine.engine_waiver_file())])
-        if rc != 0:
-            raise GxnorError(f"verilator --lint-only -Wall failed on the engine for {args.model}: "
-                             f"{text.splitlines()[0] if text else 'no output'}")
-    verilog_text = Path(src).read_text()
+    from fpga.package import engine_verilog, lint_folder, waivers_vlt
+    # the waiver tables of the Verilog written: Amaranth's general one and the engine module's
+    waivers = {"engine_waivers": simengine.ENGINE_WAIVERS, "common_waivers": toolchain.VERILATOR_WAIVERS}
+    verilog_text = engine_verilog(cfg, model)           # no source paths of this machine
     if args.output:
         out = Path(args.output)
         out.mkdir(parents=True, exist_ok=True)
         (out / "engine.v").write_text(verilog_text)
+        (out / "waivers.vlt").write_text(waivers_vlt(**waivers))
         (out / "engine_config.json").write_text(cfg.to_json() + "\n")
         img = images(model, cfg)
         widths = {"desc": cfg.desc_bits, "weights": 2 * cfg.lanes, "thr": cfg.thr_word_bits,
@@ -94,16 +91,20 @@ def cmd_verilog(args):
         for name, bits in widths.items():
             _mem_hex(out / f"{name}.hex", img[name], bits)
         (out / "header.hex").write_text(f"{img['header']:x}\n")
-        print(f"wrote engine.v ({cfg.lanes} lanes), engine_config.json, "
+        if not args.no_lint:
+            lint_folder(out)
+        print(f"wrote engine.v ({cfg.lanes} lanes), waivers.vlt, engine_config.json, "
               f"{', '.join(n + '.hex' for n in list(widths) + ['header'])} to {out}")
     if args.package:
         from fpga.package import write_package
-        written = write_package(args.package, model, cfg, engine_verilog=verilog_text,
-                                clk_freq=args.clock, baud=args.baud, overwrite=args.force)
+        written = write_package(args.package, model, cfg, **waivers, lint=not args.no_lint,
+                                clk_freq=None if args.clock is None else args.clock * 1e6,
+                                baud=args.baud, overwrite=args.force)
         print(f"wrote package {args.package}: {len(written)} files "
               f"({', '.join(sorted(str(Path(p).relative_to(args.package)) for p in written))})")
     if not args.no_lint:
-        print("verilator --lint-only -Wall: clean (waivers: sim/toolchain.py, sim/engine.py ENGINE_WAIVERS)")
+        print("verilator --lint-only -Wall waivers.vlt *.v: clean in the written folder(s) "
+              "(waivers.vlt gives each waiver's reason)")
 
 
 def cmd_sim(args):

@@ -15,6 +15,10 @@ from rtl.engine.config import EngineConfig
 from golden.errors import GxnorError
 from golden.randmodel import random_model
 from gxnor.cli import main
+from sim.engine import ENGINE_WAIVERS
+from sim.toolchain import VERILATOR_WAIVERS
+
+WAIVERS = {"engine_waivers": ENGINE_WAIVERS, "common_waivers": VERILATOR_WAIVERS}
 
 ICE40_LOG = """\
 Info: Device utilisation:
@@ -116,9 +120,9 @@ def test_package(tmp_path):
     model = random_model("c4,p,c8g,f,d10", (1, 8, 8), seed=6, name="pkg-cnn")
     cfg = EngineConfig.for_models([model], 4)
     out = tmp_path / "pkg"
-    files = write_package(out, model, cfg, clk_freq=12e6)
+    files = write_package(out, model, cfg, clk_freq=12e6, **WAIVERS)
     names = sorted(str(p.relative_to(out)) for p in files)
-    assert names == sorted(["engine.v", "board_top.v", "engine_config.json", "gxnor_pkg_cnn.core",
+    assert names == sorted(["engine.v", "board_top.v", "waivers.vlt", "engine_config.json", "gxnor_pkg_cnn.core",
                             "README.md"] + [f"mem/{n}.hex" for n in ("header", "desc", "weights", "thr", "gw", "gb")])
     assert "module engine(" in (out / "engine.v").read_text().replace(" (", "(")
     assert EngineConfig.from_json((out / "engine_config.json").read_text()) == cfg
@@ -130,6 +134,6 @@ def test_package(tmp_path):
     readme = (out / "README.md").read_text()
     assert "`pixels__payload` | in | 9" in readme and "BAD_CRC" in readme
     with pytest.raises(GxnorError, match="not empty"):
-        write_package(out, model, cfg)
+        write_package(out, model, cfg, **WAIVERS)
     json.loads((out / "engine_config.json").read_text())
     assert np.all(np.array([len(l) for l in (out / "mem/weights.hex").read_text().split()]) == 2)

@@ -1,10 +1,10 @@
-"""Verilator lint waivers for the fpga/ designs (UART, link, board top), one entry per warning kind.
+"""Verilator lint set-up of the board tests: fpga.waivers.BOARD_WAIVERS (the board's own table) for
+files under build/, and the engine's table for the engine's file only.
 
 sim/toolchain.py's VERILATOR_WAIVERS (applied to every generated file) cover Amaranth's `$n` nets,
-signed sign-extension and PROCASSINIT. The fpga/ blocks add a few Amaranth idioms (FSMs, per-port
-aliases in the parent, named wires kept for signals the netlist inlines, amaranth.lib.fifo's
-internals); they are waived here, each with a message pattern naming the signal or operand, and
-passed as an extra control file (``fpga_waivers.vlt``) for files under build/ only.
+signed sign-extension and PROCASSINIT. The board's modules add a few Amaranth idioms; their table
+(:data:`fpga.waivers.BOARD_WAIVERS`, reasons there) is passed as an extra control file
+(``fpga_waivers.vlt``) for files under build/ only.
 
 The board top's engine is a different author's design with its own per-warning waivers
 (sim/engine.py ENGINE_WAIVERS). :func:`split_engine` writes the engine's modules (``board_top.engine``
@@ -19,60 +19,11 @@ build folders are now keyed ``core=...`` so that pattern does not match them eit
 import re
 from pathlib import Path
 
+from fpga.waivers import BOARD_WAIVERS
 from sim import toolchain
 
-_ALIAS = ("Amaranth keeps the Python name as a wire comb-assigned from another net (a submodule port "
-          "joined by wiring.connect, a constant or an expression it inlines); logic reads that net, "
-          "the name is only there for waveforms")
-
-# (code, message pattern, why it is safe to waive)
-FPGA_WAIVERS = [
-    ("DECLFILENAME", "Filename 'board_top' does not match MODULE name: 'board_top.*'",
-     "Amaranth names submodules `<top>.<sub>` in the same file as the toplevel."),
-    ("DECLFILENAME", "Filename 'engine' does not match MODULE name: 'board_top.engine*'",
-     "split_engine puts the board top's engine hierarchy (`board_top.engine`, `board_top.engine.<block>`) "
-     "in engine.v: a file-naming style rule, no logic."),
-    ("DECLFILENAME", "Filename 'uart' does not match MODULE name: 'uart.*'",
-     "the UART's rx/tx/synchroniser submodules, written by Amaranth into uart.v."),
-    ("WIDTHTRUNC", "Logical operator LOGNOT expects 1 bit on the LHS*",
-     "Amaranth writes `x == 0` as `!x` on a multi-bit x, which Verilog defines exactly that way."),
-    ("WIDTHEXPAND", "*'s CONST '*'h*' generates*",
-     "Amaranth compares with the shortest unsigned constant; zero-extension is the IR semantics."),
-    ("UNUSEDSIGNAL", "Signal is not used: '*$*'",
-     "Amaranth's per-port aliases in the parent (`rx$12`) and `$`-suffixed nets of a submodule's "
-     "ports are generated, not design signals; unused named signals without `$` still warn."),
-    ("UNUSEDSIGNAL", "Signal is not used: 'rst'",
-     "A submodule with no reset logic (the 2-flop synchroniser) still gets the `rst` port."),
-    ("CASEINCOMPLETE", "Case values incompletely covered*",
-     "m.FSM state registers are wider than the state count; Amaranth assigns a default before the "
-     "`casez (fsm_state)`, so unused encodings keep it (no latch)."),
-    ("WIDTHTRUNC", "Operator ASSIGNW expects 8 bits on the Assign RHS, but Assign RHS's SHIFTR generates*",
-     "the link's byte multiplexers, `word_select(i, 8)` of the logit/tau/counter/INFO words and of the "
-     "LOAD word: Amaranth lowers them as `x >> 8*i` assigned to an 8-bit net, the truncation is the select"),
-    ("UNUSEDSIGNAL", "*: '*.*'",
-     "data.View field aliases (`result__payload.logit`, `pixels__payload.last`): one wire per field for "
-     "waveforms; the logic reads the whole payload."),
-] + [("UNUSEDSIGNAL", f"Signal is not used: '{name}'", f"{name}: {_ALIAS}") for name in (
-    # board_top: its names for both sides of the streams wiring.connect joins (uart.o ->
-    # rx_fifo.w_stream, rx_fifo.r_stream -> link.rx, link.tx -> uart.i); the instances are wired
-    # with one of the two names, the other stays an alias. `load__valid`: a baked build ties the
-    # engine's load.valid to 0 (also the baked engine's own unread port, in engine.v)
-    "w_data", "w_rdy", "r_data", "r_rdy", "rx__ready", "tx__payload", "tx__valid", "i__ready",
-    "o__payload", "o__valid", "load__valid",
-    # link: reset-less model registers that a baked build never writes (constants there), the
-    # sign-extended logit/tau words, all inlined where they are read; the CRC processors' inputs
-    # (`data`, the received byte `rx__payload`, the folded reply byte `tq`/`tq_v`) as named in the link
-    "classes_r", "npix_r", "model_ok", "logit32", "tau32", "data", "rx__payload", "tq", "tq_v",
-    # amaranth.lib.fifo.SyncFIFOBuffered (the RX FIFO) internals: its inner SyncFIFO's level and
-    # pointers, its read-port data and write data as named inside the library
-    "consume", "produce", "level", "r_level", "r_port__data")] + [
-    ("UNUSEDSIGNAL", "Signal is not used: 'match_detected'",
-     "amaranth.lib.crc.Processor's residue-match output: the link compares the CRC byte with `crc` "
-     "itself (it needs the byte for the reply precedence), so the library's flag is not read"),
-    ("UNUSEDSIGNAL", "Signal is not used: 'dense'",
-     "the board top ties the engine's `dense` input to 0 (event-driven schedule): the parent's name "
-     "for that constant (the stand-in engine has no such port in its Verilog, it ignores it)"),
-]
+# The board's own table lives with the board (installed: gxnor verilog --package ships it too).
+FPGA_WAIVERS = BOARD_WAIVERS
 
 # The engine's modules (engine.v of a board top) flag these beyond ENGINE_WAIVERS (seen on the baked
 # P=4 board CNN, also when engine.v is linted alone): the baked engine's unread load stream (no LOAD

@@ -144,7 +144,7 @@ def test_verilog_package(tmp_path):
     m = random_model("c4,p,c8g,f,d10", (1, 8, 8), seed=2, name="pkg-test")
     save(m, tmp_path / "m.gxm")
     out = tmp_path / "pkg"
-    r = gxnor("verilog", "--model", str(tmp_path / "m.gxm"), "--package", str(out), "--clock", "12e6")
+    r = gxnor("verilog", "--model", str(tmp_path / "m.gxm"), "--package", str(out), "--clock", "12")
     assert r.returncode == 0, r.stderr
     names = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()}
     for n in ("engine.v", "board_top.v", "engine_config.json", "README.md", "gxnor_pkg_test.core",
@@ -170,7 +170,7 @@ def test_verilog_package(tmp_path):
 
 @pytest.mark.parametrize("args, msg", [
     ([], "give -o DIR"),
-    (["-o", "X", "--clock", "1e6"], "--clock only applies with --package"),
+    (["-o", "X", "--clock", "1"], "--clock only applies with --package"),
     (["--package", "X", "--clock", "0"], "must be positive"),
     (["--package", "X", "--baud", "0"], "must be positive"),
 ])
