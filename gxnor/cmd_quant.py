@@ -13,8 +13,11 @@ from .common import check_new_output, print_json
 
 def register(sub):
     t = sub.add_parser("train", help="train a ternary (or --float) network with Brevitas on the CPU")
-    t.add_argument("--arch", required=True, help="mlp, cnn or gated-cnn")
-    t.add_argument("--dataset", required=True, help="mnist5k, digits, mnist (needs --path) or cifar10 (needs --path)")
+    t.add_argument("--arch", required=True,
+                   help="mlp, cnn, gated-cnn, lhc-cnn (learned kernel shapes), liaf-cnn (LIAF convs, event data), "
+                        "or a string of cN[g][s][l], p, f, dN[l] (g gated, s shaped, l LIAF; 3x3 same convs)")
+    t.add_argument("--dataset", required=True, help="mnist5k, digits, mnist (needs --path) or cifar10 (needs --path); "
+                                                     "event sequences: mnist5k-saccade, nmnist (needs --path)")
     t.add_argument("--path", default=None, help="folder holding the mnist / cifar10 files")
     t.add_argument("--epochs", type=int, required=True)
     t.add_argument("--seed", type=int, default=0, help="fixes initialisation, batch order, augmentation, gate noise")
@@ -40,6 +43,17 @@ def register(sub):
                    help="gated architecture with its gates removed (the matched ungated reference)")
     t.add_argument("--gate-norm", action="store_true",
                    help="standardise the gate predictor's input sums (folded into the integer gate weights)")
+    t.add_argument("--shape-lambda", type=float, default=0.0,
+                   help="shaped convs (LHC): weight of the penalty on the expected fraction of dense MACs in live taps")
+    t.add_argument("--val", type=int, default=0,
+                   help="hold the last N training images out as a validation split (reported, never trained on)")
+    t.add_argument("--time-steps", type=int, default=12, help="event data sets: frames per sequence (default 12)")
+    t.add_argument("--event-threshold", type=int, default=48,
+                   help="mnist5k-saccade: the synthetic sensor's contrast threshold, pixel levels (default 48)")
+    t.add_argument("--leak-shift", type=int, default=2,
+                   help="LIAF layers: membrane leak u - floor(u / 2^S), 0..16 (0 = no temporal state; default 2)")
+    t.add_argument("--reset", default="none", help="LIAF layers: after a nonzero fire keep the membrane (none) or zero it")
+    t.add_argument("--readout", default="sum", help="event data: logits summed over the steps (sum) or the last step's")
     t.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest for these small models)")
     g = t.add_mutually_exclusive_group()
     g.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
@@ -93,7 +107,10 @@ def _train_command(a):
                                  ("--clip", a.clip, 0.0), ("--teacher", a.teacher, None),
                                  ("--kd-alpha", a.kd_alpha if a.teacher else 0.7, 0.7),
                                  ("--kd-temp", a.kd_temp if a.teacher else 4.0, 4.0),
-                                 ("--l0-warmup", a.l0_warmup, 0.0)):
+                                 ("--l0-warmup", a.l0_warmup, 0.0), ("--shape-lambda", a.shape_lambda, 0.0),
+                                 ("--val", a.val, 0), ("--time-steps", a.time_steps, 12),
+                                 ("--event-threshold", a.event_threshold, 48), ("--leak-shift", a.leak_shift, 2),
+                                 ("--reset", a.reset, "none"), ("--readout", a.readout, "sum")):
         if value != default:
             parts += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
     for flag, value in (("--no-gates", a.no_gates), ("--gate-norm", a.gate_norm)):
@@ -114,16 +131,31 @@ def _export_command(a):
     return " ".join(shlex.quote(p) for p in parts)
 
 
+def _work_meta(res):
+    """Per-image (per-sequence) work of the exported model on the test split, for the model meta."""
+    tot = res.total_work
+    n = max(tot.images, 1)
+    out = {"fired_per_input": tot.fired / n, "dense_macs_per_input": tot.dense_macs / n,
+           "skip_shape_per_input": tot.skip_shape / n, "events_per_input": tot.input_events / n}
+    if res.work_steps:
+        out["events_per_step"] = [sum(w.input_events for w in ws[:1]) / n for ws in res.work_steps]
+        out["fired_per_step"] = [sum(w.fired for w in ws) / n for ws in res.work_steps]
+    return out
+
+
 def cmd_train(args):
-    from quant.nets import ARCHS
+    from quant.nets import arch_features
     from quant.train import default_config, train
 
-    if args.arch not in ARCHS:
-        raise GxnorError(f"unknown architecture {args.arch!r}; choose one of {', '.join(ARCHS)}")
-    from golden.data import DATASETS
-    if args.dataset not in DATASETS:
-        raise GxnorError(f"unknown data set {args.dataset!r}; choose one of {', '.join(DATASETS)}")
-    if (args.lam or args.gate_norm or args.no_gates or args.l0_warmup) and "gated" not in args.arch:
+    feats = arch_features(args.arch)
+    from golden.data import DATASETS, EVENT_DATASETS
+    if args.dataset not in DATASETS + EVENT_DATASETS:
+        raise GxnorError(f"unknown data set {args.dataset!r}; choose one of {', '.join(DATASETS + EVENT_DATASETS)}")
+    if args.shape_lambda and not feats["shaped"]:
+        raise GxnorError(f"--shape-lambda applies to architectures with shaped convs (cNs); {args.arch} has none")
+    if feats["liaf"] and args.dataset not in EVENT_DATASETS:
+        raise GxnorError(f"{args.arch} has LIAF layers: train it on an event data set ({', '.join(EVENT_DATASETS)})")
+    if (args.lam or args.gate_norm or args.no_gates or args.l0_warmup) and not feats["gated"]:
         raise GxnorError(f"--lambda, --gate-norm, --no-gates and --l0-warmup apply to gated architectures only; "
                          f"{args.arch} has no gates")
     if args.no_gates and (args.lam or args.gate_norm):
@@ -136,7 +168,9 @@ def cmd_train(args):
                          in_lo=args.in_lo, in_hi=args.in_hi, schedule=args.schedule, warmup=args.warmup,
                          clip=args.clip, teacher=args.teacher, kd_alpha=args.kd_alpha if args.teacher else 0.0,
                          kd_temp=args.kd_temp, l0_warmup=args.l0_warmup, gates=not args.no_gates,
-                         gate_norm=args.gate_norm)
+                         gate_norm=args.gate_norm, shape_lambda=args.shape_lambda, val=args.val,
+                         time_steps=args.time_steps, ev_threshold=args.event_threshold, leak_shift=args.leak_shift,
+                         reset=args.reset, readout=args.readout)
     cfg["command"] = _train_command(args)
     m = train(cfg, args.output, resume=args.resume, force=args.force, progress=not args.json and sys.stderr.isatty(),
               log=(lambda s: print(s, file=sys.stderr)) if args.json else print)
@@ -209,9 +243,13 @@ def cmd_export(args):
             "all_gates_on_accuracy": all_on if model.gated else None,
             "ungated_run": args.ungated_run if model.gated else None,
             "exactness": [{"tau": r["tau"], "images": r["images"], "exact": r["exact"]} for r in reports]}
-    model = type(model)(input_shape=model.input_shape, layers=model.layers, gate_frac_bits=model.gate_frac_bits,
-                        default_tau=model.default_tau, name=model.name, meta=meta)
+    if model.temporal or any(getattr(l, "tap_mask", None) is not None for l in model.layers):
+        meta["work"] = _work_meta(report["golden_result"])
+    model = model.replace(meta=meta)
     out = {"model": args.output, "meta": meta}
+    if args.qonnx and (model.temporal or net.shaped):
+        raise GxnorError("--qonnx: QONNX export of event-sequence or shaped (LHC) nets is not supported yet; "
+                         "drop --qonnx (the golden model is exact)")
     if args.qonnx:
         import numpy as np
 
@@ -233,7 +271,8 @@ def cmd_export(args):
     if args.json:
         print_json(out)
         return
-    print(f"{args.output}: bit-exact with the Brevitas eval model on all {len(x)} {cfg['dataset']} test images "
+    print(f"{args.output}: bit-exact with the Brevitas eval model on all {len(x)} {cfg['dataset']} test "
+          f"{'sequences (every time step)' if model.temporal else 'images'} "
           f"(every layer, gate, logit, prediction); test accuracy {100 * acc:.2f}%"
           + (f", all gates on {100 * all_on:.2f}%" if model.gated else "")
           + (f", matched ungated ternary {100 * ungated:.2f}%" if args.ungated_run else "")

@@ -7,7 +7,12 @@ Per layer (``net.layers[i]`` becomes ``model.layers[i]``):
   folded BN scale is negative have their weights negated; thresholds from
   :func:`quant.thresholds.channel_thresholds` applied to the block's own eval ``bn_act``;
 * gate predictor: integer weights/bias ``round(value * 2**f)`` of the on-grid values (exact);
-* max-pool, flatten: as is; logits dense: the quantized weights.
+* max-pool, flatten: as is; logits dense: the quantized weights;
+* event input: golden's ``events``; a learned kernel shape: ``tap_mask = mask_logit > 0`` and the
+  weights ``q(w) * mask``; a LIAF block: ``Liaf(leak_shift, reset)`` with thresholds tabulated from
+  its own ``fire`` over the whole membrane range (``golden.layers.membrane_range`` at the net's
+  ``time_steps``); with ``leak_shift = 0`` (no temporal state) an ordinary stateless layer, thresholds
+  tabulated over ``[-F, F]``. The fire's scale is positive, so no weights are negated there.
 
 :func:`verify` runs both models on the same images and compares, exactly, every layer's ternary
 output, every gate decision and log-alpha, the logits and the predictions.
@@ -19,7 +24,7 @@ import numpy as np
 
 from golden.errors import GxnorError
 from golden.forward import run
-from golden.layers import Conv, Dense, Flatten, Gate, InputQuant, MaxPool
+from golden.layers import Conv, Dense, EventInput, Flatten, Gate, InputQuant, Liaf, MaxPool, membrane_range
 from golden.model import Model
 
 
@@ -35,7 +40,7 @@ def to_golden(net, gate_frac_bits=None, default_tau=0.0, name="model", meta=None
     import torch
     import torch.nn as nn
 
-    from .nets import GATE_FRAC_BITS, InputQuant as TInput, LogitsDense, TernaryBlock
+    from .nets import GATE_FRAC_BITS, EventInput as TEvents, InputQuant as TInput, LogitsDense, TernaryBlock
     from .thresholds import channel_thresholds
 
     if not net.ternary:
@@ -49,8 +54,16 @@ def to_golden(net, gate_frac_bits=None, default_tau=0.0, name="model", meta=None
             where = f"layer {i} ({kind})"
             if isinstance(layer, TInput):
                 layers.append(InputQuant(layer.lo, layer.hi))
+            elif isinstance(layer, TEvents):
+                layers.append(EventInput())
+            elif isinstance(layer, TernaryBlock) and layer.liaf is not None:
+                layers.append(_liaf_layer(layer, kind, where, net.time_steps))
             elif isinstance(layer, TernaryBlock):
                 w = _ternary_weights(layer.linear, where)
+                mask = None
+                if layer.mask_logit is not None:
+                    mask = layer.tap_mask().numpy().astype(np.uint8)
+                    w = w * mask.astype(np.int8)
                 if kind == "conv":
                     c = layer.linear
                     if (tuple(c.kernel_size) != (3, 3) or tuple(c.stride) != (1, 1) or tuple(c.padding) != (1, 1)
@@ -70,7 +83,7 @@ def to_golden(net, gate_frac_bits=None, default_tau=0.0, name="model", meta=None
                                              f"model's 2^-{f}")
                         gw, gb = layer.gate.integer()
                         gate = Gate(gw, gb)
-                    layers.append(Conv(w, lo, hi, padding="same", gate=gate))
+                    layers.append(Conv(w, lo, hi, padding="same", gate=gate, tap_mask=mask))
                 else:
                     layers.append(Dense(w, lo, hi))
             elif isinstance(layer, LogitsDense):
@@ -81,35 +94,62 @@ def to_golden(net, gate_frac_bits=None, default_tau=0.0, name="model", meta=None
                 layers.append(Flatten())
             else:
                 raise GxnorError(f"{where}: {type(layer).__name__} is a layer golden cannot express")
+    temporal = dict(time_steps=net.time_steps, readout=net.readout) if net.events else {}
     model = Model(input_shape=net.input_shape, layers=tuple(layers), gate_frac_bits=f, name=name,
-                  meta=dict(meta or {}))
+                  meta=dict(meta or {}), **temporal)
     if model.gated:
-        model = Model(input_shape=model.input_shape, layers=model.layers, gate_frac_bits=f, name=name,
-                      meta=model.meta, default_tau=model.tau_from_log_alpha(default_tau))
+        model = model.replace(default_tau=model.tau_from_log_alpha(default_tau))
     return model
+
+
+def _liaf_layer(layer, kind, where, time_steps):
+    """A LIAF block -> golden Conv/Dense with ``Liaf`` (or stateless when ``leak_shift == 0``)."""
+    from .thresholds import channel_thresholds
+    w = _ternary_weights(layer.linear, where)
+    mask = None
+    if layer.mask_logit is not None:
+        mask = layer.tap_mask().numpy().astype(np.uint8)
+        w = w * mask.astype(np.int8)
+    s, reset = layer.liaf
+    signs = np.ones(w.shape[0], np.int64)
+    if s == 0:      # u_t = I_t: no temporal state; the stateless rule on [-F, F]
+        lo, hi = channel_thresholds(layer.fire, layer.fan_in, signs)
+        liaf = None
+    else:
+        lo, hi = channel_thresholds(layer.fire, layer.fan_in, signs,
+                                    span=membrane_range(layer.fan_in, s, time_steps))
+        liaf = Liaf(s, reset)
+    if kind == "conv":
+        return Conv(w, lo, hi, padding="same", tap_mask=mask, liaf=liaf)
+    return Dense(w, lo, hi, liaf=liaf)
 
 
 def torch_eval(net, images, tau_int, frac_bits, batch=250):
     """Run the eval model; returns (per-layer activations as float64 arrays, log_alpha dict, gates
-    dict, logits, predictions). ``tau_int`` None means every gate on."""
+    dict, logits, predictions, LIAF membranes dict). ``tau_int`` None means every gate on."""
     import torch
     tau = None if tau_int is None else tau_int / float(1 << frac_bits)
     net.eval()
     acts, las, gates, logits, preds = None, {}, {}, [], []
+    mems = {}
+    if np.ndim(images) == 5:
+        batch = max(1, batch // images.shape[1])          # sequences: about ``batch`` frames at a time
     with torch.no_grad():
         for s in range(0, len(images), batch):
-            out = net(torch.from_numpy(images[s:s + batch].astype(np.float32)), tau=tau, collect=True)
+            out = net(torch.from_numpy(np.asarray(images[s:s + batch], dtype=np.float32)), tau=tau, collect=True)
             a = [t.numpy().astype(np.float64) for t in out["acts"]]
             acts = [[x] for x in a] if acts is None else [p + [x] for p, x in zip(acts, a)]
             for i, la in out["log_alpha"].items():
                 las.setdefault(i, []).append(la.numpy().astype(np.float64))
             for i, on in out["gates"].items():
                 gates.setdefault(i, []).append(on.numpy())
+            for i, u in out.get("membranes", {}).items():
+                mems.setdefault(i, []).append(u.numpy().astype(np.float64))
             logits.append(out["logits"].numpy().astype(np.float64))
             preds.append(out["logits"].argmax(dim=1).numpy())
     cat = np.concatenate
     return ([cat(p) for p in acts], {i: cat(v) for i, v in las.items()}, {i: cat(v) for i, v in gates.items()},
-            cat(logits), cat(preds))
+            cat(logits), cat(preds), {i: cat(v) for i, v in mems.items()})
 
 
 def _as_int(a):
@@ -130,7 +170,7 @@ def verify(net, model, images, tau_int=None, use_model_default=True):
         tau_int = model.default_tau
     golden_tau = tau_int if tau_int is not None else model.tau_range[0]
     res = run(model, images, tau=golden_tau if model.gated else None, keep_activations=True)
-    acts, las, gates, logits, preds = torch_eval(net, images, tau_int if model.gated else None,
+    acts, las, gates, logits, preds, mems = torch_eval(net, images, tau_int if model.gated else None,
                                                  model.gate_frac_bits)
     n = len(images)
     mism = {}
@@ -148,6 +188,9 @@ def verify(net, model, images, tau_int=None, use_model_default=True):
         mism[f"layer{i}.gates"] = count(gates.get(i), res.gates[i]) if i in gates else n
         scaled = las[i] * float(1 << model.gate_frac_bits) if i in las else None
         mism[f"layer{i}.log_alpha"] = count(_as_int(scaled) if scaled is not None else None, res.log_alpha[i])
+    for i, u in res.membranes.items():         # LIAF layers: every membrane at every time step
+        t = mems.get(i)
+        mism[f"layer{i}.membrane"] = count(_as_int(t) if t is not None else None, u)
     mism["logits"] = count(_as_int(logits), res.logits.astype(np.int64))
     mism["predictions"] = count(preds.astype(np.int64), res.predictions)
     return {"exact": all(v == 0 for v in mism.values()), "images": n, "tau": golden_tau,

@@ -25,6 +25,23 @@ Ternary model (the default) -- every tensor the golden model holds is exact in f
 * :class:`LogitsDense`: ternary dense without BN or bias; its integer sums are golden's logits. A
   learnable positive temperature scales them for the loss only (argmax is unchanged).
 
+* learned kernel shape (``c32s``, LHC): a per-tap hard-concrete gate ``z[k, c, dy, dx]`` (log-alpha
+  ``mask_logit``, init ``MASK_INIT``) multiplies the quantized ternary weight while training, with
+  the penalty ``shape_lambda * sum P(z != 0) * positions / dense MACs of the net`` (the expected
+  fraction of the net's dense MACs still in live taps). Eval and export: tap exists iff
+  ``mask_logit > 0``; the exported weight is ``q(w) * mask`` (golden's ``tap_mask``).
+* LIAF block (``c32l``, ``d64l``): the block's integer sums ``I_t`` of each frame feed the membrane
+  ``u_t = v_{t-1} - floor(v_{t-1} / 2^s) + I_t`` (float32, exact: integers below 2^24, division by a
+  power of two; the floor's gradient is passed straight through), fire
+  ``y_t = act(u_t * exp(log_scale) + shift)`` (a per-channel affine with a positive scale, so the
+  fire is non-decreasing in ``u`` and golden's two thresholds express it; initialised from the first
+  training batch's membrane statistics, then learned; no batch statistics, so training and eval
+  compute the same function), reset ``v_t = u_t`` or ``u_t (1 - |y_t|)``. ``s = 0`` is the same block
+  without temporal state (each frame on its own): it exports as an ordinary stateless layer.
+* event input (event data sets): frames ``[N, T, C, H, W]`` of {-1, 0, +1}, passed through; the
+  frames are folded into the batch for every stateless layer; the logits are summed over the steps
+  (readout ``sum``) or the last step's (``last``).
+
 Float baseline (``--float``): the same chain with float weights, BN + ReLU, pixels / 255, the same
 gates; it cannot be exported to golden.
 """
@@ -43,7 +60,33 @@ ARCHS = {
     "mlp": "f,d256,d256,d10",
     "cnn": "c16,p,c32,p,f,d10",
     "gated-cnn": "c16,p,c32g,p,c32g,f,d10",
+    "lhc-cnn": "c16s,p,c32s,p,f,d10",          # the cnn with learned kernel shapes (issue 13)
+    "liaf-cnn": "c16l,p,c32l,p,f,d10",         # the cnn with LIAF convs, for event sequences
 }
+MASK_INIT = 1.0             # initial tap log-alpha: every tap live in eval, P(z != 0) = 0.93 in training
+
+
+def arch_tokens(arch):
+    """Preset name or architecture string -> golden.randmodel.parse_arch tokens (3x3 'same' convs)."""
+    from golden.randmodel import parse_arch
+    text = ARCHS.get(arch, arch)
+    try:
+        tokens = parse_arch(text)
+    except GxnorError as e:
+        raise GxnorError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)} or give a string "
+                         f"like c16s,p,c32l,p,f,d10 ({e})") from None
+    for tok in tokens:
+        if tok[0] == "c" and (tok[2] != 3 or tok[3] != "same"):
+            raise GxnorError(f"architecture {arch!r}: training supports 3x3 'same' convolutions only")
+    return tokens
+
+
+def arch_features(arch):
+    """Which optional parts an architecture has: {"gated", "shaped", "liaf"} -> bool."""
+    tokens = arch_tokens(arch)
+    conv = [t for t in tokens if t[0] == "c"]
+    return {"gated": any(t[4] for t in conv), "shaped": any(t[5] for t in conv),
+            "liaf": any(t[6] for t in conv) or any(t[0] == "d" and t[2] for t in tokens)}
 GATE_FRAC_BITS = 10
 GATE_W_MAX = 127            # int8 gate weights
 GATE_B_MAX = (1 << 23) - 1  # 24-bit gate bias
@@ -81,6 +124,31 @@ class InputQuant(nn.Module):
         if not self.ternary:
             return x / 255.0
         return (x >= self.hi).to(x.dtype) - (x < self.lo).to(x.dtype)
+
+
+class EventInput(nn.Module):
+    """Golden's ``events`` first layer: ternary event frames pass through unchanged."""
+
+    def forward(self, x):
+        return x
+
+
+def _hard_concrete(log_alpha):
+    """(sample z in [0, 1], P(z != 0)) of hard-concrete gates (beta 2/3, stretch (-0.1, 1.1))."""
+    u = torch.rand_like(log_alpha).clamp(1e-6, 1 - 1e-6)
+    s = torch.sigmoid((torch.log(u) - torch.log1p(-u) + log_alpha) / HC_BETA)
+    z = torch.clamp(s * (HC_ZETA - HC_GAMMA) + HC_GAMMA, 0.0, 1.0)
+    return z, torch.sigmoid(log_alpha - HC_BETA * math.log(-HC_GAMMA / HC_ZETA))
+
+
+class _FloorSte(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return torch.floor(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g
 
 
 class GatePredictor(nn.Module):
@@ -129,9 +197,11 @@ class GatePredictor(nn.Module):
 
 
 class TernaryBlock(nn.Module):
-    """One golden Conv (3x3, same) or Dense layer with thresholds, optionally gated."""
+    """One golden Conv (3x3, same) or Dense layer with thresholds, optionally gated, shaped (learned
+    tap mask) or LIAF (``liaf = (leak_shift, reset)``)."""
 
-    def __init__(self, kind, cin, cout, positions=1, gated=False, ternary=True, gate_norm=False):
+    def __init__(self, kind, cin, cout, positions=1, gated=False, ternary=True, gate_norm=False,
+                 shaped=False, liaf=None):
         super().__init__()
         self.kind, self.ternary = kind, ternary
         if kind == "conv":
@@ -140,19 +210,51 @@ class TernaryBlock(nn.Module):
                 self.linear = QuantConv2d(cin, cout, 3, padding=1, bias=False, weight_quant=UnitTernaryWeight)
             else:
                 self.linear = nn.Conv2d(cin, cout, 3, padding=1, bias=False)
-            self.bn = nn.BatchNorm2d(cout)
+            self.bn = nn.BatchNorm2d(cout) if liaf is None else None
         else:
             self.fan_in = cin
             if ternary:
                 self.linear = QuantLinear(cin, cout, bias=False, weight_quant=UnitTernaryWeight)
             else:
                 self.linear = nn.Linear(cin, cout, bias=False)
-            self.bn = nn.BatchNorm1d(cout)
+            self.bn = nn.BatchNorm1d(cout) if liaf is None else None
         if ternary:
             nn.init.uniform_(self.linear.weight, -1.0, 1.0)
             self.act = QuantIdentity(act_quant=UnitTernaryAct, return_quant_tensor=False)
         self.gate = GatePredictor(cin, cout, positions, normalize=gate_norm) if gated else None
         self.cost = None  # set by the net: dense MACs of one kernel (for the L0 weighting)
+        self.mask_logit = None
+        if shaped:
+            if kind != "conv":
+                raise GxnorError("a learned kernel shape needs a conv layer")
+            self.mask_logit = nn.Parameter(torch.full((cout, cin, 3, 3), MASK_INIT))
+        self.tap_cost = 0.0  # set by the net: dense MACs of one tap over the net's (the shape penalty)
+        self.liaf = None
+        if liaf is not None:
+            if gated:
+                raise GxnorError("a LIAF layer cannot be gated")
+            self.liaf = (int(liaf[0]), str(liaf[1]))
+            self.log_scale = nn.Parameter(torch.zeros(cout))
+            self.shift = nn.Parameter(torch.zeros(cout))
+            self.register_buffer("norm_ready", torch.zeros((), dtype=torch.bool))
+
+    # -- learned kernel shape -------------------------------------------------------------------
+    def tap_mask(self):
+        """Eval / export mask: tap exists iff its log-alpha > 0 (float {0, 1}, [K, C, 3, 3])."""
+        return (self.mask_logit.detach() > 0).to(self.linear.weight.dtype)
+
+    def sums(self, x):
+        """Integer sums of the (masked) ternary weights; (sums, expected live-tap cost or None)."""
+        if self.mask_logit is None:
+            return self.linear(x), None
+        w = self.linear.quant_weight().value if self.ternary else self.linear.weight
+        cost = None
+        if self.training:
+            z, p_on = _hard_concrete(self.mask_logit)
+            cost = p_on.sum() * self.tap_cost
+        else:
+            z = self.tap_mask()
+        return F.conv2d(x, w * z, padding=1), cost
 
     # -- the eval-time BN + activation: ONE code path, tabulated by quant.thresholds ----------
     def folded(self):
@@ -168,26 +270,58 @@ class TernaryBlock(nn.Module):
         view = (1, -1) + (1,) * (a.dim() - 2)
         return self.act(a * scale.view(view) + shift.view(view))
 
-    def forward(self, x, tau=None):
-        """Returns (output, log_alpha or None, expected-L0 cost or None, gate on [N,K] or None)."""
-        a = self.linear(x)
+    # -- LIAF: membrane over the time steps, the fire (ONE code path, tabulated at export) ---------
+    def fire(self, u):
+        """The analog fire of membranes ``u`` ([M, K] or [M, K, H, W]): act(u * exp(log_scale) + shift)."""
+        view = (1, -1) + (1,) * (u.dim() - 2)
+        y = u * torch.exp(self.log_scale).view(view) + self.shift.view(view)
+        return self.act(y) if self.ternary else F.relu(y)
+
+    def membrane(self, a, steps):
+        """Sums ``a`` [N*T, K, ...] (frame n*T + t) -> (fires, membranes u_t), both [N*T, K, ...]."""
+        s, reset = self.liaf
+        seq = a.view((-1, steps) + a.shape[1:])
+        if self.training and not bool(self.norm_ready):
+            with torch.no_grad():      # data-dependent init: membranes of this batch standardised
+                v, us = torch.zeros_like(seq[:, 0]), []
+                for t in range(steps):
+                    v = v - torch.floor(v / (1 << s)) + seq[:, t]
+                    us.append(v)
+                u = torch.stack(us, 1).transpose(0, 2).reshape(seq.shape[2], -1)
+                self.log_scale.copy_(-torch.log(u.std(dim=1) + 1e-3))
+                self.shift.copy_(-u.mean(dim=1) * torch.exp(self.log_scale))
+                self.norm_ready.fill_(True)
+        v = torch.zeros_like(seq[:, 0])
+        ys, us = [], []
+        for t in range(steps):
+            u = v - _FloorSte.apply(v / (1 << s)) + seq[:, t]
+            y = self.fire(u)
+            v = u if reset == "none" else u * (1.0 - y.abs())
+            ys.append(y)
+            us.append(u)
+        return torch.stack(ys, 1).reshape(a.shape), torch.stack(us, 1).reshape(a.shape)
+
+    def forward(self, x, tau=None, steps=1):
+        """Returns (output, log_alpha or None, expected-L0 cost or None, gate on [N,K] or None,
+        expected live-tap cost or None, membranes or None)."""
+        a, shape_cost = self.sums(x)
+        if self.liaf is not None:
+            y, u = self.membrane(a, steps)
+            return y, None, None, None, shape_cost, u
         if self.ternary:
             y = self.act(self.bn(a)) if self.training else self.bn_act(a)
         else:
             y = F.relu(self.bn(a))
         if self.gate is None:
-            return y, None, None, None
+            return y, None, None, None, shape_cost, None
         la = self.gate(x)
         if self.training:
-            u = torch.rand_like(la).clamp(1e-6, 1 - 1e-6)
-            s = torch.sigmoid((torch.log(u) - torch.log1p(-u) + la) / HC_BETA)
-            z = torch.clamp(s * (HC_ZETA - HC_GAMMA) + HC_GAMMA, 0.0, 1.0)
-            p_on = torch.sigmoid(la - HC_BETA * math.log(-HC_GAMMA / HC_ZETA))
+            z, p_on = _hard_concrete(la)
             l0 = (p_on * self.cost).sum(dim=1).mean()
-            return y * z[:, :, None, None], la, l0, None
+            return y * z[:, :, None, None], la, l0, None, shape_cost, None
         t = -math.inf if tau is None else float(tau)
         on = la > t
-        return y * on[:, :, None, None].to(y.dtype), la, None, on
+        return y * on[:, :, None, None].to(y.dtype), la, None, on, shape_cost, None
 
 
 class LogitsDense(nn.Module):
@@ -210,42 +344,51 @@ class LogitsDense(nn.Module):
 
 
 class Net(nn.Module):
-    """The training model; ``self.layers[i]`` corresponds to golden layer ``i``."""
+    """The training model; ``self.layers[i]`` corresponds to golden layer ``i``.
+
+    ``events=True``: the inputs are event sequences [N, T, C, H, W] (``time_steps`` = T) and the
+    first layer is golden's ``events``; ``leak_shift`` / ``reset`` are the LIAF layers' rule,
+    ``readout`` combines the per-step logits."""
 
     def __init__(self, arch, input_shape=(1, 28, 28), num_classes=10, ternary=True, in_lo=0, in_hi=128,
-                 gates=True, gate_norm=False):
+                 gates=True, gate_norm=False, events=False, time_steps=1, leak_shift=2, reset="none",
+                 readout="sum"):
         super().__init__()
-        if arch not in ARCHS:
-            raise GxnorError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
+        tokens = arch_tokens(arch)
         self.arch, self.ternary = arch, ternary
         self.input_shape, self.num_classes = tuple(input_shape), num_classes
-        tokens = ARCHS[arch].split(",")
-        tokens[-1] = f"d{num_classes}"
-        layers = [InputQuant(in_lo, in_hi, ternary)]
-        self.kinds = ["input_quant"]
+        self.events, self.time_steps, self.readout = bool(events), int(time_steps), readout
+        liaf = (int(leak_shift), str(reset))
+        if any(t[0] == "c" and t[6] or t[0] == "d" and t[2] for t in tokens) and not self.events:
+            raise GxnorError(f"architecture {arch!r} has LIAF layers: they need an event data set "
+                             "(sequences), e.g. --dataset mnist5k-saccade")
+        tokens[-1] = ("d", num_classes, False)
+        layers = [EventInput() if self.events else InputQuant(in_lo, in_hi, ternary)]
+        self.kinds = ["events" if self.events else "input_quant"]
         c, h, w = self.input_shape
         flat = None
         for i, t in enumerate(tokens):
             last = i == len(tokens) - 1
-            if t.startswith("c"):
-                k = int(t[1:].rstrip("g"))
-                blk = TernaryBlock("conv", c, k, positions=h * w, gated=gates and t.endswith("g"), ternary=ternary,
-                                   gate_norm=gate_norm)
+            if t[0] == "c":
+                _, k, _, _, gated, shaped, stateful = t
+                blk = TernaryBlock("conv", c, k, positions=h * w, gated=gates and gated, ternary=ternary,
+                                   gate_norm=gate_norm, shaped=shaped, liaf=liaf if stateful else None)
                 blk.cost = float(h * w * blk.fan_in)
                 layers.append(blk)
                 self.kinds.append("conv")
                 c = k
-            elif t == "p":
+            elif t[0] == "p":
                 layers.append(nn.MaxPool2d(2))
                 self.kinds.append("maxpool")
                 h, w = h // 2, w // 2
-            elif t == "f":
+            elif t[0] == "f":
                 layers.append(nn.Flatten())
                 self.kinds.append("flatten")
                 flat = c * h * w
             else:
-                k = int(t[1:])
-                layers.append(LogitsDense(flat, k, ternary) if last else TernaryBlock("dense", flat, k, ternary=ternary))
+                k = t[1]
+                layers.append(LogitsDense(flat, k, ternary) if last else
+                              TernaryBlock("dense", flat, k, ternary=ternary, liaf=liaf if t[2] else None))
                 self.kinds.append("dense")
                 flat = k
         self.layers = nn.ModuleList(layers)
@@ -253,6 +396,7 @@ class Net(nn.Module):
         total, c, h, w = 0, *self.input_shape
         for layer, kind in zip(self.layers, self.kinds):
             if kind == "conv":
+                layer.tap_cost = float(h * w)
                 total += h * w * layer.fan_in * layer.linear.out_channels
                 c = layer.linear.out_channels
             elif kind == "maxpool":
@@ -261,30 +405,54 @@ class Net(nn.Module):
                 total += layer.fan_in * layer.linear.out_features
         self.dense_macs = float(total)
         for layer in self.layers:
-            if isinstance(layer, TernaryBlock) and layer.gate is not None:
-                layer.cost = layer.cost / self.dense_macs
+            if isinstance(layer, TernaryBlock):
+                layer.tap_cost = layer.tap_cost / self.dense_macs
+                if layer.gate is not None:
+                    layer.cost = layer.cost / self.dense_macs
 
     @property
     def gated(self):
         return any(isinstance(l, TernaryBlock) and l.gate is not None for l in self.layers)
 
+    @property
+    def shaped(self):
+        return any(isinstance(l, TernaryBlock) and l.mask_logit is not None for l in self.layers)
+
     def forward(self, x, tau=None, collect=False):
-        """x: float pixels [N, C, H, W]. Returns dict(logits, l0, acts, log_alpha, gates)."""
-        acts, las, gates, l0 = [], {}, {}, x.new_zeros(())
+        """x: float pixels [N, C, H, W] (event nets: frames [N, T, C, H, W]). Returns dict(logits,
+        l0, shape (expected live-tap fraction), acts, log_alpha, gates, membranes). Event nets: every
+        entry of ``acts``, ``log_alpha``, ``gates``, ``membranes`` is [N, T, ...], the last act being
+        the per-step logits [N, T, classes]; ``logits`` is their readout."""
+        steps = 1
+        if self.events:
+            n, steps = x.shape[:2]
+            x = x.reshape((n * steps,) + x.shape[2:])
+        unfold = (lambda a: a.reshape((-1, steps) + a.shape[1:])) if self.events else (lambda a: a)
+        acts, las, gates, mems = [], {}, {}, {}
+        l0, shape = x.new_zeros(()), x.new_zeros(())
         for i, layer in enumerate(self.layers):
             if isinstance(layer, TernaryBlock):
-                x, la, cost, on = layer(x, tau)
+                x, la, cost, on, tap_cost, u = layer(x, tau, steps)
+                if tap_cost is not None:
+                    shape = shape + tap_cost
                 if la is not None:
-                    las[i] = la
+                    las[i] = unfold(la)
                     if cost is not None:
                         l0 = l0 + cost
                     if on is not None:
-                        gates[i] = on
+                        gates[i] = unfold(on)
+                if u is not None and collect:
+                    mems[i] = unfold(u)
             else:
                 x = layer(x)
             if collect:
-                acts.append(x)
-        return {"logits": x, "l0": l0, "acts": acts, "log_alpha": las, "gates": gates}
+                acts.append(unfold(x))
+        logits = x
+        if self.events:
+            step = unfold(x)
+            logits = step.sum(dim=1) if self.readout == "sum" else step[:, -1]
+        return {"logits": logits, "l0": l0, "shape": shape, "acts": acts, "log_alpha": las, "gates": gates,
+                "membranes": mems}
 
     def loss_logits(self, logits):
         return logits * torch.exp(self.layers[-1].log_temp)

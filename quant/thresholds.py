@@ -26,7 +26,7 @@ from golden.errors import GxnorError
 from golden.ternary import threshold
 
 
-def channel_thresholds(fn, fan_in, signs):
+def channel_thresholds(fn, fan_in, signs, span=None):
     """Integer thresholds (lo, hi) and the check table for one layer.
 
     Parameters
@@ -37,6 +37,9 @@ def channel_thresholds(fn, fan_in, signs):
         the eval model's own BN + activation code path.
     fan_in : int
         F: sums lie in [-F, F].
+    span : (lo, hi), optional
+        The integers the input can take when it is not ``[-F, F]``: a LIAF layer's membrane range
+        (``golden.layers.membrane_range``); thresholds then lie in ``[lo, hi + 1]``.
     signs : int array [K], entries +1 or -1
         -1 where the exported weights of channel k are negated (so the golden sum is ``-a``).
 
@@ -57,7 +60,8 @@ def channel_thresholds(fn, fan_in, signs):
     if signs.ndim != 1 or not np.all(np.abs(signs) == 1):
         raise GxnorError("channel_thresholds: signs must be a vector of +1/-1")
     k = signs.shape[0]
-    grid = np.arange(-fan_in, fan_in + 1, dtype=np.int64)          # golden sums a'
+    lo_in, hi_in = (-fan_in, fan_in) if span is None else (int(span[0]), int(span[1]))
+    grid = np.arange(lo_in, hi_in + 1, dtype=np.int64)             # golden sums a'
     torch_sums = grid[:, None] * signs[None, :]                      # the eval model's sums a
     with torch.no_grad():
         q = fn(torch.from_numpy(torch_sums.astype(np.float32)))
@@ -67,7 +71,7 @@ def channel_thresholds(fn, fan_in, signs):
     if not np.all(np.isin(q, (-1.0, 0.0, 1.0))):
         raise GxnorError("channel_thresholds: activation is not ternary")
     q = q.astype(np.int8)
-    over = np.int64(fan_in + 1)
+    over = np.int64(hi_in + 1)
     pos = q == 1
     nonneg = q >= 0
     hi = np.where(pos.any(axis=0), grid[np.argmax(pos, axis=0)], over)

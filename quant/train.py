@@ -34,7 +34,8 @@ SCHEDULES = ("onecycle", "cosine")
 def default_config(arch, dataset, epochs, seed, ternary=True, lam=0.0, path=None, lr=None,
                    batch=64, train_limit=None, tau=0.0, shift=2, in_lo=None, in_hi=None, schedule="onecycle",
                    warmup=0.0, clip=0.0, teacher=None, kd_alpha=0.0, kd_temp=4.0, l0_warmup=0.0,
-                   gates=True, gate_norm=False):
+                   gates=True, gate_norm=False, shape_lambda=0.0, val=0, time_steps=12, ev_threshold=48,
+                   leak_shift=2, reset="none", readout="sum"):
     """Run configuration. Defaults reproduce the first zoo recipe; the options:
 
     schedule: ``onecycle`` (peak ``lr`` after 15% of the steps) or ``cosine`` (linear warm-up over
@@ -46,8 +47,26 @@ def default_config(arch, dataset, epochs, seed, ternary=True, lam=0.0, path=None
     weight ramps linearly from 0 to ``lambda`` over that many epochs. gates=False trains a gated
     architecture with its gates removed (the matched ungated reference). gate_norm: the gate predictor
     sees its input statistics standardised (running mean/std folded into the integer W, b).
+    shape_lambda: weight of the learned-kernel-shape penalty (shaped convs, LHC): the expected
+    fraction of the net's dense MACs in live taps. val: the last ``val`` images of the training split
+    are held out as a validation split (not trained on; its accuracy is reported every epoch and in
+    the metrics, for choosing hyper-parameters without the test split). Event data sets
+    (``golden.data.EVENT_DATASETS``): ``time_steps`` frames per sequence, the synthetic sensor's
+    ``ev_threshold``; LIAF layers' ``leak_shift`` and ``reset``; the logits' ``readout``.
     """
     lo, hi = INPUT_THRESHOLDS.get(dataset, (0, 128))
+    from golden.layers import LEAK_SHIFT_RANGE, RESETS
+    from golden.model import MAX_TIME_STEPS, READOUTS
+    if not LEAK_SHIFT_RANGE[0] <= int(leak_shift) <= LEAK_SHIFT_RANGE[1]:
+        raise GxnorError(f"--leak-shift {leak_shift} is outside [{LEAK_SHIFT_RANGE[0]}, {LEAK_SHIFT_RANGE[1]}]")
+    if reset not in RESETS:
+        raise GxnorError(f"--reset must be one of {', '.join(RESETS)}, got {reset!r}")
+    if readout not in READOUTS:
+        raise GxnorError(f"--readout must be one of {', '.join(READOUTS)}, got {readout!r}")
+    if not 1 <= int(time_steps) <= MAX_TIME_STEPS:
+        raise GxnorError(f"--time-steps {time_steps} is outside [1, {MAX_TIME_STEPS}]")
+    if int(val) < 0:
+        raise GxnorError(f"--val {val}: the validation split cannot be negative")
     if schedule not in SCHEDULES:
         raise GxnorError(f"unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
     return {"format": FORMAT, "arch": arch, "dataset": dataset, "path": path, "epochs": int(epochs),
@@ -57,22 +76,48 @@ def default_config(arch, dataset, epochs, seed, ternary=True, lam=0.0, path=None
             "in_hi": int(hi if in_hi is None else in_hi), "train_limit": train_limit,
             "eval_tau": float(tau), "shift": int(shift), "schedule": schedule, "warmup": float(warmup),
             "clip": float(clip), "teacher": teacher, "kd_alpha": float(kd_alpha), "kd_temp": float(kd_temp),
-            "l0_warmup": float(l0_warmup), "gates": bool(gates), "gate_norm": bool(gate_norm)}
+            "l0_warmup": float(l0_warmup), "gates": bool(gates), "gate_norm": bool(gate_norm),
+            "shape_lambda": float(shape_lambda), "val": int(val), "time_steps": int(time_steps),
+            "ev_threshold": int(ev_threshold), "leak_shift": int(leak_shift), "reset": reset, "readout": readout}
+
+
+def is_events(cfg):
+    from golden.data import EVENT_DATASETS
+    return cfg["dataset"] in EVENT_DATASETS
 
 
 def load_data(cfg, split):
-    from golden.data import load_dataset
-    x, y = load_dataset(cfg["dataset"], split, path=cfg.get("path"))
-    if split == "train" and cfg.get("train_limit"):
-        x, y = x[:cfg["train_limit"]], y[:cfg["train_limit"]]
+    """Images (event data sets: int8 sequences) and labels of ``split``: "train" (without the
+    validation images), "val" (the last ``cfg["val"]`` training images) or "test"."""
+    from golden.data import load_dataset, load_events
+    src = "train" if split == "val" else split
+    if is_events(cfg):
+        x, y = load_events(cfg["dataset"], src, path=cfg.get("path"), time_steps=cfg.get("time_steps", 12),
+                           threshold=cfg.get("ev_threshold", 48))
+    else:
+        x, y = load_dataset(cfg["dataset"], src, path=cfg.get("path"))
+    if src == "train":
+        val = int(cfg.get("val", 0))
+        if not 0 <= val < len(y):
+            raise GxnorError(f"--val {val}: the validation split must leave training images (0 <= val < {len(y)})")
+        if split == "val":
+            return x[len(y) - val:], y[len(y) - val:]
+        x, y = x[:len(y) - val], y[:len(y) - val]
+        if cfg.get("train_limit"):
+            x, y = x[:cfg["train_limit"]], y[:cfg["train_limit"]]
     return x, y
 
 
 def build(cfg, input_shape, num_classes):
     from .nets import Net
+    events = is_events(cfg)
+    if events:
+        input_shape = tuple(input_shape)[-3:]
     return Net(cfg["arch"], input_shape=input_shape, num_classes=num_classes, ternary=cfg["ternary"],
                in_lo=cfg["in_lo"], in_hi=cfg["in_hi"], gates=cfg.get("gates", True),
-               gate_norm=cfg.get("gate_norm", False))
+               gate_norm=cfg.get("gate_norm", False), events=events, time_steps=cfg.get("time_steps", 1),
+               leak_shift=cfg.get("leak_shift", 2), reset=cfg.get("reset", "none"),
+               readout=cfg.get("readout", "sum"))
 
 
 def make_scheduler(cfg, opt, steps_per_epoch):
@@ -105,10 +150,14 @@ def load_teacher(cfg, input_shape, num_classes):
 
 
 def augment(x, shift, gen):
-    """Random integer translations by up to ``shift`` pixels (zero fill), one per image."""
+    """Random integer translations by up to ``shift`` pixels (zero fill), one per image (one per
+    sequence, the same for all its frames, for [N, T, C, H, W])."""
     import torch
     if not shift:
         return x
+    if x.dim() == 5:
+        n, t, c, h, w = x.shape
+        return augment(x.reshape(n, t * c, h, w), shift, gen).reshape(n, t, c, h, w)
     n, _, h, w = x.shape
     xp = torch.nn.functional.pad(x, (shift, shift, shift, shift))
     dy = torch.randint(0, 2 * shift + 1, (n,), generator=gen)
@@ -118,14 +167,28 @@ def augment(x, shift, gen):
     return xp[torch.arange(n)[:, None, None, None], torch.arange(x.shape[1])[None, :, None, None], rows, cols]
 
 
+def live_taps(net):
+    """Fraction of the shaped convs' taps that exist (eval mask), weighted by their dense MACs."""
+    from .nets import TernaryBlock
+    live = total = 0.0
+    for layer in net.layers:
+        if isinstance(layer, TernaryBlock) and layer.mask_logit is not None:
+            m = layer.tap_mask()
+            live += float(m.sum()) * layer.tap_cost
+            total += m.numel() * layer.tap_cost
+    return live / total if total else 1.0
+
+
 def evaluate(net, images, labels, tau=None, batch=500):
     """Eval-mode accuracy of the torch model (tau in real log-alpha units; None = all gates on)."""
     import torch
     net.eval()
     correct = 0
+    if np.ndim(images) == 5:
+        batch = max(1, batch // images.shape[1])          # sequences: about ``batch`` frames at a time
     with torch.no_grad():
         for s in range(0, len(images), batch):
-            x = torch.from_numpy(images[s:s + batch].astype(np.float32))
+            x = torch.from_numpy(np.asarray(images[s:s + batch], dtype=np.float32))
             pred = net(x, tau=tau)["logits"].argmax(dim=1).numpy()
             correct += int(np.sum(pred == labels[s:s + batch]))
     return correct / max(len(labels), 1)
@@ -175,13 +238,13 @@ def train(cfg, run, resume=False, force=False, progress=True, log=print):
     import torch
     from tqdm import tqdm
 
-    from .nets import ARCHS
-    if cfg["arch"] not in ARCHS:
-        raise GxnorError(f"unknown architecture {cfg['arch']!r}; choose one of {', '.join(ARCHS)}")
+    from .nets import arch_tokens
+    arch_tokens(cfg["arch"])
     if cfg["epochs"] < 1:
         raise GxnorError(f"--epochs must be at least 1, got {cfg['epochs']}")
     xtr, ytr = load_data(cfg, "train")
     xte, yte = load_data(cfg, "test")
+    xva, yva = load_data(cfg, "val") if cfg.get("val") else (None, None)
     input_shape, num_classes = tuple(xtr.shape[1:]), int(max(ytr.max(), yte.max()) + 1)
 
     ck = None
@@ -190,7 +253,8 @@ def train(cfg, run, resume=False, force=False, progress=True, log=print):
             old, _, ck = load_run(run)
             for key in ("arch", "dataset", "ternary", "seed", "lambda", "batch", "lr", "train_limit", "schedule",
                         "warmup", "clip", "teacher", "kd_alpha", "kd_temp", "l0_warmup", "gates", "gate_norm",
-                        "in_lo", "in_hi"):
+                        "in_lo", "in_hi", "shape_lambda", "val", "time_steps", "ev_threshold", "leak_shift",
+                        "reset", "readout"):
                 if old.get(key) != cfg.get(key):
                     raise GxnorError(f"{run}: cannot resume: {key} was {old.get(key)!r}, now {cfg.get(key)!r}")
             cfg = {**old, "epochs": cfg["epochs"], "command": cfg.get("command", old.get("command"))}
@@ -223,7 +287,7 @@ def train(cfg, run, resume=False, force=False, progress=True, log=print):
         if start >= cfg["epochs"]:
             log(f"{run}: already trained for {start} epochs")
 
-    xtr_t = torch.from_numpy(xtr.astype(np.float32))
+    xtr_t = torch.from_numpy(np.ascontiguousarray(xtr))        # uint8 / int8: converted per batch
     ytr_t = torch.from_numpy(ytr)
     t0 = time.time()
     for epoch in range(start, cfg["epochs"]):
@@ -237,7 +301,7 @@ def train(cfg, run, resume=False, force=False, progress=True, log=print):
         correct = 0
         for step in bar:
             idx = order[step * cfg["batch"]:(step + 1) * cfg["batch"]]
-            xb = augment(xtr_t[idx], cfg.get("shift", 0), gen)
+            xb = augment(xtr_t[idx].to(torch.float32), cfg.get("shift", 0), gen)
             out = net(xb)
             logits = net.loss_logits(out["logits"])
             ce = torch.nn.functional.cross_entropy(logits, ytr_t[idx])
@@ -251,7 +315,7 @@ def train(cfg, run, resume=False, force=False, progress=True, log=print):
             lam = cfg["lambda"]
             if cfg.get("l0_warmup"):
                 lam *= min(1.0, (epoch + step / steps_per_epoch) / cfg["l0_warmup"])
-            loss = loss + lam * out["l0"]
+            loss = loss + lam * out["l0"] + cfg.get("shape_lambda", 0.0) * out["shape"]
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -267,6 +331,10 @@ def train(cfg, run, resume=False, force=False, progress=True, log=print):
         test_acc = evaluate(net, xte, yte, tau=tau)
         row = {"epoch": epoch + 1, "loss": tot_loss / len(xtr), "l0": tot_l0 / len(xtr),
                "train_accuracy": correct / len(xtr), "test_accuracy": test_acc}
+        if xva is not None:
+            row["val_accuracy"] = evaluate(net, xva, yva, tau=tau)
+        if net.shaped:
+            row["live_taps"] = live_taps(net)
         history.append(row)
         ck = {"model": net.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
               "epoch": epoch + 1, "history": history, "input_shape": list(input_shape),
@@ -275,7 +343,9 @@ def train(cfg, run, resume=False, force=False, progress=True, log=print):
         torch.save(ck, tmp)
         os.replace(tmp, os.path.join(run, CHECKPOINT))
         log(f"epoch {epoch + 1}/{cfg['epochs']}: loss {row['loss']:.4f} l0 {row['l0']:.3f} "
-            f"train {100 * row['train_accuracy']:.2f}% test {100 * test_acc:.2f}%")
+            f"train {100 * row['train_accuracy']:.2f}% test {100 * test_acc:.2f}%"
+            + (f" val {100 * row['val_accuracy']:.2f}%" if "val_accuracy" in row else "")
+            + (f" live taps {100 * row['live_taps']:.1f}%" if "live_taps" in row else ""))
 
     metrics = {"arch": cfg["arch"], "dataset": cfg["dataset"], "ternary": cfg["ternary"],
                "epochs": cfg["epochs"], "seed": cfg["seed"], "lambda": cfg["lambda"],
@@ -283,6 +353,11 @@ def train(cfg, run, resume=False, force=False, progress=True, log=print):
                "test_accuracy": evaluate(net, xte, yte, tau=cfg["eval_tau"] if net.gated else None),
                "train_accuracy": evaluate(net, xtr, ytr, tau=cfg["eval_tau"] if net.gated else None),
                "train_seconds_this_session": round(time.time() - t0, 1), "history": history}
+    if xva is not None:
+        metrics["val_accuracy"] = evaluate(net, xva, yva, tau=cfg["eval_tau"] if net.gated else None)
+        metrics["val_images"] = int(len(yva))
+    if net.shaped:
+        metrics["live_taps"] = live_taps(net)
     if net.gated:
         metrics["test_accuracy_all_gates_on"] = evaluate(net, xte, yte, tau=None)
         metrics["eval_tau"] = cfg["eval_tau"]
