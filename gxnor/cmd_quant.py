@@ -45,6 +45,8 @@ def register(sub):
                    help="standardise the gate predictor's input sums (folded into the integer gate weights)")
     t.add_argument("--shape-lambda", type=float, default=0.0,
                    help="shaped convs (LHC): weight of the penalty on the expected fraction of dense MACs in live taps")
+    t.add_argument("--shape-group", type=int, default=1,
+                   help="shaped convs: consecutive kernels share one learned shape in groups of G (default 1)")
     t.add_argument("--val", type=int, default=0,
                    help="hold the last N training images out as a validation split (reported, never trained on)")
     t.add_argument("--time-steps", type=int, default=12, help="event data sets: frames per sequence (default 12)")
@@ -108,6 +110,7 @@ def _train_command(a):
                                  ("--kd-alpha", a.kd_alpha if a.teacher else 0.7, 0.7),
                                  ("--kd-temp", a.kd_temp if a.teacher else 4.0, 4.0),
                                  ("--l0-warmup", a.l0_warmup, 0.0), ("--shape-lambda", a.shape_lambda, 0.0),
+                                 ("--shape-group", a.shape_group, 1),
                                  ("--val", a.val, 0), ("--time-steps", a.time_steps, 12),
                                  ("--event-threshold", a.event_threshold, 48), ("--leak-shift", a.leak_shift, 2),
                                  ("--reset", a.reset, "none"), ("--readout", a.readout, "sum")):
@@ -151,8 +154,9 @@ def cmd_train(args):
     from golden.data import DATASETS, EVENT_DATASETS
     if args.dataset not in DATASETS + EVENT_DATASETS:
         raise GxnorError(f"unknown data set {args.dataset!r}; choose one of {', '.join(DATASETS + EVENT_DATASETS)}")
-    if args.shape_lambda and not feats["shaped"]:
-        raise GxnorError(f"--shape-lambda applies to architectures with shaped convs (cNs); {args.arch} has none")
+    if (args.shape_lambda or args.shape_group != 1) and not feats["shaped"]:
+        raise GxnorError(f"--shape-lambda and --shape-group apply to architectures with shaped convs (cNs); "
+                         f"{args.arch} has none")
     if feats["liaf"] and args.dataset not in EVENT_DATASETS:
         raise GxnorError(f"{args.arch} has LIAF layers: train it on an event data set ({', '.join(EVENT_DATASETS)})")
     if (args.lam or args.gate_norm or args.no_gates or args.l0_warmup) and not feats["gated"]:
@@ -170,7 +174,7 @@ def cmd_train(args):
                          kd_temp=args.kd_temp, l0_warmup=args.l0_warmup, gates=not args.no_gates,
                          gate_norm=args.gate_norm, shape_lambda=args.shape_lambda, val=args.val,
                          time_steps=args.time_steps, ev_threshold=args.event_threshold, leak_shift=args.leak_shift,
-                         reset=args.reset, readout=args.readout)
+                         reset=args.reset, readout=args.readout, shape_group=args.shape_group)
     cfg["command"] = _train_command(args)
     m = train(cfg, args.output, resume=args.resume, force=args.force, progress=not args.json and sys.stderr.isatty(),
               log=(lambda s: print(s, file=sys.stderr)) if args.json else print)

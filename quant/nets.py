@@ -29,7 +29,10 @@ Ternary model (the default) -- every tensor the golden model holds is exact in f
   ``mask_logit``, init ``MASK_INIT``) multiplies the quantized ternary weight while training, with
   the penalty ``shape_lambda * sum P(z != 0) * positions / dense MACs of the net`` (the expected
   fraction of the net's dense MACs still in live taps). Eval and export: tap exists iff
-  ``mask_logit > 0``; the exported weight is ``q(w) * mask`` (golden's ``tap_mask``).
+  ``mask_logit > 0``; the exported weight is ``q(w) * mask`` (golden's ``tap_mask``). With
+  ``shape_group = G`` the kernels ``G g .. G g + G - 1`` share one shape (one logit per group and
+  tap, the penalty counting it G times), so an engine computing those G kernels side by side can
+  skip a masked tap for the whole group.
 * LIAF block (``c32l``, ``d64l``): the block's integer sums ``I_t`` of each frame feed the membrane
   ``u_t = v_{t-1} - floor(v_{t-1} / 2^s) + I_t`` (float32, exact: integers below 2^24, division by a
   power of two; the floor's gradient is passed straight through), fire
@@ -201,7 +204,7 @@ class TernaryBlock(nn.Module):
     tap mask) or LIAF (``liaf = (leak_shift, reset)``)."""
 
     def __init__(self, kind, cin, cout, positions=1, gated=False, ternary=True, gate_norm=False,
-                 shaped=False, liaf=None):
+                 shaped=False, liaf=None, shape_group=1):
         super().__init__()
         self.kind, self.ternary = kind, ternary
         if kind == "conv":
@@ -227,7 +230,9 @@ class TernaryBlock(nn.Module):
         if shaped:
             if kind != "conv":
                 raise GxnorError("a learned kernel shape needs a conv layer")
-            self.mask_logit = nn.Parameter(torch.full((cout, cin, 3, 3), MASK_INIT))
+            self.shape_group = max(1, int(shape_group))
+            groups = -(-cout // self.shape_group)
+            self.mask_logit = nn.Parameter(torch.full((groups, cin, 3, 3), MASK_INIT))
         self.tap_cost = 0.0  # set by the net: dense MACs of one tap over the net's (the shape penalty)
         self.liaf = None
         if liaf is not None:
@@ -239,9 +244,13 @@ class TernaryBlock(nn.Module):
             self.register_buffer("norm_ready", torch.zeros((), dtype=torch.bool))
 
     # -- learned kernel shape -------------------------------------------------------------------
+    def _per_kernel(self, a):
+        """[groups, C, 3, 3] -> [K, C, 3, 3]: kernel k takes its group's row k // shape_group."""
+        return a.repeat_interleave(self.shape_group, dim=0)[:self.linear.out_channels]
+
     def tap_mask(self):
         """Eval / export mask: tap exists iff its log-alpha > 0 (float {0, 1}, [K, C, 3, 3])."""
-        return (self.mask_logit.detach() > 0).to(self.linear.weight.dtype)
+        return self._per_kernel((self.mask_logit.detach() > 0).to(self.linear.weight.dtype))
 
     def sums(self, x):
         """Integer sums of the (masked) ternary weights; (sums, expected live-tap cost or None)."""
@@ -251,6 +260,7 @@ class TernaryBlock(nn.Module):
         cost = None
         if self.training:
             z, p_on = _hard_concrete(self.mask_logit)
+            z, p_on = self._per_kernel(z), self._per_kernel(p_on)
             cost = p_on.sum() * self.tap_cost
         else:
             z = self.tap_mask()
@@ -352,7 +362,7 @@ class Net(nn.Module):
 
     def __init__(self, arch, input_shape=(1, 28, 28), num_classes=10, ternary=True, in_lo=0, in_hi=128,
                  gates=True, gate_norm=False, events=False, time_steps=1, leak_shift=2, reset="none",
-                 readout="sum"):
+                 readout="sum", shape_group=1):
         super().__init__()
         tokens = arch_tokens(arch)
         self.arch, self.ternary = arch, ternary
@@ -372,7 +382,8 @@ class Net(nn.Module):
             if t[0] == "c":
                 _, k, _, _, gated, shaped, stateful = t
                 blk = TernaryBlock("conv", c, k, positions=h * w, gated=gates and gated, ternary=ternary,
-                                   gate_norm=gate_norm, shaped=shaped, liaf=liaf if stateful else None)
+                                   gate_norm=gate_norm, shaped=shaped, liaf=liaf if stateful else None,
+                                   shape_group=shape_group)
                 blk.cost = float(h * w * blk.fan_in)
                 layers.append(blk)
                 self.kinds.append("conv")

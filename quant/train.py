@@ -35,7 +35,7 @@ def default_config(arch, dataset, epochs, seed, ternary=True, lam=0.0, path=None
                    batch=64, train_limit=None, tau=0.0, shift=2, in_lo=None, in_hi=None, schedule="onecycle",
                    warmup=0.0, clip=0.0, teacher=None, kd_alpha=0.0, kd_temp=4.0, l0_warmup=0.0,
                    gates=True, gate_norm=False, shape_lambda=0.0, val=0, time_steps=12, ev_threshold=48,
-                   leak_shift=2, reset="none", readout="sum"):
+                   leak_shift=2, reset="none", readout="sum", shape_group=1):
     """Run configuration. Defaults reproduce the first zoo recipe; the options:
 
     schedule: ``onecycle`` (peak ``lr`` after 15% of the steps) or ``cosine`` (linear warm-up over
@@ -53,6 +53,7 @@ def default_config(arch, dataset, epochs, seed, ternary=True, lam=0.0, path=None
     the metrics, for choosing hyper-parameters without the test split). Event data sets
     (``golden.data.EVENT_DATASETS``): ``time_steps`` frames per sequence, the synthetic sensor's
     ``ev_threshold``; LIAF layers' ``leak_shift`` and ``reset``; the logits' ``readout``.
+    shape_group: consecutive kernels of a shaped conv share one learned shape in groups of this size.
     """
     lo, hi = INPUT_THRESHOLDS.get(dataset, (0, 128))
     from golden.layers import LEAK_SHIFT_RANGE, RESETS
@@ -65,6 +66,8 @@ def default_config(arch, dataset, epochs, seed, ternary=True, lam=0.0, path=None
         raise GxnorError(f"--readout must be one of {', '.join(READOUTS)}, got {readout!r}")
     if not 1 <= int(time_steps) <= MAX_TIME_STEPS:
         raise GxnorError(f"--time-steps {time_steps} is outside [1, {MAX_TIME_STEPS}]")
+    if int(shape_group) < 1:
+        raise GxnorError(f"--shape-group {shape_group}: a group has at least one kernel")
     if int(val) < 0:
         raise GxnorError(f"--val {val}: the validation split cannot be negative")
     if schedule not in SCHEDULES:
@@ -78,7 +81,8 @@ def default_config(arch, dataset, epochs, seed, ternary=True, lam=0.0, path=None
             "clip": float(clip), "teacher": teacher, "kd_alpha": float(kd_alpha), "kd_temp": float(kd_temp),
             "l0_warmup": float(l0_warmup), "gates": bool(gates), "gate_norm": bool(gate_norm),
             "shape_lambda": float(shape_lambda), "val": int(val), "time_steps": int(time_steps),
-            "ev_threshold": int(ev_threshold), "leak_shift": int(leak_shift), "reset": reset, "readout": readout}
+            "ev_threshold": int(ev_threshold), "leak_shift": int(leak_shift), "reset": reset, "readout": readout,
+            "shape_group": int(shape_group)}
 
 
 def is_events(cfg):
@@ -117,7 +121,7 @@ def build(cfg, input_shape, num_classes):
                in_lo=cfg["in_lo"], in_hi=cfg["in_hi"], gates=cfg.get("gates", True),
                gate_norm=cfg.get("gate_norm", False), events=events, time_steps=cfg.get("time_steps", 1),
                leak_shift=cfg.get("leak_shift", 2), reset=cfg.get("reset", "none"),
-               readout=cfg.get("readout", "sum"))
+               readout=cfg.get("readout", "sum"), shape_group=cfg.get("shape_group", 1))
 
 
 def make_scheduler(cfg, opt, steps_per_epoch):
@@ -254,7 +258,7 @@ def train(cfg, run, resume=False, force=False, progress=True, log=print):
             for key in ("arch", "dataset", "ternary", "seed", "lambda", "batch", "lr", "train_limit", "schedule",
                         "warmup", "clip", "teacher", "kd_alpha", "kd_temp", "l0_warmup", "gates", "gate_norm",
                         "in_lo", "in_hi", "shape_lambda", "val", "time_steps", "ev_threshold", "leak_shift",
-                        "reset", "readout"):
+                        "reset", "readout", "shape_group"):
                 if old.get(key) != cfg.get(key):
                     raise GxnorError(f"{run}: cannot resume: {key} was {old.get(key)!r}, now {cfg.get(key)!r}")
             cfg = {**old, "epochs": cfg["epochs"], "command": cfg.get("command", old.get("command"))}

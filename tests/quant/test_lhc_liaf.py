@@ -72,6 +72,17 @@ def test_lhc_export_exact_with_masks():
     assert w.skip_shape > 0 and w.fired + w.skips == w.dense_macs
 
 
+def test_shape_groups_share_one_shape():
+    torch.manual_seed(2)
+    net = _randomise(Net("c6s,p,c5s,p,f,d10", input_shape=(1, 12, 12), shape_group=2), seed=3)
+    model = to_golden(net, name="g")
+    m1, m3 = model.layers[1].tap_mask, model.layers[3].tap_mask
+    assert np.array_equal(m1[0::2], m1[1::2]) and np.array_equal(m3[0:4:2], m3[1:4:2])   # groups of 2; last alone
+    assert not np.array_equal(m1[0], m1[2])
+    x = np.random.default_rng(0).integers(0, 256, (30, 1, 12, 12)).astype(np.uint8)
+    assert verify(net, model, x)["exact"]
+
+
 def test_shape_penalty_removes_taps(tmp_path):
     """The same tiny run with and without the shape penalty: the penalty leaves fewer live taps."""
     torch.set_num_threads(1)
@@ -119,7 +130,8 @@ def test_cli_liaf_train_export(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv,words", [
-    (["--arch", "cnn", "--dataset", "mnist5k", "--shape-lambda", "1"], ["--shape-lambda applies", "cnn has none"]),
+    (["--arch", "cnn", "--dataset", "mnist5k", "--shape-lambda", "1"], ["--shape-lambda and --shape-group apply", "cnn has none"]),
+    (["--arch", "lhc-cnn", "--dataset", "mnist5k", "--shape-group", "0"], ["--shape-group 0: a group has at least one kernel"]),
     (["--arch", "liaf-cnn", "--dataset", "mnist5k"], ["liaf-cnn has LIAF layers", "mnist5k-saccade"]),
     (["--arch", "liaf-cnn", "--dataset", "mnist5k-saccade", "--leak-shift", "17"], ["--leak-shift 17 is outside [0, 16]"]),
     (["--arch", "liaf-cnn", "--dataset", "mnist5k-saccade", "--time-steps", "0"], ["--time-steps 0 is outside [1, 1024]"]),
