@@ -87,6 +87,9 @@ def register(sub):
                    help="thresholds in log-alpha units (default -6 ... 6 in steps of 1)")
     s.add_argument("--json", action="store_true")
     s.add_argument("--plot", default=None, metavar="out.png", help="accuracy vs MAC-fraction plot")
+    s.add_argument("--steps", type=int, nargs="+", default=None,
+                   help="temporal models: use only the first T frames of each sequence, for each T given "
+                        "(accuracy, events and fired XNORs per sequence and per step)")
     s.set_defaults(func=cmd_sweep)
 
 
@@ -132,6 +135,20 @@ def _export_command(a):
     if a.tau:
         parts += ["--tau", f"{a.tau:g}"]
     return " ".join(shlex.quote(p) for p in parts)
+
+
+def _sweep_steps(args, model, seqs, labels):
+    from quant.sweep import format_steps_table, sweep_steps
+    if not model.temporal:
+        raise GxnorError(f"--steps applies to temporal models (event sequences); {args.model} takes images")
+    if args.plot or args.taus:
+        raise GxnorError("--steps sweeps the number of frames; drop --taus / --plot")
+    rows = sweep_steps(model, seqs, labels, args.steps)
+    if args.json:
+        print_json({"model": model.name, "sequences": int(len(seqs)), "rows": rows})
+        return
+    print(f"{model.name}: {len(seqs)} sequences of {seqs.shape[1]} frames, the first T frames used")
+    print(format_steps_table(rows))
 
 
 def _work_meta(res):
@@ -292,6 +309,8 @@ def cmd_sweep(args):
 
     model = modelfile.load(args.model)
     images, labels = modelfile.load_inputs(args.inputs, model)
+    if args.steps is not None:
+        return _sweep_steps(args, model, images, labels)
     taus = args.taus if args.taus is not None else default_taus()
     rows = sweep(model, images, labels, taus)
     meta = model.meta or {}

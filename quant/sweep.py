@@ -36,6 +36,38 @@ def sweep(model, images, labels, taus):
     return rows
 
 
+def sweep_steps(model, seqs, labels, steps, tau=None):
+    """Temporal models: accuracy and work when only the first ``t`` frames of each sequence are
+    used, for each ``t`` in ``steps`` (the cost knob of an event network: fewer frames, fewer
+    events). Per row: events per sequence (the first conv/dense layer's input events, summed over
+    the steps used) and per step, fired XNORs per sequence, dense MACs per sequence."""
+    from golden.errors import GxnorError
+    for t in steps:
+        if not 1 <= t <= seqs.shape[1]:
+            raise GxnorError(f"--steps {t}: the sequences have {seqs.shape[1]} frames; choose 1..{seqs.shape[1]}")
+    rows = []
+    for t in steps:
+        res = run(model, seqs[:, :t], tau=tau)
+        tot = res.total_work
+        n = max(tot.images, 1)
+        rows.append({"steps": int(t), "accuracy": res.accuracy(labels) if labels is not None else None,
+                     "events_per_sequence": sum(ws[0].input_events for ws in res.work_steps) / n,
+                     "events_per_step": [ws[0].input_events / n for ws in res.work_steps],
+                     "fired_per_sequence": tot.fired / n, "fired_fraction": tot.fired / max(tot.dense_macs, 1),
+                     "dense_macs_per_sequence": tot.dense_macs / n})
+    return rows
+
+
+def format_steps_table(rows):
+    head = f"{'steps':>6} {'accuracy':>9} {'events/seq':>11} {'fired/seq':>11} {'fired frac':>10}  events per step"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        acc = "-" if r["accuracy"] is None else f"{100 * r['accuracy']:.2f}%"
+        lines.append(f"{r['steps']:>6d} {acc:>9} {r['events_per_sequence']:>11.1f} {r['fired_per_sequence']:>11.0f} "
+                     f"{r['fired_fraction']:>10.4f}  {' '.join(f'{e:.0f}' for e in r['events_per_step'])}")
+    return "\n".join(lines)
+
+
 def format_table(rows):
     head = f"{'tau':>8} {'tau int':>8} {'accuracy':>9} {'MAC frac':>9} {'MACs/img':>10} {'fired frac':>10} {'k off %':>8}"
     lines = [head, "-" * len(head)]

@@ -147,3 +147,32 @@ def test_cli_bad_options(tmp_path, capsys, argv, words):
     assert status == 2
     one_error_line(err, *words)
     assert not (tmp_path / "r").exists() or not (tmp_path / "r" / "checkpoint.pt").exists()
+
+
+def test_sweep_steps(tmp_path, capsys):
+    """gxnor sweep --steps: each row is golden on the first T frames; errors for image models and T
+    beyond the sequences."""
+    from golden.randmodel import random_model
+    m = random_model("c3l,p,c4,f,d5", (1, 6, 6), seed=2, time_steps=4, events=True)
+    modelfile.save(m, tmp_path / "t.gxm")
+    x = np.random.default_rng(1).integers(-1, 2, (7, 4, 1, 6, 6)).astype(np.int8)
+    y = np.arange(7) % 5
+    np.savez(tmp_path / "s.npz", images=x, labels=y)
+    status, out, err = gx(capsys, "sweep", tmp_path / "t.gxm", "--inputs", tmp_path / "s.npz", "--steps", "1", "3",
+                          "--json")
+    assert status == 0, err
+    rows = json.loads(out)["rows"]
+    for r, t in zip(rows, (1, 3)):
+        ref = run(m, x[:, :t])
+        assert r["steps"] == t and r["accuracy"] == ref.accuracy(y)
+        assert r["fired_per_sequence"] == ref.total_work.fired / 7
+        assert r["events_per_step"] == [ws[0].input_events / 7 for ws in ref.work_steps]
+    status, _, err = gx(capsys, "sweep", tmp_path / "t.gxm", "--inputs", tmp_path / "s.npz", "--steps", "5")
+    assert status == 2
+    one_error_line(err, "--steps 5: the sequences have 4 frames")
+    img = random_model("c3,f,d5", (1, 6, 6))
+    modelfile.save(img, tmp_path / "i.gxm")
+    np.savez(tmp_path / "i.npz", images=np.zeros((2, 1, 6, 6), np.uint8))
+    status, _, err = gx(capsys, "sweep", tmp_path / "i.gxm", "--inputs", tmp_path / "i.npz", "--steps", "1")
+    assert status == 2
+    one_error_line(err, "--steps applies to temporal models")
