@@ -80,8 +80,30 @@ def evaluate_run(run):
             row["events_per_step"] = [ws[0].input_events / n for ws in res.work_steps]
             row["fired_per_step"] = [sum(w.fired for w in ws) / n for ws in res.work_steps]
         out[name] = row
+    out["group_skippable"] = group_skippable(model)
     with open(cache, "w") as f:
         json.dump(out, f, indent=1)
+    return out
+
+
+def group_skippable(model, lanes=(1, 2, 4, 8)):
+    """Per lane count P: the share of the model's masked-tap MACs (skip_shape, per image) that an
+    engine computing P consecutive kernels side by side could skip without looking at data: a tap
+    (c, dy, dx) is skippable for a group only when every kernel of the group lacks it."""
+    out = {}
+    for p in lanes:
+        masked = skippable = 0
+        for i, layer in enumerate(model.layers):
+            mask = getattr(layer, "tap_mask", None)
+            if mask is None:
+                continue
+            positions = int(np.prod(model.shapes[i + 1][1:]))
+            k = mask.shape[0]
+            masked += positions * int((mask == 0).sum())
+            for g in range(0, k, p):
+                grp = mask[g:g + p]
+                skippable += positions * len(grp) * int(np.all(grp == 0, axis=0).sum())
+        out[str(p)] = skippable / masked if masked else None
     return out
 
 
@@ -110,6 +132,9 @@ def summarise(table, base):
                 vals = [s[split][key] for s in seeds.values() if split in s]
                 r[f"{split}_{key}"] = _mean_sd(vals)
         r["dense_macs"] = next(iter(seeds.values()))["test"]["dense_macs"]
+        gs = [s["group_skippable"] for s in seeds.values() if s.get("group_skippable")]
+        if gs and gs[0].get("1") is not None:
+            r["group_skippable"] = {p: statistics.fmean(g[p] for g in gs) for p in gs[0]}
         if base in table and cond != base:
             paired = [s for s in seeds if s in table[base]]
             r["paired_seeds"] = paired
@@ -142,6 +167,10 @@ def report_lhc(rows, base="cnn-l0"):
                      f"{_pm(r['test_fired'], 1, '{:.0f}')} | {100 * live:.1f}% | "
                      f"{_pm(r['test_acc_diff']) if 'test_acc_diff' in r else ''} | "
                      f"{_pm(r['test_fired_ratio']) if 'test_fired_ratio' in r else ''} |")
+    for cond, r in sorted(rows.items()):
+        if r.get("group_skippable") and r["group_skippable"].get("1") is not None:
+            lines.append(f"{cond}: share of masked-tap MACs skippable by P consecutive lanes: "
+                         + ", ".join(f"P={p} {100 * v:.1f}%" for p, v in r["group_skippable"].items()))
     ok = [c for c, r in rows.items() if c != base and base in rows
           and r["val_accuracy"][0] >= rows[base]["val_accuracy"][0] - 0.005]
     chosen = min(ok, key=lambda c: rows[c]["val_fired"][0]) if ok else None
