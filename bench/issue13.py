@@ -3,7 +3,9 @@
     python bench/issue13.py lhc RUNS/lhc   [--json out.json]
     python bench/issue13.py liaf RUNS/liaf [--json out.json]
 
-Every finished run folder ``s<seed>-<condition>`` under the root is exported to golden, checked
+Every finished run folder ``s<seed>-<condition>`` under the root has its BatchNorm statistics
+recalibrated on its training split (``quant.train.recalibrate_bn``, as ``gxnor export
+--recalibrate``), is exported to golden, checked
 bit-exact against its Brevitas eval model on the whole test split (every layer, every time step,
 every membrane; a mismatch stops the report), and run by golden on the validation split (the last
 ``val`` training images the run held out) and on the test split. Results are cached per run in
@@ -47,7 +49,7 @@ def _mean_sd(xs):
 def evaluate_run(run):
     """Export, verify on the test split, golden on val and test; cached in ``run/issue13.json``."""
     from quant.export import check_exact, to_golden, verify
-    from quant.train import load_data, load_run
+    from quant.train import load_data, load_run, recalibrate_bn
     from golden.forward import run as golden_run
 
     cache = os.path.join(run, "issue13.json")
@@ -60,6 +62,7 @@ def evaluate_run(run):
     cfg, net, ck = load_run(run)
     if ck["epoch"] < cfg["epochs"]:
         return None
+    recalibrate_bn(net, load_data(cfg, "train")[0], tau=cfg["eval_tau"] if net.gated else None)
     model = to_golden(net, name=os.path.basename(run))
     xte, yte = load_data(cfg, "test")
     rep = verify(net, model, xte)

@@ -75,6 +75,9 @@ def register(sub):
                         "exported and verified too, its golden accuracy becomes the model's ungated_accuracy")
     e.add_argument("--eval-state", default=None, metavar="S.npz",
                    help="also write the compact Brevitas eval model (rebuilds it exactly, e.g. for re-verification)")
+    e.add_argument("--recalibrate", action="store_true",
+                   help="first replace the BatchNorm running statistics by their population values over the "
+                        "run's training split (layer by layer, eval mode; deterministic)")
     e.add_argument("--name", default=None, help="model name (default: the output file's stem)")
     e.add_argument("--force", action="store_true", help="replace existing output files")
     e.add_argument("--json", action="store_true")
@@ -134,6 +137,8 @@ def _export_command(a):
             parts += [flag, value]
     if a.tau:
         parts += ["--tau", f"{a.tau:g}"]
+    if a.recalibrate:
+        parts.append("--recalibrate")
     return " ".join(shlex.quote(p) for p in parts)
 
 
@@ -228,6 +233,9 @@ def cmd_export(args):
     if ck["epoch"] < cfg["epochs"]:
         raise GxnorError(f"{args.run}: training stopped at epoch {ck['epoch']} of {cfg['epochs']}; "
                          f"finish it with gxnor train ... --resume")
+    if args.recalibrate:
+        from quant.train import recalibrate_bn
+        recalibrate_bn(net, load_data(cfg, "train")[0], tau=cfg["eval_tau"] if net.gated else None)
     name = args.name or os.path.splitext(os.path.basename(args.output))[0]
     model = to_golden(net, default_tau=args.tau, name=name)
     x, y = load_data(cfg, "test")
@@ -252,6 +260,9 @@ def cmd_export(args):
                              f"trained with --no-gates")
         if uck["epoch"] < ucfg["epochs"]:
             raise GxnorError(f"{args.ungated_run}: training stopped at epoch {uck['epoch']} of {ucfg['epochs']}")
+        if args.recalibrate:
+            from quant.train import recalibrate_bn
+            recalibrate_bn(unet, load_data(ucfg, "train")[0])
         umodel = to_golden(unet, name=name + "-ungated")
         urep = verify(unet, umodel, x)
         check_exact(urep, f"the ungated reference {args.ungated_run}")
@@ -262,7 +273,7 @@ def cmd_export(args):
             "default_tau_log_alpha": args.tau if model.gated else None,
             "ungated_accuracy": ungated if model.gated else acc, "float_accuracy": float_acc,
             "all_gates_on_accuracy": all_on if model.gated else None,
-            "ungated_run": args.ungated_run if model.gated else None,
+            "ungated_run": args.ungated_run if model.gated else None, "recalibrated": bool(args.recalibrate),
             "exactness": [{"tau": r["tau"], "images": r["images"], "exact": r["exact"]} for r in reports]}
     if model.temporal or any(getattr(l, "tap_mask", None) is not None for l in model.layers):
         meta["work"] = _work_meta(report["golden_result"])

@@ -226,6 +226,7 @@ class TernaryBlock(nn.Module):
             self.act = QuantIdentity(act_quant=UnitTernaryAct, return_quant_tensor=False)
         self.gate = GatePredictor(cin, cout, positions, normalize=gate_norm) if gated else None
         self.cost = None  # set by the net: dense MACs of one kernel (for the L0 weighting)
+        self.bn_stats = None  # [sum, sum of squares, count] while quant.train.recalibrate_bn runs
         self.mask_logit = None
         if shaped:
             if kind != "conv":
@@ -315,6 +316,12 @@ class TernaryBlock(nn.Module):
         """Returns (output, log_alpha or None, expected-L0 cost or None, gate on [N,K] or None,
         expected live-tap cost or None, membranes or None)."""
         a, shape_cost = self.sums(x)
+        if self.bn_stats is not None:      # recalibration pass (quant.train.recalibrate_bn)
+            dims = [0] + list(range(2, a.dim()))
+            d = a.detach().to(torch.float64)
+            self.bn_stats[0] += d.sum(dim=dims)
+            self.bn_stats[1] += (d * d).sum(dim=dims)
+            self.bn_stats[2] += d.numel() // d.shape[1]
         if self.liaf is not None:
             y, u = self.membrane(a, steps)
             return y, None, None, None, shape_cost, u

@@ -171,6 +171,35 @@ def augment(x, shift, gen):
     return xp[torch.arange(n)[:, None, None, None], torch.arange(x.shape[1])[None, :, None, None], rows, cols]
 
 
+def recalibrate_bn(net, images, tau=None, batch=500):
+    """Replace every BatchNorm's running statistics by the population statistics of its sums over
+    ``images``, layer by layer in order (each with the already recalibrated earlier layers, in eval
+    mode: gates at ``tau``, learned shapes' eval masks), so the eval model's thresholds rest on the
+    whole training split instead of an exponential average of the last batches. Deterministic."""
+    import torch
+
+    from .nets import TernaryBlock
+    blocks = [l for l in net.layers if isinstance(l, TernaryBlock) and l.bn is not None]
+    if np.ndim(images) == 5:
+        batch = max(1, batch // images.shape[1])
+    net.eval()
+    with torch.no_grad():
+        for blk in blocks:
+            k = blk.bn.num_features
+            blk.bn_stats = [torch.zeros(k, dtype=torch.float64), torch.zeros(k, dtype=torch.float64), 0]
+            try:
+                for s in range(0, len(images), batch):
+                    net(torch.from_numpy(np.asarray(images[s:s + batch], dtype=np.float32)), tau=tau)
+                total, sq, n = blk.bn_stats
+            finally:
+                blk.bn_stats = None
+            mean = total / max(n, 1)
+            var = (sq / max(n, 1) - mean * mean).clamp_min(0.0)
+            blk.bn.running_mean.copy_(mean.to(blk.bn.running_mean.dtype))
+            blk.bn.running_var.copy_(var.to(blk.bn.running_var.dtype))
+    return net
+
+
 def live_taps(net):
     """Fraction of the shaped convs' taps that exist (eval mask), weighted by their dense MACs."""
     from .nets import TernaryBlock

@@ -176,3 +176,32 @@ def test_sweep_steps(tmp_path, capsys):
     status, _, err = gx(capsys, "sweep", tmp_path / "i.gxm", "--inputs", tmp_path / "i.npz", "--steps", "1")
     assert status == 2
     one_error_line(err, "--steps applies to temporal models")
+
+
+def test_recalibrate_bn_population_statistics(tmp_path, capsys):
+    """recalibrate_bn sets each BatchNorm to the mean and (biased) variance of its sums over the
+    images, the later layers with the earlier ones already recalibrated; gxnor export --recalibrate
+    writes that model, still exact."""
+    from golden.data import load_dataset
+    from quant.train import recalibrate_bn
+    torch.manual_seed(3)
+    net = _randomise(Net("c4,p,c6s,p,f,d10", input_shape=(1, 8, 8)), seed=5)
+    x, _ = load_dataset("digits", "train")
+    recalibrate_bn(net, x[:300], batch=64)
+    with torch.no_grad():
+        acts = net(torch.from_numpy(x[:300].astype(np.float32)), collect=True)["acts"]
+        a1 = net.layers[1].linear(acts[0]).double()
+        a3 = net.layers[3].sums(acts[2])[0].double()
+    for blk, a in ((net.layers[1], a1), (net.layers[3], a3)):
+        mean = a.mean(dim=(0, 2, 3))
+        var = a.var(dim=(0, 2, 3), unbiased=False)
+        assert torch.allclose(blk.bn.running_mean.double(), mean, atol=1e-5)
+        assert torch.allclose(blk.bn.running_var.double(), var, atol=1e-4)
+    # through the CLI on a tiny run
+    run_dir = tmp_path / "r"
+    assert gx(capsys, "train", "--arch", "c4,p,c6s,p,f,d10", "--dataset", "digits", "--epochs", "1",
+              "--train-limit", "200", "-o", run_dir)[0] == 0
+    status, out, err = gx(capsys, "export", run_dir, "-o", tmp_path / "r.gxm", "--recalibrate")
+    assert status == 0 and "bit-exact" in out, err
+    meta = modelfile.load(tmp_path / "r.gxm").meta
+    assert meta["recalibrated"] and meta["export_command"].endswith("--recalibrate")
