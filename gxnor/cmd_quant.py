@@ -56,6 +56,29 @@ def register(sub):
                    help="LIAF layers: membrane leak u - floor(u / 2^S), 0..16 (0 = no temporal state; default 2)")
     t.add_argument("--reset", default="none", help="LIAF layers: after a nonzero fire keep the membrane (none) or zero it")
     t.add_argument("--readout", default="sum", help="event data: logits summed over the steps (sum) or the last step's")
+    c = t.add_argument_group("gated cell (issue 12; every option acts on the gated convs cNg)")
+    c.add_argument("--gate-regions", type=int, default=1, metavar="R",
+                   help="the gates read R x R region sums of their input (default 1: one sum per channel)")
+    c.add_argument("--post-gate", action="store_true",
+                   help="add a post-synaptic gate from the conv's own output (zeroes a kernel after it is computed)")
+    c.add_argument("--lateral", default=None, choices=("spatial", "channel"),
+                   help="lateral depression: an output fires only if it beats its 3x3 (spatial) or k-1/k+1 "
+                        "(channel) neighbours' sums by --beta")
+    c.add_argument("--beta", type=int, default=0, help="lateral depression margin, integer sum units (default 0)")
+    c.add_argument("--k", type=int, default=None, help="competition: keep the k gates of largest log-alpha per layer")
+    c.add_argument("--eval-k", type=int, default=None, help="competition register for the per-epoch accuracies")
+    c.add_argument("--tau-sample", type=float, nargs=2, default=None, metavar=("LO", "HI"),
+                   help="draw the gate threshold uniformly in [LO, HI] (log-alpha) per batch: every tau a working point")
+    c.add_argument("--k-sample", type=int, nargs=2, default=None, metavar=("LO", "HI"),
+                   help="draw the competition k uniformly in [LO, HI] per batch")
+    c.add_argument("--all-on-weight", type=float, default=0.0, metavar="W",
+                   help="add an all-gates-on pass per batch: + W * (CE(all on) + KL(gated || all on)) (0 = off)")
+    c.add_argument("--gate-clamp", type=float, default=0.0, metavar="C",
+                   help="clamp log-alpha to [-C, C] in the training gates, straight-through (0 = off)")
+    c.add_argument("--gate-static", action="store_true",
+                   help="input-independent gates (bias only): the static-L0 control")
+    t.add_argument("--event-lambda", type=float, default=0.0,
+                   help="event penalty: weight of the soft fraction of nonzero hidden conv outputs (0 = off)")
     t.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest for these small models)")
     g = t.add_mutually_exclusive_group()
     g.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
@@ -68,6 +91,8 @@ def register(sub):
     e.add_argument("-o", "--output", required=True, metavar="M.gxm")
     e.add_argument("--qonnx", default=None, metavar="M.onnx", help="also write the QONNX graph (gates at the default tau)")
     e.add_argument("--tau", type=float, default=0.0, help="default tau of the model, log-alpha units")
+    e.add_argument("--k", type=int, default=None,
+                   help="gated models: default competition register (keep the k largest log-alpha per gated layer)")
     e.add_argument("--float-run", default=None, metavar="RUN",
                    help="the float baseline's run folder; its test accuracy goes into the model meta")
     e.add_argument("--ungated-run", default=None, metavar="RUN",
@@ -88,6 +113,8 @@ def register(sub):
     s.add_argument("--inputs", required=True, help=".npz with 'images' and 'labels' (e.g. from gxnor data export)")
     s.add_argument("--taus", type=float, nargs="+", default=None,
                    help="thresholds in log-alpha units (default -6 ... 6 in steps of 1)")
+    s.add_argument("--ks", type=int, nargs="+", default=None, metavar="K",
+                   help="competition register values to sweep (at the model's default tau) instead of taus")
     s.add_argument("--json", action="store_true")
     s.add_argument("--plot", default=None, metavar="out.png", help="accuracy vs MAC-fraction plot")
     s.add_argument("--steps", type=int, nargs="+", default=None,
@@ -119,10 +146,18 @@ def _train_command(a):
                                  ("--shape-group", a.shape_group, 1),
                                  ("--val", a.val, 0), ("--time-steps", a.time_steps, 12),
                                  ("--event-threshold", a.event_threshold, 48), ("--leak-shift", a.leak_shift, 2),
-                                 ("--reset", a.reset, "none"), ("--readout", a.readout, "sum")):
+                                 ("--reset", a.reset, "none"), ("--readout", a.readout, "sum"),
+                                 ("--gate-regions", a.gate_regions, 1), ("--lateral", a.lateral, None),
+                                 ("--beta", a.beta, 0), ("--k", a.k, None), ("--eval-k", a.eval_k, None),
+                                 ("--all-on-weight", a.all_on_weight, 0.0), ("--gate-clamp", a.gate_clamp, 0.0),
+                                 ("--event-lambda", a.event_lambda, 0.0)):
         if value != default:
             parts += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
-    for flag, value in (("--no-gates", a.no_gates), ("--gate-norm", a.gate_norm)):
+    for flag, value in (("--tau-sample", a.tau_sample), ("--k-sample", a.k_sample)):
+        if value is not None:
+            parts += [flag] + [f"{v:g}" for v in value]
+    for flag, value in (("--no-gates", a.no_gates), ("--gate-norm", a.gate_norm), ("--post-gate", a.post_gate),
+                        ("--gate-static", a.gate_static)):
         if value:
             parts.append(flag)
     return " ".join(shlex.quote(p) for p in parts)
@@ -137,6 +172,8 @@ def _export_command(a):
             parts += [flag, value]
     if a.tau:
         parts += ["--tau", f"{a.tau:g}"]
+    if a.k is not None:
+        parts += ["--k", str(a.k)]
     if a.recalibrate:
         parts.append("--recalibrate")
     return " ".join(shlex.quote(p) for p in parts)
@@ -186,6 +223,21 @@ def cmd_train(args):
                          f"{args.arch} has no gates")
     if args.no_gates and (args.lam or args.gate_norm):
         raise GxnorError("--no-gates removes the gates; drop --lambda / --gate-norm")
+    cell = {"--gate-regions": args.gate_regions != 1, "--post-gate": args.post_gate, "--lateral": args.lateral,
+            "--beta": args.beta != 0, "--k": args.k is not None, "--eval-k": args.eval_k is not None,
+            "--tau-sample": args.tau_sample is not None, "--k-sample": args.k_sample is not None,
+            "--all-on-weight": bool(args.all_on_weight), "--gate-clamp": bool(args.gate_clamp),
+            "--gate-static": args.gate_static}
+    used = [name for name, on in cell.items() if on]
+    if used and not feats["gated"]:
+        raise GxnorError(f"{' '.join(used)} act on the gated convs (cNg); {args.arch} has none")
+    gating = [n for n in used if n not in ("--lateral", "--beta")]
+    if args.no_gates and gating:
+        raise GxnorError(f"--no-gates removes the gates; drop {' '.join(gating)}")
+    if args.beta and not args.lateral:
+        raise GxnorError("--beta is the margin of lateral depression: give --lateral spatial or channel")
+    if feats["liaf"] and used:
+        raise GxnorError(f"{' '.join(used)}: the gated cell is not available on LIAF (event) nets yet")
     import torch
     torch.set_num_threads(max(1, args.threads))
     cfg = default_config(args.arch, args.dataset, args.epochs, args.seed, ternary=not args.float,
@@ -196,7 +248,11 @@ def cmd_train(args):
                          kd_temp=args.kd_temp, l0_warmup=args.l0_warmup, gates=not args.no_gates,
                          gate_norm=args.gate_norm, shape_lambda=args.shape_lambda, val=args.val,
                          time_steps=args.time_steps, ev_threshold=args.event_threshold, leak_shift=args.leak_shift,
-                         reset=args.reset, readout=args.readout, shape_group=args.shape_group)
+                         reset=args.reset, readout=args.readout, shape_group=args.shape_group,
+                         gate_regions=args.gate_regions, post_gate=args.post_gate, lateral=args.lateral,
+                         beta=args.beta, k=args.k, eval_k=args.eval_k, tau_sample=args.tau_sample,
+                         k_sample=args.k_sample, all_on_weight=args.all_on_weight, gate_clamp=args.gate_clamp,
+                         gate_static=args.gate_static, event_lambda=args.event_lambda)
     cfg["command"] = _train_command(args)
     m = train(cfg, args.output, resume=args.resume, force=args.force, progress=not args.json and sys.stderr.isatty(),
               log=(lambda s: print(s, file=sys.stderr)) if args.json else print)
@@ -235,21 +291,27 @@ def cmd_export(args):
                          f"finish it with gxnor train ... --resume")
     if args.recalibrate:
         from quant.train import recalibrate_bn
-        recalibrate_bn(net, load_data(cfg, "train")[0], tau=cfg["eval_tau"] if net.gated else None)
+        recalibrate_bn(net, load_data(cfg, "train")[0], tau=cfg["eval_tau"] if net.gated else None,
+                       k=cfg.get("eval_k") if net.gated else None)
     name = args.name or os.path.splitext(os.path.basename(args.output))[0]
+    if args.k is not None and not net.gated:
+        raise GxnorError(f"--k is the competition register of gated models; {args.run} has no gates")
     model = to_golden(net, default_tau=args.tau, name=name)
+    if args.k is not None:
+        model = model.replace(default_k=model.check_k(args.k))
     x, y = load_data(cfg, "test")
     report = verify(net, model, x)
     check_exact(report, f"the {cfg['dataset']} test split ({len(x)} images)")
     reports = [report]
-    ungated = None
+    ungated = all_on = None
     if model.gated:
-        rep_all = verify(net, model, x, tau_int=model.tau_range[0])
+        rep_all = verify(net, model, x, tau_int=model.tau_range[0], k=None)
         check_exact(rep_all, f"the {cfg['dataset']} test split with every gate on")
         reports.append(rep_all)
-        ungated = rep_all["golden_result"].accuracy(y)
+        all_on = rep_all["golden_result"].accuracy(y)
     acc = report["golden_result"].accuracy(y)
-    all_on = ungated
+    # The all-gates-on accuracy is not an ungated reference (the gated net never trained that way):
+    # ungated_accuracy is only the matched --ungated-run's.
     if args.ungated_run:
         if not model.gated:
             raise GxnorError(f"--ungated-run applies to gated models; {args.run} has no gates")
@@ -274,11 +336,15 @@ def cmd_export(args):
             "ungated_accuracy": ungated if model.gated else acc, "float_accuracy": float_acc,
             "all_gates_on_accuracy": all_on if model.gated else None,
             "ungated_run": args.ungated_run if model.gated else None, "recalibrated": bool(args.recalibrate),
-            "exactness": [{"tau": r["tau"], "images": r["images"], "exact": r["exact"]} for r in reports]}
+            "exactness": [{"tau": r["tau"], "k": r["k"], "images": r["images"], "exact": r["exact"]}
+                          for r in reports]}
     if model.temporal or any(getattr(l, "tap_mask", None) is not None for l in model.layers):
         meta["work"] = _work_meta(report["golden_result"])
     model = model.replace(meta=meta)
     out = {"model": args.output, "meta": meta}
+    if args.qonnx and model.extensions():
+        raise GxnorError(f"--qonnx: QONNX export of the gated-cell rules ({', '.join(model.extensions())}) is not "
+                         f"supported; drop --qonnx (the golden model is exact)")
     if args.qonnx and (model.temporal or net.shaped):
         raise GxnorError("--qonnx: QONNX export of event-sequence or shaped (LHC) nets is not supported yet; "
                          "drop --qonnx (the golden model is exact)")
@@ -316,14 +382,21 @@ def cmd_export(args):
 
 def cmd_sweep(args):
     from golden import modelfile
-    from quant.sweep import default_taus, format_table, plot, sweep
+    from quant.sweep import default_taus, format_table, plot, sweep, sweep_k
 
     model = modelfile.load(args.model)
     images, labels = modelfile.load_inputs(args.inputs, model)
     if args.steps is not None:
         return _sweep_steps(args, model, images, labels)
-    taus = args.taus if args.taus is not None else default_taus()
-    rows = sweep(model, images, labels, taus)
+    if args.ks is not None:
+        if args.taus is not None:
+            raise GxnorError("--ks sweeps the competition register at the model's default tau; drop --taus")
+        for k in args.ks:
+            model.check_k(k)
+        rows = sweep_k(model, images, labels, args.ks)
+    else:
+        taus = args.taus if args.taus is not None else default_taus()
+        rows = sweep(model, images, labels, taus)
     meta = model.meta or {}
     out = {"model": model.name, "images": int(len(images)), "gated": model.gated,
            "float_accuracy": meta.get("float_accuracy"), "ungated_accuracy": meta.get("ungated_accuracy"),

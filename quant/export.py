@@ -6,7 +6,10 @@ Per layer (``net.layers[i]`` becomes ``model.layers[i]``):
 * ternary conv/dense block: the Brevitas quantized weights (exactly {-1, 0, +1}); channels whose
   folded BN scale is negative have their weights negated; thresholds from
   :func:`quant.thresholds.channel_thresholds` applied to the block's own eval ``bn_act``;
-* gate predictor: integer weights/bias ``round(value * 2**f)`` of the on-grid values (exact);
+* gate predictor: integer weights/bias ``round(value * 2**f)`` of the on-grid values (exact), with
+  its region grid; a post-synaptic gate likewise (``Conv.post_gate``); lateral depression as
+  ``Lateral(neighbourhood, beta)`` (the torch rule compares the sums in the exported orientation,
+  ``a * sign(BN scale)``, which are golden's sums); the competition register as ``default_k``;
 * max-pool, flatten: as is; logits dense: the quantized weights;
 * event input: golden's ``events``; a learned kernel shape: ``tap_mask = mask_logit > 0`` and the
   weights ``q(w) * mask``; a LIAF block: ``Liaf(leak_shift, reset)`` with thresholds tabulated from
@@ -24,7 +27,8 @@ import numpy as np
 
 from golden.errors import GxnorError
 from golden.forward import run
-from golden.layers import Conv, Dense, EventInput, Flatten, Gate, InputQuant, Liaf, MaxPool, membrane_range
+from golden.layers import (Conv, Dense, EventInput, Flatten, Gate, InputQuant, Lateral, Liaf, MaxPool,
+                           membrane_range)
 from golden.model import Model
 
 
@@ -35,8 +39,9 @@ def _ternary_weights(linear, where):
     return w.astype(np.int8)
 
 
-def to_golden(net, gate_frac_bits=None, default_tau=0.0, name="model", meta=None):
-    """Build the golden Model of a trained ternary :class:`quant.nets.Net` (in eval mode)."""
+def to_golden(net, gate_frac_bits=None, default_tau=0.0, name="model", meta=None, default_k=None):
+    """Build the golden Model of a trained ternary :class:`quant.nets.Net` (in eval mode);
+    ``default_k`` is the model's competition register (None: no competition)."""
     import torch
     import torch.nn as nn
 
@@ -76,14 +81,14 @@ def to_golden(net, gate_frac_bits=None, default_tau=0.0, name="model", meta=None
                 w = w * signs.reshape((-1,) + (1,) * (w.ndim - 1)).astype(np.int8)
                 lo, hi = channel_thresholds(layer.bn_act, layer.fan_in, signs)
                 if kind == "conv":
-                    gate = None
-                    if layer.gate is not None:
-                        if layer.gate.frac_bits != f:
-                            raise GxnorError(f"{where}: gate grid 2^-{layer.gate.frac_bits} differs from the "
-                                             f"model's 2^-{f}")
-                        gw, gb = layer.gate.integer()
-                        gate = Gate(gw, gb)
-                    layers.append(Conv(w, lo, hi, padding="same", gate=gate, tap_mask=mask))
+                    gates = []
+                    for g in (layer.gate, layer.post):
+                        if g is not None and g.frac_bits != f:
+                            raise GxnorError(f"{where}: gate grid 2^-{g.frac_bits} differs from the model's 2^-{f}")
+                        gates.append(None if g is None else Gate(*g.integer(), regions=g.regions))
+                    lateral = None if layer.lateral is None else Lateral(*layer.lateral)
+                    layers.append(Conv(w, lo, hi, padding="same", gate=gates[0], tap_mask=mask,
+                                       post_gate=gates[1], lateral=lateral))
                 else:
                     layers.append(Dense(w, lo, hi))
             elif isinstance(layer, LogitsDense):
@@ -98,7 +103,9 @@ def to_golden(net, gate_frac_bits=None, default_tau=0.0, name="model", meta=None
     model = Model(input_shape=net.input_shape, layers=tuple(layers), gate_frac_bits=f, name=name,
                   meta=dict(meta or {}), **temporal)
     if model.gated:
-        model = model.replace(default_tau=model.tau_from_log_alpha(default_tau))
+        model = model.replace(default_tau=model.tau_from_log_alpha(default_tau), default_k=default_k)
+    elif default_k is not None:
+        raise GxnorError("a competition register k needs a gated model")
     return model
 
 
@@ -124,9 +131,11 @@ def _liaf_layer(layer, kind, where, time_steps):
     return Dense(w, lo, hi, liaf=liaf)
 
 
-def torch_eval(net, images, tau_int, frac_bits, batch=250):
+def torch_eval(net, images, tau_int, frac_bits, batch=250, k=None, post=None):
     """Run the eval model; returns (per-layer activations as float64 arrays, log_alpha dict, gates
-    dict, logits, predictions, LIAF membranes dict). ``tau_int`` None means every gate on."""
+    dict, logits, predictions, LIAF membranes dict). ``tau_int`` None means every gate on; ``k`` the
+    competition register. ``post``: a dict that receives the post-synaptic ``log_alpha`` and
+    ``gates`` dicts."""
     import torch
     tau = None if tau_int is None else tau_int / float(1 << frac_bits)
     net.eval()
@@ -136,18 +145,26 @@ def torch_eval(net, images, tau_int, frac_bits, batch=250):
         batch = max(1, batch // images.shape[1])          # sequences: about ``batch`` frames at a time
     with torch.no_grad():
         for s in range(0, len(images), batch):
-            out = net(torch.from_numpy(np.asarray(images[s:s + batch], dtype=np.float32)), tau=tau, collect=True)
+            out = net(torch.from_numpy(np.asarray(images[s:s + batch], dtype=np.float32)), tau=tau, collect=True, k=k)
             a = [t.numpy().astype(np.float64) for t in out["acts"]]
             acts = [[x] for x in a] if acts is None else [p + [x] for p, x in zip(acts, a)]
             for i, la in out["log_alpha"].items():
                 las.setdefault(i, []).append(la.numpy().astype(np.float64))
             for i, on in out["gates"].items():
                 gates.setdefault(i, []).append(on.numpy())
+            if post is not None:
+                for i, la in out["post_log_alpha"].items():
+                    post.setdefault("log_alpha", {}).setdefault(i, []).append(la.numpy().astype(np.float64))
+                for i, on in out["post_gates"].items():
+                    post.setdefault("gates", {}).setdefault(i, []).append(on.numpy())
             for i, u in out.get("membranes", {}).items():
                 mems.setdefault(i, []).append(u.numpy().astype(np.float64))
             logits.append(out["logits"].numpy().astype(np.float64))
             preds.append(out["logits"].argmax(dim=1).numpy())
     cat = np.concatenate
+    if post is not None:
+        for name in list(post):
+            post[name] = {i: cat(v) for i, v in post[name].items()}
     return ([cat(p) for p in acts], {i: cat(v) for i, v in las.items()}, {i: cat(v) for i, v in gates.items()},
             cat(logits), cat(preds), {i: cat(v) for i, v in mems.items()})
 
@@ -159,8 +176,9 @@ def _as_int(a):
     return a.astype(np.int64)
 
 
-def verify(net, model, images, tau_int=None, use_model_default=True):
-    """Compare the Brevitas eval model and golden on ``images`` at integer ``tau_int``.
+def verify(net, model, images, tau_int=None, use_model_default=True, k="default"):
+    """Compare the Brevitas eval model and golden on ``images`` at integer ``tau_int`` and
+    competition register ``k`` ("default": the model's ``default_k``; None: no competition).
 
     Returns a report dict: ``exact`` (bool), ``images``, ``tau``, and ``mismatches``: for every layer
     index, the number of images whose output differs (plus ``gates``/``log_alpha`` for gated
@@ -169,9 +187,11 @@ def verify(net, model, images, tau_int=None, use_model_default=True):
     if tau_int is None and use_model_default:
         tau_int = model.default_tau
     golden_tau = tau_int if tau_int is not None else model.tau_range[0]
-    res = run(model, images, tau=golden_tau if model.gated else None, keep_activations=True)
+    k = model.default_k if isinstance(k, str) and k == "default" else model.check_k(k)
+    res = run(model, images, tau=golden_tau if model.gated else None, keep_activations=True, k=k)
+    post = {}
     acts, las, gates, logits, preds, mems = torch_eval(net, images, tau_int if model.gated else None,
-                                                 model.gate_frac_bits)
+                                                       model.gate_frac_bits, k=k, post=post)
     n = len(images)
     mism = {}
 
@@ -188,12 +208,18 @@ def verify(net, model, images, tau_int=None, use_model_default=True):
         mism[f"layer{i}.gates"] = count(gates.get(i), res.gates[i]) if i in gates else n
         scaled = las[i] * float(1 << model.gate_frac_bits) if i in las else None
         mism[f"layer{i}.log_alpha"] = count(_as_int(scaled) if scaled is not None else None, res.log_alpha[i])
+    for i in res.post_gates:                   # post-synaptic gates: decisions and log-alpha
+        pg, pl = post.get("gates", {}), post.get("log_alpha", {})
+        mism[f"layer{i}.post_gates"] = count(pg.get(i), res.post_gates[i]) if i in pg else n
+        scaled = pl[i] * float(1 << model.gate_frac_bits) if i in pl else None
+        mism[f"layer{i}.post_log_alpha"] = count(_as_int(scaled) if scaled is not None else None,
+                                                 res.post_log_alpha[i])
     for i, u in res.membranes.items():         # LIAF layers: every membrane at every time step
         t = mems.get(i)
         mism[f"layer{i}.membrane"] = count(_as_int(t) if t is not None else None, u)
     mism["logits"] = count(_as_int(logits), res.logits.astype(np.int64))
     mism["predictions"] = count(preds.astype(np.int64), res.predictions)
-    return {"exact": all(v == 0 for v in mism.values()), "images": n, "tau": golden_tau,
+    return {"exact": all(v == 0 for v in mism.values()), "images": n, "tau": golden_tau, "k": k,
             "mismatches": mism, "golden_result": res}
 
 

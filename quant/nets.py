@@ -155,20 +155,39 @@ class _FloorSte(torch.autograd.Function):
 
 
 class GatePredictor(nn.Module):
-    """log_alpha[k] = sum_c W[k,c] s[c] + b[k] on the grid 2**-frac_bits (STE rounding)."""
+    """log_alpha[k] = sum_f W[k,f] s[f] + b[k] on the grid 2**-frac_bits (STE rounding).
 
-    def __init__(self, channels, kernels, positions, frac_bits=GATE_FRAC_BITS, init_bias=3.0, normalize=False):
+    ``s[c*R*R + ry*R + rx]`` is the sum of input channel ``c`` over region ``(ry, rx)`` of an
+    ``R x R`` grid of the ``hw`` map (golden's rule: position ``(y, x)`` in region ``((y*R)//H,
+    (x*R)//W)``; ``R = 1``: one global sum per channel). ``static=True`` is the input-independent
+    control (static L0): ``W`` is held at 0 and only the bias learns."""
+
+    def __init__(self, channels, kernels, positions, frac_bits=GATE_FRAC_BITS, init_bias=3.0, normalize=False,
+                 regions=1, hw=None, static=False):
         super().__init__()
-        self.positions, self.frac_bits, self.normalize = positions, frac_bits, normalize
+        self.positions, self.frac_bits, self.normalize = positions, frac_bits, normalize and not static
+        self.regions, self.static = int(regions), bool(static)
+        features = channels * self.regions ** 2
+        if self.regions > 1:
+            from golden.layers import region_index
+            h, w = hw
+            idx = torch.from_numpy(region_index(h, w, self.regions).ravel())
+            onehot = torch.zeros(h * w, self.regions ** 2)
+            onehot[torch.arange(h * w), idx] = 1.0
+            self.register_buffer("onehot", onehot, persistent=False)
+            self.register_buffer("feat_positions", onehot.sum(0).repeat(channels), persistent=False)
         # Parametrised per unit of *mean* input (s / positions) so the optimiser sees O(1) weights.
-        self.weight = nn.Parameter(torch.randn(kernels, channels) * 0.5 / math.sqrt(channels))
+        if self.static:
+            self.register_buffer("weight", torch.zeros(kernels, features))
+        else:
+            self.weight = nn.Parameter(torch.randn(kernels, features) * 0.5 / math.sqrt(features))
         self.bias = nn.Parameter(torch.full((kernels,), float(init_bias)))
-        if normalize:
-            # Running mean / std of the per-channel mean input m = s / positions (EMA while training,
+        if self.normalize:
+            # Running mean / std of the per-feature mean input m = s / positions (EMA while training,
             # like BatchNorm). The predictor is log_alpha = weight @ ((m - mean) / std) + bias; mean and
             # std are folded into the integer W and b below, so golden sees a plain W s + b.
-            self.register_buffer("s_mean", torch.zeros(channels))
-            self.register_buffer("s_std", torch.ones(channels))
+            self.register_buffer("s_mean", torch.zeros(features))
+            self.register_buffer("s_std", torch.ones(features))
 
     def quantized(self):
         """(W, b) as floats on the grid: W = int8 * 2**-f, b = int24 * 2**-f."""
@@ -177,34 +196,106 @@ class GatePredictor(nn.Module):
         if self.normalize:
             weight = self.weight / self.s_std
             bias = self.bias - weight @ self.s_mean
-        w = torch.clamp(_RoundSte.apply(weight / self.positions * one), -GATE_W_MAX - 1, GATE_W_MAX) / one
+        per = weight / self.positions if self.regions == 1 else weight / self.feat_positions
+        w = torch.clamp(_RoundSte.apply(per * one), -GATE_W_MAX - 1, GATE_W_MAX) / one
         b = torch.clamp(_RoundSte.apply(bias * one), -GATE_B_MAX - 1, GATE_B_MAX) / one
         return w, b
 
     def integer(self):
-        """(W, b) as int64 arrays, golden's Gate(weights, bias)."""
+        """(W, b) as int64 arrays, golden's Gate(weights, bias, regions)."""
         one = float(1 << self.frac_bits)
         w, b = self.quantized()
         return (torch.round(w.detach() * one).to(torch.int64).numpy(),
                 torch.round(b.detach() * one).to(torch.int64).numpy())
 
+    def features(self, x):
+        """Per-(channel, region) sums [N, C*R*R] of a ternary map [N, C, H, W] (exact in float32)."""
+        if self.regions == 1:
+            return x.sum(dim=(2, 3))
+        n, c = x.shape[:2]
+        return (x.reshape(n, c, -1) @ self.onehot).reshape(n, -1)
+
     def forward(self, x):
-        s = x.sum(dim=(2, 3))
+        s = self.features(x)
         if self.normalize and self.training:
             with torch.no_grad():
-                m = s / self.positions
+                m = s / (self.positions if self.regions == 1 else self.feat_positions)
                 self.s_mean.mul_(0.9).add_(0.1 * m.mean(0))
                 self.s_std.mul_(0.9).add_(0.1 * m.std(0).clamp_min(1e-2))
         w, b = self.quantized()
         return s @ w.t() + b
 
 
+def gate_decisions(la, tau, k=None):
+    """Golden's decision rule in torch (eval): ``la > tau`` and, when ``k`` is not None, among the
+    ``min(k, K)`` largest log-alpha of the image, a tie won by the lower kernel index."""
+    on = la > (-math.inf if tau is None else float(tau))
+    if k is not None:
+        kk = la.shape[1]
+        order = torch.sort(-la, dim=1, stable=True).indices
+        rank = torch.empty_like(order)
+        rank.scatter_(1, order, torch.arange(kk).expand_as(order).contiguous())
+        on = on & (rank < min(int(k), kk))
+    return on
+
+
+def gate_sample(la, tau=None, k=None, clamp=0.0):
+    """Training gates: (z in [0, 1] [N, K], P(z != 0) [N, K]) of hard-concrete gates on
+    ``la - tau`` (``tau`` the batch's sampled threshold, None = 0). ``clamp`` > 0: log-alpha is
+    clamped to [-clamp, clamp] in the forward pass with a straight-through gradient (the gate never
+    saturates into a frozen state). ``k``: only the k gates with the largest noisy logit keep their
+    sample (the training form of the competition; golden ranks the noiseless log-alpha)."""
+    if clamp:
+        la = la + (la.clamp(-clamp, clamp) - la).detach()
+    if tau is not None:
+        la = la - float(tau)
+    u = torch.rand_like(la).clamp(1e-6, 1 - 1e-6)
+    pre = (torch.log(u) - torch.log1p(-u) + la) / HC_BETA
+    z = torch.clamp(torch.sigmoid(pre) * (HC_ZETA - HC_GAMMA) + HC_GAMMA, 0.0, 1.0)
+    p_on = torch.sigmoid(la - HC_BETA * math.log(-HC_GAMMA / HC_ZETA))
+    if k is not None:
+        z = z * gate_decisions(pre.detach(), None, k).to(z.dtype)
+    return z, p_on
+
+
+LATERAL_TEMP = 2.0          # surrogate slope of lateral depression while training (sum units)
+
+
+def _lateral_ok(ao, neighbourhood, beta, on):
+    """(margin for +1, margin for -1) per output: the smallest ``ao - ao_n`` and ``ao_n - ao`` over
+    golden's neighbours (a missing neighbour never depresses; +-2^30 sentinels)."""
+    big = float(1 << 30)
+    if neighbourhood == "spatial":
+        h, w = ao.shape[2:]
+        lo = F.pad(ao, (1, 1, 1, 1), value=-big)
+        hi = F.pad(ao, (1, 1, 1, 1), value=big)
+        shifts = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)]
+        dpos = torch.stack([ao - lo[:, :, 1 + dy:1 + dy + h, 1 + dx:1 + dx + w] for dy, dx in shifts]).amin(0)
+        dneg = torch.stack([hi[:, :, 1 + dy:1 + dy + h, 1 + dx:1 + dx + w] - ao for dy, dx in shifts]).amin(0)
+    else:
+        k = ao.shape[1]
+        off = ~on[:, :, None, None]
+        lo = F.pad(torch.where(off, torch.full_like(ao, -big), ao), (0, 0, 0, 0, 1, 1), value=-big)
+        hi = F.pad(torch.where(off, torch.full_like(ao, big), ao), (0, 0, 0, 0, 1, 1), value=big)
+        dpos = torch.minimum(ao - lo[:, 0:k], ao - lo[:, 2:k + 2])
+        dneg = torch.minimum(hi[:, 0:k] - ao, hi[:, 2:k + 2] - ao)
+    return dpos, dneg
+
+
 class TernaryBlock(nn.Module):
     """One golden Conv (3x3, same) or Dense layer with thresholds, optionally gated, shaped (learned
-    tap mask) or LIAF (``liaf = (leak_shift, reset)``)."""
+    tap mask) or LIAF (``liaf = (leak_shift, reset)``).
+
+    The gated cell (convs, ``hw`` the map's height and width): a pre-synaptic gate over
+    ``gate_regions`` x ``gate_regions`` input region sums (``gate_static``: input-independent, the
+    static-L0 control; ``gate_clamp``: log-alpha clamped while training); ``post_gate``: a second gate
+    over the regions of the block's own ternary output, zeroing a kernel after it is computed;
+    ``lateral = (neighbourhood, beta)``: golden's lateral depression on the block's sums (a +1 survives
+    iff it beats every neighbour by ``beta``), with a sigmoid surrogate gradient while training."""
 
     def __init__(self, kind, cin, cout, positions=1, gated=False, ternary=True, gate_norm=False,
-                 shaped=False, liaf=None, shape_group=1):
+                 shaped=False, liaf=None, shape_group=1, hw=None, gate_regions=1, post_gate=False,
+                 lateral=None, gate_static=False, gate_clamp=0.0):
         super().__init__()
         self.kind, self.ternary = kind, ternary
         if kind == "conv":
@@ -224,7 +315,21 @@ class TernaryBlock(nn.Module):
         if ternary:
             nn.init.uniform_(self.linear.weight, -1.0, 1.0)
             self.act = QuantIdentity(act_quant=UnitTernaryAct, return_quant_tensor=False)
-        self.gate = GatePredictor(cin, cout, positions, normalize=gate_norm) if gated else None
+        self.gate = GatePredictor(cin, cout, positions, normalize=gate_norm, regions=gate_regions, hw=hw,
+                                  static=gate_static) if gated else None
+        self.post = None
+        if post_gate:
+            if kind != "conv":
+                raise GxnorError("a post-synaptic gate needs a conv layer")
+            self.post = GatePredictor(cout, cout, positions, normalize=gate_norm, regions=gate_regions, hw=hw,
+                                      static=gate_static)
+        self.post_cost = None  # set by the net: downstream dense MACs of one output channel
+        self.gate_clamp = float(gate_clamp)
+        self.lateral = None
+        if lateral is not None:
+            if kind != "conv":
+                raise GxnorError("lateral depression needs a conv layer")
+            self.lateral = (str(lateral[0]), int(lateral[1]))
         self.cost = None  # set by the net: dense MACs of one kernel (for the L0 weighting)
         self.bn_stats = None  # [sum, sum of squares, count] while quant.train.recalibrate_bn runs
         self.mask_logit = None
@@ -237,8 +342,8 @@ class TernaryBlock(nn.Module):
         self.tap_cost = 0.0  # set by the net: dense MACs of one tap over the net's (the shape penalty)
         self.liaf = None
         if liaf is not None:
-            if gated:
-                raise GxnorError("a LIAF layer cannot be gated")
+            if gated or post_gate or lateral is not None:
+                raise GxnorError("a LIAF layer cannot be gated nor carry lateral depression")
             self.liaf = (int(liaf[0]), str(liaf[1]))
             self.log_scale = nn.Parameter(torch.zeros(cout))
             self.shift = nn.Parameter(torch.zeros(cout))
@@ -312,10 +417,48 @@ class TernaryBlock(nn.Module):
             us.append(u)
         return torch.stack(ys, 1).reshape(a.shape), torch.stack(us, 1).reshape(a.shape)
 
-    def forward(self, x, tau=None, steps=1):
+    # -- lateral depression (golden.forward.lateral_depression) ------------------------------------
+    def orient(self):
+        """Per-channel +-1: the export negates a channel's weights when its folded BN scale is
+        negative, so golden's sums are ``a * orient``; lateral depression compares those."""
+        if self.bn is None:
+            return torch.ones(self.linear.out_channels)
+        return torch.where(self.bn.weight.detach() < 0, -1.0, 1.0)
+
+    def depress(self, a, y, on):
+        """Golden's lateral depression of ternary outputs ``y`` of sums ``a`` ([N, K, H, W]); ``on``
+        bool [N, K] the pre-gate decisions. Exact in eval; while training the hard keep mask carries
+        the gradient of a sigmoid surrogate of the margins."""
+        nb, beta = self.lateral
+        ao = a * self.orient().view(1, -1, 1, 1)
+        dpos, dneg = _lateral_ok(ao, nb, beta, on)
+        margin = torch.where(y > 0, dpos, dneg)
+        keep = (margin >= beta).to(y.dtype)
+        if self.training:
+            soft = torch.sigmoid((margin - beta + 0.5) / LATERAL_TEMP)
+            keep = keep + soft - soft.detach()
+        return y * keep
+
+    def _gate(self, predictor, x, tau, k, all_on):
+        """(multiplier [N, K], log_alpha, decisions (eval) or None, P(on) (training) or None)."""
+        if self.training and all_on:      # the predictor is not run (its input statistics stay put)
+            return x.new_ones((x.shape[0], predictor.bias.shape[0])), None, None, None
+        la = predictor(x)
+        if not self.training:
+            on = gate_decisions(la, tau, k)
+            return on.to(x.dtype), la, on, None
+        z, p_on = gate_sample(la, tau, k, self.gate_clamp)
+        return z, la, None, p_on
+
+    def forward(self, x, tau=None, steps=1, k=None, all_on=False):
         """Returns (output, log_alpha or None, expected-L0 cost or None, gate on [N,K] or None,
-        expected live-tap cost or None, membranes or None)."""
+        expected live-tap cost or None, membranes or None, extra dict). ``tau``: eval threshold (None:
+        every gate on); while training the batch's sampled threshold shift (None: 0). ``k``: the
+        competition register; ``all_on`` (training): every gate forced to 1. ``extra`` holds the post
+        gate's ``post_log_alpha`` / ``post_on`` and ``events`` (training: the soft count of nonzero
+        outputs, sum of tanh|BN output| over the block's outputs, for the event penalty)."""
         a, shape_cost = self.sums(x)
+        extra = {}
         if self.bn_stats is not None:      # recalibration pass (quant.train.recalibrate_bn)
             dims = [0] + list(range(2, a.dim()))
             d = a.detach().to(torch.float64)
@@ -324,21 +467,43 @@ class TernaryBlock(nn.Module):
             self.bn_stats[2] += d.numel() // d.shape[1]
         if self.liaf is not None:
             y, u = self.membrane(a, steps)
-            return y, None, None, None, shape_cost, u
+            return y, None, None, None, shape_cost, u, extra
+        soft = None
         if self.ternary:
-            y = self.act(self.bn(a)) if self.training else self.bn_act(a)
+            if self.training:
+                yb = self.bn(a)
+                y = self.act(yb)
+                soft = torch.tanh(yb.abs())
+            else:
+                y = self.bn_act(a)
         else:
             y = F.relu(self.bn(a))
-        if self.gate is None:
-            return y, None, None, None, shape_cost, None
-        la = self.gate(x)
-        if self.training:
-            z, p_on = _hard_concrete(la)
-            l0 = (p_on * self.cost).sum(dim=1).mean()
-            return y * z[:, :, None, None], la, l0, None, shape_cost, None
-        t = -math.inf if tau is None else float(tau)
-        on = la > t
-        return y * on[:, :, None, None].to(y.dtype), la, None, on, shape_cost, None
+        la = on = l0 = None
+        mult = None
+        if self.gate is not None:
+            mult, la, on, p_on = self._gate(self.gate, x, tau, k, all_on)
+            if p_on is not None:
+                l0 = (p_on * self.cost).sum(dim=1).mean()
+        if self.lateral is not None:
+            live = (mult > 0) if mult is not None else torch.ones(a.shape[:2], dtype=torch.bool)
+            y = self.depress(a, y, live)
+        view = (slice(None), slice(None)) + (None,) * (y.dim() - 2)
+        if mult is not None:
+            y = y * mult[view]
+            if soft is not None:
+                soft = soft * mult[view]
+        if self.post is not None:
+            pmult, pla, pon, pp = self._gate(self.post, y, tau, k, all_on)
+            extra["post_log_alpha"], extra["post_on"] = pla, pon
+            if pp is not None:
+                pl0 = (pp * self.post_cost).sum(dim=1).mean()
+                l0 = pl0 if l0 is None else l0 + pl0
+            y = y * pmult[view]
+            if soft is not None:
+                soft = soft * pmult[view]
+        if soft is not None:
+            extra["events"] = soft.sum() / soft.shape[0]
+        return y, la, l0, on, shape_cost, None, extra
 
 
 class LogitsDense(nn.Module):
@@ -365,11 +530,16 @@ class Net(nn.Module):
 
     ``events=True``: the inputs are event sequences [N, T, C, H, W] (``time_steps`` = T) and the
     first layer is golden's ``events``; ``leak_shift`` / ``reset`` are the LIAF layers' rule,
-    ``readout`` combines the per-step logits."""
+    ``readout`` combines the per-step logits.
+
+    The gated cell's options apply to every gated conv (``cNg``): ``gate_regions``, ``post_gate``,
+    ``gate_static``, ``gate_clamp`` (see :class:`TernaryBlock`); ``lateral = (neighbourhood, beta)``
+    applies to the gated convs also when ``gates=False`` (it is part of their activation rule)."""
 
     def __init__(self, arch, input_shape=(1, 28, 28), num_classes=10, ternary=True, in_lo=0, in_hi=128,
                  gates=True, gate_norm=False, events=False, time_steps=1, leak_shift=2, reset="none",
-                 readout="sum", shape_group=1):
+                 readout="sum", shape_group=1, gate_regions=1, post_gate=False, lateral=None,
+                 gate_static=False, gate_clamp=0.0):
         super().__init__()
         tokens = arch_tokens(arch)
         self.arch, self.ternary = arch, ternary
@@ -388,9 +558,15 @@ class Net(nn.Module):
             last = i == len(tokens) - 1
             if t[0] == "c":
                 _, k, _, _, gated, shaped, stateful = t
+                if gated and min(h, w) < gate_regions:
+                    raise GxnorError(f"--gate-regions {gate_regions}: layer {len(layers)} is {h}x{w}, too small "
+                                     f"for {gate_regions}x{gate_regions} regions")
                 blk = TernaryBlock("conv", c, k, positions=h * w, gated=gates and gated, ternary=ternary,
                                    gate_norm=gate_norm, shaped=shaped, liaf=liaf if stateful else None,
-                                   shape_group=shape_group)
+                                   shape_group=shape_group, hw=(h, w), gate_regions=gate_regions,
+                                   post_gate=gates and gated and post_gate,
+                                   lateral=lateral if gated else None, gate_static=gate_static,
+                                   gate_clamp=gate_clamp)
                 blk.cost = float(h * w * blk.fan_in)
                 layers.append(blk)
                 self.kinds.append("conv")
@@ -422,21 +598,45 @@ class Net(nn.Module):
             elif kind == "dense":
                 total += layer.fan_in * layer.linear.out_features
         self.dense_macs = float(total)
-        for layer in self.layers:
+        # Hidden conv outputs per image (normalises the event penalty to a fraction of them).
+        outs, h, w = 0, *self.input_shape[1:]
+        for layer, kind in zip(self.layers, self.kinds):
+            if kind == "conv":
+                outs += h * w * layer.linear.out_channels
+            elif kind == "maxpool":
+                h, w = h // 2, w // 2
+        self.conv_outputs = float(max(outs, 1))
+        macs, c, h, w = [], *self.input_shape      # dense MACs per input channel of each layer
+        for layer, kind in zip(self.layers, self.kinds):
+            if kind == "conv":
+                macs.append(h * w * 9 * layer.linear.out_channels)
+                c = layer.linear.out_channels
+            elif kind == "maxpool":
+                macs.append(None)
+                h, w = h // 2, w // 2
+            elif kind == "dense":
+                macs.append(h * w * layer.linear.out_features)   # per input channel of the flattened map
+                h = w = 1
+            else:
+                macs.append(None)
+        for i, layer in enumerate(self.layers):
             if isinstance(layer, TernaryBlock):
                 layer.tap_cost = layer.tap_cost / self.dense_macs
                 if layer.gate is not None:
                     layer.cost = layer.cost / self.dense_macs
+                if layer.post is not None:     # a zeroed channel saves its share of the next layer
+                    nxt = next(m for m in macs[i + 1:] if m is not None)
+                    layer.post_cost = float(nxt) / self.dense_macs
 
     @property
     def gated(self):
-        return any(isinstance(l, TernaryBlock) and l.gate is not None for l in self.layers)
+        return any(isinstance(l, TernaryBlock) and (l.gate is not None or l.post is not None) for l in self.layers)
 
     @property
     def shaped(self):
         return any(isinstance(l, TernaryBlock) and l.mask_logit is not None for l in self.layers)
 
-    def forward(self, x, tau=None, collect=False):
+    def forward(self, x, tau=None, collect=False, k=None, all_on=False):
         """x: float pixels [N, C, H, W] (event nets: frames [N, T, C, H, W]). Returns dict(logits,
         l0, shape (expected live-tap fraction), acts, log_alpha, gates, membranes). Event nets: every
         entry of ``acts``, ``log_alpha``, ``gates``, ``membranes`` is [N, T, ...], the last act being
@@ -446,11 +646,19 @@ class Net(nn.Module):
             n, steps = x.shape[:2]
             x = x.reshape((n * steps,) + x.shape[2:])
         unfold = (lambda a: a.reshape((-1, steps) + a.shape[1:])) if self.events else (lambda a: a)
-        acts, las, gates, mems = [], {}, {}, {}
-        l0, shape = x.new_zeros(()), x.new_zeros(())
+        acts, las, gates, mems, plas, pgates = [], {}, {}, {}, {}, {}
+        l0, shape, events = x.new_zeros(()), x.new_zeros(()), x.new_zeros(())
         for i, layer in enumerate(self.layers):
             if isinstance(layer, TernaryBlock):
-                x, la, cost, on, tap_cost, u = layer(x, tau, steps)
+                x, la, cost, on, tap_cost, u, extra = layer(x, tau, steps, k=k, all_on=all_on)
+                if "events" in extra and layer.kind == "conv":
+                    events = events + extra["events"]
+                if extra.get("post_log_alpha") is not None:
+                    plas[i] = extra["post_log_alpha"]
+                    if extra.get("post_on") is not None:
+                        pgates[i] = extra["post_on"]
+                if cost is not None and la is None:
+                    l0 = l0 + cost
                 if tap_cost is not None:
                     shape = shape + tap_cost
                 if la is not None:
@@ -470,7 +678,7 @@ class Net(nn.Module):
             step = unfold(x)
             logits = step.sum(dim=1) if self.readout == "sum" else step[:, -1]
         return {"logits": logits, "l0": l0, "shape": shape, "acts": acts, "log_alpha": las, "gates": gates,
-                "membranes": mems}
+                "membranes": mems, "post_log_alpha": plas, "post_gates": pgates, "events": events}
 
     def loss_logits(self, logits):
         return logits * torch.exp(self.layers[-1].log_temp)

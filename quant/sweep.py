@@ -16,24 +16,50 @@ import numpy as np
 from golden.forward import run
 
 
-def sweep(model, images, labels, taus):
+def sweep(model, images, labels, taus, k="default"):
+    """One row per real tau (log-alpha units) at competition register ``k`` ("default": the model's)."""
     rows = []
     for t in taus:
-        tau = model.tau_from_log_alpha(t)
-        res = run(model, images, tau=tau)
-        tot = res.total_work
-        gated_kernels = sum(w.kernels for w, l in zip(res.work, [model.layers[w.index] for w in res.work])
-                            if getattr(l, "gate", None) is not None)
-        rows.append({"tau": float(t), "tau_int": tau,
-                     "accuracy": res.accuracy(labels) if labels is not None else None,
-                     "mac_fraction": (tot.dense_macs - tot.skip_gated) / tot.dense_macs,
-                     "macs_per_image": (tot.dense_macs - tot.skip_gated) / max(tot.images, 1),
-                     "fired_fraction": tot.fired / tot.dense_macs,
-                     "fired_per_image": tot.fired / max(tot.images, 1),
-                     "kernels_off_fraction": tot.kernels_off / gated_kernels if gated_kernels else 0.0,
-                     "gate_macs_per_image": tot.gate_macs / max(tot.images, 1),
-                     "dense_macs_per_image": tot.dense_macs / max(tot.images, 1)})
+        rows.append(_row(model, images, labels, model.tau_from_log_alpha(t), k))
     return rows
+
+
+def sweep_k(model, images, labels, ks, tau=None):
+    """One row per competition register value ``k`` at integer ``tau`` (None: the model's default)."""
+    return [_row(model, images, labels, model.check_tau(tau), k) for k in ks]
+
+
+def _row(model, images, labels, tau, k):
+    res = run(model, images, tau=tau, k=k)
+    tot = res.total_work
+    n = max(tot.images, 1)
+    gated_kernels = sum(w.kernels for w in res.work if getattr(model.layers[w.index], "gate", None) is not None)
+    return {"tau": tau / float(1 << model.gate_frac_bits), "tau_int": tau, "k": res.k,
+            "accuracy": res.accuracy(labels) if labels is not None else None,
+            "mac_fraction": (tot.dense_macs - tot.skip_gated) / tot.dense_macs,
+            "macs_per_image": (tot.dense_macs - tot.skip_gated) / n,
+            "fired_fraction": tot.fired / tot.dense_macs,
+            "fired_per_image": tot.fired / n,
+            "kernels_off_fraction": tot.kernels_off / gated_kernels if gated_kernels else 0.0,
+            "gate_macs_per_image": tot.gate_macs / n,
+            "dense_macs_per_image": tot.dense_macs / n,
+            "events_per_image": tot.input_events / n,
+            "max_macs_per_image": max_macs_per_image(model, res)}
+
+
+def max_macs_per_image(model, res):
+    """The largest per-image MAC count of a gate-skipping engine over the images of ``res`` (the
+    worst case; golden's work counts are totals, so it is rebuilt from the per-image pre-gate
+    decisions: a gated conv does ``positions * fan_in`` MACs per kernel on)."""
+    per = np.zeros(len(res.predictions), np.int64)
+    for i, layer in enumerate(model.layers):
+        if not hasattr(layer, "fan_in"):
+            continue
+        out = model.shapes[i + 1]
+        kernel_macs = (out[1] * out[2] if len(out) == 3 else 1) * layer.fan_in
+        on = res.gates[i].sum(axis=1).astype(np.int64) if i in res.gates else layer.out_channels
+        per += on * kernel_macs
+    return float(per.max()) if len(per) else 0.0
 
 
 def sweep_steps(model, seqs, labels, steps, tau=None):
@@ -69,12 +95,16 @@ def format_steps_table(rows):
 
 
 def format_table(rows):
-    head = f"{'tau':>8} {'tau int':>8} {'accuracy':>9} {'MAC frac':>9} {'MACs/img':>10} {'fired frac':>10} {'k off %':>8}"
+    head = (f"{'tau':>8} {'tau int':>8} {'k':>4} {'accuracy':>9} {'MAC frac':>9} {'MACs/img':>10} {'max MACs':>10} "
+            f"{'fired frac':>10} {'events/img':>10} {'k off %':>8}")
     lines = [head, "-" * len(head)]
     for r in rows:
         acc = "-" if r["accuracy"] is None else f"{100 * r['accuracy']:.2f}%"
-        lines.append(f"{r['tau']:>8g} {r['tau_int']:>8d} {acc:>9} {r['mac_fraction']:>9.4f} "
-                     f"{r['macs_per_image']:>10.0f} {r['fired_fraction']:>10.4f} {100 * r['kernels_off_fraction']:>8.1f}")
+        k = "-" if r.get("k") is None else str(r["k"])
+        mx = "-" if r.get("max_macs_per_image") is None else f"{r['max_macs_per_image']:.0f}"
+        lines.append(f"{r['tau']:>8g} {r['tau_int']:>8d} {k:>4} {acc:>9} {r['mac_fraction']:>9.4f} "
+                     f"{r['macs_per_image']:>10.0f} {mx:>10} {r['fired_fraction']:>10.4f} "
+                     f"{r['events_per_image']:>10.0f} {100 * r['kernels_off_fraction']:>8.1f}")
     return "\n".join(lines)
 
 

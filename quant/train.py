@@ -35,7 +35,9 @@ def default_config(arch, dataset, epochs, seed, ternary=True, lam=0.0, path=None
                    batch=64, train_limit=None, tau=0.0, shift=2, in_lo=None, in_hi=None, schedule="onecycle",
                    warmup=0.0, clip=0.0, teacher=None, kd_alpha=0.0, kd_temp=4.0, l0_warmup=0.0,
                    gates=True, gate_norm=False, shape_lambda=0.0, val=0, time_steps=12, ev_threshold=48,
-                   leak_shift=2, reset="none", readout="sum", shape_group=1):
+                   leak_shift=2, reset="none", readout="sum", shape_group=1, gate_regions=1, post_gate=False,
+                   lateral=None, beta=0, k=None, eval_k=None, tau_sample=None, k_sample=None, all_on_weight=0.0,
+                   gate_clamp=0.0, gate_static=False, event_lambda=0.0):
     """Run configuration. Defaults reproduce the first zoo recipe; the options:
 
     schedule: ``onecycle`` (peak ``lr`` after 15% of the steps) or ``cosine`` (linear warm-up over
@@ -54,6 +56,20 @@ def default_config(arch, dataset, epochs, seed, ternary=True, lam=0.0, path=None
     (``golden.data.EVENT_DATASETS``): ``time_steps`` frames per sequence, the synthetic sensor's
     ``ev_threshold``; LIAF layers' ``leak_shift`` and ``reset``; the logits' ``readout``.
     shape_group: consecutive kernels of a shaped conv share one learned shape in groups of this size.
+
+    The gated cell (issue 12; every option applies to the gated convs ``cNg``): ``gate_regions`` R
+    (the gate reads R x R region sums), ``post_gate`` (a post-synaptic gate from the conv's own
+    output), ``lateral`` ("spatial" or "channel") with integer margin ``beta``, ``gate_static`` (the
+    static-L0 control: gates with no input). The competition register: ``k`` kernels kept per gated
+    layer while training (None: no competition) and ``eval_k`` for the per-epoch accuracies. The
+    knob: ``tau_sample = (lo, hi)`` draws the gates' threshold uniformly per batch (log-alpha
+    units; eval tau = ``tau``), ``k_sample = (lo, hi)`` draws k per batch (integers, inclusive);
+    ``all_on_weight`` w > 0 adds a pass with every gate on per batch (its running statistics frozen):
+    loss ``+ w * (CE(all on) + KL(gated || all on))``, so gated-off kernels keep learning and the
+    gated net is distilled from the full one; ``gate_clamp`` C > 0 clamps log-alpha to [-C, C] in
+    the training gates (straight-through). ``event_lambda``: weight of the event penalty, the mean
+    over the hidden conv outputs of tanh|BN output| (gated-off outputs excluded), which trades
+    accuracy for zero activations (events).
     """
     lo, hi = INPUT_THRESHOLDS.get(dataset, (0, 128))
     from golden.layers import LEAK_SHIFT_RANGE, RESETS
@@ -70,6 +86,21 @@ def default_config(arch, dataset, epochs, seed, ternary=True, lam=0.0, path=None
         raise GxnorError(f"--shape-group {shape_group}: a group has at least one kernel")
     if int(val) < 0:
         raise GxnorError(f"--val {val}: the validation split cannot be negative")
+    if lateral is not None and lateral not in ("spatial", "channel"):
+        raise GxnorError(f"--lateral must be spatial or channel, got {lateral!r}")
+    if int(beta) < 0:
+        raise GxnorError(f"--beta {beta}: the lateral margin cannot be negative")
+    if not 1 <= int(gate_regions) <= 8:
+        raise GxnorError(f"--gate-regions {gate_regions} is outside [1, 8]")
+    for name, v in (("--k", k), ("--eval-k", eval_k)):
+        if v is not None and int(v) < 0:
+            raise GxnorError(f"{name} {v}: the competition keeps k >= 0 kernels")
+    if tau_sample is not None and (len(tau_sample) != 2 or not float(tau_sample[0]) <= float(tau_sample[1])):
+        raise GxnorError(f"--tau-sample needs LO HI with LO <= HI, got {tau_sample}")
+    if k_sample is not None and (len(k_sample) != 2 or not 0 <= int(k_sample[0]) <= int(k_sample[1])):
+        raise GxnorError(f"--k-sample needs LO HI with 0 <= LO <= HI, got {k_sample}")
+    if float(all_on_weight) < 0 or float(gate_clamp) < 0 or float(event_lambda) < 0:
+        raise GxnorError("--all-on-weight, --gate-clamp and --event-lambda cannot be negative")
     if schedule not in SCHEDULES:
         raise GxnorError(f"unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
     return {"format": FORMAT, "arch": arch, "dataset": dataset, "path": path, "epochs": int(epochs),
@@ -82,7 +113,13 @@ def default_config(arch, dataset, epochs, seed, ternary=True, lam=0.0, path=None
             "l0_warmup": float(l0_warmup), "gates": bool(gates), "gate_norm": bool(gate_norm),
             "shape_lambda": float(shape_lambda), "val": int(val), "time_steps": int(time_steps),
             "ev_threshold": int(ev_threshold), "leak_shift": int(leak_shift), "reset": reset, "readout": readout,
-            "shape_group": int(shape_group)}
+            "shape_group": int(shape_group), "gate_regions": int(gate_regions), "post_gate": bool(post_gate),
+            "lateral": lateral, "beta": int(beta), "k": None if k is None else int(k),
+            "eval_k": None if eval_k is None else int(eval_k),
+            "tau_sample": None if tau_sample is None else [float(v) for v in tau_sample],
+            "k_sample": None if k_sample is None else [int(v) for v in k_sample],
+            "all_on_weight": float(all_on_weight), "gate_clamp": float(gate_clamp), "gate_static": bool(gate_static),
+            "event_lambda": float(event_lambda)}
 
 
 def is_events(cfg):
@@ -121,7 +158,10 @@ def build(cfg, input_shape, num_classes):
                in_lo=cfg["in_lo"], in_hi=cfg["in_hi"], gates=cfg.get("gates", True),
                gate_norm=cfg.get("gate_norm", False), events=events, time_steps=cfg.get("time_steps", 1),
                leak_shift=cfg.get("leak_shift", 2), reset=cfg.get("reset", "none"),
-               readout=cfg.get("readout", "sum"), shape_group=cfg.get("shape_group", 1))
+               readout=cfg.get("readout", "sum"), shape_group=cfg.get("shape_group", 1),
+               gate_regions=cfg.get("gate_regions", 1), post_gate=cfg.get("post_gate", False),
+               lateral=None if not cfg.get("lateral") else (cfg["lateral"], cfg.get("beta", 0)),
+               gate_static=cfg.get("gate_static", False), gate_clamp=cfg.get("gate_clamp", 0.0))
 
 
 def make_scheduler(cfg, opt, steps_per_epoch):
@@ -171,7 +211,7 @@ def augment(x, shift, gen):
     return xp[torch.arange(n)[:, None, None, None], torch.arange(x.shape[1])[None, :, None, None], rows, cols]
 
 
-def recalibrate_bn(net, images, tau=None, batch=500):
+def recalibrate_bn(net, images, tau=None, batch=500, k=None):
     """Replace every BatchNorm's running statistics by the population statistics of its sums over
     ``images``, layer by layer in order (each with the already recalibrated earlier layers, in eval
     mode: gates at ``tau``, learned shapes' eval masks), so the eval model's thresholds rest on the
@@ -189,7 +229,7 @@ def recalibrate_bn(net, images, tau=None, batch=500):
             blk.bn_stats = [torch.zeros(k, dtype=torch.float64), torch.zeros(k, dtype=torch.float64), 0]
             try:
                 for s in range(0, len(images), batch):
-                    net(torch.from_numpy(np.asarray(images[s:s + batch], dtype=np.float32)), tau=tau)
+                    net(torch.from_numpy(np.asarray(images[s:s + batch], dtype=np.float32)), tau=tau, k=k)
                 total, sq, n = blk.bn_stats
             finally:
                 blk.bn_stats = None
@@ -198,6 +238,29 @@ def recalibrate_bn(net, images, tau=None, batch=500):
             blk.bn.running_mean.copy_(mean.to(blk.bn.running_mean.dtype))
             blk.bn.running_var.copy_(var.to(blk.bn.running_var.dtype))
     return net
+
+
+class frozen_bn_stats:
+    """Context: every BatchNorm of ``net`` normalises with its batch statistics as usual but leaves
+    its running statistics unchanged (momentum 0), e.g. for the all-gates-on pass."""
+
+    def __init__(self, net):
+        import torch.nn as nn
+        self.bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+    def __enter__(self):
+        self.saved = [(m.momentum, m.num_batches_tracked.clone() if m.num_batches_tracked is not None else None)
+                      for m in self.bns]
+        for m in self.bns:
+            m.momentum = 0.0
+        return self
+
+    def __exit__(self, *exc):
+        for m, (mom, nbt) in zip(self.bns, self.saved):
+            m.momentum = mom
+            if nbt is not None:
+                m.num_batches_tracked.copy_(nbt)
+        return False
 
 
 def live_taps(net):
@@ -212,8 +275,9 @@ def live_taps(net):
     return live / total if total else 1.0
 
 
-def evaluate(net, images, labels, tau=None, batch=500):
-    """Eval-mode accuracy of the torch model (tau in real log-alpha units; None = all gates on)."""
+def evaluate(net, images, labels, tau=None, batch=500, k=None):
+    """Eval-mode accuracy of the torch model (tau in real log-alpha units; None = all gates on;
+    k the competition register, None = none)."""
     import torch
     net.eval()
     correct = 0
@@ -222,7 +286,7 @@ def evaluate(net, images, labels, tau=None, batch=500):
     with torch.no_grad():
         for s in range(0, len(images), batch):
             x = torch.from_numpy(np.asarray(images[s:s + batch], dtype=np.float32))
-            pred = net(x, tau=tau)["logits"].argmax(dim=1).numpy()
+            pred = net(x, tau=tau, k=k)["logits"].argmax(dim=1).numpy()
             correct += int(np.sum(pred == labels[s:s + batch]))
     return correct / max(len(labels), 1)
 
@@ -280,6 +344,8 @@ def train(cfg, run, resume=False, force=False, progress=True, log=print):
     xva, yva = load_data(cfg, "val") if cfg.get("val") else (None, None)
     input_shape, num_classes = tuple(xtr.shape[1:]), int(max(ytr.max(), yte.max()) + 1)
 
+    with torch.random.fork_rng():
+        build(cfg, input_shape, num_classes)       # a configuration error stops here, before any file
     ck = None
     if os.path.exists(run):
         if resume:
@@ -287,7 +353,8 @@ def train(cfg, run, resume=False, force=False, progress=True, log=print):
             for key in ("arch", "dataset", "ternary", "seed", "lambda", "batch", "lr", "train_limit", "schedule",
                         "warmup", "clip", "teacher", "kd_alpha", "kd_temp", "l0_warmup", "gates", "gate_norm",
                         "in_lo", "in_hi", "shape_lambda", "val", "time_steps", "ev_threshold", "leak_shift",
-                        "reset", "readout", "shape_group"):
+                        "reset", "readout", "shape_group", "gate_regions", "post_gate", "lateral", "beta", "k",
+                        "tau_sample", "k_sample", "all_on_weight", "gate_clamp", "gate_static", "event_lambda"):
                 if old.get(key) != cfg.get(key):
                     raise GxnorError(f"{run}: cannot resume: {key} was {old.get(key)!r}, now {cfg.get(key)!r}")
             cfg = {**old, "epochs": cfg["epochs"], "command": cfg.get("command", old.get("command"))}
@@ -323,6 +390,8 @@ def train(cfg, run, resume=False, force=False, progress=True, log=print):
     xtr_t = torch.from_numpy(np.ascontiguousarray(xtr))        # uint8 / int8: converted per batch
     ytr_t = torch.from_numpy(ytr)
     t0 = time.time()
+    tau = cfg["eval_tau"] if net.gated else None
+    ek = cfg.get("eval_k") if net.gated else None
     for epoch in range(start, cfg["epochs"]):
         net.train()
         torch.manual_seed(cfg["seed"] * 1000 + epoch)
@@ -335,10 +404,26 @@ def train(cfg, run, resume=False, force=False, progress=True, log=print):
         for step in bar:
             idx = order[step * cfg["batch"]:(step + 1) * cfg["batch"]]
             xb = augment(xtr_t[idx].to(torch.float32), cfg.get("shift", 0), gen)
-            out = net(xb)
+            tau_s, k_s = None, cfg.get("k")
+            if cfg.get("tau_sample"):
+                lo, hi = cfg["tau_sample"]
+                tau_s = lo + (hi - lo) * float(torch.rand((), generator=gen))
+            if cfg.get("k_sample"):
+                lo, hi = cfg["k_sample"]
+                k_s = int(torch.randint(lo, hi + 1, (), generator=gen))
+            out = net(xb, tau=tau_s, k=k_s)
             logits = net.loss_logits(out["logits"])
             ce = torch.nn.functional.cross_entropy(logits, ytr_t[idx])
             loss = ce
+            if cfg.get("all_on_weight") and net.gated:
+                w_on = cfg["all_on_weight"]
+                with frozen_bn_stats(net):
+                    on_logits = net.loss_logits(net(xb, all_on=True)["logits"])
+                kl = torch.nn.functional.kl_div(torch.log_softmax(logits, dim=1),
+                                                torch.softmax(on_logits.detach(), dim=1), reduction="batchmean")
+                loss = loss + w_on * (torch.nn.functional.cross_entropy(on_logits, ytr_t[idx]) + kl)
+            if cfg.get("event_lambda"):
+                loss = loss + cfg["event_lambda"] * out["events"] / net.conv_outputs
             if teacher is not None:
                 T, a = cfg["kd_temp"], cfg["kd_alpha"]
                 with torch.no_grad():
@@ -360,12 +445,11 @@ def train(cfg, run, resume=False, force=False, progress=True, log=print):
             tot_loss += float(ce.detach()) * len(idx)
             tot_l0 += float(out["l0"].detach()) * len(idx)
             correct += int((out["logits"].detach().argmax(1) == ytr_t[idx]).sum())
-        tau = cfg["eval_tau"] if net.gated else None
-        test_acc = evaluate(net, xte, yte, tau=tau)
+        test_acc = evaluate(net, xte, yte, tau=tau, k=ek)
         row = {"epoch": epoch + 1, "loss": tot_loss / len(xtr), "l0": tot_l0 / len(xtr),
                "train_accuracy": correct / len(xtr), "test_accuracy": test_acc}
         if xva is not None:
-            row["val_accuracy"] = evaluate(net, xva, yva, tau=tau)
+            row["val_accuracy"] = evaluate(net, xva, yva, tau=tau, k=ek)
         if net.shaped:
             row["live_taps"] = live_taps(net)
         history.append(row)
@@ -383,11 +467,11 @@ def train(cfg, run, resume=False, force=False, progress=True, log=print):
     metrics = {"arch": cfg["arch"], "dataset": cfg["dataset"], "ternary": cfg["ternary"],
                "epochs": cfg["epochs"], "seed": cfg["seed"], "lambda": cfg["lambda"],
                "command": cfg.get("command"),
-               "test_accuracy": evaluate(net, xte, yte, tau=cfg["eval_tau"] if net.gated else None),
-               "train_accuracy": evaluate(net, xtr, ytr, tau=cfg["eval_tau"] if net.gated else None),
+               "test_accuracy": evaluate(net, xte, yte, tau=tau, k=ek),
+               "train_accuracy": evaluate(net, xtr, ytr, tau=tau, k=ek),
                "train_seconds_this_session": round(time.time() - t0, 1), "history": history}
     if xva is not None:
-        metrics["val_accuracy"] = evaluate(net, xva, yva, tau=cfg["eval_tau"] if net.gated else None)
+        metrics["val_accuracy"] = evaluate(net, xva, yva, tau=tau, k=ek)
         metrics["val_images"] = int(len(yva))
     if net.shaped:
         metrics["live_taps"] = live_taps(net)
