@@ -74,7 +74,7 @@ def register(sub):
     c.add_argument("--all-on-weight", type=float, default=0.0, metavar="W",
                    help="add an all-gates-on pass per batch: + W * (CE(all on) + KL(gated || all on)) (0 = off)")
     c.add_argument("--gate-clamp", type=float, default=0.0, metavar="C",
-                   help="clamp log-alpha to [-C, C] in the training gates, straight-through (0 = off)")
+                   help="clamp log-alpha to [-C, C] in the training gates (no gradient beyond; 0 = off)")
     c.add_argument("--gate-static", action="store_true",
                    help="input-independent gates (bias only): the static-L0 control")
     t.add_argument("--event-lambda", type=float, default=0.0,

@@ -242,11 +242,12 @@ def gate_decisions(la, tau, k=None):
 def gate_sample(la, tau=None, k=None, clamp=0.0):
     """Training gates: (z in [0, 1] [N, K], P(z != 0) [N, K]) of hard-concrete gates on
     ``la - tau`` (``tau`` the batch's sampled threshold, None = 0). ``clamp`` > 0: log-alpha is
-    clamped to [-clamp, clamp] in the forward pass with a straight-through gradient (the gate never
-    saturates into a frozen state). ``k``: only the k gates with the largest noisy logit keep their
+    clamped to [-clamp, clamp] (no gradient beyond: the L0 penalty cannot push a gate's log-alpha
+    far past the clamp, so it stays within reach of the threshold range; a straight-through clamp
+    let the bias drift to -2,900 in a 10-epoch pilot). ``k``: only the k gates with the largest noisy logit keep their
     sample (the training form of the competition; golden ranks the noiseless log-alpha)."""
     if clamp:
-        la = la + (la.clamp(-clamp, clamp) - la).detach()
+        la = la.clamp(-clamp, clamp)
     if tau is not None:
         la = la - float(tau)
     u = torch.rand_like(la).clamp(1e-6, 1 - 1e-6)

@@ -67,7 +67,7 @@ def default_config(arch, dataset, epochs, seed, ternary=True, lam=0.0, path=None
     ``all_on_weight`` w > 0 adds a pass with every gate on per batch (its running statistics frozen):
     loss ``+ w * (CE(all on) + KL(gated || all on))``, so gated-off kernels keep learning and the
     gated net is distilled from the full one; ``gate_clamp`` C > 0 clamps log-alpha to [-C, C] in
-    the training gates (straight-through). ``event_lambda``: weight of the event penalty, the mean
+    the training gates (no gradient beyond). ``event_lambda``: weight of the event penalty, the mean
     over the hidden conv outputs of tanh|BN output| (gated-off outputs excluded), which trades
     accuracy for zero activations (events).
     """

@@ -1,0 +1,449 @@
+"""Issue 12 study: is the gated cell's effort knob real, and does it beat static pruning?
+
+    python bench/effort.py run ROOT [--seeds 0 1 2 3 4] [--epochs 15]     # resumable, with progress
+    python bench/effort.py report ROOT [--zoo zoo/effort] [--plot docs/effort.png] [--json out.json]
+
+``run`` trains, per seed, every condition below into ``ROOT/s<seed>-<condition>`` (a finished run is
+skipped, an interrupted one resumed), after one shared float teacher ``ROOT/cnn-float``. Every run
+holds out the last 500 training images as the validation split (``--val 500``); the recipe is fixed
+in advance (not tuned on the test split); every tau / k reported is chosen on validation.
+
+Conditions (gated-cnn, mnist5k, distilled from the teacher):
+
+* ``tau``: pre-synaptic gates over 2x2 region sums, L0 (lambda 5), the threshold drawn in [-4, 4]
+  per batch, an all-gates-on pass (w 0.5), log-alpha clamped to +-8 while training. Knob: tau.
+* ``k``: competitive gates (the k largest log-alpha per gated layer), k drawn in [4, 32] per batch,
+  no L0, all-on pass, clamp 8. Knob: the competition register k (tau at the register's bottom).
+* ``static-l0``: the ``tau`` recipe with input-independent gates (bias only): the static-L0 control.
+* ``ungated``: the same net without gates (the matched reference); ``float``: its float twin.
+
+``report`` recalibrates each run's BatchNorm on its training split (``gxnor export --recalibrate``;
+gated runs at tau 0, the k run at k 16), exports it to golden and runs golden on the validation and
+test splits over the knob's grid. The static-mask control of a gated model at a grid point is that
+model with its gates replaced by constant gates (weights 0, bias +-1): in each gated layer the ``m``
+kernels most often on over the training images (ties: lower index), ``m`` the mean number on at that
+point, so its MACs match; its thresholds are the gated model's. At each MAC budget (50%, 37% of
+dense) the point of each condition is the one with the best validation accuracy among those whose
+validation MAC fraction is within the budget; test accuracies are reported as mean +- sd over seeds
+with paired (same seed) differences. Committed per seed into ``--zoo``: ``gated.gxm`` (the ``tau``
+model, default tau = its 50% point), ``static.gxm`` (its static mask there), ``ungated.gxm``,
+``k.gxm`` (the competitive model, default k = its 50% point), each verified bit-exact against its
+Brevitas eval model on the whole test split (at its default and with every gate on).
+Results are cached per seed in ``ROOT/s<seed>-effort.json`` (recomputed when a checkpoint changes).
+"""
+
+import argparse
+import copy
+import json
+import os
+import statistics
+import sys
+import time
+
+# bench/golden.py would shadow the golden package: run from the repository root instead
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+
+VAL = 500
+TAUS = [-4.0, -3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0, 4.0]     # the trained (published) range
+TAUS_OUTSIDE = [6.0, 8.0]                                      # beyond it, reported apart
+KS = [4, 6, 8, 10, 12, 14, 16, 20, 24, 32]
+BUDGETS = (0.50, 0.37)
+CONDITIONS = ("tau", "k", "static-l0", "ungated", "float")
+GATED_COMMON = ["--gate-clamp", "8", "--all-on-weight", "0.5"]
+OPTIONS = {
+    "tau": ["--gate-norm", "--lambda", "5", "--l0-warmup", "2", "--gate-regions", "2", "--tau-sample", "-4", "4"]
+    + GATED_COMMON,
+    "k": ["--gate-norm", "--gate-regions", "2", "--k-sample", "4", "32", "--eval-k", "16"] + GATED_COMMON,
+    "static-l0": ["--gate-static", "--lambda", "5", "--l0-warmup", "2", "--tau-sample", "-4", "4"] + GATED_COMMON,
+    "ungated": ["--no-gates"],
+}
+
+
+def teacher_argv(root):
+    return ["train", "--arch", "cnn", "--dataset", "mnist5k", "--epochs", "15", "--seed", "0", "--float",
+            "--val", str(VAL), "-o", os.path.join(root, "cnn-float")]
+
+
+def run_argv(root, seed, cond, epochs):
+    out = os.path.join(root, f"s{seed}-{cond}")
+    base = ["train", "--arch", "gated-cnn", "--dataset", "mnist5k", "--seed", str(seed), "--val", str(VAL), "-o", out]
+    if cond == "float":
+        return base + ["--epochs", str(epochs), "--float", "--no-gates"]
+    return base + ["--epochs", str(epochs), "--lr", "0.02", "--in-hi", "64", "--clip", "1",
+                   "--teacher", os.path.join(root, "cnn-float")] + OPTIONS[cond]
+
+
+def _train(argv):
+    from gxnor.cli import main
+    out = argv[argv.index("-o") + 1]
+    if os.path.exists(os.path.join(out, "metrics.json")):
+        return "done"
+    if os.path.exists(os.path.join(out, "checkpoint.pt")):
+        argv = argv + ["--resume"]
+    elif os.path.exists(out):
+        argv = argv + ["--force"]          # a folder without a checkpoint: nothing to keep
+    status = main(argv)
+    if status != 0:
+        raise SystemExit(f"effort: {' '.join(argv)} failed (status {status})")
+    return "trained"
+
+
+def cmd_run(args):
+    import torch
+    torch.set_num_threads(1)
+    os.makedirs(args.root, exist_ok=True)
+    jobs = [teacher_argv(args.root)] + [run_argv(args.root, s, c, args.epochs) for s in args.seeds for c in CONDITIONS]
+    t0 = time.time()
+    for i, argv in enumerate(jobs):
+        out = argv[argv.index("-o") + 1]
+        print(f"[{i + 1}/{len(jobs)}] {out} ({time.time() - t0:.0f} s so far)", flush=True)
+        print(f"    {_train(argv)}", flush=True)
+    print(f"all {len(jobs)} runs finished in {args.root}")
+
+
+# -- evaluation ----------------------------------------------------------------------------------
+
+def _point(model, x, y, tau, k):
+    from quant.sweep import _row
+    r = _row(model, x, y, tau, k)
+    return {key: r[key] for key in ("accuracy", "mac_fraction", "macs_per_image", "max_macs_per_image",
+                                    "fired_per_image", "events_per_image", "kernels_off_fraction")}
+
+
+def _loaded(root, seed, cond):
+    from quant.train import load_data, load_run, recalibrate_bn
+    run = os.path.join(root, f"s{seed}-{cond}")
+    cfg, net, ck = load_run(run)
+    if ck["epoch"] < cfg["epochs"]:
+        raise SystemExit(f"effort: {run} is not finished (epoch {ck['epoch']} of {cfg['epochs']}); run `effort.py run`")
+    if cfg.get("ternary", True):
+        xtr = load_data(cfg, "train")[0]
+        if cond == "k":
+            recalibrate_bn(net, xtr, tau=None, k=16)
+        else:
+            recalibrate_bn(net, xtr, tau=0.0 if net.gated else None)
+    return cfg, net
+
+
+def static_mask_net(net, model, xtr, tau, k):
+    """The gated torch net with its gates replaced by constant ones (see module docstring)."""
+    import torch
+
+    from golden.forward import run
+    from quant.nets import TernaryBlock
+    res = run(model, xtr, tau=tau, k=k)
+    static = copy.deepcopy(net)
+    masks = {}
+    for i, layer in enumerate(static.layers):
+        if isinstance(layer, TernaryBlock) and layer.gate is not None:
+            on = res.gates[i]
+            m = int(round(float(on.sum(axis=1).mean())))
+            freq = on.sum(axis=0)
+            order = np.argsort(-freq, kind="stable")
+            mask = np.zeros(on.shape[1], bool)
+            mask[order[:m]] = True
+            layer.gate.weight.data.zero_()
+            layer.gate.bias.data = torch.where(torch.from_numpy(mask), 1.0, -1.0).to(layer.gate.bias.dtype)
+            masks[i] = mask
+    return static.eval(), masks
+
+
+def evaluate_seed(root, seed, refresh=False):
+    from quant.export import to_golden
+    from quant.train import load_data
+    stamp = {c: os.path.getmtime(os.path.join(root, f"s{seed}-{c}", "checkpoint.pt")) for c in CONDITIONS}
+    cache = os.path.join(root, f"s{seed}-effort.json")
+    if os.path.exists(cache) and not refresh:
+        with open(cache) as f:
+            got = json.load(f)
+        if got.get("stamp") == stamp:
+            return got
+    out = {"seed": seed, "stamp": stamp}
+    cfg, _ = None, None
+    for cond in CONDITIONS:
+        cfg, net = _loaded(root, seed, cond)
+        xv, yv = load_data(cfg, "val")
+        xt, yt = load_data(cfg, "test")
+        if cond == "float":
+            from quant.train import evaluate
+            out[cond] = {"val": evaluate(net, xv, yv), "test": evaluate(net, xt, yt)}
+            continue
+        model = to_golden(net)
+        if cond == "ungated":
+            out[cond] = {"val": _point(model, xv, yv, None, None), "test": _point(model, xt, yt, None, None)}
+            continue
+        xtr = load_data(cfg, "train")[0]
+        bottom = model.tau_range[0]
+        grid = ([("tau", t, model.tau_from_log_alpha(t), None) for t in TAUS + TAUS_OUTSIDE]
+                if cond != "k" else [("k", kk, bottom, kk) for kk in KS])
+        grid.append(("all-on", None, bottom, None))
+        rows = []
+        for kind, knob, tau, k in grid:
+            row = {"kind": kind, "knob": knob, "tau_int": tau, "k": k,
+                   "val": _point(model, xv, yv, tau, k), "test": _point(model, xt, yt, tau, k)}
+            if cond != "static-l0" and kind != "all-on":
+                snet, masks = static_mask_net(net, model, xtr, tau, k)
+                smodel = to_golden(snet)
+                row["static_mask"] = {"val": _point(smodel, xv, yv, 0, None), "test": _point(smodel, xt, yt, 0, None),
+                                      "kernels_on": {str(i): int(m.sum()) for i, m in masks.items()}}
+            rows.append(row)
+            print(f"  s{seed} {cond} {kind} {knob}: val {100 * row['val']['accuracy']:.1f}% test "
+                  f"{100 * row['test']['accuracy']:.1f}% MACs {row['test']['mac_fraction']:.3f}"
+                  + (f" static mask {100 * row['static_mask']['test']['accuracy']:.1f}%" if "static_mask" in row else ""),
+                  flush=True)
+        out[cond] = rows
+    with open(cache + ".tmp", "w") as f:
+        json.dump(out, f, indent=1)
+    os.replace(cache + ".tmp", cache)
+    return out
+
+
+def choose(rows, budget):
+    """The row with the best validation accuracy among those with validation MACs <= budget
+    (ties: fewer MACs), or None."""
+    ok = [r for r in rows if r["val"]["mac_fraction"] <= budget + 1e-12]
+    if not ok:
+        return None
+    return max(ok, key=lambda r: (r["val"]["accuracy"], -r["val"]["mac_fraction"]))
+
+
+# -- report ----------------------------------------------------------------------------------------
+
+def _ms(xs):
+    xs = [float(x) for x in xs if x is not None]
+    if not xs:
+        return float("nan"), float("nan"), 0
+    return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0), len(xs)
+
+
+def _pm(xs, scale=100.0, fmt="{:.2f}"):
+    m, s, n = _ms(xs)
+    if n == 0:
+        return "-"
+    return f"{fmt.format(scale * m)} +- {fmt.format(scale * s)}" + ("" if n == 5 else f" (n={n})")
+
+
+def summarise(results):
+    """Per budget: each condition's chosen test accuracy and MACs, paired differences; the knob
+    curves; the all-on and monotonicity checks."""
+    summ = {"seeds": [r["seed"] for r in results], "budgets": {}}
+    for b in BUDGETS:
+        per = {"tau": [], "tau_static_mask": [], "k": [], "k_static_mask": [], "static-l0": [], "ungated": []}
+        macs = {key: [] for key in per}
+        knobs = {"tau": [], "k": [], "static-l0": []}
+        for r in results:
+            for cond in ("tau", "k", "static-l0"):
+                row = choose([x for x in r[cond] if x["kind"] != "all-on"], b)
+                per[cond].append(None if row is None else row["test"]["accuracy"])
+                macs[cond].append(None if row is None else row["test"]["mac_fraction"])
+                knobs[cond].append(None if row is None else row["knob"])
+                if cond != "static-l0":
+                    sm = None if row is None else row["static_mask"]["test"]
+                    per[cond + "_static_mask"].append(None if sm is None else sm["accuracy"])
+                    macs[cond + "_static_mask"].append(None if sm is None else sm["mac_fraction"])
+            per["ungated"].append(r["ungated"]["test"]["accuracy"])
+            macs["ungated"].append(1.0)
+
+        def diff(a, c):
+            return [None if x is None or y is None else x - y for x, y in zip(per[a], per[c])]
+        summ["budgets"][str(b)] = {
+            "accuracy": per, "mac_fraction": macs, "knob": knobs,
+            "paired": {"tau - static mask": diff("tau", "tau_static_mask"), "tau - static-l0": diff("tau", "static-l0"),
+                       "tau - ungated": diff("tau", "ungated"), "k - static mask": diff("k", "k_static_mask"),
+                       "k - static-l0": diff("k", "static-l0"), "k - ungated": diff("k", "ungated")}}
+    curves = {}
+    for cond in ("tau", "k", "static-l0"):
+        pts = {}
+        for r in results:
+            for x in r[cond]:
+                key = "all-on" if x["kind"] == "all-on" else x["knob"]
+                p = pts.setdefault(str(key), {"knob": key, "acc": [], "mac": [], "sm_acc": [], "sm_mac": [],
+                                               "max_macs": [], "mean_macs": [], "events": []})
+                p["acc"].append(x["test"]["accuracy"])
+                p["mac"].append(x["test"]["mac_fraction"])
+                p["max_macs"].append(x["test"]["max_macs_per_image"])
+                p["mean_macs"].append(x["test"]["macs_per_image"])
+                p["events"].append(x["test"]["events_per_image"])
+                if "static_mask" in x:
+                    p["sm_acc"].append(x["static_mask"]["test"]["accuracy"])
+                    p["sm_mac"].append(x["static_mask"]["test"]["mac_fraction"])
+        curves[cond] = list(pts.values())
+    summ["curves"] = curves
+    checks = {}
+    for cond, inside in (("tau", set(str(t) for t in TAUS)), ("k", set(str(k) for k in KS))):
+        pts = [p for p in curves[cond] if str(p["knob"]) in inside]
+        pts.sort(key=lambda p: _ms(p["mac"])[0])
+        means = [_ms(p["acc"])[0] for p in pts]
+        worst_drop = max([0.0] + [means[i] - means[j] for i in range(len(means)) for j in range(i + 1, len(means))])
+        allon = next(p for p in curves[cond] if p["knob"] == "all-on")
+        best = max(means)
+        checks[cond] = {"worst_inversion_points": 100 * worst_drop, "all_on_minus_best_points":
+                        100 * (_ms(allon["acc"])[0] - best),
+                        "mac_range": [_ms(pts[0]["mac"])[0], _ms(pts[-1]["mac"])[0]]}
+    kk = [p for p in curves["k"] if p["knob"] != "all-on"]
+    checks["k"]["worst_over_mean_macs"] = max(max(a / b for a, b in zip(p["max_macs"], p["mean_macs"])) for p in kk)
+    summ["checks"] = checks
+    fl = [r["float"]["test"] for r in results]
+    un = [r["ungated"]["test"]["accuracy"] for r in results]
+    summ["float"] = fl
+    summ["ungated"] = un
+    summ["ungated_minus_float"] = [u - f for u, f in zip(un, fl)]
+    return summ
+
+
+def format_report(summ):
+    lines = [f"seeds {summ['seeds']}; test accuracy mean +- sd (points); MACs = fraction of dense", ""]
+    lines.append(f"float twin {_pm(summ['float'])}, ungated ternary {_pm(summ['ungated'])}, "
+                 f"ungated - float {_pm(summ['ungated_minus_float'])}")
+    for b, d in summ["budgets"].items():
+        lines.append("")
+        lines.append(f"budget {float(b):.0%} of dense MACs (point chosen on validation)")
+        lines.append("| condition | test accuracy | test MACs | knob per seed |")
+        lines.append("| --- | --- | --- | --- |")
+        for cond in ("tau", "tau_static_mask", "k", "k_static_mask", "static-l0", "ungated"):
+            knob = d["knob"].get(cond.split("_")[0]) if not cond.endswith("mask") else None
+            lines.append(f"| {cond} | {_pm(d['accuracy'][cond])} | {_pm(d['mac_fraction'][cond], 1.0, '{:.3f}')} | "
+                         f"{knob if knob is not None else ''} |")
+        lines.append("| paired difference | mean +- sd (points) | per seed | |")
+        for name, xs in d["paired"].items():
+            lines.append(f"| {name} | {_pm(xs)} | {' '.join('-' if x is None else f'{100 * x:+.1f}' for x in xs)} | |")
+    for cond, pts in summ["curves"].items():
+        lines.append("")
+        lines.append(f"{cond}: knob -> test accuracy, MACs" + ("; static mask at the same MACs" if cond != "static-l0" else ""))
+        for p in pts:
+            sm = f"; static mask {_pm(p['sm_acc'])} at {_pm(p['sm_mac'], 1.0, '{:.3f}')}" if p["sm_acc"] else ""
+            lines.append(f"  {str(p['knob']):>6}: {_pm(p['acc'])} at {_pm(p['mac'], 1.0, '{:.3f}')}{sm}")
+    lines.append("")
+    lines.append("checks: " + json.dumps(summ["checks"]))
+    return "\n".join(lines)
+
+
+def plot(summ, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    styles = {"tau": ("o-", "gated, tau knob (2x2 regions)"), "k": ("s-", "competitive, k knob"),
+              "static-l0": ("^--", "static-L0 control (input-independent gates)")}
+    for cond, (st, label) in styles.items():
+        pts = [p for p in summ["curves"][cond] if p["knob"] != "all-on"]
+        pts.sort(key=lambda p: _ms(p["mac"])[0])
+        xs = [_ms(p["mac"])[0] for p in pts]
+        ys = [100 * _ms(p["acc"])[0] for p in pts]
+        es = [100 * _ms(p["acc"])[1] for p in pts]
+        ax.errorbar(xs, ys, yerr=es, fmt=st, capsize=2, label=label, markersize=4)
+        if cond != "static-l0":
+            sx = [_ms(p["sm_mac"])[0] for p in pts]
+            sy = [100 * _ms(p["sm_acc"])[0] for p in pts]
+            ax.plot(sx, sy, st[0] + ":", alpha=0.6, label=f"static-mask control of {cond}", markersize=4)
+    ax.axhline(100 * _ms(summ["ungated"])[0], color="gray", linestyle=":", label="ungated ternary (matched)")
+    ax.axhline(100 * _ms(summ["float"])[0], color="black", linestyle="--", label="float twin")
+    ax.set_xlabel("fraction of dense MACs (test)")
+    ax.set_ylabel("test accuracy (%), mean +- sd over seeds")
+    ax.set_ylim(bottom=max(50, ax.get_ylim()[0]))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_zoo(root, results, zoo):
+    """The committed models of every seed (see module docstring), each verified bit-exact."""
+    from golden import modelfile
+    from quant.export import check_exact, to_golden, verify
+    from quant.train import load_data
+    commands = {"run": f"python bench/effort.py run {root}", "report": f"python bench/effort.py report {root} --zoo {zoo}",
+                "teacher": "gxnor " + " ".join(teacher_argv(root))}
+    for r in results:
+        seed = r["seed"]
+        d = os.path.join(zoo, f"seed{seed}")
+        os.makedirs(d, exist_ok=True)
+        cmds = {c: "gxnor " + " ".join(run_argv(root, seed, c, _epochs(root, seed, c)))
+                for c in ("tau", "k", "ungated")}
+        entries = []
+        g50 = choose([x for x in r["tau"] if x["kind"] != "all-on"], 0.50)
+        k50 = choose([x for x in r["k"] if x["kind"] != "all-on"], 0.50)
+        for name, cond, row in (("gated", "tau", g50), ("static", "tau", g50), ("ungated", "ungated", None),
+                                ("k", "k", k50)):
+            cfg, net = _loaded(root, seed, cond)
+            xt, _ = load_data(cfg, "test")
+            if name == "static":
+                model0 = to_golden(net)
+                net, _ = static_mask_net(net, model0, load_data(cfg, "train")[0], row["tau_int"], None)
+                model = to_golden(net, default_tau=0.0, name=f"effort-s{seed}-static")
+            elif name == "gated":
+                model = to_golden(net, default_tau=row["knob"], name=f"effort-s{seed}-gated")
+            elif name == "k":
+                model = to_golden(net, name=f"effort-s{seed}-k")
+                model = model.replace(default_tau=model.tau_range[0], default_k=int(row["knob"]))
+            else:
+                model = to_golden(net, name=f"effort-s{seed}-ungated")
+            reps = [verify(net, model, xt)]
+            if model.gated:
+                reps.append(verify(net, model, xt, tau_int=model.tau_range[0], k=None))
+            for rep in reps:
+                check_exact(rep, f"{name} seed {seed}")
+            meta = {"study": "issue 12 effort study (bench/effort.py)", "seed": seed, "condition": name,
+                    "training_command": cmds["tau" if name in ("gated", "static") else cond],
+                    "derived": ("the gated model of this seed with constant gates: the kernels most often on over the "
+                                "training images at its 50% point, as many as on average there") if name == "static" else None,
+                    "recalibrated": True,
+                    "exactness": [{"tau": x["tau"], "k": x["k"], "images": x["images"], "exact": x["exact"]} for x in reps]}
+            model = model.replace(meta=meta)
+            modelfile.save(model, os.path.join(d, f"{name}.gxm"), overwrite=True)
+            entries.append(f"{name}.gxm")
+        with open(os.path.join(d, "commands.json"), "w") as f:
+            json.dump({"models": entries, "train": cmds, **commands}, f, indent=1)
+
+
+def _epochs(root, seed, cond):
+    with open(os.path.join(root, f"s{seed}-{cond}", "config.json")) as f:
+        return json.load(f)["epochs"]
+
+
+def cmd_report(args):
+    import torch
+    torch.set_num_threads(1)
+    results = []
+    for s in args.seeds:
+        print(f"seed {s}", flush=True)
+        results.append(evaluate_seed(args.root, s, refresh=args.refresh))
+    summ = summarise(results)
+    print(format_report(summ))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(summ, f, indent=1)
+    if args.plot:
+        plot(summ, args.plot)
+        print(f"plot written to {args.plot}")
+    if args.zoo:
+        write_zoo(args.root, results, args.zoo)
+        print(f"models written to {args.zoo}/seed<N>/")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="train every run of the study (resumable)")
+    r.add_argument("root")
+    r.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    r.add_argument("--epochs", type=int, default=15)
+    r.set_defaults(func=cmd_run)
+    t = sub.add_parser("report", help="evaluate the runs: table, plot, committed models")
+    t.add_argument("root")
+    t.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    t.add_argument("--zoo", default=None, help="write seed<N>/{gated,static,ungated,k}.gxm here")
+    t.add_argument("--plot", default=None)
+    t.add_argument("--json", default=None)
+    t.add_argument("--refresh", action="store_true", help="ignore the per-seed caches")
+    t.set_defaults(func=cmd_report)
+    args = p.parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()
