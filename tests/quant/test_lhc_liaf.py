@@ -205,3 +205,31 @@ def test_recalibrate_bn_population_statistics(tmp_path, capsys):
     assert status == 0 and "bit-exact" in out, err
     meta = modelfile.load(tmp_path / "r.gxm").meta
     assert meta["recalibrated"] and meta["export_command"].endswith("--recalibrate")
+
+
+def test_cli_lhc_train_export(tmp_path, capsys):
+    """A tiny shaped (LHC) run through the CLI: the penalty masks taps, the export is bit-exact on the
+    whole test split, golden counts the masked taps as skip_shape and the work still adds up."""
+    torch.set_num_threads(1)
+    run_dir, out = tmp_path / "lhc", tmp_path / "lhc.gxm"
+    status, _, err = gx(capsys, "train", "--arch", "c4s,p,c8s,p,f,d10", "--dataset", "mnist5k", "--epochs", "1",
+                        "--train-limit", "256", "--val", "64", "--lr", "0.2", "--batch", "16",
+                        "--shape-lambda", "20", "-o", run_dir)
+    assert status == 0, err
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["live_taps"] < 0.9 and metrics["val_images"] == 64
+    status, o, err = gx(capsys, "export", run_dir, "-o", out, "--recalibrate")
+    assert status == 0, err
+    assert "bit-exact with the Brevitas eval model on all 1000 mnist5k test" in o
+    model = modelfile.load(out)
+    for i in (1, 3):
+        m = model.layers[i].tap_mask
+        assert m is not None and 0 < m.sum() < m.size and np.all(model.layers[i].weights[m == 0] == 0)
+    from golden.data import load_dataset
+    x, y = load_dataset("mnist5k", "test")
+    res = run(model, x)
+    w = res.total_work
+    assert res.accuracy(y) == model.meta["test_accuracy"]
+    assert w.skip_shape > 0 and w.fired + w.skips == w.dense_macs
+    assert model.meta["work"]["skip_shape_per_input"] == w.skip_shape / len(y)
+    assert model.meta["work"]["fired_per_input"] == w.fired / len(y)
