@@ -2,6 +2,12 @@
 
 Line format (both directions): idle high; one start bit (0), 8 data bits LSB first, one stop bit
 (1); every bit lasts ``divisor`` clock cycles, ``divisor = round(clk_freq / baud)``.
+
+Why hand-written: Amaranth's standard library has no UART; ``amaranth-stdio`` (``AsyncSerial``) is
+not released (its package-index name is a version-0 placeholder), so it cannot be pinned in
+requirements.lock; amaranth-boards gives the ``uart`` pins only. The simulation side is not ours:
+the testbenches drive and decode the pins with cocotbext-uart (sim/uart_line.py), an independent
+model, and the 2-flop input synchroniser is ``amaranth.lib.cdc.FFSynchronizer``.
 """
 
 from amaranth.hdl import Cat, Module, Mux, Signal

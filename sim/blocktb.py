@@ -9,6 +9,14 @@ everything, compare with the reference by exact equality, assert the sink stays 
 
 :func:`run_block` is the pytest side: export the block's Verilog, build it with Verilator (lint
 flags of sim/toolchain.py) and run its cocotb module with the parameters and seed in the env.
+
+Why not cocotbext-axi's ``AxiStreamSource``/``AxiStreamSink`` (the same author's stream models,
+with pause generators for idles and back-pressure): two of the blocks (rtl/activation.py,
+rtl/lanes.py) are combinational with no clock, which those clocked models cannot drive; the rest
+would need a ``Bus`` subclass mapping ``tdata/tvalid/tready`` to Amaranth's ``payload/valid/ready``
+and ``byte_lanes=1`` for payloads of any width, and two new pinned packages (cocotbext-axi and
+cocotb-bus) for the ~60 lines of :meth:`StreamTB.run`. The serial links do use a library model
+(cocotbext-uart, sim/uart_line.py).
 """
 
 import json
