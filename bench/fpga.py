@@ -124,9 +124,11 @@ def figures(report, model, images, bauds):
     cyc = cycles(model, images, tau, lanes=lanes)
     res = run(model, images, tau)
     dense = res.total_work.dense_macs / len(images)
-    # nextpnr also times a constant net it promotes to a global ('$PACKER_GND_NET_$glb_clk')
-    clocks = [c for c in report["clocks"] if "clk" in c["clock"] and not c["clock"].startswith("$PACKER")] \
-        or report["clocks"]
+    # reports name the domain ("sync"); older ones named nets, including a constant net nextpnr
+    # promotes to a global ('$PACKER_GND_NET_$glb_clk')
+    clocks = ([c for c in report["clocks"] if c["clock"] == "sync"]
+              or [c for c in report["clocks"] if "clk" in c["clock"] and not c["clock"].startswith("$PACKER")]
+              or report["clocks"])
     fmax = min(c["fmax_mhz"] for c in clocks) * 1e6
     clk = report["clock_hz"]
     s = report["summary"]

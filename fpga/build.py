@@ -130,34 +130,60 @@ def memory_plan(cfg, board, weights="baked"):
     return plan(cfg, preload=weights == "baked", ebr=UP5K_EBR, extra={"rx_fifo": 1})
 
 
+REPORT = f"{NAME}.report.json"     # nextpnr --report: utilisation and Fmax per clock net, as JSON
+# nextpnr times nets by their names: the sync domain's clock is `cd_sync.clk` (the oscillator),
+# `$glbnet$cd_sync.clk` (a PLL output promoted to a global); a constant net it promotes to a global
+# (`$PACKER_GND_NET`, `..._$glb_clk`) is not a clock of the design.
+_CLOCK_NET = re.compile(r"^(?:\$glbnet\$)?cd_(\w+)\.clk$")
+_CONSTANT_NET = re.compile(r"^\$PACKER_(?:GND|VCC)_NET")
+
+
+def clock_domain(net):
+    """The clock domain a nextpnr clock net belongs to (``"sync"`` for ``$glbnet$cd_sync.clk``),
+    None for a constant net nextpnr also times, the net name itself for anything else."""
+    m = _CLOCK_NET.match(net)
+    if m:
+        return m.group(1)
+    return None if _CONSTANT_NET.match(net) else net
+
+
+def parse_nextpnr_report(report):
+    """nextpnr's ``--report`` JSON (dict) -> {"utilisation": {res: {used, available, percent}},
+    "clocks": [{clock, fmax_mhz, target_mhz, pass}]}, clocks named by their domain
+    (:func:`clock_domain`; constant nets dropped; several nets of one domain: the slowest)."""
+    util = {k: {"used": int(v["used"]), "available": int(v["available"]),
+                "percent": int(100 * v["used"] / v["available"]) if v["available"] else 0}
+            for k, v in report.get("utilization", {}).items()}
+    clocks = {}
+    for net, f in report.get("fmax", {}).items():
+        dom = clock_domain(net)
+        if dom is None:
+            continue
+        c = {"clock": dom, "fmax_mhz": round(f["achieved"], 2), "target_mhz": round(f["constraint"], 2),
+             "pass": f["achieved"] >= f["constraint"]}
+        if dom not in clocks or (c["pass"], c["fmax_mhz"]) < (clocks[dom]["pass"], clocks[dom]["fmax_mhz"]):
+            clocks[dom] = c
+    return {"utilisation": util, "clocks": [clocks[k] for k in sorted(clocks)]}
+
+
 _UTIL = re.compile(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+(\d+)%")
-_FMAX = re.compile(r"Max frequency for clock\s+'([^']+)':\s+([\d.]+)\s+MHz\s+\((PASS|FAIL) at\s+([\d.]+)\s+MHz\)")
 
 
-def parse_nextpnr_log(text):
-    """nextpnr log text -> {"utilisation": {res: {used, available, percent}}, "clocks": [...]}.
-
-    Utilisation is the last "Device utilisation" block; clocks are the last Fmax line per clock
-    (after routing), each {clock, fmax_mhz, target_mhz, pass}.
-    """
-    util, block, clocks = {}, None, {}
+def log_utilisation(text):
+    """The last "Device utilisation" block of a nextpnr log: only for a run that stopped before
+    writing its ``--report`` (a design that does not fit fails in placement, after printing it)."""
+    util, block = {}, None
     for line in text.splitlines():
         if "Device utilisation" in line:
-            block = {}
-            util = block
+            block = util = {}
             continue
         m = _UTIL.match(line)
         if m and block is not None:
             block[m.group(1)] = {"used": int(m.group(2)), "available": int(m.group(3)),
                                  "percent": int(m.group(4))}
-            continue
-        if block is not None and block and not m:
+        elif block:
             block = None
-        f = _FMAX.search(line)
-        if f:
-            clocks[f.group(1)] = {"clock": f.group(1), "fmax_mhz": float(f.group(2)),
-                                  "target_mhz": float(f.group(4)), "pass": f.group(3) == "PASS"}
-    return {"utilisation": util, "clocks": list(clocks.values())}
+    return util
 
 
 def summarise(parsed):
@@ -213,6 +239,44 @@ def check_plan(cfg, board, weights, device, models=()):
                      + ", ".join(over) + f" ({hint}; --no-plan-check places and routes anyway)")
 
 
+# Bundled data sets the throughput figure can run over, by input shape (golden.data)
+THROUGHPUT_SETS = {(1, 28, 28): "mnist5k", (1, 8, 8): "digits"}
+
+
+def throughput_dataset(model):
+    """The bundled data set whose test split feeds the throughput figure: the model's own
+    (``meta["dataset"]``) when bundled and of the model's input shape, else by input shape
+    (:data:`THROUGHPUT_SETS`); None if none fits."""
+    from golden.data import load_dataset
+    shape = tuple(int(v) for v in model.input_shape)
+    own = (getattr(model, "meta", None) or {}).get("dataset")
+    for name in ([own] if own else []) + [THROUGHPUT_SETS.get(shape)]:
+        if name in THROUGHPUT_SETS.values():
+            images, _ = load_dataset(name, "test")
+            if tuple(images.shape[1:]) == shape:
+                return name, np.asarray(images, np.uint8)
+    return None, None
+
+
+def throughput(model, lanes, clock_hz, fmax_mhz=None):
+    """The engine's rate on the built configuration, from the exact cycle model: mean
+    ``rtl.engine.schedule.cycles`` per image over the test split of :func:`throughput_dataset` at
+    the model's default tau, and ``images_per_s = clock_hz / mean`` (engine only, no link); with
+    ``fmax_mhz`` also the rate at nextpnr's Fmax. ``dataset`` None (and no figures) if no bundled
+    data set has the model's input shape."""
+    from rtl.engine.schedule import cycles
+    name, images = throughput_dataset(model)
+    out = {"dataset": name, "split": "test", "images": 0 if images is None else len(images),
+           "tau": int(model.default_tau), "lanes": int(lanes), "cycle_model": "rtl.engine.schedule.cycles",
+           "clock_hz": clock_hz, "cycles_per_image": None, "images_per_s": None, "images_per_s_at_fmax": None}
+    if images is None:
+        return out
+    mean = float(cycles(model, images, model.default_tau, lanes=lanes).mean())
+    out.update(cycles_per_image=mean, images_per_s=clock_hz / mean,
+               images_per_s_at_fmax=None if fmax_mhz is None else fmax_mhz * 1e6 / mean)
+    return out
+
+
 def build(board, model, lanes=4, weights="baked", out_dir=None, baud=DEFAULT_BAUD, envelope=(), clock=None,
           plan_check=True):
     """Build a bitstream; returns the report dict (also written to ``<out_dir>/report.json``).
@@ -230,14 +294,15 @@ def build(board, model, lanes=4, weights="baked", out_dir=None, baud=DEFAULT_BAU
     tool_env()
     out_dir = Path(out_dir or Path("build") / "fpga" / f"{board}-{model.name}-P{cfg.lanes}")
     out_dir.mkdir(parents=True, exist_ok=True)
-    log = out_dir / f"{NAME}.tim"
-    if log.exists():
-        log.unlink()
+    log, nreport = out_dir / f"{NAME}.tim", out_dir / REPORT
+    for f in (log, nreport):
+        if f.exists():
+            f.unlink()
     t0 = time.perf_counter()
     failed = None
     try:
         plat.build(design, name=NAME, build_dir=str(out_dir), do_program=False,
-                   nextpnr_opts="--timing-allow-fail", synth_opts=SYNTH_OPTS.get(board, ""),
+                   nextpnr_opts=f"--timing-allow-fail --report {REPORT}", synth_opts=SYNTH_OPTS.get(board, ""),
                    script_after_read=SCRIPT_AFTER_READ.get((board, weights), ""))
     except subprocess.CalledProcessError as e:
         failed = e
@@ -245,7 +310,8 @@ def build(board, model, lanes=4, weights="baked", out_dir=None, baud=DEFAULT_BAU
     if not log.is_file():
         raise GxnorError(f"{board} build failed before place and route (exit {failed.returncode if failed else '?'}); "
                          f"see the yosys output above and {out_dir}")
-    parsed = parse_nextpnr_log(log.read_text(errors="replace"))
+    parsed = (parse_nextpnr_report(json.loads(nreport.read_text())) if nreport.is_file() else
+              {"utilisation": log_utilisation(log.read_text(errors="replace")), "clocks": []})
     ext = "bin" if board == "icebreaker" else "bit"
     bitstream = out_dir / f"{NAME}.{ext}"
     report = {"board": board, "device": f"{plat.device}-{plat.package}", "model": model.name,
@@ -258,6 +324,9 @@ def build(board, model, lanes=4, weights="baked", out_dir=None, baud=DEFAULT_BAU
               "engine_config": json.loads(cfg.to_json()),
               "memory_plan": {k: mplan[k] for k in ("ebr", "spram", "fits", "banks")},
               "protocol": {"sync": protocol.SYNC, "version": protocol.VERSION}}
+    sync = [c for c in parsed["clocks"] if c["clock"] == "sync"]
+    report["throughput"] = throughput(model, cfg.lanes, report["clock_hz"],
+                                      sync[0]["fmax_mhz"] if sync else None)
     (out_dir / "report.json").write_text(json.dumps(report, indent=1))
     check_report(report)
     if failed:
@@ -273,13 +342,22 @@ def format_report(r):
     for c in r["clocks"]:
         lines.append(f"  Fmax {c['clock']}: {c['fmax_mhz']:.2f} MHz (need {c['target_mhz']:.2f} MHz, "
                      f"{'PASS' if c['pass'] else 'FAIL'})")
+    t = r.get("throughput")
+    if t and t["cycles_per_image"] is not None:
+        at_fmax = (f", {t['images_per_s_at_fmax']:,.1f} at Fmax" if t["images_per_s_at_fmax"] else "")
+        lines.append(f"  throughput: {t['cycles_per_image']:,.1f} cycles/image (mean over {t['images']} "
+                     f"{t['dataset']} {t['split']} images, tau {t['tau']}, {t['cycle_model']}) -> engine "
+                     f"{t['images_per_s']:,.1f} images/s at {t['clock_hz'] / 1e6:.3f} MHz{at_fmax}")
+    elif t:
+        lines.append("  throughput: no bundled data set has the model's input shape")
     lines.append(f"  bitstream: {r['bitstream']}")
     return "\n".join(lines)
 
 
 def synth_stat(top, board="icebreaker", name="board_top"):
     """Yosys synthesis only (no place and route) of an Amaranth component for ``board``'s family;
-    returns {cell type: count} from ``stat``. A quick check that the design synthesises."""
+    returns {cell type: count} from yosys' own ``stat -json`` (the whole design). A quick check
+    that the design synthesises."""
     from amaranth.back import rtlil
     env = tool_env()
     cmd = ("synth_ice40" if board == "icebreaker" else "synth_ecp5") + (" " + SYNTH_OPTS.get(board, "")).rstrip()
@@ -290,15 +368,10 @@ def synth_stat(top, board="icebreaker", name="board_top"):
     scratch.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=scratch) as d:
         (Path(d) / "top.il").write_text(il)
-        out = subprocess.run([env["YOSYS"], "-q", "-p", f"read_rtlil top.il; {cmd} -top {name}; tee -o stat.txt stat"],
+        out = subprocess.run([env["YOSYS"], "-q", "-p",
+                              f"read_rtlil top.il; {cmd} -top {name}; tee -q -o stat.json stat -json"],
                              capture_output=True, text=True, cwd=d)
         if out.returncode != 0:
             raise GxnorError(f"yosys {cmd} failed: {(out.stderr or out.stdout).strip().splitlines()[-1:]}")
-        stat = (Path(d) / "stat.txt").read_text()
-    cells = {}
-    for m in re.finditer(r"^\s+(\d+)\s+(?:[\d.]+\s+)?(\$?\w+)\s*$|^\s+(\$?\w+)\s+(\d+)\s*$", stat, re.M):
-        if m.group(1):
-            cells[m.group(2)] = int(m.group(1))
-        else:
-            cells[m.group(3)] = int(m.group(4))
-    return cells
+        stat = json.loads((Path(d) / "stat.json").read_text())
+    return {k: int(v) for k, v in stat["design"]["num_cells_by_type"].items()}

@@ -20,45 +20,96 @@ from sim.toolchain import VERILATOR_WAIVERS
 
 WAIVERS = {"engine_waivers": ENGINE_WAIVERS, "common_waivers": VERILATOR_WAIVERS}
 
+# nextpnr-ice40 --report of a PLL build (fields as nextpnr writes them; the constant net it times
+# and the PLL output's global-net name as on a real build, the oscillator build names `cd_sync.clk`)
+ICE40_REPORT = {
+    "fmax": {"$glbnet$cd_sync.clk": {"achieved": 11.503, "constraint": 12.00004768},
+             "$PACKER_GND_NET_$glb_clk": {"achieved": 412.0, "constraint": 12.00004768}},
+    "utilization": {"ICESTORM_LC": {"available": 5280, "used": 3236},
+                    "ICESTORM_RAM": {"available": 30, "used": 8},
+                    "SB_IO": {"available": 39, "used": 5}, "ICESTORM_DSP": {"available": 8, "used": 0},
+                    "ICESTORM_SPRAM": {"available": 4, "used": 0}},
+    "critical_paths": []}
+# a nextpnr log that stopped in placement (no --report written): only the utilisation block
 ICE40_LOG = """\
 Info: Device utilisation:
-Info: \t         ICESTORM_LC:    3236/   5280    61%
+Info: \t         ICESTORM_LC:    6000/   5280   113%
 Info: \t        ICESTORM_RAM:       8/     30    26%
-Info: \t               SB_IO:       5/     39    12%
-Info: \t        ICESTORM_DSP:       0/      8     0%
-Info: \t      ICESTORM_SPRAM:       0/      4     0%
 
-Info: Max frequency for clock 'cd_sync.clk': 17.84 MHz (PASS at 12.00 MHz)
-Info: Routing..
-Info: Max frequency for clock 'cd_sync.clk': 11.50 MHz (FAIL at 12.00 MHz)
+ERROR: Unable to place cell 'x'
 """
 
 
-def report(log, board="icebreaker"):
-    return {"board": board, "device": "iCE40UP5K-SG48", "log": "x.tim", **B.parse_nextpnr_log(log)}
+def with_fmax(achieved, used=3236):
+    r = json.loads(json.dumps(ICE40_REPORT))
+    r["fmax"]["$glbnet$cd_sync.clk"]["achieved"] = achieved
+    r["utilization"]["ICESTORM_LC"]["used"] = used
+    return r
 
 
-def test_parse_ice40_log():
-    p = B.parse_nextpnr_log(ICE40_LOG)
+def report(nextpnr=ICE40_REPORT, board="icebreaker"):
+    return {"board": board, "device": "iCE40UP5K-SG48", "log": "x.tim", **B.parse_nextpnr_report(nextpnr)}
+
+
+def test_parse_nextpnr_report_names_the_domain():
+    """Clocks by domain (`sync`), never by net name; the constant net nextpnr times is dropped."""
+    p = B.parse_nextpnr_report(ICE40_REPORT)
     assert p["utilisation"]["ICESTORM_LC"] == {"used": 3236, "available": 5280, "percent": 61}
-    assert p["clocks"] == [{"clock": "cd_sync.clk", "fmax_mhz": 11.5, "target_mhz": 12.0, "pass": False}]
+    assert p["clocks"] == [{"clock": "sync", "fmax_mhz": 11.5, "target_mhz": 12.0, "pass": False}]
     s = B.summarise(p)
     assert s["logic"]["used"] == 3236 and s["bram"]["used"] == 8 and s["spram"]["used"] == 0
     assert s["dsp"]["resource"] == "ICESTORM_DSP"
+    assert [B.clock_domain(n) for n in ("cd_sync.clk", "$glbnet$cd_sync.clk", "$PACKER_GND_NET",
+                                        "$PACKER_VCC_NET_$glb_clk", "pin_clk")] == ["sync", "sync", None, None, "pin_clk"]
+    # two nets of one domain: the slower one is the domain's Fmax
+    two = with_fmax(20.0)
+    two["fmax"]["cd_sync.clk"] = {"achieved": 15.0, "constraint": 12.0}
+    assert B.parse_nextpnr_report(two)["clocks"] == [
+        {"clock": "sync", "fmax_mhz": 15.0, "target_mhz": 12.0, "pass": True}]
+
+
+def test_log_utilisation_when_placement_stopped():
+    u = B.log_utilisation(ICE40_LOG)
+    assert u == {"ICESTORM_LC": {"used": 6000, "available": 5280, "percent": 113},
+                 "ICESTORM_RAM": {"used": 8, "available": 30, "percent": 26}}
 
 
 def test_timing_miss_is_one_line_with_margin():
-    with pytest.raises(GxnorError, match=r"misses timing.*11.50 MHz < 12.00 MHz.*short by 0.50 MHz, 4.2%") as e:
-        B.check_report(report(ICE40_LOG))
+    with pytest.raises(GxnorError, match=r"misses timing.*11.50 MHz < 12.00 MHz.*clock sync \(short by 0.50 MHz, 4.2%") as e:
+        B.check_report(report())
     assert "\n" not in str(e.value)
 
 
 def test_does_not_fit_says_by_how_much():
-    log = ICE40_LOG.replace("3236/   5280", "6000/   5280").replace("FAIL", "PASS")
     with pytest.raises(GxnorError, match=r"does not fit.*ICESTORM_LC 6000/5280 \(720 over\)"):
-        B.check_report(report(log))
-    ok = ICE40_LOG.replace("FAIL at", "PASS at").replace("11.50", "12.50")
-    B.check_report(report(ok))
+        B.check_report(report(with_fmax(12.5, used=6000)))
+    with pytest.raises(GxnorError, match=r"does not fit.*ICESTORM_LC 6000/5280 \(720 over\)"):
+        B.check_report({"board": "icebreaker", "device": "iCE40UP5K-SG48", "log": "x.tim",
+                        "utilisation": B.log_utilisation(ICE40_LOG), "clocks": []})
+    B.check_report(report(with_fmax(12.5)))
+
+
+def test_throughput_from_the_cycle_model():
+    """The report's throughput: mean rtl.engine.schedule cycles over the bundled test split of the
+    model's input shape at its default tau, images/s = clock / mean; text report prints it."""
+    from golden.data import load_dataset
+    from rtl.engine.schedule import cycles
+    model = random_model("c4,p,c8g,f,d10", (1, 8, 8), seed=5)
+    t = B.throughput(model, 2, 24e6, fmax_mhz=30.0)
+    images, _ = load_dataset("digits", "test")
+    mean = cycles(model, images, model.default_tau, lanes=2).mean()
+    assert (t["dataset"], t["images"], t["tau"], t["lanes"]) == ("digits", len(images), model.default_tau, 2)
+    assert t["cycles_per_image"] == mean and t["images_per_s"] == 24e6 / mean
+    assert t["images_per_s_at_fmax"] == 30e6 / mean
+    none = B.throughput(random_model("f,d3", (1, 4, 4), seed=1), 1, 12e6)
+    assert none["dataset"] is None and none["images_per_s"] is None
+    r = {"board": "icebreaker", "device": "iCE40UP5K-SG48", "model": "m", "lanes": 2, "weights": "baked",
+         "clock_hz": 24e6, "clock_source": "pll", "seconds": 60, "bitstream": "b", "throughput": t,
+         **B.parse_nextpnr_report(with_fmax(30.0))}
+    r["summary"] = B.summarise(r)
+    text = B.format_report(r)
+    assert "Fmax sync: 30.00 MHz" in text and "cd_sync" not in text and "GND" not in text
+    assert f"{24e6 / mean:,.1f} images/s at 24.000 MHz" in text and f"{len(images)} digits test images" in text
 
 
 def test_bad_options_are_one_line_errors(tmp_path, capsys):
