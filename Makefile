@@ -58,7 +58,7 @@ FPGA_CLK_ICE40_CNN  ?= 25
 FPGA_CLK_ICE40_LOAD ?= 22
 FPGA_CLK_ICE40_MLP  ?= 21
 FB := build/fpga
-FPGA_BUILD = $(BIN)/gxnor build --json
+FPGA_BUILD = $(BIN)/gxnor build --json --force
 FPGA_REPORTS = $(FB)/icebreaker-$(FPGA_ARCH).json $(FB)/ulx3s-$(FPGA_ARCH).json $(FB)/ulx3s-gated-cnn.json \
 	$(FB)/ulx3s-zoo-loadable.json $(FB)/icebreaker-gated-cnn.json $(FB)/icebreaker-cnn.json \
 	$(FB)/icebreaker-cnn-loadable.json $(FB)/icebreaker-mlp-loadable.json

@@ -87,17 +87,58 @@ def to_arrays(model):
 
 
 def save(model, path, overwrite=False):
-    """Write ``model`` to ``path``. Refuses to replace an existing file unless ``overwrite``."""
+    """Write ``model`` to ``path``. Refuses to replace an existing file unless ``overwrite``, and a
+    folder always. The file is written under a scratch name beside ``path`` and renamed when
+    complete; on any failure (or Ctrl-C) the scratch file is removed and ``path`` is untouched."""
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise GxnorError(f"{path} is a folder; give a model file name (.gxm)")
     if os.path.exists(path) and not overwrite:
         raise GxnorError(f"{path} exists; not overwriting it (use --force to replace it)")
     manifest, arrays = to_arrays(model)
     blob = np.frombuffer(json.dumps(manifest, indent=1).encode(), dtype=np.uint8)
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        np.savez_compressed(f, **{MANIFEST: blob}, **arrays)
-    os.replace(tmp, path)
+    head, tail = os.path.split(os.path.abspath(path))
+    tmp = os.path.join(head, f".{tail}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **{MANIFEST: blob}, **arrays)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
     return path
+
+
+# The first bytes of the two containers NumPy reads: a .npz (and .gxm) is a zip, a .npy its own format.
+ZIP_MAGIC = b"PK\x03\x04"
+NPY_MAGIC = b"\x93NUMPY"
+
+
+def _magic(path):
+    with open(path, "rb") as f:
+        return f.read(6)
+
+
+def _read_npz(path, what):
+    """{name: array} of a zip of .npy members, never unpickling: an object array (which only
+    pickle could restore) is refused by name."""
+    try:
+        z = np.load(path, allow_pickle=False)
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as e:
+        raise GxnorError(f"{path}: not {what} (damaged zip: {type(e).__name__})") from None
+    out = {}
+    with z:
+        for k in z.files:
+            try:
+                out[k] = z[k]
+            except ValueError as e:
+                if "bject arrays" in str(e):
+                    raise GxnorError(f"{path}: array {k!r} holds Python objects, not numbers; "
+                                     f"not {what}") from None
+                raise GxnorError(f"{path}: array {k!r} is damaged; not {what}") from None
+            except (zipfile.BadZipFile, OSError, EOFError, KeyError) as e:
+                raise GxnorError(f"{path}: array {k!r} is damaged ({type(e).__name__}); not {what}") from None
+    return out
 
 
 def _layer_from(i, entry, arrays):
@@ -201,11 +242,11 @@ def load(path):
     path = os.fspath(path)
     if not os.path.exists(path):
         raise GxnorError(f"{path}: no such model file")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as e:
-        raise GxnorError(f"{path}: not a gxnor model file (truncated or not a .gxm zip: {e})") from None
+    if os.path.isdir(path):
+        raise GxnorError(f"{path}: a folder, not a model file")
+    if _magic(path)[:4] != ZIP_MAGIC:
+        raise GxnorError(f"{path}: not a gxnor model file (a .gxm is a zip archive; this file is not one)")
+    arrays = _read_npz(path, "a gxnor model file")
     if MANIFEST not in arrays:
         raise GxnorError(f"{path}: not a gxnor model file (no manifest)")
     try:
@@ -228,19 +269,29 @@ def load_inputs(path, model=None):
     path = os.fspath(path)
     if not os.path.exists(path):
         raise GxnorError(f"{path}: no such inputs file")
-    try:
-        data = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-        raise GxnorError(f"{path}: not a .npy/.npz array file ({e})") from None
+    if os.path.isdir(path):
+        raise GxnorError(f"{path}: a folder, not an inputs file (.npz or .npy)")
+    magic = _magic(path)
     labels = None
-    if isinstance(data, np.ndarray):
-        images = data
+    if magic[:4] == ZIP_MAGIC:
+        data = _read_npz(path, "an inputs file")
+        if "images" not in data:
+            raise GxnorError(f"{path}: no 'images' array (found: {', '.join(data) or 'none'})")
+        images = data["images"]
+        labels = data.get("labels")
+    elif magic == NPY_MAGIC:
+        try:
+            images = np.load(path, allow_pickle=False)
+        except ValueError as e:
+            if "pickled" in str(e) or "bject arrays" in str(e):
+                raise GxnorError(f"{path}: holds Python objects, not numbers; not an inputs file") from None
+            raise GxnorError(f"{path}: damaged .npy file") from None
+        except (OSError, EOFError):
+            raise GxnorError(f"{path}: damaged .npy file") from None
     else:
-        with data:
-            if "images" not in data.files:
-                raise GxnorError(f"{path}: no 'images' array (found: {', '.join(data.files) or 'none'})")
-            images = data["images"]
-            labels = data["labels"] if "labels" in data.files else None
+        raise GxnorError(f"{path}: not an inputs file (.npz with 'images' and optional 'labels', or .npy images)")
+    if images.ndim == 0 or len(images) == 0:
+        raise GxnorError(f"{path}: no images (the array {images.dtype}{list(images.shape)} is empty)")
     if labels is not None:
         if labels.dtype.kind not in "iu" or labels.ndim != 1 or len(labels) != len(images):
             raise GxnorError(f"{path}: labels must be integers, one per image "

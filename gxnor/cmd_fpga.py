@@ -1,11 +1,10 @@
 """``gxnor build`` (bitstream + utilisation/Fmax report) and ``gxnor board`` (host tool)."""
 
-import sys
-
 from golden import modelfile
 from golden.errors import GxnorError
 
-from .common import add_tau_options, load_engine_model, print_json, progress_bar, resolve_tau
+from .common import (add_tau_options, check_count, check_new_output, load_engine_model, note, print_json, progress_bar,
+                     resolve_tau)
 
 
 def register(sub):
@@ -23,7 +22,10 @@ def register(sub):
                    help="run on the board PLL at this frequency (default: the oscillator, 12/25 MHz); "
                         "the build fails with the margin if Fmax is below it")
     b.add_argument("--baud", type=int, default=115200, help="UART baud rate (default 115200)")
-    b.add_argument("-o", "--out", default=None, help="build directory (default build/fpga/<board>-<model>-P<lanes>)")
+    b.add_argument("-o", "--out", default=None,
+                   help="build directory, empty or missing unless --force (default build/fpga/<board>-<model>-P<lanes>, "
+                        "a cache replaced by every build and emptied by gxnor clean --fpga)")
+    b.add_argument("--force", action="store_true", help="replace a non-empty -o folder")
     b.add_argument("--no-plan-check", action="store_true",
                    help="iCE40: place and route even if the memory plan (an estimate) says the design "
                         "cannot fit (default: refuse up front, naming the memories)")
@@ -48,13 +50,15 @@ def register(sub):
 
 def cmd_build(args):
     from fpga.build import build, format_report
-    model = load_engine_model(args.model)
-    if not args.json:
-        print(f"building {args.board} bitstream for {model.name} ({args.lanes} lanes); "
-              "synthesis and place-and-route take a few minutes", file=sys.stderr)
-    envelope = [load_engine_model(p) for p in args.envelope]
     if args.clock is not None and not args.clock > 0:
         raise GxnorError(f"--clock must be a positive frequency in MHz, got {args.clock}")
+    if args.out:
+        check_new_output(args.out, args.force, folder=True)
+    model = load_engine_model(args.model)
+    envelope = [load_engine_model(p) for p in args.envelope]
+    if not args.json:
+        note(f"building {args.board} bitstream for {model.name} ({args.lanes} lanes); "
+             "synthesis and place-and-route take a few minutes")
     report = build(args.board, model, args.lanes, args.weights, args.out, args.baud, envelope,
                    None if args.clock is None else args.clock * 1e6, plan_check=not args.no_plan_check)
     if args.json:
@@ -66,10 +70,9 @@ def cmd_build(args):
 def cmd_board(args):
     from fpga.host import BoardLink, load_model, run_board
     model = load_engine_model(args.model)
+    check_count("--limit", args.limit, 1)
     images, labels = modelfile.load_inputs(args.inputs, model)
     if args.limit is not None:
-        if args.limit < 1:
-            raise GxnorError(f"--limit must be >= 1, got {args.limit}")
         images = images[:args.limit]
         labels = labels[:args.limit] if labels is not None else None
     tau = resolve_tau(model, args)

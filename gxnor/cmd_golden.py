@@ -1,12 +1,19 @@
-"""``gxnor golden run``: predictions, accuracy and work accounting of the bit-exact golden model."""
+"""``gxnor golden run``: predictions, accuracy and work accounting of the bit-exact golden model.
+
+Outputs for comparing with other hardware: ``--json`` carries the logits (int, [N][classes]) and,
+with ``--predictions``, every prediction; ``-o out.npz`` writes ``predictions`` (int64 [N]),
+``logits`` (int32 [N, classes]), ``labels`` (int64 [N], when the inputs have them) and ``tau``
+(int64 scalar), atomically and never over an existing file without ``--force``.
+"""
 
 import numpy as np
 
 from golden import modelfile
+from golden.errors import GxnorError
 from golden.forward import IMPLS, run
 from golden.work import format_table, totals, work_json
 
-from .common import add_tau_options, print_json, progress_bar, resolve_tau
+from .common import add_tau_options, atomic_file, check_new_output, print_json, progress_bar, resolve_tau
 
 
 def register(sub):
@@ -19,8 +26,12 @@ def register(sub):
     add_tau_options(r)
     r.add_argument("--impl", choices=IMPLS, default="packed",
                    help="packed gated-XNOR popcount (default) or the plain integer reference")
-    r.add_argument("--json", action="store_true", help="machine-readable output")
-    r.add_argument("--predictions", action="store_true", help="include every prediction in --json output")
+    r.add_argument("--json", action="store_true", help="machine-readable output (includes the logits)")
+    r.add_argument("--predictions", action="store_true",
+                   help="every prediction: in the JSON with --json, else one line per image (index, prediction, label)")
+    r.add_argument("-o", "--output", default=None, metavar="OUT.npz",
+                   help="write predictions (int64 [N]), logits (int32 [N, classes]), labels and tau to an .npz")
+    r.add_argument("--force", action="store_true", help="replace an existing -o file")
     r.set_defaults(func=cmd_run)
 
 
@@ -50,12 +61,31 @@ def format_steps(res):
     return "\n".join(lines)
 
 
+def write_outputs(path, res, labels, tau, force=False):
+    """predictions, logits (and labels, tau) of a run to an .npz, atomically."""
+    arrays = {"predictions": res.predictions.astype(np.int64), "logits": res.logits.astype(np.int32),
+              "tau": np.int64(tau)}
+    if labels is not None:
+        arrays["labels"] = labels.astype(np.int64)
+    with atomic_file(path, force) as tmp:
+        with open(tmp, "wb") as f:     # a file object: NumPy does not append ".npz" to the name
+            np.savez(f, **arrays)
+
+
 def cmd_run(args):
+    if args.output:
+        if not args.output.endswith(".npz"):
+            raise GxnorError(f"-o {args.output}: the output is an .npz file; give a name ending in .npz")
+        check_new_output(args.output, args.force)
     model = modelfile.load(args.model)
     images, labels = modelfile.load_inputs(args.inputs, model)
     tau = resolve_tau(model, args)
     res, out = golden_summary(model, images, labels, tau, args.impl, show_progress=not args.json)
+    if args.output:
+        write_outputs(args.output, res, labels, tau, args.force)
+        out["output"] = args.output
     if args.json:
+        out["logits"] = res.logits.tolist()
         if args.predictions:
             out["predictions"] = res.predictions.tolist()
         print_json(out)
@@ -63,8 +93,9 @@ def cmd_run(args):
     print(f"{model.name}: {len(images)} {'sequences' if model.temporal else 'images'}, tau {tau} ({out['tau_log_alpha']:g} log-alpha), {args.impl}")
     if labels is not None:
         print(f"accuracy {100 * out['accuracy']:.2f}% ({int(np.sum(res.predictions == labels))}/{len(labels)})")
-    else:
-        print(f"predictions (first 20): {res.predictions[:20].tolist()}")
+    if not args.predictions:
+        more = f" (first 20; --predictions for all {len(images)})" if len(images) > 20 else ""
+        print(f"predictions{more}: {res.predictions[:20].tolist()}")
     t = res.total_work
     what = "sequence" if model.temporal else "image"
     print(f"fired XNORs {t.fired} of {t.dense_macs} dense MACs ({100 * t.fired / max(t.dense_macs, 1):.2f}%), "
@@ -73,3 +104,9 @@ def cmd_run(args):
     if model.temporal:
         print(f"per time step ({res.time_steps} steps; events = the first conv/dense layer's input events):")
         print(format_steps(res))
+    if args.predictions:
+        print(f"{'index':>6} {'prediction':>10}" + (f" {'label':>6}" if labels is not None else ""))
+        for i, p in enumerate(res.predictions.tolist()):
+            print(f"{i:>6} {p:>10}" + (f" {int(labels[i]):>6}" if labels is not None else ""))
+    if args.output:
+        print(f"wrote {args.output}: predictions, logits{', labels' if labels is not None else ''} and tau")

@@ -8,7 +8,7 @@ import sys
 
 from golden.errors import GxnorError
 
-from .common import check_new_output, print_json
+from .common import atomic_file, check_count, check_new_output, print_json, quiet
 
 
 def register(sub):
@@ -116,7 +116,9 @@ def register(sub):
     s.add_argument("--ks", type=int, nargs="+", default=None, metavar="K",
                    help="competition register values to sweep (at the model's default tau) instead of taus")
     s.add_argument("--json", action="store_true")
-    s.add_argument("--plot", default=None, metavar="out.png", help="accuracy vs MAC-fraction plot")
+    s.add_argument("--plot", default=None, metavar="out.png",
+                   help="accuracy vs MAC-fraction plot (png, pdf, svg, ...: by the file name's extension)")
+    s.add_argument("--force", action="store_true", help="replace an existing --plot file")
     s.add_argument("--steps", type=int, nargs="+", default=None,
                    help="temporal models: use only the first T frames of each sequence, for each T given "
                         "(accuracy, events and fired XNORs per sequence and per step)")
@@ -205,7 +207,33 @@ def _work_meta(res):
     return out
 
 
+def _check_train_numbers(a):
+    """Numeric options of train, refused before any data is read or a folder is made."""
+    import math
+    for flag, value in (("--lr", a.lr), ("--kd-temp", a.kd_temp)):
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise GxnorError(f"{flag} {value:g}: must be a positive number")
+    for flag, value in (("--lambda", a.lam), ("--shape-lambda", a.shape_lambda), ("--warmup", a.warmup),
+                        ("--clip", a.clip), ("--l0-warmup", a.l0_warmup), ("--all-on-weight", a.all_on_weight),
+                        ("--gate-clamp", a.gate_clamp), ("--event-lambda", a.event_lambda)):
+        if not (math.isfinite(value) and value >= 0):
+            raise GxnorError(f"{flag} {value:g}: must be a finite number >= 0")
+    if not (math.isfinite(a.eval_tau)):
+        raise GxnorError(f"--eval-tau {a.eval_tau:g}: not a finite number")
+    if not 0 <= a.kd_alpha <= 1:
+        raise GxnorError(f"--kd-alpha {a.kd_alpha:g}: the distillation weight lies in [0, 1]")
+    check_count("--epochs", a.epochs, 1, "epoch")
+    check_count("--batch", a.batch, 1, "image per batch")
+    check_count("--train-limit", a.train_limit, 1, "training image")
+    check_count("--threads", a.threads, 1, "thread")
+    check_count("--shape-group", a.shape_group, 1, "kernel per group")
+    check_count("--val", a.val, 0, "validation images")
+    check_count("--shift", a.shift, 0, "pixels")
+    check_count("--beta", a.beta, 0, "(the margin is >= 0)")
+
+
 def cmd_train(args):
+    _check_train_numbers(args)
     from quant.nets import arch_features
     from quant.train import default_config, train
 
@@ -254,8 +282,20 @@ def cmd_train(args):
                          k_sample=args.k_sample, all_on_weight=args.all_on_weight, gate_clamp=args.gate_clamp,
                          gate_static=args.gate_static, event_lambda=args.event_lambda)
     cfg["command"] = _train_command(args)
-    m = train(cfg, args.output, resume=args.resume, force=args.force, progress=not args.json and sys.stderr.isatty(),
-              log=(lambda s: print(s, file=sys.stderr)) if args.json else print)
+    from quant.train import CHECKPOINT
+    existed = os.path.exists(args.output)
+    try:
+        m = train(cfg, args.output, resume=args.resume, force=args.force,
+                  progress=not args.json and not quiet() and sys.stderr.isatty(),
+                  log=(lambda s: print(s, file=sys.stderr)) if args.json else print)
+    except BaseException:
+        # no half-written run: a folder this command made (or was told to replace) that never got a
+        # checkpoint is neither resumable nor a result, so it goes; one with a checkpoint stays for --resume
+        if (not existed or args.force) and os.path.isdir(args.output) \
+                and not os.path.exists(os.path.join(args.output, CHECKPOINT)):
+            import shutil
+            shutil.rmtree(args.output, ignore_errors=True)
+        raise
     if args.json:
         print_json(m)
     else:
@@ -380,10 +420,24 @@ def cmd_export(args):
               f"{out['qonnx']['images_checked']} test images")
 
 
+def _check_plot_name(path, force):
+    """Before any work: the plot's format (by its extension) is one matplotlib writes, and the file
+    may be written."""
+    from matplotlib.backend_bases import FigureCanvasBase
+    kinds = FigureCanvasBase.get_supported_filetypes()
+    ext = os.path.splitext(path)[1].lstrip(".").lower()
+    if ext not in kinds:
+        raise GxnorError(f"--plot {path}: unknown plot format {'.' + ext if ext else '(no extension)'}; "
+                         f"name it .{', .'.join(sorted(kinds))}")
+    check_new_output(path, force)
+
+
 def cmd_sweep(args):
     from golden import modelfile
     from quant.sweep import default_taus, format_table, plot, sweep, sweep_k
 
+    if args.plot:
+        _check_plot_name(args.plot, args.force)
     model = modelfile.load(args.model)
     images, labels = modelfile.load_inputs(args.inputs, model)
     if args.steps is not None:
@@ -402,8 +456,8 @@ def cmd_sweep(args):
            "float_accuracy": meta.get("float_accuracy"), "ungated_accuracy": meta.get("ungated_accuracy"),
            "rows": rows}
     if args.plot:
-        check_new_output(args.plot, force=True)
-        plot(rows, meta, args.plot, f"{model.name}: accuracy vs effort")
+        with atomic_file(args.plot, args.force, suffix=os.path.splitext(args.plot)[1]) as tmp:
+            plot(rows, meta, tmp, f"{model.name}: accuracy vs effort")
         out["plot"] = args.plot
     if args.json:
         print_json(out)

@@ -3,12 +3,11 @@
 import json
 from pathlib import Path
 
-import numpy as np
-
 from golden import modelfile
 from golden.errors import GxnorError
 
-from .common import add_tau_options, load_engine_model, print_json, resolve_tau
+from .common import (add_tau_options, atomic_folder, check_count, check_new_output, load_engine_model, print_json,
+                     resolve_tau)
 
 
 def register(sub):
@@ -17,14 +16,15 @@ def register(sub):
     v.add_argument("--lanes", type=int, default=4, help="P, gated-XNOR lanes (default 4)")
     v.add_argument("--envelope", action="append", default=[],
                    help="further model files the engine must also run (loaded at run time); repeatable")
-    v.add_argument("-o", "--output", help="output directory (Verilog, memory files, config JSON)")
+    v.add_argument("-o", "--output", help="output directory (Verilog, memory files, config JSON); must be empty "
+                                          "or missing unless --force")
     v.add_argument("--package", metavar="OUT",
                    help="write a drop-in IP package to OUT/ (Verilog, mem/*.hex, FuseSoC .core, README); "
                         "OUT must be empty or missing unless --force")
     v.add_argument("--clock", type=float, default=None, metavar="MHZ",
                    help="with --package: also write board_top.v (UART link) for this clock frequency in MHz")
     v.add_argument("--baud", type=int, default=115200, help="with --package --clock: UART baud (default 115200)")
-    v.add_argument("--force", action="store_true", help="with --package: replace a non-empty OUT/")
+    v.add_argument("--force", action="store_true", help="replace a non-empty -o folder or --package OUT/")
     v.add_argument("--no-lint", action="store_true", help="skip the verilator --lint-only -Wall check")
     v.set_defaults(func=cmd_verilog)
 
@@ -53,9 +53,28 @@ def _mem_hex(path, words, bits):
     Path(path).write_text("".join(f"{int(w):0{digits}x}\n" for w in words))
 
 
+VERILOG_MEMS = ("desc", "weights", "thr", "gw", "gb")
+
+
+def _write_verilog_folder(out, cfg, model, verilog_text, waivers, no_lint):
+    from fpga.package import lint_folder, waivers_vlt
+    from rtl.engine.layout import images
+    (out / "engine.v").write_text(verilog_text)
+    (out / "waivers.vlt").write_text(waivers_vlt(**waivers))
+    (out / "engine_config.json").write_text(cfg.to_json() + "\n")
+    img = images(model, cfg)
+    widths = {"desc": cfg.desc_bits, "weights": 2 * cfg.lanes, "thr": cfg.thr_word_bits,
+              "gw": cfg.gw_bits, "gb": cfg.gb_bits}
+    assert tuple(widths) == VERILOG_MEMS
+    for name, bits in widths.items():
+        _mem_hex(out / f"{name}.hex", img[name], bits)
+    (out / "header.hex").write_text(f"{img['header']:x}\n")
+    if not no_lint:
+        lint_folder(out)
+
+
 def cmd_verilog(args):
     from rtl.engine.config import EngineConfig
-    from rtl.engine.layout import images
     from sim import engine as simengine
     from sim import toolchain
     if not args.output and not args.package:
@@ -66,6 +85,8 @@ def cmd_verilog(args):
         raise GxnorError(f"--clock {args.clock:g}: the clock frequency must be positive (MHz)")
     if args.baud <= 0:
         raise GxnorError(f"--baud {args.baud}: the baud rate must be positive")
+    if args.output:
+        check_new_output(args.output, args.force, folder=True)
     model = load_engine_model(args.model)
     extra = [load_engine_model(p) for p in args.envelope]
     cfg = EngineConfig.for_models([model] + extra, args.lanes)
@@ -75,26 +96,16 @@ def cmd_verilog(args):
             raise GxnorError(f"{pkg} is a file, not a folder; give --package a folder")
         if pkg.is_dir() and any(pkg.iterdir()) and not args.force:
             raise GxnorError(f"{pkg} is not empty; not overwriting it (use --force to replace it)")
-    from fpga.package import engine_verilog, lint_folder, waivers_vlt
+    from fpga.package import engine_verilog
     # the waiver tables of the Verilog written: Amaranth's general one and the engine module's
     waivers = {"engine_waivers": simengine.ENGINE_WAIVERS, "common_waivers": toolchain.VERILATOR_WAIVERS}
     verilog_text = engine_verilog(cfg, model)           # no source paths of this machine
     if args.output:
-        out = Path(args.output)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "engine.v").write_text(verilog_text)
-        (out / "waivers.vlt").write_text(waivers_vlt(**waivers))
-        (out / "engine_config.json").write_text(cfg.to_json() + "\n")
-        img = images(model, cfg)
-        widths = {"desc": cfg.desc_bits, "weights": 2 * cfg.lanes, "thr": cfg.thr_word_bits,
-                  "gw": cfg.gw_bits, "gb": cfg.gb_bits}
-        for name, bits in widths.items():
-            _mem_hex(out / f"{name}.hex", img[name], bits)
-        (out / "header.hex").write_text(f"{img['header']:x}\n")
-        if not args.no_lint:
-            lint_folder(out)
+        # written to a scratch folder and swapped in once complete and lint clean (atomic_folder)
+        with atomic_folder(args.output, args.force) as scratch:
+            _write_verilog_folder(Path(scratch), cfg, model, verilog_text, waivers, args.no_lint)
         print(f"wrote engine.v ({cfg.lanes} lanes), waivers.vlt, engine_config.json, "
-              f"{', '.join(n + '.hex' for n in list(widths) + ['header'])} to {out}")
+              f"{', '.join(n + '.hex' for n in list(VERILOG_MEMS) + ['header'])} to {args.output}")
     if args.package:
         from fpga.package import write_package
         written = write_package(args.package, model, cfg, **waivers, lint=not args.no_lint,
@@ -111,6 +122,7 @@ def cmd_sim(args):
     from rtl.engine.config import EngineConfig
     from sim.engine import WAVES_FILE, compare, simulate
     model = load_engine_model(args.model)
+    check_count("--limit", args.limit, 1)
     imgs, _ = modelfile.load_inputs(args.inputs, model)
     if args.limit is not None:
         imgs = imgs[:args.limit]

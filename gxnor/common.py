@@ -1,20 +1,103 @@
-"""Small helpers shared by the CLI subcommands: output files, JSON, progress, tau options."""
+"""Small helpers shared by the CLI subcommands: output files, JSON, progress, verbosity, tau options."""
 
+import contextlib
 import json
 import os
+import shutil
 import sys
 
 from golden import modelfile
 from golden.errors import GxnorError
 
 
-def check_new_output(path, force=False):
-    """Refuse to replace a user's file unless --force."""
-    if os.path.exists(path) and not force:
-        raise GxnorError(f"{path} exists; not overwriting it (use --force to replace it)")
+# -q / -v of the running command (gxnor.cli sets them; the defaults are for library callers)
+_VERBOSITY = {"quiet": False, "verbose": False}
+
+
+def set_verbosity(quiet=False, verbose=False):
+    _VERBOSITY.update(quiet=bool(quiet), verbose=bool(verbose))
+
+
+def quiet():
+    return _VERBOSITY["quiet"]
+
+
+def verbose():
+    return _VERBOSITY["verbose"]
+
+
+def note(msg):
+    """A remark for people on stderr (silenced by -q)."""
+    if not quiet():
+        print(msg, file=sys.stderr)
+
+
+def check_new_output(path, force=False, folder=False):
+    """Refuse to replace a user's file (or, with ``folder``, a non-empty folder) unless --force;
+    refuse a file where a folder is expected and the reverse, and a missing parent folder."""
+    path = os.fspath(path)
+    if folder:
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise GxnorError(f"{path} is a file, not a folder; give a folder name")
+        if os.path.isdir(path) and os.listdir(path) and not force:
+            raise GxnorError(f"{path} is not empty; not overwriting it (use --force to replace it)")
+    else:
+        if os.path.isdir(path):
+            raise GxnorError(f"{path} is a folder; give a file name")
+        if os.path.exists(path) and not force:
+            raise GxnorError(f"{path} exists; not overwriting it (use --force to replace it)")
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
         raise GxnorError(f"{parent}: output folder does not exist")
+
+
+def _scratch(path, suffix=""):
+    head, tail = os.path.split(os.path.abspath(os.fspath(path)))
+    return os.path.join(head, f".{tail}.{os.getpid()}.tmp{suffix}")
+
+
+@contextlib.contextmanager
+def atomic_file(path, force=False, suffix=""):
+    """Yield a scratch path beside ``path`` (ending in ``suffix``, for writers that go by the file
+    name's extension); when the block ends normally the scratch file replaces ``path`` in one
+    rename, else it is removed (an error or Ctrl-C leaves the user's file as it was)."""
+    check_new_output(path, force)
+    tmp = _scratch(path, suffix)
+    try:
+        yield tmp
+        if not os.path.exists(tmp):
+            raise GxnorError(f"{path}: nothing was written")
+        os.replace(tmp, path)
+    finally:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def atomic_folder(path, force=False):
+    """Yield an empty scratch folder beside ``path``; when the block ends normally it takes the
+    place of ``path`` (a replaced folder is moved aside first and deleted last), else it is removed:
+    a failed or interrupted command leaves the old folder whole, or no folder."""
+    check_new_output(path, force, folder=True)
+    tmp = _scratch(path)
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    old = tmp + ".old"
+    try:
+        yield tmp
+        if os.path.isdir(path):
+            os.replace(path, old)
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def check_count(flag, value, lo=1, what="images"):
+    """A count option (--limit, --batch, --jobs ...): None passes, below ``lo`` is refused."""
+    if value is not None and value < lo:
+        raise GxnorError(f"{flag} {value}: need at least {lo} {what}")
+    return value
 
 
 def print_json(obj):
@@ -51,11 +134,12 @@ def resolve_tau(model, args):
     return model.default_tau
 
 
-def progress_bar(total, desc, enabled=True):
-    """A tqdm bar on stderr (disabled when not a terminal or with --json)."""
+def progress_bar(total, desc, enabled=True, unit="img"):
+    """A tqdm bar on stderr (disabled with -q, with --json, or when stderr is not a terminal); with
+    ``total`` None it shows the count and the elapsed time."""
     from tqdm import tqdm
-    return tqdm(total=total, desc=desc, unit="img", file=sys.stderr,
-                disable=not enabled or not sys.stderr.isatty(), leave=False)
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr,
+                disable=not enabled or quiet() or not sys.stderr.isatty(), leave=False)
 
 
 def load_engine_model(path):

@@ -310,10 +310,14 @@ def load_run(run):
     cfg = _read_json(cfg_path, "run configuration")
     if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
         raise GxnorError(f"{cfg_path}: not a gxnor training configuration")
+    if os.path.getsize(ck_path) == 0:
+        raise GxnorError(f"{ck_path}: corrupt checkpoint (an empty file: training cut off while writing it?); "
+                         f"retrain with --force")
     try:
         ck = torch.load(ck_path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many types for a damaged file
-        raise GxnorError(f"{ck_path}: corrupt checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
+    except Exception as e:  # torch raises many types for a damaged file; its text talks of unpickling
+        raise GxnorError(f"{ck_path}: corrupt checkpoint ({'truncated' if isinstance(e, EOFError) else 'unreadable'}, "
+                         f"or not written by gxnor train); retrain with --force") from None
     if not isinstance(ck, dict) or "model" not in ck or "input_shape" not in ck:
         raise GxnorError(f"{ck_path}: corrupt checkpoint (missing model state)")
     try:
