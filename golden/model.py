@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import GxnorError
-from .layers import Conv, Dense, EventInput, Flatten, InputQuant, MaxPool, membrane_range
+from .layers import Conv, Dense, EventInput, InputQuant, membrane_range
 from .ternary import bit_length_signed
 
 MAX_TIME_STEPS = 1024

@@ -4,7 +4,6 @@ import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from golden.errors import GxnorError
 from golden.layers import Conv, Dense, Flatten, Gate, InputQuant, Lateral, MaxPool
 from golden.model import Model
 

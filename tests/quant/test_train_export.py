@@ -1,7 +1,6 @@
 """gxnor train / export / sweep end to end on tiny runs, resume and seeding, and every bad input."""
 
 import json
-import os
 
 import numpy as np
 import pytest
