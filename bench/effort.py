@@ -16,6 +16,9 @@ Conditions (gated-cnn, mnist5k, distilled from the teacher):
   no L0, all-on pass, clamp 8. Knob: the competition register k (tau at the register's bottom).
 * ``static-l0``: the ``tau`` recipe with input-independent gates (bias only): the static-L0 control.
 * ``ungated``: the same net without gates (the matched reference); ``float``: its float twin.
+* ``events4``, ``events16``: the ungated recipe with the event penalty (``--event-lambda`` 4, 16),
+  trained after every other run; reported against ``ungated`` (same seed): accuracy and events per
+  image (nonzero inputs of each conv/dense layer), the zoo gated-cnn's figures beside them.
 
 ``report`` recalibrates each run's BatchNorm on its training split (``gxnor export --recalibrate``;
 gated runs at tau 0, the k run at k 16), exports it to golden and runs golden on the validation and
@@ -29,12 +32,14 @@ with paired (same seed) differences. Committed per seed into ``--zoo``: ``gated.
 model, default tau = its 50% point), ``static.gxm`` (its static mask there), ``ungated.gxm``,
 ``k.gxm`` (the competitive model, default k = its 50% point), each verified bit-exact against its
 Brevitas eval model on the whole test split (at its default and with every gate on).
-Results are cached per seed in ``ROOT/s<seed>-effort.json`` (recomputed when a checkpoint changes).
+Results are cached per run in ``ROOT/s<seed>-<condition>/effort.json`` (recomputed when its checkpoint
+changes).
 """
 
 import argparse
 import copy
 import json
+import math
 import os
 import statistics
 import sys
@@ -52,6 +57,8 @@ TAUS_OUTSIDE = [6.0, 8.0]                                      # beyond it, repo
 KS = [4, 6, 8, 10, 12, 14, 16, 20, 24, 32]
 BUDGETS = (0.50, 0.37)
 CONDITIONS = ("tau", "k", "static-l0", "ungated", "float")
+EVENT_CONDITIONS = ("events4", "events16")
+PHASES = (("k", "ungated", "float"), ("static-l0",), ("events4",), ("tau",), ("events16",))
 GATED_COMMON = ["--gate-clamp", "8", "--all-on-weight", "0.5"]
 OPTIONS = {
     "tau": ["--gate-norm", "--lambda", "5", "--l0-warmup", "2", "--gate-regions", "2", "--tau-sample", "-4", "4"]
@@ -59,6 +66,8 @@ OPTIONS = {
     "k": ["--gate-norm", "--gate-regions", "2", "--k-sample", "4", "32", "--eval-k", "16"] + GATED_COMMON,
     "static-l0": ["--gate-static", "--lambda", "5", "--l0-warmup", "2", "--tau-sample", "-4", "4"] + GATED_COMMON,
     "ungated": ["--no-gates"],
+    "events4": ["--no-gates", "--event-lambda", "4"],
+    "events16": ["--no-gates", "--event-lambda", "16"],
 }
 
 
@@ -95,7 +104,9 @@ def cmd_run(args):
     import torch
     torch.set_num_threads(1)
     os.makedirs(args.root, exist_ok=True)
-    jobs = [teacher_argv(args.root)] + [run_argv(args.root, s, c, args.epochs) for s in args.seeds for c in CONDITIONS]
+    jobs = [teacher_argv(args.root)]
+    for phase in PHASES:                  # the competitive cell and its references first, for every seed
+        jobs += [run_argv(args.root, s, c, args.epochs) for s in args.seeds for c in phase]
     t0 = time.time()
     for i, argv in enumerate(jobs):
         out = argv[argv.index("-o") + 1]
@@ -152,53 +163,128 @@ def static_mask_net(net, model, xtr, tau, k):
 
 
 def evaluate_seed(root, seed, refresh=False):
+    """Every finished condition of a seed; each cached in ``ROOT/s<seed>-<cond>/effort.json``
+    (recomputed when its checkpoint changes)."""
+    out = {"seed": seed}
+    for cond in CONDITIONS:
+        run_dir = os.path.join(root, f"s{seed}-{cond}")
+        if not os.path.exists(os.path.join(run_dir, "metrics.json")):
+            continue
+        stamp = os.path.getmtime(os.path.join(run_dir, "checkpoint.pt"))
+        cache = os.path.join(run_dir, "effort.json")
+        got = None
+        if os.path.exists(cache) and not refresh:
+            with open(cache) as f:
+                got = json.load(f)
+            if got.get("stamp") != stamp:
+                got = None
+        if got is None:
+            got = {"stamp": stamp, "result": evaluate_condition(root, seed, cond)}
+            with open(cache + ".tmp", "w") as f:
+                json.dump(got, f, indent=1)
+            os.replace(cache + ".tmp", cache)
+        out[cond] = got["result"]
+    return out
+
+
+def evaluate_condition(root, seed, cond):
     from quant.export import to_golden
     from quant.train import load_data
-    stamp = {c: os.path.getmtime(os.path.join(root, f"s{seed}-{c}", "checkpoint.pt")) for c in CONDITIONS}
-    cache = os.path.join(root, f"s{seed}-effort.json")
-    if os.path.exists(cache) and not refresh:
+    cfg, net = _loaded(root, seed, cond)
+    xv, yv = load_data(cfg, "val")
+    xt, yt = load_data(cfg, "test")
+    if cond == "float":
+        from quant.train import evaluate
+        return {"val": evaluate(net, xv, yv), "test": evaluate(net, xt, yt)}
+    model = to_golden(net)
+    if cond == "ungated":
+        return {"val": _point(model, xv, yv, None, None), "test": _point(model, xt, yt, None, None)}
+    xtr = load_data(cfg, "train")[0]
+    bottom = model.tau_range[0]
+    lo, hi = model.tau_range                 # a tau beyond the register: its end (every gate off at the top)
+    grid = ([("tau", t, min(max(math.floor(t * (1 << model.gate_frac_bits)), lo), hi), None)
+             for t in TAUS + TAUS_OUTSIDE]
+            if cond != "k" else [("k", kk, bottom, kk) for kk in KS])
+    grid.append(("all-on", None, bottom, None))
+    rows = []
+    for kind, knob, tau, k in grid:
+        row = {"kind": kind, "knob": knob, "tau_int": tau, "k": k,
+               "val": _point(model, xv, yv, tau, k), "test": _point(model, xt, yt, tau, k)}
+        if cond != "static-l0" and kind != "all-on":
+            snet, masks = static_mask_net(net, model, xtr, tau, k)
+            smodel = to_golden(snet)
+            row["static_mask"] = {"val": _point(smodel, xv, yv, 0, None), "test": _point(smodel, xt, yt, 0, None),
+                                  "kernels_on": {str(i): int(m.sum()) for i, m in masks.items()}}
+        rows.append(row)
+        print(f"  s{seed} {cond} {kind} {knob}: val {100 * row['val']['accuracy']:.1f}% test "
+              f"{100 * row['test']['accuracy']:.1f}% MACs {row['test']['mac_fraction']:.3f}"
+              + (f" static mask {100 * row['static_mask']['test']['accuracy']:.1f}%" if "static_mask" in row else ""),
+              flush=True)
+    return rows
+
+
+def evaluate_events(root, seed):
+    """Accuracy and events per image of the ungated and event-penalty runs of a seed (the ones
+    finished), cached in ``ROOT/s<seed>-events.json``."""
+    from golden.forward import run
+    from quant.export import to_golden
+    from quant.train import load_data
+    conds = [c for c in ("ungated",) + EVENT_CONDITIONS
+             if os.path.exists(os.path.join(root, f"s{seed}-{c}", "metrics.json"))]
+    stamp = {c: os.path.getmtime(os.path.join(root, f"s{seed}-{c}", "checkpoint.pt")) for c in conds}
+    cache = os.path.join(root, f"s{seed}-events.json")
+    if os.path.exists(cache):
         with open(cache) as f:
             got = json.load(f)
         if got.get("stamp") == stamp:
             return got
     out = {"seed": seed, "stamp": stamp}
-    cfg, _ = None, None
-    for cond in CONDITIONS:
+    for cond in conds:
         cfg, net = _loaded(root, seed, cond)
-        xv, yv = load_data(cfg, "val")
-        xt, yt = load_data(cfg, "test")
-        if cond == "float":
-            from quant.train import evaluate
-            out[cond] = {"val": evaluate(net, xv, yv), "test": evaluate(net, xt, yt)}
-            continue
         model = to_golden(net)
-        if cond == "ungated":
-            out[cond] = {"val": _point(model, xv, yv, None, None), "test": _point(model, xt, yt, None, None)}
-            continue
-        xtr = load_data(cfg, "train")[0]
-        bottom = model.tau_range[0]
-        grid = ([("tau", t, model.tau_from_log_alpha(t), None) for t in TAUS + TAUS_OUTSIDE]
-                if cond != "k" else [("k", kk, bottom, kk) for kk in KS])
-        grid.append(("all-on", None, bottom, None))
-        rows = []
-        for kind, knob, tau, k in grid:
-            row = {"kind": kind, "knob": knob, "tau_int": tau, "k": k,
-                   "val": _point(model, xv, yv, tau, k), "test": _point(model, xt, yt, tau, k)}
-            if cond != "static-l0" and kind != "all-on":
-                snet, masks = static_mask_net(net, model, xtr, tau, k)
-                smodel = to_golden(snet)
-                row["static_mask"] = {"val": _point(smodel, xv, yv, 0, None), "test": _point(smodel, xt, yt, 0, None),
-                                      "kernels_on": {str(i): int(m.sum()) for i, m in masks.items()}}
-            rows.append(row)
-            print(f"  s{seed} {cond} {kind} {knob}: val {100 * row['val']['accuracy']:.1f}% test "
-                  f"{100 * row['test']['accuracy']:.1f}% MACs {row['test']['mac_fraction']:.3f}"
-                  + (f" static mask {100 * row['static_mask']['test']['accuracy']:.1f}%" if "static_mask" in row else ""),
-                  flush=True)
-        out[cond] = rows
+        row = {}
+        for split in ("val", "test"):
+            x, y = load_data(cfg, split)
+            res = run(model, x)
+            n = len(x)
+            row[split] = {"accuracy": res.accuracy(y), "events_per_layer": [w.input_events / n for w in res.work],
+                          "events_per_image": sum(w.input_events for w in res.work) / n,
+                          "fired_per_image": res.total_work.fired / n}
+        out[cond] = row
     with open(cache + ".tmp", "w") as f:
         json.dump(out, f, indent=1)
     os.replace(cache + ".tmp", cache)
     return out
+
+
+def summarise_events(evs):
+    rows = {}
+    for cond in ("ungated",) + EVENT_CONDITIONS:
+        have = [e for e in evs if cond in e]
+        if not have:
+            continue
+        rows[cond] = {"seeds": [e["seed"] for e in have],
+                      "accuracy": [e[cond]["test"]["accuracy"] for e in have],
+                      "events": [e[cond]["test"]["events_per_image"] for e in have],
+                      "events_layer3": [e[cond]["test"]["events_per_layer"][1] for e in have],
+                      "fired": [e[cond]["test"]["fired_per_image"] for e in have],
+                      "minus_ungated": [e[cond]["test"]["accuracy"] - e["ungated"]["test"]["accuracy"] for e in have],
+                      "events_ratio": [e["ungated"]["test"]["events_per_image"] / e[cond]["test"]["events_per_image"]
+                                       for e in have],
+                      "val_accuracy": [e[cond]["val"]["accuracy"] for e in have]}
+    return rows
+
+
+def format_events(rows):
+    lines = ["", "event penalty (ungated recipe): test accuracy, events per image (all conv/dense inputs; into the "
+             "first gated conv), fired XNORs per image; paired against ungated",
+             "| condition | accuracy | events/img | into conv 3 | fired/img | accuracy - ungated | events ratio |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for cond, r in rows.items():
+        lines.append(f"| {cond} | {_pm(r['accuracy'])} | {_pm(r['events'], 1.0, '{:.0f}')} | "
+                     f"{_pm(r['events_layer3'], 1.0, '{:.0f}')} | {_pm(r['fired'], 1.0, '{:.0f}')} | "
+                     f"{_pm(r['minus_ungated'])} | {_pm(r['events_ratio'], 1.0, '{:.2f}')}x |")
+    return "\n".join(lines)
 
 
 def choose(rows, budget):
@@ -236,7 +322,7 @@ def summarise(results):
         knobs = {"tau": [], "k": [], "static-l0": []}
         for r in results:
             for cond in ("tau", "k", "static-l0"):
-                row = choose([x for x in r[cond] if x["kind"] != "all-on"], b)
+                row = choose([x for x in r.get(cond, []) if x["kind"] != "all-on"], b)
                 per[cond].append(None if row is None else row["test"]["accuracy"])
                 macs[cond].append(None if row is None else row["test"]["mac_fraction"])
                 knobs[cond].append(None if row is None else row["knob"])
@@ -244,7 +330,7 @@ def summarise(results):
                     sm = None if row is None else row["static_mask"]["test"]
                     per[cond + "_static_mask"].append(None if sm is None else sm["accuracy"])
                     macs[cond + "_static_mask"].append(None if sm is None else sm["mac_fraction"])
-            per["ungated"].append(r["ungated"]["test"]["accuracy"])
+            per["ungated"].append(r["ungated"]["test"]["accuracy"] if "ungated" in r else None)
             macs["ungated"].append(1.0)
 
         def diff(a, c):
@@ -258,7 +344,7 @@ def summarise(results):
     for cond in ("tau", "k", "static-l0"):
         pts = {}
         for r in results:
-            for x in r[cond]:
+            for x in r.get(cond, []):
                 key = "all-on" if x["kind"] == "all-on" else x["knob"]
                 p = pts.setdefault(str(key), {"knob": key, "acc": [], "mac": [], "sm_acc": [], "sm_mac": [],
                                                "max_macs": [], "mean_macs": [], "events": []})
@@ -275,6 +361,8 @@ def summarise(results):
     checks = {}
     for cond, inside in (("tau", set(str(t) for t in TAUS)), ("k", set(str(k) for k in KS))):
         pts = [p for p in curves[cond] if str(p["knob"]) in inside]
+        if not pts:
+            continue
         pts.sort(key=lambda p: _ms(p["mac"])[0])
         means = [_ms(p["acc"])[0] for p in pts]
         worst_drop = max([0.0] + [means[i] - means[j] for i in range(len(means)) for j in range(i + 1, len(means))])
@@ -284,13 +372,14 @@ def summarise(results):
                         100 * (_ms(allon["acc"])[0] - best),
                         "mac_range": [_ms(pts[0]["mac"])[0], _ms(pts[-1]["mac"])[0]]}
     kk = [p for p in curves["k"] if p["knob"] != "all-on"]
-    checks["k"]["worst_over_mean_macs"] = max(max(a / b for a, b in zip(p["max_macs"], p["mean_macs"])) for p in kk)
+    if kk:
+        checks["k"]["worst_over_mean_macs"] = max(max(a / b for a, b in zip(p["max_macs"], p["mean_macs"])) for p in kk)
     summ["checks"] = checks
-    fl = [r["float"]["test"] for r in results]
-    un = [r["ungated"]["test"]["accuracy"] for r in results]
+    fl = [r["float"]["test"] if "float" in r else None for r in results]
+    un = [r["ungated"]["test"]["accuracy"] if "ungated" in r else None for r in results]
     summ["float"] = fl
     summ["ungated"] = un
-    summ["ungated_minus_float"] = [u - f for u, f in zip(un, fl)]
+    summ["ungated_minus_float"] = [None if u is None or f is None else u - f for u, f in zip(un, fl)]
     return summ
 
 
@@ -354,6 +443,7 @@ def plot(summ, path):
 def write_zoo(root, results, zoo):
     """The committed models of every seed (see module docstring), each verified bit-exact."""
     from golden import modelfile
+    from golden.forward import run
     from quant.export import check_exact, to_golden, verify
     from quant.train import load_data
     commands = {"run": f"python bench/effort.py run {root}", "report": f"python bench/effort.py report {root} --zoo {zoo}",
@@ -363,18 +453,20 @@ def write_zoo(root, results, zoo):
         d = os.path.join(zoo, f"seed{seed}")
         os.makedirs(d, exist_ok=True)
         cmds = {c: "gxnor " + " ".join(run_argv(root, seed, c, _epochs(root, seed, c)))
-                for c in ("tau", "k", "ungated")}
+                for c in ("tau", "k", "ungated") if c in r}
         entries = []
-        g50 = choose([x for x in r["tau"] if x["kind"] != "all-on"], 0.50)
-        k50 = choose([x for x in r["k"] if x["kind"] != "all-on"], 0.50)
+        g50 = choose([x for x in r.get("tau", []) if x["kind"] != "all-on"], 0.50)
+        k50 = choose([x for x in r.get("k", []) if x["kind"] != "all-on"], 0.50)
         for name, cond, row in (("gated", "tau", g50), ("static", "tau", g50), ("ungated", "ungated", None),
-                                ("k", "k", k50)):
+                                ("k", "k", k50), ("k-static", "k", k50)):
+            if cond not in r or (cond != "ungated" and row is None):
+                continue
             cfg, net = _loaded(root, seed, cond)
             xt, _ = load_data(cfg, "test")
-            if name == "static":
+            if name in ("static", "k-static"):
                 model0 = to_golden(net)
-                net, _ = static_mask_net(net, model0, load_data(cfg, "train")[0], row["tau_int"], None)
-                model = to_golden(net, default_tau=0.0, name=f"effort-s{seed}-static")
+                net, _ = static_mask_net(net, model0, load_data(cfg, "train")[0], row["tau_int"], row["k"])
+                model = to_golden(net, default_tau=0.0, name=f"effort-s{seed}-{name}")
             elif name == "gated":
                 model = to_golden(net, default_tau=row["knob"], name=f"effort-s{seed}-gated")
             elif name == "k":
@@ -383,15 +475,19 @@ def write_zoo(root, results, zoo):
             else:
                 model = to_golden(net, name=f"effort-s{seed}-ungated")
             reps = [verify(net, model, xt)]
+            xv, yv = load_data(cfg, "val")
+            accs = {"test_accuracy": reps[0]["golden_result"].accuracy(load_data(cfg, "test")[1]),
+                    "val_accuracy": run(model, xv).accuracy(yv)}
             if model.gated:
                 reps.append(verify(net, model, xt, tau_int=model.tau_range[0], k=None))
             for rep in reps:
                 check_exact(rep, f"{name} seed {seed}")
             meta = {"study": "issue 12 effort study (bench/effort.py)", "seed": seed, "condition": name,
-                    "training_command": cmds["tau" if name in ("gated", "static") else cond],
+                    "training_command": cmds[cond],
                     "derived": ("the gated model of this seed with constant gates: the kernels most often on over the "
-                                "training images at its 50% point, as many as on average there") if name == "static" else None,
-                    "recalibrated": True,
+                                "training images at its 50% point, as many as on average there")
+                    if name.endswith("static") else None,
+                    "recalibrated": True, **accs, "test_images": int(len(xt)),
                     "exactness": [{"tau": x["tau"], "k": x["k"], "images": x["images"], "exact": x["exact"]} for x in reps]}
             model = model.replace(meta=meta)
             modelfile.save(model, os.path.join(d, f"{name}.gxm"), overwrite=True)
@@ -413,7 +509,9 @@ def cmd_report(args):
         print(f"seed {s}", flush=True)
         results.append(evaluate_seed(args.root, s, refresh=args.refresh))
     summ = summarise(results)
+    summ["events"] = summarise_events([evaluate_events(args.root, s) for s in args.seeds])
     print(format_report(summ))
+    print(format_events(summ["events"]))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(summ, f, indent=1)

@@ -34,7 +34,7 @@ def _row(model, images, labels, tau, k):
     tot = res.total_work
     n = max(tot.images, 1)
     gated_kernels = sum(w.kernels for w in res.work if getattr(model.layers[w.index], "gate", None) is not None)
-    return {"tau": tau / float(1 << model.gate_frac_bits), "tau_int": tau, "k": res.k,
+    return {"tau": None if tau is None else tau / float(1 << model.gate_frac_bits), "tau_int": tau, "k": res.k,
             "accuracy": res.accuracy(labels) if labels is not None else None,
             "mac_fraction": (tot.dense_macs - tot.skip_gated) / tot.dense_macs,
             "macs_per_image": (tot.dense_macs - tot.skip_gated) / n,
