@@ -47,6 +47,9 @@ def register(sub):
                    help="shaped convs (LHC): weight of the penalty on the expected fraction of dense MACs in live taps")
     t.add_argument("--shape-group", type=int, default=1,
                    help="shaped convs: consecutive kernels share one learned shape in groups of G (default 1)")
+    t.add_argument("--shape-freeze", type=int, default=0, metavar="E",
+                   help="shaped convs: from epoch E on, freeze the shapes at their eval mask and fine-tune the "
+                        "weights under them (default 0 = never)")
     t.add_argument("--val", type=int, default=0,
                    help="hold the last N training images out as a validation split (reported, never trained on)")
     t.add_argument("--time-steps", type=int, default=12, help="event data sets: frames per sequence (default 12)")
@@ -145,7 +148,7 @@ def _train_command(a):
                                  ("--kd-alpha", a.kd_alpha if a.teacher else 0.7, 0.7),
                                  ("--kd-temp", a.kd_temp if a.teacher else 4.0, 4.0),
                                  ("--l0-warmup", a.l0_warmup, 0.0), ("--shape-lambda", a.shape_lambda, 0.0),
-                                 ("--shape-group", a.shape_group, 1),
+                                 ("--shape-group", a.shape_group, 1), ("--shape-freeze", a.shape_freeze, 0),
                                  ("--val", a.val, 0), ("--time-steps", a.time_steps, 12),
                                  ("--event-threshold", a.event_threshold, 48), ("--leak-shift", a.leak_shift, 2),
                                  ("--reset", a.reset, "none"), ("--readout", a.readout, "sum"),
@@ -241,8 +244,8 @@ def cmd_train(args):
     from golden.data import DATASETS, EVENT_DATASETS
     if args.dataset not in DATASETS + EVENT_DATASETS:
         raise GxnorError(f"unknown data set {args.dataset!r}; choose one of {', '.join(DATASETS + EVENT_DATASETS)}")
-    if (args.shape_lambda or args.shape_group != 1) and not feats["shaped"]:
-        raise GxnorError(f"--shape-lambda and --shape-group apply to architectures with shaped convs (cNs); "
+    if (args.shape_lambda or args.shape_group != 1 or args.shape_freeze) and not feats["shaped"]:
+        raise GxnorError(f"--shape-lambda, --shape-group and --shape-freeze apply to architectures with shaped convs (cNs); "
                          f"{args.arch} has none")
     if feats["liaf"] and args.dataset not in EVENT_DATASETS:
         raise GxnorError(f"{args.arch} has LIAF layers: train it on an event data set ({', '.join(EVENT_DATASETS)})")
@@ -280,7 +283,8 @@ def cmd_train(args):
                          gate_regions=args.gate_regions, post_gate=args.post_gate, lateral=args.lateral,
                          beta=args.beta, k=args.k, eval_k=args.eval_k, tau_sample=args.tau_sample,
                          k_sample=args.k_sample, all_on_weight=args.all_on_weight, gate_clamp=args.gate_clamp,
-                         gate_static=args.gate_static, event_lambda=args.event_lambda)
+                         gate_static=args.gate_static, event_lambda=args.event_lambda,
+                         shape_freeze=args.shape_freeze)
     cfg["command"] = _train_command(args)
     from quant.train import CHECKPOINT
     existed = os.path.exists(args.output)

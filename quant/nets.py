@@ -341,6 +341,7 @@ class TernaryBlock(nn.Module):
             groups = -(-cout // self.shape_group)
             self.mask_logit = nn.Parameter(torch.full((groups, cin, 3, 3), MASK_INIT))
         self.tap_cost = 0.0  # set by the net: dense MACs of one tap over the net's (the shape penalty)
+        self.shape_frozen = False  # set by quant.train (shape_freeze): train under the eval mask
         self.liaf = None
         if liaf is not None:
             if gated or post_gate or lateral is not None:
@@ -365,7 +366,7 @@ class TernaryBlock(nn.Module):
             return self.linear(x), None
         w = self.linear.quant_weight().value if self.ternary else self.linear.weight
         cost = None
-        if self.training:
+        if self.training and not self.shape_frozen:
             z, p_on = _hard_concrete(self.mask_logit)
             z, p_on = self._per_kernel(z), self._per_kernel(p_on)
             cost = p_on.sum() * self.tap_cost

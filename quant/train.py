@@ -37,7 +37,7 @@ def default_config(arch, dataset, epochs, seed, ternary=True, lam=0.0, path=None
                    gates=True, gate_norm=False, shape_lambda=0.0, val=0, time_steps=12, ev_threshold=48,
                    leak_shift=2, reset="none", readout="sum", shape_group=1, gate_regions=1, post_gate=False,
                    lateral=None, beta=0, k=None, eval_k=None, tau_sample=None, k_sample=None, all_on_weight=0.0,
-                   gate_clamp=0.0, gate_static=False, event_lambda=0.0):
+                   gate_clamp=0.0, gate_static=False, event_lambda=0.0, shape_freeze=0):
     """Run configuration. Defaults reproduce the first zoo recipe; the options:
 
     schedule: ``onecycle`` (peak ``lr`` after 15% of the steps) or ``cosine`` (linear warm-up over
@@ -56,6 +56,9 @@ def default_config(arch, dataset, epochs, seed, ternary=True, lam=0.0, path=None
     (``golden.data.EVENT_DATASETS``): ``time_steps`` frames per sequence, the synthetic sensor's
     ``ev_threshold``; LIAF layers' ``leak_shift`` and ``reset``; the logits' ``readout``.
     shape_group: consecutive kernels of a shaped conv share one learned shape in groups of this size.
+    shape_freeze: from this epoch on (0 = never) the learned shapes are frozen at their eval mask
+    (tap live iff log-alpha > 0; no hard-concrete noise, no shape penalty, the tap logits no longer
+    updated) and the remaining epochs fine-tune the weights under exactly the exported shapes.
 
     The gated cell (issue 12; every option applies to the gated convs ``cNg``): ``gate_regions`` R
     (the gate reads R x R region sums), ``post_gate`` (a post-synaptic gate from the conv's own
@@ -84,6 +87,9 @@ def default_config(arch, dataset, epochs, seed, ternary=True, lam=0.0, path=None
         raise GxnorError(f"--time-steps {time_steps} is outside [1, {MAX_TIME_STEPS}]")
     if int(shape_group) < 1:
         raise GxnorError(f"--shape-group {shape_group}: a group has at least one kernel")
+    if not 0 <= int(shape_freeze) < int(epochs):
+        raise GxnorError(f"--shape-freeze {shape_freeze}: the epoch the shapes freeze at must lie below --epochs "
+                         f"{int(epochs)} (0 = never)")
     if int(val) < 0:
         raise GxnorError(f"--val {val}: the validation split cannot be negative")
     if lateral is not None and lateral not in ("spatial", "channel"):
@@ -119,7 +125,7 @@ def default_config(arch, dataset, epochs, seed, ternary=True, lam=0.0, path=None
             "tau_sample": None if tau_sample is None else [float(v) for v in tau_sample],
             "k_sample": None if k_sample is None else [int(v) for v in k_sample],
             "all_on_weight": float(all_on_weight), "gate_clamp": float(gate_clamp), "gate_static": bool(gate_static),
-            "event_lambda": float(event_lambda)}
+            "event_lambda": float(event_lambda), "shape_freeze": int(shape_freeze)}
 
 
 def is_events(cfg):
@@ -358,7 +364,8 @@ def train(cfg, run, resume=False, force=False, progress=True, log=print):
                         "warmup", "clip", "teacher", "kd_alpha", "kd_temp", "l0_warmup", "gates", "gate_norm",
                         "in_lo", "in_hi", "shape_lambda", "val", "time_steps", "ev_threshold", "leak_shift",
                         "reset", "readout", "shape_group", "gate_regions", "post_gate", "lateral", "beta", "k",
-                        "tau_sample", "k_sample", "all_on_weight", "gate_clamp", "gate_static", "event_lambda"):
+                        "tau_sample", "k_sample", "all_on_weight", "gate_clamp", "gate_static", "event_lambda",
+                        "shape_freeze"):
                 if old.get(key) != cfg.get(key):
                     raise GxnorError(f"{run}: cannot resume: {key} was {old.get(key)!r}, now {cfg.get(key)!r}")
             cfg = {**old, "epochs": cfg["epochs"], "command": cfg.get("command", old.get("command"))}
@@ -398,6 +405,12 @@ def train(cfg, run, resume=False, force=False, progress=True, log=print):
     ek = cfg.get("eval_k") if net.gated else None
     for epoch in range(start, cfg["epochs"]):
         net.train()
+        freeze = bool(cfg.get("shape_freeze")) and epoch >= cfg["shape_freeze"]
+        from .nets import TernaryBlock
+        for m in net.modules():
+            if isinstance(m, TernaryBlock) and m.mask_logit is not None:
+                m.shape_frozen = freeze
+                m.mask_logit.requires_grad_(not freeze)   # Adam then skips the logits (grad None)
         torch.manual_seed(cfg["seed"] * 1000 + epoch)
         gen = torch.Generator().manual_seed(cfg["seed"] * 1000 + epoch)
         order = torch.randperm(len(xtr), generator=gen)

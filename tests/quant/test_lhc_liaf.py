@@ -130,8 +130,10 @@ def test_cli_liaf_train_export(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv,words", [
-    (["--arch", "cnn", "--dataset", "mnist5k", "--shape-lambda", "1"], ["--shape-lambda and --shape-group apply", "cnn has none"]),
+    (["--arch", "cnn", "--dataset", "mnist5k", "--shape-lambda", "1"], ["--shape-lambda, --shape-group and --shape-freeze apply", "cnn has none"]),
     (["--arch", "lhc-cnn", "--dataset", "mnist5k", "--shape-group", "0"], ["--shape-group 0: a group has at least one kernel"]),
+    (["--arch", "lhc-cnn", "--dataset", "mnist5k", "--shape-freeze", "1"], ["--shape-freeze 1", "below --epochs 1"]),
+    (["--arch", "cnn", "--dataset", "mnist5k", "--shape-freeze", "1"], ["--shape-freeze apply", "cnn has none"]),
     (["--arch", "liaf-cnn", "--dataset", "mnist5k"], ["liaf-cnn has LIAF layers", "mnist5k-saccade"]),
     (["--arch", "liaf-cnn", "--dataset", "mnist5k-saccade", "--leak-shift", "17"], ["--leak-shift 17 is outside [0, 16]"]),
     (["--arch", "liaf-cnn", "--dataset", "mnist5k-saccade", "--time-steps", "0"], ["--time-steps 0 is outside [1, 1024]"]),
@@ -233,3 +235,28 @@ def test_cli_lhc_train_export(tmp_path, capsys):
     assert w.skip_shape > 0 and w.fired + w.skips == w.dense_macs
     assert model.meta["work"]["skip_shape_per_input"] == w.skip_shape / len(y)
     assert model.meta["work"]["fired_per_input"] == w.fired / len(y)
+
+
+def test_shape_freeze_trains_under_the_eval_mask(tmp_path):
+    """A frozen shaped block in training mode computes with exactly its eval mask (no hard-concrete
+    noise, no penalty) and passes no gradient to its tap logits; in train(), the shapes stop changing
+    at the freeze epoch while the weights keep training."""
+    torch.manual_seed(4)
+    net = _randomise(Net("c4s,p,c6s,p,f,d10", input_shape=(1, 8, 8)), seed=4)
+    x = torch.from_numpy(np.random.default_rng(2).integers(0, 256, (5, 1, 8, 8)).astype(np.float32))
+    blk = net.layers[1]
+    a_eval, _ = blk.eval().sums(x.new_ones(5, 1, 8, 8))
+    blk.train()
+    blk.shape_frozen = True
+    a1, cost = blk.sums(x.new_ones(5, 1, 8, 8))
+    assert cost is None and torch.equal(a1, a_eval)
+    a1.sum().backward()
+    assert blk.mask_logit.grad is None and blk.linear.weight.grad is not None
+    torch.set_num_threads(1)
+    cfg = default_config("c4s,p,c8s,p,f,d10", "digits", 3, 0, lr=0.2, batch=16, train_limit=400,
+                         shape_lambda=20.0, val=100, shape_freeze=1)
+    m = train(cfg, str(tmp_path / "f"), progress=False, log=lambda s: None)
+    live = [row["live_taps"] for row in m["history"]]
+    assert live[0] < 0.9 and live[1] == live[2] == live[0] == m["live_taps"], live
+    _, net, ck = load_run(str(tmp_path / "f"))
+    assert ck["epoch"] == 3
