@@ -38,6 +38,7 @@ COMMAND_MODULES = [
     "gxnor.cmd_rtl",
     "gxnor.cmd_fpga",
     "gxnor.cmd_quant",
+    "gxnor.cmd_import",
     "gxnor.cmd_clean",
 ]
 

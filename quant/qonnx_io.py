@@ -12,6 +12,8 @@ for standard ops) may accept only an older one, so :func:`export` lowers ``ir_ve
 ``IR_VERSION`` (the graph uses nothing newer).
 """
 
+import contextlib
+
 import numpy as np
 
 IR_VERSION = 10
@@ -60,10 +62,11 @@ def export(net, path, tau=None, batch=BATCH):
     return path
 
 
-def execute(path, ternary_input):
-    """Run the QONNX file with qonnx's executor; returns the list of outputs act1..actL (float64)."""
+@contextlib.contextmanager
+def lowered_ir():
+    """qonnx executes standard nodes one at a time, each wrapped in a one-node model made with onnx's
+    newest IR version, which onnxruntime may not accept; lower that to ``IR_VERSION`` while inside."""
     import qonnx.core.onnx_exec as onnx_exec
-    from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.util.basic import qonnx_make_model
 
     def make_model_lowered(graph, **kwargs):
@@ -71,14 +74,21 @@ def execute(path, ternary_input):
         m.ir_version = min(m.ir_version, IR_VERSION)
         return m
 
-    # qonnx executes standard nodes one at a time, each wrapped in a one-node model made with onnx's
-    # newest IR version; lower that too, for the duration of this call.
     saved = onnx_exec.qonnx_make_model
     onnx_exec.qonnx_make_model = make_model_lowered
     try:
-        return _execute(ModelWrapper(path), ternary_input, onnx_exec.execute_onnx)
+        yield
     finally:
         onnx_exec.qonnx_make_model = saved
+
+
+def execute(path, ternary_input):
+    """Run the QONNX file with qonnx's executor; returns the list of outputs act1..actL (float64)."""
+    import qonnx.core.onnx_exec as onnx_exec
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    with lowered_ir():
+        return _execute(ModelWrapper(path), ternary_input, onnx_exec.execute_onnx)
 
 
 def _execute(model, ternary_input, execute_onnx):
