@@ -4,7 +4,7 @@ from golden import modelfile
 from golden.errors import GxnorError
 
 from .common import (add_tau_options, check_count, check_new_output, load_engine_model, note, print_json, progress_bar,
-                     resolve_tau)
+                     resolve_tau, tool_log)
 
 
 def register(sub):
@@ -59,8 +59,11 @@ def cmd_build(args):
     if not args.json:
         note(f"building {args.board} bitstream for {model.name} ({args.lanes} lanes); "
              "synthesis and place-and-route take a few minutes")
-    report = build(args.board, model, args.lanes, args.weights, args.out, args.baud, envelope,
-                   None if args.clock is None else args.clock * 1e6, plan_check=not args.no_plan_check)
+    import os
+    logs = os.path.join(os.environ.get("GXNOR_BUILD_DIR") or "build", "logs")
+    with tool_log(os.path.join(logs, f"build-{args.board}-{model.name}-P{args.lanes}.log")):
+        report = build(args.board, model, args.lanes, args.weights, args.out, args.baud, envelope,
+                       None if args.clock is None else args.clock * 1e6, plan_check=not args.no_plan_check)
     if args.json:
         print_json(report)
     else:

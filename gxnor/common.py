@@ -32,6 +32,45 @@ def note(msg):
         print(msg, file=sys.stderr)
 
 
+@contextlib.contextmanager
+def tool_log(path):
+    """Send everything the tools print (file descriptors 1 and 2: Verilator, cocotb, yosys, nextpnr,
+    their subprocesses included) to the log file ``path`` while inside, unless -v, which leaves them
+    on stderr (stdout's tool output goes to stderr then, so stdout carries only the report). A
+    GxnorError raised inside gets the log's path appended; the path is printed (unless -q)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    log = None
+    try:
+        if verbose():
+            os.dup2(2, 1)
+        else:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            log = open(path, "wb")
+            os.dup2(log.fileno(), 1)
+            os.dup2(log.fileno(), 2)
+        try:
+            yield path
+        except GxnorError as e:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            if log is not None and os.path.getsize(path):
+                raise GxnorError(f"{e} (tool log: {path})") from None
+            raise
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        os.close(saved[0])
+        os.close(saved[1])
+        if log is not None:
+            log.close()
+            if os.path.getsize(path):
+                note(f"tool log: {path} (-v shows it on stderr)")
+
+
 def check_new_output(path, force=False, folder=False):
     """Refuse to replace a user's file (or, with ``folder``, a non-empty folder) unless --force;
     refuse a file where a folder is expected and the reverse, and a missing parent folder."""

@@ -222,3 +222,31 @@ def test_clean(capsys, tmp_path, monkeypatch):
     code, text, _ = gx(capsys, "clean", "--fpga", "--json")
     assert code == 0 and [r["path"] for r in json.loads(text)["folders"]] == [str(tmp_path / "b" / "fpga")]
     assert os.listdir(tmp_path / "b") == []
+
+
+def test_tool_log(tmp_path, capfd):
+    """Tool output (a subprocess writing to fd 1 and 2) goes to the log file, stdout stays clean; with
+    -v it goes to stderr; an error inside names the log."""
+    from golden.errors import GxnorError
+    from gxnor import common
+    log = tmp_path / "logs" / "t.log"
+    tool = [sys.executable, "-c", "import sys; print('out line'); print('err line', file=sys.stderr)"]
+    try:
+        with common.tool_log(str(log)):
+            subprocess.run(tool)
+        out, err = capfd.readouterr()
+        assert out == "" and err == f"tool log: {log} (-v shows it on stderr)\n"
+        assert sorted(log.read_text().splitlines()) == ["err line", "out line"]
+        with pytest.raises(GxnorError, match=r"build failed \(tool log: .*t2\.log\)"):
+            with common.tool_log(str(tmp_path / "t2.log")):
+                subprocess.run(tool)
+                raise GxnorError("build failed")
+        capfd.readouterr()
+        common.set_verbosity(verbose=True)
+        with common.tool_log(str(tmp_path / "t3.log")):
+            subprocess.run(tool)
+        out, err = capfd.readouterr()
+        assert out == "" and sorted(err.splitlines()) == ["err line", "out line"]
+        assert not (tmp_path / "t3.log").exists()
+    finally:
+        common.set_verbosity()
