@@ -30,6 +30,7 @@ no competition.
 
 import dataclasses
 import math
+from fractions import Fraction
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -239,10 +240,16 @@ class Model:
         """Real log-alpha threshold -> integer tau: ``floor(value * 2**gate_frac_bits)``.
 
         Exact: for integer log-alpha ``a``, ``a / 2**f > value`` iff ``a > floor(value * 2**f)``.
+        ``value`` may be an int, a float (its exact binary value) or a ``fractions.Fraction`` /
+        ``decimal.Decimal`` (exact; the CLI passes the decimal the user typed as a Fraction).
         """
-        if not math.isfinite(value):
+        if isinstance(value, float) and not math.isfinite(value):
             raise GxnorError(f"tau {value} is not a finite number")
-        return self.check_tau(math.floor(value * (1 << self.gate_frac_bits)))
+        try:
+            scaled = Fraction(value) * (1 << self.gate_frac_bits)
+        except (TypeError, ValueError, OverflowError):
+            raise GxnorError(f"tau {value!r} is not a finite number") from None
+        return self.check_tau(math.floor(scaled))
 
     def memory_bits(self):
         """Parameter storage per layer, in bits, as the hardware holds it."""

@@ -155,11 +155,24 @@ def _default(o):
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
+def exact_number(text):
+    """A decimal option (``--tau 0.375``, ``-2``, ``1e-3``) as an exact ``Fraction`` of its digits,
+    not through float64 (``0.99999999999999999999`` stays below 1)."""
+    import argparse
+    from fractions import Fraction
+    try:
+        return Fraction(text.strip())
+    except (ValueError, ZeroDivisionError):
+        what = "not a finite number" if text.strip().lower().lstrip("+-") in ("nan", "inf", "infinity") \
+            else "not a decimal number"
+        raise argparse.ArgumentTypeError(f"{text!r} is {what}") from None
+
+
 def add_tau_options(parser):
     g = parser.add_mutually_exclusive_group()
-    g.add_argument("--tau", type=float, default=None,
-                   help="gate threshold in log-alpha units (kernel on iff log_alpha > tau); "
-                        "default: the model's default tau")
+    g.add_argument("--tau", type=exact_number, default=None,
+                   help="gate threshold in log-alpha units (kernel on iff log_alpha > tau; the decimal is "
+                        "converted exactly: floor(tau * 2^gate_frac_bits)); default: the model's default tau")
     g.add_argument("--tau-int", type=int, default=None,
                    help="gate threshold as the raw integer the hardware's tau register holds")
 

@@ -118,6 +118,8 @@ CASES = [
     (["golden", "run", "--model", "{t}/m.gxm", "--inputs", "{t}/x.npz", "--impl", "fast"],
      "argument --impl: invalid choice: 'fast'"),
     (["-q", "-v", "model", "show", "{t}/m.gxm"], "not allowed with argument"),
+    (["golden", "run", "--model", "{t}/m.gxm", "--inputs", "{t}/x.npz", "--tau", "1/0"], "not a decimal number"),
+    (["golden", "run", "--model", "{t}/m.gxm", "--inputs", "{t}/x.npz", "--tau=-inf"], "not a finite number"),
 ]
 
 
@@ -250,3 +252,17 @@ def test_tool_log(tmp_path, capfd):
         assert not (tmp_path / "t3.log").exists()
     finally:
         common.set_verbosity()
+
+
+def test_tau_decimal_is_converted_exactly(capsys, ws):
+    """--tau is floor(tau * 2^f) of the decimal typed, not of its float64 (which rounds up to 1.0)."""
+    model = modelfile.load(ws / "m.gxm")
+    f = model.gate_frac_bits
+    for text, want in (("0.99999999999999999999", (1 << f) - 1), ("1", 1 << f), ("-0.5", -(1 << f) // 2),
+                       ("1e-30", 0), ("-1e-30", -1)):
+        assert model.tau_range[0] <= want <= model.tau_range[1]
+        code, out, err = gx(capsys, "golden", "run", "--model", ws / "m.gxm", "--inputs", ws / "x.npz",
+                            f"--tau={text}", "--json")
+        assert code == 0, err
+        assert json.loads(out)["tau"] == want, text
+    assert float("0.99999999999999999999") == 1.0           # what the float path would have used
