@@ -11,6 +11,10 @@ DATASET (``mnist5k``, ``digits``; golden.data), at the model's default tau, with
   ``10 (n + 5) / baud`` in, ``(cycles - n) / Fmax`` of engine work after the last pixel (the input
   quantizer takes pixels as they arrive), ``10 (4 K + 22) / baud`` out, at the build's clock; a baud with no
   legal divisor at that clock (fpga.uart.baud_divisor) is marked ``*``;
+* link-limited images/s with requests queued (protocol 4: the board's receive FIFO holds the next
+  request while it computes and replies): per image ``max(10 (L + 5) / baud, cycles / clock +
+  10 (4 K + 22) / baud)``, ``L`` = ``n`` bytes of 8-bit pixels, or ``ceil(n / 4)`` for 2-bit code
+  frames (designed; they need engine v2's ``codes`` input);
 * dense-equivalent GOPS: ``2 x dense MACs per image x images/s`` (golden work accounting), and
   GOPS per thousand LUTs (iCE40 LCs / ECP5 LUT4s).
 """
@@ -156,6 +160,9 @@ def figures(report, model, images, bauds):
         t = 10 * (n + 5) / b + (cyc - n).mean() / clk + 10 * (4 * k + 22) / b
         out[f"ips_uart_{b}"] = 1 / t
         out[f"uart_legal_{b}"] = legal
+        board_s = cyc / clk + 10 * (4 * k + 22) / b
+        for tag, L in (("pixels", n), ("codes", -(-n // 4))):
+            out[f"ips_queued_{tag}_{b}"] = 1 / np.maximum(10 * (L + 5) / b, board_s).mean()
     return out
 
 
@@ -195,16 +202,19 @@ def main(argv=None):
         return
     head = ("| board | model | weights | P | LUT/LC | BRAM | SPRAM | DSP | clock (PLL) | Fmax | cycles/img "
             "| img/s engine @clock | img/s engine @Fmax | " +
-            " | ".join(f"img/s UART {b}" for b in args.baud) + " | GOPS @Fmax | GOPS/kLUT @Fmax |")
+            " | ".join(f"img/s UART {b}" for b in args.baud) + " | " +
+            " | ".join(f"img/s queued {b} (pixels / codes)" for b in args.baud) + " | GOPS @Fmax | GOPS/kLUT @Fmax |")
     print(head)
     print("|" + "---|" * (head.count("|") - 1))
     for o in rows:
         uart = " | ".join(f"{o[f'ips_uart_{b}']:.1f}" + ("" if o[f"uart_legal_{b}"] else "*")
                           for b in args.baud)
+        queued = " | ".join(f"{o[f'ips_queued_pixels_{b}']:.1f} / {o[f'ips_queued_codes_{b}']:.1f}"
+                            + ("" if o[f"uart_legal_{b}"] else "*") for b in args.baud)
         print(f"| {o['board']} | {o['model']} | {o['weights']} | {o['lanes']} | {o['logic']}/{o['logic_avail']} | "
               f"{o['bram']}/{o['bram_avail']} | {o['spram'] if o['spram'] is not None else 'n/a'} | {o['dsp']} | "
               f"{o['clock_mhz']:.3f} MHz | {o['fmax_mhz']:.2f} MHz | {o['cycles_mean']:.0f} | "
-              f"{o['ips_engine_clk']:.0f} | {o['ips_engine_fmax']:.0f} | {uart} | {o['gops_fmax']:.3f} | "
+              f"{o['ips_engine_clk']:.0f} | {o['ips_engine_fmax']:.0f} | {uart} | {queued} | {o['gops_fmax']:.3f} | "
               f"{o['gops_per_klut_fmax']:.4f} |")
     if any(not o[f"uart_legal_{b}"] for o in rows for b in args.baud):
         print("\n\\* this baud rate has no integer divisor within 2% at the build's clock (fpga.uart): "

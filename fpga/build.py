@@ -87,6 +87,11 @@ SCRIPT_AFTER_READ = {("icebreaker", "loadable"): 'setattr -set ram_style "block"
 def make_design(model, lanes, weights="baked", baud=DEFAULT_BAUD, envelope=(), clock=None, board=None):
     """(BoardDesign, EngineConfig) for ``model`` on an engine with ``lanes`` lanes.
 
+    ``baud="max"``: the fastest baud the board's USB UART makes that the board's UART reaches at
+    its clock (:func:`fpga.uart.fastest_baud`). The board top gets the ``BENCH`` image buffer
+    when the memory plan has room for it (always on the ECP5; iCE40: :func:`memory_plan` with
+    ``bench``), and the receive FIFO of :data:`fpga.top.RX_FIFO_DEPTH` bytes.
+
     ``weights="loadable"``: the engine's envelope covers ``model`` and every model in ``envelope``;
     it starts with ``model``'s weights and takes others over LOAD frames. ``clock`` (Hz): the PLL
     output of ``board``'s family nearest to it (GxnorError if the PLL cannot make it).
@@ -110,24 +115,35 @@ def make_design(model, lanes, weights="baked", baud=DEFAULT_BAUD, envelope=(), c
 
     # iCE40: event list and (loadable builds) weights into SPRAM, as rtl.mem.plan
     spram = memory_plan(cfg, board, weights)["banks"] if family == "ice40" else {}
+    bench = family != "ice40" or memory_plan(cfg, board, weights, bench=True)["fits"] is not False
+    if baud != "max" and (isinstance(baud, bool) or not isinstance(baud, (int, float)) or not baud > 0):
+        raise GxnorError(f"--baud must be a positive number or 'max', got {baud!r}")
 
     def make_top(clk_freq):
+        from .uart import fastest_baud
         try:
+            b = fastest_baud(board, clk_freq)[0] if baud == "max" else baud
             return BoardTop(Engine(cfg, model, spram=spram), classes=model.num_classes,
                             pixels=int(np.prod(model.input_shape)), tau_init=model.default_tau,
-                            clk_freq=clk_freq, baud=baud, loadable=weights == "loadable")
+                            clk_freq=clk_freq, baud=b, loadable=weights == "loadable", bench=bench)
         except ValueError as e:
             raise GxnorError(str(e)) from None
     return BoardDesign(make_top, clock=clock, family=family), cfg
 
 
-def memory_plan(cfg, board, weights="baked"):
-    """rtl.mem.plan for ``board`` (iCE40UP5K SPRAM placement; other boards: everything plain)."""
+def memory_plan(cfg, board, weights="baked", bench=False):
+    """rtl.mem.plan for ``board`` (iCE40UP5K SPRAM placement; other boards: everything plain);
+    ``bench``: with the link's BENCH image buffer (``cfg.pixels`` bytes, 512 per EBR)."""
     from rtl.mem import UP5K_EBR, plan
     if FAMILIES.get(board) != "ice40":
         return {"banks": {}, "ebr": None, "spram": 0, "fits": None, "detail": {}}
-    # the board top's UART receive FIFO (fpga.top, 16 x 8) takes one more EBR
-    return plan(cfg, preload=weights == "baked", ebr=UP5K_EBR, extra={"rx_fifo": 1})
+    # the board top's UART receive FIFO (fpga.top.RX_FIFO_DEPTH x 8, 512 per EBR) and, with
+    # bench, the BENCH image buffer
+    from .top import RX_FIFO_DEPTH
+    extra = {"rx_fifo": -(-RX_FIFO_DEPTH // 512)}
+    if bench:
+        extra["bench"] = -(-cfg.pixels // 512)
+    return plan(cfg, preload=weights == "baked", ebr=UP5K_EBR, extra=extra)
 
 
 REPORT = f"{NAME}.report.json"     # nextpnr --report: utilisation and Fmax per clock net, as JSON
@@ -315,7 +331,9 @@ def build(board, model, lanes=4, weights="baked", out_dir=None, baud=DEFAULT_BAU
     ext = "bin" if board == "icebreaker" else "bit"
     bitstream = out_dir / f"{NAME}.{ext}"
     report = {"board": board, "device": f"{plat.device}-{plat.package}", "model": model.name,
-              "lanes": cfg.lanes, "weights": weights, "baud": baud,
+              "lanes": cfg.lanes, "weights": weights, "baud": design.top.baud if design.top else baud,
+              "bench": bool(design.top and design.top.link_args["bench"]),
+              "queue": design.top.rx_depth if design.top else None,
               "clock_hz": design.clk_freq or plat.default_clk_frequency,
               "clock_source": "pll" if clock else "oscillator",
               "clock_requested_hz": clock, **parsed, "summary": summarise(parsed),

@@ -15,7 +15,8 @@ from . import protocol as P
 
 
 class BoardLink:
-    """One serial connection speaking :mod:`fpga.protocol` (one request in flight).
+    """One serial connection speaking :mod:`fpga.protocol`: :meth:`request` (one request, its
+    reply), or :meth:`send` and :meth:`receive` for several requests in flight (replies in order).
 
     Parameters
     ----------
@@ -34,28 +35,39 @@ class BoardLink:
             raise GxnorError(f"cannot open serial port {port}: {e}") from None
         self.port, self.timeout = port, timeout
         self.dec = P.Decoder()
+        self.pending = []                 # decoded replies not yet returned
         self.bytes_out = self.bytes_in = 0
 
     def close(self):
         self.ser.close()
 
-    def request(self, frame, classes=None):
-        """Send one request frame; return the parsed reply (raises ErrorReply on an error frame)."""
+    def send(self, frame):
+        """Send one request frame without waiting for its reply."""
         self.ser.write(frame)
         self.ser.flush()
         self.bytes_out += len(frame)
+
+    def receive(self, classes=None):
+        """The next reply frame (in request order), parsed; raises ErrorReply on an error frame."""
         end = time.monotonic() + self.timeout
-        while True:
+        while not self.pending:
             data = self.ser.read(4096)
             self.bytes_in += len(data)
-            frames = self.dec.feed(data)
-            if frames:
-                if len(frames) > 1 or self.dec.buf:
-                    raise GxnorError(f"{self.port}: board sent more than one reply to one request")
-                return P.parse_reply(frames[0], classes)
-            if time.monotonic() > end:
+            self.pending += self.dec.feed(data)
+            if not self.pending and time.monotonic() > end:
                 raise GxnorError(f"{self.port}: no reply within {self.timeout:g} s (is the board "
                                  "programmed with `gxnor build`, and the baud rate right?)")
+        return P.parse_reply(self.pending.pop(0), classes)
+
+    def request(self, frame, classes=None):
+        """Send one request frame; return the parsed reply (raises ErrorReply on an error frame)."""
+        if self.pending or self.dec.buf:
+            raise GxnorError(f"{self.port}: board sent a reply nobody asked for")
+        self.send(frame)
+        out = self.receive(classes)
+        if self.pending or self.dec.buf:
+            raise GxnorError(f"{self.port}: board sent more than one reply to one request")
+        return out
 
     def info(self):
         return self.request(P.info())
@@ -68,6 +80,22 @@ class BoardLink:
 
     def config(self):
         return self.request(P.config())
+
+    def pipelined(self, frames, queue, classes=None):
+        """Send ``frames`` keeping as many in flight as the board's ``queue`` bytes hold
+        (:func:`fpga.protocol.window_ok`); yields ``(index, reply or ErrorReply)`` in order."""
+        outstanding, sent = [], 0
+        for i in range(len(frames)):
+            while sent < len(frames) and P.window_ok(outstanding, len(frames[sent]), queue):
+                self.send(frames[sent])
+                outstanding.append(len(frames[sent]))
+                sent += 1
+            try:
+                r = self.receive(classes)
+            except P.ErrorReply as e:
+                r = e
+            outstanding.pop(0)
+            yield i, r
 
 
 def load_model(link, model, progress=None):
@@ -145,15 +173,27 @@ def run_board(link, model, images, tau, labels=None, lanes=None, retries=1, prog
     counters = {n: np.zeros(len(images), np.int64) for n in P.COUNTERS}
     preds = np.zeros(len(images), np.int64)
     t0 = time.perf_counter()
-    for i, img in enumerate(images):
-        for attempt in range(retries + 1):
+    # several images in flight, as many as the board's receive FIFO holds (INFO queue); an image
+    # answered with an error is sent again, alone, once the others are in, up to ``retries`` times
+    frames = [P.image(img) for img in images]
+    replies = {}
+    for i, r in link.pipelined(frames, info.queue, model.num_classes):
+        replies[i] = r
+        if progress:
+            progress(i + 1)
+    for i in sorted(k for k, r in replies.items() if isinstance(r, P.ErrorReply)):
+        errors += 1
+        for _ in range(retries):
             try:
-                r = link.image(img, model.num_classes)
+                replies[i] = link.request(frames[i], model.num_classes)
                 break
-            except P.ErrorReply:
+            except P.ErrorReply as e:
                 errors += 1
-                if attempt == retries:
-                    raise
+                replies[i] = e
+        if isinstance(replies[i], P.ErrorReply):
+            raise replies[i]
+    for i in range(len(images)):
+        r = replies[i]
         preds[i] = r.cls
         for n in P.COUNTERS:
             counters[n][i] = r.counters[n]
@@ -168,17 +208,42 @@ def run_board(link, model, images, tau, labels=None, lanes=None, retries=1, prog
                 diffs.append(f"{n} {r.counters[n]} != {v}")
         if diffs:
             mismatches.append({"image": i, "what": diffs})
-        if progress:
-            progress(i + 1)
     wall = time.perf_counter() - t0
     n = len(images)
     out = {"port": link.port, "model": model.name, "images": n, "tau": tau, "lanes": lanes,
+           "in_flight_bytes": info.queue,
            "mismatches": len(mismatches), "first_mismatches": mismatches[:10],
            "error_replies": errors, "seconds": wall, "images_per_s": n / wall if wall else None,
            "bytes_out": link.bytes_out, "bytes_in": link.bytes_in,
            "counters_mean": {k: float(v.mean()) if n else 0.0 for k, v in counters.items()},
            "counters_total": {k: int(v.sum()) for k, v in counters.items()},
            "accuracy": float(np.mean(preds == labels)) if labels is not None else None}
+    return out
+
+
+def bench_board(link, model, image, tau, runs, lanes=None):
+    """``BENCH``: run ``image`` ``runs`` times on the board; returns a report dict with the engine's
+    images/s on hardware (``runs * clk_hz / span``, the board's clock from INFO) and, with
+    ``lanes``, the cycle counter checked against ``rtl.engine.schedule.cycles`` exactly."""
+    info = link.info()
+    if not info.has_bench:
+        raise GxnorError(f"{link.port}: the bitstream has no BENCH request (built without the bench "
+                         "buffer); rebuild with `gxnor build`")
+    if not info.has_model:
+        raise GxnorError(f"{link.port}: the board holds no committed model: run gxnor board with --load")
+    if not 1 <= runs < (1 << 32):
+        raise GxnorError(f"--bench must be in [1, 2^32), got {runs}")
+    link.set_tau(tau)
+    b = link.request(P.bench(runs, image))
+    out = {"runs": b.runs, "cycles": b.cycles, "span": b.span, "class": b.cls, "clk_hz": info.clk_hz,
+           "cycles_per_image": b.cycles / b.runs, "span_per_image": b.span / b.runs,
+           "images_per_s": b.runs * info.clk_hz / b.span if b.span and info.clk_hz else None}
+    if lanes:
+        want = _expected(model, np.asarray(image)[None], tau, lanes)["cycles"]
+        out["cycles_expected"] = want * runs
+        if b.cycles != want * runs:
+            raise GxnorError(f"{link.port}: BENCH summed {b.cycles} engine cycles over {runs} runs, "
+                             f"the cycle model says {want * runs}")
     return out
 
 

@@ -6,6 +6,7 @@ Implements the protocol of :mod:`fpga.protocol` (the Python reference model is
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from . import protocol as P
@@ -40,6 +41,10 @@ class Link(wiring.Component):
     class_bits : int      width of the engine's class and index fields
     tau_init : int        tau after reset (the model's default tau)
     timeout : int         idle clock cycles that end a stalled frame (use ~ 4 byte times)
+    clk_hz : int          the clock in Hz, reported by INFO (0: not stated)
+    queue : int           request bytes the board holds while busy (its receive FIFO), in INFO
+    bench : bool          add the ``BENCH`` request and its image buffer (``pixels`` bytes, or the
+                          envelope's: one ``lib.memory.Memory`` of 8-bit words)
     envelope : rtl.engine.config.EngineConfig, optional
         Loadable build: the engine's envelope. Adds the ``LOAD``/``COMMIT``/``CONFIG`` requests and
         the ``load`` port; ``classes`` and ``pixels`` become registers (reset to the given values,
@@ -71,13 +76,22 @@ class Link(wiring.Component):
     frame (``ENVELOPE`` reply). The load state (committed classes/pixels and flag, session) is
     reset-less, as the engine's memories are, so a reset keeps the two consistent.
 
+    ``BENCH`` stores its image in the buffer (the engine does not run while it arrives), checks
+    the CRC, then runs it ``runs`` times: each run starts the engine as soon as it is ``ready``,
+    feeds the pixels from the buffer at one per cycle (a registered read: the engine sees a pixel
+    the cycle after its read) and takes every result beat; the engine's ``cycles`` counter is
+    summed after each ``done``. ``span`` counts the clock cycles from the first run's ``start``
+    (inclusive) to the last run's ``done`` (exclusive). Both sums are 40-bit registers (3 hours at
+    100 MHz), sent zero-extended as u64.
+
     Latency: the reply header starts the cycle after the request's CRC byte is taken (after the
     engine's first result beat for an image).
     """
 
     def __init__(self, *, classes, pixels, tau_bits, acc_bits, class_bits, tau_init=0, timeout=1000,
-                 envelope=None, model_init=True):
+                 envelope=None, model_init=True, clk_hz=0, queue=0, bench=False):
         for name, v, lo, hi in (("classes", classes, 1, 255), ("pixels", pixels, 1, P.MAX_LEN),
+                                ("clk_hz", clk_hz, 0, (1 << 32) - 1), ("queue", queue, 0, 0xFFFF),
                                 ("tau_bits", tau_bits, 2, 32), ("acc_bits", acc_bits, 2, 32),
                                 ("class_bits", class_bits, 1, 8), ("timeout", timeout, 2, 1 << 30)):
             if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
@@ -87,6 +101,7 @@ class Link(wiring.Component):
         self.classes, self.npix, self.tau_bits = classes, pixels, tau_bits
         self.acc_bits, self.class_bits, self.tau_init, self.timeout = acc_bits, class_bits, tau_init, timeout
         self.envelope = envelope
+        self.clk_hz, self.queue, self.bench = clk_hz, queue, bool(bench)
         # False: the engine starts without a model (weights in SPRAM, which the bitstream cannot
         # initialise): images answer NO_MODEL until a LOAD session commits one
         self.model_init = bool(model_init)
@@ -142,7 +157,8 @@ class Link(wiring.Component):
         loadable = self.envelope is not None
         env = self.envelope
         max_classes = env.classes if loadable else self.classes
-        fixed_bytes = max(P.CONFIG_LEN if loadable else 0, 4 * len(P.COUNTERS))
+        fixed_bytes = max(P.CONFIG_LEN if loadable else 0, 4 * len(P.COUNTERS), P.INFO_LEN,
+                          P.BENCH_LEN if self.bench else 0)
         tidx = Signal(range(max(P.result_len(max_classes), fixed_bytes) + 1))
         # Load state is reset-less, like the engine's memories and header register: a reset
         # (button, PLL relock) keeps the loaded model and what the link knows about it consistent.
@@ -179,8 +195,14 @@ class Link(wiring.Component):
         counters = Cat(self.cycles, self.events, self.fired, self.skipped)
         tau32 = Signal(signed(32))
         m.d.comb += tau32.eq(self.tau)
-        flags = Cat(Const(int(loadable), 1), model_ok)
-        info = Cat(Const(P.VERSION, 8), classes_r, npix_r, Const(self.tau_bits, 8), tau32, flags)
+        flags = Cat(Const(int(loadable), 1), model_ok, Const(int(self.bench), 1), Const(0, 5))
+        info = Cat(Const(P.VERSION, 8), classes_r, npix_r, Const(self.tau_bits, 8), tau32, flags,
+                   Const(self.clk_hz, 32), Const(self.queue, 16))
+        # BENCH: runs done, summed engine cycles, span, class of the last run
+        b_done = Signal(32)
+        b_cycles = Signal(40)
+        b_span = Signal(40)
+        b_cls = Signal(8)
         fixed = Signal(fixed_bytes * 8)          # the payload bytes sent in state "BYTES"
         lwords = Signal(16)                      # LOAD: words written by this frame
         with m.Switch(ttype):
@@ -195,6 +217,9 @@ class Link(wiring.Component):
                     m.d.comb += fixed.eq(lwords)
                 with m.Case(P.R_CONFIG):
                     m.d.comb += fixed.eq(Cat(*[Const(getattr(env, n), 32) for n in P.config_fields()]))
+            if self.bench:
+                with m.Case(P.R_BENCH):
+                    m.d.comb += fixed.eq(Cat(b_done, b_cycles, Const(0, 24), b_span, Const(0, 24), b_cls))
             with m.Default():
                 m.d.comb += fixed.eq(counters)
 
@@ -226,6 +251,9 @@ class Link(wiring.Component):
                     m.d.comb += [need.eq(P.COMMIT_LEN), known.eq(1)]
                 with m.Case(P.T_CONFIG):
                     m.d.comb += [need.eq(0), known.eq(1)]
+            if self.bench:
+                with m.Case(P.T_BENCH):
+                    m.d.comb += [need.eq(P.BENCH_HEAD + npix_r), known.eq(1)]
         bad_len = Signal()
         m.d.comb += bad_len.eq(Mux(rtype == P.T_LOAD, rlen < need, rlen != need) if loadable else rlen != need)
 
@@ -255,6 +283,29 @@ class Link(wiring.Component):
             commit_pix = arg[16:32]
             commit_ok = ((commit_cls >= 1) & (commit_cls <= env.classes) & (commit_pix >= 1)
                          & (commit_pix <= env.pixels) & ~load_bad & (session | model_ok))
+
+        if self.bench:
+            depth = env.pixels if loadable else self.npix
+            m.submodules.bench_buf = buf = Memory(shape=8, depth=depth, init=[])
+            b_wr = buf.write_port()
+            b_rd = buf.read_port()                       # registered read (sync), kept while en=0
+            b_hb = Signal(2)                             # BENCH head byte index (runs u32)
+            b_addr = Signal(range(depth + 1))            # write: next pixel; feed: next read
+            b_oidx = Signal(range(depth))                # feed: index of the pixel in b_rd.data
+            b_pv = Signal()                              # feed: b_rd.data holds a pixel not yet taken
+            b_first = Signal()                           # the next start is the first run's
+            b_spanning = Signal()
+            b_dn = Signal()                              # this run: done seen
+            b_last = Signal()                            # this run: last result beat taken
+            m.d.comb += [b_wr.addr.eq(b_addr), b_wr.data.eq(rx.payload), b_rd.addr.eq(b_addr)]
+            res_last = self.result.valid & self.result.ready & self.result.payload.last
+            b_final = Signal()                           # this run is the last one
+            b_cnt = Signal(40)                           # the engine's cycle counter after a run
+            m.d.comb += b_final.eq(b_done == (arg - 1)[:32])
+            with m.If(res_last):
+                m.d.sync += [b_cls.eq(self.result.payload.cls), b_last.eq(1)]
+            with m.If(b_spanning):
+                m.d.sync += b_span.eq(b_span + 1)
 
         half = 1 << (self.tau_bits - 1)
         arg_s = arg.as_signed()
@@ -296,6 +347,10 @@ class Link(wiring.Component):
                     m.next = "SKIP"                      # no model: consume the pixels, NO_MODEL
                 with m.Elif(rlen == 0):
                     m.next = "CRC"
+                if self.bench:
+                    with m.Elif(rtype == P.T_BENCH):
+                        m.d.sync += [b_hb.eq(0), b_addr.eq(0)]
+                        m.next = "B_HEAD"
                 if loadable:
                     with m.Elif(rtype == P.T_LOAD):
                         with m.If(~session):
@@ -398,6 +453,15 @@ class Link(wiring.Component):
                         reply(m, P.R_INFO, P.INFO_LEN)
                     with m.Elif((rtype == P.T_IMAGE) & ~model_ok):
                         fail(m, P.E_NO_MODEL)
+                    if self.bench:
+                        with m.Elif(rtype == P.T_BENCH):
+                            with m.If(~model_ok):
+                                fail(m, P.E_NO_MODEL)
+                            with m.Elif(arg == 0):
+                                fail(m, P.E_BAD_VALUE)
+                            with m.Else():
+                                m.d.sync += [b_done.eq(0), b_cycles.eq(0), b_span.eq(0), b_first.eq(1)]
+                                m.next = "B_START"
                     with m.Elif(rtype == P.T_SET_TAU):
                         with m.If(tau_ok):
                             m.d.sync += self.tau.eq(arg)
@@ -425,6 +489,66 @@ class Link(wiring.Component):
                         reply(m, P.R_RESULT, 4 * classes_r + (1 + 4 * len(P.COUNTERS)))
                 with m.Elif(timed_out):
                     fail(m, P.E_TIMEOUT)
+            if self.bench:
+                # ------------------------------------------------------------ BENCH
+                with m.State("B_HEAD"):                  # runs u32, LSB first, into arg
+                    m.d.comb += rx.ready.eq(1)
+                    with m.If(rx.valid):
+                        m.d.comb += rx_crc.valid.eq(1)
+                        m.d.sync += [count.eq(count - 1), arg.eq(Cat(arg[8:], rx.payload)), b_hb.eq(b_hb + 1)]
+                        with m.If(b_hb == P.BENCH_HEAD - 1):
+                            m.next = "B_STORE"
+                    with m.Elif(timed_out):
+                        fail(m, P.E_TIMEOUT)
+                with m.State("B_STORE"):                 # the image into the buffer
+                    m.d.comb += [rx.ready.eq(1), b_wr.en.eq(rx.valid)]
+                    with m.If(rx.valid):
+                        m.d.comb += rx_crc.valid.eq(1)
+                        m.d.sync += [count.eq(count - 1), b_addr.eq(b_addr + 1)]
+                        with m.If(count == 1):
+                            m.next = "CRC"
+                    with m.Elif(timed_out):
+                        fail(m, P.E_TIMEOUT)
+                with m.State("B_START"):
+                    m.d.comb += self.result.ready.eq(1)
+                    with m.If(self.ready):
+                        m.d.comb += self.start.eq(1)
+                        m.d.sync += [b_addr.eq(0), b_pv.eq(0), b_dn.eq(0), b_last.eq(0), b_first.eq(0)]
+                        with m.If(b_first):
+                            m.d.sync += [b_span.eq(1), b_spanning.eq(1)]
+                        m.next = "B_FEED"
+                with m.State("B_FEED"):
+                    # b_rd.data is the pixel at b_oidx while b_pv; a read is issued whenever that
+                    # slot is free or being taken, so the engine can take a pixel every cycle
+                    adv = ~b_pv | self.pixels.ready
+                    m.d.comb += [self.result.ready.eq(1), b_rd.en.eq(adv),
+                                 self.pixels.valid.eq(b_pv), self.pixels.payload.data.eq(b_rd.data),
+                                 self.pixels.payload.last.eq(b_oidx == (npix_r - 1)[:len(b_oidx)])]
+                    with m.If(adv):
+                        with m.If(b_addr != npix_r[:len(b_addr)]):     # npix_r <= depth: b_addr's width
+                            m.d.sync += [b_addr.eq(b_addr + 1), b_oidx.eq(b_addr), b_pv.eq(1)]
+                        with m.Else():
+                            m.d.sync += b_pv.eq(0)
+                    with m.If(b_pv & self.pixels.ready & self.pixels.payload.last):
+                        m.next = "B_WAIT"
+                with m.State("B_WAIT"):                  # done and the last result beat, any order
+                    m.d.comb += self.result.ready.eq(1)
+                    with m.If(self.done):
+                        m.d.sync += b_dn.eq(1)
+                        with m.If(b_final):
+                            # span ends at the last done, exclusive: this cycle is not counted
+                            m.d.sync += [b_spanning.eq(0), b_span.eq(b_span)]
+                    with m.If((b_dn | self.done) & (b_last | res_last)):
+                        m.next = "B_ACC"
+                with m.State("B_ACC"):                   # the engine is idle: its counter is final
+                    m.d.sync += b_cnt.eq(self.cycles)
+                    m.next = "B_SUM"
+                with m.State("B_SUM"):
+                    m.d.sync += [b_cycles.eq(b_cycles + b_cnt), b_done.eq(b_done + 1)]
+                    with m.If(b_final):
+                        reply(m, P.R_BENCH, P.BENCH_LEN)
+                    with m.Else():
+                        m.next = "B_START"
             with m.State("DISCARD"):
                 m.d.comb += rx.ready.eq(1)
                 with m.If(timed_out & ~rx.valid):

@@ -227,7 +227,8 @@ def _readme(model, cfg, eng_ports, top_ports, clk_freq, baud, widths):
             "PAYLOAD, CRC-8` (poly 0x07, init 0, over TYPE..PAYLOAD). Requests: `0x01` INFO, `0x02` "
             "SET_TAU (i32), `0x03` IMAGE (C*H*W pixels); replies `0x81` INFO, `0x82` TAU, `0x83` RESULT "
             "(classes x i32 logits, class u8, u32 cycles, events, fired, skipped), `0xFF` ERROR (code, type: "
-            "1 BAD_CRC, 2 BAD_LENGTH, 3 BAD_TYPE, 4 BAD_VALUE, 5 TIMEOUT). One request in flight; "
+            "1 BAD_CRC, 2 BAD_LENGTH, 3 BAD_TYPE, 4 BAD_VALUE, 5 TIMEOUT). Requests may be queued as long as "
+            "the bytes of those not yet answered fit INFO's `queue` (the receive FIFO); "
             f"the link always recovers. Reference model: `fpga/protocol.py` (protocol version {P.VERSION}); "
             "host tool: `gxnor board`.", ""]
     return "\n".join(parts)

@@ -24,7 +24,9 @@ Requests (host -> board) and their replies
 type       name                 LEN     reply
 =========  ===================  ======  ==========================================================
 ``0x01``   ``INFO``             0       ``0x81`` INFO: version u8, classes u8, pixels u16,
-                                        tau_bits u8, tau i32 (current register)
+                                        tau_bits u8, tau i32 (current register), flags u8,
+                                        clk_hz u32 (the board's clock), queue u16 (request
+                                        bytes the board holds while busy: its receive FIFO)
 ``0x02``   ``SET_TAU``          4       ``0x82`` TAU: tau i32 as now held; ``BAD_VALUE`` error if
                                         tau does not fit the ``tau_bits``-bit signed register
 ``0x03``   ``IMAGE``            pixels  ``0x83`` RESULT: logits (classes x i32), class u8, then
@@ -34,9 +36,33 @@ type       name                 LEN     reply
 ``0x05``   ``COMMIT``           3       ``0x81`` INFO with the new classes/pixels (loadable only)
 ``0x06``   ``CONFIG``           0       ``0x86`` CONFIG: the engine envelope, one u32 per
                                         ``EngineConfig`` field, in field order (loadable only)
+``0x07``   ``BENCH``            4 +     ``0x87`` BENCH: runs u32, cycles u64 (sum of the engine's
+                                pixels  cycle counter over the runs), span u64 (clock cycles
+                                        from the first run's start to the last run's done),
+                                        class u8 of the last run; ``BAD_VALUE`` if runs is 0
+                                        (builds with the bench buffer, INFO flag bit 2)
 =========  ===================  ======  ==========================================================
 
-INFO's last byte is ``flags``: bit 0 the build is loadable, bit 1 a model is committed (images run).
+INFO's ``flags``: bit 0 the build is loadable, bit 1 a model is committed (images run), bit 2 the
+build has ``BENCH``.
+
+``BENCH`` payload: ``runs u32, pixels`` (one image, as ``IMAGE``'s payload). The board stores the
+image (no engine run while it arrives), checks the CRC, then runs it ``runs`` times back to back
+from its buffer at one pixel per cycle, with no link traffic in between, and replies once. The
+engine's own rate on hardware is ``runs * clk_hz / span`` images/s; ``cycles / runs`` is the
+engine's working-cycle count (``rtl.engine.schedule.cycles``), ``span - cycles`` what the runs
+spent waiting (pixel feed, the start of each run).
+
+Several requests in flight: the board's receive FIFO (``queue`` bytes, INFO) holds the requests
+that arrive while it works or replies, and it replies in order on the other wire (full duplex). A
+host may send a request as soon as the bytes of all requests not yet answered, this one included,
+fit in ``queue`` (:func:`window_ok`; a single request longer than ``queue`` only when nothing is
+outstanding: the board takes it as it arrives). A request beyond that can overrun the FIFO.
+
+Pixel frames of 2-bit codes (designed, wired with engine v2's ``codes`` input): type ``0x08``
+``CODES``, payload ``ceil(pixels / 4)`` bytes, pixel ``i`` in bits ``2 (i mod 4) + 1 : 2 (i mod 4)``
+of byte ``i // 4`` (LSB first), the code golden's input quantizer gives that pixel (the host
+applies it, exactly); reply ``RESULT`` as for ``IMAGE``; 4x fewer bytes per image.
 
 Run-time weights (``gxnor build --weights loadable``)
 ----------------------------------------------------
@@ -75,8 +101,9 @@ Recovery, so the link always stays usable: after ``BAD_CRC`` and ``BAD_VALUE`` t
 ready for the next frame. After ``BAD_LENGTH`` and ``BAD_TYPE`` it cannot know where the frame ends,
 so it drops bytes until the line has been idle for ``timeout`` byte-times, then sends the error.
 A frame that stops early ends with ``TIMEOUT`` the same way (an image cut short is padded with zero
-pixels so the engine finishes, and its result is dropped). The host therefore waits for each reply
-before sending the next request (one request in flight), and after an error it may resend at once.
+pixels so the engine finishes, and its result is dropped). After an error reply the host resends
+what is not yet answered; a ``BAD_LENGTH``/``BAD_TYPE`` drop can also take queued requests behind
+it, which the host then sees time out.
 """
 
 from dataclasses import dataclass
@@ -88,15 +115,16 @@ from amaranth.lib.crc import catalog as crc_catalog
 from golden.errors import GxnorError
 
 SYNC = 0xA5
-VERSION = 3
+VERSION = 4              # 4: INFO clk_hz/queue, BENCH; 3: CONFIG's 17th field; 2: INFO flags
 
-T_INFO, T_SET_TAU, T_IMAGE, T_LOAD, T_COMMIT, T_CONFIG = 0x01, 0x02, 0x03, 0x04, 0x05, 0x06
-R_INFO, R_TAU, R_RESULT, R_LOADED, R_CONFIG = 0x81, 0x82, 0x83, 0x84, 0x86
+T_INFO, T_SET_TAU, T_IMAGE, T_LOAD, T_COMMIT, T_CONFIG, T_BENCH = 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07
+T_CODES = 0x08                             # designed (docstring), not built until engine v2
+R_INFO, R_TAU, R_RESULT, R_LOADED, R_CONFIG, R_BENCH = 0x81, 0x82, 0x83, 0x84, 0x86, 0x87
 R_ERROR = 0xFF
 REQUESTS = {T_INFO: "INFO", T_SET_TAU: "SET_TAU", T_IMAGE: "IMAGE", T_LOAD: "LOAD",
-            T_COMMIT: "COMMIT", T_CONFIG: "CONFIG"}
+            T_COMMIT: "COMMIT", T_CONFIG: "CONFIG", T_BENCH: "BENCH", T_CODES: "CODES"}
 REPLIES = {R_INFO: "INFO", R_TAU: "TAU", R_RESULT: "RESULT", R_LOADED: "LOADED", R_CONFIG: "CONFIG",
-           R_ERROR: "ERROR"}
+           R_BENCH: "BENCH", R_ERROR: "ERROR"}
 
 E_BAD_CRC, E_BAD_LENGTH, E_BAD_TYPE, E_BAD_VALUE, E_TIMEOUT, E_ENVELOPE, E_NO_MODEL = range(1, 8)
 ERRORS = {E_BAD_CRC: "BAD_CRC", E_BAD_LENGTH: "BAD_LENGTH", E_BAD_TYPE: "BAD_TYPE",
@@ -104,8 +132,10 @@ ERRORS = {E_BAD_CRC: "BAD_CRC", E_BAD_LENGTH: "BAD_LENGTH", E_BAD_TYPE: "BAD_TYP
           E_NO_MODEL: "NO_MODEL"}
 
 COUNTERS = ("cycles", "events", "fired", "skipped")
-INFO_LEN = 10
-F_LOADABLE, F_MODEL = 1, 2                 # INFO flags
+INFO_LEN = 16
+F_LOADABLE, F_MODEL, F_BENCH = 1, 2, 4     # INFO flags
+BENCH_HEAD = 4                             # runs u32, then the pixels
+BENCH_LEN = 4 + 8 + 8 + 1                  # BENCH reply: runs u32, cycles u64, span u64, class u8
 LOAD_HEAD = 5                              # sel u8, addr u32
 LOAD_MIN_LEN = LOAD_HEAD + 1
 LOAD_MAX_LEN = 4096                        # what the host sends per LOAD frame (the board takes any)
@@ -289,6 +319,22 @@ def image(pixels):
     return encode(T_IMAGE, pixels.reshape(-1).tobytes())
 
 
+def bench(runs, pixels):
+    """``BENCH`` request: run ``pixels`` (uint8, as :func:`image`) ``runs`` (u32) times on the board."""
+    pixels = np.asarray(pixels)
+    if pixels.dtype != np.uint8:
+        raise GxnorError(f"image pixels must be uint8, got {pixels.dtype}")
+    if not 0 <= int(runs) < (1 << 32):
+        raise GxnorError(f"BENCH runs {runs} does not fit u32")
+    return encode(T_BENCH, _u32(runs) + pixels.reshape(-1).tobytes())
+
+
+def window_ok(outstanding, frame_len, queue):
+    """May a host send a request of ``frame_len`` bytes while requests of ``outstanding`` bytes
+    (a list of lengths, not yet answered) are in flight, to a board holding ``queue`` bytes?"""
+    return not outstanding or sum(outstanding) + frame_len <= queue
+
+
 def result_len(classes):
     return 4 * classes + 1 + 4 * len(COUNTERS)
 
@@ -310,8 +356,21 @@ class Info:
     tau: int
     flags: int = 0
 
+    clk_hz: int = 0
+    queue: int = 0
+
     loadable = property(lambda s: bool(s.flags & F_LOADABLE))
     has_model = property(lambda s: bool(s.flags & F_MODEL))
+    has_bench = property(lambda s: bool(s.flags & F_BENCH))
+
+
+@dataclass
+class Bench:
+    """A decoded BENCH reply."""
+    runs: int
+    cycles: int               # sum of the engine's cycle counter over the runs
+    span: int                 # clock cycles, first run's start to last run's done
+    cls: int                  # class of the last run
 
 
 class ErrorReply(Exception):
@@ -333,12 +392,20 @@ def parse_reply(frame, classes=None):
             raise GxnorError(f"error reply with {len(p)}-byte payload, expected 2")
         raise ErrorReply(p[0], p[1])
     if frame.type == R_INFO:
+        # the version byte leads INFO in every version: check it before the length
+        if p and p[0] != VERSION:
+            older = "an older" if p[0] < VERSION else "a newer"
+            raise GxnorError(f"the board speaks protocol version {p[0]}, {older} one than this host's "
+                             f"{VERSION}: rebuild and program the bitstream with this gxnor-kit (gxnor build)")
         if len(p) != INFO_LEN:
             raise GxnorError(f"INFO reply with {len(p)}-byte payload, expected {INFO_LEN}")
-        if p[0] != VERSION:
-            raise GxnorError(f"the board speaks protocol version {p[0]}, this host {VERSION}: "
-                             "rebuild the bitstream with this gxnor-kit (gxnor build)")
-        return Info(p[0], p[1], p[2] | p[3] << 8, p[4], int.from_bytes(p[5:9], "little", signed=True), p[9])
+        return Info(p[0], p[1], p[2] | p[3] << 8, p[4], int.from_bytes(p[5:9], "little", signed=True), p[9],
+                    int.from_bytes(p[10:14], "little"), p[14] | p[15] << 8)
+    if frame.type == R_BENCH:
+        if len(p) != BENCH_LEN:
+            raise GxnorError(f"BENCH reply with {len(p)}-byte payload, expected {BENCH_LEN}")
+        return Bench(int.from_bytes(p[0:4], "little"), int.from_bytes(p[4:12], "little"),
+                     int.from_bytes(p[12:20], "little"), p[20])
     if frame.type == R_LOADED:
         if len(p) != 2:
             raise GxnorError(f"LOADED reply with {len(p)}-byte payload, expected 2")
@@ -371,9 +438,14 @@ def error(code, request):
     return encode(R_ERROR, bytes([code, request & 0xFF]))
 
 
-def info_reply(classes, pixels, tau_bits, tau, flags=0):
+def info_reply(classes, pixels, tau_bits, tau, flags=0, clk_hz=0, queue=0):
     return encode(R_INFO, bytes([VERSION, classes, pixels & 0xFF, pixels >> 8, tau_bits]) + _i32(tau)
-                  + bytes([flags]))
+                  + bytes([flags]) + _u32(clk_hz) + bytes([queue & 0xFF, queue >> 8]))
+
+
+def bench_reply(runs, cycles, span, cls):
+    return encode(R_BENCH, _u32(runs) + int(cycles).to_bytes(8, "little") + int(span).to_bytes(8, "little")
+                  + bytes([cls]))
 
 
 def config_reply(cfg):
@@ -399,11 +471,18 @@ class RefBoard:
 
     ``request(frame_bytes)`` handles one complete request as the RTL does when the request's
     bytes arrive back to back and the line then goes idle (see the module docstring).
+
+    ``clk_hz`` and ``queue`` are what INFO reports; ``bench`` adds BENCH. A BENCH reply's ``span``
+    depends on the engine's timing, not on golden: the caller sets :attr:`span` (the cycles it
+    measured on the pins) before the request; the rest of the reply is the reference's.
     """
 
-    def __init__(self, infer, classes, pixels, tau_bits, tau=0, envelope=None, catalog=(), baked=None):
+    def __init__(self, infer, classes, pixels, tau_bits, tau=0, envelope=None, catalog=(), baked=None,
+                 clk_hz=0, queue=0, bench=False):
         self.infer, self.classes, self.pixels, self.tau_bits = infer, classes, pixels, tau_bits
         self.tau = tau
+        self.clk_hz, self.queue, self.bench = int(clk_hz), int(queue), bool(bench)
+        self.span = None
         self.envelope = envelope
         self.catalog = list(catalog)
         self.model_ok, self.session, self.load_bad = True, False, False
@@ -431,7 +510,11 @@ class RefBoard:
         return None
 
     def _flags(self):
-        return (F_LOADABLE if self.envelope is not None else 0) | (F_MODEL if self.model_ok else 0)
+        return ((F_LOADABLE if self.envelope is not None else 0) | (F_MODEL if self.model_ok else 0)
+                | (F_BENCH if self.bench else 0))
+
+    def _info(self):
+        return info_reply(self.classes, self.pixels, self.tau_bits, self.tau, self._flags(), self.clk_hz, self.queue)
 
     def _load(self, payload):
         """Write the words of a (possibly partial) LOAD payload; returns (envelope error, partial)."""
@@ -462,6 +545,8 @@ class RefBoard:
         need = {T_INFO: 0, T_SET_TAU: 4, T_IMAGE: self.pixels}
         if self.envelope is not None:
             need.update({T_LOAD: None, T_COMMIT: COMMIT_LEN, T_CONFIG: 0})
+        if self.bench:
+            need[T_BENCH] = BENCH_HEAD + self.pixels
         if ftype not in need:
             return error(E_BAD_TYPE, ftype)
         if n != need[ftype] and not (ftype == T_LOAD and n >= LOAD_MIN_LEN):
@@ -481,8 +566,18 @@ class RefBoard:
             return result_reply(*res) if crc_ok else error(E_BAD_CRC, ftype)
         if not crc_ok:
             return error(E_BAD_CRC, ftype)
+        if ftype == T_BENCH:
+            runs = int.from_bytes(payload[:BENCH_HEAD], "little")
+            if not self.model_ok:
+                return error(E_NO_MODEL, ftype)
+            if runs == 0:
+                return error(E_BAD_VALUE, ftype)
+            logits, cls, counters = self.infer(np.frombuffer(payload[BENCH_HEAD:], np.uint8), self.tau)
+            if self.span is None:
+                raise AssertionError("RefBoard.span (the measured BENCH span) is not set")
+            return bench_reply(runs, runs * counters["cycles"], self.span, cls)
         if ftype == T_INFO:
-            return info_reply(self.classes, self.pixels, self.tau_bits, self.tau, self._flags())
+            return self._info()
         if ftype == T_CONFIG:
             return config_reply(self.envelope)
         if ftype == T_COMMIT:
@@ -496,7 +591,7 @@ class RefBoard:
             self.classes, self.pixels = classes, pixels
             hit = self._match()
             self.infer = hit[1] if hit else _unknown_model
-            return info_reply(self.classes, self.pixels, self.tau_bits, self.tau, self._flags())
+            return self._info()
         tau = int.from_bytes(payload, "little", signed=True)
         half = 1 << (self.tau_bits - 1)
         if not -half <= tau < half:

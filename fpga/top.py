@@ -13,7 +13,10 @@ from amaranth.lib.wiring import In, Out
 from .link import Link
 from .uart import Uart, baud_divisor
 
-RX_FIFO_DEPTH = 16
+# The receive FIFO holds the requests that arrive while the link works or replies (INFO's
+# ``queue``): 512 bytes are one iCE40 EBR in its 512x8 mode (the 16 of protocol v3 took one too)
+# and one ECP5 DP16KD; a 2-bit code frame of a 28x28 image (201 bytes) fits twice.
+RX_FIFO_DEPTH = 512
 
 
 def engine_widths(engine):
@@ -71,6 +74,10 @@ class BoardTop(wiring.Component):
         Clock in Hz and baud rate (validated; ValueError).
     timeout_bytes : int
         A frame stalled for this many byte times ends with a ``TIMEOUT`` error.
+    rx_depth : int
+        Receive FIFO bytes (INFO ``queue``), >= 2.
+    bench : bool
+        Add the ``BENCH`` request (an image buffer of ``pixels`` bytes, or the envelope's).
     loadable : bool
         Weights loadable at run time over the link (``LOAD``/``COMMIT``/``CONFIG`` requests into
         the engine's ``load`` stream); needs an :class:`rtl.engine.Engine` (its ``cfg`` is the
@@ -89,9 +96,12 @@ class BoardTop(wiring.Component):
     """
 
     def __init__(self, engine, *, classes, pixels, tau_init=0, clk_freq, baud, timeout_bytes=4,
-                 loadable=False):
+                 loadable=False, rx_depth=RX_FIFO_DEPTH, bench=False):
         if isinstance(timeout_bytes, bool) or not isinstance(timeout_bytes, int) or timeout_bytes < 2:
             raise ValueError(f"timeout_bytes must be an integer >= 2, not {timeout_bytes!r}")
+        if isinstance(rx_depth, bool) or not isinstance(rx_depth, int) or not 2 <= rx_depth <= 0xFFFF:
+            raise ValueError(f"rx_depth must be an integer in [2, 65535], not {rx_depth!r}")
+        self.rx_depth = rx_depth
         self._MustUse__silence = True          # no "never used" warning for a refused top
         self.engine = engine
         self.clk_freq, self.baud = clk_freq, baud
@@ -99,7 +109,8 @@ class BoardTop(wiring.Component):
         tau_bits, acc_bits, class_bits = engine_widths(engine)
         self.link_args = dict(classes=classes, pixels=pixels, tau_bits=tau_bits, acc_bits=acc_bits,
                               class_bits=class_bits, tau_init=tau_init,
-                              timeout=timeout_bytes * 10 * self.divisor)
+                              timeout=timeout_bytes * 10 * self.divisor,
+                              clk_hz=int(round(clk_freq)), queue=rx_depth, bench=bool(bench))
         self.loadable = bool(loadable)
         if (not self.loadable and "w" in getattr(engine, "spram", {})
                 and getattr(engine, "spram_mode", None) == "spram"):
@@ -119,7 +130,7 @@ class BoardTop(wiring.Component):
         m.submodules.uart = uart = Uart(self.clk_freq, self.baud)
         m.submodules.link = link = Link(**self.link_args)
         m.submodules.engine = eng = self.engine
-        m.submodules.rx_fifo = fifo = SyncFIFOBuffered(width=8, depth=RX_FIFO_DEPTH)
+        m.submodules.rx_fifo = fifo = SyncFIFOBuffered(width=8, depth=self.rx_depth)
         m.d.comb += [uart.rx.eq(self.rx), self.tx.eq(uart.tx)]
         wiring.connect(m, uart.o, fifo.w_stream)
         wiring.connect(m, fifo.r_stream, link.rx)

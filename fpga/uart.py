@@ -45,6 +45,36 @@ def baud_divisor(clk_freq, baud):
     return divisor
 
 
+# The boards' USB UARTs (FTDI): iCEBreaker FT2232H (hi-speed, 12 MHz baud base, up to 12 Mbaud),
+# ULX3S FT231X (3 MHz base, up to 3 Mbaud). An FTDI makes ``base / d`` for a divisor ``d`` of
+# 1 (the base), 1.5 (FTDI's special divisor 1), or ``n + k/8`` with ``n >= 2``, ``0 <= k < 8``
+# (FTDI application note AN232B-05); any other request is rounded to one of these by its driver.
+USB_UART = {"icebreaker": ("FT2232H", 12_000_000), "ulx3s": ("FT231X", 3_000_000)}
+
+
+def ftdi_bauds(base, min_baud=9600):
+    """Every baud an FTDI with ``base`` makes exactly, fastest first, down to ``min_baud``."""
+    out, n = [base, base * 2 / 3], 2
+    while base / n >= min_baud:
+        out += [base / (n + k / 8) for k in range(8)]
+        n += 1
+    return sorted({b for b in out if b >= min_baud}, reverse=True)
+
+
+def fastest_baud(board, clk_freq):
+    """(baud, divisor): the fastest baud ``board``'s USB UART makes exactly (:func:`ftdi_bauds`)
+    that the board's UART at ``clk_freq`` Hz also makes within :data:`MAX_BAUD_ERROR` with a
+    divisor of at least :data:`MIN_DIVISOR` (:func:`baud_divisor`). ValueError for an unknown board."""
+    if board not in USB_UART:
+        raise ValueError(f"no USB UART known for board {board!r}; choose one of {', '.join(USB_UART)}")
+    for b in ftdi_bauds(USB_UART[board][1]):
+        try:
+            return b, baud_divisor(clk_freq, b)
+        except ValueError:
+            continue
+    raise ValueError(f"no {USB_UART[board][0]} baud is reachable from a {clk_freq} Hz clock")
+
+
 def ref_uart_bits(data):
     """Reference model: line levels, one per bit time, for ``data`` (bytes) sent back to back."""
     out = []

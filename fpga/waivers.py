@@ -59,7 +59,10 @@ BOARD_WAIVERS = [
     "classes_r", "npix_r", "model_ok", "logit32", "tau32", "data", "rx__payload", "tq", "tq_v",
     # amaranth.lib.fifo.SyncFIFOBuffered (the RX FIFO) internals: its inner SyncFIFO's level and
     # pointers, its read-port data and write data as named inside the library
-    "consume", "produce", "level", "r_level", "r_port__data")] + [
+    "consume", "produce", "level", "r_level", "r_port__data",
+    # link, BENCH image buffer (amaranth.lib.memory): the address register and the write data
+    # (the received byte) as the memory ports name them
+    "b_addr", "b_rd__addr", "b_wr__addr", "b_wr__data")] + [
     ("UNUSEDSIGNAL", "Signal is not used: 'match_detected'",
      "amaranth.lib.crc.Processor's residue-match output: the link compares the CRC byte with `crc` "
      "itself (it needs the byte for the reply precedence), so the library's flag is not read"),

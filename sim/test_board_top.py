@@ -12,13 +12,21 @@ recovers: corrupted payload byte (``BAD_CRC``), wrong length (``BAD_LENGTH``), u
 (``BAD_TYPE``), tau out of range (``BAD_VALUE``), an image cut short (``TIMEOUT``), and noise bytes
 between frames (ignored).
 
+Several requests in flight (:func:`test_queued`): requests sent back to back without waiting for
+replies, as many as the board's queue holds, replies (in order, on the other wire while requests
+still arrive) byte-exact. ``BENCH`` (:func:`test_bench`): the image run N times from the board's
+buffer; the reply's summed cycle counter and class are the reference's, its span equals the
+cycles this testbench counts on the ``busy`` pin (first rise to last fall); runs 0, a corrupted
+and a truncated BENCH are refused and the link recovers.
+
 Loadable builds (``GXNOR_ENVELOPE`` set): :func:`test_load` loads a second model through ``LOAD``
 frames and runs it exactly, sends a model outside the envelope (``ENVELOPE`` error frames, images
 then answer ``NO_MODEL``, ``COMMIT`` is refused), every load error path, and reloads the first model.
 
 Environment (set by tests/fpga/test_board_top.py): ``GXNOR_MODEL`` (.gxm), ``GXNOR_LANES``,
 ``GXNOR_DIVISOR``, ``GXNOR_TIMEOUT_BYTES``, ``GXNOR_ENGINE`` (``engine`` or ``standin``),
-``GXNOR_SEED``; ``GXNOR_ENVELOPE`` (EngineConfig JSON) and ``GXNOR_LOAD_MODELS`` (JSON list: a
+``GXNOR_SEED``, ``GXNOR_CLK_HZ``, ``GXNOR_QUEUE`` (receive FIFO bytes), ``GXNOR_BENCH`` (1: built
+with BENCH); ``GXNOR_ENVELOPE`` (EngineConfig JSON) and ``GXNOR_LOAD_MODELS`` (JSON list: a
 model inside the envelope, one outside) for a loadable build; ``GXNOR_HOST_ARGV`` (JSON list) makes :func:`test_host_tool` run the host tool on a
 pseudo-terminal bridged to the simulated pins.
 """
@@ -33,7 +41,7 @@ import tty
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, Timer
+from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge, Timer
 
 from fpga import protocol as P
 from golden import modelfile
@@ -63,6 +71,9 @@ class TB:
         else:
             infer = P.golden_infer(self.model, self.lanes)
         self.envelope = None
+        self.queue = int(os.environ.get("GXNOR_QUEUE", 0))
+        self.bench = os.environ.get("GXNOR_BENCH") == "1"
+        board = dict(clk_hz=int(os.environ.get("GXNOR_CLK_HZ", 0)), queue=self.queue, bench=self.bench)
         if os.environ.get("GXNOR_ENVELOPE"):
             from rtl.engine.config import EngineConfig
             with open(os.environ["GXNOR_ENVELOPE"]) as f:
@@ -71,10 +82,10 @@ class TB:
             catalog = [(self.model, infer), (self.others[0], P.golden_infer(self.others[0], self.lanes))]
             self.ref = P.RefBoard(infer, self.model.num_classes, int(np.prod(self.model.input_shape)),
                                   self.envelope.tau_bits, self.model.default_tau, envelope=self.envelope,
-                                  catalog=catalog, baked=self.model)
+                                  catalog=catalog, baked=self.model, **board)
         else:
             self.ref = P.RefBoard(infer, self.model.num_classes, int(np.prod(self.model.input_shape)),
-                                  max(2, self.model.tau_bits), self.model.default_tau)
+                                  max(2, self.model.tau_bits), self.model.default_tau, **board)
         Clock(dut.clk, CLK_PS, unit="ps").start(start_high=False)
         self.src, self.sink = uart_line.ends(dut.rx, dut.tx, self.bit_ns)
 
@@ -194,6 +205,105 @@ async def test_errors_and_recovery(dut):
     assert got == want, f"after noise: {got.hex()} != {want.hex()}"
 
 
+@cocotb.test()
+async def test_queued(dut):
+    """Requests back to back, as many as the queue holds (fpga.protocol.window_ok), replies read
+    while later requests still arrive: every reply byte-exact and in order, including a corrupted
+    image in the middle (BAD_CRC) and the requests behind it."""
+    tb = TB(dut, idle_bits=0)
+    await tb.reset()
+    for rnd in range(3):
+        frames = [P.set_tau(tb.model.default_tau)]
+        names = ["zeros", "prbs", "ramp", "extremes", "prbs", "prbs"]
+        for k, n in enumerate(names):
+            fr = P.image(images(tb.model, n, tb.rng)[0])
+            if k == rnd + 1:                            # a corrupted one, at a different place each round
+                fr = bytearray(fr)
+                fr[5] ^= 0x40
+                fr = bytes(fr)
+            frames.append(fr)
+        frames.append(P.info())
+        batch, outstanding = [], []
+        for fr in frames:
+            if not P.window_ok(outstanding, len(fr), tb.queue):
+                break
+            batch.append(fr)
+            outstanding.append(len(fr))
+        assert len(batch) >= 3, f"queue {tb.queue} holds fewer than 3 requests: {outstanding}"
+        want = b"".join(tb.ref.request(fr) for fr in batch)
+        got = bytearray()
+        dec = RawDecoder()
+        sender = cocotb.start_soon(tb.send(b"".join(batch)))
+        replies = 0
+        for _ in range(len(want) + sum(outstanding) + 100 * len(batch) + 400):
+            data = bytes(tb.sink.read_nowait())
+            got += data
+            replies += len(dec.feed(data))
+            if replies == len(batch):
+                break
+            await Timer(10 * tb.bit_ps, unit="ps")
+        await sender
+        assert bytes(got) == want, (f"round {rnd}: {len(batch)} queued requests: replies "
+                                    f"{bytes(got).hex()} != reference {want.hex()} (seed {tb.seed})")
+        await Timer(20 * tb.bit_ps, unit="ps")
+        assert tb.sink.empty(), "extra bytes after the queued replies"
+        tb.dut._log.info("round %d: %d requests in flight (%d bytes, queue %d), replies exact",
+                         rnd, len(batch), sum(outstanding), tb.queue)
+
+
+async def busy_span(dut, stop):
+    """Clock cycles from the ``busy`` pin's first rise to its last fall (sampled after each rising
+    edge) until ``stop`` is set; None if it never rose."""
+    k, rise, fall, prev = 0, None, None, 0
+    while not stop["stop"]:
+        await RisingEdge(dut.clk)
+        await ReadOnly()
+        b = int(dut.busy.value)
+        if b and not prev and rise is None:
+            rise = k
+        if prev and not b:
+            fall = k
+        prev = b
+        k += 1
+    return None if rise is None or fall is None else fall - rise
+
+
+@cocotb.test(skip=os.environ.get("GXNOR_BENCH") != "1")
+async def test_bench(dut):
+    tb = TB(dut)
+    await tb.reset()
+    tau = tb.model.default_tau
+    await tb.exchange("set_tau", P.set_tau(tau))
+    for runs, name in ((1, "prbs"), (3, "ramp"), (5, "prbs")):
+        img = images(tb.model, name, tb.rng)[0]
+        fr = P.bench(runs, img)
+        stop = {"stop": False}
+        mon = cocotb.start_soon(busy_span(dut, stop))
+        await tb.send(fr)
+        got = await tb.reply(limit_bytes=runs * 2000 + 200)
+        stop["stop"] = True
+        span = await mon
+        await RisingEdge(dut.clk)                       # out of the monitor's ReadOnly phase
+        tb.ref.span = span
+        want = tb.ref.request(fr)
+        assert got == want, f"BENCH {runs} x {name}: reply {got.hex()} != reference {want.hex()} (seed {tb.seed})"
+        b = P.parse_reply(P.decode(got)[0])
+        per = b.cycles // runs
+        tb.dut._log.info("BENCH %d x %s: cycles %d (%d per run), span %d (%d waiting per run)",
+                         runs, name, b.cycles, per, b.span, (b.span - b.cycles) // runs)
+        assert b.runs == runs and b.span >= b.cycles
+        await tb.exchange(f"image after BENCH {runs}", P.image(img))
+    img = images(tb.model, "prbs", tb.rng)[0]
+    tb.ref.span = 0
+    await tb.exchange("BENCH 0 runs", P.bench(0, img))
+    bad = bytearray(P.bench(2, img))
+    bad[10] ^= 0x01
+    await tb.exchange("corrupted BENCH", bytes(bad))
+    await tb.exchange("short BENCH", P.encode(P.T_BENCH, bytes(P.BENCH_HEAD + 1)))
+    await tb.exchange("truncated BENCH", P.bench(2, img)[:P.BENCH_HEAD + 6])
+    await tb.exchange("image after the BENCH errors", P.image(img))
+
+
 async def load_model(tb, model, name):
     """LOAD frames for ``model`` (each LOADED), then COMMIT (INFO); replies checked vs the reference."""
     from rtl.engine.layout import load_records
@@ -221,7 +331,7 @@ async def test_load(dut):
     other, outside = tb.others
     env = tb.envelope
     got = await tb.exchange("info (baked model)", P.info())
-    assert P.parse_reply(P.decode(got)[0]).flags == P.F_LOADABLE | P.F_MODEL
+    assert P.parse_reply(P.decode(got)[0]).flags == P.F_LOADABLE | P.F_MODEL | (P.F_BENCH if tb.bench else 0)
     got = await tb.exchange("config", P.config())
     assert P.parse_reply(P.decode(got)[0]) == env
     await run_images(tb, tb.model, "baked", ("prbs",))

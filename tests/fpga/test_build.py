@@ -188,3 +188,24 @@ def test_package(tmp_path):
         write_package(out, model, cfg, **WAIVERS)
     json.loads((out / "engine_config.json").read_text())
     assert np.all(np.array([len(l) for l in (out / "mem/weights.hex").read_text().split()]) == 2)
+
+
+def test_bench_buffer_when_the_plan_has_room_and_max_baud():
+    """The BENCH buffer (2 EBR for 784 pixels) is built where the UP5K plan has room: not for the
+    zoo gated-cnn at 1 lane (29 + 2 > 30 EBR), yes for the cnn at 2 lanes (23 + 2); always on the
+    ECP5. ``baud="max"``: the fastest FTDI-exact baud the clock reaches."""
+    from pathlib import Path
+    from golden import modelfile
+    from fpga.uart import fastest_baud
+    zoo = Path(__file__).resolve().parents[2] / "zoo"
+    gcnn, cnn = modelfile.load(zoo / "gated-cnn.gxm"), modelfile.load(zoo / "cnn.gxm")
+    for model, lanes, board, bench in ((gcnn, 1, "icebreaker", False), (cnn, 2, "icebreaker", True),
+                                       (gcnn, 4, "ulx3s", True)):
+        design, cfg = B.make_design(model, lanes, board=board, baud="max")
+        clk = 30e6
+        top = design.make_top(clk)
+        top._MustUse__silence = True
+        assert top.link_args["bench"] is bench, (model.name, board)
+        assert top.baud == fastest_baud(board, clk)[0] and top.rx_depth == 512
+    with pytest.raises(GxnorError, match="--baud must be"):
+        B.make_design(cnn, 2, board="icebreaker", baud=0)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from fpga import protocol as P
-from fpga.host import BoardLink, load_model, run_board
+from fpga.host import BoardLink, bench_board, load_model, run_board
 from golden import modelfile
 from rtl.engine.config import EngineConfig
 from golden.errors import GxnorError
@@ -48,15 +48,28 @@ class FakeSerial:
 
     def __init__(self, ref):
         self.ref, self.out = ref, b""
+        self.in_flight = []               # [request bytes, reply bytes not yet read] per request
+        self.max_in_flight = []           # request bytes in flight at the most crowded write
 
     def write(self, data):
-        self.out += self.ref.request(data)
+        reply = self.ref.request(data)
+        self.out += reply
+        self.in_flight.append([len(data), len(reply)])
+        if len(self.in_flight) > len(self.max_in_flight):
+            self.max_in_flight = [r for r, _ in self.in_flight]
 
     def flush(self):
         pass
 
     def read(self, n):
         data, self.out = self.out[:n], self.out[n:]
+        left = len(data)
+        while left and self.in_flight:             # a request is answered once its reply is read
+            take = min(left, self.in_flight[0][1])
+            self.in_flight[0][1] -= take
+            left -= take
+            if self.in_flight[0][1] == 0:
+                self.in_flight.pop(0)
         return data
 
     def close(self):
@@ -209,3 +222,27 @@ def test_config_reply_carries_every_field():
     a, _, _ = models()
     with pytest.raises(GxnorError, match=r"gated 1 > 0"):
         load_model(link, a)
+
+
+def test_host_keeps_requests_in_flight_within_the_queue():
+    """run_board sends ahead as far as the board's queue (INFO) allows, never beyond it, and the
+    results are exact; BENCH through the host: cycles checked against the cycle model, images/s
+    from the board's clock and the span."""
+    a, b, _ = models()
+    ref, env = ref_board(a, b)
+    ref.queue, ref.bench, ref.clk_hz = 150, True, 50_000_000
+    fake = FakeSerial(ref)
+    link = BoardLink("fake", ser=fake)
+    imgs = np.random.default_rng(SEED).integers(0, 256, (6, 1, 8, 8), dtype=np.uint8)
+    out = run_board(link, a, imgs, a.default_tau, lanes=LANES)
+    assert out["mismatches"] == 0 and out["images"] == 6 and out["in_flight_bytes"] == 150
+    assert len(fake.max_in_flight) == 2 and sum(fake.max_in_flight) <= 150, fake.max_in_flight
+    ref.span = 12_345
+    rep = bench_board(link, a, imgs[0], a.default_tau, 7, lanes=LANES)
+    from rtl.engine.schedule import cycles
+    per = int(cycles(a, imgs[:1], a.default_tau, lanes=LANES)[0])
+    assert rep["cycles"] == rep["cycles_expected"] == 7 * per and rep["runs"] == 7
+    assert rep["images_per_s"] == 7 * 50_000_000 / 12_345
+    ref.bench = False
+    with pytest.raises(GxnorError, match="no BENCH request"):
+        bench_board(link, a, imgs[0], a.default_tau, 7)

@@ -83,3 +83,67 @@ def test_ref_board_rules():
     assert b.request(b"\xa5") == P.error(P.E_TIMEOUT, 0)
     assert b.request(b"") == b""
     assert P.parse_reply(P.decode(b.request(P.info()))[0]).tau == -8
+
+
+def test_info_v4_and_older_boards():
+    """INFO carries the clock and the queue; a board of an older protocol is refused in one line
+    that says so (its INFO is shorter: the version byte is checked first)."""
+    i = P.parse_reply(P.decode(P.info_reply(10, 784, 9, -3, P.F_MODEL | P.F_BENCH, 65_000_000, 512))[0])
+    assert (i.clk_hz, i.queue, i.has_bench, i.has_model, i.loadable) == (65_000_000, 512, True, True, False)
+    v3 = P.encode(P.R_INFO, bytes([3, 10, 16, 3, 9]) + (0).to_bytes(4, "little") + bytes([2]))
+    with pytest.raises(GxnorError, match=r"protocol version 3, an older one than this host's 4: rebuild") as e:
+        P.parse_reply(P.decode(v3)[0])
+    assert "\n" not in str(e.value)
+    with pytest.raises(GxnorError, match="a newer one"):
+        P.parse_reply(P.decode(P.encode(P.R_INFO, bytes([9]) + bytes(15)))[0])
+
+
+def test_bench_reference_rules():
+    model = random_model("f,d4", (1, 3, 3), seed=3)
+
+    def infer(pixels, tau):
+        r = run(model, pixels.reshape(1, 1, 3, 3), tau)
+        return r.logits[0], int(r.predictions[0]), {"cycles": 17, "events": 1, "fired": 1, "skipped": 0}
+
+    img = np.arange(9, dtype=np.uint8) * 20
+    assert P.RefBoard(infer, 4, 9, 4).request(P.bench(2, img)) == P.error(P.E_BAD_TYPE, P.T_BENCH)
+    b = P.RefBoard(infer, 4, 9, 4, bench=True, clk_hz=1000, queue=64)
+    with pytest.raises(AssertionError, match="span"):
+        b.request(P.bench(2, img))
+    b.span = 40
+    rep = P.parse_reply(P.decode(b.request(P.bench(2, img)))[0])
+    assert rep == P.Bench(2, 34, 40, int(run(model, img.reshape(1, 1, 3, 3), 0).predictions[0]))
+    assert b.request(P.bench(0, img)) == P.error(P.E_BAD_VALUE, P.T_BENCH)
+    bad = bytearray(P.bench(3, img))
+    bad[9] ^= 1
+    assert b.request(bytes(bad)) == P.error(P.E_BAD_CRC, P.T_BENCH)
+    assert b.request(P.encode(P.T_BENCH, bytes(9))) == P.error(P.E_BAD_LENGTH, P.T_BENCH)
+    assert b.request(P.bench(1, img)[:8]) == P.error(P.E_TIMEOUT, P.T_BENCH)
+    assert P.parse_reply(P.decode(b.request(P.info()))[0]).flags == P.F_MODEL | P.F_BENCH
+    with pytest.raises(GxnorError, match="u32"):
+        P.bench(1 << 32, img)
+
+
+def test_window_rule():
+    assert P.window_ok([], 900, 512)                     # alone: the board takes it as it arrives
+    assert P.window_ok([200], 300, 512) and not P.window_ok([200], 313, 512)
+    assert not P.window_ok([10], 10, 0)
+
+
+def test_fastest_baud_per_usb_uart():
+    """The fastest FTDI-exact baud the board's UART makes within 2 %, checked against every
+    exact FTDI rate by brute force (none faster is legal)."""
+    from fpga.uart import USB_UART, baud_divisor, fastest_baud, ftdi_bauds
+    assert ftdi_bauds(3_000_000)[:4] == [3_000_000, 2_000_000, 1_500_000, 3_000_000 / 2.125]
+    assert fastest_baud("ulx3s", 65e6) == (3_000_000, 22)
+    assert fastest_baud("icebreaker", 30e6) == (6_000_000, 5)
+    assert fastest_baud("icebreaker", 12e6) == (3_000_000, 4)
+    for board, (_, base) in USB_UART.items():
+        for clk in (12e6, 21e6, 22.125e6, 25.125e6, 30e6, 36e6, 50e6, 65e6, 100e6):
+            baud, div = fastest_baud(board, clk)
+            assert baud <= base and div == baud_divisor(clk, baud)
+            for faster in (b for b in ftdi_bauds(base) if b > baud):
+                with pytest.raises(ValueError):
+                    baud_divisor(clk, faster)
+    with pytest.raises(ValueError, match="no USB UART"):
+        fastest_baud("arty", 1e8)
