@@ -7,6 +7,16 @@ from .common import (add_tau_options, check_count, check_new_output, load_engine
                      resolve_tau, tool_log)
 
 
+def _baud(text):
+    if text == "max":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        import argparse
+        raise argparse.ArgumentTypeError(f"not a baud rate: {text!r} (an integer, or max)") from None
+
+
 def register(sub):
     b = sub.add_parser("build", help="build an FPGA bitstream (UART link + engine) and report utilisation and Fmax")
     b.add_argument("--board", required=True, choices=["icebreaker", "ulx3s"])
@@ -21,7 +31,9 @@ def register(sub):
     b.add_argument("--clock", type=float, default=None, metavar="MHZ",
                    help="run on the board PLL at this frequency (default: the oscillator, 12/25 MHz); "
                         "the build fails with the margin if Fmax is below it")
-    b.add_argument("--baud", type=int, default=115200, help="UART baud rate (default 115200)")
+    b.add_argument("--baud", type=_baud, default=115200,
+                   help="UART baud rate (default 115200), or 'max': the fastest the board's USB UART "
+                        "makes that the board's clock reaches within 2%% (the report says which)")
     b.add_argument("-o", "--out", default=None,
                    help="build directory, empty or missing unless --force (default build/fpga/<board>-<model>-P<lanes>, "
                         "a cache replaced by every build and emptied by gxnor clean --fpga)")
@@ -44,6 +56,9 @@ def register(sub):
                    help="engine lanes of the build: also compare the cycle and event counters exactly")
     h.add_argument("--limit", type=int, default=None, help="send only the first N images")
     h.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for each reply")
+    h.add_argument("--bench", type=int, default=None, metavar="N",
+                   help="also run the first image N times on the board (BENCH request): the engine's "
+                        "images/s on hardware, without the link")
     h.add_argument("--json", action="store_true")
     h.set_defaults(func=cmd_board)
 
@@ -71,7 +86,7 @@ def cmd_build(args):
 
 
 def cmd_board(args):
-    from fpga.host import BoardLink, load_model, run_board
+    from fpga.host import BoardLink, bench_board, load_model, run_board
     model = load_engine_model(args.model)
     check_count("--limit", args.limit, 1)
     images, labels = modelfile.load_inputs(args.inputs, model)
@@ -94,6 +109,8 @@ def cmd_board(args):
                             progress=lambda n: bar.update(n - bar.n))
         finally:
             bar.close()
+        out["bench"] = (bench_board(link, model, images[0], tau, args.bench, lanes=args.lanes)
+                        if args.bench is not None else None)
     finally:
         link.close()
     out["load"] = loaded
@@ -113,6 +130,11 @@ def cmd_board(args):
         print("mean counters per image: " + ", ".join(f"{k} {v:.1f}" for k, v in out["counters_mean"].items()))
         for m in out["first_mismatches"]:
             print(f"  image {m['image']}: {', '.join(m['what'])}")
+        b = out["bench"]
+        if b:
+            rate = f"{b['images_per_s']:,.1f} images/s" if b["images_per_s"] else "images/s n/a"
+            print(f"bench: {b['runs']} runs of image 0, {b['cycles_per_image']:,.1f} engine cycles and "
+                  f"{b['span_per_image']:,.1f} clock cycles per image at {b['clk_hz'] / 1e6:.3f} MHz: {rate}")
     if out["mismatches"]:
         raise GxnorError(f"{out['mismatches']} of {out['images']} images differ from golden (first: image "
                          f"{out['first_mismatches'][0]['image']}: {', '.join(out['first_mismatches'][0]['what'])})")

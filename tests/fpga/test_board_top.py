@@ -140,9 +140,10 @@ def test_cocotb(engine):
 
 
 def test_host_tool_through_pty():
-    """`gxnor board --load` against the simulated loadable board: a pseudo-terminal bridged to the
-    UART pins; loads the second model (other classes and pixels) and runs it with several images
-    in flight (the board's queue), exact vs golden."""
+    """`gxnor board --load --bench 3` against the simulated loadable board: a pseudo-terminal bridged
+    to the UART pins; loads the second model (other classes and pixels) and runs it with several
+    images in flight (the board's queue), exact vs golden, then BENCH: summed cycles exact against
+    the cycle model, images/s from the board's clock."""
     import json
     import sys
     _, build_dir, _ = generate("loadable")
@@ -158,7 +159,7 @@ def test_host_tool_through_pty():
     out = work / "host_out.txt"
     argv = ["board", "--port", "{port}", "--model", str(build_dir / "load0.gxm"), "--load", "--inputs",
             str(work / "inputs.npz"), "--lanes", str(LANES), "--tau-int", str(lo), "--json",
-            "--timeout", "120"]
+            "--timeout", "120", "--bench", "3"]
     ran = run_board("loadable", {"GXNOR_HOST_ARGV": json.dumps(argv), "GXNOR_HOST_OUT": out,
                                  "GXNOR_PYTHON": sys.executable, "GXNOR_REPO": toolchain.REPO_ROOT,
                                  "COCOTB_TEST_FILTER": "test_host_tool"})
@@ -169,4 +170,8 @@ def test_host_tool_through_pty():
     assert rep["images"] == 6 and rep["mismatches"] == 0 and rep["error_replies"] == 0, rep
     assert rep["load"]["frames"] >= 1 and rep["load"]["records"] > 0
     assert rep["accuracy"] == 5 / 6 and rep["tau"] == lo and rep["in_flight_bytes"] == QUEUE
+    b = rep["bench"]
+    want = int(cycles(model, imgs[:1], lo, lanes=LANES)[0])
+    assert b["runs"] == 3 and b["cycles"] == b["cycles_expected"] == 3 * want and b["clk_hz"] == CLK
+    assert b["span"] >= b["cycles"] and b["images_per_s"] == 3 * CLK / b["span"]
     assert rep["counters_total"]["cycles"] == int(cycles(model, imgs, lo, LANES).sum())
