@@ -14,7 +14,8 @@ DATASET (``mnist5k``, ``digits``; golden.data), at the model's default tau, with
 * link-limited images/s with requests queued (protocol 4: the board's receive FIFO holds the next
   request while it computes and replies): per image ``max(10 (L + 5) / baud, cycles / clock +
   10 (4 K + 22) / baud)``, ``L`` = ``n`` bytes of 8-bit pixels, or ``ceil(n / 4)`` for 2-bit code
-  frames (designed; they need engine v2's ``codes`` input);
+  frames (designed; they need engine v2's ``codes`` input); also at the fastest baud of the
+  board's USB UART that the build's clock reaches (``fpga.uart.fastest_baud``);
 * dense-equivalent GOPS: ``2 x dense MACs per image x images/s`` (golden work accounting), and
   GOPS per thousand LUTs (iCE40 LCs / ECP5 LUT4s).
 """
@@ -28,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fpga.uart import baud_divisor  # noqa: E402
+from fpga.uart import baud_divisor, fastest_baud  # noqa: E402
 from golden import modelfile  # noqa: E402
 from rtl.engine.schedule import cycles  # noqa: E402
 from golden.forward import run  # noqa: E402
@@ -151,7 +152,14 @@ def figures(report, model, images, bauds):
         out[f"ips_engine_{tag}"] = ips
         out[f"gops_{tag}"] = 2 * dense * ips / 1e9
         out[f"gops_per_klut_{tag}"] = out[f"gops_{tag}"] / (out["logic"] / 1000)
-    for b in bauds:
+    fast = fastest_baud(report["board"], clk)[0]
+    out["baud_max"] = fast
+    for b in list(bauds) + ["max"]:
+        if b == "max":
+            board_s = cyc / clk + 10 * (4 * k + 22) / fast
+            for tag, L in (("pixels", n), ("codes", -(-n // 4))):
+                out[f"ips_queued_{tag}_max"] = 1 / np.maximum(10 * (L + 5) / fast, board_s).mean()
+            continue
         try:
             baud_divisor(clk, b)
             legal = True
@@ -203,7 +211,8 @@ def main(argv=None):
     head = ("| board | model | weights | P | LUT/LC | BRAM | SPRAM | DSP | clock (PLL) | Fmax | cycles/img "
             "| img/s engine @clock | img/s engine @Fmax | " +
             " | ".join(f"img/s UART {b}" for b in args.baud) + " | " +
-            " | ".join(f"img/s queued {b} (pixels / codes)" for b in args.baud) + " | GOPS @Fmax | GOPS/kLUT @Fmax |")
+            " | ".join(f"img/s queued {b} (pixels / codes)" for b in args.baud) +
+            " | fastest baud: img/s queued (pixels / codes) | GOPS @Fmax | GOPS/kLUT @Fmax |")
     print(head)
     print("|" + "---|" * (head.count("|") - 1))
     for o in rows:
@@ -214,7 +223,8 @@ def main(argv=None):
         print(f"| {o['board']} | {o['model']} | {o['weights']} | {o['lanes']} | {o['logic']}/{o['logic_avail']} | "
               f"{o['bram']}/{o['bram_avail']} | {o['spram'] if o['spram'] is not None else 'n/a'} | {o['dsp']} | "
               f"{o['clock_mhz']:.3f} MHz | {o['fmax_mhz']:.2f} MHz | {o['cycles_mean']:.0f} | "
-              f"{o['ips_engine_clk']:.0f} | {o['ips_engine_fmax']:.0f} | {uart} | {queued} | {o['gops_fmax']:.3f} | "
+              f"{o['ips_engine_clk']:.0f} | {o['ips_engine_fmax']:.0f} | {uart} | {queued} | {o['baud_max']:,.0f}: "
+              f"{o['ips_queued_pixels_max']:.1f} / {o['ips_queued_codes_max']:.1f} | {o['gops_fmax']:.3f} | "
               f"{o['gops_per_klut_fmax']:.4f} |")
     if any(not o[f"uart_legal_{b}"] for o in rows for b in args.baud):
         print("\n\\* this baud rate has no integer divisor within 2% at the build's clock (fpga.uart): "
