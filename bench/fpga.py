@@ -11,10 +11,12 @@ DATASET (``mnist5k``, ``digits``; golden.data), at the model's default tau, with
   ``10 (n + 5) / baud`` in, ``(cycles - n) / Fmax`` of engine work after the last pixel (the input
   quantizer takes pixels as they arrive), ``10 (4 K + 22) / baud`` out, at the build's clock; a baud with no
   legal divisor at that clock (fpga.uart.baud_divisor) is marked ``*``;
-* link-limited images/s with requests queued (protocol 4: the board's receive FIFO holds the next
-  request while it computes and replies): per image ``max(10 (L + 5) / baud, cycles / clock +
-  10 (4 K + 22) / baud)``, ``L`` = ``n`` bytes of 8-bit pixels, or ``ceil(n / 4)`` for 2-bit code
-  frames (designed; they need engine v2's ``codes`` input); also at the fastest baud of the
+* link-limited images/s with requests queued (protocol 4: the board's receive FIFO, ``queue``
+  bytes, holds the next request while it computes and replies): per image ``max(10 (L + 5) / baud,
+  cycles / clock + 10 (4 K + 22) / baud)`` when two frames fit the queue (``2 (L + 5) <= queue``),
+  else the one-in-flight time above with ``L`` bytes in; ``L`` = ``n`` bytes of 8-bit pixels, or
+  ``ceil(n / 4)`` for 2-bit code frames (designed; they need engine v2's ``codes`` input); ``queue``
+  from the report (older reports: ``fpga.top.RX_QUEUE`` of the board's family); also at the fastest baud of the
   board's USB UART that the build's clock reaches (``fpga.uart.fastest_baud``);
 * dense-equivalent GOPS: ``2 x dense MACs per image x images/s`` (golden work accounting), and
   GOPS per thousand LUTs (iCE40 LCs / ECP5 LUT4s).
@@ -29,6 +31,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from fpga.build import FAMILIES  # noqa: E402
+from fpga.top import RX_QUEUE  # noqa: E402
 from fpga.uart import baud_divisor, fastest_baud  # noqa: E402
 from golden import modelfile  # noqa: E402
 from rtl.engine.schedule import cycles  # noqa: E402
@@ -153,12 +157,18 @@ def figures(report, model, images, bauds):
         out[f"gops_{tag}"] = 2 * dense * ips / 1e9
         out[f"gops_per_klut_{tag}"] = out[f"gops_{tag}"] / (out["logic"] / 1000)
     fast = fastest_baud(report["board"], clk)[0]
-    out["baud_max"] = fast
+    queue = report.get("queue") or RX_QUEUE[FAMILIES[report["board"]]]
+    out["baud_max"], out["queue"] = fast, queue
+
+    def queued(L, b):
+        """Mean seconds per image with ``L``-byte requests at baud ``b`` (two in flight if they fit)."""
+        if 2 * (L + 5) <= queue:
+            return np.maximum(10 * (L + 5) / b, cyc / clk + 10 * (4 * k + 22) / b).mean()
+        return (10 * (L + 5) / b + (cyc - n) / clk + 10 * (4 * k + 22) / b).mean()
     for b in list(bauds) + ["max"]:
         if b == "max":
-            board_s = cyc / clk + 10 * (4 * k + 22) / fast
             for tag, L in (("pixels", n), ("codes", -(-n // 4))):
-                out[f"ips_queued_{tag}_max"] = 1 / np.maximum(10 * (L + 5) / fast, board_s).mean()
+                out[f"ips_queued_{tag}_max"] = 1 / queued(L, fast)
             continue
         try:
             baud_divisor(clk, b)
@@ -168,9 +178,8 @@ def figures(report, model, images, bauds):
         t = 10 * (n + 5) / b + (cyc - n).mean() / clk + 10 * (4 * k + 22) / b
         out[f"ips_uart_{b}"] = 1 / t
         out[f"uart_legal_{b}"] = legal
-        board_s = cyc / clk + 10 * (4 * k + 22) / b
         for tag, L in (("pixels", n), ("codes", -(-n // 4))):
-            out[f"ips_queued_{tag}_{b}"] = 1 / np.maximum(10 * (L + 5) / b, board_s).mean()
+            out[f"ips_queued_{tag}_{b}"] = 1 / queued(L, b)
     return out
 
 

@@ -90,7 +90,7 @@ def make_design(model, lanes, weights="baked", baud=DEFAULT_BAUD, envelope=(), c
     ``baud="max"``: the fastest baud the board's USB UART makes that the board's UART reaches at
     its clock (:func:`fpga.uart.fastest_baud`). The board top gets the ``BENCH`` image buffer
     when the memory plan has room for it (always on the ECP5; iCE40: :func:`memory_plan` with
-    ``bench``), and the receive FIFO of :data:`fpga.top.RX_FIFO_DEPTH` bytes.
+    ``bench``), and the receive FIFO of :data:`fpga.top.RX_QUEUE` bytes for its family.
 
     ``weights="loadable"``: the engine's envelope covers ``model`` and every model in ``envelope``;
     it starts with ``model``'s weights and takes others over LOAD frames. ``clock`` (Hz): the PLL
@@ -99,7 +99,7 @@ def make_design(model, lanes, weights="baked", baud=DEFAULT_BAUD, envelope=(), c
     from rtl.engine.config import EngineConfig, check_lanes
     from rtl.engine import Engine
 
-    from .top import BoardDesign, BoardTop
+    from .top import RX_FIFO_DEPTH, RX_QUEUE, BoardDesign, BoardTop
     if weights not in WEIGHTS:
         raise GxnorError(f"--weights {weights!r}: choose one of {', '.join(WEIGHTS)}")
     if envelope and weights != "loadable":
@@ -125,7 +125,8 @@ def make_design(model, lanes, weights="baked", baud=DEFAULT_BAUD, envelope=(), c
             b = fastest_baud(board, clk_freq)[0] if baud == "max" else baud
             return BoardTop(Engine(cfg, model, spram=spram), classes=model.num_classes,
                             pixels=int(np.prod(model.input_shape)), tau_init=model.default_tau,
-                            clk_freq=clk_freq, baud=b, loadable=weights == "loadable", bench=bench)
+                            clk_freq=clk_freq, baud=b, loadable=weights == "loadable", bench=bench,
+                            rx_depth=RX_QUEUE.get(family, RX_FIFO_DEPTH))
         except ValueError as e:
             raise GxnorError(str(e)) from None
     return BoardDesign(make_top, clock=clock, family=family), cfg
@@ -137,10 +138,10 @@ def memory_plan(cfg, board, weights="baked", bench=False):
     from rtl.mem import UP5K_EBR, plan
     if FAMILIES.get(board) != "ice40":
         return {"banks": {}, "ebr": None, "spram": 0, "fits": None, "detail": {}}
-    # the board top's UART receive FIFO (fpga.top.RX_FIFO_DEPTH x 8, 512 per EBR) and, with
+    # the board top's UART receive FIFO (fpga.top.RX_QUEUE x 8, 512 per EBR) and, with
     # bench, the BENCH image buffer
-    from .top import RX_FIFO_DEPTH
-    extra = {"rx_fifo": -(-RX_FIFO_DEPTH // 512)}
+    from .top import RX_QUEUE
+    extra = {"rx_fifo": -(-RX_QUEUE["ice40"] // 512)}
     if bench:
         extra["bench"] = -(-cfg.pixels // 512)
     return plan(cfg, preload=weights == "baked", ebr=UP5K_EBR, extra=extra)

@@ -14,9 +14,12 @@ from .link import Link
 from .uart import Uart, baud_divisor
 
 # The receive FIFO holds the requests that arrive while the link works or replies (INFO's
-# ``queue``): 512 bytes are one iCE40 EBR in its 512x8 mode (the 16 of protocol v3 took one too)
-# and one ECP5 DP16KD; a 2-bit code frame of a 28x28 image (201 bytes) fits twice.
+# ``queue``), one block RAM per family: iCE40 512 bytes (an EBR in its 512x8 mode; the 16 of
+# protocol v3 took one too), ECP5 2048 (a DP16KD in 2048x9). A host keeps two requests in flight
+# when both fit: 28x28 8-bit image frames (789 bytes) on the ECP5, their 2-bit code frames (201)
+# on both.
 RX_FIFO_DEPTH = 512
+RX_QUEUE = {"ice40": 512, "ecp5": 2048}
 
 
 def engine_widths(engine):

@@ -206,6 +206,6 @@ def test_bench_buffer_when_the_plan_has_room_and_max_baud():
         top = design.make_top(clk)
         top._MustUse__silence = True
         assert top.link_args["bench"] is bench, (model.name, board)
-        assert top.baud == fastest_baud(board, clk)[0] and top.rx_depth == 512
+        assert top.baud == fastest_baud(board, clk)[0] and top.rx_depth == {"icebreaker": 512, "ulx3s": 2048}[board]
     with pytest.raises(GxnorError, match="--baud must be"):
         B.make_design(cnn, 2, board="icebreaker", baud=0)
