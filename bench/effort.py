@@ -24,8 +24,8 @@ Conditions (gated-cnn, mnist5k, distilled from the teacher):
 gated runs at tau 0, the k run at k 16), exports it to golden and runs golden on the validation and
 test splits over the knob's grid. The static-mask control of a gated model at a grid point is that
 model with its gates replaced by constant gates (weights 0, bias +-1): in each gated layer the ``m``
-kernels most often on over the training images (ties: lower index), ``m`` the mean number on at that
-point, so its MACs match; its thresholds are the gated model's. At each MAC budget (50%, 37% of
+kernels most often on over the first 1,000 training images (ties: lower index), ``m`` the mean number
+on there at that point, so its MACs match; its thresholds are the gated model's. At each MAC budget (50%, 37% of
 dense) the point of each condition is the one with the best validation accuracy among those whose
 validation MAC fraction is within the budget; test accuracies are reported as mean +- sd over seeds
 with paired (same seed) differences. Committed per seed into ``--zoo``: ``gated.gxm`` (the ``tau``
@@ -52,8 +52,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 
 VAL = 500
-TAUS = [-4.0, -3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0, 4.0]     # the trained (published) range
-TAUS_OUTSIDE = [6.0, 8.0]                                      # beyond it, reported apart
+TAUS = [-4.0, -2.0, 0.0, 2.0, 4.0]                # the trained (published) range
+TAUS_OUTSIDE = [8.0]                               # beyond it, reported apart
+MASK_IMAGES = 1000                                 # training images that choose a static mask
 KS = [4, 6, 8, 10, 12, 14, 16, 20, 24, 32]
 BUDGETS = (0.50, 0.37)
 CONDITIONS = ("tau", "k", "static-l0", "ungated", "float")
@@ -139,6 +140,31 @@ def _loaded(root, seed, cond):
     return cfg, net
 
 
+def matched_taus(model):
+    """Static-L0 thresholds whose MACs are the largest at or below each MAC fraction of the k grid
+    (the k cell's points; its non-gated layers included): the static-L0 control at matched MACs.
+    With input-independent gates (log-alpha = bias) the MACs of a tau follow from the biases."""
+    gated = [(i, l) for i, l in enumerate(model.layers) if getattr(l, "gate", None) is not None]
+    dense = sum(model.shapes[i + 1][1] * model.shapes[i + 1][2] * l.fan_in * l.out_channels
+                if len(model.shapes[i + 1]) == 3 else l.fan_in * l.out_channels
+                for i, l in enumerate(model.layers) if hasattr(l, "fan_in"))
+    kmacs = {i: model.shapes[i + 1][1] * model.shapes[i + 1][2] * l.fan_in for i, l in gated}
+    every = sum(kmacs[i] * l.out_channels for i, l in gated)
+    cands = sorted({int(b) for _, l in gated for b in l.gate.bias} | {model.tau_range[0]})
+
+    def frac(t):
+        return (dense - every + sum(kmacs[i] * int((l.gate.bias > t).sum()) for i, l in gated)) / dense
+    k_fracs = [(dense - every + sum(kmacs[i] * min(k, l.out_channels) for i, l in gated)) / dense for k in KS]
+    out = []
+    for target in k_fracs:
+        ok = [t for t in cands if frac(t) <= target + 1e-12]
+        if ok:
+            t = min(ok, key=lambda t: (target - frac(t), t))
+            if t not in out:
+                out.append(t)
+    return out
+
+
 def static_mask_net(net, model, xtr, tau, k):
     """The gated torch net with its gates replaced by constant ones (see module docstring)."""
     import torch
@@ -166,7 +192,7 @@ def evaluate_seed(root, seed, refresh=False):
     """Every finished condition of a seed; each cached in ``ROOT/s<seed>-<cond>/effort.json``
     (recomputed when its checkpoint changes)."""
     out = {"seed": seed}
-    for cond in CONDITIONS:
+    for cond in ("k", "ungated", "float", "static-l0", "tau"):
         run_dir = os.path.join(root, f"s{seed}-{cond}")
         if not os.path.exists(os.path.join(run_dir, "metrics.json")):
             continue
@@ -199,12 +225,14 @@ def evaluate_condition(root, seed, cond):
     model = to_golden(net)
     if cond == "ungated":
         return {"val": _point(model, xv, yv, None, None), "test": _point(model, xt, yt, None, None)}
-    xtr = load_data(cfg, "train")[0]
+    xtr = load_data(cfg, "train")[0][:MASK_IMAGES]
     bottom = model.tau_range[0]
     lo, hi = model.tau_range                 # a tau beyond the register: its end (every gate off at the top)
     grid = ([("tau", t, min(max(math.floor(t * (1 << model.gate_frac_bits)), lo), hi), None)
              for t in TAUS + TAUS_OUTSIDE]
             if cond != "k" else [("k", kk, bottom, kk) for kk in KS])
+    if cond == "static-l0":
+        grid += [("matched", tau / float(1 << model.gate_frac_bits), tau, None) for tau in matched_taus(model)]
     grid.append(("all-on", None, bottom, None))
     rows = []
     for kind, knob, tau, k in grid:
@@ -213,7 +241,7 @@ def evaluate_condition(root, seed, cond):
         if cond != "static-l0" and kind != "all-on":
             snet, masks = static_mask_net(net, model, xtr, tau, k)
             smodel = to_golden(snet)
-            row["static_mask"] = {"val": _point(smodel, xv, yv, 0, None), "test": _point(smodel, xt, yt, 0, None),
+            row["static_mask"] = {"test": _point(smodel, xt, yt, 0, None),
                                   "kernels_on": {str(i): int(m.sum()) for i, m in masks.items()}}
         rows.append(row)
         print(f"  s{seed} {cond} {kind} {knob}: val {100 * row['val']['accuracy']:.1f}% test "
@@ -454,18 +482,20 @@ def write_zoo(root, results, zoo):
         os.makedirs(d, exist_ok=True)
         cmds = {c: "gxnor " + " ".join(run_argv(root, seed, c, _epochs(root, seed, c)))
                 for c in ("tau", "k", "ungated") if c in r}
-        entries = []
+        entries, loaded = [], {}
         g50 = choose([x for x in r.get("tau", []) if x["kind"] != "all-on"], 0.50)
         k50 = choose([x for x in r.get("k", []) if x["kind"] != "all-on"], 0.50)
         for name, cond, row in (("gated", "tau", g50), ("static", "tau", g50), ("ungated", "ungated", None),
                                 ("k", "k", k50), ("k-static", "k", k50)):
             if cond not in r or (cond != "ungated" and row is None):
                 continue
-            cfg, net = _loaded(root, seed, cond)
+            if cond not in loaded:
+                loaded[cond] = _loaded(root, seed, cond)
+            cfg, net = loaded[cond]
             xt, _ = load_data(cfg, "test")
             if name in ("static", "k-static"):
                 model0 = to_golden(net)
-                net, _ = static_mask_net(net, model0, load_data(cfg, "train")[0], row["tau_int"], row["k"])
+                net, _ = static_mask_net(net, model0, load_data(cfg, "train")[0][:MASK_IMAGES], row["tau_int"], row["k"])
                 model = to_golden(net, default_tau=0.0, name=f"effort-s{seed}-{name}")
             elif name == "gated":
                 model = to_golden(net, default_tau=row["knob"], name=f"effort-s{seed}-gated")
