@@ -3,8 +3,8 @@
 from golden import modelfile
 from golden.errors import GxnorError
 
-from .common import (add_tau_options, check_count, check_new_output, load_engine_model, note, print_json, progress_bar,
-                     resolve_tau, tool_log)
+from .common import (add_tau_options, check_count, check_new_output, elapsed, load_engine_model, note, print_json,
+                     progress_bar, resolve_tau, tool_log, verbose)
 
 
 def _baud(text):
@@ -76,7 +76,8 @@ def cmd_build(args):
              "synthesis and place-and-route take a few minutes")
     import os
     logs = os.path.join(os.environ.get("GXNOR_BUILD_DIR") or "build", "logs")
-    with tool_log(os.path.join(logs, f"build-{args.board}-{model.name}-P{args.lanes}.log")):
+    with tool_log(os.path.join(logs, f"build-{args.board}-{model.name}-P{args.lanes}.log")) as term, \
+            elapsed("build (synthesis, place and route)", not args.json and not verbose(), file=term):
         report = build(args.board, model, args.lanes, args.weights, args.out, args.baud, envelope,
                        None if args.clock is None else args.clock * 1e6, plan_check=not args.no_plan_check)
     if args.json:

@@ -1,6 +1,7 @@
 """``gxnor train``, ``gxnor export``, ``gxnor sweep``: quantization-aware training (Brevitas), export
 to the bit-exact golden model (checked at export time), and the accuracy-vs-effort sweep."""
 
+import contextlib
 import json
 import os
 import shlex
@@ -8,7 +9,7 @@ import sys
 
 from golden.errors import GxnorError
 
-from .common import atomic_file, check_count, check_new_output, print_json, quiet
+from .common import atomic_file, check_count, check_new_output, print_json, progress_bar, quiet
 
 
 def register(sub):
@@ -424,6 +425,16 @@ def cmd_export(args):
               f"{out['qonnx']['images_checked']} test images")
 
 
+@contextlib.contextmanager
+def _rows_bar(total, unit, json_out):
+    """A progress bar over the sweep's rows (off with --json, -q or no terminal)."""
+    bar = progress_bar(total, "sweep", not json_out, unit=unit)
+    try:
+        yield lambda n: bar.update(n - bar.n)
+    finally:
+        bar.close()
+
+
 def _check_plot_name(path, force):
     """Before any work: the plot's format (by its extension) is one matplotlib writes, and the file
     may be written."""
@@ -451,10 +462,12 @@ def cmd_sweep(args):
             raise GxnorError("--ks sweeps the competition register at the model's default tau; drop --taus")
         for k in args.ks:
             model.check_k(k)
-        rows = sweep_k(model, images, labels, args.ks)
+        with _rows_bar(len(args.ks), "k", args.json) as tick:
+            rows = sweep_k(model, images, labels, args.ks, progress=tick)
     else:
         taus = args.taus if args.taus is not None else default_taus()
-        rows = sweep(model, images, labels, taus)
+        with _rows_bar(len(taus), "tau", args.json) as tick:
+            rows = sweep(model, images, labels, taus, progress=tick)
     meta = model.meta or {}
     out = {"model": model.name, "images": int(len(images)), "gated": model.gated,
            "float_accuracy": meta.get("float_accuracy"), "ungated_accuracy": meta.get("ungated_accuracy"),

@@ -37,11 +37,13 @@ def tool_log(path):
     """Send everything the tools print (file descriptors 1 and 2: Verilator, cocotb, yosys, nextpnr,
     their subprocesses included) to the log file ``path`` while inside, unless -v, which leaves them
     on stderr (stdout's tool output goes to stderr then, so stdout carries only the report). A
-    GxnorError raised inside gets the log's path appended; the path is printed (unless -q)."""
+    GxnorError raised inside gets the log's path appended; the path is printed (unless -q).
+    Yields the terminal's stderr as a text file (for a progress display while the tools run)."""
     sys.stdout.flush()
     sys.stderr.flush()
     saved = os.dup(1), os.dup(2)
     log = None
+    term = os.fdopen(os.dup(saved[1]), "w")
     try:
         if verbose():
             os.dup2(2, 1)
@@ -51,7 +53,7 @@ def tool_log(path):
             os.dup2(log.fileno(), 1)
             os.dup2(log.fileno(), 2)
         try:
-            yield path
+            yield term
         except GxnorError as e:
             sys.stdout.flush()
             sys.stderr.flush()
@@ -65,6 +67,7 @@ def tool_log(path):
         os.dup2(saved[1], 2)
         os.close(saved[0])
         os.close(saved[1])
+        term.close()
         if log is not None:
             log.close()
             if os.path.getsize(path):
@@ -186,12 +189,37 @@ def resolve_tau(model, args):
     return model.default_tau
 
 
-def progress_bar(total, desc, enabled=True, unit="img"):
-    """A tqdm bar on stderr (disabled with -q, with --json, or when stderr is not a terminal); with
-    ``total`` None it shows the count and the elapsed time."""
+def progress_bar(total, desc, enabled=True, unit="img", file=None):
+    """A tqdm bar on stderr (or ``file``; disabled with -q, with --json, or when it is not a
+    terminal); with ``total`` None it shows the count and the elapsed time."""
     from tqdm import tqdm
-    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr,
-                disable=not enabled or quiet() or not sys.stderr.isatty(), leave=False)
+    file = file or sys.stderr
+    return tqdm(total=total, desc=desc, unit=unit, file=file,
+                disable=not enabled or quiet() or not file.isatty(), leave=False)
+
+
+@contextlib.contextmanager
+def elapsed(desc, enabled=True, file=None):
+    """An elapsed-time display for work of unknown length (a tqdm bar with no total, refreshed
+    every second by a thread while inside)."""
+    import threading
+    bar = progress_bar(None, desc, enabled, unit="s", file=file)
+    stop = threading.Event()
+
+    def tick():
+        while not stop.wait(1.0):
+            bar.refresh()
+
+    t = threading.Thread(target=tick, daemon=True)
+    if not bar.disable:
+        t.start()
+    try:
+        yield bar
+    finally:
+        stop.set()
+        if t.is_alive():
+            t.join()
+        bar.close()
 
 
 def load_engine_model(path):

@@ -16,17 +16,25 @@ import numpy as np
 from golden.forward import run
 
 
-def sweep(model, images, labels, taus, k="default"):
-    """One row per real tau (log-alpha units) at competition register ``k`` ("default": the model's)."""
+def sweep(model, images, labels, taus, k="default", progress=None):
+    """One row per real tau (log-alpha units) at competition register ``k`` ("default": the model's);
+    ``progress(rows_done)`` after each row."""
     rows = []
     for t in taus:
         rows.append(_row(model, images, labels, model.tau_from_log_alpha(t), k))
+        if progress:
+            progress(len(rows))
     return rows
 
 
-def sweep_k(model, images, labels, ks, tau=None):
+def sweep_k(model, images, labels, ks, tau=None, progress=None):
     """One row per competition register value ``k`` at integer ``tau`` (None: the model's default)."""
-    return [_row(model, images, labels, model.check_tau(tau), k) for k in ks]
+    rows = []
+    for k in ks:
+        rows.append(_row(model, images, labels, model.check_tau(tau), k))
+        if progress:
+            progress(len(rows))
+    return rows
 
 
 def _row(model, images, labels, tau, k):
