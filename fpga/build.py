@@ -148,19 +148,21 @@ def memory_plan(cfg, board, weights="baked", bench=False):
 
 
 REPORT = f"{NAME}.report.json"     # nextpnr --report: utilisation and Fmax per clock net, as JSON
-# nextpnr times nets by their names: the sync domain's clock is `cd_sync.clk` (the oscillator),
-# `$glbnet$cd_sync.clk` (a PLL output promoted to a global); a constant net it promotes to a global
-# (`$PACKER_GND_NET`, `..._$glb_clk`) is not a clock of the design.
-_CLOCK_NET = re.compile(r"^(?:\$glbnet\$)?cd_(\w+)\.clk$")
+# nextpnr times nets by their names: a domain's clock is `cd_<domain>.clk` when the platform makes
+# it (the oscillator: `cd_sync.clk`), `pll.clk` when fpga.pll.PllClock makes the sync domain (seen on
+# the ULX3S and iCEBreaker PLL builds), either with `$glbnet$` when promoted to a global net; a
+# constant net nextpnr promotes to a global (`$PACKER_GND_NET`, `..._$glb_clk`) is not a clock.
+_CLOCK_NET = re.compile(r"^(?:\$glbnet\$)?(?:cd_(\w+)|(pll))\.clk$")
 _CONSTANT_NET = re.compile(r"^\$PACKER_(?:GND|VCC)_NET")
 
 
 def clock_domain(net):
-    """The clock domain a nextpnr clock net belongs to (``"sync"`` for ``$glbnet$cd_sync.clk``),
+    """The clock domain a nextpnr clock net belongs to (``"sync"`` for ``cd_sync.clk`` and for the
+    PLL's ``$glbnet$pll.clk``),
     None for a constant net nextpnr also times, the net name itself for anything else."""
     m = _CLOCK_NET.match(net)
     if m:
-        return m.group(1)
+        return m.group(1) or "sync"
     return None if _CONSTANT_NET.match(net) else net
 
 

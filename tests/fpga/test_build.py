@@ -21,9 +21,10 @@ from sim.toolchain import VERILATOR_WAIVERS
 WAIVERS = {"engine_waivers": ENGINE_WAIVERS, "common_waivers": VERILATOR_WAIVERS}
 
 # nextpnr-ice40 --report of a PLL build (fields as nextpnr writes them; the constant net it times
-# and the PLL output's global-net name as on a real build, the oscillator build names `cd_sync.clk`)
+# and the PLL output's global-net name as on a real build (the ULX3S gated-cnn at 65 MHz names it
+# `$glbnet$pll.clk`), the oscillator build names `cd_sync.clk`)
 ICE40_REPORT = {
-    "fmax": {"$glbnet$cd_sync.clk": {"achieved": 11.503, "constraint": 12.00004768},
+    "fmax": {"$glbnet$pll.clk": {"achieved": 11.503, "constraint": 12.00004768},
              "$PACKER_GND_NET_$glb_clk": {"achieved": 412.0, "constraint": 12.00004768}},
     "utilization": {"ICESTORM_LC": {"available": 5280, "used": 3236},
                     "ICESTORM_RAM": {"available": 30, "used": 8},
@@ -42,7 +43,7 @@ ERROR: Unable to place cell 'x'
 
 def with_fmax(achieved, used=3236):
     r = json.loads(json.dumps(ICE40_REPORT))
-    r["fmax"]["$glbnet$cd_sync.clk"]["achieved"] = achieved
+    r["fmax"]["$glbnet$pll.clk"]["achieved"] = achieved
     r["utilization"]["ICESTORM_LC"]["used"] = used
     return r
 
@@ -59,8 +60,9 @@ def test_parse_nextpnr_report_names_the_domain():
     s = B.summarise(p)
     assert s["logic"]["used"] == 3236 and s["bram"]["used"] == 8 and s["spram"]["used"] == 0
     assert s["dsp"]["resource"] == "ICESTORM_DSP"
-    assert [B.clock_domain(n) for n in ("cd_sync.clk", "$glbnet$cd_sync.clk", "$PACKER_GND_NET",
-                                        "$PACKER_VCC_NET_$glb_clk", "pin_clk")] == ["sync", "sync", None, None, "pin_clk"]
+    assert [B.clock_domain(n) for n in ("cd_sync.clk", "$glbnet$cd_sync.clk", "$glbnet$pll.clk", "pll.clk",
+                                        "$PACKER_GND_NET", "$PACKER_VCC_NET_$glb_clk", "pin_clk")] == [
+        "sync", "sync", "sync", "sync", None, None, "pin_clk"]
     # two nets of one domain: the slower one is the domain's Fmax
     two = with_fmax(20.0)
     two["fmax"]["cd_sync.clk"] = {"achieved": 15.0, "constraint": 12.0}
