@@ -25,7 +25,7 @@ then answer ``NO_MODEL``, ``COMMIT`` is refused), every load error path, and rel
 
 Environment (set by tests/fpga/test_board_top.py): ``GXNOR_MODEL`` (.gxm), ``GXNOR_LANES``,
 ``GXNOR_DIVISOR``, ``GXNOR_TIMEOUT_BYTES``, ``GXNOR_ENGINE`` (``engine`` or ``standin``),
-``GXNOR_SEED``, ``GXNOR_CLK_HZ``, ``GXNOR_QUEUE`` (receive FIFO bytes), ``GXNOR_BENCH`` (1: built
+``GXNOR_SEED``, ``GXNOR_CLK_PS`` (clock period, default 10 ns), ``GXNOR_CLK_HZ``, ``GXNOR_QUEUE`` (receive FIFO bytes), ``GXNOR_BENCH`` (1: built
 with BENCH); ``GXNOR_ENVELOPE`` (EngineConfig JSON) and ``GXNOR_LOAD_MODELS`` (JSON list: a
 model inside the envelope, one outside) for a loadable build; ``GXNOR_HOST_ARGV`` (JSON list) makes :func:`test_host_tool` run the host tool on a
 pseudo-terminal bridged to the simulated pins.
@@ -48,7 +48,7 @@ from golden import modelfile
 from sim import uart_line
 
 DEFAULT_SEED = 20240612
-CLK_PS = 10_000
+CLK_PS = int(os.environ.get("GXNOR_CLK_PS", 10_000))        # testbench clock period
 
 
 class TB:
@@ -249,6 +249,57 @@ async def test_queued(dut):
         assert tb.sink.empty(), "extra bytes after the queued replies"
         tb.dut._log.info("round %d: %d requests in flight (%d bytes, queue %d), replies exact",
                          rnd, len(batch), sum(outstanding), tb.queue)
+
+
+@cocotb.test(skip=not os.environ.get("GXNOR_THROUGHPUT"))
+async def test_throughput(dut):
+    """End to end through the pins at the simulated baud (bench/link_sim.py): the images of
+    ``GXNOR_THROUGHPUT`` (.npz) sent as a host does (fpga.protocol.window_ok on the board's queue,
+    the next request as soon as a reply frees room), every reply byte-exact against the reference;
+    writes {images, seconds, images_per_s, steady_images_per_s} of simulated time to
+    ``GXNOR_THROUGHPUT_OUT``."""
+    from cocotb.utils import get_sim_time
+    tb = TB(dut, idle_bits=0)
+    await tb.reset()
+    await tb.exchange("set_tau", P.set_tau(tb.model.default_tau))
+    imgs = np.load(os.environ["GXNOR_THROUGHPUT"])["images"]
+    frames = [P.image(img) for img in imgs]
+    want = [tb.ref.request(fr) for fr in frames]
+    outstanding, done_t, got = [], [], []
+    dec = RawDecoder()
+    state = {"sent": 0}
+
+    async def sender():
+        while state["sent"] < len(frames):
+            fr = frames[state["sent"]]
+            if P.window_ok(outstanding, len(fr), tb.queue):
+                outstanding.append(len(fr))
+                state["sent"] += 1
+                await tb.src.write(fr)
+                await tb.src.wait()
+            else:
+                await Timer(tb.bit_ps, unit="ps")
+
+    t0 = get_sim_time("ps")
+    task = cocotb.start_soon(sender())
+    while len(got) < len(frames):
+        data = bytes(tb.sink.read_nowait())
+        if data:
+            for _ in dec.feed(data):
+                got.append(dec.last_raw)
+                done_t.append(get_sim_time("ps"))
+                outstanding.pop(0)
+        else:
+            await Timer(tb.bit_ps, unit="ps")
+    await task
+    for i, (g, w) in enumerate(zip(got, want)):
+        assert g == w, f"image {i}: reply {g.hex()} != reference {w.hex()} (seed {tb.seed})"
+    secs = (done_t[-1] - t0) * 1e-12
+    steady = (len(frames) - 1) / ((done_t[-1] - done_t[0]) * 1e-12) if len(frames) > 1 else None
+    with open(os.environ["GXNOR_THROUGHPUT_OUT"], "w") as f:
+        json.dump({"images": len(frames), "seconds": secs, "images_per_s": len(frames) / secs,
+                   "steady_images_per_s": steady, "clk_ps": CLK_PS, "divisor": tb.divisor,
+                   "queue": tb.queue}, f)
 
 
 async def busy_span(dut, stop):

@@ -135,8 +135,8 @@ def test_lint_clean(engine):
 
 @pytest.mark.parametrize("engine", ["standin", "engine", "loadable"])
 def test_cocotb(engine):
-    # info/tau, images, errors, queued, bench, load (loadable only, else skipped), host tool (skipped here)
-    assert run_board(engine) == 7
+    # info/tau, images, errors, queued, bench, throughput (skipped here), load (loadable only), host tool (skipped)
+    assert run_board(engine) == 8
 
 
 def test_host_tool_through_pty():

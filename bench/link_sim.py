@@ -1,0 +1,86 @@
+"""End-to-end images/s through the board protocol in simulation, at a real baud (issue 11 item 3).
+
+    python bench/link_sim.py [--model zoo/gated-cnn.gxm] [--lanes 4] [--clk-ns 15] [--divisor 22]
+                             [--queue 2048] [--images 6] [--dataset mnist5k]
+
+Builds the board top (UART, receive FIFO of ``--queue`` bytes, link, the real engine with the
+model baked in) with Verilator and runs ``sim/test_board_top.py::test_throughput``: the first
+``--images`` test images sent through the ``rx`` pin as a host does (protocol 4: the next request
+as soon as the queue has room for it), every reply byte-exact against the reference board; the
+rate is simulated time. Defaults: the ULX3S configuration near its 65 MHz / 3 Mbaud (15 ns clock,
+divisor 22: 3.03 Mbaud; cocotbext-uart needs a whole-ns bit, so 3 Mbaud exactly, 333.3 ns, cannot be
+simulated). Printed beside the formula of bench/fpga.py (queued, or one in flight when two
+frames do not fit the queue) for the same images, clock and baud.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from fpga.top import BoardTop  # noqa: E402
+from golden import modelfile  # noqa: E402
+from golden.data import load_dataset  # noqa: E402
+from rtl.engine import Engine  # noqa: E402
+from rtl.engine.config import EngineConfig  # noqa: E402
+from rtl.engine.schedule import cycles  # noqa: E402
+from sim import toolchain  # noqa: E402
+from tests.fpga.waivers import split_engine, waiver_args  # noqa: E402  (the board tests' lint set-up)
+
+
+def formula(model, images, lanes, clk, baud, queue):
+    """Seconds per image of bench/fpga.py's link model for these images (8-bit pixel frames)."""
+    cyc = cycles(model, images, model.default_tau, lanes=lanes)
+    n, k = int(np.prod(model.input_shape)), model.num_classes
+    if 2 * (n + 5) <= queue:
+        return float(np.maximum(10 * (n + 5) / baud, cyc / clk + 10 * (4 * k + 22) / baud).mean())
+    return float((10 * (n + 5) / baud + (cyc - n) / clk + 10 * (4 * k + 22) / baud).mean())
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=str(ROOT / "zoo" / "gated-cnn.gxm"))
+    ap.add_argument("--lanes", type=int, default=4)
+    ap.add_argument("--clk-ns", type=int, default=15, help="clock period in ns (default 15: 66.7 MHz)")
+    ap.add_argument("--divisor", type=int, default=22, help="UART clock cycles per bit (default 22)")
+    ap.add_argument("--queue", type=int, default=2048, help="receive FIFO bytes (default 2048, the ECP5's)")
+    ap.add_argument("--images", type=int, default=6)
+    ap.add_argument("--dataset", default="mnist5k")
+    args = ap.parse_args(argv)
+    model = modelfile.load(args.model)
+    images = np.asarray(load_dataset(args.dataset, "test")[0][:args.images], np.uint8)
+    clk = 1e9 / args.clk_ns
+    baud = clk / args.divisor
+    cfg = EngineConfig.for_models([model], args.lanes)
+    top = BoardTop(Engine(cfg, model), classes=model.num_classes, pixels=int(np.prod(model.input_shape)),
+                   tau_init=model.default_tau, clk_freq=clk, baud=baud, rx_depth=args.queue, bench=True)
+    key = {"core": "tput", "model": model.name, "P": args.lanes, "q": args.queue, "div": args.divisor}
+    build_dir = toolchain.sim_build_dir("board_top", key)
+    build_dir.mkdir(parents=True, exist_ok=True)
+    modelfile.save(model, build_dir / "model.gxm", overwrite=True)
+    np.savez(build_dir / "images.npz", images=images)
+    srcs = split_engine(top, build_dir / "board_top.v")
+    out = build_dir / "throughput.json"
+    env = {"GXNOR_MODEL": build_dir / "model.gxm", "GXNOR_LANES": args.lanes, "GXNOR_DIVISOR": args.divisor,
+           "GXNOR_TIMEOUT_BYTES": 4, "GXNOR_ENGINE": "engine", "GXNOR_CLK_PS": args.clk_ns * 1000,
+           "GXNOR_CLK_HZ": int(round(clk)), "GXNOR_QUEUE": args.queue, "GXNOR_BENCH": 1,
+           "GXNOR_THROUGHPUT": build_dir / "images.npz", "GXNOR_THROUGHPUT_OUT": out,
+           "COCOTB_TEST_FILTER": "test_throughput"}
+    toolchain.build_and_run(list(srcs), "board_top", "sim.test_board_top", build_dir=build_dir, extra_env=env,
+                            build_args=waiver_args(srcs[1]) + ["--output-split", "0"])
+    r = json.loads(out.read_text())
+    f = formula(model, images, args.lanes, clk, baud, args.queue)
+    print(f"{model.name} P={args.lanes}, {clk / 1e6:.3f} MHz, {baud:,.0f} baud (divisor {args.divisor}), "
+          f"queue {args.queue} bytes, {r['images']} {args.dataset} test images, replies byte-exact")
+    print(f"  simulated end to end: {r['images_per_s']:,.1f} images/s (first request to last reply), "
+          f"{r['steady_images_per_s']:,.1f} between the first and the last reply")
+    print(f"  formula (bench/fpga.py): {1 / f:,.1f} images/s")
+
+
+if __name__ == "__main__":
+    main()
