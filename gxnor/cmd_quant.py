@@ -398,13 +398,15 @@ def cmd_export(args):
 
         from quant import qonnx_io
         tau_real = model.default_tau / float(1 << model.gate_frac_bits) if model.gated else None
-        qonnx_io.export(net, args.qonnx, tau=tau_real)
-        outs = qonnx_io.execute(args.qonnx, report["golden_result"].activations[0][:qonnx_io.BATCH])
-        gacts = report["golden_result"].activations[1:]
-        same = [bool(np.array_equal(o, g[:qonnx_io.BATCH].astype(np.float64))) for o, g in zip(outs, gacts)]
-        if not all(same):
-            raise GxnorError(f"{args.qonnx}: the QONNX graph disagrees with golden on layer(s) "
-                             f"{[i + 1 for i, s in enumerate(same) if not s]}")
+        # written under a scratch name, renamed only once it agrees with golden (no bad file left)
+        with atomic_file(args.qonnx, args.force, suffix=".onnx") as tmp:
+            qonnx_io.export(net, tmp, tau=tau_real)
+            outs = qonnx_io.execute(tmp, report["golden_result"].activations[0][:qonnx_io.BATCH])
+            gacts = report["golden_result"].activations[1:]
+            same = [bool(np.array_equal(o, g[:qonnx_io.BATCH].astype(np.float64))) for o, g in zip(outs, gacts)]
+            if not all(same):
+                raise GxnorError(f"{args.qonnx}: the QONNX graph disagrees with golden on layer(s) "
+                                 f"{[i + 1 for i, s in enumerate(same) if not s]}; not written")
         out["qonnx"] = {"path": args.qonnx, "images_checked": int(min(len(x), qonnx_io.BATCH)), "layers_equal": same}
     modelfile.save(model, args.output, overwrite=args.force)
     if args.eval_state:
