@@ -373,6 +373,10 @@ def import_graph(path, pixels="unit", name=None):
                 raise GxnorError(f"{_name(nxt)}: cannot be expressed in golden between a layer's sums and its "
                                  f"activation quantizer")
             cur = nxt.output[0]
+        if qnode is not None and qnode.op_type == "BipolarQuant" and chain and chain[-1][0].op_type == "Relu":
+            raise GxnorError(f"{_name(qnode)}: a Relu followed by a BipolarQuant is +1 everywhere (Brevitas "
+                             f"exports a 1-bit QuantReLU this way, although the torch module gives 0 or s); "
+                             f"the graph does not match the trained net, so it is not imported")
         y = _sum_tensor(s_act, s_w, fan_in, conv, bias)
         for n, di in chain:
             y = run_node(g, n, y, di)

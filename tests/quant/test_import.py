@@ -15,7 +15,7 @@ import pytest
 import torch
 import torch.nn as nn
 from brevitas.export import export_qonnx
-from brevitas.nn import QuantConv2d, QuantIdentity, QuantLinear
+from brevitas.nn import QuantConv2d, QuantHardTanh, QuantIdentity, QuantLinear, QuantReLU
 from brevitas.quant.binary import SignedBinaryActPerTensorConst, SignedBinaryWeightPerTensorConst
 from brevitas.quant.fixed_point import Int8WeightPerChannelFixedPoint
 from brevitas.quant.ternary import SignedTernaryActPerTensorConst, SignedTernaryWeightPerTensorConst
@@ -187,6 +187,9 @@ REFUSED = {
                               QuantIdentity(act_quant=TernaryA)], 4 * 4 * 4, TernaryW, TernaryA), "stride 1"),
     "float hidden layer": (lambda: Net([nn.Flatten(), nn.Linear(64, 16), nn.ReLU()], 16, TernaryW, TernaryA),
                            "weights are not s_k"),
+    "per-pixel input offset": (PerChannelInput, "a per-channel or per-pixel input scaling"),
+    "1-bit QuantReLU": (lambda: Net([nn.Flatten(), QuantLinear(64, 16, weight_quant=TernaryW, bias=False),
+                                     QuantReLU(bit_width=1)], 16, TernaryW, TernaryA), "exports a 1-bit QuantReLU"),
 }
 
 
@@ -224,3 +227,45 @@ def test_cli_mistakes(argv, msg, tmp_path, capsys):
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and msg in lines[0], err
     assert (tmp_path / "keep.gxm").read_bytes() == b"mine" and not (tmp_path / "a.gxm").exists()
+
+
+class ActNet(nn.Module):
+    """QuantHardTanh input quantizer, a hidden layer with the activation under test, BN with
+    negative scales (channels whose weights import negates)."""
+
+    def __init__(self, act):
+        super().__init__()
+        self.q0 = QuantHardTanh(act_quant=TernaryA)
+        self.f1 = QuantLinear(64, 16, weight_quant=TernaryW, bias=True)
+        self.bn = nn.BatchNorm1d(16)
+        self.act = act
+        self.f2 = QuantLinear(16, 10, weight_quant=TernaryW, bias=False)
+
+    def forward(self, x):
+        return self.f2(self.act(self.bn(self.f1(torch.flatten(self.q0(2 * x - 1), 1)))))
+
+
+def test_hardtanh_quantizers_and_negative_bn(tmp_path, capsys):
+    """(A 1-bit QuantReLU is not tested: Brevitas 0.13.4 exports it as Relu -> BipolarQuant, which
+    is +1 everywhere, while the torch module gives {0, s}; the graph, not the import, differs.)"""
+    torch.manual_seed(3)
+    net = ActNet(QuantHardTanh(act_quant=TernaryA)).eval()
+    net.bn.running_mean.uniform_(-1, 1)
+    net.bn.weight.data.uniform_(-2, 2)
+    assert (net.bn.weight < 0).any()
+    p = export(net, tmp_path / "a.onnx")
+    code, text, err = gx(capsys, "import", p, "-o", tmp_path / "a.gxm", "--random", "300", "--json")
+    assert code == 0, err
+    assert json.loads(text)["exact"]
+    model = modelfile.load(tmp_path / "a.gxm")
+    imgs = np.random.default_rng(0).integers(0, 256, (300, 1, 8, 8), dtype=np.uint8)
+    with torch.no_grad():
+        want = net(torch.from_numpy(imgs).float() / 255).argmax(1).numpy()
+    assert np.array_equal(run(model, imgs).predictions, want)
+
+
+def test_two_bit_relu_refused(tmp_path, capsys):
+    p = export(ActNet(QuantReLU(bit_width=2)).eval(), tmp_path / "r.onnx")
+    code, _, err = gx(capsys, "import", p, "-o", tmp_path / "r.gxm")
+    assert code == 2 and "quantizes to codes [2.0, 3.0] outside -1, 0, +1" in err
+    assert not (tmp_path / "r.gxm").exists()
