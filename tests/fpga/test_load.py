@@ -246,3 +246,21 @@ def test_host_keeps_requests_in_flight_within_the_queue():
     ref.bench = False
     with pytest.raises(GxnorError, match="no BENCH request"):
         bench_board(link, a, imgs[0], a.default_tau, 7)
+
+
+def test_cli_refuses_an_older_board(tmp_path, capsys):
+    """A board built with protocol 3 (10-byte INFO, version byte 3): `gxnor board` stops at its
+    first INFO with one error line saying the board is older and what to do."""
+    a, b, _ = models()
+    ref, _ = ref_board(a, b, loadable=False)
+    ref._info = lambda: P.encode(P.R_INFO, bytes([3, a.num_classes, 64, 0, ref.tau_bits])
+                                 + int(ref.tau).to_bytes(4, "little", signed=True) + bytes([P.F_MODEL]))
+    url, t = serve(ref)
+    path = tmp_path / "m.gxm"
+    modelfile.save(a, path)
+    np.savez(tmp_path / "x.npz", images=np.zeros((2, 1, 8, 8), np.uint8))
+    rc = main(["board", "--port", url, "--model", str(path), "--inputs", str(tmp_path / "x.npz")])
+    err = capsys.readouterr().err.strip().splitlines()
+    t.join(5)
+    assert rc == 2 and len(err) == 1, err
+    assert err[0].startswith("gxnor: error:") and "protocol version 3, an older one than this host's 4" in err[0]
