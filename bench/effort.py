@@ -28,10 +28,11 @@ kernels most often on over the first 1,000 training images (ties: lower index), 
 on there at that point, so its MACs match; its thresholds are the gated model's. At each MAC budget (50%, 37% of
 dense) the point of each condition is the one with the best validation accuracy among those whose
 validation MAC fraction is within the budget; test accuracies are reported as mean +- sd over seeds
-with paired (same seed) differences. Committed per seed into ``--zoo``: ``gated.gxm`` (the ``tau``
-model, default tau = its 50% point), ``static.gxm`` (its static mask there), ``ungated.gxm``,
-``k.gxm`` (the competitive model, default k = its 50% point), each verified bit-exact against its
-Brevitas eval model on the whole test split (at its default and with every gate on).
+with paired (same seed) differences. Committed per seed into ``--zoo``: ``gated.gxm`` (the
+competitive ``k`` model, default k = its 50% point, tau at the register's bottom), ``static.gxm``
+(its static mask there), ``ungated.gxm``, and where the ``tau`` run exists and reaches 50% on
+validation ``tau.gxm`` / ``tau-static.gxm``; each verified bit-exact against its Brevitas eval model
+on the whole test split (at its default and with every gate on).
 Results are cached per run in ``ROOT/s<seed>-<condition>/effort.json`` (recomputed when its checkpoint
 changes).
 """
@@ -372,8 +373,12 @@ def summarise(results):
     for cond in ("tau", "k", "static-l0"):
         pts = {}
         for r in results:
+            kfr = sorted((x["test"]["mac_fraction"], x["knob"]) for x in r.get("k", []) if x["kind"] == "k")
             for x in r.get(cond, []):
                 key = "all-on" if x["kind"] == "all-on" else x["knob"]
+                if x["kind"] == "matched":    # the k point whose MACs it matches (at or below)
+                    m = x["test"]["mac_fraction"]
+                    key = next((f"<=k{k}" for f, k in kfr if f >= m - 1e-9), "matched")
                 p = pts.setdefault(str(key), {"knob": key, "acc": [], "mac": [], "sm_acc": [], "sm_mac": [],
                                                "max_macs": [], "mean_macs": [], "events": []})
                 p["acc"].append(x["test"]["accuracy"])
@@ -485,22 +490,22 @@ def write_zoo(root, results, zoo):
         entries, loaded = [], {}
         g50 = choose([x for x in r.get("tau", []) if x["kind"] != "all-on"], 0.50)
         k50 = choose([x for x in r.get("k", []) if x["kind"] != "all-on"], 0.50)
-        for name, cond, row in (("gated", "tau", g50), ("static", "tau", g50), ("ungated", "ungated", None),
-                                ("k", "k", k50), ("k-static", "k", k50)):
+        for name, cond, row in (("gated", "k", k50), ("static", "k", k50), ("ungated", "ungated", None),
+                                ("tau", "tau", g50), ("tau-static", "tau", g50)):
             if cond not in r or (cond != "ungated" and row is None):
                 continue
             if cond not in loaded:
                 loaded[cond] = _loaded(root, seed, cond)
             cfg, net = loaded[cond]
             xt, _ = load_data(cfg, "test")
-            if name in ("static", "k-static"):
+            if name.endswith("static"):
                 model0 = to_golden(net)
                 net, _ = static_mask_net(net, model0, load_data(cfg, "train")[0][:MASK_IMAGES], row["tau_int"], row["k"])
                 model = to_golden(net, default_tau=0.0, name=f"effort-s{seed}-{name}")
+            elif name == "tau":
+                model = to_golden(net, default_tau=row["knob"], name=f"effort-s{seed}-tau")
             elif name == "gated":
-                model = to_golden(net, default_tau=row["knob"], name=f"effort-s{seed}-gated")
-            elif name == "k":
-                model = to_golden(net, name=f"effort-s{seed}-k")
+                model = to_golden(net, name=f"effort-s{seed}-gated")
                 model = model.replace(default_tau=model.tau_range[0], default_k=int(row["knob"]))
             else:
                 model = to_golden(net, name=f"effort-s{seed}-ungated")
