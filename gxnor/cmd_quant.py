@@ -230,7 +230,6 @@ def _check_train_numbers(a):
     check_count("--batch", a.batch, 1, "image per batch")
     check_count("--train-limit", a.train_limit, 1, "training image")
     check_count("--threads", a.threads, 1, "thread")
-    check_count("--shape-group", a.shape_group, 1, "kernel per group")
     check_count("--val", a.val, 0, "validation images")
     check_count("--shift", a.shift, 0, "pixels")
     check_count("--beta", a.beta, 0, "(the margin is >= 0)")
