@@ -131,7 +131,7 @@ def test_cli_liaf_train_export(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv,words", [
     (["--arch", "cnn", "--dataset", "mnist5k", "--shape-lambda", "1"], ["--shape-lambda, --shape-group and --shape-freeze apply", "cnn has none"]),
-    (["--arch", "lhc-cnn", "--dataset", "mnist5k", "--shape-group", "0"], ["--shape-group 0: need at least 1 kernel per group"]),
+    (["--arch", "lhc-cnn", "--dataset", "mnist5k", "--shape-group", "0"], ["--shape-group 0: a group has at least one kernel"]),
     (["--arch", "lhc-cnn", "--dataset", "mnist5k", "--shape-freeze", "1"], ["--shape-freeze 1", "below --epochs 1"]),
     (["--arch", "cnn", "--dataset", "mnist5k", "--shape-freeze", "1"], ["--shape-freeze apply", "cnn has none"]),
     (["--arch", "liaf-cnn", "--dataset", "mnist5k"], ["liaf-cnn has LIAF layers", "mnist5k-saccade"]),
