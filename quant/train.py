@@ -432,6 +432,12 @@ def train(cfg, run, resume=False, force=False, progress=True, log=print):
             logits = net.loss_logits(out["logits"])
             ce = torch.nn.functional.cross_entropy(logits, ytr_t[idx])
             loss = ce
+            if teacher is not None:
+                T, a = cfg["kd_temp"], cfg["kd_alpha"]
+                with torch.no_grad():
+                    soft = torch.softmax(teacher.loss_logits(teacher(xb)["logits"]) / T, dim=1)
+                kd = torch.nn.functional.kl_div(torch.log_softmax(logits / T, dim=1), soft, reduction="batchmean")
+                loss = (1.0 - a) * ce + a * T * T * kd
             if cfg.get("all_on_weight") and net.gated:
                 w_on = cfg["all_on_weight"]
                 with frozen_bn_stats(net):
@@ -441,12 +447,6 @@ def train(cfg, run, resume=False, force=False, progress=True, log=print):
                 loss = loss + w_on * (torch.nn.functional.cross_entropy(on_logits, ytr_t[idx]) + kl)
             if cfg.get("event_lambda"):
                 loss = loss + cfg["event_lambda"] * out["events"] / net.conv_outputs
-            if teacher is not None:
-                T, a = cfg["kd_temp"], cfg["kd_alpha"]
-                with torch.no_grad():
-                    soft = torch.softmax(teacher.loss_logits(teacher(xb)["logits"]) / T, dim=1)
-                kd = torch.nn.functional.kl_div(torch.log_softmax(logits / T, dim=1), soft, reduction="batchmean")
-                loss = (1.0 - a) * ce + a * T * T * kd
             lam = cfg["lambda"]
             if cfg.get("l0_warmup"):
                 lam *= min(1.0, (epoch + step / steps_per_epoch) / cfg["l0_warmup"])

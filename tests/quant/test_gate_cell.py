@@ -179,3 +179,21 @@ def test_export_qonnx_refused_for_cell_rules(cell_run, capsys, tmp_path):
     assert status == 2
     one_error_line(err, "--qonnx", "post_gate")
     assert not (tmp_path / "m.gxm").exists() and not (tmp_path / "m.onnx").exists()
+
+
+def test_penalties_act_with_a_teacher(tmp_path):
+    """Regression: the distillation loss once replaced the whole loss, silently dropping the
+    all-on pass and the event penalty of every run with --teacher."""
+    from quant.train import default_config, train
+    torch.set_num_threads(1)
+    t = tmp_path / "t"
+    train(default_config("mlp", "mnist5k", 1, 0, ternary=False, train_limit=64), str(t), progress=False,
+          log=lambda s: None)
+    states = []
+    for name, lam in (("a", 0.0), ("b", 50.0)):
+        cfg = default_config("gated-cnn", "mnist5k", 1, 4, train_limit=64, teacher=str(t), kd_alpha=0.7,
+                             event_lambda=lam, gates=False)
+        cfg["arch"] = "gated-cnn"
+        train(cfg, str(tmp_path / name), progress=False, log=lambda s: None)
+        states.append(torch.load(tmp_path / name / "checkpoint.pt", weights_only=True)["model"])
+    assert any(not torch.equal(states[0][k], states[1][k]) for k in states[0])
