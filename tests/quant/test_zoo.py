@@ -1,6 +1,7 @@
 """Every zoo model: re-export from its Brevitas eval state and check bit-exactness on the whole
-1,000-image mnist5k test split (every layer, gate decision, log-alpha, logit and prediction), and that
-the committed .gxm is exactly what the export produces."""
+1,000-image test split of its data set (mnist5k, or mnist5k-saccade sequences for the LIAF model:
+every layer, gate decision, log-alpha, membrane and time step, logit and prediction), and that the
+committed .gxm is exactly what the export produces."""
 
 import glob
 import json
@@ -11,8 +12,8 @@ import pytest
 import torch
 
 from golden import modelfile
-from golden.data import load_dataset
 from quant.export import load_eval_state, to_golden, verify
+from quant.train import load_data
 
 ZOO = os.path.join(os.path.dirname(__file__), "..", "..", "zoo")
 NAMES = sorted(os.path.splitext(os.path.basename(p))[0] for p in glob.glob(os.path.join(ZOO, "*.gxm")))
@@ -35,7 +36,8 @@ def test_zoo_model_exact_on_whole_test_split(name):
         for key, arr in a.arrays().items():
             assert np.array_equal(arr, b.arrays()[key]), (name, key)
     assert rebuilt.default_tau == model.default_tau
-    x, y = load_dataset(cfg["dataset"], "test")
+    assert (rebuilt.time_steps, rebuilt.readout) == (model.time_steps, model.readout)
+    x, y = load_data(cfg, "test")
     assert len(x) == 1000
     taus = [model.default_tau]
     if model.gated:
