@@ -19,19 +19,19 @@ from golden.forward import run
 def sweep(model, images, labels, taus, k="default", progress=None):
     """One row per real tau (log-alpha units) at competition register ``k`` ("default": the model's);
     ``progress(rows_done)`` after each row."""
-    rows = []
-    for t in taus:
-        rows.append(_row(model, images, labels, model.tau_from_log_alpha(t), k))
-        if progress:
-            progress(len(rows))
-    return rows
+    return _rows(taus, lambda t: _row(model, images, labels, model.tau_from_log_alpha(t), k), progress)
 
 
 def sweep_k(model, images, labels, ks, tau=None, progress=None):
     """One row per competition register value ``k`` at integer ``tau`` (None: the model's default)."""
+    return _rows(ks, lambda k: _row(model, images, labels, model.check_tau(tau), k), progress)
+
+
+def _rows(values, row, progress):
+    """``row(v)`` for each value, ``progress(rows_done)`` after each."""
     rows = []
-    for k in ks:
-        rows.append(_row(model, images, labels, model.check_tau(tau), k))
+    for v in values:
+        rows.append(row(v))
         if progress:
             progress(len(rows))
     return rows

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from golden.errors import GxnorError
-from gxnor import cli
 from golden.data import IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, load_dataset, read_idx
 
 
@@ -208,13 +207,6 @@ def test_cifar10_refuses_code_in_pickle(tmp_path):
 
 
 # ---------------------------------------------------------------- CLI
-
-@pytest.fixture
-def data_cli(monkeypatch):
-    """gxnor.cli.main with only the data commands registered (isolates this area's tests)."""
-    monkeypatch.setattr(cli, "COMMAND_MODULES", ["gxnor.cmd_data"])
-    return cli.main
-
 
 def test_cli_export(tmp_path, data_cli, capsys):
     out = tmp_path / "d.npz"

@@ -8,7 +8,6 @@ import pytest
 from golden.data import load_dataset, load_events
 from golden.errors import GxnorError
 from golden.events import bin_events, load_nmnist, read_nmnist_file, saccade_events, saccade_path
-from gxnor import cli
 
 
 def test_saccade_path_corners():
@@ -189,12 +188,6 @@ def _write(path, data):
 
 
 # -- the CLI -------------------------------------------------------------------------------------------
-
-@pytest.fixture
-def data_cli(monkeypatch):
-    monkeypatch.setattr(cli, "COMMAND_MODULES", ["gxnor.cmd_data"])
-    return cli.main
-
 
 def test_cli_export_events(tmp_path, data_cli, capsys):
     out = tmp_path / "ev.npz"

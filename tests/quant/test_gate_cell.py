@@ -15,19 +15,7 @@ from gxnor.cli import main
 from quant.export import to_golden, verify
 from quant.nets import Net, gate_decisions, gate_sample
 from quant.train import load_run
-
-
-def gx(capsys, *argv):
-    status = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return status, out, err
-
-
-def one_error_line(err, *words):
-    lines = [l for l in err.splitlines() if l.strip()]
-    assert len(lines) == 1 and lines[0].startswith("gxnor: error:"), err
-    for w in words:
-        assert w in lines[0], (w, lines[0])
+from tests.quant.test_train_export import gx, one_error_line
 
 
 @pytest.fixture(scope="module")
