@@ -23,6 +23,22 @@ def thresholds(draw, k, fan_in):
     return np.minimum(a, b), np.maximum(a, b)
 
 
+def tap_mask_or_none(draw, wts):
+    """Half the time a random tap mask [K, C, k, k] (masked weights zeroed): (weights, mask or None)."""
+    if not draw(st.booleans()):
+        return wts, None
+    mask = draw(hnp.arrays(np.uint8, wts.shape, elements=st.integers(0, 1)))
+    return wts * mask.astype(np.int8), mask
+
+
+def maybe_pool(draw, layers, shape):
+    """Sometimes a 2x2 max-pool after a map of at least 2x2: appends it, returns the new shape."""
+    if shape[1] >= 2 and shape[2] >= 2 and draw(st.booleans()):
+        layers.append(MaxPool())
+        return MaxPool().out_shape(shape)
+    return shape
+
+
 def gate_for(draw, kout, cin, h, w, extended):
     """A random gate of ``kout`` kernels reading ``cin`` maps of h x w (regions when extended)."""
     r = draw(st.integers(1, min(3, h, w))) if extended else 1
@@ -57,10 +73,7 @@ def models(draw, max_side=10, max_channels=4, extended=False):
         if draw(st.booleans()):
             gate = gate_for(draw, kout, cin, shape[1], shape[2], extended)
         wts = ternary(draw, (kout, cin, k, k))
-        mask = None
-        if draw(st.booleans()):
-            mask = draw(hnp.arrays(np.uint8, wts.shape, elements=st.integers(0, 1)))
-            wts = wts * mask.astype(np.int8)
+        wts, mask = tap_mask_or_none(draw, wts)
         ho, wo = Conv(np.zeros((kout, cin, k, k), np.int8), np.zeros(kout, np.int32), np.zeros(kout, np.int32),
                       padding=padding).out_shape(shape)[1:]
         if extended and draw(st.booleans()):
@@ -72,9 +85,7 @@ def models(draw, max_side=10, max_channels=4, extended=False):
                      post_gate=post, lateral=lateral)
         layers.append(layer)
         shape = layer.out_shape(shape)
-        if shape[1] >= 2 and shape[2] >= 2 and draw(st.booleans()):
-            layers.append(MaxPool())
-            shape = MaxPool().out_shape(shape)
+        shape = maybe_pool(draw, layers, shape)
     layers.append(Flatten())
     n = int(np.prod(shape))
     for _ in range(draw(st.integers(0, 1))):
@@ -134,10 +145,7 @@ def temporal_model_inputs(draw, max_side=7, max_channels=3):
         cin = shape[0]
         f = cin * k * k
         wts = ternary(draw, (kout, cin, k, k))
-        mask = None
-        if draw(st.booleans()):
-            mask = draw(hnp.arrays(np.uint8, wts.shape, elements=st.integers(0, 1)))
-            wts = wts * mask.astype(np.int8)
+        wts, mask = tap_mask_or_none(draw, wts)
         liaf, rng = liaf_or_none(f)
         gate = None
         if liaf is None and draw(st.booleans()):
@@ -146,9 +154,7 @@ def temporal_model_inputs(draw, max_side=7, max_channels=3):
         layer = Conv(wts, *th(kout, f, rng), padding="same", gate=gate, tap_mask=mask, liaf=liaf)
         layers.append(layer)
         shape = layer.out_shape(shape)
-        if shape[1] >= 2 and shape[2] >= 2 and draw(st.booleans()):
-            layers.append(MaxPool())
-            shape = MaxPool().out_shape(shape)
+        shape = maybe_pool(draw, layers, shape)
     layers.append(Flatten())
     n = int(np.prod(shape))
     for _ in range(draw(st.integers(0, 1))):
