@@ -58,6 +58,7 @@ KIND_CONV, KIND_DENSE, KIND_POOL, KIND_LOGITS = 0, 1, 2, 3
 GATE_WEIGHT_BITS = bit_length_signed(*GATE_WEIGHT_RANGE)
 GATE_BIAS_BITS = bit_length_signed(*GATE_BIAS_RANGE)
 MAX_LANES = 64
+MAX_TAPS = 7
 
 
 def _bits(n):
@@ -125,15 +126,18 @@ class EngineConfig:
     Parameters
     ----------
     lanes : int           P, gated-XNOR lanes (kernels computed in parallel), 1..64
+    taps : int            KT: the accumulators are split into KT x KT tap banks, so the KT*KT taps
+                          of one event (a pass) update in one cycle; a conv with k > KT runs
+                          ceil(k/KT)^2 passes; a dense layer computes P*KT*KT kernels per event
     max_layers : int      descriptor slots (conv, dense, pool layers)
     pixels : int          max input pixels (C*H*W)
     act_words : int       words of P codes per activation half (ping-pong)
     events : int          event-list depth (max C*H*W of a conv/dense input)
-    acc_words : int       accumulator words (max output positions of a conv; 1 for dense)
-    weight_words : int    words of P weight codes
-    thr_words : int       threshold words (P x (lo, hi) per output group)
-    gate_weights : int    8-bit gate weights (sum of K*C over gated layers), >= 1
-    gate_biases : int     24-bit gate biases (sum of K over gated layers), >= 1
+    acc_words : int       words per tap bank (max ceil(Ho/KT)*ceil(Wo/KT) of a conv)
+    weight_words : int    weight words; a word holds KT*KT 2-bit codes per lane
+    thr_words : int       threshold words (P x (lo, hi) per group of P kernels)
+    gate_weights : int    words of P 8-bit gate weights (sum of ceil(K/P)*C over gated layers)
+    gate_biases : int     words of P 24-bit gate biases (sum of ceil(K/P) over gated layers)
     channels : int        max channels/features of any map (multiple of P)
     dim : int             max height/width
     positions : int       max H*W of any map
@@ -144,6 +148,7 @@ class EngineConfig:
                           the engine build the gate predictor, its memories and the kernel lists
     """
     lanes: int
+    taps: int
     max_layers: int
     pixels: int
     act_words: int
@@ -170,6 +175,8 @@ class EngineConfig:
             elif isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
                 raise GxnorError(f"engine config: {f.name} must be a positive integer, got {v!r}")
             object.__setattr__(self, f.name, int(v))
+        if self.taps > MAX_TAPS:
+            raise GxnorError(f"engine config: taps must lie in [1, {MAX_TAPS}], got {self.taps}")
         if self.lanes > MAX_LANES:
             raise GxnorError(f"engine config: lanes must lie in [1, {MAX_LANES}], got {self.lanes}")
         if self.channels % self.lanes:
@@ -181,6 +188,7 @@ class EngineConfig:
 
     # -- derived widths ------------------------------------------------------------------
     groups = property(lambda s: s.channels // s.lanes)
+    banks = property(lambda s: s.taps * s.taps)
     sum_bits = property(lambda s: bit_length_signed(-s.positions, s.positions))
     la_bits = property(lambda s: max(s.tau_bits, GATE_BIAS_BITS))
     gw_bits = property(lambda s: GATE_WEIGHT_BITS)
@@ -190,15 +198,25 @@ class EngineConfig:
     chan_bits = property(lambda s: _bits(s.channels))
     woff_bits = property(lambda s: _bits(s.weight_words))
     evt_bits = property(lambda s: _bits(s.events))
+    tap_bits = property(lambda s: _bits(s.taps))
+    accaddr_bits = property(lambda s: _bits(s.acc_words))
     counter_bits = 32
 
     def desc_fields(self):
-        """Descriptor fields, (name, bits), LSB first: shared by rtl/engine/top.py and rtl/engine/layout.py."""
+        """Descriptor fields, (name, bits), LSB first: shared by rtl/engine/top.py and rtl/engine/layout.py.
+
+        Besides the shapes: ``np1`` passes per axis (ceil(k/KT)), ``padq``/``padr`` = pad div/mod KT,
+        ``padqw`` = padq * wrows, ``hrows``/``wrows`` the tap banks' rows and columns
+        (ceil(hoe/KT), ceil(woe/KT)), ``hoe``/``woe`` the conv outputs that are kept (with a fused
+        pool, 2*hpo x 2*wpo: floor pooling drops the odd edge, so those taps are not accumulated).
+        """
         d, c, p, w = self.dim_bits, self.chan_bits, self.pos_bits, self.woff_bits
+        t, a = self.tap_bits, self.accaddr_bits
         return [("kind", 2), ("gated", 1), ("last", 1),
                 ("cin", c), ("hin", d), ("win", d), ("hwin", p),
                 ("kout", c), ("hout", d), ("wout", d), ("hwout", p),
-                ("k", d), ("pad", d), ("kk", _bits(self.dim * self.dim)),
+                ("k", d), ("pad", d), ("np1", d), ("padq", d), ("padr", t), ("padqw", a),
+                ("hrows", d), ("wrows", d), ("hoe", d), ("woe", d),
                 ("pool", 1), ("hpo", d), ("wpo", d), ("hwpo", p),
                 ("wbase", w), ("gstride", w), ("cstride", w),
                 ("tbase", _bits(self.thr_words)), ("gbase", _bits(self.gate_weights)),
@@ -217,6 +235,10 @@ class EngineConfig:
     @property
     def thr_word_bits(self):
         return self.lanes * 2 * self.acc_bits
+
+    @property
+    def weight_word_bits(self):
+        return self.lanes * 2 * self.banks
 
     # -- JSON ----------------------------------------------------------------------------
     def to_json(self):
@@ -237,58 +259,88 @@ class EngineConfig:
 
     # -- envelope ------------------------------------------------------------------------
     @classmethod
-    def for_models(cls, models, lanes):
-        """Smallest config that runs every model in ``models`` with ``lanes`` lanes."""
-        if isinstance(lanes, bool) or not isinstance(lanes, (int, np.integer)) or not 1 <= lanes <= MAX_LANES:
-            raise GxnorError(f"lane count {lanes!r} is impossible: choose an integer in [1, {MAX_LANES}]")
-        reqs = [requirements(m, int(lanes)) for m in models]
+    def for_models(cls, models, lanes, taps=3):
+        """Smallest config that runs every model in ``models`` with ``lanes`` lanes and
+        ``taps`` x ``taps`` tap banks."""
+        lanes, taps = check_lanes(lanes), check_taps(taps)
+        reqs = [requirements(m, lanes, taps) for m in models]
         merged = {k: max(r[k] for r in reqs) for k in reqs[0]}
-        return cls(lanes=int(lanes), **merged)
+        return cls(lanes=lanes, taps=taps, **merged)
 
     def check_fits(self, model):
         """Raise GxnorError naming the first size of ``model`` outside this envelope."""
-        req = requirements(model, self.lanes)
+        req = requirements(model, self.lanes, self.taps)
         for k, v in req.items():
             if v > getattr(self, k):
                 raise GxnorError(f"model {model.name!r} is outside the engine envelope: needs {k}={v}, "
                                  f"the engine has {getattr(self, k)} (build a larger engine: gxnor verilog)")
 
 
-def requirements(model, lanes):
-    """Per-field minimum sizes (dict) for ``model`` on ``lanes`` lanes."""
-    P = lanes
+def passes(k, taps):
+    """Passes per axis of a k x k conv on KT = ``taps`` tap banks."""
+    return -(-int(k) // int(taps))
+
+
+def requirements(model, lanes, taps=3):
+    """Per-field minimum sizes (dict) for ``model`` on ``lanes`` lanes and ``taps`` x ``taps`` banks.
+
+    Raises GxnorError for a model this microarchitecture cannot run (a fused pool needs taps >= 2:
+    its 2x2 window is read from four tap banks in one cycle).
+    """
+    P, KT = lanes, taps
+    T = KT * KT
     hl = hw_layers(model)
     c0, h0, w0 = model.input_shape
-    # maps held in the activation memory (a fused conv writes the pooled map); the conv output
-    # itself only ever lives in the accumulators
     maps = [(c0, h0, w0)] + [(l["kout"], l["hpo"], l["wpo"]) for l in hl]
-    ch = max(c for c, _, _ in maps)
+    ch = max(_groups(c, P) * P for c, _, _ in maps)
     wwords = thr = gw = gb = 0
     accb = 2
-    for l, layer in zip(hl, [model.layers[l["index"]] for l in hl]):
+    accw = 2
+    for n, (l, layer) in enumerate(zip(hl, [model.layers[l["index"]] for l in hl])):
         if l["kind"] == KIND_POOL:
             continue
-        g = _groups(l["kout"], P)
-        wwords += g * layer.weights[0].size
-        if l["kind"] != KIND_LOGITS:
+        if l["pool"] and KT < 2:
+            raise GxnorError(f"layer {l['index']}: a conv with a fused max-pool needs taps >= 2 "
+                             f"(the engine has {KT})")
+        if l["gated"] and n > 0 and hl[n - 1]["kind"] in (KIND_DENSE, KIND_LOGITS):
+            raise GxnorError(f"layer {l['index']}: a gated layer after a dense layer is not supported")
+        if l["kind"] == KIND_CONV:
+            g = _groups(l["kout"], P)
+            wwords += g * l["cin"] * passes(l["k"], KT) ** 2
             thr += g
+            hoe = 2 * l["hpo"] if l["pool"] else l["hout"]
+            woe = 2 * l["wpo"] if l["pool"] else l["wout"]
+            accw = max(accw, _groups(hoe, KT) * _groups(woe, KT))
+        else:
+            g = _groups(l["kout"], P * T)
+            wwords += g * l["cin"] * l["hin"] * l["win"]
+            if l["kind"] == KIND_DENSE:
+                thr += g * T
+                ch = max(ch, g * P * T)
         if l["gated"]:
-            gw += l["kout"] * l["cin"]
-            gb += l["kout"]
+            gw += _groups(l["kout"], P) * l["cin"]
+            gb += _groups(l["kout"], P)
         accb = max(accb, layer.acc_bits)
     return dict(
         max_layers=len(hl), pixels=c0 * h0 * w0,
-        act_words=max(_groups(c, P) * h * w for c, h, w in maps),
+        act_words=max([_groups(c, P) * h * w for c, h, w in maps]
+                      + [_groups(l["kout"], P * T) * T for l in hl if l["kind"] == KIND_DENSE]),
         events=max([l["cin"] * l["hin"] * l["win"] for l in hl if l["kind"] != KIND_POOL]),
         # Memory depths are at least 2: a depth-1 memory has a 0-bit address, which Amaranth
         # emits as a [-1:0] vector (Verilator ASCRANGE) -- e.g. the accumulators of an MLP.
-        acc_words=max([2] + [l["hout"] * l["wout"] for l in hl if l["kind"] != KIND_POOL]),
+        acc_words=accw,
         weight_words=max(2, wwords), thr_words=max(2, thr), gate_weights=max(2, gw),
-        gate_biases=max(2, gb), channels=_groups(ch, P) * P,
-        dim=max(max(h, w) for _, h, w in maps + [(0, l["k"], l["k"]) for l in hl]
-                + [(0, l["hout"], l["wout"]) for l in hl]),
+        gate_biases=max(2, gb), channels=ch,
+        dim=max(max(h, w) for _, h, w in maps + [(0, l["k"] + KT, l["k"] + KT) for l in hl]
+                + [(0, l["hout"] + KT, l["wout"] + KT) for l in hl]),
         positions=max(h * w for _, h, w in maps + [(0, l["hout"], l["wout"]) for l in hl]), acc_bits=accb, tau_bits=max(2, model.tau_bits),
         classes=model.num_classes, gated=int(any(l["gated"] for l in hl)))
+
+
+def check_taps(taps):
+    if isinstance(taps, bool) or not isinstance(taps, (int, np.integer)) or not 1 <= taps <= MAX_TAPS:
+        raise GxnorError(f"tap-bank side {taps!r} is impossible: choose an integer in [1, {MAX_TAPS}]")
+    return int(taps)
 
 
 def check_lanes(lanes):

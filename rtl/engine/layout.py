@@ -9,16 +9,20 @@ Memories (``SEL_*`` is the loader's select code):
 =========  ====================================================================================
 header     input channels, H*W, pixel count, input quantizer lo/hi (registers)
 desc       one descriptor per conv/dense/pool layer (fields: EngineConfig.desc_fields)
-weights    word ``wbase + g*gstride + woff + tap``: lane j = 2-bit code of kernel ``g*P + j``
-thr        word ``tbase + g``: lane j = (lo, hi) of kernel ``g*P + j``, acc_bits each, two's compl.
-gw         ``gbase + k*C + c``: 8-bit gate weight; gb ``bbase + k``: 24-bit gate bias
+weights    conv: word ``wbase + g*gstride + c*cstride + pass`` (pass = py*np1 + px): lane j holds
+           KT*KT 2-bit codes of kernel ``g*P + j`` (tap ty*KT + tx is weight (c, py*KT+ty, px*KT+tx),
+           0 past k); dense: word ``wbase + g*gstride + i`` (i = c*H*W + pos, golden's flatten
+           order): lane j, tap b = kernel ``(g*KT*KT + b)*P + j``
+thr        word ``tbase + w``: lane j = (lo, hi) of kernel ``w*P + j``, acc_bits each, two's compl.
+gw         word ``gbase + kg*C + c``: lane j = 8-bit gate weight of kernel ``kg*P + j``, channel c;
+           gb word ``bbase + kg``: lane j = 24-bit gate bias of kernel ``kg*P + j``
 =========  ====================================================================================
 """
 
 import numpy as np
 
 from .balance import hardware_view
-from .config import KIND_CONV, KIND_LOGITS, KIND_POOL, hw_layers
+from .config import KIND_CONV, KIND_DENSE, KIND_POOL, hw_layers, passes
 from golden.errors import GxnorError
 from golden.ternary import encode
 
@@ -51,7 +55,7 @@ def images(model, cfg):
     Raises GxnorError if the model is outside the envelope of ``cfg``.
     """
     cfg.check_fits(model)
-    P = cfg.lanes
+    P, KT, T, A = cfg.lanes, cfg.taps, cfg.banks, cfg.acc_bits
     model = hardware_view(model, P)      # kernel order balanced over the lane banks, if stored
     hl = hw_layers(model)
     desc, weights, thr, gw, gb = [], [], [], [], []
@@ -63,46 +67,77 @@ def images(model, cfg):
         d["hwin"] = l["hin"] * l["win"]
         d["hwout"] = l["hout"] * l["wout"]
         d["hwpo"] = l["hpo"] * l["wpo"]
-        d["kk"] = l["k"] * l["k"]
         d["abase"] = n % 2
         d["gin"] = (l["cin"] + P - 1) // P
-        d["gout"] = (l["kout"] + P - 1) // P
-        if l["kind"] != KIND_POOL:
-            K = l["kout"]
+        np1 = passes(l["k"], KT)
+        hoe = 2 * l["hpo"] if l["pool"] else l["hout"]
+        woe = 2 * l["wpo"] if l["pool"] else l["wout"]
+        d.update(np1=np1, padq=l["pad"] // KT, padr=l["pad"] % KT, hoe=hoe, woe=woe,
+                 hrows=-(-hoe // KT), wrows=-(-woe // KT))
+        d["padqw"] = d["padq"] * d["wrows"]
+        K = l["kout"]
+        if l["kind"] == KIND_CONV:
             g = (K + P - 1) // P
+            d["gout"] = g
+            C, k = l["cin"], l["k"]
+            wk = np.zeros((g * P, C, np1 * KT, np1 * KT), np.uint8)
+            wk[:K, :, :k, :k] = encode(layer.weights)
+            d["wbase"] = len(weights)
+            d["cstride"] = np1 * np1
+            d["gstride"] = C * np1 * np1
+            # [g, P, C, py, ty, px, tx] -> [g, C, py, px, P, ty, tx]
+            t = wk.reshape(g, P, C, np1, KT, np1, KT).transpose(0, 2, 3, 5, 1, 4, 6).reshape(-1, P * T)
+            weights += _pack_rows(t)
+        elif l["kind"] != KIND_POOL:
+            g = (K + P * T - 1) // (P * T)
+            d["gout"] = g
             w = layer.weights.reshape(K, -1)
             fan = w.shape[1]
-            codes = np.zeros((g * P, fan), np.uint8)
+            codes = np.zeros((g * T * P, fan), np.uint8)
             codes[:K] = encode(w)
             d["wbase"] = len(weights)
+            d["cstride"] = d["hwin"]
             d["gstride"] = fan
-            d["cstride"] = d["kk"] if l["kind"] == KIND_CONV else d["hwin"]
-            lanes = codes.reshape(g, P, fan).transpose(0, 2, 1)        # [g, fan, P]
-            shifts = (2 * np.arange(P)).tolist()
-            for gi in range(g):
-                for t in range(fan):
-                    weights.append(sum(int(c) << s for c, s in zip(lanes[gi, t], shifts)))
-            if l["kind"] != KIND_LOGITS:
-                d["tbase"] = len(thr)
-                A = cfg.acc_bits
-                for gi in range(g):
-                    word = 0
-                    for j in range(P):
-                        k = gi * P + j
-                        lo, hi = (layer.lo[k], layer.hi[k]) if k < K else (0, 0)
-                        word |= _twos(lo, A) << (2 * A * j)
-                        word |= _twos(hi, A) << (2 * A * j + A)
-                    thr.append(word)
-            if l["gated"]:
-                d["gbase"] = len(gw)
-                d["bbase"] = len(gb)
-                gw += [_twos(v, cfg.gw_bits) for v in layer.gate.weights.reshape(-1)]
-                gb += [_twos(v, cfg.gb_bits) for v in layer.gate.bias]
+            # kernel (g*T + b)*P + j -> [g, fan, j, b]
+            t = codes.reshape(g, T, P, fan).transpose(0, 3, 2, 1).reshape(-1, P * T)
+            weights += _pack_rows(t)
+        else:
+            d["gout"] = (K + P - 1) // P
+        if l["kind"] in (KIND_CONV, KIND_DENSE):
+            d["tbase"] = len(thr)
+            nw = d["gout"] * (1 if l["kind"] == KIND_CONV else T)
+            for wi in range(nw):
+                word = 0
+                for j in range(P):
+                    kk = wi * P + j
+                    lo, hi = (layer.lo[kk], layer.hi[kk]) if kk < K else (0, 0)
+                    word |= _twos(lo, A) << (2 * A * j)
+                    word |= _twos(hi, A) << (2 * A * j + A)
+                thr.append(word)
+        if l["gated"]:
+            d["gbase"] = len(gw)
+            d["bbase"] = len(gb)
+            C = l["cin"]
+            gwt = np.zeros((d["gout"] * P, C), np.int64)
+            gwt[:K] = layer.gate.weights.reshape(K, C)
+            gbt = np.zeros(d["gout"] * P, np.int64)
+            gbt[:K] = layer.gate.bias
+            for kg in range(d["gout"]):
+                for c in range(C):
+                    gw.append(sum(_twos(gwt[kg * P + j, c], cfg.gw_bits) << (cfg.gw_bits * j) for j in range(P)))
+            for kg in range(d["gout"]):
+                gb.append(sum(_twos(gbt[kg * P + j], cfg.gb_bits) << (cfg.gb_bits * j) for j in range(P)))
         desc.append(pack_fields(cfg.desc_fields(), d))
     c, h, w = model.input_shape
     iq = model.layers[0]
     header = pack_fields(cfg.header_fields(), dict(cin=c, hw=h * w, npix=c * h * w, lo=iq.lo, hi=iq.hi))
     return {"header": header, "desc": desc, "weights": weights, "thr": thr, "gw": gw, "gb": gb}
+
+
+def _pack_rows(codes):
+    """[n, bits/2] 2-bit codes -> n ints (code i at bits 2i..2i+1)."""
+    shifts = [2 * i for i in range(codes.shape[1])]
+    return [sum(int(c) << sh for c, sh in zip(row, shifts)) for row in codes]
 
 
 def load_records(model, cfg):
@@ -125,8 +160,8 @@ def check_records(records, cfg):
     depth = {SEL_HEADER: 1, SEL_DESC: cfg.max_layers, SEL_WEIGHTS: cfg.weight_words,
              SEL_THR: cfg.thr_words, SEL_GW: cfg.gate_weights, SEL_GB: cfg.gate_biases}
     width = {SEL_HEADER: sum(b for _, b in cfg.header_fields()), SEL_DESC: cfg.desc_bits,
-             SEL_WEIGHTS: 2 * cfg.lanes, SEL_THR: cfg.thr_word_bits, SEL_GW: cfg.gw_bits,
-             SEL_GB: cfg.gb_bits}
+             SEL_WEIGHTS: cfg.weight_word_bits, SEL_THR: cfg.thr_word_bits, SEL_GW: cfg.lanes * cfg.gw_bits,
+             SEL_GB: cfg.lanes * cfg.gb_bits}
     for i, (sel, addr, data) in enumerate(records):
         if sel not in depth:
             raise GxnorError(f"weight file does not match the engine envelope: record {i} "

@@ -30,7 +30,8 @@ def ports(cfg):
     depth = {"header": 1, "desc": cfg.max_layers, "weights": cfg.weight_words, "thr": cfg.thr_words,
              "gw": cfg.gate_weights, "gb": cfg.gate_biases}
     width = {"header": sum(b for _, b in cfg.header_fields()), "desc": cfg.desc_bits,
-             "weights": 2 * cfg.lanes, "thr": cfg.thr_word_bits, "gw": cfg.gw_bits, "gb": cfg.gb_bits}
+             "weights": cfg.weight_word_bits, "thr": cfg.thr_word_bits, "gw": cfg.lanes * cfg.gw_bits,
+             "gb": cfg.lanes * cfg.gb_bits}
     return [(n, depth[n], 0 if n == "header" else max(1, (depth[n] - 1).bit_length()), width[n])
             for n in SEL_NAMES]
 

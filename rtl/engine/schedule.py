@@ -1,6 +1,37 @@
-"""Exact cycle model of the engine (rtl/engine/top.py): see rtl/engine/config.py for the schedule.
+"""Exact cycle model of engine v2 (rtl/engine/top.py). NumPy only: no amaranth import.
 
-NumPy only: no amaranth import.
+``cycles`` counts *working* cycles from ``start`` to ``done``: every busy cycle except those in which
+the engine waits for a pixel (image stream not valid) or for the result sink (not ready), so the count
+does not depend on source idles or sink back-pressure. Build parameters: ``P`` lanes, ``KT`` x ``KT``
+tap banks (``T = KT*KT``); a conv's ``npass = ceil(k/KT)^2``.
+
+Schedule (what the RTL does, phase by phase; :func:`cycles` counts exactly this)
+---------------------------------------------------------------------------
+* input quantizer: 1 cycle per pixel; it writes the first layer's event list (nonzero codes; every
+  code in the dense schedule) and the gate sums of its channels.
+* per conv/dense layer: 2 (descriptor read, dispatch), then
+  - gate (gated conv): ``ceil(K/P) * C + 3`` (P MACs per cycle; operands and decision registered);
+  - output groups. conv: bank-constrained compaction (lane j computes kernels j, P+j, ...), so
+    ``max_j (on kernels in bank j)`` groups (``ceil(K/P)`` ungated or in the dense schedule);
+    dense: ``ceil(K / (P*T))`` groups (lane j, bank b = kernel ``(g*T + b)*P + j``). Each group costs
+    ``2`` (lanes' groups registered; thresholds read) ``+ body + drain + 1``:
+      body, first group of a layer other than the first (*live*: the scan feeds the scatter):
+        per input group of P channels ``1`` if no channel of it is on, else
+        ``2 + sum_pos max(1, nnz * npass)``, then ``2`` (pipeline flush);
+      body, otherwise (replay of the event list): ``events * npass + 2`` (0 without events);
+      drain: conv ``Hp * Wp`` (one output, or one 2x2 pool window from four tap banks, per cycle);
+      dense ``T`` (one bank of P kernels per cycle);
+    plus ``2`` after the last group (no kernel left). A layer with no kernel on costs ``2 + 2``
+    (and scans nothing: its events are not counted).
+* stand-alone max-pool: ``2 + sum over input groups (1 if all off, else 1 + 4 * Ho*Wo) + 2``.
+* result: ``1 + K`` (one logit per beat), done: 1.
+
+Dense schedule (``dense=True``): every code of every channel ``< C`` is an event (zeros included), no
+group is skipped, gated-off kernels are still forced to 0, so results are identical.
+
+Bound (``detail["bound"]``): the scatter's own work, one event (all its taps, P kernels) per cycle
+with ideal lane compaction: ``sum_layers events * ceil(on / P) * npass`` (conv) and
+``events * ceil(K / (P*T))`` (dense).
 """
 
 import numpy as np
@@ -8,32 +39,33 @@ import numpy as np
 from golden.forward import run
 
 from .balance import hardware_view
-from .config import KIND_LOGITS, KIND_POOL, _groups, check_lanes, hw_layers
+from .config import KIND_CONV, KIND_LOGITS, KIND_POOL, _groups, check_lanes, check_taps, hw_layers, passes
 
 
-def cycles(model, images, tau=None, lanes=1, dense=False, detail=False):
-    """Exact RTL cycle count per image (int64 [N]) for ``model`` on an engine with ``lanes`` lanes.
+def cycles(model, images, tau=None, lanes=1, dense=False, detail=False, taps=3):
+    """Exact RTL cycle count per image (int64 [N]) for ``model`` on an engine with ``lanes`` lanes
+    and ``taps`` x ``taps`` tap banks.
 
     With ``detail=True`` also returns a dict of per-image arrays: ``events`` (events emitted),
-    ``bound`` (sum over conv/dense layers of events * active kernels / P * k*k, float).
+    ``bound`` (see the module docstring), ``result`` (golden's run).
     """
-    P = check_lanes(lanes)
-    model = hardware_view(model, P)           # the kernel order the engine stores (golden/balance.py)
+    P, KT = check_lanes(lanes), check_taps(taps)
+    T = KT * KT
+    model = hardware_view(model, P)
     res = run(model, images, tau, keep_activations=True)
     n = res.logits.shape[0]
     hl = hw_layers(model)
     total = np.zeros(n, np.int64)
     events = np.zeros(n, np.int64)
-    bound = np.zeros(n, np.float64)
+    bound = np.zeros(n, np.int64)
     c0, h0, w0 = model.input_shape
-    total += c0 * h0 * w0                     # input quantizer
+    total += c0 * h0 * w0
     acts = res.activations
-    # activation entering each hardware layer, as [N, C, H*W]
     cur = acts[0].reshape(n, c0, h0 * w0)
     mask = np.ones((n, c0), bool)
-    for l in hl:
+    for li, l in enumerate(hl):
         i = l["index"]
-        total += 2                            # descriptor read + decode
+        total += 2
         C, HW, K = l["cin"], l["hin"] * l["win"], l["kout"]
         gin = _groups(C, P)
         cpad = np.zeros((n, gin * P, HW), np.int8)
@@ -44,50 +76,53 @@ def cycles(model, images, tau=None, lanes=1, dense=False, detail=False):
         if l["kind"] == KIND_POOL:
             hwo = l["hout"] * l["wout"]
             per = np.where(gmask_on | dense, 4 * hwo + 1, 1)
-            total += per.sum(axis=1)
-            out = acts[i]
-            cur = out.reshape(n, K, hwo)
+            total += per.sum(axis=1) + 2
+            cur = acts[i].reshape(n, K, hwo)
             continue
-        # event encoder
+        conv = l["kind"] == KIND_CONV
+        npass = passes(l["k"], KT) ** 2 if conv else 1
         if dense:
             lanes_on = np.zeros((n, gin * P), bool)
             lanes_on[:, :C] = True
             nnz = np.broadcast_to(lanes_on.reshape(n, gin, P, 1), (n, gin, P, HW)).sum(axis=2)
-            scan = (2 + np.maximum(1, nnz).sum(axis=2)).sum(axis=1)
+            scan = (2 + np.maximum(1, nnz * npass).sum(axis=2)).sum(axis=1)
             ev = np.full(n, C * HW, np.int64)
         else:
             nzc = (cpad != 0) & mpad[:, :, None]
-            nnz = nzc.reshape(n, gin, P, HW).sum(axis=2)            # [n, gin, HW]
-            scan = np.where(gmask_on, 2 + np.maximum(1, nnz).sum(axis=2), 1).sum(axis=1)
+            nnz = nzc.reshape(n, gin, P, HW).sum(axis=2)
+            scan = np.where(gmask_on, 2 + np.maximum(1, nnz * npass).sum(axis=2), 1).sum(axis=1)
             ev = nzc.sum(axis=(1, 2)).astype(np.int64)
-        if l is not hl[0]:
-            total += scan                     # (the input quantizer encodes the first layer's events)
-        events += ev
-        layer = model.layers[i]
         if l["gated"]:
-            total += K * C + 3
+            total += _groups(K, P) * C + 3
             on = res.gates[i]
         else:
             on = np.ones((n, K), bool)
-        gout = _groups(K, P)
-        opad = np.zeros((n, gout * P), bool)
-        opad[:, :K] = True if dense else on
-        # bank-constrained compaction: lane j computes the on kernels j, P+j, ... one per group
-        ngroups = opad.reshape(n, gout, P).sum(axis=1).max(axis=1)
-        hwo = l["hout"] * l["wout"]
-        kk = l["k"] * l["k"]
-        busy = 2 + ev * kk + 2 * (ev > 0) + hwo + 1
-        total += ngroups * busy + 2
-        nev = (cpad != 0).sum(axis=(1, 2)) if dense else ev
-        bound += nev * on.sum(axis=1) / P * kk
+        if conv:
+            gout = _groups(K, P)
+            opad = np.zeros((n, gout * P), bool)
+            opad[:, :K] = True if dense else on
+            ngroups = opad.reshape(n, gout, P).sum(axis=1).max(axis=1)
+            drain = l["hpo"] * l["wpo"]
+            ideal = -(-(np.full(n, K) if dense else on.sum(axis=1)) // P)
+        else:
+            ngroups = np.full(n, _groups(K, P * T), np.int64)
+            drain = T
+            ideal = ngroups
+        replay = np.where(ev > 0, ev * npass + 2, 0)
+        if li == 0:
+            body = ngroups * replay
+            events += ev
+        else:
+            body = np.where(ngroups > 0, scan + 2 + (ngroups - 1) * replay, 0)
+            events += np.where(ngroups > 0, ev, 0)
+        total += ngroups * (3 + drain) + body + 2
+        bound += np.where(ngroups > 0, ev, 0) * ideal * npass
         if l["kind"] == KIND_LOGITS:
             total += 1 + K
         else:
-            out = acts[l["out_index"]]           # the pooled map if the pool is fused (no extra cycles)
-            cur = out.reshape(n, K, l["hpo"] * l["wpo"])
-            mask = on
-        # flatten after this layer changes nothing in hardware
-    total += 1                                # done
+            cur = acts[l["out_index"]].reshape(n, K, l["hpo"] * l["wpo"])
+            mask = on if conv else np.ones((n, K), bool)
+    total += 1
     if detail:
         return total, {"events": events, "bound": bound, "result": res}
     return total
