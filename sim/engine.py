@@ -325,7 +325,7 @@ def simulate(cfg, runs, baked=None, seed=1, idle=0.0, backpressure=0.0, waves=No
             recs = check_records(load_records(model, cfg), cfg)
             entry["records"] = str(work / f"records{r}.json")
             Path(entry["records"]).write_text(json.dumps([[int(v) for v in rec] for rec in recs]))
-        entry["max_cycles"] = int(4 * cycles(model, images[:1], tau, cfg.lanes, dense=True, taps=cfg.taps)[0] + 10000)
+        entry["max_cycles"] = int(4 * cycles(model, images[:1], tau, cfg, dense=True)[0] + 10000)
         entries.append(entry)
     # chunks: one plan per simulator process
     if (jobs > 1 and len(entries) == 1 and not entries[0]["resets"] and not entries[0]["trace_images"]
@@ -404,10 +404,10 @@ simulate.last_timings = None
 simulate.last_waves = None
 
 
-def expected(model, images, tau, lanes, dense=False, taps=3):
+def expected(model, images, tau, lanes, dense=False):
     """Golden expectations: logits, predictions, cycles, events, fired, skipped per image."""
     n = len(images)
-    cyc, det = cycles(model, images, tau, lanes, dense=dense, detail=True, taps=taps)
+    cyc, det = cycles(model, images, tau, lanes, dense=dense, detail=True)
     res = det["result"]
     fired = np.zeros(n, np.int64)
     skipped = np.zeros(n, np.int64)
@@ -426,7 +426,7 @@ def expected(model, images, tau, lanes, dense=False, taps=3):
 FIELDS = ("cls", "logits", "cycles", "events", "fired", "skipped")
 
 
-def compare(model, images, tau, hw, lanes, dense=False, exp=None, taps=3):
+def compare(model, images, tau, hw, lanes, dense=False, exp=None):
     """Compare hardware outputs with golden. Returns (list of mismatch dicts, expectations).
 
     A mismatch names the image, the first field that differs, and both values. Abandoned
@@ -434,7 +434,7 @@ def compare(model, images, tau, hw, lanes, dense=False, exp=None, taps=3):
     """
     images = check_inputs(model, images)
     tau = model.check_tau(tau)
-    exp = exp or expected(model, images, tau, lanes, dense, taps)
+    exp = exp or expected(model, images, tau, lanes, dense)
     bad = []
     for i in range(len(images)):
         if not hw["ok"][i]:

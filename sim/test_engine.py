@@ -77,14 +77,20 @@ class TB:
         await self._drive("load", words)
         await self.fe
 
-    async def send_pixels(self, pixels):
-        """Drive the pixel stream; returns at the falling edge after the last beat was taken.
+    async def send_pixels(self, image, q=1):
+        """Drive the pixel stream with ``image`` [C, H, W]; returns at the falling edge after the
+        last beat was taken. A beat holds up to ``q`` pixels of one row (pixel i at bits 8i), a row
+        is ceil(W/q) beats; ``last`` (bit 8q) marks the image's final beat.
 
         On each falling edge a beat is presented; if ``ready`` is high there, the next rising
         edge takes it (``ready`` is a function of the engine's state, not of ``valid``).
         """
-        words = [int(p) for p in pixels]
-        words[-1] |= 1 << 8
+        image = np.asarray(image).reshape((-1,) + np.asarray(image).shape[-2:])
+        words = []
+        for row in image.reshape(-1, image.shape[-1]):
+            for s in range(0, len(row), q):
+                words.append(sum(int(p) << (8 * i) for i, p in enumerate(row[s:s + q])))
+        words[-1] |= 1 << (8 * q)
         await self._drive("pixels", words)
 
     async def _drive(self, port, words):
@@ -92,14 +98,17 @@ class TB:
         random source idles unless in fast mode; returns with ``valid`` low after the last beat."""
         valid, payload, ready = (getattr(self.dut, f"{port}__{n}") for n in ("valid", "payload", "ready"))
         i, n = 0, len(words)
+        offered = False              # a beat offered and not yet taken stays offered (stream rule)
         while i < n:
-            if not self.fast and self.rng.random() < self.idle:
+            if not offered and not self.fast and self.rng.random() < self.idle:
                 valid.value = 0
             else:
                 payload.value = words[i]
                 valid.value = 1
+                offered = True
                 if ready.value:
                     i += 1
+                    offered = False
             await self.fe
         valid.value = 0
 
@@ -167,6 +176,7 @@ async def run_plan(dut):
         plan = json.load(f)
     cfg = plan["config"]
     classes = plan["classes"]
+    q = int(cfg.get("pixels_per_beat", 1))
     tb = TB(dut, plan.get("seed", 1), plan.get("idle", 0.0), plan.get("backpressure", 0.0),
             cfg["acc_bits"], max(1, cfg["classes"].bit_length()))
     await tb.reset(1 << 20)
@@ -193,15 +203,15 @@ async def run_plan(dut):
             dut.start.value = 1
             await tb.fe
             dut.start.value = 0
-            pixels = imgs[i].reshape(-1)
+            pixels = imgs[i]
             rs = resets.get(i)
             if rs is not None:
                 if rs["after"] == "pixels":
-                    await tb.send_pixels(pixels)
+                    await tb.send_pixels(pixels, q)
                     rx = cocotb.start_soon(tb.recv_result(limit))
                     px = None
                 else:
-                    px = cocotb.start_soon(tb.send_pixels(pixels))
+                    px = cocotb.start_soon(tb.send_pixels(pixels, q))
                     rx = None
                 # reset `cycles` falling edges from here: one timer, no per-cycle Python
                 await Timer(int(rs["cycles"]) * PERIOD_NS, "ns")
@@ -215,7 +225,7 @@ async def run_plan(dut):
                 traces[f"r{r}_{i}"] = []
                 mon = cocotb.start_soon(tb.monitor_trace(traces[f"r{r}_{i}"]))
             rx = cocotb.start_soon(tb.recv_result(limit))
-            await tb.send_pixels(pixels)
+            await tb.send_pixels(pixels, q)
             lg, cls = await rx
             await tb.wait_ready(limit)
             if mon is not None:

@@ -59,6 +59,7 @@ GATE_WEIGHT_BITS = bit_length_signed(*GATE_WEIGHT_RANGE)
 GATE_BIAS_BITS = bit_length_signed(*GATE_BIAS_RANGE)
 MAX_LANES = 64
 MAX_TAPS = 7
+MAX_PIXELS_PER_BEAT = 16
 
 
 def _bits(n):
@@ -129,6 +130,8 @@ class EngineConfig:
     taps : int            KT: the accumulators are split into KT x KT tap banks, so the KT*KT taps
                           of one event (a pass) update in one cycle; a conv with k > KT runs
                           ceil(k/KT)^2 passes; a dense layer computes P*KT*KT kernels per event
+    pixels_per_beat : int Q, pixels per beat of the ``pixels`` stream (a beat holds up to Q pixels of
+                          one row; a row of W pixels is ceil(W/Q) beats), 1..16
     max_layers : int      descriptor slots (conv, dense, pool layers)
     pixels : int          max input pixels (C*H*W)
     act_words : int       words of P codes per activation half (ping-pong)
@@ -149,6 +152,7 @@ class EngineConfig:
     """
     lanes: int
     taps: int
+    pixels_per_beat: int
     max_layers: int
     pixels: int
     act_words: int
@@ -175,6 +179,9 @@ class EngineConfig:
             elif isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
                 raise GxnorError(f"engine config: {f.name} must be a positive integer, got {v!r}")
             object.__setattr__(self, f.name, int(v))
+        if self.pixels_per_beat > MAX_PIXELS_PER_BEAT:
+            raise GxnorError(f"engine config: pixels_per_beat must lie in [1, {MAX_PIXELS_PER_BEAT}], "
+                             f"got {self.pixels_per_beat}")
         if self.taps > MAX_TAPS:
             raise GxnorError(f"engine config: taps must lie in [1, {MAX_TAPS}], got {self.taps}")
         if self.lanes > MAX_LANES:
@@ -259,13 +266,16 @@ class EngineConfig:
 
     # -- envelope ------------------------------------------------------------------------
     @classmethod
-    def for_models(cls, models, lanes, taps=3):
-        """Smallest config that runs every model in ``models`` with ``lanes`` lanes and
-        ``taps`` x ``taps`` tap banks."""
+    def for_models(cls, models, lanes, taps=3, pixels_per_beat=1):
+        """Smallest config that runs every model in ``models`` with ``lanes`` lanes,
+        ``taps`` x ``taps`` tap banks and ``pixels_per_beat`` pixels per input beat."""
         lanes, taps = check_lanes(lanes), check_taps(taps)
+        q = pixels_per_beat
+        if isinstance(q, bool) or not isinstance(q, (int, np.integer)) or not 1 <= q <= MAX_PIXELS_PER_BEAT:
+            raise GxnorError(f"pixels per beat {q!r} is impossible: choose an integer in [1, {MAX_PIXELS_PER_BEAT}]")
         reqs = [requirements(m, lanes, taps) for m in models]
         merged = {k: max(r[k] for r in reqs) for k in reqs[0]}
-        return cls(lanes=lanes, taps=taps, **merged)
+        return cls(lanes=lanes, taps=taps, pixels_per_beat=int(q), **merged)
 
     def check_fits(self, model):
         """Raise GxnorError naming the first size of ``model`` outside this envelope."""

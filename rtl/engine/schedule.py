@@ -7,8 +7,11 @@ tap banks (``T = KT*KT``); a conv's ``npass = ceil(k/KT)^2``.
 
 Schedule (what the RTL does, phase by phase; :func:`cycles` counts exactly this)
 ---------------------------------------------------------------------------
-* input quantizer: 1 cycle per pixel; it writes the first layer's event list (nonzero codes; every
-  code in the dense schedule) and the gate sums of its channels.
+* input quantizer: beats of up to Q pixels of one row; a beat costs ``max(1, events * npass)``
+  (one event per cycle, all passes when it feeds the scatter), before a stand-alone first pool one
+  cycle per pixel. It writes the first layer's event list (nonzero codes; every code in the dense
+  schedule) and the gate sums of its channels. An ungated first conv/dense takes its first group's
+  events live from it (the group is set up first: 2 + 2 cycles before the first pixel).
 * per conv/dense layer: 2 (descriptor read, dispatch), then
   - gate (gated conv): ``ceil(K/P) * C + 3`` (P MACs per cycle; operands and decision registered);
   - output groups. conv: bank-constrained compaction (lane j computes kernels j, P+j, ...), so
@@ -42,15 +45,33 @@ from .balance import hardware_view
 from .config import KIND_CONV, KIND_LOGITS, KIND_POOL, _groups, check_lanes, check_taps, hw_layers, passes
 
 
-def cycles(model, images, tau=None, lanes=1, dense=False, detail=False, taps=3):
-    """Exact RTL cycle count per image (int64 [N]) for ``model`` on an engine with ``lanes`` lanes
-    and ``taps`` x ``taps`` tap banks.
+def _quantizer(codes, hl, layers, KT, Q, dense):
+    """Input quantizer cycles per image: beats of Q pixels of a row; a beat costs max(1, events *
+    npass) (npass of a live first conv), every valid pixel one cycle before a stand-alone pool."""
+    n, c0, h0, w0 = codes.shape
+    nb = -(-w0 // Q)
+    pad = np.zeros((n, c0, h0, nb * Q), bool)
+    first = hl[0]
+    if first["kind"] == KIND_POOL:
+        return np.full(n, c0 * h0 * w0, np.int64)
+    pad[..., :w0] = True if dense else (codes != 0)
+    per = pad.reshape(n, c0, h0, nb, Q).sum(axis=4)
+    npass = passes(first["k"], KT) ** 2 if (first["kind"] == KIND_CONV and not first["gated"]) else 1
+    return np.maximum(1, per * npass).sum(axis=(1, 2, 3)).astype(np.int64)
+
+
+def cycles(model, images, tau=None, lanes=1, dense=False, detail=False, taps=3, pixels_per_beat=1):
+    """Exact RTL cycle count per image (int64 [N]) for ``model`` on an engine with ``lanes`` lanes,
+    ``taps`` x ``taps`` tap banks and ``pixels_per_beat`` pixels per input beat (``lanes`` may be
+    an EngineConfig, which gives all three).
 
     With ``detail=True`` also returns a dict of per-image arrays: ``events`` (events emitted),
     ``bound`` (see the module docstring), ``result`` (golden's run).
     """
+    if hasattr(lanes, "taps"):                # an EngineConfig: its P, KT, Q
+        lanes, taps, pixels_per_beat = lanes.lanes, lanes.taps, lanes.pixels_per_beat
     P, KT = check_lanes(lanes), check_taps(taps)
-    T = KT * KT
+    T, Q = KT * KT, int(pixels_per_beat)
     model = hardware_view(model, P)
     res = run(model, images, tau, keep_activations=True)
     n = res.logits.shape[0]
@@ -59,8 +80,8 @@ def cycles(model, images, tau=None, lanes=1, dense=False, detail=False, taps=3):
     events = np.zeros(n, np.int64)
     bound = np.zeros(n, np.int64)
     c0, h0, w0 = model.input_shape
-    total += c0 * h0 * w0
     acts = res.activations
+    total += _quantizer(acts[0], hl, model.layers, KT, Q, dense)
     cur = acts[0].reshape(n, c0, h0 * w0)
     mask = np.ones((n, c0), bool)
     for li, l in enumerate(hl):
@@ -109,7 +130,11 @@ def cycles(model, images, tau=None, lanes=1, dense=False, detail=False, taps=3):
             drain = T
             ideal = ngroups
         replay = np.where(ev > 0, ev * npass + 2, 0)
-        if li == 0:
+        if li == 0 and not l["gated"]:
+            # live: the quantizer's cycles (counted above) feed the first group, then 2 to flush
+            body = 2 + (ngroups - 1) * replay
+            events += ev
+        elif li == 0:
             body = ngroups * replay
             events += ev
         else:

@@ -45,8 +45,12 @@ def _layout(fields):
     return data.StructLayout({name: unsigned(bits) for name, bits in fields})
 
 
-def pixel_layout():
-    return data.StructLayout({"data": unsigned(8), "last": unsigned(1)})
+def pixel_layout(cfg=None):
+    """``data``: Q 8-bit pixels (pixel i at bits 8i..8i+7; Q = ``cfg.pixels_per_beat``, 1 without a
+    config), ``last`` (informational: the header holds the count). A beat holds up to Q pixels of one
+    row of one channel, in order: a row of W pixels is ceil(W/Q) beats, all full but the last."""
+    q = cfg.pixels_per_beat if cfg is not None else 1
+    return data.StructLayout({"data": unsigned(8 * q), "last": unsigned(1)})
 
 
 def result_layout(cfg):
@@ -134,7 +138,7 @@ class Engine(wiring.Component):
             raise ValueError(f"memories {sorted(unknown)} cannot be single-port (evt can)")
         self.preloaded = model is not None
         super().__init__({
-            "pixels": In(stream.Signature(pixel_layout())),
+            "pixels": In(stream.Signature(pixel_layout(config))),
             "result": Out(stream.Signature(result_layout(config))),
             "load": In(stream.Signature(load_layout(config))),
             "tau": In(signed(config.tau_bits)),
@@ -509,13 +513,18 @@ class Engine(wiring.Component):
                 m.d.comb += [act_ws[j].addr.eq(dq_addr + Mux(dq_conv, lgo[j], 0)),
                              act_ws[j].data.eq(dq_codes[2 * j:2 * j + 2]), act_ws[j].en.eq(dq_en[j])]
 
+        Q = cfg.pixels_per_beat
+        iq_sum = Signal(signed(_bits(Q) + 2))     # the quantizer's beat: sum of its codes
+        iq_sum_v = Signal()
+        lane_c = Signal(range(max(P, 2)))         # the quantizer's channel, mod P
         # gate sums of the layer's outputs (channel lane_gq[j]*P + j), written at the group's end
         slane = [Signal(signed(SB), name=f"slane{j}") for j in range(P if gated else 0)]
         slane_next = [Signal(signed(SB), name=f"slane_next{j}") for j in range(len(slane))]
         sum_src = Signal(2 * P)          # codes being written (drain, stand-alone pool, quantizer)
         sum_v = Signal(P)
         for j in range(len(slane)):
-            m.d.comb += slane_next[j].eq(slane[j] + Mux(sum_v[j], decode(sum_src[2 * j:2 * j + 2]), 0))
+            m.d.comb += slane_next[j].eq(slane[j] + Mux(sum_v[j], decode(sum_src[2 * j:2 * j + 2]), 0)
+                                         + Mux(iq_sum_v & (lane_c == j), iq_sum, 0))
             m.d.sync += slane[j].eq(slane_next[j])
         with m.If(dq_v & dq_conv):
             m.d.comb += [sum_src.eq(dq_codes), sum_v.eq(dq_en)]
@@ -602,10 +611,13 @@ class Engine(wiring.Component):
         m.submodules.res_skid = res_skid = Skid(result_layout(cfg), level=True)
         wiring.connect(m, argmax.o, res_skid.i)
         wiring.connect(m, res_skid.o, wiring.flipped(self.result))
-        m.submodules.pix_skid = pix_skid = Skid(pixel_layout())
+        m.submodules.pix_skid = pix_skid = Skid(pixel_layout(cfg))
         wiring.connect(m, wiring.flipped(self.pixels), pix_skid.i)
         pix = pix_skid.o
 
+        m.submodules.iq_encoder = iq_enc = EventEncoder(Q)
+        iq_live = Signal()                 # the quantizer feeds the first layer's first group
+        ig = Signal(range(G + 1))          # quantizer: channel group
         # ---------------------------------------------------------------- event position counters
         # (y + pad, x + pad) as quotient and remainder by KT, kept incrementally by the input
         # quantizer and the scan; pos = y*W + x
@@ -703,7 +715,6 @@ class Engine(wiring.Component):
         e = Signal(range(cfg.events + 1))
         elast = Signal(range(cfg.events + 1))
         # input quantizer / stand-alone pool counters
-        lane_c = Signal(range(max(P, 2)))
         pix_c = Signal(range(cfg.channels + 1))
         pcs = Signal(range(cfg.weight_words + 1))
         gbase = Signal(range(2 * cfg.act_words + 1))
@@ -737,43 +748,93 @@ class Engine(wiring.Component):
                                  ecount.eq(0)] + pos_reset()
                     if gated:
                         m.d.sync += [sl.eq(0) for sl in slane]
-                    m.next = "IQ"
+                    m.d.sync += [ig.eq(0), chmask.eq(all_on)]
+                    # an ungated first conv/dense takes its first group's events live from the
+                    # quantizer (its descriptor and groups are set up first); else the quantizer
+                    # runs first (a gated first layer needs the sums of every pixel)
+                    with m.If((d.kind != KIND_POOL) & ~d.gated):
+                        m.d.sync += iq_live.eq(1)
+                        m.next = "DESC"
+                    with m.Else():
+                        m.next = "IQ"
 
             with m.State("IQ"):
-                m.d.comb += [pix.ready.eq(1), stall.eq(~pix.valid)]
-                p = pix.payload.data
-                code = Signal(2)
-                m.d.comb += code.eq(Mux(p >= hdr.hi, 0b01, Mux(p < hdr.lo, 0b11, 0b00)))
-                # the quantizer is the first layer's event encoder (writes its event list) and
-                # takes the gate sums of its channels
-                emit = pix.valid & (d.kind != KIND_POOL) & (code[0] | dense)
-                with m.If(pix.valid):
-                    m.d.comb += [sum_src.eq(Cat(*[code for _ in range(P)])),
-                                 sum_v.eq(Cat(*[lane_c == j for j in range(P)]))]
-                with m.If(emit):
-                    m.d.sync += [ev_v.eq(1), ev_rec.eq(record(code, pcs + Mux(is_conv, 0, pos))),
-                                 ecount.eq(ecount + 1), n_ev.eq(n_ev + 1)]
-                with m.If(pix.valid):
-                    for j in range(P):
-                        m.d.comb += [act_ws[j].addr.eq(gbase + pos), act_ws[j].data.eq(code),
-                                     act_ws[j].en.eq(lane_c == j)]
-                    with m.If(pos == hdr.hw - 1):
+                # Input quantizer: one beat of Q pixels (one row's run) per cycle, or one cycle per
+                # event it holds (the EventEncoder emits them one at a time). Each event goes to the
+                # first layer's event list, and (live: an ungated first conv/dense) into the scatter
+                # with all its passes; a stand-alone first pool instead gets every pixel written to
+                # the activation memory, one per cycle. The gate sums of each channel are taken here.
+                m.d.comb += stall.eq(~pix.valid)
+                first_pool = d.kind == KIND_POOL
+                pw = pix.payload.data
+                codes = []
+                vm = []
+                for i in range(Q):
+                    p = pw[8 * i:8 * i + 8]
+                    c = Signal(2, name=f"iq_code{i}")
+                    m.d.comb += c.eq(Mux(p >= hdr.hi, 0b01, Mux(p < hdr.lo, 0b11, 0b00)))
+                    codes.append(c)
+                    vm.append(x + i < d.win)
+                vmask = Cat(*vm)
+                m.d.comb += [iq_enc.i.valid.eq(pix.valid), iq_enc.i.payload.word.eq(Cat(*codes)),
+                             iq_enc.i.payload.mask.eq(vmask), iq_enc.dense.eq(dense | first_pool),
+                             iq_enc.o.ready.eq(~iq_live | last_pass), pix.ready.eq(iq_enc.i.ready)]
+                lane = iq_enc.o.payload.lane
+                v = Signal(range(KT + Q + 1))
+                vq = Signal(range(Q // KT + 3))
+                m.d.comb += [v.eq(rx + lane), vq.eq(sum((v >= t * KT) for t in range(1, (KT + Q) // KT + 1)))]
+                rec = Signal(ev_lay)
+                m.d.comb += [rec.code.eq(iq_enc.o.payload.code), rec.qy.eq(qy), rec.ry.eq(ry),
+                             rec.qx.eq(qx + vq), rec.rx.eq(v - vq * KT), rec.qyw.eq(qyw),
+                             rec.woff.eq(pcs + Mux(is_conv, 0, pos + lane))]
+                with m.If(iq_enc.o.valid):
+                    with m.If(first_pool):
+                        for j in range(P):
+                            m.d.comb += [act_ws[j].addr.eq(gbase + pos + lane), act_ws[j].data.eq(iq_enc.o.payload.code),
+                                         act_ws[j].en.eq(lane_c == j)]
+                    with m.Else():
+                        with m.If(iq_live):
+                            feed(rec)
+                            pass_next()
+                        with m.If(iq_enc.o.ready):
+                            m.d.sync += [ev_v.eq(1), ev_rec.eq(rec), ecount.eq(ecount + 1), n_ev.eq(n_ev + 1)]
+                take = pix.valid & iq_enc.i.ready
+                with m.If(take):
+                    m.d.comb += iq_sum_v.eq(1)
+                    m.d.comb += iq_sum.eq(sum(Mux(vm[i], decode(codes[i]), 0) for i in range(Q)))
+                    rowend = x + Q >= d.win
+                    m.d.sync += pos.eq(pos + Mux(rowend, d.win - x, Q))
+                    with m.If(rowend):
+                        m.d.sync += [x.eq(0), qx.eq(d.padq), rx.eq(d.padr), y.eq(y + 1)]
+                        with m.If(ry == KT - 1):
+                            m.d.sync += [ry.eq(0), qy.eq(qy + 1), qyw.eq(qyw + d.wrows)]
+                        with m.Else():
+                            m.d.sync += ry.eq(ry + 1)
+                    with m.Else():
+                        qd, qm = divmod(Q, KT)
+                        m.d.sync += x.eq(x + Q)
+                        with m.If(rx + qm >= KT):
+                            m.d.sync += [rx.eq(rx + qm - KT), qx.eq(qx + qd + 1)]
+                        with m.Else():
+                            m.d.sync += [rx.eq(rx + qm), qx.eq(qx + qd)]
+                    with m.If(rowend & (y == d.hin - 1)):
                         m.d.sync += [pix_c.eq(pix_c + 1), pcs.eq(pcs + d.cstride)] + pos_reset()
                         with m.If((lane_c == P - 1) | (pix_c == hdr.cin - 1)):
                             if gated:
                                 for j in range(P):
-                                    m.d.comb += [s_ws[j].addr.eq(g), s_ws[j].data.eq(slane_next[j]), s_ws[j].en.eq(1)]
+                                    m.d.comb += [s_ws[j].addr.eq(ig), s_ws[j].data.eq(slane_next[j]), s_ws[j].en.eq(1)]
                                 m.d.sync += [sl.eq(0) for sl in slane]
-                            m.d.sync += g.eq(g + 1)
+                            m.d.sync += ig.eq(ig + 1)
                         with m.If(lane_c == P - 1):
                             m.d.sync += [lane_c.eq(0), gbase.eq(gbase + hdr.hw)]
                         with m.Else():
                             m.d.sync += lane_c.eq(lane_c + 1)
                         with m.If(pix_c == hdr.cin - 1):
-                            m.d.sync += chmask.eq(all_on)
-                            m.next = "DESC"
-                    with m.Else():
-                        pos_next(d.win)
+                            m.d.sync += iq_live.eq(0)
+                            with m.If(iq_live):
+                                m.next = "SCAT_F1"
+                            with m.Else():
+                                m.next = "DESC"
 
             with m.State("DESC"):
                 m.d.sync += [n.eq(0) for n in n_list + r_list]
@@ -785,7 +846,7 @@ class Engine(wiring.Component):
                     m.d.sync += omask.eq(chmask)
                     m.next = "POOL_G"
                 with m.Else():
-                    m.d.sync += [omask.eq(all_on), live.eq(li != 0)]
+                    m.d.sync += [omask.eq(all_on), live.eq((li != 0) | iq_live)]
                     with m.If(li != 0):
                         m.d.sync += ecount.eq(0)
                     if gated:
@@ -844,7 +905,10 @@ class Engine(wiring.Component):
                         m.d.sync += [lgs[j].eq(lane_gq[j] * d.gstride), lgo[j].eq(lane_gq[j] * d.hwpo),
                                      lon[j].eq(lval[j] & (list_mode | omask.word_select(g, P)[j]))]
                     m.d.sync += [e.eq(0), elast.eq(ecount - 1)] + pass_reset() + drain_start()
-                    with m.If(live):
+                    with m.If(live & (li == 0)):
+                        m.d.sync += live.eq(0)
+                        m.next = "IQ"
+                    with m.Elif(live):
                         m.d.sync += [sg.eq(0), sgbase.eq(0), gcs.eq(0), screm.eq(d.cin)]
                         if gated:
                             m.d.sync += scsh.eq(chmask)
