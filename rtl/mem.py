@@ -28,13 +28,7 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-W_PACK = 8                 # engine weight words per 16-bit row of a weight bank (rtl/engine/top.py)
-W_SLOT_BITS = 3
 
-
-def weight_rows(cfg):
-    """Rows of each engine weight bank (W_PACK weight words per row; at least 2)."""
-    return max(2, -(-cfg.weight_words // W_PACK))
 
 
 SPRAM_DEPTH = 16384
@@ -268,12 +262,13 @@ def engine_memories(cfg):
     """{name: (depth, width, copies)} of the engine's memories for ``cfg`` (rtl/engine/top.py)."""
     P, A = cfg.lanes, cfg.acc_bits
     G = max(2, cfg.groups)
-    mems = {"desc": (cfg.max_layers, cfg.desc_bits, 1), "w": (weight_rows(cfg), 2 * W_PACK, P),
+    T = cfg.banks
+    mems = {"desc": (cfg.max_layers, cfg.desc_bits, 1), "w": (cfg.weight_words, 2 * T, P),
             "list": (G, max(1, (G - 1).bit_length()), P),
             "thr": (cfg.thr_words, 2 * A, P), "act": (2 * cfg.act_words, 2, P),
-            "gw": (cfg.gate_weights, cfg.gw_bits, 1), "gb": (cfg.gate_biases, cfg.gb_bits, 1),
-            "evt": (cfg.events, event_bits(cfg), 1), "acc": (cfg.acc_words, P * A, 1),
-            "s": (cfg.groups, P * cfg.sum_bits, 1), "logit": (-(-cfg.classes // P), P * A, 1)}
+            "gw": (cfg.gate_weights, P * cfg.gw_bits, 1), "gb": (cfg.gate_biases, P * cfg.gb_bits, 1),
+            "evt": (cfg.events, event_bits(cfg), 1), "acc": (cfg.acc_words, P * A, T),
+            "s": (G, cfg.sum_bits, P), "logit": (-(-cfg.classes // P), P * A, 1)}
     if not cfg.gated:           # no gate predictor: no gate memories, sums or kernel lists
         for name in ("list", "gw", "gb", "s"):
             del mems[name]
@@ -287,19 +282,17 @@ ROM_LOGIC_DEPTH = 256
 
 
 def event_bits(cfg):
-    return 2 + 2 * cfg.dim_bits + cfg.woff_bits
+    """Bits of an event-list entry (rtl.engine.top.event_layout)."""
+    return 2 + 2 * cfg.dim_bits + 2 * cfg.tap_bits + max(1, (cfg.dim * cfg.dim).bit_length()) + cfg.woff_bits
 
 
 def _options(name, depth, width, cfg, preload):
     """Placements (banks or None for plain EBR) a memory may take on iCE40."""
     opts = [None]
-    spram_cap = 4 * SPRAM_DEPTH if width <= 4 else SPRAM_DEPTH
     if name == "evt":                       # written by the encoder, read by the scatter: never together
         opts.append([(0, "spram")])
-    elif name == "w" and not preload:       # written by the load stream (idle), read in compute
-        opts.append([(0, "spram")])
-        for k in range(1, -(-depth // spram_cap)):    # SPRAM for the first k tiles, the rest in EBR
-            opts.append([(0, "spram"), (k * spram_cap, "ebr")])
+    # (engine v2 keeps its weights dual-port EBR: a weight word is KT*KT codes per lane, 18 bits at
+    # KT = 3, wider than the SPRAM's 16; weights in SPRAM are the boards issue's UP5K work)
     # Activations stay dual-port (EBR): the drain of a conv with a fused max-pool reads and writes
     # the pooled map (the same half) in one cycle at different addresses (read-modify-write), and a
     # stand-alone pool reads one half while writing the other.

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_bench_cycles_json():
-    r = subprocess.run([sys.executable, str(ROOT / "bench" / "cycles.py"), "--images", "12", "--lanes", "2", "4",
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "cycles.py"), "--images", "12", "--configs", "iCEBreaker", "ULX3S",
                         "--models", "gated-cnn", "mlp", "--json"], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
@@ -23,8 +23,9 @@ def test_bench_cycles_json():
     x = load_dataset("mnist5k", "test")[0][:12]
     for row in out["rows"]:
         model = modelfile.load(ROOT / "zoo" / f"{row['model']}.gxm")
-        ev = cycles(model, x, None, row["lanes"])
-        dense = cycles(model, x, None, row["lanes"], dense=True)
+        kw = dict(taps=row["taps"], pixels_per_beat=row["pixels_per_beat"])
+        ev = cycles(model, x, None, row["lanes"], **kw)
+        dense = cycles(model, x, None, row["lanes"], dense=True, **kw)
         assert row["cycles"] == ev.mean() and row["dense"] == dense.mean()
         assert row["speedup"] == dense.mean() / ev.mean()
         assert np.all(ev < dense)                       # event-driven never slower on real digits

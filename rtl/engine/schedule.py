@@ -60,6 +60,13 @@ def _quantizer(codes, hl, layers, KT, Q, dense):
     return np.maximum(1, per * npass).sum(axis=(1, 2, 3)).astype(np.int64)
 
 
+def quantizer_cycles(model, images, cfg, dense=False):
+    """The input quantizer's cycles per image (int64 [N]) on engine ``cfg`` (see the schedule)."""
+    model = hardware_view(model, cfg.lanes)
+    codes = run(model, images, None, keep_activations=True).activations[0]
+    return _quantizer(codes, hw_layers(model), model.layers, cfg.taps, cfg.pixels_per_beat, dense)
+
+
 def cycles(model, images, tau=None, lanes=1, dense=False, detail=False, taps=3, pixels_per_beat=1):
     """Exact RTL cycle count per image (int64 [N]) for ``model`` on an engine with ``lanes`` lanes,
     ``taps`` x ``taps`` tap banks and ``pixels_per_beat`` pixels per input beat (``lanes`` may be

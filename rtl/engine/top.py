@@ -396,7 +396,7 @@ class Engine(wiring.Component):
                 ty = Signal(range(KT), name=f"ty{by}")
                 row = Signal(signed(SW), name=f"row{by}")
                 vy = Signal(name=f"vy{by}")
-                m.d.comb += [cy.eq(a_ev.ry < by), ty.eq(Mux(cy, a_ev.ry + KT - by, a_ev.ry - by)),
+                m.d.comb += [cy.eq((a_ev.ry < by) if by else 0), ty.eq(Mux(cy, a_ev.ry + KT - by, a_ev.ry - by)),
                              row.eq(a_qy - a_py - cy)]
                 vyw = Signal(name=f"vyw{by}")
                 m.d.comb += [vy.eq((row >= 0) & (row * KT + by < d.hout) & (a_pyk + ty < d.k)),
@@ -407,7 +407,7 @@ class Engine(wiring.Component):
                     col = Signal(signed(SW), name=f"col{by}_{bx}")
                     vx = Signal(name=f"vx{by}_{bx}")
                     addr = Signal(signed(SW), name=f"aaddr{by}_{bx}")
-                    m.d.comb += [cx.eq(a_ev.rx < bx), tx.eq(Mux(cx, a_ev.rx + KT - bx, a_ev.rx - bx)),
+                    m.d.comb += [cx.eq((a_ev.rx < bx) if bx else 0), tx.eq(Mux(cx, a_ev.rx + KT - bx, a_ev.rx - bx)),
                                  col.eq(a_qx - a_px - cx)]
                     m.d.comb += [vx.eq((col >= 0) & (col * KT + bx < d.wout) & (a_pxk + tx < d.k)),
                                  addr.eq(a_qyw - a_pyw - Mux(cy, d.wrows, 0) + col)]

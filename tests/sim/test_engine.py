@@ -1,8 +1,13 @@
 """The whole accelerator against golden: random models of varied shapes, several tau values, both
 schedules, random source idles and sink back-pressure, reset mid-inference; bit- and cycle-exact.
 
-One Verilator build per lane count (the envelope covers every model here; models are loaded over
-the load stream at run time), so the build cost is paid once per hardware config.
+Engine v2 build parameters vary per test: P lanes, KT x KT tap banks, Q pixels per beat. The models
+cover k = 1, 3, 5, 7 (k > KT runs in passes), same and valid padding, odd map sizes, fused and
+stand-alone pools, gates (chained), 1x1 convs and dense layers (the same accumulator hit on
+consecutive cycles), dense after dense, three input channels.
+
+One Verilator build per hardware config (the envelope covers every model of the test; models are
+loaded over the load stream at run time), so the build cost is paid once per config.
 """
 
 import numpy as np
@@ -10,7 +15,7 @@ import pytest
 
 from rtl.engine.config import EngineConfig
 
-from rtl.engine.schedule import cycles
+from rtl.engine.schedule import cycles, quantizer_cycles
 from golden.errors import GxnorError
 from golden.forward import run
 from golden.randmodel import random_model
@@ -24,12 +29,21 @@ ARCHS = [
     ("f,d16,d5", (1, 6, 6)),               # MLP
     ("c5g,c6g,p,f,d10", (1, 8, 8)),        # two gated layers in a row (masks chain)
     ("c4,p,p,f,d3", (3, 8, 7)),            # three input channels, pool after pool
+    ("c3k7,c4k1,p,f,d6", (1, 9, 9)),       # 7x7 'same' (passes), 1x1 conv
+    ("c4k1v,f,d12,d8", (2, 5, 5)),         # 1x1 valid, dense after dense
+]
+# models an engine without fused pools can run (KT = 1 has no 2x2 window of banks)
+ARCHS_NO_FUSED_POOL = [
+    ("c3k5v,c6g,f,d7", (2, 9, 9)),
+    ("f,d16,d5", (1, 6, 6)),
+    ("c3k7,c4k1,f,d6", (1, 7, 7)),
+    ("p,c4g,f,d5", (1, 8, 8)),             # stand-alone pool on the input
 ]
 
 
-def models():
+def models(archs=ARCHS):
     return [random_model(a, s, seed=SEED + i, input_lo=60, input_hi=150, name=f"t{i}")
-            for i, (a, s) in enumerate(ARCHS)]
+            for i, (a, s) in enumerate(archs)]
 
 
 def images(model, n, seed):
@@ -46,13 +60,13 @@ def taus(model, imgs):
     return [max(lo, int(la.min()) - 1), int(np.median(la)), min(hi, int(la.max()))]
 
 
-def reset_points(model, imgs, tau, lanes, which):
+def reset_points(model, imgs, tau, cfg, which):
     """Resets on images ``which``: one during the pixel stream, then three in the working phases
     (counted from the last pixel, so no source stall is in the count): just after the input
     (first layer's descriptor/encoder), half way, and at the last working cycles before the
     result stream (the logits layer's drain)."""
     px = int(np.prod(model.input_shape))
-    work = cycles(model, imgs, tau, lanes) - px - (model.num_classes + 2)
+    work = cycles(model, imgs, tau, cfg) - quantizer_cycles(model, imgs, cfg) - 4 - (model.num_classes + 2)
     pts = [{"image": which[0], "after": "start", "cycles": px // 2}]
     for i, frac in zip(which[1:], (None, 0.5, 1.0)):
         w = int(work[i])
@@ -64,7 +78,7 @@ def reset_points(model, imgs, tau, lanes, which):
 def check(runs, hw):
     total = 0
     for run_, out in zip(runs, hw):
-        bad, exp = compare(run_["model"], run_["images"], run_.get("tau"), out, run_["lanes"],
+        bad, exp = compare(run_["model"], run_["images"], run_.get("tau"), out, run_["cfg"],
                            dense=run_.get("dense", False))
         assert not bad, (f"{run_['model'].name} tau={run_.get('tau')}: {len(bad)} mismatches, "
                          f"first {bad[0]} (seed {SEED})")
@@ -72,45 +86,52 @@ def check(runs, hw):
     return total
 
 
-@pytest.mark.parametrize("lanes", [4, 3])
-def test_engine_random_models(lanes):
+@pytest.mark.parametrize("lanes, taps, q", [(4, 3, 1), (3, 2, 4)], ids=["P4-KT3-Q1", "P3-KT2-Q4"])
+def test_engine_random_models(lanes, taps, q):
     ms = models()
-    cfg = EngineConfig.for_models(ms, lanes)
+    cfg = EngineConfig.for_models(ms, lanes, taps, q)
     runs = []
     for i, m in enumerate(ms):
-        imgs = images(m, 16 if lanes == 4 else 6, SEED + 100 + i)
+        imgs = images(m, 10 if lanes == 4 else 5, SEED + 100 + i)
         for t in taus(m, imgs):
-            runs.append({"model": m, "images": imgs, "tau": t, "lanes": lanes})
+            runs.append({"model": m, "images": imgs, "tau": t, "cfg": cfg})
     # dense schedule on a gated model: same results, more cycles
     runs.append({"model": ms[0], "images": images(ms[0], 4, 7), "tau": runs[1]["tau"],
-                 "dense": True, "lanes": lanes})
+                 "dense": True, "cfg": cfg})
     # resets in the middle of inferences, each followed by clean images (a fresh load, too):
     # during the pixel stream, and in the working phases (see reset_points)
     m3, i3 = ms[3], images(ms[3], 8, 8)
-    runs.append({"model": m3, "images": i3, "tau": 0, "lanes": lanes,
-                 "resets": reset_points(m3, i3, 0, lanes, [0, 2, 4, 6])})
+    runs.append({"model": m3, "images": i3, "tau": 0, "cfg": cfg,
+                 "resets": reset_points(m3, i3, 0, cfg, [0, 2, 4, 6])})
     hw, _ = simulate(cfg, runs, seed=SEED + lanes, idle=0.3, backpressure=0.3)
     n = check(runs, hw)
-    assert n >= (150 if lanes == 4 else 60)
+    assert n >= (150 if lanes == 4 else 70)
     assert hw[-1]["ok"].tolist() == [0, 1, 0, 1, 0, 1, 0, 1], f"seed {SEED + lanes}"
     # the dense schedule costs more cycles than the event-driven one on the same images
     d = runs[-2]
-    sparse = cycles(d["model"], d["images"], d["tau"], lanes)
+    sparse = cycles(d["model"], d["images"], d["tau"], cfg)
     assert (hw[-2]["cycles"] > sparse).all()
 
 
-def test_engine_no_stalls_one_lane():
-    """P = 1, sources never idle, sink always ready (the other corner of the stream tests)."""
-    ms = models()[:3]
-    cfg = EngineConfig.for_models(ms, 1)
-    runs = [{"model": m, "images": images(m, 20, 50 + i), "tau": 0, "lanes": 1} for i, m in enumerate(ms)]
+def test_engine_no_stalls_one_lane_one_tap():
+    """P = 1, KT = 1 (every tap its own pass), sources never idle, sink always ready (the other
+    corner of the stream tests)."""
+    ms = models(ARCHS_NO_FUSED_POOL)
+    cfg = EngineConfig.for_models(ms, 1, 1)
+    runs = [{"model": m, "images": images(m, 8, 50 + i), "tau": 0, "cfg": cfg} for i, m in enumerate(ms)]
     # fast mode (no per-cycle Python) with resets in the working phases, then clean images
     m, im = ms[0], images(ms[0], 9, 60)
-    runs.append({"model": m, "images": im, "tau": 0, "lanes": 1,
-                 "resets": reset_points(m, im, 0, 1, [1, 3, 5, 7])})
+    runs.append({"model": m, "images": im, "tau": 0, "cfg": cfg,
+                 "resets": reset_points(m, im, 0, cfg, [1, 3, 5, 7])})
     hw, _ = simulate(cfg, runs, seed=3)
-    assert check(runs, hw) == 65
+    assert check(runs, hw) == 8 * len(ms) + 5
     assert hw[-1]["ok"].tolist() == [1, 0, 1, 0, 1, 0, 1, 0, 1], "seed 3"
+
+
+def test_fused_pool_needs_two_taps():
+    m = models()[0]
+    with pytest.raises(GxnorError, match="fused max-pool needs taps >= 2"):
+        EngineConfig.for_models([m], 2, 1)
 
 
 def test_bad_inputs_one_line_errors():
@@ -121,6 +142,12 @@ def test_bad_inputs_one_line_errors():
     for lanes in (0, -1, 65, 2.5, True):
         with pytest.raises(GxnorError, match="impossible"):
             EngineConfig.for_models(ms[:1], lanes)
+    for taps in (0, 8, 1.5):
+        with pytest.raises(GxnorError, match="impossible"):
+            EngineConfig.for_models(ms[:1], 2, taps)
+    for q in (0, 17):
+        with pytest.raises(GxnorError, match="impossible"):
+            EngineConfig.for_models(ms[:1], 2, 3, q)
     big = EngineConfig.for_models(ms, 4)
     recs = load_records(ms[1], big)
     with pytest.raises(GxnorError, match="does not match the engine envelope"):
