@@ -112,7 +112,7 @@ def load_model(link, model, progress=None):
         raise GxnorError(f"{link.port}: the bitstream has baked weights, --load needs one built with "
                          "`gxnor build --weights loadable`")
     cfg = link.config()
-    req = requirements(model, cfg.lanes)
+    req = requirements(model, cfg.lanes, cfg.taps)
     over = [f"{k} {v} > {getattr(cfg, k)}" for k, v in req.items() if v > getattr(cfg, k)]
     if over:
         raise GxnorError(f"model {model.name!r} does not fit the board's engine envelope ({', '.join(over)}); "

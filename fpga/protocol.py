@@ -163,12 +163,8 @@ def load_memories(cfg):
 
     The same sizes :func:`rtl.engine.layout.check_records` checks a load stream against.
     """
-    from rtl.engine.layout import SEL_NAMES
-    depth = {"header": 1, "desc": cfg.max_layers, "weights": cfg.weight_words, "thr": cfg.thr_words,
-             "gw": cfg.gate_weights, "gb": cfg.gate_biases}
-    width = {"header": sum(b for _, b in cfg.header_fields()), "desc": cfg.desc_bits,
-             "weights": 2 * cfg.lanes, "thr": cfg.thr_word_bits, "gw": cfg.gw_bits, "gb": cfg.gb_bits}
-    return [(n, depth[n], width[n]) for n in SEL_NAMES]
+    from rtl.engine.layout import memory_map
+    return [(n, depth, width) for n, _sel, depth, width in memory_map(cfg)]
 
 
 def word_bytes(width):

@@ -104,7 +104,7 @@ def rtl_stage(model, images, labels, lanes=4):
         os.close(saved[1])
     total = time.perf_counter() - t0
     h = hw[0]
-    bad, exp = simengine.compare(model, images, tau, h, lanes)
+    bad, exp = simengine.compare(model, images, tau, h, cfg)
     n = len(images)
     print(f"mismatches vs golden: {len(bad)} of {n} images"
           + (f" (first: image {bad[0]['image']} {bad[0]['field']})" if bad else

@@ -14,6 +14,7 @@ def register(sub):
     v = sub.add_parser("verilog", help="engine Verilog + memory init files + config JSON for a model")
     v.add_argument("--model", required=True, help="model file (.gxm); its weights are baked in")
     v.add_argument("--lanes", type=int, default=4, help="P, gated-XNOR lanes (default 4)")
+    add_build_options(v)
     v.add_argument("--envelope", action="append", default=[],
                    help="further model files the engine must also run (loaded at run time); repeatable")
     v.add_argument("-o", "--output", help="output directory (Verilog, memory files, config JSON); must be empty "
@@ -33,6 +34,7 @@ def register(sub):
     s.add_argument("--inputs", required=True, help=".npz with 'images' (uint8), or .npy images")
     add_tau_options(s)
     s.add_argument("--lanes", type=int, default=4, help="P, gated-XNOR lanes (default 4)")
+    add_build_options(s)
     s.add_argument("--limit", type=int, default=None, help="first N images only")
     s.add_argument("--dense", action="store_true", help="force the dense schedule (baseline)")
     s.add_argument("--load", action="store_true",
@@ -46,6 +48,13 @@ def register(sub):
     s.add_argument("--waves", action="store_true",
                    help="write an FST trace (dump.fst) in the run directory (path printed); off by default")
     s.set_defaults(func=cmd_sim)
+
+
+def add_build_options(p):
+    p.add_argument("--taps", type=int, default=3,
+                   help="KT: accumulators in KT x KT tap banks, the KT*KT taps of an event in one cycle (default 3)")
+    p.add_argument("--pixels-per-beat", type=int, default=1, metavar="Q",
+                   help="Q: pixels per beat of the engine's pixel stream, up to Q of one row (default 1)")
 
 
 def _mem_hex(path, words, bits):
@@ -63,8 +72,8 @@ def _write_verilog_folder(out, cfg, model, verilog_text, waivers, no_lint):
     (out / "waivers.vlt").write_text(waivers_vlt(**waivers))
     (out / "engine_config.json").write_text(cfg.to_json() + "\n")
     img = images(model, cfg)
-    widths = {"desc": cfg.desc_bits, "weights": 2 * cfg.lanes, "thr": cfg.thr_word_bits,
-              "gw": cfg.gw_bits, "gb": cfg.gb_bits}
+    from rtl.engine.layout import memory_map
+    widths = {n: w for n, _sel, _d, w in memory_map(cfg) if n != "header"}
     assert tuple(widths) == VERILOG_MEMS
     for name, bits in widths.items():
         _mem_hex(out / f"{name}.hex", img[name], bits)
@@ -89,7 +98,7 @@ def cmd_verilog(args):
         check_new_output(args.output, args.force, folder=True)
     model = load_engine_model(args.model)
     extra = [load_engine_model(p) for p in args.envelope]
-    cfg = EngineConfig.for_models([model] + extra, args.lanes)
+    cfg = EngineConfig.for_models([model] + extra, args.lanes, args.taps, args.pixels_per_beat)
     if args.package:
         pkg = Path(args.package)
         if pkg.exists() and not pkg.is_dir():
@@ -104,7 +113,8 @@ def cmd_verilog(args):
         # written to a scratch folder and swapped in once complete and lint clean (atomic_folder)
         with atomic_folder(args.output, args.force) as scratch:
             _write_verilog_folder(Path(scratch), cfg, model, verilog_text, waivers, args.no_lint)
-        print(f"wrote engine.v ({cfg.lanes} lanes), waivers.vlt, engine_config.json, "
+        print(f"wrote engine.v ({cfg.lanes} lanes, {cfg.taps}x{cfg.taps} tap banks, {cfg.pixels_per_beat} "
+              f"pixel(s) per beat), waivers.vlt, engine_config.json, "
               f"{', '.join(n + '.hex' for n in list(VERILOG_MEMS) + ['header'])} to {args.output}")
     if args.package:
         from fpga.package import write_package
@@ -136,7 +146,7 @@ def cmd_sim(args):
             raise GxnorError(f"{args.hardware_model}: input {hw_model.input_shape} / {hw_model.num_classes} classes "
                              f"differ from --model's {model.input_shape} / {model.num_classes}")
         hw_model.check_tau(tau)
-    cfg = EngineConfig.for_models([model, hw_model], args.lanes)
+    cfg = EngineConfig.for_models([model, hw_model], args.lanes, args.taps, args.pixels_per_beat)
     load = args.load or hw_model is not model
     run = {"model": hw_model, "images": imgs, "tau": tau, "dense": args.dense, "load": load}
     # the simulator's build/run chatter goes to stderr so stdout carries only the report
@@ -149,7 +159,7 @@ def cmd_sim(args):
     try:
         hw, wall = simulate(cfg, [run], baked=None if load else model, waves=args.waves or None,
                             jobs=args.jobs)
-        bad, exp = compare(model, imgs, tau, hw[0], args.lanes, dense=args.dense)
+        bad, exp = compare(model, imgs, tau, hw[0], cfg, dense=args.dense)
         run_dir = simulate.last_dir
         if bad:
             # re-run the first mismatching image with the activation-write trace (slow, one image)
@@ -166,7 +176,8 @@ def cmd_sim(args):
         os.close(saved)
     h = hw[0]
     n = len(imgs)
-    rep = {"model": model.name, "images": n, "tau": tau, "lanes": args.lanes, "dense": args.dense,
+    rep = {"model": model.name, "images": n, "tau": tau, "lanes": args.lanes, "taps": cfg.taps,
+           "pixels_per_beat": cfg.pixels_per_beat, "dense": args.dense,
            "mismatches": len(bad), "first_mismatch": bad[0] if bad else None,
            "first_divergence": divergence,
            "cycles_per_image": float(h["cycles"].mean()) if n else 0.0,
@@ -183,7 +194,8 @@ def cmd_sim(args):
     if args.json:
         print_json(rep)
     else:
-        print(f"{model.name}: {n} images on {args.lanes} lanes, tau {tau}"
+        print(f"{model.name}: {n} images on {args.lanes} lanes, {cfg.taps}x{cfg.taps} tap banks, "
+              f"{cfg.pixels_per_beat} pixel(s) per beat, tau {tau}"
               f"{' (dense schedule)' if args.dense else ''}")
         print(f"mismatches vs golden: {len(bad)}" + (f" (first: {json.dumps(bad[0])})" if bad else ""))
         if bad:

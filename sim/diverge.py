@@ -53,8 +53,12 @@ def first_divergence(model, image, tau, cfg, trace):
     ab = max(1, (2 * cfg.act_words - 1).bit_length())
     # targets: (key) -> dict(layer index, shape (K, H, W), base, hw-order golden values, on mask)
     c0, h0, w0 = view.input_shape
-    targets = {("iq", 0): dict(index=0, kind="input_quant", shape=(c0, h0, w0), base=0,
-                               golden=res.activations[0][0].reshape(c0, -1), on=np.ones(c0, bool))}
+    # (engine v2 writes the quantized input to the activation memory only for a stand-alone first
+    # pool; a first conv/dense takes its events straight from the quantizer)
+    targets = {}
+    if hl[0]["kind"] == KIND_POOL:
+        targets[("iq", 0)] = dict(index=0, kind="input_quant", shape=(c0, h0, w0), base=0,
+                                  golden=res.activations[0][0].reshape(c0, -1), on=np.ones(c0, bool))
     mask = np.ones(c0, bool)            # channels of the current map that may be nonzero
     for n, l in enumerate(hl):
         if l["kind"] == KIND_LOGITS:
@@ -90,7 +94,7 @@ def first_divergence(model, image, tau, cfg, trace):
             if el not in last:
                 order.append(el)
             last[el] = (int(t["cycle"]), int(_codes_to_values([code])[0]))
-    keys = [("iq", 0)] + [k for k in targets if k[0] == "layer"]
+    keys = [k for k in targets if k[0] == "iq"] + [k for k in targets if k[0] == "layer"]
     for key in keys:
         tg = targets[key]
         K, hh, ww = tg["shape"]

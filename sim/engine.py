@@ -41,9 +41,9 @@ _COUNTER = ("index counter sized `range(<max of its dimension>)` for the envelop
 _ALIAS = ("Amaranth keeps the Python name as a wire comb-assigned to/from another net (a port, a memory "
           "port or an expression); logic reads the other net, the name is only there for waveforms")
 ENGINE_WAIVERS = [
-    # --- CASEINCOMPLETE: only `casez (fsm_state)` and `casez (gd_k)`; the lint test checks the subjects
+    # --- CASEINCOMPLETE: only `casez (fsm_state)` and `casez (gd_kg)`; the lint test checks the subjects
     ("CASEINCOMPLETE", "Case values incompletely covered*",
-     "Amaranth emits FSMs (`casez (fsm_state)`) and `bit_select` writes (`casez (gd_k)`) with a default "
+     "Amaranth emits FSMs (`casez (fsm_state)`) and `word_select` writes (`casez (gd_kg)`) with a default "
      "assignment before the case in the same always block: an uncovered value keeps it (no latch, no X). "
      "The message names no signal, so the lint test checks the subject of every flagged casez (CASE_SUBJECTS)."),
     # --- WIDTHEXPAND: zero-extension of unsigned operands (signed ones: shared SIGNED waiver)
@@ -60,9 +60,17 @@ ENGINE_WAIVERS = [
      "descriptor/header field part-select (`desc_r__data[29:20]`, `pixels__payload[7:0]`) added to a "
      "wider base or compared with a wider threshold/counter; fields are unsigned, zero-extension is exact"),
 ] + [("WIDTHEXPAND", f"*'s VARREF '{name}' generates*", f"{name}: {_COUNTER}")
-     for name in ("g", "pos", "rpos", "ev_lane", "ev_pos", "a_tap", "a_dy", "a_dx", "prow", "dr_pp",
-                  "dq_addr", "x", "ox", "dx", "dy", "dp", "tap", "pix_c", "cc", "kc", "kidx", "e",
-                  "lane", "lane_g*")] + [
+     for name in ("g", "pos", "rpos", "dq_addr", "x", "y", "ox", "dp", "pix_c", "cc", "kg", "kidx", "e",
+                  "lane", "lane_g*", "sg", "gcs", "pcs", "ppx", "ppy", "a_px", "a_py", "a_pyw", "a_pidx",
+                  "db", "dcol", "dqx", "drx", "vq", "v", "v$*")] + [
+] + [("WIDTHEXPAND", f"*'s VARREF '{t}*' generates*",
+        f"{t}<bank>: the tap index within a pass (0..KT-1), from the event's remainder by KT, added to "
+        "the pass's first tap or combined into the bank's tap select; unsigned, zero-extension is exact")
+       for t in ("tx", "ty")] + [
+    ("UNUSEDSIGNAL", "Bits of signal are not used: 'aaddr*'*",
+     "aaddr<by>_<bx>: the tap bank's address in signed arithmetic wide enough for every tap of every "
+     "pass; only in-map taps (ok) are stored, whose address is below acc_words: the upper bits are "
+     "zero and not read"),
     # --- WIDTHTRUNC
     ("WIDTHTRUNC", "Logical operator LOGNOT expects 1 bit on the LHS*",
      "Amaranth writes `v == 0` / `~v.any()` as `!v`; Verilog's `!` on a vector is exactly the "
@@ -80,9 +88,11 @@ ENGINE_WAIVERS = [
      for name in (
          # engine: counters behind the cycles/events/fired/skipped ports, descriptor index behind
          # desc_r__addr, expression names, memory write-port names
-         "cyc", "n_ev", "n_fired", "n_skip", "li", "la_new", "lane_g*", "newacc", "ngroups_in",
-         "ngroups_out", "desc_w__addr", "desc_w__data", "gw_w__addr", "gw_w__data", "gb_w__addr",
-         "gb_w__data",
+         "cyc", "n_ev", "n_fired", "n_skip", "li", "lane_g*", "desc_w__addr", "desc_w__data",
+         "gw_w__addr", "gw_w__data", "gb_w__addr", "gb_w__data",
+         # engine v2: the event fields seen as signed (a_q*), the activation read address driven to
+         # every lane's read port, the gate sums' next values (slane_next*)
+         "a_qx", "a_qy", "a_qyw", "act_raddr", "slane_next*",
          # engine side of the blocks' ports (`$n` suffix where two blocks share a port name) and
          # the Loader's outputs as named in both modules
          "thr_en*", "tau$*", "dense$*", "pl_v", "sc_v", "dr_v", "gt_v", "enable", "header_data",
@@ -110,7 +120,7 @@ ENGINE_WAIVERS = [
 ]
 
 # Subjects of the `casez` statements CASEINCOMPLETE may flag (see its waiver).
-CASE_SUBJECTS = ("fsm_state", "gd_k")
+CASE_SUBJECTS = ("fsm_state", "gd_kg")
 
 
 def engine_waiver_file(skip_rules=()):

@@ -30,6 +30,19 @@ SEL_HEADER, SEL_DESC, SEL_WEIGHTS, SEL_THR, SEL_GW, SEL_GB = range(6)
 SEL_NAMES = ["header", "desc", "weights", "thr", "gw", "gb"]
 
 
+def memory_map(cfg):
+    """The one memory map: ``[(name, sel, depth, width)]`` in ``SEL_*`` order, for ``cfg``. The
+    loader's ports, :func:`check_records`, the board protocol and the package's hex files all
+    derive from it (the header is a register: depth 1)."""
+    P = cfg.lanes
+    depth = {"header": 1, "desc": cfg.max_layers, "weights": cfg.weight_words, "thr": cfg.thr_words,
+             "gw": cfg.gate_weights, "gb": cfg.gate_biases}
+    width = {"header": sum(b for _, b in cfg.header_fields()), "desc": cfg.desc_bits,
+             "weights": cfg.weight_word_bits, "thr": cfg.thr_word_bits, "gw": P * cfg.gw_bits,
+             "gb": P * cfg.gb_bits}
+    return [(n, sel, depth[n], width[n]) for sel, n in enumerate(SEL_NAMES)]
+
+
 def pack_fields(fields, values):
     """Pack ``values`` (dict) into an int per ``fields`` [(name, bits)], LSB first."""
     word, shift = 0, 0
@@ -157,11 +170,8 @@ def load_records(model, cfg):
 
 def check_records(records, cfg):
     """Validate a load stream against the envelope of ``cfg`` (GxnorError on the first bad record)."""
-    depth = {SEL_HEADER: 1, SEL_DESC: cfg.max_layers, SEL_WEIGHTS: cfg.weight_words,
-             SEL_THR: cfg.thr_words, SEL_GW: cfg.gate_weights, SEL_GB: cfg.gate_biases}
-    width = {SEL_HEADER: sum(b for _, b in cfg.header_fields()), SEL_DESC: cfg.desc_bits,
-             SEL_WEIGHTS: cfg.weight_word_bits, SEL_THR: cfg.thr_word_bits, SEL_GW: cfg.lanes * cfg.gw_bits,
-             SEL_GB: cfg.lanes * cfg.gb_bits}
+    depth = {sel: d for _, sel, d, _ in memory_map(cfg)}
+    width = {sel: w for _, sel, _, w in memory_map(cfg)}
     for i, (sel, addr, data) in enumerate(records):
         if sel not in depth:
             raise GxnorError(f"weight file does not match the engine envelope: record {i} "

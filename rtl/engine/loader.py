@@ -11,7 +11,7 @@ from amaranth.lib.wiring import In, Out
 
 from .config import EngineConfig
 
-from .layout import SEL_NAMES
+from .layout import SEL_NAMES, memory_map
 
 
 def _check(cfg):
@@ -27,13 +27,8 @@ def ports(cfg):
     register (depth 1, no address port: ``addr_bits`` 0).
     """
     cfg = _check(cfg)
-    depth = {"header": 1, "desc": cfg.max_layers, "weights": cfg.weight_words, "thr": cfg.thr_words,
-             "gw": cfg.gate_weights, "gb": cfg.gate_biases}
-    width = {"header": sum(b for _, b in cfg.header_fields()), "desc": cfg.desc_bits,
-             "weights": cfg.weight_word_bits, "thr": cfg.thr_word_bits, "gw": cfg.lanes * cfg.gw_bits,
-             "gb": cfg.lanes * cfg.gb_bits}
-    return [(n, depth[n], 0 if n == "header" else max(1, (depth[n] - 1).bit_length()), width[n])
-            for n in SEL_NAMES]
+    return [(n, depth, 0 if n == "header" else max(1, (depth - 1).bit_length()), width)
+            for n, _sel, depth, width in memory_map(cfg)]
 
 
 def ref_loader(records, cfg):

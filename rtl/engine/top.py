@@ -32,6 +32,7 @@ from ..encoder import EventEncoder
 from ..gate import GateUnit
 from ..lanes import LaneArray
 from .loader import Loader
+from .tapmap import TapMap
 from .layout import images
 from ..pool import PoolMax, max_code
 from ..skid import Skid
@@ -386,37 +387,24 @@ class Engine(wiring.Component):
         b_wa = [Signal(range(cfg.weight_words + 1), name=f"b_wa{j}") for j in range(P)]
         m.d.sync += [a_v.eq(0), b_v.eq(0)]
         SW = cfg.dim_bits + 2 * _bits(cfg.dim * cfg.dim) + 4      # signed address arithmetic
-        a_qy, a_qx, a_qyw = (Signal(signed(SW), name=n) for n in ("a_qy", "a_qx", "a_qyw"))
-        m.d.comb += [a_qy.eq(a_ev.qy), a_qx.eq(a_ev.qx), a_qyw.eq(a_ev.qyw)]
+        # the address stage: which tap each bank takes, in-map tests, bank words (rtl/engine/tapmap.py,
+        # proved collision-free in tests/rtl/test_formal.py)
+        m.submodules.tapmap = tm = TapMap(KT, cfg.dim_bits, AB, SW)
+        m.d.comb += [tm.qy.eq(a_ev.qy), tm.ry.eq(a_ev.ry), tm.qx.eq(a_ev.qx), tm.rx.eq(a_ev.rx),
+                     tm.qyw.eq(a_ev.qyw), tm.py.eq(a_py), tm.px.eq(a_px), tm.pyw.eq(a_pyw),
+                     tm.pyk.eq(a_pyk), tm.pxk.eq(a_pxk), tm.k.eq(d.k), tm.hout.eq(d.hout),
+                     tm.wout.eq(d.wout), tm.hoe.eq(d.hoe), tm.woe.eq(d.woe), tm.wrows.eq(d.wrows)]
+        TB = tm.tap_bits
         with m.If(a_v):
             m.d.sync += [b_v.eq(1), b_code.eq(a_ev.code)]
             m.d.sync += [b_wa[j].eq(d.wbase + lgs[j] + a_ev.woff + a_pidx) for j in range(P)]
-            for by in range(KT):
-                cy = Signal(name=f"cy{by}")
-                ty = Signal(range(KT), name=f"ty{by}")
-                row = Signal(signed(SW), name=f"row{by}")
-                vy = Signal(name=f"vy{by}")
-                m.d.comb += [cy.eq((a_ev.ry < by) if by else 0), ty.eq(Mux(cy, a_ev.ry + KT - by, a_ev.ry - by)),
-                             row.eq(a_qy - a_py - cy)]
-                vyw = Signal(name=f"vyw{by}")
-                m.d.comb += [vy.eq((row >= 0) & (row * KT + by < d.hout) & (a_pyk + ty < d.k)),
-                             vyw.eq(row * KT + by < d.hoe)]
-                for bx in range(KT):
-                    cx = Signal(name=f"cx{by}_{bx}")
-                    tx = Signal(range(KT), name=f"tx{by}_{bx}")
-                    col = Signal(signed(SW), name=f"col{by}_{bx}")
-                    vx = Signal(name=f"vx{by}_{bx}")
-                    addr = Signal(signed(SW), name=f"aaddr{by}_{bx}")
-                    m.d.comb += [cx.eq((a_ev.rx < bx) if bx else 0), tx.eq(Mux(cx, a_ev.rx + KT - bx, a_ev.rx - bx)),
-                                 col.eq(a_qx - a_px - cx)]
-                    m.d.comb += [vx.eq((col >= 0) & (col * KT + bx < d.wout) & (a_pxk + tx < d.k)),
-                                 addr.eq(a_qyw - a_pyw - Mux(cy, d.wrows, 0) + col)]
-                    b = by * KT + bx
-                    # (b_okw: the output is kept; a fused pool's dropped odd edge is counted, not stored)
-                    m.d.sync += [b_ok[b].eq(Mux(is_conv, vy & vx, 1)),
-                                 b_okw[b].eq(Mux(is_conv, vy & vx & vyw & (col * KT + bx < d.woe), 1)),
-                                 b_addr[b].eq(Mux(is_conv, addr[:AB], 0)),
-                                 b_tap[b].eq(Mux(is_conv, ty * KT + tx, b))]
+            for b in range(T):
+                # (b_okw: the output is kept; a fused pool's dropped odd edge is counted, not stored;
+                # a dense layer: every bank is P kernel lanes at word 0, tap b)
+                m.d.sync += [b_ok[b].eq(Mux(is_conv, tm.ok[b], 1)),
+                             b_okw[b].eq(Mux(is_conv, tm.okw[b], 1)),
+                             b_addr[b].eq(Mux(is_conv, tm.addr[b * AB:(b + 1) * AB], 0)),
+                             b_tap[b].eq(Mux(is_conv, tm.tap[b * TB:(b + 1) * TB], b))]
         sc_v = Signal()
         sc_code = Signal(2)
         sc_ok = [Signal(name=f"sc_ok{b}") for b in range(T)]
@@ -514,20 +502,21 @@ class Engine(wiring.Component):
                              act_ws[j].data.eq(dq_codes[2 * j:2 * j + 2]), act_ws[j].en.eq(dq_en[j])]
 
         Q = cfg.pixels_per_beat
-        iq_sum = Signal(signed(_bits(Q) + 2))     # the quantizer's beat: sum of its codes
-        iq_sum_v = Signal()
+        iq_sum = Signal(signed(_bits(Q) + 2)) if gated else None     # the quantizer's beat: sum of its codes
+        iq_sum_v = Signal() if gated else None
         lane_c = Signal(range(max(P, 2)))         # the quantizer's channel, mod P
         # gate sums of the layer's outputs (channel lane_gq[j]*P + j), written at the group's end
         slane = [Signal(signed(SB), name=f"slane{j}") for j in range(P if gated else 0)]
         slane_next = [Signal(signed(SB), name=f"slane_next{j}") for j in range(len(slane))]
-        sum_src = Signal(2 * P)          # codes being written (drain, stand-alone pool, quantizer)
-        sum_v = Signal(P)
+        sum_src = Signal(2 * P) if gated else None    # codes being written (drain, stand-alone pool)
+        sum_v = Signal(P) if gated else None
         for j in range(len(slane)):
             m.d.comb += slane_next[j].eq(slane[j] + Mux(sum_v[j], decode(sum_src[2 * j:2 * j + 2]), 0)
                                          + Mux(iq_sum_v & (lane_c == j), iq_sum, 0))
             m.d.sync += slane[j].eq(slane_next[j])
-        with m.If(dq_v & dq_conv):
-            m.d.comb += [sum_src.eq(dq_codes), sum_v.eq(dq_en)]
+        if gated:
+            with m.If(dq_v & dq_conv):
+                m.d.comb += [sum_src.eq(dq_codes), sum_v.eq(dq_en)]
 
         # ---------------------------------------------------------------- gate predictor
         if gated:
@@ -598,9 +587,9 @@ class Engine(wiring.Component):
                 m.d.comb += [act_ws[j].addr.eq(pl_addr), act_ws[j].data.eq(pool.o.payload.codes[2 * j:2 * j + 2]),
                              act_ws[j].en.eq(1)]
         # (the pool's gate sums: every lane of the group; lanes past the channel count write zeros)
-        with m.If(pool.o.valid):
-            m.d.comb += [sum_src.eq(pool.o.payload.codes), sum_v.eq(Const((1 << P) - 1, P))]
-            if gated:
+        if gated:
+            with m.If(pool.o.valid):
+                m.d.comb += [sum_src.eq(pool.o.payload.codes), sum_v.eq(Const((1 << P) - 1, P))]
                 with m.If(pl_end & (pl_q == 3)):
                     for j in range(P):
                         m.d.comb += [s_ws[j].addr.eq(pl_g), s_ws[j].data.eq(slane_next[j]), s_ws[j].en.eq(1)]
@@ -800,8 +789,8 @@ class Engine(wiring.Component):
                             m.d.sync += [ev_v.eq(1), ev_rec.eq(rec), ecount.eq(ecount + 1), n_ev.eq(n_ev + 1)]
                 take = pix.valid & iq_enc.i.ready
                 with m.If(take):
-                    m.d.comb += iq_sum_v.eq(1)
-                    m.d.comb += iq_sum.eq(sum(Mux(vm[i], decode(codes[i]), 0) for i in range(Q)))
+                    if gated:
+                        m.d.comb += [iq_sum_v.eq(1), iq_sum.eq(sum(Mux(vm[i], decode(codes[i]), 0) for i in range(Q)))]
                     rowend = x + Q >= d.win
                     m.d.sync += pos.eq(pos + Mux(rowend, d.win - x, Q))
                     with m.If(rowend):

@@ -123,7 +123,7 @@ def test_bad_options_are_one_line_errors(tmp_path, capsys):
                         (["--baud", "10000000"], "too fast"), (["--clock", "500"], "cannot make 500.000 MHz"),
                         (["--clock", "-3"], "positive")):
         assert main(["build", "--board", "icebreaker", "--model", str(path), "-o", str(tmp_path / "o"),
-                     *argv]) == 2
+                     "--lanes", "1", *argv]) == 2
         err = capsys.readouterr().err.strip().splitlines()[-1]
         assert err.startswith("gxnor: error:") and match in err, err
     with pytest.raises(GxnorError, match="unknown board"):
@@ -132,7 +132,8 @@ def test_bad_options_are_one_line_errors(tmp_path, capsys):
 
 def test_memory_plan_refuses_up_front(tmp_path, capsys, monkeypatch):
     """A design whose memories cannot fit the UP5K fails before any tool runs, naming the memory
-    that overflows and an option that fits (the zoo gated-cnn at P = 2: its weights need 16 EBR)."""
+    that overflows and an option that fits, or that none does (engine v2: the zoo gated-cnn's
+    18-bit weight words and 9 tap banks do not fit the 30 EBR at any lane count yet)."""
     from pathlib import Path
     monkeypatch.setattr(B, "tool_env", lambda: pytest.fail("a tool would run"))
     zoo = Path(__file__).resolve().parents[2] / "zoo"
@@ -141,11 +142,16 @@ def test_memory_plan_refuses_up_front(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err.strip().splitlines()
     assert len([l for l in err if l.startswith("gxnor: error:")]) == 1
     assert "does not fit the iCE40UP5K-SG48: memory plan" in err[-1] and "EBR" in err[-1]
-    assert "largest: w " in err[-1] and "the plan fits with --lanes 1" in err[-1], err[-1]
+    assert "largest: w " in err[-1] and "no lane count fits this board: use --board ulx3s" in err[-1], err[-1]
     assert not (tmp_path / "o").exists()
-    # the mlp's 268,800 weights fit only in SPRAM (loadable)
-    assert main(["build", "--board", "icebreaker", "--model", str(zoo / "mlp.gxm"), "--lanes", "1"]) == 2
-    assert "the plan fits with --lanes 1 --weights loadable" in capsys.readouterr().err
+    # the tiny CNN preset: 51 EBR at P = 4 (9 tap banks of 4 lanes), 17 at P = 1 (the hint names it)
+    from golden import modelfile
+    tiny = tmp_path / "tiny.gxm"
+    modelfile.save(random_model("c4,p,c8g,f,d10", (1, 8, 8), seed=1), tiny)
+    assert main(["build", "--board", "icebreaker", "--model", str(tiny), "--lanes", "4",
+                 "-o", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "does not fit" in err and "the plan fits with --lanes 1" in err, err
 
 
 def test_yosys_synthesis_smoke():

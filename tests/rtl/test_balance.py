@@ -89,15 +89,16 @@ def test_balanced_model_cycles_follow_the_group_counts():
     assert not np.array_equal(view.layers[3].weights, model.layers[3].weights)
     c0 = cycles(model, x, tau, 4)
     c1 = cycles(bal, x, tau, 4)
-    # Per image, the gated layer saves (groups saved) x (one group: thresholds + events x 3x3 taps +
-    # 6x6 drain + 1), and the dense layer's encoder, which skips input groups whose channels are all
-    # off, scans the reordered channel mask.
+    # Per image, the gated layer saves (groups saved) x (one replayed group: GROUP, GROUP2 and
+    # DRAIN_T + events (all 9 taps in one cycle) + 2 to flush + 6x6 drain; its first group is the
+    # live scan, which every order has), and the dense layer's live scan, which skips input groups
+    # whose channels are all off, scans the reordered channel mask.
     r0 = run(model, x, tau, keep_activations=True)
     r1 = run(view, x, tau, keep_activations=True)
     g0 = r0.gates[3].reshape(len(x), -1, 4).sum(axis=1).max(axis=1)
     g1 = r1.gates[3].reshape(len(x), -1, 4).sum(axis=1).max(axis=1)
     ev = (r0.activations[2] != 0).reshape(len(x), -1).sum(axis=1)
-    per_group = 2 + ev * 9 + 2 * (ev > 0) + 36 + 1      # GROUP + GROUP2, scatter, its 2-stage fill, drain
+    per_group = 3 + np.where(ev > 0, ev + 2, 0) + 36
     scan0 = _scan(r0.activations[3], r0.gates[3], 4)
     scan1 = _scan(r1.activations[3], r1.gates[3], 4)
     assert (g1 <= g0).all() and (g1 < g0).any()
