@@ -64,9 +64,11 @@ FPGA_CLK_ICE40_LOAD ?= 22
 FPGA_CLK_ICE40_MLP  ?= 21
 FB := build/fpga
 FPGA_BUILD = $(BIN)/gxnor build --json --force
+# Engine v2: the iCEBreaker zoo builds (rules below) do not fit the UP5K's 30 EBR yet (18-bit
+# weight words, 9 tap banks; `gxnor build` refuses them up front): they are left out of `make fpga`
+# until the boards issue moves the weights to SPRAM. The tiny preset is built at 1 lane there.
 FPGA_REPORTS = $(FB)/icebreaker-$(FPGA_ARCH).json $(FB)/ulx3s-$(FPGA_ARCH).json $(FB)/ulx3s-gated-cnn.json \
-	$(FB)/ulx3s-zoo-loadable.json $(FB)/icebreaker-gated-cnn.json $(FB)/icebreaker-cnn.json \
-	$(FB)/icebreaker-cnn-loadable.json $(FB)/icebreaker-mlp-loadable.json
+	$(FB)/ulx3s-zoo-loadable.json
 
 .PHONY: $(FPGA_REPORTS)
 .DELETE_ON_ERROR:
@@ -75,7 +77,7 @@ $(FB):
 $(FB)/$(FPGA_ARCH).gxm: $(STAMP) | $(FB)
 	$(BIN)/gxnor model random --arch $(FPGA_ARCH) --seed 1 -o $@ --force
 $(FB)/icebreaker-$(FPGA_ARCH).json: $(FB)/$(FPGA_ARCH).gxm
-	$(FPGA_BUILD) --board icebreaker --model $< --lanes 4 --clock $(FPGA_CLK_ICE40_TINY) -o $(basename $@) > $@
+	$(FPGA_BUILD) --board icebreaker --model $< --lanes 1 --clock $(FPGA_CLK_ICE40_TINY) -o $(basename $@) > $@
 $(FB)/ulx3s-$(FPGA_ARCH).json: $(FB)/$(FPGA_ARCH).gxm
 	$(FPGA_BUILD) --board ulx3s --model $< --lanes 4 --clock $(FPGA_CLK_ECP5_TINY) -o $(basename $@) > $@
 $(FB)/ulx3s-gated-cnn.json: $(STAMP) | $(FB)
@@ -96,9 +98,6 @@ $(FB)/icebreaker-mlp-loadable.json: $(STAMP) | $(FB)
 
 fpga: $(FPGA_REPORTS)
 	$(BIN)/python bench/fpga.py $(FB)/icebreaker-$(FPGA_ARCH).json:$(FB)/$(FPGA_ARCH).gxm:digits \
-		$(FB)/icebreaker-gated-cnn.json:zoo/gated-cnn.gxm:mnist5k $(FB)/icebreaker-cnn.json:zoo/cnn.gxm:mnist5k \
-		$(FB)/icebreaker-cnn-loadable.json:zoo/gated-cnn.gxm:mnist5k $(FB)/icebreaker-cnn-loadable.json:zoo/cnn.gxm:mnist5k \
-		$(FB)/icebreaker-mlp-loadable.json:zoo/mlp.gxm:mnist5k \
 		$(FB)/ulx3s-$(FPGA_ARCH).json:$(FB)/$(FPGA_ARCH).gxm:digits \
 		$(FB)/ulx3s-gated-cnn.json:zoo/gated-cnn.gxm:mnist5k \
 		$(FB)/ulx3s-zoo-loadable.json:zoo/gated-cnn.gxm:mnist5k \
