@@ -20,8 +20,6 @@ import time
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import numpy as np  # noqa: E402
-
 from golden import modelfile  # noqa: E402
 from golden.data import load_dataset  # noqa: E402
 from rtl.engine.config import EngineConfig  # noqa: E402

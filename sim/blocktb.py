@@ -81,7 +81,6 @@ class StreamTB:
     """Clock, reset, source ``i`` and sink ``o`` of one stream block."""
 
     def __init__(self, dut, seed, idle=0.0, backpressure=0.0):
-        import cocotb  # noqa: F401  (only inside the simulator)
         from cocotb.clock import Clock
         self.dut = dut
         self.seed, self.idle, self.bp = seed, idle, backpressure

@@ -15,12 +15,6 @@ FOLDERS = ("golden", "rtl", "sim", "quant", "fpga", "gxnor", "tests", "bench")
 
 # (file, pyflakes message without the line number): owner
 KNOWN = {
-    ("rtl/lanes.py", "'amaranth.hdl.signed' imported but unused"): "engine (rtl)",
-    ("rtl/engine/top.py", "'golden.errors.GxnorError' imported but unused"): "engine (rtl/engine, v2 rewrite)",
-    ("rtl/engine/config.py", "'math' imported but unused"): "engine (rtl/engine, v2 rewrite)",
-    ("rtl/engine/schedule.py", "local variable 'layer' is assigned to but never used"): "engine (rtl/engine, v2 rewrite)",
-    ("sim/blocktb.py", "'cocotb' imported but unused"): "engine (sim)",
-    ("bench/cycles.py", "'numpy as np' imported but unused"): "engine (bench/cycles.py)",
     ("fpga/package.py", "'json' imported but unused"): "fpga",
     ("tests/quant/test_lhc_liaf.py", "'gxnor.cli.main' imported but unused"): "lhc",
     ("tests/quant/test_lhc_liaf.py", "'quant.train.load_run' imported but unused"): "lhc",

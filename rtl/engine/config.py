@@ -45,7 +45,6 @@ skipped; gated-off kernels are still forced to 0, so results are identical.
 """
 
 import json
-import math
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np

@@ -444,7 +444,6 @@ class Engine(wiring.Component):
         # dense: one bank (P kernels) per cycle.
         thr = Cat(*[r.data for r in thr_rs])
         thr_en = Signal()
-        thr_addr = Signal(range(cfg.thr_words + 1))
         for j, r in enumerate(thr_rs):
             m.d.comb += r.en.eq(thr_en)
         NE = 4 if KT >= 2 else 1

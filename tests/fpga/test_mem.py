@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 from fpga import build as B
-from fpga.top import BoardTop
 from golden import modelfile
 from rtl.engine.config import EngineConfig
 from golden.randmodel import random_model
