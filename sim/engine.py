@@ -67,6 +67,15 @@ ENGINE_WAIVERS = [
         f"{t}<bank>: the tap index within a pass (0..KT-1), from the event's remainder by KT, added to "
         "the pass's first tap or combined into the bank's tap select; unsigned, zero-extension is exact")
        for t in ("tx", "ty")] + [
+    ("WIDTHEXPAND", "*'s VARREF 'port$*' generates*",
+     "TapMap input (`port$<n>$<bit>`: Amaranth names a sub-component's input net after the parent "
+     "net driving it) at its field width, zero-extended into the signed address arithmetic of the "
+     "tap map; the inputs are unsigned (quotients, remainders, pass offsets, map sizes)"),
+] + [("WIDTHEXPAND", f"*'s VARREF '{name}' generates*", f"{name}: {why}") for name, why in (
+    ("k", "the layer's kernel size (descriptor field) compared with the signed tap index of the pass "
+          "(`pyk + ty < k`); unsigned, zero-extension is exact"),
+    ("px", "the pass column (0..ceil(k/KT)-1): " + _COUNTER),
+    ("py", "the pass row (0..ceil(k/KT)-1): " + _COUNTER))] + [
     ("UNUSEDSIGNAL", "Bits of signal are not used: 'aaddr*'*",
      "aaddr<by>_<bx>: the tap bank's address in signed arithmetic wide enough for every tap of every "
      "pass; only in-map taps (ok) are stored, whose address is below acc_words: the upper bits are "
@@ -93,6 +102,11 @@ ENGINE_WAIVERS = [
          # engine v2: the event fields seen as signed (a_q*), the activation read address driven to
          # every lane's read port, the gate sums' next values (slane_next*)
          "a_qx", "a_qy", "a_qyw", "act_raddr", "slane_next*",
+         # TapMap (rtl/engine/tapmap.py): its inputs as named in the component (the logic reads the
+         # `port$n` nets Amaranth names after the parent's drivers), the event fields seen as signed,
+         # and the per-bank intermediates (carry, tap, row, column, address) kept for waveforms
+         "qy", "ry", "qx", "rx", "qyw", "pyw", "pyk", "pxk", "k", "hout", "wout", "hoe", "woe", "wrows",
+         "a_px", "a_py", "cy?", "ty?", "row?", "cx?_?", "tx?_?", "col?_?", "aaddr?_?",
          # engine side of the blocks' ports (`$n` suffix where two blocks share a port name) and
          # the Loader's outputs as named in both modules
          "thr_en*", "tau$*", "dense$*", "pl_v", "sc_v", "dr_v", "gt_v", "enable", "header_data",
@@ -120,7 +134,11 @@ ENGINE_WAIVERS = [
 ]
 
 # Subjects of the `casez` statements CASEINCOMPLETE may flag (see its waiver).
-CASE_SUBJECTS = ("fsm_state", "gd_kg")
+# engine v2 adds the drain's Array reads of the bank accumulators (`acc_arr[dr_bank<e>]` for the
+# four pool-window drains, `acc_arr[dd_b]` for the dense drain): Amaranth emits them as casez with a
+# default assignment; the bank index is always < KT*KT (it comes from the tap map). And the gate
+# unit's read of one lane's sum (`s_arr[gt_lane]`, gt_lane < P; at P = 1 the index has two values).
+CASE_SUBJECTS = ("fsm_state", "gd_kg", "gt_lane", "dd_b", "dr_bank0", "dr_bank1", "dr_bank2", "dr_bank3")
 
 
 def engine_waiver_file(skip_rules=()):
