@@ -84,8 +84,10 @@ SYNTH_OPTS = {"icebreaker": "-dsp"}
 SCRIPT_AFTER_READ = {("icebreaker", "loadable"): 'setattr -set ram_style "block" */desc_mem'}
 
 
-def make_design(model, lanes, weights="baked", baud=DEFAULT_BAUD, envelope=(), clock=None, board=None):
-    """(BoardDesign, EngineConfig) for ``model`` on an engine with ``lanes`` lanes.
+def make_design(model, lanes, weights="baked", baud=DEFAULT_BAUD, envelope=(), clock=None, board=None,
+                taps=3, pixels_per_beat=1):
+    """(BoardDesign, EngineConfig) for ``model`` on an engine with ``lanes`` lanes, ``taps`` x ``taps``
+    tap banks and ``pixels_per_beat`` pixels per input beat (rtl.engine.config.EngineConfig).
 
     ``baud="max"``: the fastest baud the board's USB UART makes that the board's UART reaches at
     its clock (:func:`fpga.uart.fastest_baud`). The board top gets the ``BENCH`` image buffer
@@ -104,7 +106,7 @@ def make_design(model, lanes, weights="baked", baud=DEFAULT_BAUD, envelope=(), c
         raise GxnorError(f"--weights {weights!r}: choose one of {', '.join(WEIGHTS)}")
     if envelope and weights != "loadable":
         raise GxnorError("--envelope sizes a loadable engine: add --weights loadable")
-    cfg = EngineConfig.for_models([model, *envelope], check_lanes(lanes))
+    cfg = EngineConfig.for_models([model, *envelope], check_lanes(lanes), taps, pixels_per_beat)
     family = FAMILIES.get(board)
     if clock is not None:
         from .pll import pll_params
@@ -297,7 +299,7 @@ def throughput(model, lanes, clock_hz, fmax_mhz=None):
 
 
 def build(board, model, lanes=4, weights="baked", out_dir=None, baud=DEFAULT_BAUD, envelope=(), clock=None,
-          plan_check=True):
+          plan_check=True, taps=3, pixels_per_beat=1):
     """Build a bitstream; returns the report dict (also written to ``<out_dir>/report.json``).
 
     ``clock`` (Hz) runs the design on the board's PLL (else the oscillator); nextpnr's Fmax is
@@ -307,7 +309,7 @@ def build(board, model, lanes=4, weights="baked", out_dir=None, baud=DEFAULT_BAU
     (iCE40; the plan is an estimate, so it can be turned off to let nextpnr decide).
     """
     plat = platform(board)
-    design, cfg = make_design(model, lanes, weights, baud, envelope, clock, board)
+    design, cfg = make_design(model, lanes, weights, baud, envelope, clock, board, taps, pixels_per_beat)
     mplan = (check_plan(cfg, board, weights, f"{plat.device}-{plat.package}", [model, *envelope]) if plan_check
              else memory_plan(cfg, board, weights))
     tool_env()

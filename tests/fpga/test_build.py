@@ -195,21 +195,28 @@ def test_package(tmp_path):
     with pytest.raises(GxnorError, match="not empty"):
         write_package(out, model, cfg, **WAIVERS)
     json.loads((out / "engine_config.json").read_text())
-    assert np.all(np.array([len(l) for l in (out / "mem/weights.hex").read_text().split()]) == 2)
+    # one hex word per line at the memory map's width: P lanes x KT*KT taps x 2-bit codes
+    from rtl.engine.layout import memory_map
+    width = {n: w for n, _, _, w in memory_map(cfg)}["weights"]
+    assert width == cfg.lanes * cfg.taps ** 2 * 2
+    assert np.all(np.array([len(l) for l in (out / "mem/weights.hex").read_text().split()]) == -(-width // 4))
 
 
 def test_bench_buffer_when_the_plan_has_room_and_max_baud():
     """The BENCH buffer (2 EBR for 784 pixels) is built where the UP5K plan has room: not for the
-    zoo gated-cnn at 1 lane (29 + 2 > 30 EBR), yes for the cnn at 2 lanes (23 + 2); always on the
-    ECP5. ``baud="max"``: the fastest FTDI-exact baud the clock reaches."""
+    zoo cnn at 1 lane, 3 x 3 tap banks (33 EBR: no room), yes for it with 2 x 2 banks (24 + 2 <= 30);
+    always on the ECP5. ``baud="max"``: the fastest FTDI-exact baud the clock reaches."""
     from pathlib import Path
     from golden import modelfile
     from fpga.uart import fastest_baud
     zoo = Path(__file__).resolve().parents[2] / "zoo"
     gcnn, cnn = modelfile.load(zoo / "gated-cnn.gxm"), modelfile.load(zoo / "cnn.gxm")
-    for model, lanes, board, bench in ((gcnn, 1, "icebreaker", False), (cnn, 2, "icebreaker", True),
-                                       (gcnn, 4, "ulx3s", True)):
-        design, cfg = B.make_design(model, lanes, board=board, baud="max")
+    for model, lanes, taps, board, bench in ((cnn, 1, 3, "icebreaker", False), (cnn, 1, 2, "icebreaker", True),
+                                             (gcnn, 4, 3, "ulx3s", True)):
+        if board == "icebreaker":     # BENCH iff the plan's EBR plus the buffer's 2 fit the UP5K's 30
+            assert (B.memory_plan(EngineConfig.for_models([model], lanes, taps), board)["ebr"] + 2 <= 30) == bench
+        design, cfg = B.make_design(model, lanes, board=board, baud="max", taps=taps)
+        assert cfg.taps == taps
         clk = 30e6
         top = design.make_top(clk)
         top._MustUse__silence = True
