@@ -104,8 +104,8 @@ def test_engine_random_models(lanes, taps, q):
     runs.append({"model": m3, "images": i3, "tau": 0, "cfg": cfg,
                  "resets": reset_points(m3, i3, 0, cfg, [0, 2, 4, 6])})
     hw, _ = simulate(cfg, runs, seed=SEED + lanes, idle=0.3, backpressure=0.3)
-    n = check(runs, hw)
-    assert n >= (150 if lanes == 4 else 70)
+    # every image completes and matches, except the four the resets cut short
+    assert check(runs, hw) == sum(len(r["images"]) for r in runs) - 4
     assert hw[-1]["ok"].tolist() == [0, 1, 0, 1, 0, 1, 0, 1], f"seed {SEED + lanes}"
     # the dense schedule costs more cycles than the event-driven one on the same images
     d = runs[-2]
