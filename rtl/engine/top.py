@@ -169,39 +169,94 @@ class Engine(wiring.Component):
         return [v - (1 << bits) if v >> (bits - 1) else v for v in values]
 
     def elaborate(self, platform):
-        cfg = self.cfg
-        P, A, KT = cfg.lanes, cfg.acc_bits, cfg.taps
-        T = KT * KT
-        m = Module()
+        return _Build(self).module()
 
-        # ---------------------------------------------------------------- memories
+
+class _Build:
+    """One elaboration of :class:`Engine`, phase by phase.
+
+    Each phase is a pair of methods beside each other: ``<phase>()`` builds its datapath and stage
+    registers, ``<phase>_states()`` its FSM states. :meth:`module` calls the datapaths in one fixed
+    order and then the states, in the order the netlist has always had: where two phases drive one
+    memory port (the accumulators: clear, scatter, drain; the activations: quantizer, drain, pool),
+    the later statement wins, so this order is part of the design (never active in the same cycle,
+    but it fixes the multiplexers). Signals that more than one phase uses are attributes of the
+    builder; a phase's own stage registers stay local to its method.
+    """
+
+    def __init__(self, top):
+        cfg = top.cfg
+        self.top, self.cfg, self.m = top, cfg, Module()
+        self.P, self.A, self.KT = cfg.lanes, cfg.acc_bits, cfg.taps
+        self.T = self.KT * self.KT
+        self.gated = bool(cfg.gated)   # else no gate predictor, gate memories, sums or kernel lists
+        self.G = cfg.groups
+        self.AB = cfg.accaddr_bits
+        self.Q = cfg.pixels_per_beat
+
+    def module(self):
+        m = self.m
+        self.memories()
+        self.loading()
+        self.state()
+        self.compaction()
+        self.passes()
+        self.scatter()
+        self.drain()
+        self.gate_sums()
+        if self.gated:
+            self.gate()
+        self.pool()
+        self.result()
+        self.positions()
+        self.control()
+        with m.FSM(init="INIT") as fsm:
+            self.control_states()
+            self.iq_states()
+            self.dispatch_states()
+            if self.gated:
+                self.gate_states()
+            self.group_states()
+            self.scan_states()
+            self.replay_states()
+            self.drain_states()
+            self.pool_states()
+            self.result_states()
+        self.trace(fsm)
+        return m
+
+    # ---------------------------------------------------------------- memories
+    def memories(self):
+        """Every memory and its ports; ``hdr`` (the model header) and ``d`` (the current layer's
+        descriptor, stable while ``li`` is)."""
+        top, m, cfg = self.top, self.m, self.cfg
+        P, A, T, gated = self.P, self.A, self.T, self.gated
         dlay = _layout(cfg.desc_fields())
         hlay = _layout(cfg.header_fields())
         m.submodules.desc_mem = desc_mem = Memory(shape=unsigned(cfg.desc_bits), depth=max(2, cfg.max_layers),
-                                                  init=self._init("desc", cfg.max_layers))
+                                                  init=top._init("desc", cfg.max_layers))
         # Weights, thresholds and activations are banked by lane (bank j holds lane j of every
         # word) so that each lane can address its own kernel group (bank-constrained compaction).
         # A weight word holds the KT*KT taps of one pass.
         w_mems = [Memory(shape=unsigned(2 * T), depth=cfg.weight_words,
-                         init=self._lane_init("weights", cfg.weight_words, j, 2 * T)) for j in range(P)]
+                         init=top._lane_init("weights", cfg.weight_words, j, 2 * T)) for j in range(P)]
         thr_mems = [Memory(shape=unsigned(2 * A), depth=cfg.thr_words,
-                           init=self._lane_init("thr", cfg.thr_words, j, 2 * A)) for j in range(P)]
+                           init=top._lane_init("thr", cfg.thr_words, j, 2 * A)) for j in range(P)]
         act_mems = [Memory(shape=unsigned(2), depth=2 * cfg.act_words, init=[]) for j in range(P)]
         for j in range(P):
             m.submodules[f"w_mem{j}"] = w_mems[j]
             m.submodules[f"thr_mem{j}"] = thr_mems[j]
             m.submodules[f"act_mem{j}"] = act_mems[j]
-        gated = bool(cfg.gated)   # else no gate predictor, gate memories, sums or kernel lists
         GWB, GBB = cfg.gw_bits, cfg.gb_bits
         if gated:
             m.submodules.gw_mem = gw_mem = Memory(shape=unsigned(P * GWB), depth=cfg.gate_weights,
-                                                  init=self._init("gw", cfg.gate_weights))
+                                                  init=top._init("gw", cfg.gate_weights))
             m.submodules.gb_mem = gb_mem = Memory(shape=unsigned(P * GBB), depth=cfg.gate_biases,
-                                                  init=self._init("gb", cfg.gate_biases))
-        ev_lay = event_layout(cfg)
-        if "evt" in self.spram:
-            evt_mem = mem.make(shape=ev_lay, depth=cfg.events, init=[], mode=self.spram_mode,
-                               banks=self.spram["evt"])
+                                                  init=top._init("gb", cfg.gate_biases))
+        self.ev_lay = ev_lay = event_layout(cfg)
+        if "evt" in top.spram:
+            evt_mem = mem.make(shape=ev_lay, depth=cfg.events, init=[], mode=top.spram_mode,
+                               banks=top.spram["evt"])
         else:
             evt_mem = Memory(shape=ev_lay, depth=cfg.events, init=[])
         m.submodules.evt_mem = evt_mem
@@ -217,104 +272,123 @@ class Engine(wiring.Component):
         m.submodules.logit_mem = logit_mem = Memory(shape=unsigned(P * A),
                                                     depth=max(2, (cfg.classes + P - 1) // P), init=[])
 
-        desc_w = desc_mem.write_port()
-        desc_r = desc_mem.read_port()
-        w_ws = [mm.write_port() for mm in w_mems]
-        w_rs = [mm.read_port() for mm in w_mems]
-        thr_ws = [mm.write_port() for mm in thr_mems]
-        thr_rs = [mm.read_port() for mm in thr_mems]
+        self.desc_w = desc_mem.write_port()
+        self.desc_r = desc_mem.read_port()
+        self.w_ws = [mm.write_port() for mm in w_mems]
+        self.w_rs = [mm.read_port() for mm in w_mems]
+        self.thr_ws = [mm.write_port() for mm in thr_mems]
+        self.thr_rs = [mm.read_port() for mm in thr_mems]
         if gated:
             gw_w, gw_r = gw_mem.write_port(), gw_mem.read_port()
             gb_w, gb_r = gb_mem.write_port(), gb_mem.read_port()
-            s_ws = [sm.write_port() for sm in s_mems]
-            s_rs = [sm.read_port() for sm in s_mems]
-        act_ws = [mm.write_port() for mm in act_mems]
-        act_rs = [mm.read_port(transparent_for=(w,)) for mm, w in zip(act_mems, act_ws)]
+            self.gw_w, self.gw_r, self.gb_w, self.gb_r = gw_w, gw_r, gb_w, gb_r
+            self.s_ws = [sm.write_port() for sm in s_mems]
+            self.s_rs = [sm.read_port() for sm in s_mems]
+        self.act_ws = act_ws = [mm.write_port() for mm in act_mems]
+        self.act_rs = act_rs = [mm.read_port(transparent_for=(w,)) for mm, w in zip(act_mems, act_ws)]
         act_raddr = Signal(range(2 * cfg.act_words))
+        self.act_raddr = act_raddr
         for r in act_rs:
             m.d.comb += r.addr.eq(act_raddr)
-        act_rdata = Cat(*[r.data for r in act_rs])
-        evt_w = evt_mem.write_port()
-        evt_r = evt_mem.read_port()
-        acc_ws = [mm.write_port() for mm in acc_mems]
-        acc_rs = [mm.read_port(transparent_for=(w,)) for mm, w in zip(acc_mems, acc_ws)]
-        lg_w = logit_mem.write_port()
-        lg_r = logit_mem.read_port()
+        self.act_rdata = Cat(*[r.data for r in act_rs])
+        self.evt_w = evt_mem.write_port()
+        self.evt_r = evt_mem.read_port()
+        self.acc_ws = acc_ws = [mm.write_port() for mm in acc_mems]
+        self.acc_rs = [mm.read_port(transparent_for=(w,)) for mm, w in zip(acc_mems, acc_ws)]
+        self.lg_w = logit_mem.write_port()
+        self.lg_r = logit_mem.read_port()
 
-        header_init = self.img["header"] if self.img is not None else 0
+        header_init = top.img["header"] if top.img is not None else 0
         hdr_raw = Signal(hlay.size, init=header_init, reset_less=True)
-        hdr = hlay(hdr_raw)
-        d = dlay(desc_r.data)                 # the current layer's descriptor (stable while li is)
+        self.hdr_raw = hdr_raw
+        self.hdr = hlay(hdr_raw)
+        self.d = dlay(self.desc_r.data)
 
-        # ---------------------------------------------------------------- loader
-        m.submodules.loader = loader = Loader(cfg)
-        wiring.connect(m, wiring.flipped(self.load), loader.load)
-        for name, port in (("desc", desc_w),) + ((("gw", gw_w), ("gb", gb_w)) if gated else ()):
+    # ---------------------------------------------------------------- loader
+    def loading(self):
+        """Run-time parameter writes (rtl/engine/loader.py), accepted while idle (``loader.enable``)."""
+        m, A, T = self.m, self.A, self.T
+        m.submodules.loader = loader = self.loader = Loader(self.cfg)
+        wiring.connect(m, wiring.flipped(self.top.load), loader.load)
+        ports = (("desc", self.desc_w),) + ((("gw", self.gw_w), ("gb", self.gb_w)) if self.gated else ())
+        for name, port in ports:
             m.d.comb += [port.addr.eq(getattr(loader, f"{name}_addr")),
                          port.data.eq(getattr(loader, f"{name}_data")), port.en.eq(getattr(loader, f"{name}_en"))]
-        for j, port in enumerate(thr_ws):
+        for j, port in enumerate(self.thr_ws):
             m.d.comb += [port.addr.eq(loader.thr_addr), port.data.eq(loader.thr_data[2 * A * j:2 * A * (j + 1)]),
                          port.en.eq(loader.thr_en)]
-        for j, port in enumerate(w_ws):
+        for j, port in enumerate(self.w_ws):
             m.d.comb += [port.addr.eq(loader.weights_addr), port.data.eq(loader.weights_data[2 * T * j:2 * T * (j + 1)]),
                          port.en.eq(loader.weights_en)]
         with m.If(loader.header_en):
-            m.d.sync += hdr_raw.eq(loader.header_data)
+            m.d.sync += self.hdr_raw.eq(loader.header_data)
 
-        # ---------------------------------------------------------------- state
-        tau = Signal(signed(cfg.tau_bits))
-        dense = Signal()
-        li = Signal(range(max(2, cfg.max_layers)))
-        chmask = Signal(cfg.channels, init=(1 << cfg.channels) - 1)  # channels of the input that may be nonzero
-        omask = Signal(cfg.channels, init=(1 << cfg.channels) - 1)   # kernels of the current layer that are on
-        m.d.comb += desc_r.addr.eq(li)
-        is_conv = d.kind == KIND_CONV
-        is_dense = (d.kind == KIND_DENSE) | (d.kind == KIND_LOGITS)
+    # ---------------------------------------------------------------- state
+    def state(self):
+        """Inference state shared by the phases: the layer index ``li`` (addresses the descriptor),
+        the channel masks, the counters, the group counters and the event count."""
+        top, m, cfg, d, P, gated = self.top, self.m, self.cfg, self.d, self.P, self.gated
+        self.tau = Signal(signed(cfg.tau_bits))
+        self.dense = Signal()
+        self.li = li = Signal(range(max(2, cfg.max_layers)))
+        self.chmask = Signal(cfg.channels, init=(1 << cfg.channels) - 1)  # channels of the input that may be nonzero
+        self.omask = Signal(cfg.channels, init=(1 << cfg.channels) - 1)   # kernels of the current layer that are on
+        m.d.comb += self.desc_r.addr.eq(li)
+        self.is_conv = d.kind == KIND_CONV
+        self.is_dense = (d.kind == KIND_DENSE) | (d.kind == KIND_LOGITS)
 
-        cyc = Signal(32)
-        n_ev = Signal(32)
-        n_fired = Signal(32)
-        n_skip = Signal(32)
-        m.d.comb += [self.cycles.eq(cyc), self.events.eq(n_ev), self.fired.eq(n_fired),
-                     self.skipped.eq(n_skip)]
+        self.cyc = Signal(32)
+        self.n_ev = Signal(32)
+        self.n_fired = Signal(32)
+        self.n_skip = Signal(32)
+        m.d.comb += [top.cycles.eq(self.cyc), top.events.eq(self.n_ev), top.fired.eq(self.n_fired),
+                     top.skipped.eq(self.n_skip)]
 
-        in_half = Mux(d.abase, cfg.act_words, 0)
-        out_half = Mux(d.abase, 0, cfg.act_words)
-        all_on = Const((1 << cfg.channels) - 1, cfg.channels)
+        self.in_half = Mux(d.abase, cfg.act_words, 0)
+        self.out_half = Mux(d.abase, 0, cfg.act_words)
+        self.all_on = Const((1 << cfg.channels) - 1, cfg.channels)
 
-        def decode(code):
-            v = Signal(signed(2))
-            m.d.comb += v.eq(Mux(code[0], Mux(code[1], -1, 1), 0))
-            return v
+        G = self.G
+        self.g = Signal(range(G + 1))              # output group (compute), input group (stand-alone pool)
+        self.krem = Signal(signed(cfg.chan_bits + 2))     # kout - kernels of the groups before g
+        self.crem = Signal(signed(cfg.chan_bits + 2))     # cin - g*P (scan, stand-alone pool)
+        self.csh = Signal(cfg.channels) if gated else Const((1 << P) - 1, P)   # chmask >> g*P
+        self.ecount = Signal(range(cfg.events + 1))
+        self.live = Signal()                       # the first output group takes its events from the scan
+        self.iaddr = Signal(range(cfg.acc_words + 1))
 
-        G = cfg.groups
-        g = Signal(range(G + 1))              # output group (compute), input group (stand-alone pool)
-        krem = Signal(signed(cfg.chan_bits + 2))     # kout - kernels of the groups before g
-        crem = Signal(signed(cfg.chan_bits + 2))     # cin - g*P (scan, stand-alone pool)
-        csh = Signal(cfg.channels) if gated else Const((1 << P) - 1, P)   # chmask >> g*P
-        ecount = Signal(range(cfg.events + 1))
-        live = Signal()                       # the first output group takes its events from the scan
-        iaddr = Signal(range(cfg.acc_words + 1))
+    def decode(self, code):
+        """The value (-1, 0, +1) of a 2-bit activation code."""
+        v = Signal(signed(2))
+        self.m.d.comb += v.eq(Mux(code[0], Mux(code[1], -1, 1), 0))
+        return v
 
-        # ---------------------------------------------------------------- lane compaction
-        # Bank-constrained compaction (as in the first engine): lane j only computes kernels j, P+j,
-        # ...; counter mode (ungated layers, dense schedule, dense layers): lane j of group g
-        # computes kernel g*P + j; list mode (gated convs): lane j reads its bank's list of kernels
-        # that the gate kept on. A dense group is P*KT*KT kernels: lane j, bank b = kernel
-        # (g*T + b)*P + j (counter mode only).
-        list_mode = Const(0)
+    # ---------------------------------------------------------------- lane compaction
+    def compaction(self):
+        """Which kernel each lane computes in output group ``g``.
+
+        Bank-constrained compaction (as in the first engine): lane j only computes kernels j, P+j,
+        ...; counter mode (ungated layers, dense schedule, dense layers): lane j of group g
+        computes kernel g*P + j; list mode (gated convs): lane j reads its bank's list of kernels
+        that the gate kept on. A dense group is P*KT*KT kernels: lane j, bank b = kernel
+        (g*T + b)*P + j (counter mode only).
+        """
+        m, cfg, d, P, T, G, gated = self.m, self.cfg, self.d, self.P, self.T, self.G, self.gated
+        g, krem = self.g, self.krem
+        self.list_mode = list_mode = Const(0)
         if gated:
-            list_mode = Signal()
-            m.d.comb += list_mode.eq(d.gated & ~dense)
-        lane_v = Signal(P)
-        lane_g = [Signal(range(max(G, 2)), name=f"lane_g{j}") for j in range(P)]
-        n_list = [Signal(range(G + 1), name=f"n_list{j}") for j in range(P)]
-        r_list = [Signal(range(G + 1), name=f"r_list{j}") for j in range(P)]
+            self.list_mode = list_mode = Signal()
+            m.d.comb += list_mode.eq(d.gated & ~self.dense)
+        self.lane_v = lane_v = Signal(P)
+        self.lane_g = lane_g = [Signal(range(max(G, 2)), name=f"lane_g{j}") for j in range(P)]
+        self.n_list = n_list = [Signal(range(G + 1), name=f"n_list{j}") for j in range(P)]
+        self.r_list = r_list = [Signal(range(G + 1), name=f"r_list{j}") for j in range(P)]
         list_mems = [Memory(shape=unsigned(_bits(max(G - 1, 1))), depth=max(2, G), init=[])
                      for _ in range(P if gated else 0)]
-        list_ws = [lm.write_port() for lm in list_mems]
+        self.list_ws = list_ws = [lm.write_port() for lm in list_mems]
         list_rs = [lm.read_port(transparent_for=(w,)) for lm, w in zip(list_mems, list_ws)]
         advance = Signal()
+        self.advance = advance
         cnt_v = Cat(*[krem > j for j in range(P)])
         for j in range(P):
             if not gated:
@@ -327,57 +401,63 @@ class Engine(wiring.Component):
                 m.d.sync += r_list[j].eq(r_list[j] + 1)
             m.d.comb += [lane_v[j].eq(Mux(list_mode, r_list[j] < n_list[j], cnt_v[j])),
                          lane_g[j].eq(Mux(list_mode, list_rs[j].data, g))]
-        lon = Signal(P)                      # lane computes a kernel that is on
-        lval = Signal(P)                     # lane computes a kernel
-        lane_gq = [Signal(range(max(G, 2)), name=f"lane_gq{j}") for j in range(P)]
-        lgs = [Signal(range(cfg.weight_words + 1), name=f"lgs{j}") for j in range(P)]   # group * gstride
-        lgo = [Signal(range(cfg.act_words + 1), name=f"lgo{j}") for j in range(P)]      # group * hwpo
+        self.lon = Signal(P)                      # lane computes a kernel that is on
+        self.lval = Signal(P)                     # lane computes a kernel
+        self.lane_gq = [Signal(range(max(G, 2)), name=f"lane_gq{j}") for j in range(P)]
+        self.lgs = [Signal(range(cfg.weight_words + 1), name=f"lgs{j}") for j in range(P)]   # group * gstride
+        self.lgo = [Signal(range(cfg.act_words + 1), name=f"lgo{j}") for j in range(P)]      # group * hwpo
         # dense layers: lane-tap b*P + j holds a kernel iff it is below krem
-        don = [Cat(*[krem > b * P + j for j in range(P)]) for b in range(T)]
+        self.don = [Cat(*[krem > b * P + j for j in range(P)]) for b in range(T)]
 
-        # ---------------------------------------------------------------- pass counters
-        # (py, px) over ceil(k/KT)^2 passes of one event; shared by the replay (SCAT) and the live scan
-        ppy = Signal(range(cfg.dim + 1))
-        ppx = Signal(range(cfg.dim + 1))
-        pidx = Signal(range(cfg.dim * cfg.dim + 1))
-        pyw = Signal(range(cfg.dim * cfg.dim + 1))      # ppy * wrows
-        pyk = Signal(range(cfg.dim * KT + 1))           # ppy * KT
-        pxk = Signal(range(cfg.dim * KT + 1))
-        last_pass = (ppx == d.np1 - 1) & (ppy == d.np1 - 1)
+    # ---------------------------------------------------------------- pass counters
+    def passes(self):
+        """(py, px) over ceil(k/KT)^2 passes of one event; shared by the replay (SCAT), the live scan
+        and the live quantizer."""
+        cfg, KT = self.cfg, self.KT
+        self.ppy = ppy = Signal(range(cfg.dim + 1))
+        self.ppx = ppx = Signal(range(cfg.dim + 1))
+        self.pidx = Signal(range(cfg.dim * cfg.dim + 1))
+        self.pyw = Signal(range(cfg.dim * cfg.dim + 1))      # ppy * wrows
+        self.pyk = Signal(range(cfg.dim * KT + 1))           # ppy * KT
+        self.pxk = Signal(range(cfg.dim * KT + 1))
+        self.last_pass = (ppx == self.d.np1 - 1) & (ppy == self.d.np1 - 1)
 
-        def pass_reset():
-            return [ppy.eq(0), ppx.eq(0), pidx.eq(0), pyw.eq(0), pyk.eq(0), pxk.eq(0)]
+    def pass_reset(self):
+        return [self.ppy.eq(0), self.ppx.eq(0), self.pidx.eq(0), self.pyw.eq(0), self.pyk.eq(0), self.pxk.eq(0)]
 
-        def pass_next():
-            with m.If(ppx == d.np1 - 1):
-                m.d.sync += [ppx.eq(0), pxk.eq(0)]
-                with m.If(ppy == d.np1 - 1):
-                    m.d.sync += [ppy.eq(0), pyw.eq(0), pyk.eq(0), pidx.eq(0)]
-                with m.Else():
-                    m.d.sync += [ppy.eq(ppy + 1), pyw.eq(pyw + d.wrows), pyk.eq(pyk + KT), pidx.eq(pidx + 1)]
+    def pass_next(self):
+        m, d, KT = self.m, self.d, self.KT
+        ppy, ppx, pidx, pyw, pyk, pxk = self.ppy, self.ppx, self.pidx, self.pyw, self.pyk, self.pxk
+        with m.If(ppx == d.np1 - 1):
+            m.d.sync += [ppx.eq(0), pxk.eq(0)]
+            with m.If(ppy == d.np1 - 1):
+                m.d.sync += [ppy.eq(0), pyw.eq(0), pyk.eq(0), pidx.eq(0)]
             with m.Else():
-                m.d.sync += [ppx.eq(ppx + 1), pxk.eq(pxk + KT), pidx.eq(pidx + 1)]
+                m.d.sync += [ppy.eq(ppy + 1), pyw.eq(pyw + d.wrows), pyk.eq(pyk + KT), pidx.eq(pidx + 1)]
+        with m.Else():
+            m.d.sync += [ppx.eq(ppx + 1), pxk.eq(pxk + KT), pidx.eq(pidx + 1)]
 
-        # ---------------------------------------------------------------- scatter pipeline
-        # a_*: the event and its pass (from the replay or the live scan); address stage -> b_*: per
-        # bank the tap that lands there, its in-map test and accumulator address, per lane the weight
-        # address; read stage -> sc_*: reads issued; then each bank's LaneArray adds and writes back
-        # (the read ports are transparent: back-to-back hits on one accumulator see the new value).
-        a_v = Signal()
-        a_ev = Signal(ev_lay)
-        a_py = Signal.like(ppy)
-        a_px = Signal.like(ppx)
-        a_pidx = Signal.like(pidx)
-        a_pyw = Signal.like(pyw)
-        a_pyk = Signal.like(pyk)
-        a_pxk = Signal.like(pxk)
+    # ---------------------------------------------------------------- scatter pipeline
+    def scatter(self):
+        """The scatter: one event's pass (all ``KT*KT`` taps, ``P`` lanes) per cycle.
 
-        def feed(rec):
-            """Put event ``rec`` (an ``ev_lay`` value) with the current pass into the scatter."""
-            m.d.sync += [a_v.eq(1), a_ev.eq(rec), a_py.eq(ppy), a_px.eq(ppx), a_pidx.eq(pidx),
-                         a_pyw.eq(pyw), a_pyk.eq(pyk), a_pxk.eq(pxk)]
+        a_*: the event and its pass (from the replay, the live scan or the live quantizer, see
+        :meth:`feed`); address stage -> b_*: per bank the tap that lands there, its in-map test and
+        accumulator address, per lane the weight address; read stage -> sc_*: reads issued; then
+        each bank's LaneArray adds and writes back (the read ports are transparent: back-to-back hits
+        on one accumulator see the new value). Latency: 3 cycles from :meth:`feed` to the write.
+        """
+        m, cfg, d, P, A, KT, T, AB = self.m, self.cfg, self.d, self.P, self.A, self.KT, self.T, self.AB
+        is_conv = self.is_conv
+        self.a_v = a_v = Signal()
+        self.a_ev = a_ev = Signal(self.ev_lay)
+        self.a_py = a_py = Signal.like(self.ppy)
+        self.a_px = a_px = Signal.like(self.ppx)
+        self.a_pidx = a_pidx = Signal.like(self.pidx)
+        self.a_pyw = a_pyw = Signal.like(self.pyw)
+        self.a_pyk = a_pyk = Signal.like(self.pyk)
+        self.a_pxk = a_pxk = Signal.like(self.pxk)
 
-        AB = cfg.accaddr_bits
         b_v = Signal()
         b_code = Signal(2)
         b_ok = [Signal(name=f"b_ok{b}") for b in range(T)]
@@ -397,7 +477,7 @@ class Engine(wiring.Component):
         TB = tm.tap_bits
         with m.If(a_v):
             m.d.sync += [b_v.eq(1), b_code.eq(a_ev.code)]
-            m.d.sync += [b_wa[j].eq(d.wbase + lgs[j] + a_ev.woff + a_pidx) for j in range(P)]
+            m.d.sync += [b_wa[j].eq(d.wbase + self.lgs[j] + a_ev.woff + a_pidx) for j in range(P)]
             for b in range(T):
                 # (b_okw: the output is kept; a fused pool's dropped odd edge is counted, not stored;
                 # a dense layer: every bank is P kernel lanes at word 0, tap b)
@@ -414,9 +494,9 @@ class Engine(wiring.Component):
         m.d.sync += sc_v.eq(0)
         with m.If(b_v):
             for j in range(P):
-                m.d.comb += w_rs[j].addr.eq(b_wa[j])
+                m.d.comb += self.w_rs[j].addr.eq(b_wa[j])
             for b in range(T):
-                m.d.comb += acc_rs[b].addr.eq(b_addr[b])
+                m.d.comb += self.acc_rs[b].addr.eq(b_addr[b])
                 m.d.sync += [sc_ok[b].eq(b_ok[b]), sc_okw[b].eq(b_okw[b]), sc_addr[b].eq(b_addr[b]),
                              sc_tap[b].eq(b_tap[b])]
             m.d.sync += [sc_v.eq(1), sc_code.eq(b_code)]
@@ -424,39 +504,52 @@ class Engine(wiring.Component):
         for b in range(T):
             lanes = LaneArray(P, A)
             m.submodules[f"lanes{b}"] = lanes
-            wword = Cat(*[w_rs[j].data.word_select(sc_tap[b], 2) for j in range(P)])
+            wword = Cat(*[self.w_rs[j].data.word_select(sc_tap[b], 2) for j in range(P)])
             m.d.comb += [lanes.i.valid.eq(sc_v), lanes.o.ready.eq(1),
                          lanes.i.payload.code.eq(sc_code), lanes.i.payload.ok.eq(sc_ok[b]),
-                         lanes.i.payload.w.eq(wword), lanes.i.payload.on.eq(Mux(is_dense, don[b], lon)),
-                         lanes.i.payload.acc.eq(acc_rs[b].data)]
+                         lanes.i.payload.w.eq(wword), lanes.i.payload.on.eq(Mux(self.is_dense, self.don[b], self.lon)),
+                         lanes.i.payload.acc.eq(self.acc_rs[b].data)]
             fires.append(lanes.o.payload.fired)
             with m.If(sc_v & sc_okw[b]):
-                m.d.comb += [acc_ws[b].addr.eq(sc_addr[b]), acc_ws[b].data.eq(lanes.o.payload.acc),
-                             acc_ws[b].en.eq(1)]
+                m.d.comb += [self.acc_ws[b].addr.eq(sc_addr[b]), self.acc_ws[b].data.eq(lanes.o.payload.acc),
+                             self.acc_ws[b].en.eq(1)]
         allfire = Cat(*fires)
         popc = sum(allfire[i] for i in range(T * P))
         fired_q = Signal(range(T * P + 1))      # XNORs fired last cycle, counted now
-        m.d.sync += [fired_q.eq(Mux(sc_v, popc, 0)), n_fired.eq(n_fired + fired_q)]
+        m.d.sync += [fired_q.eq(Mux(sc_v, popc, 0)), self.n_fired.eq(self.n_fired + fired_q)]
 
-        # ---------------------------------------------------------------- drain
-        # conv: one output position (or one 2x2 pool window: four banks) per cycle is read (dr_*),
-        # thresholded by Activation (max-pooled) and cleared, registered (dq_*), written.
-        # dense: one bank (P kernels) per cycle.
-        thr = Cat(*[r.data for r in thr_rs])
-        thr_en = Signal()
-        for j, r in enumerate(thr_rs):
+    def feed(self, rec):
+        """Put event ``rec`` (an ``ev_lay`` value) with the current pass into the scatter."""
+        self.m.d.sync += [self.a_v.eq(1), self.a_ev.eq(rec), self.a_py.eq(self.ppy), self.a_px.eq(self.ppx),
+                          self.a_pidx.eq(self.pidx), self.a_pyw.eq(self.pyw), self.a_pyk.eq(self.pyk),
+                          self.a_pxk.eq(self.pxk)]
+
+    # ---------------------------------------------------------------- drain
+    def drain(self):
+        """The drain's datapath: thresholds, the fused max-pool, clear and write-back.
+
+        conv: one output position (or one 2x2 pool window: four banks) per cycle is read (dr_*),
+        thresholded by Activation (max-pooled) and cleared, registered (dq_*), written.
+        dense: one bank (P kernels) per cycle (dd_*); logits go to the logit memory instead.
+        Latency: 2 cycles from the read (DRAIN, DDRAIN) to the activation write.
+        """
+        m, cfg, d, P, A, T, AB = self.m, self.cfg, self.d, self.P, self.A, self.T, self.AB
+        acc_ws, lon, don = self.acc_ws, self.lon, self.don
+        thr = Cat(*[r.data for r in self.thr_rs])
+        self.thr_en = thr_en = Signal()
+        for j, r in enumerate(self.thr_rs):
             m.d.comb += r.en.eq(thr_en)
-        NE = 4 if KT >= 2 else 1
-        dr_v = Signal()
-        dr_ev = Signal(NE)                  # window elements present (1 without a pool)
-        dr_bank = [Signal(range(T), name=f"dr_bank{e}") for e in range(NE)]
-        dr_addr = [Signal(AB, name=f"dr_addr{e}") for e in range(NE)]
-        dr_pos = Signal(range(cfg.act_words + 1))
-        dd_v = Signal()                     # dense drain: bank dd_b, kernel word dd_pg
-        dd_b = Signal(range(T))
-        dd_pg = Signal(range(max(cfg.act_words, cfg.thr_words, cfg.classes) + 1))
+        self.NE = NE = 4 if self.KT >= 2 else 1
+        self.dr_v = dr_v = Signal()
+        self.dr_ev = dr_ev = Signal(NE)                  # window elements present (1 without a pool)
+        self.dr_bank = dr_bank = [Signal(range(T), name=f"dr_bank{e}") for e in range(NE)]
+        self.dr_addr = dr_addr = [Signal(AB, name=f"dr_addr{e}") for e in range(NE)]
+        self.dr_pos = dr_pos = Signal(range(cfg.act_words + 1))
+        self.dd_v = dd_v = Signal()                     # dense drain: bank dd_b, kernel word dd_pg
+        self.dd_b = dd_b = Signal(range(T))
+        self.dd_pg = dd_pg = Signal(range(max(cfg.act_words, cfg.thr_words, cfg.classes) + 1))
         m.d.sync += [dr_v.eq(0), dd_v.eq(0)]
-        acc_arr = Array([r.data for r in acc_rs])
+        acc_arr = Array([r.data for r in self.acc_rs])
         codes_e = []
         for e in range(NE):
             act = Activation(P, A)
@@ -470,633 +563,741 @@ class Engine(wiring.Component):
         for e in range(1, NE):
             pooled = Cat(*[Mux(dr_ev[e], max_code(pooled[2 * j:2 * j + 2], codes_e[e][2 * j:2 * j + 2]),
                                pooled[2 * j:2 * j + 2]) for j in range(P)])
-        dq_v = Signal()
-        dq_codes = Signal(2 * P)
+        self.dq_v = dq_v = Signal()
+        self.dq_codes = dq_codes = Signal(2 * P)
         dq_addr = Signal(range(2 * cfg.act_words + 1))
-        dq_en = Signal(P)
+        self.dq_en = dq_en = Signal(P)
         m.d.sync += dq_v.eq(0)
         with m.If(dr_v):
             for b in range(T):
                 for e in range(NE):
                     with m.If(dr_ev[e] & (dr_bank[e] == b)):
                         m.d.comb += [acc_ws[b].addr.eq(dr_addr[e]), acc_ws[b].data.eq(0), acc_ws[b].en.eq(1)]
-            m.d.sync += [dq_v.eq(1), dq_codes.eq(pooled), dq_en.eq(lval)]
-            m.d.sync += [dq_addr.eq(out_half + dr_pos)]
+            m.d.sync += [dq_v.eq(1), dq_codes.eq(pooled), dq_en.eq(self.lval)]
+            m.d.sync += [dq_addr.eq(self.out_half + dr_pos)]
         with m.If(dd_v):
             for b in range(T):
                 with m.If(dd_b == b):
                     m.d.comb += [acc_ws[b].addr.eq(0), acc_ws[b].data.eq(0), acc_ws[b].en.eq(1)]
             with m.If(d.kind == KIND_LOGITS):
                 # (only words that hold a class: the words past them would alias the memory)
-                m.d.comb += [lg_w.addr.eq(dd_pg), lg_w.data.eq(acc_arr[dd_b]), lg_w.en.eq(Array(don)[dd_b][0])]
+                m.d.comb += [self.lg_w.addr.eq(dd_pg), self.lg_w.data.eq(acc_arr[dd_b]),
+                             self.lg_w.en.eq(Array(don)[dd_b][0])]
             with m.Else():
                 m.d.sync += [dq_v.eq(1), dq_codes.eq(codes_e[0]), dq_en.eq(Array(don)[dd_b]),
-                             dq_addr.eq(out_half + dd_pg)]
+                             dq_addr.eq(self.out_half + dd_pg)]
         # conv outputs go to lane j's own group (lgo); dense outputs to word dd_pg of every lane
-        dq_conv = Signal()
+        self.dq_conv = dq_conv = Signal()
         m.d.sync += dq_conv.eq(dr_v)
         with m.If(dq_v):
             for j in range(P):
-                m.d.comb += [act_ws[j].addr.eq(dq_addr + Mux(dq_conv, lgo[j], 0)),
-                             act_ws[j].data.eq(dq_codes[2 * j:2 * j + 2]), act_ws[j].en.eq(dq_en[j])]
+                m.d.comb += [self.act_ws[j].addr.eq(dq_addr + Mux(dq_conv, self.lgo[j], 0)),
+                             self.act_ws[j].data.eq(dq_codes[2 * j:2 * j + 2]), self.act_ws[j].en.eq(dq_en[j])]
 
-        Q = cfg.pixels_per_beat
-        iq_sum = Signal(signed(_bits(Q) + 2)) if gated else None     # the quantizer's beat: sum of its codes
-        iq_sum_v = Signal() if gated else None
-        lane_c = Signal(range(max(P, 2)))         # the quantizer's channel, mod P
-        # gate sums of the layer's outputs (channel lane_gq[j]*P + j), written at the group's end
-        slane = [Signal(signed(SB), name=f"slane{j}") for j in range(P if gated else 0)]
-        slane_next = [Signal(signed(SB), name=f"slane_next{j}") for j in range(len(slane))]
-        sum_src = Signal(2 * P) if gated else None    # codes being written (drain, stand-alone pool)
-        sum_v = Signal(P) if gated else None
+    # ---------------------------------------------------------------- gate sums
+    def gate_sums(self):
+        """Gate sums of the layer's outputs (channel lane_gq[j]*P + j), taken while they are
+        written (drain, stand-alone pool, input quantizer) and written to ``s_mem`` at a group's end."""
+        m, P, SB, gated = self.m, self.P, self.cfg.sum_bits, self.gated
+        Q = self.Q
+        self.iq_sum = iq_sum = Signal(signed(_bits(Q) + 2)) if gated else None     # the quantizer's beat: sum of its codes
+        self.iq_sum_v = iq_sum_v = Signal() if gated else None
+        self.lane_c = lane_c = Signal(range(max(P, 2)))         # the quantizer's channel, mod P
+        self.slane = slane = [Signal(signed(SB), name=f"slane{j}") for j in range(P if gated else 0)]
+        self.slane_next = slane_next = [Signal(signed(SB), name=f"slane_next{j}") for j in range(len(slane))]
+        self.sum_src = sum_src = Signal(2 * P) if gated else None    # codes being written (drain, stand-alone pool)
+        self.sum_v = sum_v = Signal(P) if gated else None
         for j in range(len(slane)):
-            m.d.comb += slane_next[j].eq(slane[j] + Mux(sum_v[j], decode(sum_src[2 * j:2 * j + 2]), 0)
+            m.d.comb += slane_next[j].eq(slane[j] + Mux(sum_v[j], self.decode(sum_src[2 * j:2 * j + 2]), 0)
                                          + Mux(iq_sum_v & (lane_c == j), iq_sum, 0))
             m.d.sync += slane[j].eq(slane_next[j])
         if gated:
-            with m.If(dq_v & dq_conv):
-                m.d.comb += [sum_src.eq(dq_codes), sum_v.eq(dq_en)]
+            with m.If(self.dq_v & self.dq_conv):
+                m.d.comb += [sum_src.eq(self.dq_codes), sum_v.eq(self.dq_en)]
 
-        # ---------------------------------------------------------------- gate predictor
-        if gated:
-            gt_v, gt_first, gt_last = Signal(), Signal(), Signal()
-            gt_lane = Signal(range(max(P, 2)))
-            gt_c = Signal(range(cfg.channels))
-            gt_kg = Signal(range(max(G, 2)))
-            m.d.sync += gt_v.eq(0)
-            gq_v, gq_first, gq_last = Signal(), Signal(), Signal()
-            gq_w = Signal(P * GWB)
-            gq_s = Signal(signed(SB))
-            gq_b = Signal(P * GBB)
-            gq_kg = Signal(range(max(G, 2)))
-            s_arr = Array([r.data for r in s_rs])
-            m.d.sync += [gq_v.eq(gt_v), gq_first.eq(gt_first), gq_last.eq(gt_last), gq_w.eq(gw_r.data),
-                         gq_s.eq(Mux(chmask.bit_select(gt_c, 1), s_arr[gt_lane], 0)), gq_b.eq(gb_r.data),
-                         gq_kg.eq(gt_kg)]
-            gd_v = Signal()
-            gd_on = Signal(P)
-            gd_kg = Signal(range(max(G, 2)))
-            gkrem = Signal(signed(cfg.chan_bits + 2))     # kout - gq_kg*P when the decision is made
-            gons = []
+    # ---------------------------------------------------------------- gate predictor
+    def gate(self):
+        """The gate predictor's pipeline: ``P`` MACs per cycle (one GateUnit per lane).
+
+        GATE issues (kernel group, input channel) reads (gt_*); the read stage registers the weights,
+        the input channel's sum (zero if the channel is masked off) and the biases (gq_*); the
+        GateUnits accumulate and decide on the last channel; the decision (gd_*) sets ``omask`` and
+        appends each lane's kept kernel group to its list. Latency: 3 cycles after the last read
+        (GATE_T..GATE_T3).
+        """
+        m, cfg, P, G, SB = self.m, self.cfg, self.P, self.G, self.cfg.sum_bits
+        GWB, GBB = cfg.gw_bits, cfg.gb_bits
+        gt_v, gt_first, gt_last = Signal(), Signal(), Signal()
+        gt_lane = Signal(range(max(P, 2)))
+        gt_c = Signal(range(cfg.channels))
+        gt_kg = Signal(range(max(G, 2)))
+        self.gt = (gt_v, gt_first, gt_last, gt_lane, gt_c, gt_kg)
+        m.d.sync += gt_v.eq(0)
+        gq_v, gq_first, gq_last = Signal(), Signal(), Signal()
+        gq_w = Signal(P * GWB)
+        gq_s = Signal(signed(SB))
+        gq_b = Signal(P * GBB)
+        gq_kg = Signal(range(max(G, 2)))
+        s_arr = Array([r.data for r in self.s_rs])
+        m.d.sync += [gq_v.eq(gt_v), gq_first.eq(gt_first), gq_last.eq(gt_last), gq_w.eq(self.gw_r.data),
+                     gq_s.eq(Mux(self.chmask.bit_select(gt_c, 1), s_arr[gt_lane], 0)), gq_b.eq(self.gb_r.data),
+                     gq_kg.eq(gt_kg)]
+        gd_v = Signal()
+        gd_on = Signal(P)
+        gd_kg = Signal(range(max(G, 2)))
+        gkrem = Signal(signed(cfg.chan_bits + 2))     # kout - gq_kg*P when the decision is made
+        self.gkrem = gkrem
+        gons = []
+        for j in range(P):
+            gu = GateUnit(GWB, SB, GBB, cfg.la_bits + 1, cfg.tau_bits)
+            m.submodules[f"gate{j}"] = gu
+            gi = gu.i.payload
+            m.d.comb += [gu.i.valid.eq(gq_v), gu.o.ready.eq(1), gu.tau.eq(self.tau),
+                         gi.w.eq(gq_w[GWB * j:GWB * (j + 1)].as_signed()), gi.s.eq(gq_s),
+                         gi.bias.eq(gq_b[GBB * j:GBB * (j + 1)].as_signed()),
+                         gi.first.eq(gq_first), gi.last.eq(gq_last)]
+            gons.append(gu.o.payload.on & (gkrem > j))
+            if j == 0:
+                gvalid = gu.o.valid
+        gval = Cat(*[gkrem > j for j in range(P)])
+        gd_val = Signal(P)
+        m.d.sync += [gd_v.eq(gvalid), gd_on.eq(Cat(*gons)), gd_kg.eq(gq_kg), gd_val.eq(gval)]
+        with m.If(gvalid):
+            m.d.sync += gkrem.eq(gkrem - P)
+        with m.If(gd_v):
+            m.d.sync += self.omask.word_select(gd_kg, P).eq(gd_on)
             for j in range(P):
-                gu = GateUnit(GWB, SB, GBB, cfg.la_bits + 1, cfg.tau_bits)
-                m.submodules[f"gate{j}"] = gu
-                gi = gu.i.payload
-                m.d.comb += [gu.i.valid.eq(gq_v), gu.o.ready.eq(1), gu.tau.eq(tau),
-                             gi.w.eq(gq_w[GWB * j:GWB * (j + 1)].as_signed()), gi.s.eq(gq_s),
-                             gi.bias.eq(gq_b[GBB * j:GBB * (j + 1)].as_signed()),
-                             gi.first.eq(gq_first), gi.last.eq(gq_last)]
-                gons.append(gu.o.payload.on & (gkrem > j))
-                if j == 0:
-                    gvalid = gu.o.valid
-            gval = Cat(*[gkrem > j for j in range(P)])
-            gd_val = Signal(P)
-            m.d.sync += [gd_v.eq(gvalid), gd_on.eq(Cat(*gons)), gd_kg.eq(gq_kg), gd_val.eq(gval)]
-            with m.If(gvalid):
-                m.d.sync += gkrem.eq(gkrem - P)
-            with m.If(gd_v):
-                m.d.sync += omask.word_select(gd_kg, P).eq(gd_on)
-                for j in range(P):
-                    with m.If(gd_on[j]):
-                        m.d.comb += [list_ws[j].addr.eq(n_list[j]), list_ws[j].data.eq(gd_kg), list_ws[j].en.eq(1)]
-                        m.d.sync += n_list[j].eq(n_list[j] + 1)
-                m.d.sync += n_skip.eq(n_skip + sum((gd_val[j] & ~gd_on[j]) for j in range(P)))
+                with m.If(gd_on[j]):
+                    m.d.comb += [self.list_ws[j].addr.eq(self.n_list[j]), self.list_ws[j].data.eq(gd_kg),
+                                 self.list_ws[j].en.eq(1)]
+                    m.d.sync += self.n_list[j].eq(self.n_list[j] + 1)
+            m.d.sync += self.n_skip.eq(self.n_skip + sum((gd_val[j] & ~gd_on[j]) for j in range(P)))
 
-        # ---------------------------------------------------------------- stand-alone pool
+    # ---------------------------------------------------------------- stand-alone pool
+    def pool(self):
+        """The stand-alone 2x2 max-pool's pipeline: POOL_R issues one window element's read per
+        cycle (pa_*), the read stage (pl_*) feeds PoolMax, which writes the window's codes (and takes
+        their gate sums) after its fourth element. Latency: 2 cycles (POOL_E, POOL_E2)."""
+        m, cfg, P, G = self.m, self.cfg, self.P, self.G
         pa_v = Signal()
         pa_q = Signal(2)
         pa_end = Signal()
         pa_raddr = Signal(range(2 * cfg.act_words))
         pa_waddr = Signal(range(2 * cfg.act_words))
+        self.pa = (pa_v, pa_q, pa_end, pa_raddr, pa_waddr)
         pl_v = Signal()
         pl_q = Signal(2)
         pl_end = Signal()
         pl_addr = Signal(range(2 * cfg.act_words))
-        pa_g = Signal(range(max(G, 2)))
+        self.pa_g = pa_g = Signal(range(max(G, 2)))
         pl_g = Signal(range(max(G, 2)))
         m.d.sync += [pa_v.eq(0), pl_v.eq(0)]
         with m.If(pa_v):
-            m.d.comb += act_raddr.eq(pa_raddr)
+            m.d.comb += self.act_raddr.eq(pa_raddr)
             m.d.sync += [pl_v.eq(1), pl_q.eq(pa_q), pl_addr.eq(pa_waddr), pl_end.eq(pa_end), pl_g.eq(pa_g)]
         m.submodules.pool = pool = PoolMax(P)
-        m.d.comb += [pool.i.valid.eq(pl_v), pool.o.ready.eq(1), pool.i.payload.codes.eq(act_rdata),
+        m.d.comb += [pool.i.valid.eq(pl_v), pool.o.ready.eq(1), pool.i.payload.codes.eq(self.act_rdata),
                      pool.i.payload.last.eq(pl_q == 3)]
         with m.If(pool.o.valid):
             for j in range(P):
-                m.d.comb += [act_ws[j].addr.eq(pl_addr), act_ws[j].data.eq(pool.o.payload.codes[2 * j:2 * j + 2]),
-                             act_ws[j].en.eq(1)]
+                m.d.comb += [self.act_ws[j].addr.eq(pl_addr),
+                             self.act_ws[j].data.eq(pool.o.payload.codes[2 * j:2 * j + 2]), self.act_ws[j].en.eq(1)]
         # (the pool's gate sums: every lane of the group; lanes past the channel count write zeros)
-        if gated:
+        if self.gated:
             with m.If(pool.o.valid):
-                m.d.comb += [sum_src.eq(pool.o.payload.codes), sum_v.eq(Const((1 << P) - 1, P))]
+                m.d.comb += [self.sum_src.eq(pool.o.payload.codes), self.sum_v.eq(Const((1 << P) - 1, P))]
                 with m.If(pl_end & (pl_q == 3)):
                     for j in range(P):
-                        m.d.comb += [s_ws[j].addr.eq(pl_g), s_ws[j].data.eq(slane_next[j]), s_ws[j].en.eq(1)]
-                    m.d.sync += [sl.eq(0) for sl in slane]
+                        m.d.comb += [self.s_ws[j].addr.eq(pl_g), self.s_ws[j].data.eq(self.slane_next[j]),
+                                     self.s_ws[j].en.eq(1)]
+                    m.d.sync += [sl.eq(0) for sl in self.slane]
 
-        # ---------------------------------------------------------------- result
-        m.submodules.argmax = argmax = Argmax(A, cfg.classes)
-        m.submodules.res_skid = res_skid = Skid(result_layout(cfg), level=True)
+    # ---------------------------------------------------------------- stream ports
+    def result(self):
+        """The result stream (Argmax, then a register slice) and the pixel stream's register slice."""
+        m, top, cfg = self.m, self.top, self.cfg
+        m.submodules.argmax = self.argmax = argmax = Argmax(self.A, cfg.classes)
+        m.submodules.res_skid = self.res_skid = res_skid = Skid(result_layout(cfg), level=True)
         wiring.connect(m, argmax.o, res_skid.i)
-        wiring.connect(m, res_skid.o, wiring.flipped(self.result))
+        wiring.connect(m, res_skid.o, wiring.flipped(top.result))
         m.submodules.pix_skid = pix_skid = Skid(pixel_layout(cfg))
-        wiring.connect(m, wiring.flipped(self.pixels), pix_skid.i)
-        pix = pix_skid.o
+        wiring.connect(m, wiring.flipped(top.pixels), pix_skid.i)
+        self.pix = pix_skid.o
 
-        m.submodules.iq_encoder = iq_enc = EventEncoder(Q)
-        iq_live = Signal()                 # the quantizer feeds the first layer's first group
-        ig = Signal(range(G + 1))          # quantizer: channel group
-        # ---------------------------------------------------------------- event position counters
-        # (y + pad, x + pad) as quotient and remainder by KT, kept incrementally by the input
-        # quantizer and the scan; pos = y*W + x
-        y = Signal(range(cfg.dim + 1))
-        x = Signal(range(cfg.dim + 1))
-        pos = Signal(range(cfg.positions + 1))
-        qy = Signal(cfg.dim_bits)
-        ry = Signal(cfg.tap_bits)
-        qx = Signal(cfg.dim_bits)
-        rx = Signal(cfg.tap_bits)
-        qyw = Signal(_bits(cfg.dim * cfg.dim))
+        m.submodules.iq_encoder = self.iq_enc = EventEncoder(self.Q)
+        self.iq_live = Signal()                 # the quantizer feeds the first layer's first group
+        self.ig = Signal(range(self.G + 1))     # quantizer: channel group
 
-        def pos_reset():
-            return [pos.eq(0), y.eq(0), x.eq(0), qy.eq(d.padq), ry.eq(d.padr), qx.eq(d.padq), rx.eq(d.padr),
-                    qyw.eq(d.padqw)]
-
-        def pos_next(width):
-            m.d.sync += pos.eq(pos + 1)
-            with m.If(x == width - 1):
-                m.d.sync += [x.eq(0), qx.eq(d.padq), rx.eq(d.padr), y.eq(y + 1)]
-                with m.If(ry == KT - 1):
-                    m.d.sync += [ry.eq(0), qy.eq(qy + 1), qyw.eq(qyw + d.wrows)]
-                with m.Else():
-                    m.d.sync += ry.eq(ry + 1)
-            with m.Else():
-                m.d.sync += x.eq(x + 1)
-                with m.If(rx == KT - 1):
-                    m.d.sync += [rx.eq(0), qx.eq(qx + 1)]
-                with m.Else():
-                    m.d.sync += rx.eq(rx + 1)
-
-        def record(code, woff):
-            rec = Signal(ev_lay)
-            m.d.comb += [rec.code.eq(code), rec.qy.eq(qy), rec.ry.eq(ry), rec.qx.eq(qx), rec.rx.eq(rx),
-                         rec.qyw.eq(qyw), rec.woff.eq(woff)]
-            return rec
-
-        ev_v = Signal()                  # an event taken last cycle, written to the list now
-        ev_rec = Signal(ev_lay)
+    # ---------------------------------------------------------------- event positions and the event list
+    def positions(self):
+        """(y + pad, x + pad) as quotient and remainder by KT, kept incrementally by the input
+        quantizer and the scan (pos = y*W + x); the event list's write stage (ev_*: an event taken
+        last cycle, written to the list now)."""
+        m, cfg = self.m, self.cfg
+        self.y = Signal(range(cfg.dim + 1))
+        self.x = Signal(range(cfg.dim + 1))
+        self.pos = Signal(range(cfg.positions + 1))
+        self.qy = Signal(cfg.dim_bits)
+        self.ry = Signal(cfg.tap_bits)
+        self.qx = Signal(cfg.dim_bits)
+        self.rx = Signal(cfg.tap_bits)
+        self.qyw = Signal(_bits(cfg.dim * cfg.dim))
+        self.ev_v = ev_v = Signal()
+        self.ev_rec = ev_rec = Signal(self.ev_lay)
         m.d.sync += ev_v.eq(0)
         with m.If(ev_v):
-            m.d.comb += [evt_w.addr.eq(ecount - 1), evt_w.en.eq(1), evt_w.data.eq(ev_rec)]
+            m.d.comb += [self.evt_w.addr.eq(self.ecount - 1), self.evt_w.en.eq(1), self.evt_w.data.eq(ev_rec)]
 
-        # ---------------------------------------------------------------- control
-        stall = Signal()
-        m.d.comb += self.busy.eq(~self.ready)
-        with m.If(self.busy & ~stall):
-            m.d.sync += cyc.eq(cyc + 1)
+    def pos_reset(self):
+        d = self.d
+        return [self.pos.eq(0), self.y.eq(0), self.x.eq(0), self.qy.eq(d.padq), self.ry.eq(d.padr),
+                self.qx.eq(d.padq), self.rx.eq(d.padr), self.qyw.eq(d.padqw)]
 
-        def end_layer():
-            m.d.sync += chmask.eq(omask)
-            with m.If(d.kind == KIND_LOGITS):
-                m.d.sync += [kg.eq(0), kl.eq(0), kidx.eq(0)]
-                m.next = "OUT_PRE"
+    def pos_next(self, width):
+        m, d, KT = self.m, self.d, self.KT
+        x, y, qx, rx, qy, ry, qyw = self.x, self.y, self.qx, self.rx, self.qy, self.ry, self.qyw
+        m.d.sync += self.pos.eq(self.pos + 1)
+        with m.If(x == width - 1):
+            m.d.sync += [x.eq(0), qx.eq(d.padq), rx.eq(d.padr), y.eq(y + 1)]
+            with m.If(ry == KT - 1):
+                m.d.sync += [ry.eq(0), qy.eq(qy + 1), qyw.eq(qyw + d.wrows)]
             with m.Else():
-                m.d.sync += li.eq(li + 1)
-                m.next = "DESC"
+                m.d.sync += ry.eq(ry + 1)
+        with m.Else():
+            m.d.sync += x.eq(x + 1)
+            with m.If(rx == KT - 1):
+                m.d.sync += [rx.eq(0), qx.eq(qx + 1)]
+            with m.Else():
+                m.d.sync += rx.eq(rx + 1)
 
-        def compute():
-            """On to the output groups (after the gate phase, or at once)."""
-            m.d.sync += [g.eq(0), krem.eq(d.kout)]
-            m.next = "GROUP"
+    def record(self, code, woff):
+        """An event-list entry for the event at the current position."""
+        rec = Signal(self.ev_lay)
+        self.m.d.comb += [rec.code.eq(code), rec.qy.eq(self.qy), rec.ry.eq(self.ry), rec.qx.eq(self.qx),
+                          rec.rx.eq(self.rx), rec.qyw.eq(self.qyw), rec.woff.eq(woff)]
+        return rec
 
-        def in_groups_start():
-            return [g.eq(0), crem.eq(d.cin)] + ([csh.eq(chmask)] if gated else [])
+    def emit(self, rec):
+        """Append ``rec`` to the event list (written next cycle) and count it."""
+        self.m.d.sync += [self.ev_v.eq(1), self.ev_rec.eq(rec), self.ecount.eq(self.ecount + 1),
+                          self.n_ev.eq(self.n_ev + 1)]
 
-        def in_group_next():
-            return [g.eq(g + 1), crem.eq(crem - P)] + ([csh.eq(csh >> P)] if gated else [])
+    # ---------------------------------------------------------------- control
+    def control(self):
+        """The cycle counter (stalled while the quantizer waits for pixels or the result for its
+        sink) and the phases' counters (declared together: several are shared, e.g. ``kg`` by the
+        gate and the result, ``dp`` by the drain and the stand-alone pool)."""
+        m, top, cfg, P, T, G, gated = self.m, self.top, self.cfg, self.P, self.T, self.G, self.gated
+        self.stall = stall = Signal()
+        m.d.comb += top.busy.eq(~top.ready)
+        with m.If(top.busy & ~stall):
+            m.d.sync += self.cyc.eq(self.cyc + 1)
 
         # scan counters (the scan runs inside the first output group, so it has its own group counter)
-        sg = Signal(range(G + 1))
-        sgbase = Signal(range(2 * cfg.act_words + 1))
-        screm = Signal(signed(cfg.chan_bits + 2))
-        scsh = Signal(cfg.channels) if gated else Const((1 << P) - 1, P)
-        gcs = Signal(range(cfg.channels * cfg.weight_words + 1))    # sg * P * cstride
+        self.sg = Signal(range(G + 1))
+        self.sgbase = Signal(range(2 * cfg.act_words + 1))
+        self.screm = Signal(signed(cfg.chan_bits + 2))
+        self.scsh = Signal(cfg.channels) if gated else Const((1 << P) - 1, P)
+        self.gcs = Signal(range(cfg.channels * cfg.weight_words + 1))    # sg * P * cstride
 
-        # gate counters
-        kg = Signal(range(G + 2))
-        kl = Signal(range(max(P, 2)))
-        kidx = Signal(range(cfg.channels + 1))
-        cc = Signal(range(cfg.channels + 1))
-        cg = Signal(range(G + 1))
-        cl = Signal(range(max(P, 2)))
-        gidx = Signal(range(cfg.gate_weights + 1))
+        # gate counters (kg, kl, kidx: also the result's)
+        self.kg = Signal(range(G + 2))
+        self.kl = Signal(range(max(P, 2)))
+        self.kidx = Signal(range(cfg.channels + 1))
+        self.cc = Signal(range(cfg.channels + 1))
+        self.cg = Signal(range(G + 1))
+        self.cl = Signal(range(max(P, 2)))
+        self.gidx = Signal(range(cfg.gate_weights + 1))
         # drain counters
-        dp = Signal(range(cfg.positions + 1))
-        dcol = Signal(range(cfg.dim + 1))
-        dqyw = Signal(_bits(cfg.dim * cfg.dim))
-        dry = Signal(cfg.tap_bits)
-        dqx = Signal(cfg.dim_bits)
-        drx = Signal(cfg.tap_bits)
-        db = Signal(range(T + 1))
-        pend_sum = Signal()                 # a conv group's sums are written in the next GROUP
+        self.dp = Signal(range(cfg.positions + 1))
+        self.dcol = Signal(range(cfg.dim + 1))
+        self.dqyw = Signal(_bits(cfg.dim * cfg.dim))
+        self.dry = Signal(cfg.tap_bits)
+        self.dqx = Signal(cfg.dim_bits)
+        self.drx = Signal(cfg.tap_bits)
+        self.db = Signal(range(T + 1))
+        self.pend_sum = Signal()                 # a conv group's sums are written in the next GROUP
         # replay counters
-        e = Signal(range(cfg.events + 1))
-        elast = Signal(range(cfg.events + 1))
+        self.e = Signal(range(cfg.events + 1))
+        self.elast = Signal(range(cfg.events + 1))
         # input quantizer / stand-alone pool counters
-        pix_c = Signal(range(cfg.channels + 1))
-        pcs = Signal(range(cfg.weight_words + 1))
-        gbase = Signal(range(2 * cfg.act_words + 1))
-        q = Signal(2)
-        oy = Signal(range(cfg.dim + 1))
-        ox = Signal(range(cfg.dim + 1))
+        self.pix_c = Signal(range(cfg.channels + 1))
+        self.pcs = Signal(range(cfg.weight_words + 1))
+        self.gbase = Signal(range(2 * cfg.act_words + 1))
+        self.q = Signal(2)
+        self.oy = Signal(range(cfg.dim + 1))
+        self.ox = Signal(range(cfg.dim + 1))
 
-        def drain_start():
-            return [dp.eq(0), dcol.eq(0), dqyw.eq(0), dry.eq(0), dqx.eq(0), drx.eq(0), db.eq(0)]
+    def end_layer(self):
+        m, d = self.m, self.d
+        m.d.sync += self.chmask.eq(self.omask)
+        with m.If(d.kind == KIND_LOGITS):
+            m.d.sync += [self.kg.eq(0), self.kl.eq(0), self.kidx.eq(0)]
+            m.next = "OUT_PRE"
+        with m.Else():
+            m.d.sync += self.li.eq(self.li + 1)
+            m.next = "DESC"
 
-        def to_drain():
-            with m.If(is_dense):
-                m.next = "DDRAIN"
-            with m.Else():
-                m.next = "DRAIN"
+    def compute(self):
+        """On to the output groups (after the gate phase, or at once)."""
+        self.m.d.sync += [self.g.eq(0), self.krem.eq(self.d.kout)]
+        self.m.next = "GROUP"
 
-        with m.FSM(init="INIT") as fsm:
-            with m.State("INIT"):
-                for w in acc_ws:
-                    m.d.comb += [w.addr.eq(iaddr), w.data.eq(0), w.en.eq(1)]
-                m.d.sync += iaddr.eq(iaddr + 1)
-                with m.If(iaddr == cfg.acc_words - 1):
-                    m.next = "IDLE"
+    def in_groups_start(self):
+        return [self.g.eq(0), self.crem.eq(self.d.cin)] + ([self.csh.eq(self.chmask)] if self.gated else [])
 
-            with m.State("IDLE"):
-                m.d.comb += [self.ready.eq(1), loader.enable.eq(1)]
-                with m.If(self.start):
-                    m.d.sync += [tau.eq(self.tau), dense.eq(self.dense), li.eq(0),
-                                 cyc.eq(0), n_ev.eq(0), n_fired.eq(0), n_skip.eq(0),
-                                 lane_c.eq(0), pix_c.eq(0), pcs.eq(0), gbase.eq(0), g.eq(0),
-                                 ecount.eq(0)] + pos_reset()
-                    if gated:
-                        m.d.sync += [sl.eq(0) for sl in slane]
-                    m.d.sync += [ig.eq(0), chmask.eq(all_on)]
-                    # an ungated first conv/dense takes its first group's events live from the
-                    # quantizer (its descriptor and groups are set up first); else the quantizer
-                    # runs first (a gated first layer needs the sums of every pixel)
-                    with m.If((d.kind != KIND_POOL) & ~d.gated):
-                        m.d.sync += iq_live.eq(1)
-                        m.next = "DESC"
-                    with m.Else():
-                        m.next = "IQ"
+    def in_group_next(self):
+        return [self.g.eq(self.g + 1), self.crem.eq(self.crem - self.P)] + ([self.csh.eq(self.csh >> self.P)] if self.gated else [])
 
-            with m.State("IQ"):
-                # Input quantizer: one beat of Q pixels (one row's run) per cycle, or one cycle per
-                # event it holds (the EventEncoder emits them one at a time). Each event goes to the
-                # first layer's event list, and (live: an ungated first conv/dense) into the scatter
-                # with all its passes; a stand-alone first pool instead gets every pixel written to
-                # the activation memory, one per cycle. The gate sums of each channel are taken here.
-                m.d.comb += stall.eq(~pix.valid)
-                first_pool = d.kind == KIND_POOL
-                pw = pix.payload.data
-                codes = []
-                vm = []
-                for i in range(Q):
-                    p = pw[8 * i:8 * i + 8]
-                    c = Signal(2, name=f"iq_code{i}")
-                    m.d.comb += c.eq(Mux(p >= hdr.hi, 0b01, Mux(p < hdr.lo, 0b11, 0b00)))
-                    codes.append(c)
-                    vm.append(x + i < d.win)
-                vmask = Cat(*vm)
-                m.d.comb += [iq_enc.i.valid.eq(pix.valid), iq_enc.i.payload.word.eq(Cat(*codes)),
-                             iq_enc.i.payload.mask.eq(vmask), iq_enc.dense.eq(dense | first_pool),
-                             iq_enc.o.ready.eq(~iq_live | last_pass), pix.ready.eq(iq_enc.i.ready)]
-                lane = iq_enc.o.payload.lane
-                v = Signal(range(KT + Q + 1))
-                vq = Signal(range(Q // KT + 3))
-                m.d.comb += [v.eq(rx + lane), vq.eq(sum((v >= t * KT) for t in range(1, (KT + Q) // KT + 1)))]
-                rec = Signal(ev_lay)
-                m.d.comb += [rec.code.eq(iq_enc.o.payload.code), rec.qy.eq(qy), rec.ry.eq(ry),
-                             rec.qx.eq(qx + vq), rec.rx.eq(v - vq * KT), rec.qyw.eq(qyw),
-                             rec.woff.eq(pcs + Mux(is_conv, 0, pos + lane))]
-                with m.If(iq_enc.o.valid):
-                    with m.If(first_pool):
-                        for j in range(P):
-                            m.d.comb += [act_ws[j].addr.eq(gbase + pos + lane), act_ws[j].data.eq(iq_enc.o.payload.code),
-                                         act_ws[j].en.eq(lane_c == j)]
-                    with m.Else():
-                        with m.If(iq_live):
-                            feed(rec)
-                            pass_next()
-                        with m.If(iq_enc.o.ready):
-                            m.d.sync += [ev_v.eq(1), ev_rec.eq(rec), ecount.eq(ecount + 1), n_ev.eq(n_ev + 1)]
-                take = pix.valid & iq_enc.i.ready
-                with m.If(take):
-                    if gated:
-                        m.d.comb += [iq_sum_v.eq(1), iq_sum.eq(sum(Mux(vm[i], decode(codes[i]), 0) for i in range(Q)))]
-                    rowend = x + Q >= d.win
-                    m.d.sync += pos.eq(pos + Mux(rowend, d.win - x, Q))
-                    with m.If(rowend):
-                        m.d.sync += [x.eq(0), qx.eq(d.padq), rx.eq(d.padr), y.eq(y + 1)]
-                        with m.If(ry == KT - 1):
-                            m.d.sync += [ry.eq(0), qy.eq(qy + 1), qyw.eq(qyw + d.wrows)]
-                        with m.Else():
-                            m.d.sync += ry.eq(ry + 1)
-                    with m.Else():
-                        qd, qm = divmod(Q, KT)
-                        m.d.sync += x.eq(x + Q)
-                        with m.If(rx + qm >= KT):
-                            m.d.sync += [rx.eq(rx + qm - KT), qx.eq(qx + qd + 1)]
-                        with m.Else():
-                            m.d.sync += [rx.eq(rx + qm), qx.eq(qx + qd)]
-                    with m.If(rowend & (y == d.hin - 1)):
-                        m.d.sync += [pix_c.eq(pix_c + 1), pcs.eq(pcs + d.cstride)] + pos_reset()
-                        with m.If((lane_c == P - 1) | (pix_c == hdr.cin - 1)):
-                            if gated:
-                                for j in range(P):
-                                    m.d.comb += [s_ws[j].addr.eq(ig), s_ws[j].data.eq(slane_next[j]), s_ws[j].en.eq(1)]
-                                m.d.sync += [sl.eq(0) for sl in slane]
-                            m.d.sync += ig.eq(ig + 1)
-                        with m.If(lane_c == P - 1):
-                            m.d.sync += [lane_c.eq(0), gbase.eq(gbase + hdr.hw)]
-                        with m.Else():
-                            m.d.sync += lane_c.eq(lane_c + 1)
-                        with m.If(pix_c == hdr.cin - 1):
-                            m.d.sync += iq_live.eq(0)
-                            with m.If(iq_live):
-                                m.next = "SCAT_F1"
-                            with m.Else():
-                                m.next = "DESC"
+    def drain_start(self):
+        return [self.dp.eq(0), self.dcol.eq(0), self.dqyw.eq(0), self.dry.eq(0), self.dqx.eq(0),
+                self.drx.eq(0), self.db.eq(0)]
 
-            with m.State("DESC"):
-                m.d.sync += [n.eq(0) for n in n_list + r_list]
-                m.next = "DISPATCH"
+    def to_drain(self):
+        with self.m.If(self.is_dense):
+            self.m.next = "DDRAIN"
+        with self.m.Else():
+            self.m.next = "DRAIN"
 
-            with m.State("DISPATCH"):
-                m.d.sync += in_groups_start()
-                with m.If(d.kind == KIND_POOL):
-                    m.d.sync += omask.eq(chmask)
-                    m.next = "POOL_G"
-                with m.Else():
-                    m.d.sync += [omask.eq(all_on), live.eq((li != 0) | iq_live)]
-                    with m.If(li != 0):
-                        m.d.sync += ecount.eq(0)
-                    if gated:
-                        with m.If(d.gated):
-                            m.d.sync += [kg.eq(0), cc.eq(0), cg.eq(0), cl.eq(0), gidx.eq(0),
-                                         gkrem.eq(d.kout)]
-                            m.next = "GATE"
-                        with m.Else():
-                            compute()
-                    else:
-                        compute()
+    def control_states(self):
+        """INIT (clear the accumulators after reset) and IDLE (load, start)."""
+        m, top, cfg, d, gated = self.m, self.top, self.cfg, self.d, self.gated
+        with m.State("INIT"):
+            for w in self.acc_ws:
+                m.d.comb += [w.addr.eq(self.iaddr), w.data.eq(0), w.en.eq(1)]
+            m.d.sync += self.iaddr.eq(self.iaddr + 1)
+            with m.If(self.iaddr == cfg.acc_words - 1):
+                m.next = "IDLE"
 
-            # ------------------------------------------------ gate predictor (P kernels per cycle)
-            if gated:
-                with m.State("GATE"):
-                    m.d.comb += [gw_r.addr.eq(d.gbase + gidx), gb_r.addr.eq(d.bbase + kg)]
-                    for r in s_rs:
-                        m.d.comb += r.addr.eq(cg)
-                    m.d.sync += [gt_v.eq(1), gt_first.eq(cc == 0), gt_last.eq(cc == d.cin - 1),
-                                 gt_lane.eq(cl), gt_c.eq(cc), gt_kg.eq(kg), gidx.eq(gidx + 1)]
-                    with m.If(cc == d.cin - 1):
-                        m.d.sync += [cc.eq(0), cg.eq(0), cl.eq(0), kg.eq(kg + 1)]
-                        with m.If(kg == d.gout - 1):
-                            m.next = "GATE_T"
-                    with m.Else():
-                        m.d.sync += cc.eq(cc + 1)
-                        with m.If(cl == P - 1):
-                            m.d.sync += [cl.eq(0), cg.eq(cg + 1)]
-                        with m.Else():
-                            m.d.sync += cl.eq(cl + 1)
-                with m.State("GATE_T"):
-                    m.next = "GATE_T2"
-                with m.State("GATE_T2"):
-                    m.next = "GATE_T3"
-                with m.State("GATE_T3"):
-                    compute()
-
-            # ------------------------------------------------ output groups
-            with m.State("GROUP"):
+        with m.State("IDLE"):
+            m.d.comb += [top.ready.eq(1), self.loader.enable.eq(1)]
+            with m.If(top.start):
+                m.d.sync += [self.tau.eq(top.tau), self.dense.eq(top.dense), self.li.eq(0),
+                             self.cyc.eq(0), self.n_ev.eq(0), self.n_fired.eq(0), self.n_skip.eq(0),
+                             self.lane_c.eq(0), self.pix_c.eq(0), self.pcs.eq(0), self.gbase.eq(0), self.g.eq(0),
+                             self.ecount.eq(0)] + self.pos_reset()
                 if gated:
-                    with m.If(pend_sum):
-                        for j in range(P):
-                            m.d.comb += [s_ws[j].addr.eq(lane_gq[j]), s_ws[j].data.eq(slane_next[j]),
-                                         s_ws[j].en.eq(lval[j])]
-                        m.d.sync += [sl.eq(0) for sl in slane]
-                m.d.sync += [pend_sum.eq(0), lval.eq(lane_v)] + [lg.eq(lgv) for lg, lgv in zip(lane_gq, lane_g)]
-                m.next = "GROUP2"
-            with m.State("GROUP2"):
-                with m.If(lval == 0):
-                    m.d.sync += live.eq(0)
-                    end_layer()
+                    m.d.sync += [sl.eq(0) for sl in self.slane]
+                m.d.sync += [self.ig.eq(0), self.chmask.eq(self.all_on)]
+                # an ungated first conv/dense takes its first group's events live from the
+                # quantizer (its descriptor and groups are set up first); else the quantizer
+                # runs first (a gated first layer needs the sums of every pixel)
+                with m.If((d.kind != KIND_POOL) & ~d.gated):
+                    m.d.sync += self.iq_live.eq(1)
+                    m.next = "DESC"
                 with m.Else():
-                    m.d.comb += [thr_en.eq(is_conv), evt_r.addr.eq(0)]
+                    m.next = "IQ"
+
+    # ---------------------------------------------------------------- input quantizer
+    def iq_states(self):
+        """IQ: the input quantizer.
+
+        One beat of Q pixels (one row's run) per cycle, or one cycle per event it holds (the
+        EventEncoder emits them one at a time). Each event goes to the first layer's event list,
+        and (live: an ungated first conv/dense) into the scatter with all its passes; a stand-alone
+        first pool instead gets every pixel written to the activation memory, one per cycle. The
+        gate sums of each channel are taken here.
+        """
+        m, d, hdr, P, KT, Q, gated = self.m, self.d, self.hdr, self.P, self.KT, self.Q, self.gated
+        pix, iq_enc, iq_live, lane_c = self.pix, self.iq_enc, self.iq_live, self.lane_c
+        x, y, qx, rx, qy, ry, qyw, pos = self.x, self.y, self.qx, self.rx, self.qy, self.ry, self.qyw, self.pos
+        with m.State("IQ"):
+            m.d.comb += self.stall.eq(~pix.valid)
+            first_pool = d.kind == KIND_POOL
+            pw = pix.payload.data
+            codes = []
+            vm = []
+            for i in range(Q):
+                p = pw[8 * i:8 * i + 8]
+                c = Signal(2, name=f"iq_code{i}")
+                m.d.comb += c.eq(Mux(p >= hdr.hi, 0b01, Mux(p < hdr.lo, 0b11, 0b00)))
+                codes.append(c)
+                vm.append(x + i < d.win)
+            vmask = Cat(*vm)
+            m.d.comb += [iq_enc.i.valid.eq(pix.valid), iq_enc.i.payload.word.eq(Cat(*codes)),
+                         iq_enc.i.payload.mask.eq(vmask), iq_enc.dense.eq(self.dense | first_pool),
+                         iq_enc.o.ready.eq(~iq_live | self.last_pass), pix.ready.eq(iq_enc.i.ready)]
+            lane = iq_enc.o.payload.lane
+            v = Signal(range(KT + Q + 1))
+            vq = Signal(range(Q // KT + 3))
+            m.d.comb += [v.eq(rx + lane), vq.eq(sum((v >= t * KT) for t in range(1, (KT + Q) // KT + 1)))]
+            rec = Signal(self.ev_lay)
+            m.d.comb += [rec.code.eq(iq_enc.o.payload.code), rec.qy.eq(qy), rec.ry.eq(ry),
+                         rec.qx.eq(qx + vq), rec.rx.eq(v - vq * KT), rec.qyw.eq(qyw),
+                         rec.woff.eq(self.pcs + Mux(self.is_conv, 0, pos + lane))]
+            with m.If(iq_enc.o.valid):
+                with m.If(first_pool):
                     for j in range(P):
-                        m.d.comb += thr_rs[j].addr.eq(d.tbase + lane_gq[j])
-                        m.d.sync += [lgs[j].eq(lane_gq[j] * d.gstride), lgo[j].eq(lane_gq[j] * d.hwpo),
-                                     lon[j].eq(lval[j] & (list_mode | omask.word_select(g, P)[j]))]
-                    m.d.sync += [e.eq(0), elast.eq(ecount - 1)] + pass_reset() + drain_start()
-                    with m.If(live & (li == 0)):
-                        m.d.sync += live.eq(0)
-                        m.next = "IQ"
-                    with m.Elif(live):
-                        m.d.sync += [sg.eq(0), sgbase.eq(0), gcs.eq(0), screm.eq(d.cin)]
-                        if gated:
-                            m.d.sync += scsh.eq(chmask)
-                        m.next = "SCAN_G"
-                    with m.Elif(ecount == 0):
-                        to_drain()
-                    with m.Else():
-                        m.next = "SCAT"
-
-            # ------------------------------------------------ event encoder (live first group)
-            # The words of an input group are read one ahead into a two-entry buffer (read port
-            # output and `hold`); each event goes into the scatter (all its passes) and to the event
-            # list; the encoder takes the next event after the last pass.
-            gm = Signal(P)
-            below_in = Cat(*[screm > j for j in range(P)])
-            m.d.comb += gm.eq(Mux(dense, below_in, scsh[:P] & below_in))
-            m.submodules.encoder = enc = EventEncoder(P)
-            hold = Signal(2 * P)
-            hv = Signal()
-            ov = Signal()
-            rpos = Signal(range(cfg.positions + 1))
-            m.d.comb += [enc.dense.eq(dense), enc.i.payload.word.eq(Mux(hv, hold, act_rdata)),
-                         enc.i.payload.mask.eq(gm)]
-
-            def scan_group_next():
-                m.d.sync += [sg.eq(sg + 1), sgbase.eq(sgbase + d.hwin), screm.eq(screm - P),
-                             gcs.eq(gcs + P * d.cstride)]
+                        m.d.comb += [self.act_ws[j].addr.eq(self.gbase + pos + lane),
+                                     self.act_ws[j].data.eq(iq_enc.o.payload.code), self.act_ws[j].en.eq(lane_c == j)]
+                with m.Else():
+                    with m.If(iq_live):
+                        self.feed(rec)
+                        self.pass_next()
+                    with m.If(iq_enc.o.ready):
+                        self.emit(rec)
+            take = pix.valid & iq_enc.i.ready
+            with m.If(take):
                 if gated:
-                    m.d.sync += scsh.eq(scsh >> P)
-                with m.If(sg == d.gin - 1):
-                    m.d.sync += live.eq(0)
-                    m.next = "SCAT_F1"
-                with m.Else():
-                    m.next = "SCAN_G"
-
-            with m.State("SCAN_G"):
-                with m.If((gm == 0) & ~dense):
-                    scan_group_next()
-                with m.Else():
-                    m.d.comb += act_raddr.eq(in_half + sgbase)
-                    m.d.sync += [rpos.eq(1), ov.eq(1), hv.eq(0)] + pos_reset()
-                    m.next = "SCAN_W"
-
-            with m.State("SCAN_W"):
-                m.d.comb += [enc.i.valid.eq(hv | ov), enc.o.ready.eq(last_pass)]
-                take = enc.i.valid & enc.i.ready
-                issue = ~(hv & ov) & (rpos < d.hwin)
-                m.d.comb += act_raddr.eq(in_half + sgbase + rpos)
-                for r in act_rs:
-                    m.d.comb += r.en.eq(issue)
-                with m.If(issue):
-                    m.d.sync += [rpos.eq(rpos + 1), ov.eq(1)]
-                with m.Elif(~hv & take):
-                    m.d.sync += ov.eq(0)
-                with m.If(hv):
-                    with m.If(take):
-                        m.d.sync += hv.eq(0)
-                with m.Elif(ov & ~take & issue):
-                    m.d.sync += [hv.eq(1), hold.eq(act_rdata)]
-                rec = record(enc.o.payload.code,
-                             gcs + enc.o.payload.lane * d.cstride + Mux(is_conv, 0, pos))
-                with m.If(enc.o.valid):
-                    feed(rec)
-                    pass_next()
-                    with m.If(last_pass):
-                        m.d.sync += [ev_v.eq(1), ev_rec.eq(rec), ecount.eq(ecount + 1), n_ev.eq(n_ev + 1)]
-                with m.If(take):
-                    with m.If(pos == d.hwin - 1):
-                        m.next = "SCAN_E"
+                    m.d.comb += [self.iq_sum_v.eq(1),
+                                 self.iq_sum.eq(sum(Mux(vm[i], self.decode(codes[i]), 0) for i in range(Q)))]
+                rowend = x + Q >= d.win
+                m.d.sync += pos.eq(pos + Mux(rowend, d.win - x, Q))
+                with m.If(rowend):
+                    m.d.sync += [x.eq(0), qx.eq(d.padq), rx.eq(d.padr), y.eq(y + 1)]
+                    with m.If(ry == KT - 1):
+                        m.d.sync += [ry.eq(0), qy.eq(qy + 1), qyw.eq(qyw + d.wrows)]
                     with m.Else():
-                        pos_next(d.win)
-
-            with m.State("SCAN_E"):
-                scan_group_next()
-
-            # ------------------------------------------------ replay of the event list
-            with m.State("SCAT"):
-                feed(evt_r.data)
-                pass_next()
-                with m.If(last_pass):
-                    m.d.sync += e.eq(e + 1)
-                    m.d.comb += evt_r.addr.eq(e + 1)
-                    with m.If(e == elast):
-                        m.next = "SCAT_F1"
+                        m.d.sync += ry.eq(ry + 1)
                 with m.Else():
-                    m.d.comb += evt_r.addr.eq(e)
-            # the last event passes the address and read stages; the drain's first read sees its
-            # write through the read port's transparency
-            with m.State("SCAT_F1"):
-                m.next = "SCAT_F2"
-            with m.State("SCAT_F2"):
-                to_drain()
+                    qd, qm = divmod(Q, KT)
+                    m.d.sync += x.eq(x + Q)
+                    with m.If(rx + qm >= KT):
+                        m.d.sync += [rx.eq(rx + qm - KT), qx.eq(qx + qd + 1)]
+                    with m.Else():
+                        m.d.sync += [rx.eq(rx + qm), qx.eq(qx + qd)]
+                with m.If(rowend & (y == d.hin - 1)):
+                    self.iq_channel_end()
 
-            # ------------------------------------------------ drain
-            with m.State("DRAIN"):
-                step = Mux(d.pool, 2, 1)
-                ry1 = Mux(dry == KT - 1, 0, dry + 1)
-                qyw1 = Mux(dry == KT - 1, dqyw + d.wrows, dqyw)
-                rx1 = Mux(drx == KT - 1, 0, drx + 1)
-                qx1 = Mux(drx == KT - 1, dqx + 1, dqx)
-                elems = [(dry, dqyw, drx, dqx), (dry, dqyw, rx1, qx1), (ry1, qyw1, drx, dqx), (ry1, qyw1, rx1, qx1)]
-                for ei in range(NE):
-                    ery, eqyw, erx, eqx = elems[ei]
-                    bank = Signal(range(T), name=f"dbank{ei}")
-                    addr = Signal(AB, name=f"daddr{ei}")
-                    m.d.comb += [bank.eq(ery * KT + erx), addr.eq(eqyw + eqx)]
-                    present = d.pool if ei else Const(1)
-                    for b in range(T):
-                        with m.If(present & (bank == b)):
-                            m.d.comb += acc_rs[b].addr.eq(addr)
-                    m.d.sync += [dr_bank[ei].eq(bank), dr_addr[ei].eq(addr), dr_ev[ei].eq(present)]
-                m.d.sync += [dr_v.eq(1), dr_pos.eq(dp), dp.eq(dp + 1)]
-                with m.If(dcol == d.wpo - 1):
-                    m.d.sync += [dcol.eq(0), dqx.eq(0), drx.eq(0)]
-                    with m.If(dry + step >= KT):
-                        m.d.sync += [dry.eq(dry + step - KT), dqyw.eq(dqyw + d.wrows)]
-                    with m.Else():
-                        m.d.sync += dry.eq(dry + step)
-                with m.Else():
-                    m.d.sync += dcol.eq(dcol + 1)
-                    with m.If(drx + step >= KT):
-                        m.d.sync += [drx.eq(drx + step - KT), dqx.eq(dqx + 1)]
-                    with m.Else():
-                        m.d.sync += drx.eq(drx + step)
-                with m.If(dp == d.hwpo - 1):
-                    m.next = "DRAIN_T"
-            with m.State("DDRAIN"):
-                pg = g * T + db
-                m.d.comb += [thr_en.eq(1)]
+    def iq_channel_end(self):
+        """The last beat of a channel: next channel; at a channel group's end its gate sums are
+        written; after the last channel, on to the first layer (live) or its descriptor."""
+        m, hdr, P, gated = self.m, self.hdr, self.P, self.gated
+        lane_c, pix_c, ig = self.lane_c, self.pix_c, self.ig
+        m.d.sync += [pix_c.eq(pix_c + 1), self.pcs.eq(self.pcs + self.d.cstride)] + self.pos_reset()
+        with m.If((lane_c == P - 1) | (pix_c == hdr.cin - 1)):
+            if gated:
                 for j in range(P):
-                    m.d.comb += thr_rs[j].addr.eq(d.tbase + pg)
-                m.d.sync += [dd_v.eq(1), dd_b.eq(db), dd_pg.eq(pg), db.eq(db + 1)]
-                with m.If(db == T - 1):
-                    m.next = "DRAIN_T"
-            with m.State("DRAIN_T"):
-                if gated:
-                    m.d.comb += advance.eq(1)
-                m.d.sync += [g.eq(g + 1), krem.eq(krem - Mux(is_dense, P * T, P)), pend_sum.eq(is_conv)]
-                m.next = "GROUP"
+                    m.d.comb += [self.s_ws[j].addr.eq(ig), self.s_ws[j].data.eq(self.slane_next[j]),
+                                 self.s_ws[j].en.eq(1)]
+                m.d.sync += [sl.eq(0) for sl in self.slane]
+            m.d.sync += ig.eq(ig + 1)
+        with m.If(lane_c == P - 1):
+            m.d.sync += [lane_c.eq(0), self.gbase.eq(self.gbase + hdr.hw)]
+        with m.Else():
+            m.d.sync += lane_c.eq(lane_c + 1)
+        with m.If(pix_c == hdr.cin - 1):
+            m.d.sync += self.iq_live.eq(0)
+            with m.If(self.iq_live):
+                m.next = "SCAT_F1"
+            with m.Else():
+                m.next = "DESC"
 
-            # ------------------------------------------------ stand-alone max-pool
-            with m.State("POOL_G"):
-                gmp = Cat(*[crem > j for j in range(P)]) & csh[:P]
-                with m.If((gmp == 0) & ~dense):
-                    m.d.sync += in_group_next()
+    # ---------------------------------------------------------------- layer dispatch
+    def dispatch_states(self):
+        """DESC (the descriptor read) and DISPATCH: a pool, the gate predictor or the output groups."""
+        m, d, li = self.m, self.d, self.li
+        with m.State("DESC"):
+            m.d.sync += [n.eq(0) for n in self.n_list + self.r_list]
+            m.next = "DISPATCH"
+
+        with m.State("DISPATCH"):
+            m.d.sync += self.in_groups_start()
+            with m.If(d.kind == KIND_POOL):
+                m.d.sync += self.omask.eq(self.chmask)
+                m.next = "POOL_G"
+            with m.Else():
+                m.d.sync += [self.omask.eq(self.all_on), self.live.eq((li != 0) | self.iq_live)]
+                with m.If(li != 0):
+                    m.d.sync += self.ecount.eq(0)
+                if self.gated:
+                    with m.If(d.gated):
+                        m.d.sync += [self.kg.eq(0), self.cc.eq(0), self.cg.eq(0), self.cl.eq(0), self.gidx.eq(0),
+                                     self.gkrem.eq(d.kout)]
+                        m.next = "GATE"
+                    with m.Else():
+                        self.compute()
+                else:
+                    self.compute()
+
+    def gate_states(self):
+        """GATE: one (kernel group, input channel) read per cycle; GATE_T..GATE_T3: the pipeline's tail."""
+        m, d, P = self.m, self.d, self.P
+        kg, cc, cg, cl, gidx = self.kg, self.cc, self.cg, self.cl, self.gidx
+        gt_v, gt_first, gt_last, gt_lane, gt_c, gt_kg = self.gt
+        with m.State("GATE"):
+            m.d.comb += [self.gw_r.addr.eq(d.gbase + gidx), self.gb_r.addr.eq(d.bbase + kg)]
+            for r in self.s_rs:
+                m.d.comb += r.addr.eq(cg)
+            m.d.sync += [gt_v.eq(1), gt_first.eq(cc == 0), gt_last.eq(cc == d.cin - 1),
+                         gt_lane.eq(cl), gt_c.eq(cc), gt_kg.eq(kg), gidx.eq(gidx + 1)]
+            with m.If(cc == d.cin - 1):
+                m.d.sync += [cc.eq(0), cg.eq(0), cl.eq(0), kg.eq(kg + 1)]
+                with m.If(kg == d.gout - 1):
+                    m.next = "GATE_T"
+            with m.Else():
+                m.d.sync += cc.eq(cc + 1)
+                with m.If(cl == P - 1):
+                    m.d.sync += [cl.eq(0), cg.eq(cg + 1)]
+                with m.Else():
+                    m.d.sync += cl.eq(cl + 1)
+        with m.State("GATE_T"):
+            m.next = "GATE_T2"
+        with m.State("GATE_T2"):
+            m.next = "GATE_T3"
+        with m.State("GATE_T3"):
+            self.compute()
+
+    # ---------------------------------------------------------------- output groups
+    def group_states(self):
+        """GROUP (the previous group's gate sums written, the lanes' kernels latched) and GROUP2
+        (per-lane bases and thresholds; then the live scan or quantizer, the replay or the drain)."""
+        m, d, P, li, live = self.m, self.d, self.P, self.li, self.live
+        lval, lane_gq = self.lval, self.lane_gq
+        with m.State("GROUP"):
+            if self.gated:
+                with m.If(self.pend_sum):
+                    for j in range(P):
+                        m.d.comb += [self.s_ws[j].addr.eq(lane_gq[j]), self.s_ws[j].data.eq(self.slane_next[j]),
+                                     self.s_ws[j].en.eq(lval[j])]
+                    m.d.sync += [sl.eq(0) for sl in self.slane]
+            m.d.sync += [self.pend_sum.eq(0), lval.eq(self.lane_v)] + [lg.eq(lgv) for lg, lgv in zip(lane_gq, self.lane_g)]
+            m.next = "GROUP2"
+        with m.State("GROUP2"):
+            with m.If(lval == 0):
+                m.d.sync += live.eq(0)
+                self.end_layer()
+            with m.Else():
+                m.d.comb += [self.thr_en.eq(self.is_conv), self.evt_r.addr.eq(0)]
+                for j in range(P):
+                    m.d.comb += self.thr_rs[j].addr.eq(d.tbase + lane_gq[j])
+                    m.d.sync += [self.lgs[j].eq(lane_gq[j] * d.gstride), self.lgo[j].eq(lane_gq[j] * d.hwpo),
+                                 self.lon[j].eq(lval[j] & (self.list_mode | self.omask.word_select(self.g, P)[j]))]
+                m.d.sync += [self.e.eq(0), self.elast.eq(self.ecount - 1)] + self.pass_reset() + self.drain_start()
+                with m.If(live & (li == 0)):
+                    m.d.sync += live.eq(0)
+                    m.next = "IQ"
+                with m.Elif(live):
+                    m.d.sync += [self.sg.eq(0), self.sgbase.eq(0), self.gcs.eq(0), self.screm.eq(d.cin)]
+                    if self.gated:
+                        m.d.sync += self.scsh.eq(self.chmask)
+                    m.next = "SCAN_G"
+                with m.Elif(self.ecount == 0):
+                    self.to_drain()
+                with m.Else():
+                    m.next = "SCAT"
+
+    # ---------------------------------------------------------------- event encoder (live first group)
+    def scan_states(self):
+        """SCAN_G, SCAN_W, SCAN_E: the event encoder of a layer's input, feeding the first group live.
+
+        The words of an input group are read one ahead into a two-entry buffer (read port output and
+        ``hold``); each event goes into the scatter (all its passes) and to the event list; the
+        encoder takes the next event after the last pass. An input group with no channel on is
+        skipped in one cycle (not in the dense schedule).
+        """
+        m, cfg, d, P = self.m, self.cfg, self.d, self.P
+        dense, screm, scsh, sgbase, act_rdata = self.dense, self.screm, self.scsh, self.sgbase, self.act_rdata
+        gm = Signal(P)
+        below_in = Cat(*[screm > j for j in range(P)])
+        m.d.comb += gm.eq(Mux(dense, below_in, scsh[:P] & below_in))
+        m.submodules.encoder = enc = EventEncoder(P)
+        hold = Signal(2 * P)
+        hv = Signal()
+        ov = Signal()
+        rpos = Signal(range(cfg.positions + 1))
+        m.d.comb += [enc.dense.eq(dense), enc.i.payload.word.eq(Mux(hv, hold, act_rdata)),
+                     enc.i.payload.mask.eq(gm)]
+
+        with m.State("SCAN_G"):
+            with m.If((gm == 0) & ~dense):
+                self.scan_group_next()
+            with m.Else():
+                m.d.comb += self.act_raddr.eq(self.in_half + sgbase)
+                m.d.sync += [rpos.eq(1), ov.eq(1), hv.eq(0)] + self.pos_reset()
+                m.next = "SCAN_W"
+
+        with m.State("SCAN_W"):
+            m.d.comb += [enc.i.valid.eq(hv | ov), enc.o.ready.eq(self.last_pass)]
+            take = enc.i.valid & enc.i.ready
+            issue = ~(hv & ov) & (rpos < d.hwin)
+            m.d.comb += self.act_raddr.eq(self.in_half + sgbase + rpos)
+            for r in self.act_rs:
+                m.d.comb += r.en.eq(issue)
+            with m.If(issue):
+                m.d.sync += [rpos.eq(rpos + 1), ov.eq(1)]
+            with m.Elif(~hv & take):
+                m.d.sync += ov.eq(0)
+            with m.If(hv):
+                with m.If(take):
+                    m.d.sync += hv.eq(0)
+            with m.Elif(ov & ~take & issue):
+                m.d.sync += [hv.eq(1), hold.eq(act_rdata)]
+            rec = self.record(enc.o.payload.code,
+                              self.gcs + enc.o.payload.lane * d.cstride + Mux(self.is_conv, 0, self.pos))
+            with m.If(enc.o.valid):
+                self.feed(rec)
+                self.pass_next()
+                with m.If(self.last_pass):
+                    self.emit(rec)
+            with m.If(take):
+                with m.If(self.pos == d.hwin - 1):
+                    m.next = "SCAN_E"
+                with m.Else():
+                    self.pos_next(d.win)
+
+        with m.State("SCAN_E"):
+            self.scan_group_next()
+
+    def scan_group_next(self):
+        m, d, P = self.m, self.d, self.P
+        sg = self.sg
+        m.d.sync += [sg.eq(sg + 1), self.sgbase.eq(self.sgbase + d.hwin), self.screm.eq(self.screm - P),
+                     self.gcs.eq(self.gcs + P * d.cstride)]
+        if self.gated:
+            m.d.sync += self.scsh.eq(self.scsh >> P)
+        with m.If(sg == d.gin - 1):
+            m.d.sync += self.live.eq(0)
+            m.next = "SCAT_F1"
+        with m.Else():
+            m.next = "SCAN_G"
+
+    # ---------------------------------------------------------------- replay of the event list
+    def replay_states(self):
+        """SCAT: one pass of a listed event per cycle (later output groups); SCAT_F1, SCAT_F2: the last
+        event passes the address and read stages; the drain's first read sees its write through the
+        read port's transparency."""
+        m, evt_r, e = self.m, self.evt_r, self.e
+        with m.State("SCAT"):
+            self.feed(evt_r.data)
+            self.pass_next()
+            with m.If(self.last_pass):
+                m.d.sync += e.eq(e + 1)
+                m.d.comb += evt_r.addr.eq(e + 1)
+                with m.If(e == self.elast):
+                    m.next = "SCAT_F1"
+            with m.Else():
+                m.d.comb += evt_r.addr.eq(e)
+        with m.State("SCAT_F1"):
+            m.next = "SCAT_F2"
+        with m.State("SCAT_F2"):
+            self.to_drain()
+
+    # ---------------------------------------------------------------- drain states
+    def drain_states(self):
+        """DRAIN: one output position (or pool window) per cycle; DDRAIN: one bank (P kernels) per
+        cycle; DRAIN_T: the group's end."""
+        m, d, P, KT, T, AB = self.m, self.d, self.P, self.KT, self.T, self.AB
+        dry, dqyw, drx, dqx, dcol, dp, db = self.dry, self.dqyw, self.drx, self.dqx, self.dcol, self.dp, self.db
+        with m.State("DRAIN"):
+            step = Mux(d.pool, 2, 1)
+            ry1 = Mux(dry == KT - 1, 0, dry + 1)
+            qyw1 = Mux(dry == KT - 1, dqyw + d.wrows, dqyw)
+            rx1 = Mux(drx == KT - 1, 0, drx + 1)
+            qx1 = Mux(drx == KT - 1, dqx + 1, dqx)
+            elems = [(dry, dqyw, drx, dqx), (dry, dqyw, rx1, qx1), (ry1, qyw1, drx, dqx), (ry1, qyw1, rx1, qx1)]
+            for ei in range(self.NE):
+                ery, eqyw, erx, eqx = elems[ei]
+                bank = Signal(range(T), name=f"dbank{ei}")
+                addr = Signal(AB, name=f"daddr{ei}")
+                m.d.comb += [bank.eq(ery * KT + erx), addr.eq(eqyw + eqx)]
+                present = d.pool if ei else Const(1)
+                for b in range(T):
+                    with m.If(present & (bank == b)):
+                        m.d.comb += self.acc_rs[b].addr.eq(addr)
+                m.d.sync += [self.dr_bank[ei].eq(bank), self.dr_addr[ei].eq(addr), self.dr_ev[ei].eq(present)]
+            m.d.sync += [self.dr_v.eq(1), self.dr_pos.eq(dp), dp.eq(dp + 1)]
+            with m.If(dcol == d.wpo - 1):
+                m.d.sync += [dcol.eq(0), dqx.eq(0), drx.eq(0)]
+                with m.If(dry + step >= KT):
+                    m.d.sync += [dry.eq(dry + step - KT), dqyw.eq(dqyw + d.wrows)]
+                with m.Else():
+                    m.d.sync += dry.eq(dry + step)
+            with m.Else():
+                m.d.sync += dcol.eq(dcol + 1)
+                with m.If(drx + step >= KT):
+                    m.d.sync += [drx.eq(drx + step - KT), dqx.eq(dqx + 1)]
+                with m.Else():
+                    m.d.sync += drx.eq(drx + step)
+            with m.If(dp == d.hwpo - 1):
+                m.next = "DRAIN_T"
+        with m.State("DDRAIN"):
+            pg = self.g * T + db
+            m.d.comb += [self.thr_en.eq(1)]
+            for j in range(P):
+                m.d.comb += self.thr_rs[j].addr.eq(d.tbase + pg)
+            m.d.sync += [self.dd_v.eq(1), self.dd_b.eq(db), self.dd_pg.eq(pg), db.eq(db + 1)]
+            with m.If(db == T - 1):
+                m.next = "DRAIN_T"
+        with m.State("DRAIN_T"):
+            if self.gated:
+                m.d.comb += self.advance.eq(1)
+            m.d.sync += [self.g.eq(self.g + 1), self.krem.eq(self.krem - Mux(self.is_dense, P * T, P)),
+                         self.pend_sum.eq(self.is_conv)]
+            m.next = "GROUP"
+
+    # ---------------------------------------------------------------- stand-alone max-pool states
+    def pool_states(self):
+        """POOL_G (an input group; skipped if no channel of it is on), POOL_R (one window element read
+        per cycle), POOL_E, POOL_E2 (the pipeline's tail)."""
+        m, d, P = self.m, self.d, self.P
+        g, q, oy, ox, dp = self.g, self.q, self.oy, self.ox, self.dp
+        pa_v, pa_q, pa_end, pa_raddr, pa_waddr = self.pa
+        with m.State("POOL_G"):
+            gmp = Cat(*[self.crem > j for j in range(P)]) & self.csh[:P]
+            with m.If((gmp == 0) & ~self.dense):
+                m.d.sync += self.in_group_next()
+                with m.If(g == d.gin - 1):
+                    m.next = "POOL_E"
+            with m.Else():
+                m.d.sync += [q.eq(0), oy.eq(0), ox.eq(0), dp.eq(0)]
+                m.next = "POOL_R"
+        with m.State("POOL_R"):
+            raddr = (2 * oy + q[1]) * d.win + 2 * ox + q[0]
+            gend = (q == 3) & (dp == d.hwout - 1)
+            m.d.sync += [pa_v.eq(1), pa_raddr.eq(self.in_half + g * d.hwin + raddr), pa_q.eq(q),
+                         pa_waddr.eq(self.out_half + g * d.hwout + dp), q.eq(q + 1), pa_end.eq(gend),
+                         self.pa_g.eq(g)]
+            with m.If(q == 3):
+                m.d.sync += dp.eq(dp + 1)
+                with m.If(ox == d.wout - 1):
+                    m.d.sync += [ox.eq(0), oy.eq(oy + 1)]
+                with m.Else():
+                    m.d.sync += ox.eq(ox + 1)
+                with m.If(dp == d.hwout - 1):
+                    m.d.sync += self.in_group_next()
                     with m.If(g == d.gin - 1):
                         m.next = "POOL_E"
-                with m.Else():
-                    m.d.sync += [q.eq(0), oy.eq(0), ox.eq(0), dp.eq(0)]
-                    m.next = "POOL_R"
-            with m.State("POOL_R"):
-                raddr = (2 * oy + q[1]) * d.win + 2 * ox + q[0]
-                gend = (q == 3) & (dp == d.hwout - 1)
-                m.d.sync += [pa_v.eq(1), pa_raddr.eq(in_half + g * d.hwin + raddr), pa_q.eq(q),
-                             pa_waddr.eq(out_half + g * d.hwout + dp), q.eq(q + 1), pa_end.eq(gend), pa_g.eq(g)]
-                with m.If(q == 3):
-                    m.d.sync += dp.eq(dp + 1)
-                    with m.If(ox == d.wout - 1):
-                        m.d.sync += [ox.eq(0), oy.eq(oy + 1)]
                     with m.Else():
-                        m.d.sync += ox.eq(ox + 1)
-                    with m.If(dp == d.hwout - 1):
-                        m.d.sync += in_group_next()
-                        with m.If(g == d.gin - 1):
-                            m.next = "POOL_E"
-                        with m.Else():
-                            m.next = "POOL_G"
-            with m.State("POOL_E"):            # the last window is read,
-                m.next = "POOL_E2"
-            with m.State("POOL_E2"):           # pooled and written (its gate sums too)
-                end_layer()
+                        m.next = "POOL_G"
+        with m.State("POOL_E"):            # the last window is read,
+            m.next = "POOL_E2"
+        with m.State("POOL_E2"):           # pooled and written (its gate sums too)
+            self.end_layer()
 
-            # ------------------------------------------------ result
-            with m.State("OUT_PRE"):
-                m.d.comb += lg_r.addr.eq(0)
-                m.next = "OUT"
-            with m.State("OUT"):
-                is_last = kidx == d.kout - 1
-                m.d.comb += [argmax.i.valid.eq(1), argmax.i.payload.logit.eq(lg_r.data.word_select(kl, A)),
-                             argmax.i.payload.last.eq(is_last), stall.eq(~argmax.i.ready), lg_r.addr.eq(kg)]
-                with m.If(argmax.i.ready):
-                    m.d.sync += kidx.eq(kidx + 1)
-                    with m.If(kl == P - 1):
-                        m.d.sync += [kl.eq(0), kg.eq(kg + 1)]
-                        m.d.comb += lg_r.addr.eq(kg + 1)
-                    with m.Else():
-                        m.d.sync += kl.eq(kl + 1)
-                    with m.If(is_last):
-                        m.next = "DONE"
-            with m.State("DONE"):
-                with m.If(res_skid.level == 0):
-                    m.d.comb += self.done.eq(1)
-                    m.d.sync += li.eq(0)
-                    m.next = "IDLE"
+    # ---------------------------------------------------------------- result states
+    def result_states(self):
+        """OUT_PRE, OUT: the logits, one per cycle into the Argmax (stalled by the sink); DONE: waits
+        for the result slice to empty, then pulses ``done``."""
+        m, top, d, P, A = self.m, self.top, self.d, self.P, self.A
+        kg, kl, kidx, lg_r, argmax = self.kg, self.kl, self.kidx, self.lg_r, self.argmax
+        with m.State("OUT_PRE"):
+            m.d.comb += lg_r.addr.eq(0)
+            m.next = "OUT"
+        with m.State("OUT"):
+            is_last = kidx == d.kout - 1
+            m.d.comb += [argmax.i.valid.eq(1), argmax.i.payload.logit.eq(lg_r.data.word_select(kl, A)),
+                         argmax.i.payload.last.eq(is_last), self.stall.eq(~argmax.i.ready), lg_r.addr.eq(kg)]
+            with m.If(argmax.i.ready):
+                m.d.sync += kidx.eq(kidx + 1)
+                with m.If(kl == P - 1):
+                    m.d.sync += [kl.eq(0), kg.eq(kg + 1)]
+                    m.d.comb += lg_r.addr.eq(kg + 1)
                 with m.Else():
-                    m.d.comb += stall.eq(1)
+                    m.d.sync += kl.eq(kl + 1)
+                with m.If(is_last):
+                    m.next = "DONE"
+        with m.State("DONE"):
+            with m.If(self.res_skid.level == 0):
+                m.d.comb += top.done.eq(1)
+                m.d.sync += self.li.eq(0)
+                m.next = "IDLE"
+            with m.Else():
+                m.d.comb += self.stall.eq(1)
 
-        # ---------------------------------------------------------------- debug trace
-        tp = self.act_trace
-        m.d.comb += [tp.valid.eq(Cat(*[w.en for w in act_ws]).any()), tp.iq.eq(fsm.ongoing("IQ")),
-                     tp.layer.eq(li), tp.en.eq(Cat(*[w.en for w in act_ws])),
-                     tp.addr.eq(Cat(*[w.addr for w in act_ws])), tp.data.eq(Cat(*[w.data for w in act_ws]))]
-        return m
+    # ---------------------------------------------------------------- debug trace
+    def trace(self, fsm):
+        tp, act_ws = self.top.act_trace, self.act_ws
+        self.m.d.comb += [tp.valid.eq(Cat(*[w.en for w in act_ws]).any()), tp.iq.eq(fsm.ongoing("IQ")),
+                          tp.layer.eq(self.li), tp.en.eq(Cat(*[w.en for w in act_ws])),
+                          tp.addr.eq(Cat(*[w.addr for w in act_ws])), tp.data.eq(Cat(*[w.data for w in act_ws]))]
