@@ -184,6 +184,7 @@ class _Build:
     builder; a phase's own stage registers stay local to its method.
     """
 
+    # ---------------------------------------------------------------- construction
     def __init__(self, top):
         cfg = top.cfg
         self.top, self.cfg, self.m = top, cfg, Module()
@@ -208,7 +209,10 @@ class _Build:
             self.gate()
         self.pool()
         self.result()
+        self.quantizer()
         self.positions()
+        self.scan()
+        self.replay()
         self.control()
         with m.FSM(init="INIT") as fsm:
             self.control_states()
@@ -225,7 +229,7 @@ class _Build:
         self.trace(fsm)
         return m
 
-    # ---------------------------------------------------------------- memories
+    # ---------------------------------------------------------------- memories and the loader
     def memories(self):
         """Every memory and its ports; ``hdr`` (the model header) and ``d`` (the current layer's
         descriptor, stable while ``li`` is)."""
@@ -304,7 +308,6 @@ class _Build:
         self.hdr = hlay(hdr_raw)
         self.d = dlay(self.desc_r.data)
 
-    # ---------------------------------------------------------------- loader
     def loading(self):
         """Run-time parameter writes (rtl/engine/loader.py), accepted while idle (``loader.enable``)."""
         m, A, T = self.m, self.A, self.T
@@ -323,7 +326,7 @@ class _Build:
         with m.If(loader.header_en):
             m.d.sync += self.hdr_raw.eq(loader.header_data)
 
-    # ---------------------------------------------------------------- state
+    # ---------------------------------------------------------------- shared state and control
     def state(self):
         """Inference state shared by the phases: the layer index ``li`` (addresses the descriptor),
         the channel masks, the counters, the group counters and the event count."""
@@ -363,501 +366,14 @@ class _Build:
         self.m.d.comb += v.eq(Mux(code[0], Mux(code[1], -1, 1), 0))
         return v
 
-    # ---------------------------------------------------------------- lane compaction
-    def compaction(self):
-        """Which kernel each lane computes in output group ``g``.
-
-        Bank-constrained compaction (as in the first engine): lane j only computes kernels j, P+j,
-        ...; counter mode (ungated layers, dense schedule, dense layers): lane j of group g
-        computes kernel g*P + j; list mode (gated convs): lane j reads its bank's list of kernels
-        that the gate kept on. A dense group is P*KT*KT kernels: lane j, bank b = kernel
-        (g*T + b)*P + j (counter mode only).
-        """
-        m, cfg, d, P, T, G, gated = self.m, self.cfg, self.d, self.P, self.T, self.G, self.gated
-        g, krem = self.g, self.krem
-        self.list_mode = list_mode = Const(0)
-        if gated:
-            self.list_mode = list_mode = Signal()
-            m.d.comb += list_mode.eq(d.gated & ~self.dense)
-        self.lane_v = lane_v = Signal(P)
-        self.lane_g = lane_g = [Signal(range(max(G, 2)), name=f"lane_g{j}") for j in range(P)]
-        self.n_list = n_list = [Signal(range(G + 1), name=f"n_list{j}") for j in range(P)]
-        self.r_list = r_list = [Signal(range(G + 1), name=f"r_list{j}") for j in range(P)]
-        list_mems = [Memory(shape=unsigned(_bits(max(G - 1, 1))), depth=max(2, G), init=[])
-                     for _ in range(P if gated else 0)]
-        self.list_ws = list_ws = [lm.write_port() for lm in list_mems]
-        list_rs = [lm.read_port(transparent_for=(w,)) for lm, w in zip(list_mems, list_ws)]
-        advance = Signal()
-        self.advance = advance
-        cnt_v = Cat(*[krem > j for j in range(P)])
-        for j in range(P):
-            if not gated:
-                m.d.comb += lane_v[j].eq(cnt_v[j])
-                lane_g[j] = g
-                continue
-            m.submodules[f"list_mem{j}"] = list_mems[j]
-            m.d.comb += list_rs[j].addr.eq(r_list[j] + (advance & lane_v[j]))
-            with m.If(advance & lane_v[j]):
-                m.d.sync += r_list[j].eq(r_list[j] + 1)
-            m.d.comb += [lane_v[j].eq(Mux(list_mode, r_list[j] < n_list[j], cnt_v[j])),
-                         lane_g[j].eq(Mux(list_mode, list_rs[j].data, g))]
-        self.lon = Signal(P)                      # lane computes a kernel that is on
-        self.lval = Signal(P)                     # lane computes a kernel
-        self.lane_gq = [Signal(range(max(G, 2)), name=f"lane_gq{j}") for j in range(P)]
-        self.lgs = [Signal(range(cfg.weight_words + 1), name=f"lgs{j}") for j in range(P)]   # group * gstride
-        self.lgo = [Signal(range(cfg.act_words + 1), name=f"lgo{j}") for j in range(P)]      # group * hwpo
-        # dense layers: lane-tap b*P + j holds a kernel iff it is below krem
-        self.don = [Cat(*[krem > b * P + j for j in range(P)]) for b in range(T)]
-
-    # ---------------------------------------------------------------- pass counters
-    def passes(self):
-        """(py, px) over ceil(k/KT)^2 passes of one event; shared by the replay (SCAT), the live scan
-        and the live quantizer."""
-        cfg, KT = self.cfg, self.KT
-        self.ppy = ppy = Signal(range(cfg.dim + 1))
-        self.ppx = ppx = Signal(range(cfg.dim + 1))
-        self.pidx = Signal(range(cfg.dim * cfg.dim + 1))
-        self.pyw = Signal(range(cfg.dim * cfg.dim + 1))      # ppy * wrows
-        self.pyk = Signal(range(cfg.dim * KT + 1))           # ppy * KT
-        self.pxk = Signal(range(cfg.dim * KT + 1))
-        self.last_pass = (ppx == self.d.np1 - 1) & (ppy == self.d.np1 - 1)
-
-    def pass_reset(self):
-        return [self.ppy.eq(0), self.ppx.eq(0), self.pidx.eq(0), self.pyw.eq(0), self.pyk.eq(0), self.pxk.eq(0)]
-
-    def pass_next(self):
-        m, d, KT = self.m, self.d, self.KT
-        ppy, ppx, pidx, pyw, pyk, pxk = self.ppy, self.ppx, self.pidx, self.pyw, self.pyk, self.pxk
-        with m.If(ppx == d.np1 - 1):
-            m.d.sync += [ppx.eq(0), pxk.eq(0)]
-            with m.If(ppy == d.np1 - 1):
-                m.d.sync += [ppy.eq(0), pyw.eq(0), pyk.eq(0), pidx.eq(0)]
-            with m.Else():
-                m.d.sync += [ppy.eq(ppy + 1), pyw.eq(pyw + d.wrows), pyk.eq(pyk + KT), pidx.eq(pidx + 1)]
-        with m.Else():
-            m.d.sync += [ppx.eq(ppx + 1), pxk.eq(pxk + KT), pidx.eq(pidx + 1)]
-
-    # ---------------------------------------------------------------- scatter pipeline
-    def scatter(self):
-        """The scatter: one event's pass (all ``KT*KT`` taps, ``P`` lanes) per cycle.
-
-        a_*: the event and its pass (from the replay, the live scan or the live quantizer, see
-        :meth:`feed`); address stage -> b_*: per bank the tap that lands there, its in-map test and
-        accumulator address, per lane the weight address; read stage -> sc_*: reads issued; then
-        each bank's LaneArray adds and writes back (the read ports are transparent: back-to-back hits
-        on one accumulator see the new value). Latency: 3 cycles from :meth:`feed` to the write.
-        """
-        m, cfg, d, P, A, KT, T, AB = self.m, self.cfg, self.d, self.P, self.A, self.KT, self.T, self.AB
-        is_conv = self.is_conv
-        self.a_v = a_v = Signal()
-        self.a_ev = a_ev = Signal(self.ev_lay)
-        self.a_py = a_py = Signal.like(self.ppy)
-        self.a_px = a_px = Signal.like(self.ppx)
-        self.a_pidx = a_pidx = Signal.like(self.pidx)
-        self.a_pyw = a_pyw = Signal.like(self.pyw)
-        self.a_pyk = a_pyk = Signal.like(self.pyk)
-        self.a_pxk = a_pxk = Signal.like(self.pxk)
-
-        b_v = Signal()
-        b_code = Signal(2)
-        b_ok = [Signal(name=f"b_ok{b}") for b in range(T)]
-        b_okw = [Signal(name=f"b_okw{b}") for b in range(T)]
-        b_addr = [Signal(AB, name=f"b_addr{b}") for b in range(T)]
-        b_tap = [Signal(range(T), name=f"b_tap{b}") for b in range(T)]
-        b_wa = [Signal(range(cfg.weight_words + 1), name=f"b_wa{j}") for j in range(P)]
-        m.d.sync += [a_v.eq(0), b_v.eq(0)]
-        SW = cfg.dim_bits + 2 * _bits(cfg.dim * cfg.dim) + 4      # signed address arithmetic
-        # the address stage: which tap each bank takes, in-map tests, bank words (rtl/engine/tapmap.py,
-        # proved collision-free in tests/rtl/test_formal.py)
-        m.submodules.tapmap = tm = TapMap(KT, cfg.dim_bits, AB, SW)
-        m.d.comb += [tm.qy.eq(a_ev.qy), tm.ry.eq(a_ev.ry), tm.qx.eq(a_ev.qx), tm.rx.eq(a_ev.rx),
-                     tm.qyw.eq(a_ev.qyw), tm.py.eq(a_py), tm.px.eq(a_px), tm.pyw.eq(a_pyw),
-                     tm.pyk.eq(a_pyk), tm.pxk.eq(a_pxk), tm.k.eq(d.k), tm.hout.eq(d.hout),
-                     tm.wout.eq(d.wout), tm.hoe.eq(d.hoe), tm.woe.eq(d.woe), tm.wrows.eq(d.wrows)]
-        TB = tm.tap_bits
-        with m.If(a_v):
-            m.d.sync += [b_v.eq(1), b_code.eq(a_ev.code)]
-            m.d.sync += [b_wa[j].eq(d.wbase + self.lgs[j] + a_ev.woff + a_pidx) for j in range(P)]
-            for b in range(T):
-                # (b_okw: the output is kept; a fused pool's dropped odd edge is counted, not stored;
-                # a dense layer: every bank is P kernel lanes at word 0, tap b)
-                m.d.sync += [b_ok[b].eq(Mux(is_conv, tm.ok[b], 1)),
-                             b_okw[b].eq(Mux(is_conv, tm.okw[b], 1)),
-                             b_addr[b].eq(Mux(is_conv, tm.addr[b * AB:(b + 1) * AB], 0)),
-                             b_tap[b].eq(Mux(is_conv, tm.tap[b * TB:(b + 1) * TB], b))]
-        sc_v = Signal()
-        sc_code = Signal(2)
-        sc_ok = [Signal(name=f"sc_ok{b}") for b in range(T)]
-        sc_okw = [Signal(name=f"sc_okw{b}") for b in range(T)]
-        sc_addr = [Signal(AB, name=f"sc_addr{b}") for b in range(T)]
-        sc_tap = [Signal(range(T), name=f"sc_tap{b}") for b in range(T)]
-        m.d.sync += sc_v.eq(0)
-        with m.If(b_v):
-            for j in range(P):
-                m.d.comb += self.w_rs[j].addr.eq(b_wa[j])
-            for b in range(T):
-                m.d.comb += self.acc_rs[b].addr.eq(b_addr[b])
-                m.d.sync += [sc_ok[b].eq(b_ok[b]), sc_okw[b].eq(b_okw[b]), sc_addr[b].eq(b_addr[b]),
-                             sc_tap[b].eq(b_tap[b])]
-            m.d.sync += [sc_v.eq(1), sc_code.eq(b_code)]
-        fires = []
-        for b in range(T):
-            lanes = LaneArray(P, A)
-            m.submodules[f"lanes{b}"] = lanes
-            wword = Cat(*[self.w_rs[j].data.word_select(sc_tap[b], 2) for j in range(P)])
-            m.d.comb += [lanes.i.valid.eq(sc_v), lanes.o.ready.eq(1),
-                         lanes.i.payload.code.eq(sc_code), lanes.i.payload.ok.eq(sc_ok[b]),
-                         lanes.i.payload.w.eq(wword), lanes.i.payload.on.eq(Mux(self.is_dense, self.don[b], self.lon)),
-                         lanes.i.payload.acc.eq(self.acc_rs[b].data)]
-            fires.append(lanes.o.payload.fired)
-            with m.If(sc_v & sc_okw[b]):
-                m.d.comb += [self.acc_ws[b].addr.eq(sc_addr[b]), self.acc_ws[b].data.eq(lanes.o.payload.acc),
-                             self.acc_ws[b].en.eq(1)]
-        allfire = Cat(*fires)
-        popc = sum(allfire[i] for i in range(T * P))
-        fired_q = Signal(range(T * P + 1))      # XNORs fired last cycle, counted now
-        m.d.sync += [fired_q.eq(Mux(sc_v, popc, 0)), self.n_fired.eq(self.n_fired + fired_q)]
-
-    def feed(self, rec):
-        """Put event ``rec`` (an ``ev_lay`` value) with the current pass into the scatter."""
-        self.m.d.sync += [self.a_v.eq(1), self.a_ev.eq(rec), self.a_py.eq(self.ppy), self.a_px.eq(self.ppx),
-                          self.a_pidx.eq(self.pidx), self.a_pyw.eq(self.pyw), self.a_pyk.eq(self.pyk),
-                          self.a_pxk.eq(self.pxk)]
-
-    # ---------------------------------------------------------------- drain
-    def drain(self):
-        """The drain's datapath: thresholds, the fused max-pool, clear and write-back.
-
-        conv: one output position (or one 2x2 pool window: four banks) per cycle is read (dr_*),
-        thresholded by Activation (max-pooled) and cleared, registered (dq_*), written.
-        dense: one bank (P kernels) per cycle (dd_*); logits go to the logit memory instead.
-        Latency: 2 cycles from the read (DRAIN, DDRAIN) to the activation write.
-        """
-        m, cfg, d, P, A, T, AB = self.m, self.cfg, self.d, self.P, self.A, self.T, self.AB
-        acc_ws, lon, don = self.acc_ws, self.lon, self.don
-        thr = Cat(*[r.data for r in self.thr_rs])
-        self.thr_en = thr_en = Signal()
-        for j, r in enumerate(self.thr_rs):
-            m.d.comb += r.en.eq(thr_en)
-        self.NE = NE = 4 if self.KT >= 2 else 1
-        self.dr_v = dr_v = Signal()
-        self.dr_ev = dr_ev = Signal(NE)                  # window elements present (1 without a pool)
-        self.dr_bank = dr_bank = [Signal(range(T), name=f"dr_bank{e}") for e in range(NE)]
-        self.dr_addr = dr_addr = [Signal(AB, name=f"dr_addr{e}") for e in range(NE)]
-        self.dr_pos = dr_pos = Signal(range(cfg.act_words + 1))
-        self.dd_v = dd_v = Signal()                     # dense drain: bank dd_b, kernel word dd_pg
-        self.dd_b = dd_b = Signal(range(T))
-        self.dd_pg = dd_pg = Signal(range(max(cfg.act_words, cfg.thr_words, cfg.classes) + 1))
-        m.d.sync += [dr_v.eq(0), dd_v.eq(0)]
-        acc_arr = Array([r.data for r in self.acc_rs])
-        codes_e = []
-        for e in range(NE):
-            act = Activation(P, A)
-            m.submodules[f"activation{e}"] = act
-            src = Mux(dd_v, acc_arr[dd_b], acc_arr[dr_bank[e]])
-            m.d.comb += [act.i.valid.eq(dr_v | dd_v), act.o.ready.eq(1), act.i.payload.acc.eq(src),
-                         act.i.payload.thr.eq(thr),
-                         act.i.payload.on.eq(Mux(dd_v, Array(don)[dd_b], lon))]
-            codes_e.append(act.o.payload.codes)
-        pooled = codes_e[0]
-        for e in range(1, NE):
-            pooled = Cat(*[Mux(dr_ev[e], max_code(pooled[2 * j:2 * j + 2], codes_e[e][2 * j:2 * j + 2]),
-                               pooled[2 * j:2 * j + 2]) for j in range(P)])
-        self.dq_v = dq_v = Signal()
-        self.dq_codes = dq_codes = Signal(2 * P)
-        dq_addr = Signal(range(2 * cfg.act_words + 1))
-        self.dq_en = dq_en = Signal(P)
-        m.d.sync += dq_v.eq(0)
-        with m.If(dr_v):
-            for b in range(T):
-                for e in range(NE):
-                    with m.If(dr_ev[e] & (dr_bank[e] == b)):
-                        m.d.comb += [acc_ws[b].addr.eq(dr_addr[e]), acc_ws[b].data.eq(0), acc_ws[b].en.eq(1)]
-            m.d.sync += [dq_v.eq(1), dq_codes.eq(pooled), dq_en.eq(self.lval)]
-            m.d.sync += [dq_addr.eq(self.out_half + dr_pos)]
-        with m.If(dd_v):
-            for b in range(T):
-                with m.If(dd_b == b):
-                    m.d.comb += [acc_ws[b].addr.eq(0), acc_ws[b].data.eq(0), acc_ws[b].en.eq(1)]
-            with m.If(d.kind == KIND_LOGITS):
-                # (only words that hold a class: the words past them would alias the memory)
-                m.d.comb += [self.lg_w.addr.eq(dd_pg), self.lg_w.data.eq(acc_arr[dd_b]),
-                             self.lg_w.en.eq(Array(don)[dd_b][0])]
-            with m.Else():
-                m.d.sync += [dq_v.eq(1), dq_codes.eq(codes_e[0]), dq_en.eq(Array(don)[dd_b]),
-                             dq_addr.eq(self.out_half + dd_pg)]
-        # conv outputs go to lane j's own group (lgo); dense outputs to word dd_pg of every lane
-        self.dq_conv = dq_conv = Signal()
-        m.d.sync += dq_conv.eq(dr_v)
-        with m.If(dq_v):
-            for j in range(P):
-                m.d.comb += [self.act_ws[j].addr.eq(dq_addr + Mux(dq_conv, self.lgo[j], 0)),
-                             self.act_ws[j].data.eq(dq_codes[2 * j:2 * j + 2]), self.act_ws[j].en.eq(dq_en[j])]
-
-    # ---------------------------------------------------------------- gate sums
-    def gate_sums(self):
-        """Gate sums of the layer's outputs (channel lane_gq[j]*P + j), taken while they are
-        written (drain, stand-alone pool, input quantizer) and written to ``s_mem`` at a group's end."""
-        m, P, SB, gated = self.m, self.P, self.cfg.sum_bits, self.gated
-        Q = self.Q
-        self.iq_sum = iq_sum = Signal(signed(_bits(Q) + 2)) if gated else None     # the quantizer's beat: sum of its codes
-        self.iq_sum_v = iq_sum_v = Signal() if gated else None
-        self.lane_c = lane_c = Signal(range(max(P, 2)))         # the quantizer's channel, mod P
-        self.slane = slane = [Signal(signed(SB), name=f"slane{j}") for j in range(P if gated else 0)]
-        self.slane_next = slane_next = [Signal(signed(SB), name=f"slane_next{j}") for j in range(len(slane))]
-        self.sum_src = sum_src = Signal(2 * P) if gated else None    # codes being written (drain, stand-alone pool)
-        self.sum_v = sum_v = Signal(P) if gated else None
-        for j in range(len(slane)):
-            m.d.comb += slane_next[j].eq(slane[j] + Mux(sum_v[j], self.decode(sum_src[2 * j:2 * j + 2]), 0)
-                                         + Mux(iq_sum_v & (lane_c == j), iq_sum, 0))
-            m.d.sync += slane[j].eq(slane_next[j])
-        if gated:
-            with m.If(self.dq_v & self.dq_conv):
-                m.d.comb += [sum_src.eq(self.dq_codes), sum_v.eq(self.dq_en)]
-
-    # ---------------------------------------------------------------- gate predictor
-    def gate(self):
-        """The gate predictor's pipeline: ``P`` MACs per cycle (one GateUnit per lane).
-
-        GATE issues (kernel group, input channel) reads (gt_*); the read stage registers the weights,
-        the input channel's sum (zero if the channel is masked off) and the biases (gq_*); the
-        GateUnits accumulate and decide on the last channel; the decision (gd_*) sets ``omask`` and
-        appends each lane's kept kernel group to its list. Latency: 3 cycles after the last read
-        (GATE_T..GATE_T3).
-        """
-        m, cfg, P, G, SB = self.m, self.cfg, self.P, self.G, self.cfg.sum_bits
-        GWB, GBB = cfg.gw_bits, cfg.gb_bits
-        gt_v, gt_first, gt_last = Signal(), Signal(), Signal()
-        gt_lane = Signal(range(max(P, 2)))
-        gt_c = Signal(range(cfg.channels))
-        gt_kg = Signal(range(max(G, 2)))
-        self.gt = (gt_v, gt_first, gt_last, gt_lane, gt_c, gt_kg)
-        m.d.sync += gt_v.eq(0)
-        gq_v, gq_first, gq_last = Signal(), Signal(), Signal()
-        gq_w = Signal(P * GWB)
-        gq_s = Signal(signed(SB))
-        gq_b = Signal(P * GBB)
-        gq_kg = Signal(range(max(G, 2)))
-        s_arr = Array([r.data for r in self.s_rs])
-        m.d.sync += [gq_v.eq(gt_v), gq_first.eq(gt_first), gq_last.eq(gt_last), gq_w.eq(self.gw_r.data),
-                     gq_s.eq(Mux(self.chmask.bit_select(gt_c, 1), s_arr[gt_lane], 0)), gq_b.eq(self.gb_r.data),
-                     gq_kg.eq(gt_kg)]
-        gd_v = Signal()
-        gd_on = Signal(P)
-        gd_kg = Signal(range(max(G, 2)))
-        gkrem = Signal(signed(cfg.chan_bits + 2))     # kout - gq_kg*P when the decision is made
-        self.gkrem = gkrem
-        gons = []
-        for j in range(P):
-            gu = GateUnit(GWB, SB, GBB, cfg.la_bits + 1, cfg.tau_bits)
-            m.submodules[f"gate{j}"] = gu
-            gi = gu.i.payload
-            m.d.comb += [gu.i.valid.eq(gq_v), gu.o.ready.eq(1), gu.tau.eq(self.tau),
-                         gi.w.eq(gq_w[GWB * j:GWB * (j + 1)].as_signed()), gi.s.eq(gq_s),
-                         gi.bias.eq(gq_b[GBB * j:GBB * (j + 1)].as_signed()),
-                         gi.first.eq(gq_first), gi.last.eq(gq_last)]
-            gons.append(gu.o.payload.on & (gkrem > j))
-            if j == 0:
-                gvalid = gu.o.valid
-        gval = Cat(*[gkrem > j for j in range(P)])
-        gd_val = Signal(P)
-        m.d.sync += [gd_v.eq(gvalid), gd_on.eq(Cat(*gons)), gd_kg.eq(gq_kg), gd_val.eq(gval)]
-        with m.If(gvalid):
-            m.d.sync += gkrem.eq(gkrem - P)
-        with m.If(gd_v):
-            m.d.sync += self.omask.word_select(gd_kg, P).eq(gd_on)
-            for j in range(P):
-                with m.If(gd_on[j]):
-                    m.d.comb += [self.list_ws[j].addr.eq(self.n_list[j]), self.list_ws[j].data.eq(gd_kg),
-                                 self.list_ws[j].en.eq(1)]
-                    m.d.sync += self.n_list[j].eq(self.n_list[j] + 1)
-            m.d.sync += self.n_skip.eq(self.n_skip + sum((gd_val[j] & ~gd_on[j]) for j in range(P)))
-
-    # ---------------------------------------------------------------- stand-alone pool
-    def pool(self):
-        """The stand-alone 2x2 max-pool's pipeline: POOL_R issues one window element's read per
-        cycle (pa_*), the read stage (pl_*) feeds PoolMax, which writes the window's codes (and takes
-        their gate sums) after its fourth element. Latency: 2 cycles (POOL_E, POOL_E2)."""
-        m, cfg, P, G = self.m, self.cfg, self.P, self.G
-        pa_v = Signal()
-        pa_q = Signal(2)
-        pa_end = Signal()
-        pa_raddr = Signal(range(2 * cfg.act_words))
-        pa_waddr = Signal(range(2 * cfg.act_words))
-        self.pa = (pa_v, pa_q, pa_end, pa_raddr, pa_waddr)
-        pl_v = Signal()
-        pl_q = Signal(2)
-        pl_end = Signal()
-        pl_addr = Signal(range(2 * cfg.act_words))
-        self.pa_g = pa_g = Signal(range(max(G, 2)))
-        pl_g = Signal(range(max(G, 2)))
-        m.d.sync += [pa_v.eq(0), pl_v.eq(0)]
-        with m.If(pa_v):
-            m.d.comb += self.act_raddr.eq(pa_raddr)
-            m.d.sync += [pl_v.eq(1), pl_q.eq(pa_q), pl_addr.eq(pa_waddr), pl_end.eq(pa_end), pl_g.eq(pa_g)]
-        m.submodules.pool = pool = PoolMax(P)
-        m.d.comb += [pool.i.valid.eq(pl_v), pool.o.ready.eq(1), pool.i.payload.codes.eq(self.act_rdata),
-                     pool.i.payload.last.eq(pl_q == 3)]
-        with m.If(pool.o.valid):
-            for j in range(P):
-                m.d.comb += [self.act_ws[j].addr.eq(pl_addr),
-                             self.act_ws[j].data.eq(pool.o.payload.codes[2 * j:2 * j + 2]), self.act_ws[j].en.eq(1)]
-        # (the pool's gate sums: every lane of the group; lanes past the channel count write zeros)
-        if self.gated:
-            with m.If(pool.o.valid):
-                m.d.comb += [self.sum_src.eq(pool.o.payload.codes), self.sum_v.eq(Const((1 << P) - 1, P))]
-                with m.If(pl_end & (pl_q == 3)):
-                    for j in range(P):
-                        m.d.comb += [self.s_ws[j].addr.eq(pl_g), self.s_ws[j].data.eq(self.slane_next[j]),
-                                     self.s_ws[j].en.eq(1)]
-                    m.d.sync += [sl.eq(0) for sl in self.slane]
-
-    # ---------------------------------------------------------------- stream ports
-    def result(self):
-        """The result stream (Argmax, then a register slice) and the pixel stream's register slice."""
-        m, top, cfg = self.m, self.top, self.cfg
-        m.submodules.argmax = self.argmax = argmax = Argmax(self.A, cfg.classes)
-        m.submodules.res_skid = self.res_skid = res_skid = Skid(result_layout(cfg), level=True)
-        wiring.connect(m, argmax.o, res_skid.i)
-        wiring.connect(m, res_skid.o, wiring.flipped(top.result))
-        m.submodules.pix_skid = pix_skid = Skid(pixel_layout(cfg))
-        wiring.connect(m, wiring.flipped(top.pixels), pix_skid.i)
-        self.pix = pix_skid.o
-
-        m.submodules.iq_encoder = self.iq_enc = EventEncoder(self.Q)
-        self.iq_live = Signal()                 # the quantizer feeds the first layer's first group
-        self.ig = Signal(range(self.G + 1))     # quantizer: channel group
-
-    # ---------------------------------------------------------------- event positions and the event list
-    def positions(self):
-        """(y + pad, x + pad) as quotient and remainder by KT, kept incrementally by the input
-        quantizer and the scan (pos = y*W + x); the event list's write stage (ev_*: an event taken
-        last cycle, written to the list now)."""
-        m, cfg = self.m, self.cfg
-        self.y = Signal(range(cfg.dim + 1))
-        self.x = Signal(range(cfg.dim + 1))
-        self.pos = Signal(range(cfg.positions + 1))
-        self.qy = Signal(cfg.dim_bits)
-        self.ry = Signal(cfg.tap_bits)
-        self.qx = Signal(cfg.dim_bits)
-        self.rx = Signal(cfg.tap_bits)
-        self.qyw = Signal(_bits(cfg.dim * cfg.dim))
-        self.ev_v = ev_v = Signal()
-        self.ev_rec = ev_rec = Signal(self.ev_lay)
-        m.d.sync += ev_v.eq(0)
-        with m.If(ev_v):
-            m.d.comb += [self.evt_w.addr.eq(self.ecount - 1), self.evt_w.en.eq(1), self.evt_w.data.eq(ev_rec)]
-
-    def pos_reset(self):
-        d = self.d
-        return [self.pos.eq(0), self.y.eq(0), self.x.eq(0), self.qy.eq(d.padq), self.ry.eq(d.padr),
-                self.qx.eq(d.padq), self.rx.eq(d.padr), self.qyw.eq(d.padqw)]
-
-    def pos_next(self, width):
-        m, d, KT = self.m, self.d, self.KT
-        x, y, qx, rx, qy, ry, qyw = self.x, self.y, self.qx, self.rx, self.qy, self.ry, self.qyw
-        m.d.sync += self.pos.eq(self.pos + 1)
-        with m.If(x == width - 1):
-            m.d.sync += [x.eq(0), qx.eq(d.padq), rx.eq(d.padr), y.eq(y + 1)]
-            with m.If(ry == KT - 1):
-                m.d.sync += [ry.eq(0), qy.eq(qy + 1), qyw.eq(qyw + d.wrows)]
-            with m.Else():
-                m.d.sync += ry.eq(ry + 1)
-        with m.Else():
-            m.d.sync += x.eq(x + 1)
-            with m.If(rx == KT - 1):
-                m.d.sync += [rx.eq(0), qx.eq(qx + 1)]
-            with m.Else():
-                m.d.sync += rx.eq(rx + 1)
-
-    def record(self, code, woff):
-        """An event-list entry for the event at the current position."""
-        rec = Signal(self.ev_lay)
-        self.m.d.comb += [rec.code.eq(code), rec.qy.eq(self.qy), rec.ry.eq(self.ry), rec.qx.eq(self.qx),
-                          rec.rx.eq(self.rx), rec.qyw.eq(self.qyw), rec.woff.eq(woff)]
-        return rec
-
-    def emit(self, rec):
-        """Append ``rec`` to the event list (written next cycle) and count it."""
-        self.m.d.sync += [self.ev_v.eq(1), self.ev_rec.eq(rec), self.ecount.eq(self.ecount + 1),
-                          self.n_ev.eq(self.n_ev + 1)]
-
-    # ---------------------------------------------------------------- control
     def control(self):
-        """The cycle counter (stalled while the quantizer waits for pixels or the result for its
-        sink) and the phases' counters (declared together: several are shared, e.g. ``kg`` by the
-        gate and the result, ``dp`` by the drain and the stand-alone pool)."""
-        m, top, cfg, P, T, G, gated = self.m, self.top, self.cfg, self.P, self.T, self.G, self.gated
+        """The cycle counter: counts while busy, except while the quantizer waits for pixels or the
+        result for its sink (``stall``)."""
+        m, top = self.m, self.top
         self.stall = stall = Signal()
         m.d.comb += top.busy.eq(~top.ready)
         with m.If(top.busy & ~stall):
             m.d.sync += self.cyc.eq(self.cyc + 1)
-
-        # scan counters (the scan runs inside the first output group, so it has its own group counter)
-        self.sg = Signal(range(G + 1))
-        self.sgbase = Signal(range(2 * cfg.act_words + 1))
-        self.screm = Signal(signed(cfg.chan_bits + 2))
-        self.scsh = Signal(cfg.channels) if gated else Const((1 << P) - 1, P)
-        self.gcs = Signal(range(cfg.channels * cfg.weight_words + 1))    # sg * P * cstride
-
-        # gate counters (kg, kl, kidx: also the result's)
-        self.kg = Signal(range(G + 2))
-        self.kl = Signal(range(max(P, 2)))
-        self.kidx = Signal(range(cfg.channels + 1))
-        self.cc = Signal(range(cfg.channels + 1))
-        self.cg = Signal(range(G + 1))
-        self.cl = Signal(range(max(P, 2)))
-        self.gidx = Signal(range(cfg.gate_weights + 1))
-        # drain counters
-        self.dp = Signal(range(cfg.positions + 1))
-        self.dcol = Signal(range(cfg.dim + 1))
-        self.dqyw = Signal(_bits(cfg.dim * cfg.dim))
-        self.dry = Signal(cfg.tap_bits)
-        self.dqx = Signal(cfg.dim_bits)
-        self.drx = Signal(cfg.tap_bits)
-        self.db = Signal(range(T + 1))
-        self.pend_sum = Signal()                 # a conv group's sums are written in the next GROUP
-        # replay counters
-        self.e = Signal(range(cfg.events + 1))
-        self.elast = Signal(range(cfg.events + 1))
-        # input quantizer / stand-alone pool counters
-        self.pix_c = Signal(range(cfg.channels + 1))
-        self.pcs = Signal(range(cfg.weight_words + 1))
-        self.gbase = Signal(range(2 * cfg.act_words + 1))
-        self.q = Signal(2)
-        self.oy = Signal(range(cfg.dim + 1))
-        self.ox = Signal(range(cfg.dim + 1))
-
-    def end_layer(self):
-        m, d = self.m, self.d
-        m.d.sync += self.chmask.eq(self.omask)
-        with m.If(d.kind == KIND_LOGITS):
-            m.d.sync += [self.kg.eq(0), self.kl.eq(0), self.kidx.eq(0)]
-            m.next = "OUT_PRE"
-        with m.Else():
-            m.d.sync += self.li.eq(self.li + 1)
-            m.next = "DESC"
-
-    def compute(self):
-        """On to the output groups (after the gate phase, or at once)."""
-        self.m.d.sync += [self.g.eq(0), self.krem.eq(self.d.kout)]
-        self.m.next = "GROUP"
-
-    def in_groups_start(self):
-        return [self.g.eq(0), self.crem.eq(self.d.cin)] + ([self.csh.eq(self.chmask)] if self.gated else [])
-
-    def in_group_next(self):
-        return [self.g.eq(self.g + 1), self.crem.eq(self.crem - self.P)] + ([self.csh.eq(self.csh >> self.P)] if self.gated else [])
-
-    def drain_start(self):
-        return [self.dp.eq(0), self.dcol.eq(0), self.dqyw.eq(0), self.dry.eq(0), self.dqx.eq(0),
-                self.drx.eq(0), self.db.eq(0)]
-
-    def to_drain(self):
-        with self.m.If(self.is_dense):
-            self.m.next = "DDRAIN"
-        with self.m.Else():
-            self.m.next = "DRAIN"
 
     def control_states(self):
         """INIT (clear the accumulators after reset) and IDLE (load, start)."""
@@ -888,7 +404,40 @@ class _Build:
                 with m.Else():
                     m.next = "IQ"
 
-    # ---------------------------------------------------------------- input quantizer
+    def end_layer(self):
+        m, d = self.m, self.d
+        m.d.sync += self.chmask.eq(self.omask)
+        with m.If(d.kind == KIND_LOGITS):
+            m.d.sync += [self.kg.eq(0), self.kl.eq(0), self.kidx.eq(0)]
+            m.next = "OUT_PRE"
+        with m.Else():
+            m.d.sync += self.li.eq(self.li + 1)
+            m.next = "DESC"
+
+    def compute(self):
+        """On to the output groups (after the gate phase, or at once)."""
+        self.m.d.sync += [self.g.eq(0), self.krem.eq(self.d.kout)]
+        self.m.next = "GROUP"
+
+    def in_groups_start(self):
+        return [self.g.eq(0), self.crem.eq(self.d.cin)] + ([self.csh.eq(self.chmask)] if self.gated else [])
+
+    def in_group_next(self):
+        return [self.g.eq(self.g + 1), self.crem.eq(self.crem - self.P)] + ([self.csh.eq(self.csh >> self.P)] if self.gated else [])
+
+    # ---------------------------------------------------------------- input quantizer (pixel intake)
+    def quantizer(self):
+        """The input quantizer's encoder (Q pixels per beat) and counters: channel, its weight offset
+        and activation base (a stand-alone first pool), channel group; ``iq_live``: the quantizer feeds
+        the first layer's first group."""
+        m, cfg = self.m, self.cfg
+        m.submodules.iq_encoder = self.iq_enc = EventEncoder(self.Q)
+        self.iq_live = Signal()                 # the quantizer feeds the first layer's first group
+        self.ig = Signal(range(self.G + 1))     # quantizer: channel group
+        self.pix_c = Signal(range(cfg.channels + 1))
+        self.pcs = Signal(range(cfg.weight_words + 1))
+        self.gbase = Signal(range(2 * cfg.act_words + 1))
+
     def iq_states(self):
         """IQ: the input quantizer.
 
@@ -983,6 +532,60 @@ class _Build:
             with m.Else():
                 m.next = "DESC"
 
+    # ---------------------------------------------------------------- event positions and the event list
+    def positions(self):
+        """(y + pad, x + pad) as quotient and remainder by KT, kept incrementally by the input
+        quantizer and the scan (pos = y*W + x); the event list's write stage (ev_*: an event taken
+        last cycle, written to the list now)."""
+        m, cfg = self.m, self.cfg
+        self.y = Signal(range(cfg.dim + 1))
+        self.x = Signal(range(cfg.dim + 1))
+        self.pos = Signal(range(cfg.positions + 1))
+        self.qy = Signal(cfg.dim_bits)
+        self.ry = Signal(cfg.tap_bits)
+        self.qx = Signal(cfg.dim_bits)
+        self.rx = Signal(cfg.tap_bits)
+        self.qyw = Signal(_bits(cfg.dim * cfg.dim))
+        self.ev_v = ev_v = Signal()
+        self.ev_rec = ev_rec = Signal(self.ev_lay)
+        m.d.sync += ev_v.eq(0)
+        with m.If(ev_v):
+            m.d.comb += [self.evt_w.addr.eq(self.ecount - 1), self.evt_w.en.eq(1), self.evt_w.data.eq(ev_rec)]
+
+    def pos_reset(self):
+        d = self.d
+        return [self.pos.eq(0), self.y.eq(0), self.x.eq(0), self.qy.eq(d.padq), self.ry.eq(d.padr),
+                self.qx.eq(d.padq), self.rx.eq(d.padr), self.qyw.eq(d.padqw)]
+
+    def pos_next(self, width):
+        m, d, KT = self.m, self.d, self.KT
+        x, y, qx, rx, qy, ry, qyw = self.x, self.y, self.qx, self.rx, self.qy, self.ry, self.qyw
+        m.d.sync += self.pos.eq(self.pos + 1)
+        with m.If(x == width - 1):
+            m.d.sync += [x.eq(0), qx.eq(d.padq), rx.eq(d.padr), y.eq(y + 1)]
+            with m.If(ry == KT - 1):
+                m.d.sync += [ry.eq(0), qy.eq(qy + 1), qyw.eq(qyw + d.wrows)]
+            with m.Else():
+                m.d.sync += ry.eq(ry + 1)
+        with m.Else():
+            m.d.sync += x.eq(x + 1)
+            with m.If(rx == KT - 1):
+                m.d.sync += [rx.eq(0), qx.eq(qx + 1)]
+            with m.Else():
+                m.d.sync += rx.eq(rx + 1)
+
+    def record(self, code, woff):
+        """An event-list entry for the event at the current position."""
+        rec = Signal(self.ev_lay)
+        self.m.d.comb += [rec.code.eq(code), rec.qy.eq(self.qy), rec.ry.eq(self.ry), rec.qx.eq(self.qx),
+                          rec.rx.eq(self.rx), rec.qyw.eq(self.qyw), rec.woff.eq(woff)]
+        return rec
+
+    def emit(self, rec):
+        """Append ``rec`` to the event list (written next cycle) and count it."""
+        self.m.d.sync += [self.ev_v.eq(1), self.ev_rec.eq(rec), self.ecount.eq(self.ecount + 1),
+                          self.n_ev.eq(self.n_ev + 1)]
+
     # ---------------------------------------------------------------- layer dispatch
     def dispatch_states(self):
         """DESC (the descriptor read) and DISPATCH: a pool, the gate predictor or the output groups."""
@@ -1009,6 +612,69 @@ class _Build:
                         self.compute()
                 else:
                     self.compute()
+
+    # ---------------------------------------------------------------- gate predictor
+    def gate(self):
+        """The gate predictor's pipeline: ``P`` MACs per cycle (one GateUnit per lane).
+
+        GATE issues (kernel group, input channel) reads (gt_*); the read stage registers the weights,
+        the input channel's sum (zero if the channel is masked off) and the biases (gq_*); the
+        GateUnits accumulate and decide on the last channel; the decision (gd_*) sets ``omask`` and
+        appends each lane's kept kernel group to its list. Latency: 3 cycles after the last read
+        (GATE_T..GATE_T3).
+        """
+        m, cfg, P, G, SB = self.m, self.cfg, self.P, self.G, self.cfg.sum_bits
+        GWB, GBB = cfg.gw_bits, cfg.gb_bits
+        # GATE's counters: input channel, its group and lane, gate weight index
+        self.cc = Signal(range(cfg.channels + 1))
+        self.cg = Signal(range(G + 1))
+        self.cl = Signal(range(max(P, 2)))
+        self.gidx = Signal(range(cfg.gate_weights + 1))
+        gt_v, gt_first, gt_last = Signal(), Signal(), Signal()
+        gt_lane = Signal(range(max(P, 2)))
+        gt_c = Signal(range(cfg.channels))
+        gt_kg = Signal(range(max(G, 2)))
+        self.gt = (gt_v, gt_first, gt_last, gt_lane, gt_c, gt_kg)
+        m.d.sync += gt_v.eq(0)
+        gq_v, gq_first, gq_last = Signal(), Signal(), Signal()
+        gq_w = Signal(P * GWB)
+        gq_s = Signal(signed(SB))
+        gq_b = Signal(P * GBB)
+        gq_kg = Signal(range(max(G, 2)))
+        s_arr = Array([r.data for r in self.s_rs])
+        m.d.sync += [gq_v.eq(gt_v), gq_first.eq(gt_first), gq_last.eq(gt_last), gq_w.eq(self.gw_r.data),
+                     gq_s.eq(Mux(self.chmask.bit_select(gt_c, 1), s_arr[gt_lane], 0)), gq_b.eq(self.gb_r.data),
+                     gq_kg.eq(gt_kg)]
+        gd_v = Signal()
+        gd_on = Signal(P)
+        gd_kg = Signal(range(max(G, 2)))
+        gkrem = Signal(signed(cfg.chan_bits + 2))     # kout - gq_kg*P when the decision is made
+        self.gkrem = gkrem
+        gons = []
+        for j in range(P):
+            gu = GateUnit(GWB, SB, GBB, cfg.la_bits + 1, cfg.tau_bits)
+            m.submodules[f"gate{j}"] = gu
+            gi = gu.i.payload
+            m.d.comb += [gu.i.valid.eq(gq_v), gu.o.ready.eq(1), gu.tau.eq(self.tau),
+                         gi.w.eq(gq_w[GWB * j:GWB * (j + 1)].as_signed()), gi.s.eq(gq_s),
+                         gi.bias.eq(gq_b[GBB * j:GBB * (j + 1)].as_signed()),
+                         gi.first.eq(gq_first), gi.last.eq(gq_last)]
+            gons.append(gu.o.payload.on & (gkrem > j))
+            if j == 0:
+                gvalid = gu.o.valid
+        gval = Cat(*[gkrem > j for j in range(P)])
+        gd_val = Signal(P)
+        m.d.sync += [gd_v.eq(gvalid), gd_on.eq(Cat(*gons)), gd_kg.eq(gq_kg), gd_val.eq(gval)]
+        with m.If(gvalid):
+            m.d.sync += gkrem.eq(gkrem - P)
+        with m.If(gd_v):
+            m.d.sync += self.omask.word_select(gd_kg, P).eq(gd_on)
+            for j in range(P):
+                with m.If(gd_on[j]):
+                    m.d.comb += [self.list_ws[j].addr.eq(self.n_list[j]), self.list_ws[j].data.eq(gd_kg),
+                                 self.list_ws[j].en.eq(1)]
+                    m.d.sync += self.n_list[j].eq(self.n_list[j] + 1)
+            m.d.sync += self.n_skip.eq(self.n_skip + sum((gd_val[j] & ~gd_on[j]) for j in range(P)))
 
     def gate_states(self):
         """GATE: one (kernel group, input channel) read per cycle; GATE_T..GATE_T3: the pipeline's tail."""
@@ -1038,7 +704,52 @@ class _Build:
         with m.State("GATE_T3"):
             self.compute()
 
-    # ---------------------------------------------------------------- output groups
+    # ---------------------------------------------------------------- output groups and lane compaction
+    def compaction(self):
+        """Which kernel each lane computes in output group ``g``.
+
+        Bank-constrained compaction (as in the first engine): lane j only computes kernels j, P+j,
+        ...; counter mode (ungated layers, dense schedule, dense layers): lane j of group g
+        computes kernel g*P + j; list mode (gated convs): lane j reads its bank's list of kernels
+        that the gate kept on. A dense group is P*KT*KT kernels: lane j, bank b = kernel
+        (g*T + b)*P + j (counter mode only).
+        """
+        m, cfg, d, P, T, G, gated = self.m, self.cfg, self.d, self.P, self.T, self.G, self.gated
+        g, krem = self.g, self.krem
+        self.list_mode = list_mode = Const(0)
+        if gated:
+            self.list_mode = list_mode = Signal()
+            m.d.comb += list_mode.eq(d.gated & ~self.dense)
+        self.lane_v = lane_v = Signal(P)
+        self.lane_g = lane_g = [Signal(range(max(G, 2)), name=f"lane_g{j}") for j in range(P)]
+        self.n_list = n_list = [Signal(range(G + 1), name=f"n_list{j}") for j in range(P)]
+        self.r_list = r_list = [Signal(range(G + 1), name=f"r_list{j}") for j in range(P)]
+        list_mems = [Memory(shape=unsigned(_bits(max(G - 1, 1))), depth=max(2, G), init=[])
+                     for _ in range(P if gated else 0)]
+        self.list_ws = list_ws = [lm.write_port() for lm in list_mems]
+        list_rs = [lm.read_port(transparent_for=(w,)) for lm, w in zip(list_mems, list_ws)]
+        advance = Signal()
+        self.advance = advance
+        cnt_v = Cat(*[krem > j for j in range(P)])
+        for j in range(P):
+            if not gated:
+                m.d.comb += lane_v[j].eq(cnt_v[j])
+                lane_g[j] = g
+                continue
+            m.submodules[f"list_mem{j}"] = list_mems[j]
+            m.d.comb += list_rs[j].addr.eq(r_list[j] + (advance & lane_v[j]))
+            with m.If(advance & lane_v[j]):
+                m.d.sync += r_list[j].eq(r_list[j] + 1)
+            m.d.comb += [lane_v[j].eq(Mux(list_mode, r_list[j] < n_list[j], cnt_v[j])),
+                         lane_g[j].eq(Mux(list_mode, list_rs[j].data, g))]
+        self.lon = Signal(P)                      # lane computes a kernel that is on
+        self.lval = Signal(P)                     # lane computes a kernel
+        self.lane_gq = [Signal(range(max(G, 2)), name=f"lane_gq{j}") for j in range(P)]
+        self.lgs = [Signal(range(cfg.weight_words + 1), name=f"lgs{j}") for j in range(P)]   # group * gstride
+        self.lgo = [Signal(range(cfg.act_words + 1), name=f"lgo{j}") for j in range(P)]      # group * hwpo
+        # dense layers: lane-tap b*P + j holds a kernel iff it is below krem
+        self.don = [Cat(*[krem > b * P + j for j in range(P)]) for b in range(T)]
+
     def group_states(self):
         """GROUP (the previous group's gate sums written, the lanes' kernels latched) and GROUP2
         (per-lane bases and thresholds; then the live scan or quantizer, the replay or the drain)."""
@@ -1077,7 +788,17 @@ class _Build:
                 with m.Else():
                     m.next = "SCAT"
 
-    # ---------------------------------------------------------------- event encoder (live first group)
+    # ---------------------------------------------------------------- event encoder (scan of a layer's input, live first group)
+    def scan(self):
+        """The scan's counters: input group, its activation base, channels left, channel mask,
+        weight offset (the scan runs inside the first output group, so it has its own group counter)."""
+        cfg, P, G, gated = self.cfg, self.P, self.G, self.gated
+        self.sg = Signal(range(G + 1))
+        self.sgbase = Signal(range(2 * cfg.act_words + 1))
+        self.screm = Signal(signed(cfg.chan_bits + 2))
+        self.scsh = Signal(cfg.channels) if gated else Const((1 << P) - 1, P)
+        self.gcs = Signal(range(cfg.channels * cfg.weight_words + 1))    # sg * P * cstride
+
     def scan_states(self):
         """SCAN_G, SCAN_W, SCAN_E: the event encoder of a layer's input, feeding the first group live.
 
@@ -1152,7 +873,126 @@ class _Build:
         with m.Else():
             m.next = "SCAN_G"
 
-    # ---------------------------------------------------------------- replay of the event list
+    # ---------------------------------------------------------------- scatter with the tap map, and the replay of the event list
+    def passes(self):
+        """(py, px) over ceil(k/KT)^2 passes of one event; shared by the replay (SCAT), the live scan
+        and the live quantizer."""
+        cfg, KT = self.cfg, self.KT
+        self.ppy = ppy = Signal(range(cfg.dim + 1))
+        self.ppx = ppx = Signal(range(cfg.dim + 1))
+        self.pidx = Signal(range(cfg.dim * cfg.dim + 1))
+        self.pyw = Signal(range(cfg.dim * cfg.dim + 1))      # ppy * wrows
+        self.pyk = Signal(range(cfg.dim * KT + 1))           # ppy * KT
+        self.pxk = Signal(range(cfg.dim * KT + 1))
+        self.last_pass = (ppx == self.d.np1 - 1) & (ppy == self.d.np1 - 1)
+
+    def pass_reset(self):
+        return [self.ppy.eq(0), self.ppx.eq(0), self.pidx.eq(0), self.pyw.eq(0), self.pyk.eq(0), self.pxk.eq(0)]
+
+    def pass_next(self):
+        m, d, KT = self.m, self.d, self.KT
+        ppy, ppx, pidx, pyw, pyk, pxk = self.ppy, self.ppx, self.pidx, self.pyw, self.pyk, self.pxk
+        with m.If(ppx == d.np1 - 1):
+            m.d.sync += [ppx.eq(0), pxk.eq(0)]
+            with m.If(ppy == d.np1 - 1):
+                m.d.sync += [ppy.eq(0), pyw.eq(0), pyk.eq(0), pidx.eq(0)]
+            with m.Else():
+                m.d.sync += [ppy.eq(ppy + 1), pyw.eq(pyw + d.wrows), pyk.eq(pyk + KT), pidx.eq(pidx + 1)]
+        with m.Else():
+            m.d.sync += [ppx.eq(ppx + 1), pxk.eq(pxk + KT), pidx.eq(pidx + 1)]
+
+    def scatter(self):
+        """The scatter: one event's pass (all ``KT*KT`` taps, ``P`` lanes) per cycle.
+
+        a_*: the event and its pass (from the replay, the live scan or the live quantizer, see
+        :meth:`feed`); address stage -> b_*: per bank the tap that lands there, its in-map test and
+        accumulator address, per lane the weight address; read stage -> sc_*: reads issued; then
+        each bank's LaneArray adds and writes back (the read ports are transparent: back-to-back hits
+        on one accumulator see the new value). Latency: 3 cycles from :meth:`feed` to the write.
+        """
+        m, cfg, d, P, A, KT, T, AB = self.m, self.cfg, self.d, self.P, self.A, self.KT, self.T, self.AB
+        is_conv = self.is_conv
+        self.a_v = a_v = Signal()
+        self.a_ev = a_ev = Signal(self.ev_lay)
+        self.a_py = a_py = Signal.like(self.ppy)
+        self.a_px = a_px = Signal.like(self.ppx)
+        self.a_pidx = a_pidx = Signal.like(self.pidx)
+        self.a_pyw = a_pyw = Signal.like(self.pyw)
+        self.a_pyk = a_pyk = Signal.like(self.pyk)
+        self.a_pxk = a_pxk = Signal.like(self.pxk)
+
+        b_v = Signal()
+        b_code = Signal(2)
+        b_ok = [Signal(name=f"b_ok{b}") for b in range(T)]
+        b_okw = [Signal(name=f"b_okw{b}") for b in range(T)]
+        b_addr = [Signal(AB, name=f"b_addr{b}") for b in range(T)]
+        b_tap = [Signal(range(T), name=f"b_tap{b}") for b in range(T)]
+        b_wa = [Signal(range(cfg.weight_words + 1), name=f"b_wa{j}") for j in range(P)]
+        m.d.sync += [a_v.eq(0), b_v.eq(0)]
+        SW = cfg.dim_bits + 2 * _bits(cfg.dim * cfg.dim) + 4      # signed address arithmetic
+        # the address stage: which tap each bank takes, in-map tests, bank words (rtl/engine/tapmap.py,
+        # proved collision-free in tests/rtl/test_formal.py)
+        m.submodules.tapmap = tm = TapMap(KT, cfg.dim_bits, AB, SW)
+        m.d.comb += [tm.qy.eq(a_ev.qy), tm.ry.eq(a_ev.ry), tm.qx.eq(a_ev.qx), tm.rx.eq(a_ev.rx),
+                     tm.qyw.eq(a_ev.qyw), tm.py.eq(a_py), tm.px.eq(a_px), tm.pyw.eq(a_pyw),
+                     tm.pyk.eq(a_pyk), tm.pxk.eq(a_pxk), tm.k.eq(d.k), tm.hout.eq(d.hout),
+                     tm.wout.eq(d.wout), tm.hoe.eq(d.hoe), tm.woe.eq(d.woe), tm.wrows.eq(d.wrows)]
+        TB = tm.tap_bits
+        with m.If(a_v):
+            m.d.sync += [b_v.eq(1), b_code.eq(a_ev.code)]
+            m.d.sync += [b_wa[j].eq(d.wbase + self.lgs[j] + a_ev.woff + a_pidx) for j in range(P)]
+            for b in range(T):
+                # (b_okw: the output is kept; a fused pool's dropped odd edge is counted, not stored;
+                # a dense layer: every bank is P kernel lanes at word 0, tap b)
+                m.d.sync += [b_ok[b].eq(Mux(is_conv, tm.ok[b], 1)),
+                             b_okw[b].eq(Mux(is_conv, tm.okw[b], 1)),
+                             b_addr[b].eq(Mux(is_conv, tm.addr[b * AB:(b + 1) * AB], 0)),
+                             b_tap[b].eq(Mux(is_conv, tm.tap[b * TB:(b + 1) * TB], b))]
+        sc_v = Signal()
+        sc_code = Signal(2)
+        sc_ok = [Signal(name=f"sc_ok{b}") for b in range(T)]
+        sc_okw = [Signal(name=f"sc_okw{b}") for b in range(T)]
+        sc_addr = [Signal(AB, name=f"sc_addr{b}") for b in range(T)]
+        sc_tap = [Signal(range(T), name=f"sc_tap{b}") for b in range(T)]
+        m.d.sync += sc_v.eq(0)
+        with m.If(b_v):
+            for j in range(P):
+                m.d.comb += self.w_rs[j].addr.eq(b_wa[j])
+            for b in range(T):
+                m.d.comb += self.acc_rs[b].addr.eq(b_addr[b])
+                m.d.sync += [sc_ok[b].eq(b_ok[b]), sc_okw[b].eq(b_okw[b]), sc_addr[b].eq(b_addr[b]),
+                             sc_tap[b].eq(b_tap[b])]
+            m.d.sync += [sc_v.eq(1), sc_code.eq(b_code)]
+        fires = []
+        for b in range(T):
+            lanes = LaneArray(P, A)
+            m.submodules[f"lanes{b}"] = lanes
+            wword = Cat(*[self.w_rs[j].data.word_select(sc_tap[b], 2) for j in range(P)])
+            m.d.comb += [lanes.i.valid.eq(sc_v), lanes.o.ready.eq(1),
+                         lanes.i.payload.code.eq(sc_code), lanes.i.payload.ok.eq(sc_ok[b]),
+                         lanes.i.payload.w.eq(wword), lanes.i.payload.on.eq(Mux(self.is_dense, self.don[b], self.lon)),
+                         lanes.i.payload.acc.eq(self.acc_rs[b].data)]
+            fires.append(lanes.o.payload.fired)
+            with m.If(sc_v & sc_okw[b]):
+                m.d.comb += [self.acc_ws[b].addr.eq(sc_addr[b]), self.acc_ws[b].data.eq(lanes.o.payload.acc),
+                             self.acc_ws[b].en.eq(1)]
+        allfire = Cat(*fires)
+        popc = sum(allfire[i] for i in range(T * P))
+        fired_q = Signal(range(T * P + 1))      # XNORs fired last cycle, counted now
+        m.d.sync += [fired_q.eq(Mux(sc_v, popc, 0)), self.n_fired.eq(self.n_fired + fired_q)]
+
+    def feed(self, rec):
+        """Put event ``rec`` (an ``ev_lay`` value) with the current pass into the scatter."""
+        self.m.d.sync += [self.a_v.eq(1), self.a_ev.eq(rec), self.a_py.eq(self.ppy), self.a_px.eq(self.ppx),
+                          self.a_pidx.eq(self.pidx), self.a_pyw.eq(self.pyw), self.a_pyk.eq(self.pyk),
+                          self.a_pxk.eq(self.pxk)]
+
+    def replay(self):
+        """The replay's counters: the event read and the last event of the list."""
+        cfg = self.cfg
+        self.e = Signal(range(cfg.events + 1))
+        self.elast = Signal(range(cfg.events + 1))
+
     def replay_states(self):
         """SCAT: one pass of a listed event per cycle (later output groups); SCAT_F1, SCAT_F2: the last
         event passes the address and read stages; the drain's first read sees its write through the
@@ -1173,7 +1013,87 @@ class _Build:
         with m.State("SCAT_F2"):
             self.to_drain()
 
-    # ---------------------------------------------------------------- drain states
+    # ---------------------------------------------------------------- drain with activation and fused pool; dense drain
+    def drain(self):
+        """The drain's datapath: thresholds, the fused max-pool, clear and write-back.
+
+        conv: one output position (or one 2x2 pool window: four banks) per cycle is read (dr_*),
+        thresholded by Activation (max-pooled) and cleared, registered (dq_*), written.
+        dense: one bank (P kernels) per cycle (dd_*); logits go to the logit memory instead.
+        Latency: 2 cycles from the read (DRAIN, DDRAIN) to the activation write.
+        """
+        m, cfg, d, P, A, T, AB = self.m, self.cfg, self.d, self.P, self.A, self.T, self.AB
+        acc_ws, lon, don = self.acc_ws, self.lon, self.don
+        thr = Cat(*[r.data for r in self.thr_rs])
+        self.thr_en = thr_en = Signal()
+        for j, r in enumerate(self.thr_rs):
+            m.d.comb += r.en.eq(thr_en)
+        self.NE = NE = 4 if self.KT >= 2 else 1
+        self.dr_v = dr_v = Signal()
+        self.dr_ev = dr_ev = Signal(NE)                  # window elements present (1 without a pool)
+        self.dr_bank = dr_bank = [Signal(range(T), name=f"dr_bank{e}") for e in range(NE)]
+        self.dr_addr = dr_addr = [Signal(AB, name=f"dr_addr{e}") for e in range(NE)]
+        self.dr_pos = dr_pos = Signal(range(cfg.act_words + 1))
+        self.dd_v = dd_v = Signal()                     # dense drain: bank dd_b, kernel word dd_pg
+        self.dd_b = dd_b = Signal(range(T))
+        self.dd_pg = dd_pg = Signal(range(max(cfg.act_words, cfg.thr_words, cfg.classes) + 1))
+        m.d.sync += [dr_v.eq(0), dd_v.eq(0)]
+        acc_arr = Array([r.data for r in self.acc_rs])
+        codes_e = []
+        for e in range(NE):
+            act = Activation(P, A)
+            m.submodules[f"activation{e}"] = act
+            src = Mux(dd_v, acc_arr[dd_b], acc_arr[dr_bank[e]])
+            m.d.comb += [act.i.valid.eq(dr_v | dd_v), act.o.ready.eq(1), act.i.payload.acc.eq(src),
+                         act.i.payload.thr.eq(thr),
+                         act.i.payload.on.eq(Mux(dd_v, Array(don)[dd_b], lon))]
+            codes_e.append(act.o.payload.codes)
+        pooled = codes_e[0]
+        for e in range(1, NE):
+            pooled = Cat(*[Mux(dr_ev[e], max_code(pooled[2 * j:2 * j + 2], codes_e[e][2 * j:2 * j + 2]),
+                               pooled[2 * j:2 * j + 2]) for j in range(P)])
+        self.dq_v = dq_v = Signal()
+        self.dq_codes = dq_codes = Signal(2 * P)
+        dq_addr = Signal(range(2 * cfg.act_words + 1))
+        self.dq_en = dq_en = Signal(P)
+        m.d.sync += dq_v.eq(0)
+        with m.If(dr_v):
+            for b in range(T):
+                for e in range(NE):
+                    with m.If(dr_ev[e] & (dr_bank[e] == b)):
+                        m.d.comb += [acc_ws[b].addr.eq(dr_addr[e]), acc_ws[b].data.eq(0), acc_ws[b].en.eq(1)]
+            m.d.sync += [dq_v.eq(1), dq_codes.eq(pooled), dq_en.eq(self.lval)]
+            m.d.sync += [dq_addr.eq(self.out_half + dr_pos)]
+        with m.If(dd_v):
+            for b in range(T):
+                with m.If(dd_b == b):
+                    m.d.comb += [acc_ws[b].addr.eq(0), acc_ws[b].data.eq(0), acc_ws[b].en.eq(1)]
+            with m.If(d.kind == KIND_LOGITS):
+                # (only words that hold a class: the words past them would alias the memory)
+                m.d.comb += [self.lg_w.addr.eq(dd_pg), self.lg_w.data.eq(acc_arr[dd_b]),
+                             self.lg_w.en.eq(Array(don)[dd_b][0])]
+            with m.Else():
+                m.d.sync += [dq_v.eq(1), dq_codes.eq(codes_e[0]), dq_en.eq(Array(don)[dd_b]),
+                             dq_addr.eq(self.out_half + dd_pg)]
+        # conv outputs go to lane j's own group (lgo); dense outputs to word dd_pg of every lane
+        self.dq_conv = dq_conv = Signal()
+        m.d.sync += dq_conv.eq(dr_v)
+        with m.If(dq_v):
+            for j in range(P):
+                m.d.comb += [self.act_ws[j].addr.eq(dq_addr + Mux(dq_conv, self.lgo[j], 0)),
+                             self.act_ws[j].data.eq(dq_codes[2 * j:2 * j + 2]), self.act_ws[j].en.eq(dq_en[j])]
+
+        # DRAIN's counters: position, column, bank row (quotient by KT, times wrows), remainders;
+        # DDRAIN's bank
+        self.dp = Signal(range(cfg.positions + 1))
+        self.dcol = Signal(range(cfg.dim + 1))
+        self.dqyw = Signal(_bits(cfg.dim * cfg.dim))
+        self.dry = Signal(cfg.tap_bits)
+        self.dqx = Signal(cfg.dim_bits)
+        self.drx = Signal(cfg.tap_bits)
+        self.db = Signal(range(T + 1))
+        self.pend_sum = Signal()                 # a conv group's sums are written in the next GROUP
+
     def drain_states(self):
         """DRAIN: one output position (or pool window) per cycle; DDRAIN: one bank (P kernels) per
         cycle; DRAIN_T: the group's end."""
@@ -1226,7 +1146,80 @@ class _Build:
                          self.pend_sum.eq(self.is_conv)]
             m.next = "GROUP"
 
-    # ---------------------------------------------------------------- stand-alone max-pool states
+    def drain_start(self):
+        return [self.dp.eq(0), self.dcol.eq(0), self.dqyw.eq(0), self.dry.eq(0), self.dqx.eq(0),
+                self.drx.eq(0), self.db.eq(0)]
+
+    def to_drain(self):
+        with self.m.If(self.is_dense):
+            self.m.next = "DDRAIN"
+        with self.m.Else():
+            self.m.next = "DRAIN"
+
+    # ---------------------------------------------------------------- gate sums
+    def gate_sums(self):
+        """Gate sums of the layer's outputs (channel lane_gq[j]*P + j), taken while they are
+        written (drain, stand-alone pool, input quantizer) and written to ``s_mem`` at a group's end."""
+        m, P, SB, gated = self.m, self.P, self.cfg.sum_bits, self.gated
+        Q = self.Q
+        self.iq_sum = iq_sum = Signal(signed(_bits(Q) + 2)) if gated else None     # the quantizer's beat: sum of its codes
+        self.iq_sum_v = iq_sum_v = Signal() if gated else None
+        self.lane_c = lane_c = Signal(range(max(P, 2)))         # the quantizer's channel, mod P
+        self.slane = slane = [Signal(signed(SB), name=f"slane{j}") for j in range(P if gated else 0)]
+        self.slane_next = slane_next = [Signal(signed(SB), name=f"slane_next{j}") for j in range(len(slane))]
+        self.sum_src = sum_src = Signal(2 * P) if gated else None    # codes being written (drain, stand-alone pool)
+        self.sum_v = sum_v = Signal(P) if gated else None
+        for j in range(len(slane)):
+            m.d.comb += slane_next[j].eq(slane[j] + Mux(sum_v[j], self.decode(sum_src[2 * j:2 * j + 2]), 0)
+                                         + Mux(iq_sum_v & (lane_c == j), iq_sum, 0))
+            m.d.sync += slane[j].eq(slane_next[j])
+        if gated:
+            with m.If(self.dq_v & self.dq_conv):
+                m.d.comb += [sum_src.eq(self.dq_codes), sum_v.eq(self.dq_en)]
+
+    # ---------------------------------------------------------------- stand-alone max-pool
+    def pool(self):
+        """The stand-alone 2x2 max-pool's pipeline: POOL_R issues one window element's read per
+        cycle (pa_*), the read stage (pl_*) feeds PoolMax, which writes the window's codes (and takes
+        their gate sums) after its fourth element. Latency: 2 cycles (POOL_E, POOL_E2)."""
+        m, cfg, P, G = self.m, self.cfg, self.P, self.G
+        # POOL_R's counters: window element, window row and column (the position: ``dp``)
+        self.q = Signal(2)
+        self.oy = Signal(range(cfg.dim + 1))
+        self.ox = Signal(range(cfg.dim + 1))
+        pa_v = Signal()
+        pa_q = Signal(2)
+        pa_end = Signal()
+        pa_raddr = Signal(range(2 * cfg.act_words))
+        pa_waddr = Signal(range(2 * cfg.act_words))
+        self.pa = (pa_v, pa_q, pa_end, pa_raddr, pa_waddr)
+        pl_v = Signal()
+        pl_q = Signal(2)
+        pl_end = Signal()
+        pl_addr = Signal(range(2 * cfg.act_words))
+        self.pa_g = pa_g = Signal(range(max(G, 2)))
+        pl_g = Signal(range(max(G, 2)))
+        m.d.sync += [pa_v.eq(0), pl_v.eq(0)]
+        with m.If(pa_v):
+            m.d.comb += self.act_raddr.eq(pa_raddr)
+            m.d.sync += [pl_v.eq(1), pl_q.eq(pa_q), pl_addr.eq(pa_waddr), pl_end.eq(pa_end), pl_g.eq(pa_g)]
+        m.submodules.pool = pool = PoolMax(P)
+        m.d.comb += [pool.i.valid.eq(pl_v), pool.o.ready.eq(1), pool.i.payload.codes.eq(self.act_rdata),
+                     pool.i.payload.last.eq(pl_q == 3)]
+        with m.If(pool.o.valid):
+            for j in range(P):
+                m.d.comb += [self.act_ws[j].addr.eq(pl_addr),
+                             self.act_ws[j].data.eq(pool.o.payload.codes[2 * j:2 * j + 2]), self.act_ws[j].en.eq(1)]
+        # (the pool's gate sums: every lane of the group; lanes past the channel count write zeros)
+        if self.gated:
+            with m.If(pool.o.valid):
+                m.d.comb += [self.sum_src.eq(pool.o.payload.codes), self.sum_v.eq(Const((1 << P) - 1, P))]
+                with m.If(pl_end & (pl_q == 3)):
+                    for j in range(P):
+                        m.d.comb += [self.s_ws[j].addr.eq(pl_g), self.s_ws[j].data.eq(self.slane_next[j]),
+                                     self.s_ws[j].en.eq(1)]
+                    m.d.sync += [sl.eq(0) for sl in self.slane]
+
     def pool_states(self):
         """POOL_G (an input group; skipped if no channel of it is on), POOL_R (one window element read
         per cycle), POOL_E, POOL_E2 (the pipeline's tail)."""
@@ -1265,7 +1258,23 @@ class _Build:
         with m.State("POOL_E2"):           # pooled and written (its gate sums too)
             self.end_layer()
 
-    # ---------------------------------------------------------------- result states
+    # ---------------------------------------------------------------- result (logits, argmax) and the stream ports
+    def result(self):
+        """The result stream (Argmax, then a register slice) and the pixel stream's register slice."""
+        m, top, cfg, P, G = self.m, self.top, self.cfg, self.P, self.G
+        m.submodules.argmax = self.argmax = argmax = Argmax(self.A, cfg.classes)
+        m.submodules.res_skid = self.res_skid = res_skid = Skid(result_layout(cfg), level=True)
+        wiring.connect(m, argmax.o, res_skid.i)
+        wiring.connect(m, res_skid.o, wiring.flipped(top.result))
+        m.submodules.pix_skid = pix_skid = Skid(pixel_layout(cfg))
+        wiring.connect(m, wiring.flipped(top.pixels), pix_skid.i)
+        self.pix = pix_skid.o
+
+        # OUT's counters: logit word, lane and class (``kg`` is also the gate predictor's kernel group)
+        self.kg = Signal(range(G + 2))
+        self.kl = Signal(range(max(P, 2)))
+        self.kidx = Signal(range(cfg.channels + 1))
+
     def result_states(self):
         """OUT_PRE, OUT: the logits, one per cycle into the Argmax (stalled by the sink); DONE: waits
         for the result slice to empty, then pulses ``done``."""
