@@ -294,10 +294,18 @@ def requirements(model, lanes, taps=3):
     """Per-field minimum sizes (dict) for ``model`` on ``lanes`` lanes and ``taps`` x ``taps`` banks.
 
     Raises GxnorError for a model this microarchitecture cannot run (a fused pool needs taps >= 2:
-    its 2x2 window is read from four tap banks in one cycle).
+    its 2x2 window is read from four tap banks in one cycle), and for the rules it does not implement
+    yet (temporal models; golden.model.Model.extensions: region gates, post-synaptic gates, lateral
+    depression, competition), so that no API user gets an engine that silently computes something else.
     """
     P, KT = lanes, taps
     T = KT * KT
+    if model.temporal:
+        raise GxnorError(f"model {model.name!r}: temporal models (event sequences, LIAF layers) do not run "
+                         "on the engine yet")
+    if model.extensions():
+        raise GxnorError(f"model {model.name!r} uses {', '.join(model.extensions())}, which the engine "
+                         "does not implement yet")
     hl = hw_layers(model)
     c0, h0, w0 = model.input_shape
     maps = [(c0, h0, w0)] + [(l["kout"], l["hpo"], l["wpo"]) for l in hl]

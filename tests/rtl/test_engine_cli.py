@@ -182,3 +182,15 @@ def test_verilog_cli_bad_options_one_line(tmp_path, args, msg):
     args = [str(tmp_path / a) if a == "X" else a for a in args]
     r = gxnor("verilog", "--model", str(tmp_path / "m.gxm"), *args)
     assert r.returncode != 0 and r.stderr.count("\n") == 1 and msg in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("path, what", [("liaf-cnn.gxm", "temporal models"),
+                                        ("effort/seed0/gated.gxm", "uses competition, gate_regions,")])
+def test_config_refuses_rules_the_engine_lacks(path, what):
+    """A LIAF/event model and a region-gated model (issue 12, 13 rules the engine does not run yet)
+    are refused by the engine config itself, not only by the CLI's loader."""
+    from golden.errors import GxnorError
+    from golden.modelfile import load
+    m = load(Path(__file__).resolve().parents[2] / "zoo" / path)
+    with pytest.raises(GxnorError, match=what):
+        EngineConfig.for_models([m], 4)
