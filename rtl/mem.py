@@ -104,9 +104,16 @@ class SinglePortMemory(Elaboratable):
     def spram_count(self):
         return sum(spram_tiles(e - s, self.width) for s, e, k in self.ranges() if k == "spram")
 
-    def read_port(self, transparent_for=()):
-        # Transparency needs a same-cycle read and write of one bank, which single-port RAM never
-        # does (the "model" mode shows the engine never relies on it).
+    def read_port(self, *, transparent_for=()):
+        """The read port (``addr``, ``data``, ``en``; data on the cycle after ``en``).
+
+        Raises ``ValueError`` for a non-empty ``transparent_for``: transparency is a same-cycle read
+        and write of one address, i.e. of one bank, which single-port RAM cannot do (``"model"``
+        garbles such a read). Build a memory that needs it with ``mode="plain"``.
+        """
+        if tuple(transparent_for):
+            raise ValueError("SinglePortMemory cannot give transparent_for: single-port RAM never "
+                             "reads and writes one bank in the same cycle (use mode='plain')")
         assert self._r is None, "one read port"
         self._r = _Port(self.shape, self.depth, 1)
         return self._r

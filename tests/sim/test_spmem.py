@@ -46,3 +46,15 @@ def test_spram_refuses_init():
                            banks=[(0, "spram"), (50, "ebr")])]                   # init in the EBR bank
     for mem in ok:
         mem._MustUse__silence = True
+
+
+@pytest.mark.parametrize("mode", ["model", "spram"])
+def test_single_port_refuses_transparency(mode):
+    from rtl.mem import SinglePortMemory
+    mem = SinglePortMemory(shape=2, depth=100, mode=mode)
+    mem._MustUse__silence = True
+    w = mem.write_port()
+    with pytest.raises(ValueError, match="transparent_for"):
+        mem.read_port(transparent_for=(w,))
+    r = mem.read_port()                                   # without transparency: the one read port
+    assert (len(r.addr), len(r.data), len(r.en)) == (7, 2, 1)
