@@ -1,4 +1,14 @@
-"""``gxnor verilog`` and ``gxnor sim``: the event-driven engine as Verilog, and on Verilator vs golden."""
+"""``gxnor verilog`` and ``gxnor sim``: the event-driven engine as Verilog, and on Verilator vs golden.
+
+``gxnor sim`` outputs for comparing hardware: ``-o out.npz`` holds the simulated engine's
+``predictions`` (int64 [N]) and ``logits`` (int32 [N, classes]), the names ``golden run -o`` uses, with
+its ``cycles``, ``events``, ``fired`` and ``skipped`` (int64 [N]), next to golden's
+``golden_predictions``, ``golden_logits`` and the cycle model's ``golden_cycles``, plus ``labels``
+(when the inputs have them) and ``tau``; ``--waves out.fst`` / ``out.vcd`` writes the trace there.
+Both are written whole or not at all, never over a file without ``--force``, and also on a mismatch
+(the run then exits 1). Verilator's and cocotb's output goes to ``build/logs/sim-<model>-P<lanes>.log``
+(path printed; ``-v`` shows it on stderr); the report times the build and the simulation apart.
+"""
 
 import json
 from pathlib import Path
@@ -6,8 +16,8 @@ from pathlib import Path
 from golden import modelfile
 from golden.errors import GxnorError
 
-from .common import (add_tau_options, atomic_folder, check_count, check_new_output, load_engine_model, print_json,
-                     resolve_tau)
+from .common import (add_tau_options, atomic_file, atomic_folder, check_count, check_new_output, live_bar,
+                     load_engine_model, print_json, resolve_tau, tool_log, verbose)
 
 
 def register(sub):
@@ -45,8 +55,14 @@ def register(sub):
     s.add_argument("--json", action="store_true", help="machine-readable output")
     s.add_argument("--jobs", type=int, default=1,
                    help="simulator processes side by side, each on a chunk of the images (default 1)")
-    s.add_argument("--waves", action="store_true",
-                   help="write an FST trace (dump.fst) in the run directory (path printed); off by default")
+    s.add_argument("--waves", nargs="?", const=True, default=None, metavar="PATH",
+                   help="write a wave trace of the run: to PATH (.fst or .vcd, by its ending; not over an "
+                        "existing file unless --force), or with no PATH as dump.fst in the run directory "
+                        "(path printed); off by default")
+    s.add_argument("-o", "--output", default=None, metavar="OUT.npz",
+                   help="write the hardware's predictions, logits, cycles and counters next to golden's "
+                        "(golden_predictions, golden_logits, golden_cycles), labels and tau to an .npz")
+    s.add_argument("--force", action="store_true", help="replace an existing -o or --waves file")
     s.set_defaults(func=cmd_sim)
 
 
@@ -128,17 +144,66 @@ def cmd_verilog(args):
               "(waivers.vlt gives each waiver's reason)")
 
 
+SIM_OUTPUTS = ("predictions", "logits", "cycles", "events", "fired", "skipped",
+               "golden_predictions", "golden_logits", "golden_cycles")
+
+
+def _check_sim_outputs(args):
+    """Refuse bad -o / --waves names before anything runs; returns the wave format (or None)."""
+    if args.output:
+        if not args.output.endswith(".npz"):
+            raise GxnorError(f"-o {args.output}: the output is an .npz file; give a name ending in .npz")
+        check_new_output(args.output, args.force)
+    if args.waves is None:
+        return None
+    if args.waves is True:
+        return "fst"
+    fmt = Path(args.waves).suffix.lower().lstrip(".")
+    if fmt not in ("fst", "vcd"):
+        raise GxnorError(f"--waves {args.waves}: the wave file's name must end in .fst or .vcd")
+    check_new_output(args.waves, args.force)
+    if args.jobs > 1:
+        raise GxnorError(f"--waves with --jobs {args.jobs}: one wave file needs one simulator process "
+                         "(drop --jobs)")
+    return fmt
+
+
+def write_sim_outputs(path, hw, exp, labels, tau, force=False):
+    """The hardware's outputs next to golden's (``SIM_OUTPUTS``, labels, tau) to an .npz, atomically."""
+    import numpy as np
+    arrays = {"predictions": hw["cls"].astype(np.int64), "logits": hw["logits"].astype(np.int32),
+              "golden_predictions": exp["cls"].astype(np.int64), "golden_logits": exp["logits"].astype(np.int32),
+              "golden_cycles": np.asarray(exp["cycles"]).astype(np.int64), "tau": np.int64(tau)}
+    for name in ("cycles", "events", "fired", "skipped"):
+        arrays[name] = hw[name].astype(np.int64)
+    if labels is not None:
+        arrays["labels"] = labels.astype(np.int64)
+    assert set(SIM_OUTPUTS) <= set(arrays)
+    with atomic_file(path, force) as tmp:
+        with open(tmp, "wb") as f:     # a file object: NumPy does not append ".npz" to the name
+            np.savez(f, **arrays)
+
+
+def _sim_log_path(model, args):
+    import re
+    from sim import toolchain
+    name = re.sub(r"[^A-Za-z0-9_.+-]", "_", model.name or "model")
+    return toolchain.build_root() / "logs" / f"sim-{name}-P{args.lanes}.log"
+
+
 def cmd_sim(args):
     from rtl.engine.config import EngineConfig
-    from sim.engine import WAVES_FILE, compare, simulate
-    model = load_engine_model(args.model)
+    from sim.engine import compare, simulate
     check_count("--limit", args.limit, 1)
-    imgs, _ = modelfile.load_inputs(args.inputs, model)
-    if args.limit is not None:
-        imgs = imgs[:args.limit]
-    tau = resolve_tau(model, args)
     if args.jobs < 1:
         raise GxnorError(f"--jobs {args.jobs}: need at least 1 simulator process")
+    wave_fmt = _check_sim_outputs(args)
+    model = load_engine_model(args.model)
+    imgs, labels = modelfile.load_inputs(args.inputs, model)
+    if args.limit is not None:
+        imgs = imgs[:args.limit]
+        labels = labels[:args.limit] if labels is not None else None
+    tau = resolve_tau(model, args)
     hw_model = model
     if args.hardware_model:
         hw_model = load_engine_model(args.hardware_model)
@@ -149,47 +214,64 @@ def cmd_sim(args):
     cfg = EngineConfig.for_models([model, hw_model], args.lanes, args.taps, args.pixels_per_beat)
     load = args.load or hw_model is not model
     run = {"model": hw_model, "images": imgs, "tau": tau, "dense": args.dense, "load": load}
-    # the simulator's build/run chatter goes to stderr so stdout carries only the report
-    import os
-    import sys
-    sys.stdout.flush()
-    saved = os.dup(1)
-    os.dup2(2, 1)
+    n = len(imgs)
+    log_path = _sim_log_path(model, args)
     divergence = None
-    try:
-        hw, wall = simulate(cfg, [run], baked=None if load else model, waves=args.waves or None,
-                            jobs=args.jobs)
+    # Verilator's and cocotb's output goes to the log file (on stderr with -v): stdout carries only
+    # the report; a progress bar on the terminal shows the build (elapsed) and the images simulated
+    with tool_log(str(log_path)) as term, \
+            live_bar(n, "sim: build", not args.json and not verbose(), file=term) as bar:
+        def progress(phase, done, total):
+            bar.set_description("sim: build" if phase == "build" else "sim", refresh=False)
+            bar.update(done - bar.n)
+
+        hw, _wall = simulate(cfg, [run], baked=None if load else model, waves=wave_fmt, jobs=args.jobs,
+                             progress=progress)
+        run_dir, waves_src, timings = simulate.last_dir, simulate.last_waves, dict(simulate.last_timings)
+        bar.set_description("golden", refresh=False)
         bad, exp = compare(model, imgs, tau, hw[0], cfg, dense=args.dense)
-        run_dir = simulate.last_dir
         if bad:
             # re-run the first mismatching image with the activation-write trace (slow, one image)
             from sim.diverge import first_divergence
             i = bad[0]["image"]
+            bar.set_description(f"trace of image {i}", refresh=False)
             tr, _ = simulate(cfg, [{**run, "images": imgs[i:i + 1], "trace": [0]}],
                              baked=None if load else model)
             divergence = first_divergence(model, imgs[i], tau, cfg, tr[0]["trace"][0])
             if divergence is not None:
                 divergence["image"] = int(i)
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
+    waves = None
+    if wave_fmt is not None:
+        if waves_src is None or not Path(waves_src).is_file():
+            raise GxnorError(f"the simulation wrote no wave file (expected {waves_src})")
+        waves = Path(waves_src)
+        if args.waves is not True:             # the user's path: moved there whole, or not at all
+            import shutil
+            with atomic_file(args.waves, args.force, suffix=waves.suffix) as tmp:
+                shutil.move(str(waves_src), tmp)
+            waves = Path(args.waves)
+    if args.output:
+        write_sim_outputs(args.output, hw[0], exp, labels, tau, args.force)
     h = hw[0]
-    n = len(imgs)
+    build_s = timings["generate"] + timings["build"]
+    sim_s = timings["simulate"]
     rep = {"model": model.name, "images": n, "tau": tau, "lanes": args.lanes, "taps": cfg.taps,
            "pixels_per_beat": cfg.pixels_per_beat, "dense": args.dense,
            "mismatches": len(bad), "first_mismatch": bad[0] if bad else None,
            "first_divergence": divergence,
-           "cycles_per_image": float(h["cycles"].mean()) if n else 0.0,
-           "cycles_min": int(h["cycles"].min()) if n else 0, "cycles_max": int(h["cycles"].max()) if n else 0,
-           "events_per_image": float(h["events"].mean()) if n else 0.0,
-           "skipped_kernels_per_image": float(h["skipped"].mean()) if n else 0.0,
-           "fired_per_image": float(h["fired"].mean()) if n else 0.0,
-           "bound_per_image": float(exp["bound"].mean()) if n else 0.0,
-           "sim_seconds": wall, "images_per_second": n / wall if wall else None,
-           "cycles_per_second": float(h["cycles"].sum()) / wall if wall else None, "jobs": args.jobs,
-           "run_dir": str(run_dir),
-           "waves": str(run_dir / WAVES_FILE) if args.waves else None,
+           "accuracy": float((h["cls"] == labels).mean()) if labels is not None else None,
+           "cycles_per_image": float(h["cycles"].mean()),
+           "cycles_min": int(h["cycles"].min()), "cycles_max": int(h["cycles"].max()),
+           "events_per_image": float(h["events"].mean()),
+           "skipped_kernels_per_image": float(h["skipped"].mean()),
+           "fired_per_image": float(h["fired"].mean()),
+           "bound_per_image": float(exp["bound"].mean()),
+           "build_seconds": build_s, "generate_seconds": timings["generate"],
+           "verilator_seconds": timings["build"], "sim_seconds": sim_s,
+           "images_per_second": n / sim_s if sim_s > 0 else None,
+           "cycles_per_second": float(h["cycles"].sum()) / sim_s if sim_s > 0 else None, "jobs": args.jobs,
+           "run_dir": str(run_dir), "log": None if verbose() else str(log_path),
+           "waves": str(waves) if waves is not None else None, "output": args.output,
            "cycles": h["cycles"].tolist()}
     if args.json:
         print_json(rep)
@@ -201,12 +283,19 @@ def cmd_sim(args):
         if bad:
             from sim.diverge import format_divergence
             print(f"image {bad[0]['image']}: {format_divergence(divergence)}")
+        if labels is not None:
+            print(f"accuracy (hardware) {100 * rep['accuracy']:.2f}%")
         print(f"cycles/image {rep['cycles_per_image']:.1f} (min {rep['cycles_min']}, max {rep['cycles_max']}), "
               f"bound {rep['bound_per_image']:.1f}; events/image {rep['events_per_image']:.1f}, "
               f"fired/image {rep['fired_per_image']:.1f}, skipped kernels/image {rep['skipped_kernels_per_image']:.2f}")
-        print(f"simulation: {wall:.1f} s, {rep['images_per_second']:.2f} images/s, "
-              f"{rep['cycles_per_second'] / 1e3:.0f}k cycles/s ({args.jobs} simulator process"
-              f"{'es' if args.jobs > 1 else ''})")
-        if rep["waves"]:
-            print(f"waves: {rep['waves']}")
+        print(f"build: {build_s:.1f} s (Verilog {timings['generate']:.1f} s, Verilator {timings['build']:.1f} s)")
+        ips = f"{rep['images_per_second']:.2f} images/s, {rep['cycles_per_second'] / 1e3:.0f}k cycles/s" \
+            if sim_s > 0 else "rate n/a"
+        print(f"simulation: {sim_s:.1f} s, {ips} ({args.jobs} simulator process"
+              f"{'es' if args.jobs > 1 else ''}, cocotb start-up included)")
+        if waves is not None:
+            print(f"waves: {waves}")
+        if args.output:
+            print(f"wrote {args.output}: the hardware's predictions, logits, cycles and counters, golden's "
+                  f"predictions, logits and cycles{', labels' if labels is not None else ''} and tau")
     return 1 if bad else 0

@@ -202,8 +202,16 @@ def progress_bar(total, desc, enabled=True, unit="img", file=None):
 def elapsed(desc, enabled=True, file=None):
     """An elapsed-time display for work of unknown length (a tqdm bar with no total, refreshed
     every second by a thread while inside)."""
+    with live_bar(None, desc, enabled, unit="s", file=file) as bar:
+        yield bar
+
+
+@contextlib.contextmanager
+def live_bar(total, desc, enabled=True, unit="img", file=None):
+    """:func:`progress_bar` refreshed every second by a thread while inside, so its elapsed time
+    moves during a phase that reports nothing (a Verilator build before the first image)."""
     import threading
-    bar = progress_bar(None, desc, enabled, unit="s", file=file)
+    bar = progress_bar(total, desc, enabled, unit=unit, file=file)
     stop = threading.Event()
 
     def tick():

@@ -55,6 +55,7 @@ def ws(tmp_path, capsys):
     (tmp_path / "picture.gxm").write_bytes(png)
     (tmp_path / "picture.npz").write_bytes(png)
     (tmp_path / "plot.png").write_bytes(png)
+    (tmp_path / "plot.fst").write_bytes(png)
     (tmp_path / "folder.gxm").mkdir()
     (tmp_path / "vout").mkdir()
     (tmp_path / "vout" / "mine.txt").write_text("the user's file\n")
@@ -109,6 +110,12 @@ CASES = [
     (["model", "random", "--arch", "tiny", "-o", "{t}/folder.gxm", "--force"], "is a folder"),
     (["golden", "run", "--model", "{t}/m.gxm", "--inputs", "{t}/x.npz", "-o", "{t}/plot.png"], "ending in .npz"),
     (["golden", "run", "--model", "{t}/m.gxm", "--inputs", "{t}/x.npz", "-o", "{t}/x.npz"], "x.npz exists"),
+    (["sim", "--model", "{t}/m.gxm", "--inputs", "{t}/x.npz", "-o", "{t}/plot.png"], "ending in .npz"),
+    (["sim", "--model", "{t}/m.gxm", "--inputs", "{t}/x.npz", "-o", "{t}/x.npz"], "x.npz exists"),
+    (["sim", "--model", "{t}/m.gxm", "--inputs", "{t}/x.npz", "--waves", "{t}/w.txt"], "must end in .fst or .vcd"),
+    (["sim", "--model", "{t}/m.gxm", "--inputs", "{t}/x.npz", "--waves", "{t}/plot.fst"], "plot.fst exists"),
+    (["sim", "--model", "{t}/m.gxm", "--inputs", "{t}/x.npz", "--waves", "{t}/new.vcd", "--jobs", "2"],
+     "one wave file needs one simulator process"),
     # argparse mistakes: one line, no usage block
     ([], "the following arguments are required: COMMAND (see gxnor --help)"),
     (["nosuch"], "invalid choice: 'nosuch'"),

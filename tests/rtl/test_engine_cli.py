@@ -119,27 +119,90 @@ def test_lint_clean_dense_only_model():
     assert rc == 0 and "%Warning" not in out and "%Error" not in out, out
 
 
-def test_sim_cli_waves_only_when_asked(tmp_path):
-    """`gxnor sim` on a small model: exact, no trace by default; --waves writes an FST (not VCD)."""
+def _sim(tmp_path, *args):
+    return gxnor("sim", "--model", str(tmp_path / "m.gxm"), "--inputs", str(tmp_path / "x.npz"), "--json",
+                 *[str(a) for a in args])
+
+
+def test_sim_cli_outputs_log_and_waves(tmp_path):
+    """`gxnor sim` on a small model, exact: -o writes the hardware's predictions/logits/counters next to
+    golden's; the Verilator/cocotb output goes to the log file (path printed), -v shows it instead; no
+    trace unless asked; --waves PATH puts the FST there (never over a file without --force), bare
+    --waves leaves dump.fst in the run directory."""
+    from golden.forward import run
     m = random_model("c4,p,c8g,f,d10", (1, 8, 8), seed=4, input_lo=60, input_hi=150)
     save(m, tmp_path / "m.gxm")
     rng = np.random.default_rng(4)
-    np.savez(tmp_path / "x.npz", images=rng.integers(0, 256, (3, 1, 8, 8), dtype=np.uint8))
-    reps = {}
-    for waves in (False, True):
-        r = gxnor("sim", "--model", str(tmp_path / "m.gxm"), "--inputs", str(tmp_path / "x.npz"), "--json",
-                  *(["--waves"] if waves else []))
-        assert r.returncode == 0, r.stderr[-2000:]
-        reps[waves] = rep = json.loads(r.stdout)
-        assert rep["images"] == 3 and rep["mismatches"] == 0 and rep["first_mismatch"] is None
-        run_dir = Path(rep["run_dir"])
-        assert (run_dir / "out.npz").is_file()
-        traces = sorted(p.name for p in run_dir.iterdir() if p.name.startswith("dump."))
-        assert traces == (["dump.fst"] if waves else []), traces
-    fst = Path(reps[True]["waves"])
-    assert fst.name == "dump.fst" and fst.stat().st_size > 100
+    imgs = rng.integers(0, 256, (3, 1, 8, 8), dtype=np.uint8)
+    labels = np.array([3, 1, 4])
+    np.savez(tmp_path / "x.npz", images=imgs, labels=labels)
+    ref = run(m, imgs, m.default_tau, impl="plain")
+    cfg = EngineConfig.for_models([m], 4)
+
+    # 1. no waves, -o: the outputs file, the log file
+    r = _sim(tmp_path, "-o", tmp_path / "out.npz")
+    assert r.returncode == 0, r.stderr[-2000:]
+    rep = json.loads(r.stdout)
+    assert rep["images"] == 3 and rep["mismatches"] == 0 and rep["first_mismatch"] is None
+    assert rep["waves"] is None and not [p for p in Path(rep["run_dir"]).iterdir() if p.name.startswith("dump.")]
+    with np.load(tmp_path / "out.npz") as z:
+        out = {k: z[k] for k in z.files}
+    assert sorted(out) == sorted(["predictions", "logits", "cycles", "events", "fired", "skipped", "golden_predictions",
+                                  "golden_logits", "golden_cycles", "labels", "tau"])
+    for hw_key in ("predictions", "golden_predictions"):
+        assert out[hw_key].dtype == np.int64 and np.array_equal(out[hw_key], ref.predictions)
+    for hw_key in ("logits", "golden_logits"):
+        assert out[hw_key].dtype == np.int32 and np.array_equal(out[hw_key], ref.logits)
+    want_cycles = cycles(m, imgs, m.default_tau, cfg)
+    assert np.array_equal(out["cycles"], want_cycles) and np.array_equal(out["golden_cycles"], want_cycles)
+    assert out["cycles"].tolist() == rep["cycles"]
+    assert np.array_equal(out["labels"], labels) and int(out["tau"]) == m.default_tau
+    assert rep["accuracy"] == float(np.mean(ref.predictions == labels))
+    log = Path(rep["log"])
+    assert log.is_file() and "cocotb" in log.read_text()
+    assert f"tool log: {log}" in r.stderr and "cocotb" not in r.stderr, r.stderr[-2000:]
+    for key in ("build_seconds", "generate_seconds", "verilator_seconds", "sim_seconds"):
+        assert isinstance(rep[key], float), key
+    assert rep["images_per_second"] == 3 / rep["sim_seconds"]
+    # -o over an existing file: refused before anything runs, the file untouched
+    before = (tmp_path / "out.npz").read_bytes()
+    r = _sim(tmp_path, "-o", tmp_path / "out.npz")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "out.npz exists" in r.stderr, r.stderr
+    assert (tmp_path / "out.npz").read_bytes() == before
+
+    # 2. --waves PATH (FST), -v: the tools' output on stderr, no log
+    r = _sim(tmp_path, "-v", "--waves", tmp_path / "w.fst")
+    assert r.returncode == 0, r.stderr[-2000:]
+    rep = json.loads(r.stdout)
+    assert rep["mismatches"] == 0 and rep["log"] is None and "cocotb" in r.stderr and "tool log:" not in r.stderr
+    fst = tmp_path / "w.fst"
+    assert rep["waves"] == str(fst) and fst.stat().st_size > 100
     assert fst.read_bytes()[0] == 0          # FST header block type (FST_BL_HDR); a VCD starts with '$'
-    assert reps[True]["cycles"] == reps[False]["cycles"]
+    assert not [p for p in Path(rep["run_dir"]).iterdir() if p.name.startswith("dump.")]   # moved, not copied
+    assert rep["cycles"] == want_cycles.tolist()
+    before = fst.read_bytes()
+    r = _sim(tmp_path, "--waves", fst)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "w.fst exists" in r.stderr, r.stderr
+    assert fst.read_bytes() == before
+
+    # 3. bare --waves: dump.fst in the run directory (the same build as 2.)
+    r = _sim(tmp_path, "--waves")
+    assert r.returncode == 0, r.stderr[-2000:]
+    rep = json.loads(r.stdout)
+    assert Path(rep["waves"]) == Path(rep["run_dir"]) / "dump.fst" and Path(rep["waves"]).read_bytes()[0] == 0
+
+
+def test_sim_cli_vcd(tmp_path):
+    """--waves out.vcd: a VCD trace (its own build) at that path; a small dense model keeps the build short."""
+    m = random_model("f,d8,d4", (1, 4, 4), seed=2)
+    save(m, tmp_path / "m.gxm")
+    np.savez(tmp_path / "x.npz", images=np.random.default_rng(5).integers(0, 256, (2, 1, 4, 4), dtype=np.uint8))
+    r = _sim(tmp_path, "--lanes", "1", "--waves", tmp_path / "w.vcd")
+    assert r.returncode == 0, r.stderr[-2000:]
+    rep = json.loads(r.stdout)
+    text = (tmp_path / "w.vcd").read_text()
+    assert rep["mismatches"] == 0 and rep["waves"] == str(tmp_path / "w.vcd")
+    assert text.startswith("$") and "$enddefinitions" in text and "$var" in text
 
 
 def test_verilog_package(tmp_path):
