@@ -32,7 +32,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .errors import GxnorError
-from .layers import Conv, Dense, EventInput, Flatten, InputQuant, MaxPool, region_index
+from .layers import Conv, Dense, EventInput, Flatten, InputQuant, InputTable, MaxPool, region_index
 from .ternary import pack, pack_bits, packed_dot, threshold
 from .work import LayerWork, totals
 
@@ -283,7 +283,12 @@ def _work_from(index, layer, x, on, fired, taps_nz):
 
 def _linear_packed(x, layer):
     """Packed gated-XNOR sums: returns (acc [N,P,K], fired [N,P,K], taps_nz [N,P] or, for a shaped
-    conv, [N,P,K] = ``popcount(nz_x & mask_k)``)."""
+    conv, [N,P,K] = ``popcount(nz_x & mask_k)``).
+
+    Multi-bit inputs (``layer.input_bound > 1``, the codes of an input table) are split into
+    magnitude bit-planes: ``x = sign(x) * sum_b 2^b m_b`` with ``m_b`` bit ``b`` of ``|x|``, so each
+    plane ``sign(x) * m_b`` is ternary and ``acc = sum_b 2^b * gated_xnor(plane_b, w)`` (exact);
+    fired and taps count the nonzero codes (one multi-bit MAC per nonzero code and weight)."""
     nz_w, sg_w = pack(layer.weights.reshape(layer.out_channels, -1))
     mask = None
     if layer.tap_mask is not None:
@@ -300,6 +305,12 @@ def _linear_packed(x, layer):
         nz_x = pack_bits(_patches(xs != 0, layer)).reshape(m * p, -1)   # [m*P, W]
         sg_x = pack_bits(_patches(xs < 0, layer)).reshape(m * p, -1)
         acc, fired = packed_dot(nz_x, sg_x, nz_w, sg_w)
+        if layer.input_bound > 1:
+            mag = np.abs(xs.astype(np.int32))
+            acc = np.zeros_like(acc)
+            for b in range(layer.input_bound.bit_length()):
+                plane = pack_bits(_patches(((mag >> b) & 1) != 0, layer)).reshape(m * p, -1)
+                acc += packed_dot(plane, sg_x, nz_w, sg_w)[0] << b
         accs.append(acc.reshape(m, p, -1))
         fireds.append(fired.reshape(m, p, -1))
         if mask is None:
@@ -398,6 +409,8 @@ def _run_chunk(model, images, tau, k, plain, keep):
     for i, layer in enumerate(model.layers):
         if isinstance(layer, InputQuant):
             x = threshold(x, layer.lo, layer.hi)
+        elif isinstance(layer, InputTable):
+            x = layer.table[x]                      # int32 codes, [N, C, H, W]
         elif isinstance(layer, (Conv, Dense)):
             x = _image_layer(i, layer, x, tau, k, plain, model.shapes[i + 1], rec)
             if layer.lo is None:

@@ -43,6 +43,14 @@ Every rule here is the specification (see docs/dataflow.md for the whole story):
   (``reset="none"``) or ``v_t = 0 if y_t != 0 else u_t`` (``reset="zero"``). The thresholds
   compare the membrane ``u_t``; their range is the membrane range the model derives for its
   ``time_steps`` (golden.model, :func:`membrane_range`).
+* ``InputTable(table[256])`` (a multi-bit first layer): the uint8 pixel ``p`` becomes the signed
+  integer code ``x = table[p]`` (raw pixels, ``p - 128``, or a framework's own 8-bit requantization
+  of ``2p/255 - 1`` are all exact tables); codes in ``[-32768, 32767]``, not all 0. The first conv or
+  dense after it multiplies these codes by its ternary weights: its ``input_bound`` must be the
+  table's ``M = max |table|``, so its sums lie in ``[-F*M, F*M]``, its thresholds in
+  ``[-F*M, F*M + 1]`` and its accumulator is the two's-complement width of that range. Such a layer
+  carries no pre-synaptic gate, lateral depression or LIAF state (their ranges assume ternary
+  inputs); every later layer sees ternary values again (``input_bound`` 1).
 * ``EventInput``: the first layer of a model whose inputs are ternary event frames (int8 values in
   {-1, 0, +1}, e.g. ON/OFF events of an event camera); it passes them through unchanged.
 
@@ -81,7 +89,24 @@ def _int_array(a, what, ndim=None, dtype=np.int32):
     return out
 
 
-def _thresholds(lo, hi, k, fan_in, what, check_range=True):
+INPUT_TABLE_RANGE = (-32768, 32767)    # the codes of an input table (16-bit signed)
+
+
+def _input_bound(layer, what):
+    """Validate ``layer.input_bound`` (1 for ternary inputs, ``max |table|`` after an input table)."""
+    b = layer.input_bound
+    if isinstance(b, bool) or not isinstance(b, (int, np.integer)):
+        raise GxnorError(f"{what}: input_bound must be an integer, got {b!r}")
+    if not 1 <= b <= -INPUT_TABLE_RANGE[0]:
+        raise GxnorError(f"{what}: input_bound {b} is outside [1, {-INPUT_TABLE_RANGE[0]}]")
+    object.__setattr__(layer, "input_bound", int(b))
+    if layer.fan_in * layer.input_bound + 1 > np.iinfo(np.int32).max:
+        raise GxnorError(f"{what}: fan-in {layer.fan_in} x input bound {layer.input_bound} does not fit int32")
+    if layer.input_bound > 1 and layer.liaf is not None:
+        raise GxnorError(f"{what}: a layer on multi-bit inputs (an input table) cannot be a LIAF layer")
+
+
+def _thresholds(lo, hi, k, fan_in, what, check_range=True, input_bound=1):
     if lo is None and hi is None:
         return None, None
     if lo is None or hi is None:
@@ -94,10 +119,12 @@ def _thresholds(lo, hi, k, fan_in, what, check_range=True):
     if bad.size:
         c = int(bad[0])
         raise GxnorError(f"{what}: thresholds out of order at channel {c}: lo={int(lo[c])} > hi={int(hi[c])}")
+    b = fan_in * input_bound
+    why = f"fan-in {fan_in}" + (f" x input bound {input_bound}" if input_bound != 1 else "")
     for name, t in (("lo", lo), ("hi", hi)):
-        if check_range and t.size and (t.min() < -fan_in or t.max() > fan_in + 1):
-            raise GxnorError(f"{what}: threshold {name} outside [-{fan_in}, {fan_in + 1}] "
-                             f"(fan-in {fan_in}); clamp it, the result is the same")
+        if check_range and t.size and (t.min() < -b or t.max() > b + 1):
+            raise GxnorError(f"{what}: threshold {name} outside [-{b}, {b + 1}] "
+                             f"({why}); clamp it, the result is the same")
     return lo, hi
 
 
@@ -126,6 +153,53 @@ class InputQuant:
 
     def arrays(self):
         return {}
+
+
+@dataclass(frozen=True, eq=False)
+class InputTable:
+    """8-bit pixels -> signed integer codes: ``x = table[p]`` (a multi-bit first layer).
+
+    Parameters
+    ----------
+    table : int array [256]
+        The code of each uint8 pixel value, in ``[-32768, 32767]``, not all 0.
+
+    Members
+    -------
+    bound : int
+        ``M = max |table|``: the first conv/dense's ``input_bound``.
+    code_bits : int
+        Two's-complement width of ``[min(table), max(table)]``.
+    """
+    table: np.ndarray
+    kind: ClassVar[str] = "input_table"
+
+    def __post_init__(self):
+        t = np.asarray(self.table)
+        if t.dtype.kind not in "iu":
+            raise GxnorError(f"input_table: dtype {t.dtype} is not an integer type")
+        if t.shape != (256,):
+            raise GxnorError(f"input_table: expected 256 codes (one per uint8 pixel value), got shape {tuple(t.shape)}")
+        lo, hi = INPUT_TABLE_RANGE
+        if t.min() < lo or t.max() > hi:
+            raise GxnorError(f"input_table: codes must lie in [{lo}, {hi}], got [{int(t.min())}, {int(t.max())}]")
+        if not t.any():
+            raise GxnorError("input_table: every code is 0 (the model would see blank images)")
+        t = t.astype(np.int32)
+        t.setflags(write=False)
+        object.__setattr__(self, "table", t)
+
+    bound = property(lambda self: int(np.abs(self.table).max()))
+    code_bits = property(lambda self: bit_length_signed(int(self.table.min()), int(self.table.max())))
+
+    def out_shape(self, shape):
+        return shape
+
+    def params(self):
+        return {}
+
+    def arrays(self):
+        return {"table": self.table}
 
 
 def region_index(h, w, regions):
@@ -295,6 +369,7 @@ class Conv:
     liaf: Optional[Liaf] = None
     post_gate: Optional[Gate] = None
     lateral: Optional[Lateral] = None
+    input_bound: int = 1
     kind: ClassVar[str] = "conv"
 
     def __post_init__(self):
@@ -306,10 +381,14 @@ class Conv:
         object.__setattr__(self, "weights", w)
         if self.padding not in ("same", "valid"):
             raise GxnorError(f"conv: padding must be 'same' or 'valid', got {self.padding!r}")
+        _input_bound(self, "conv")
         lo, hi = _thresholds(self.lo, self.hi, self.out_channels, self.fan_in, "conv",
-                             check_range=self.liaf is None)
+                             check_range=self.liaf is None, input_bound=self.input_bound)
         if lo is None:
             raise GxnorError("conv: thresholds are required (only the final dense layer has none)")
+        if self.input_bound > 1 and (self.gate is not None or self.lateral is not None):
+            raise GxnorError("conv: a layer on multi-bit inputs (an input table) cannot carry a "
+                             "pre-synaptic gate or lateral depression")
         object.__setattr__(self, "lo", lo)
         object.__setattr__(self, "hi", hi)
         if self.tap_mask is not None:
@@ -335,7 +414,8 @@ class Conv:
     kernel = property(lambda self: self.weights.shape[2])
     fan_in = property(lambda self: self.in_channels * self.kernel * self.kernel)
     pad = property(lambda self: (self.kernel - 1) // 2 if self.padding == "same" else 0)
-    acc_bits = property(lambda self: bit_length_signed(-self.fan_in, self.fan_in + 1))
+    sum_bound = property(lambda self: self.fan_in * self.input_bound)
+    acc_bits = property(lambda self: bit_length_signed(-self.sum_bound, self.sum_bound + 1))
 
     def _check_mask(self, m):
         m = np.asarray(m)
@@ -386,6 +466,8 @@ class Conv:
         """Manifest fields. Fields added in schema 2 appear only when used, so a plain layer's
         entry is the schema-1 entry (plus ``shaped``)."""
         p = {"padding": self.padding, "gated": self.gate is not None, "shaped": self.tap_mask is not None}
+        if self.input_bound != 1:
+            p["input_bound"] = self.input_bound
         if self.liaf is not None:
             p["liaf"] = self.liaf.params()
         if self.gate is not None and self.gate.regions != 1:
@@ -417,6 +499,7 @@ class Dense:
     lo: Optional[np.ndarray] = None
     hi: Optional[np.ndarray] = None
     liaf: Optional[Liaf] = None
+    input_bound: int = 1
     kind: ClassVar[str] = "dense"
 
     def __post_init__(self):
@@ -426,8 +509,9 @@ class Dense:
         w = w.astype(np.int8)
         w.setflags(write=False)
         object.__setattr__(self, "weights", w)
+        _input_bound(self, "dense")
         lo, hi = _thresholds(self.lo, self.hi, self.out_features, self.fan_in, "dense",
-                             check_range=self.liaf is None)
+                             check_range=self.liaf is None, input_bound=self.input_bound)
         object.__setattr__(self, "lo", lo)
         object.__setattr__(self, "hi", hi)
         _liaf_check(self)
@@ -439,7 +523,8 @@ class Dense:
     out_channels = out_features
     fan_in = property(lambda self: self.weights.shape[1])
     is_logits = property(lambda self: self.lo is None)
-    acc_bits = property(lambda self: bit_length_signed(-self.fan_in, self.fan_in + 1))
+    sum_bound = property(lambda self: self.fan_in * self.input_bound)
+    acc_bits = property(lambda self: bit_length_signed(-self.sum_bound, self.sum_bound + 1))
     gate = None
     tap_mask = None
     live_taps = property(lambda self: np.full(self.out_features, self.fan_in, np.int64))
@@ -456,6 +541,8 @@ class Dense:
 
     def params(self):
         d = {"logits": self.is_logits}
+        if self.input_bound != 1:
+            d["input_bound"] = self.input_bound
         if self.liaf is not None:
             d["liaf"] = self.liaf.params()
         return d
@@ -502,4 +589,4 @@ class Flatten:
         return {}
 
 
-LAYER_KINDS = {cls.kind: cls for cls in (InputQuant, EventInput, Conv, Dense, MaxPool, Flatten)}
+LAYER_KINDS = {cls.kind: cls for cls in (InputQuant, InputTable, EventInput, Conv, Dense, MaxPool, Flatten)}

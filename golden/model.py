@@ -5,7 +5,10 @@ Rules checked here (each violation is one GxnorError line):
 * the first layer is the input quantizer and there is exactly one;
 * the last layer is a dense layer without thresholds (the logits); every other conv/dense has them;
 * every layer's shape chains onto the previous one's output;
-* gated layers are convs (the gate reads per-channel sums of a [C,H,W] input).
+* gated layers are convs (the gate reads per-channel sums of a [C,H,W] input);
+* after an input table (a multi-bit first layer) the first conv/dense comes next (a flatten may sit
+  between) and its ``input_bound`` is the table's ``max |table|``; every other layer's is 1; a
+  model with an input table is not temporal.
 
 Temporal models (an ``events`` first layer, a LIAF layer, or ``time_steps > 1``) run on sequences
 ``[N, T, C, H, W]`` with ``1 <= T <= time_steps``: every layer acts on each time step's frame as if it
@@ -36,7 +39,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import GxnorError
-from .layers import Conv, Dense, EventInput, InputQuant, membrane_range
+from .layers import Conv, Dense, EventInput, Flatten, InputQuant, InputTable, membrane_range
 from .ternary import bit_length_signed
 
 MAX_TIME_STEPS = 1024
@@ -85,14 +88,14 @@ class Model:
         object.__setattr__(self, "input_shape", shape)
         layers = tuple(self.layers)
         object.__setattr__(self, "layers", layers)
-        if not layers or not isinstance(layers[0], (InputQuant, EventInput)):
-            raise GxnorError("the first layer must be the input quantizer (input_quant) or, for event "
-                             "sequences, the event input (events)")
+        if not layers or not isinstance(layers[0], (InputQuant, InputTable, EventInput)):
+            raise GxnorError("the first layer must be the input quantizer (input_quant), an input table "
+                             "(input_table) or, for event sequences, the event input (events)")
         if not isinstance(layers[-1], Dense) or not layers[-1].is_logits:
             raise GxnorError("the last layer must be a dense layer without thresholds (the logits)")
         shapes = [shape]
         for i, layer in enumerate(layers):
-            if i and isinstance(layer, (InputQuant, EventInput)):
+            if i and isinstance(layer, (InputQuant, InputTable, EventInput)):
                 raise GxnorError(f"layer {i}: {layer.kind} may only be the first layer")
             if isinstance(layer, Dense) and layer.is_logits and i != len(layers) - 1:
                 raise GxnorError(f"layer {i}: only the last dense layer may lack thresholds")
@@ -101,6 +104,7 @@ class Model:
             except GxnorError as e:
                 raise GxnorError(f"layer {i} ({layer.kind}): {e}") from None
         object.__setattr__(self, "shapes", tuple(shapes))
+        self._check_input_bounds()
         self._check_time()
         if not 0 <= int(self.gate_frac_bits) <= 16:
             raise GxnorError(f"gate_frac_bits must lie in [0, 16], got {self.gate_frac_bits}")
@@ -127,6 +131,25 @@ class Model:
         object.__setattr__(self, "k_bits", max(1, kmax.bit_length()))
         object.__setattr__(self, "default_tau", self.check_tau(self.default_tau))
         object.__setattr__(self, "default_k", None if self.default_k is None else self.check_k(self.default_k))
+
+    def _check_input_bounds(self):
+        """The first conv/dense after an input table multiplies its codes: its input_bound is the
+        table's bound (so its widths derive from the table's range); every other layer's is 1."""
+        first = self.layers[0]
+        want = first.bound if isinstance(first, InputTable) else 1
+        for i, l in enumerate(self.layers[1:], 1):
+            if isinstance(l, (Conv, Dense)):
+                if l.input_bound != want:
+                    what = (f"the input table's bound max|table| = {want}" if want != 1 else
+                            "1 (its inputs are ternary)")
+                    raise GxnorError(f"layer {i} ({l.kind}): input_bound {l.input_bound} must be {what}")
+                want = 1
+            elif want != 1 and not isinstance(l, Flatten):
+                raise GxnorError(f"layer {i} ({l.kind}): after an input table the first conv or dense "
+                                 f"layer must come next (a flatten may sit between)")
+        if isinstance(first, InputTable) and (self.time_steps > 1 or any(getattr(l, "liaf", None) is not None
+                                                                       for l in self.layers)):
+            raise GxnorError("an input table (multi-bit first layer) is not supported in temporal models")
 
     def _check_time(self):
         t = self.time_steps
@@ -167,6 +190,11 @@ class Model:
         """True when the model runs on sequences [N, T, C, H, W] (see the module docstring)."""
         return (self.time_steps > 1 or isinstance(self.layers[0], EventInput)
                 or any(getattr(l, "liaf", None) is not None for l in self.layers))
+
+    @property
+    def multibit_input(self):
+        """True when the first layer is an input table (signed integer codes, not ternary)."""
+        return isinstance(self.layers[0], InputTable)
 
     @property
     def events_input(self):
@@ -268,6 +296,8 @@ class Model:
                     bits += 8 * g.weights.size + 24 * g.bias.size
             elif isinstance(layer, InputQuant):
                 bits = 2 * 9
+            elif isinstance(layer, InputTable):
+                bits = 256 * layer.code_bits
             out.append(bits)
         return out
 
@@ -303,5 +333,10 @@ class Model:
                     row["lateral"] = f"{layer.lateral.neighbourhood} beta={layer.lateral.beta}"
             if isinstance(layer, InputQuant):
                 row["thresholds"] = [layer.lo, layer.hi]
+            if isinstance(layer, InputTable):
+                row["code_range"] = [int(layer.table.min()), int(layer.table.max())]
+                row["code_bits"] = layer.code_bits
+            if getattr(layer, "input_bound", 1) != 1:
+                row["input_bound"] = layer.input_bound
             rows.append(row)
         return rows

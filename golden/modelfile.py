@@ -29,7 +29,9 @@ fields, each absent meaning the version-1 behaviour, so every version-1 file loa
 * on a conv, ``gate_regions`` (R of the pre-synaptic gate, absent = 1), ``post_gated`` with
   ``post_gate_regions`` and the arrays ``post_gate_weights``/``post_gate_bias`` (a post-synaptic
   gate; absent = none), ``lateral`` ``{"neighbourhood": "spatial"|"channel", "beta": int}``
-  (lateral depression; absent = none).
+  (lateral depression; absent = none);
+* the ``input_table`` first-layer kind (array ``table``, int32 [256]: a multi-bit first layer) and,
+  on the first conv/dense after it, ``input_bound`` (``max |table|``; absent = 1).
 
 The checksum is the SHA-256 of, for each array in sorted name order, its name, dtype, shape and
 little-endian bytes. Loading never unpickles (``allow_pickle=False``) and checks everything: the
@@ -45,7 +47,7 @@ import zipfile
 import numpy as np
 
 from .errors import GxnorError
-from .layers import LAYER_KINDS, Conv, Dense, Gate, InputQuant, Lateral, Liaf
+from .layers import LAYER_KINDS, Conv, Dense, Gate, InputQuant, InputTable, Lateral, Liaf
 from .model import Model
 
 FORMAT = "gxnor-model"
@@ -164,6 +166,10 @@ def _layer_from(i, entry, arrays):
     try:
         if kind == "input_quant":
             return InputQuant(entry["lo"], entry["hi"])
+        if kind == "input_table":
+            if "table" not in got:
+                raise GxnorError("the table array is missing")
+            return InputTable(got["table"])
         if kind in ("conv", "dense"):
             if "weights" not in got:
                 raise GxnorError("no weights")
@@ -198,11 +204,12 @@ def _layer_from(i, entry, arrays):
                     mask = got["tap_mask"]
                 return Conv(got["weights"], got.get("lo"), got.get("hi"),
                             padding=entry.get("padding", "same"), gate=gate, tap_mask=mask, liaf=liaf,
-                            post_gate=post, lateral=lateral)
+                            post_gate=post, lateral=lateral, input_bound=entry.get("input_bound", 1))
             if entry.get("post_gated") or entry.get("lateral") is not None or entry.get("gated"):
                 raise GxnorError("a dense layer cannot carry a gate, a post-synaptic gate or lateral "
                                  "depression (only a conv can)")
-            return Dense(got["weights"], got.get("lo"), got.get("hi"), liaf=liaf)
+            return Dense(got["weights"], got.get("lo"), got.get("hi"), liaf=liaf,
+                         input_bound=entry.get("input_bound", 1))
         return LAYER_KINDS[kind]()
     except GxnorError as e:
         raise GxnorError(f"{where} ({kind}): {e}") from None

@@ -102,6 +102,10 @@ def cmd_show(args):
                          f"{r['membrane_range']}, state {r['state_bits']} bits")
         if r["kind"] == "input_quant":
             notes.append(f"+1 if p >= {r['thresholds'][1]}, -1 if p < {r['thresholds'][0]}")
+        if r["kind"] == "input_table":
+            notes.append(f"x = table[p], codes {r['code_range']} ({r['code_bits']} bits)")
+        if "input_bound" in r:
+            notes.append(f"multi-bit inputs, |x| <= {r['input_bound']}")
         if r["kind"] == "dense" and r["index"] == len(rows) - 1:
             notes.append("logits")
         fmt = lambda s: "x".join(map(str, s))
