@@ -6,8 +6,11 @@ What a graph may hold, in this order (each a linear chain; ``Identity``/``Dropou
 * the graph input ``x`` [N, C, H, W]: the pixels as the user's framework saw them, ``p / 255``
   (``pixels="unit"``, float32 division) or ``p`` itself (``pixels="raw"``), ``p`` the uint8 pixel;
 * elementwise ``Mul``/``Add``/``Sub``/``Div`` by scalars (e.g. ``2x - 1``), then the input quantizer
-  (``Quant`` of 1 or 2 bits, or ``BipolarQuant``): golden's ``InputQuant(lo, hi)``, found by running
-  those very nodes on all 256 pixel values (the codes must be nondecreasing in ``p``);
+  (``Quant`` or ``BipolarQuant``), run on all 256 pixel values: codes in {-1, 0, +1} nondecreasing
+  in ``p`` are golden's ``InputQuant(lo, hi)``; any other integer codes (a ``Quant`` of more bits,
+  e.g. a framework's 8-bit requantization of ``2p/255 - 1``) are golden's ``InputTable`` (a
+  multi-bit first layer; the first conv/dense then has ``input_bound = max |code|`` and its
+  thresholds are found over the sums ``[-F*M, F*M]``);
 * per layer: ``Conv`` (square odd kernel, stride 1, no dilation or groups, padding 0 = valid or
   k//2 = same) or ``MatMul``/``Gemm`` whose weights are a ``Quant``/``BipolarQuant`` of a constant
   (or a constant) equal to ``s_k * code``, ``code`` in {-1, 0, +1}, ``s_k`` per output channel
@@ -36,7 +39,7 @@ import os
 import numpy as np
 
 from golden.errors import GxnorError
-from golden.layers import Conv, Dense, Flatten, InputQuant, MaxPool
+from golden.layers import INPUT_TABLE_RANGE, Conv, Dense, Flatten, InputQuant, InputTable, MaxPool
 from golden.model import Model
 
 BATCH = 100
@@ -184,6 +187,30 @@ def _codes(g, qnode, values):
     return codes.astype(np.int8), s
 
 
+def _input_layer(g, qnode, v):
+    """The input quantizer's outputs ``v`` for the 256 pixels -> (golden first layer, scale):
+    ternary codes nondecreasing in ``p`` -> ``InputQuant``; other integer codes -> ``InputTable``."""
+    where = _name(qnode)
+    scale = np.asarray(g.const(qnode.input[1], where), np.float32)
+    if scale.size != 1 or not float(scale.ravel()[0]) > 0:
+        raise GxnorError(f"{where}: the input scale must be one positive number for the tensor "
+                         f"(got shape {list(scale.shape)}); golden's first layer gives plain codes")
+    s = scale.ravel()[0]
+    codes = v.astype(np.float64) / np.float64(s)
+    lo_c, hi_c = INPUT_TABLE_RANGE
+    if not np.all(codes == np.round(codes)) or codes.min() < lo_c or codes.max() > hi_c:
+        raise GxnorError(f"{where}: the input quantizer's values are not integer multiples of its scale in "
+                         f"[{lo_c}, {hi_c}] (a zero point?); golden's first layer reads integer codes")
+    codes = codes.astype(np.int64)
+    if np.all(np.isin(codes, (-1, 0, 1))) and np.all(np.diff(codes) >= 0):
+        lo = int(np.argmax(codes >= 0)) if np.any(codes >= 0) else 256
+        hi = int(np.argmax(codes == 1)) if np.any(codes == 1) else 256
+        return InputQuant(lo, hi), s
+    if not codes.any():
+        raise GxnorError(f"{where}: the input quantizer maps every pixel to 0")
+    return InputTable(codes), s
+
+
 def _monotone_thresholds(G, where):
     """Codes G [A, K] over a = -F..F (rows) -> (sign [K], lo [K], hi [K]) with golden's rule on
     ``sign * a``; refused when a channel is not monotone."""
@@ -315,14 +342,10 @@ def import_graph(path, pixels="unit", name=None):
     for n, di in chain:
         v = run_node(g, n, v, di).reshape(-1)
     v = run_node(g, node, v).reshape(-1)
-    codes, s_act = _codes(g, node, v)
-    d = np.diff(codes.astype(np.int64))
-    if not np.all(d >= 0):
-        raise GxnorError(f"{_name(node)}: the input codes are not nondecreasing in the pixel value "
-                         f"(golden's input quantizer is -1 below lo, +1 from hi)")
-    lo = int(np.argmax(codes >= 0)) if np.any(codes >= 0) else 256
-    hi = int(np.argmax(codes == 1)) if np.any(codes == 1) else 256
-    layers.append(InputQuant(lo, hi))
+    first = _input_layer(g, node, v)
+    s_act = first[1]
+    layers.append(first[0])
+    bound = first[0].bound if isinstance(first[0], InputTable) else 1      # |codes| the next layer sees
     probes[0] = (node.output[0], float(s_act))
     cur = node.output[0]
     # --- layers
@@ -353,6 +376,7 @@ def import_graph(path, pixels="unit", name=None):
             raise GxnorError(f"{where}: the activations must be the first input")
         conv = node.op_type == "Conv"
         w, s_w, fan_in, padding, bias = _linear(g, node, s_act, g.shape(cur))
+        in_bound, bound = bound, 1
         # the chain after the sums, up to the activation quantizer (or the graph output)
         chain, pool, qnode = [], None, None
         cur = node.output[0]
@@ -377,7 +401,7 @@ def import_graph(path, pixels="unit", name=None):
             raise GxnorError(f"{_name(qnode)}: a Relu followed by a BipolarQuant is +1 everywhere (Brevitas "
                              f"exports a 1-bit QuantReLU this way, although the torch module gives 0 or s); "
                              f"the graph does not match the trained net, so it is not imported")
-        y = _sum_tensor(s_act, s_w, fan_in, conv, bias)
+        y = _sum_tensor(s_act, s_w, fan_in * in_bound, conv, bias)
         for n, di in chain:
             y = run_node(g, n, y, di)
         if qnode is None:                                   # the logits
@@ -393,7 +417,7 @@ def import_graph(path, pixels="unit", name=None):
                 raise GxnorError(f"{where}: the logits are not strictly increasing in the integer sum (a "
                                  f"negative or zero scale, or a quantizer after the last layer), so ties or "
                                  f"the argmax order would change")
-            layers.append(Dense(w))
+            layers.append(Dense(w, input_bound=in_bound))
             probes[len(layers) - 1] = (g.output, None)
             break
         v = run_node(g, qnode, y)
@@ -404,7 +428,8 @@ def import_graph(path, pixels="unit", name=None):
                              f"with its sum (negative scale) is a min-pool of golden's codes; move the pool "
                              f"after the quantizer")
         sw = signs.reshape((-1,) + (1,) * (w.ndim - 1)).astype(np.int8)
-        layer = Conv(w * sw, lo, hi, padding=padding) if conv else Dense(w * sw, lo, hi)
+        layer = (Conv(w * sw, lo, hi, padding=padding, input_bound=in_bound) if conv
+                 else Dense(w * sw, lo, hi, input_bound=in_bound))
         layers.append(layer)
         if pool is not None:
             layers.append(MaxPool())

@@ -16,7 +16,10 @@ import torch
 import torch.nn as nn
 from brevitas.export import export_qonnx
 from brevitas.nn import QuantConv2d, QuantHardTanh, QuantIdentity, QuantLinear, QuantReLU
+from brevitas.core.function_wrapper.clamp import TensorClamp
+from brevitas.quant.base import IntQuant, PerTensorConstScaling2bit
 from brevitas.quant.binary import SignedBinaryActPerTensorConst, SignedBinaryWeightPerTensorConst
+from brevitas.quant.solver import ActQuantSolver
 from brevitas.quant.fixed_point import Int8WeightPerChannelFixedPoint
 from brevitas.quant.ternary import SignedTernaryActPerTensorConst, SignedTernaryWeightPerTensorConst
 
@@ -46,12 +49,22 @@ class BinaryA(SignedBinaryActPerTensorConst):
     scaling_const = 0.5
 
 
+class Int8In(IntQuant, PerTensorConstScaling2bit, ActQuantSolver):
+    """8-bit signed input quantizer, constant scale 1/128: Brevitas' own requantization of 2p/255 - 1
+    to the codes -128..127 (a multi-bit first layer)."""
+    tensor_clamp_impl = TensorClamp
+    bit_width = 8
+    min_val = -1.0
+    max_val = 1.0
+    scaling_const = 1.0
+
+
 class Net(nn.Module):
     """input 2x-1 -> quantizer -> body -> flatten -> logits (QuantLinear, no bias) -> optional affine."""
 
-    def __init__(self, body, features, wq, aq, out_bias=False, out_affine=None):
+    def __init__(self, body, features, wq, aq, out_bias=False, out_affine=None, in_quant=None):
         super().__init__()
-        self.q0 = QuantIdentity(act_quant=aq)
+        self.q0 = QuantIdentity(act_quant=aq if in_quant is None else in_quant)   # (an injector class is falsy)
         self.body = nn.Sequential(*body)
         self.out = QuantLinear(features, 10, weight_quant=wq, bias=out_bias)
         self.affine = out_affine
@@ -147,6 +160,37 @@ def test_import_exact_on_every_test_image(kind, digits, tmp_path, capsys):
         assert all(not np.any(a == 0) for a, l in zip(acts, model.layers) if l.kind in ("input_quant", "conv"))
     if kind == "ternary-cnn":
         assert [l.kind for l in model.layers] == ["input_quant", "conv", "maxpool", "conv", "flatten", "dense"]
+
+
+@pytest.mark.parametrize("kind", ["mlp", "cnn"])
+def test_import_multibit_input_exact(kind, digits, tmp_path, capsys):
+    """An 8-bit input quantizer (codes -128..127 of 2p/255 - 1): golden's input table (the codes of the
+    torch quantizer itself) and input_bound 128 on the first layer; exact on every test image."""
+    torch.manual_seed(3)
+    net = mlp(TernaryW, TernaryA, in_quant=Int8In) if kind == "mlp" else \
+        cnn(TernaryW, TernaryA, wq_conv=TernaryWPerChannel, in_quant=Int8In)
+    net = train_briefly(net, digits)
+    onnx_path = export(net, tmp_path / f"{kind}.onnx")
+    (_, _), (xte, yte) = digits
+    np.savez(tmp_path / "test.npz", images=xte, labels=yte)
+    out = tmp_path / f"{kind}.gxm"
+    code, text, err = gx(capsys, "import", onnx_path, "-o", out, "--inputs", tmp_path / "test.npz", "--json")
+    assert code == 0, err
+    rep = json.loads(text)
+    assert rep["exact"] and rep["images"] == len(xte) and all(r["equal"] for r in rep["compared"])
+    model = modelfile.load(out)
+    assert model.layers[0].kind == "input_table" and model.multibit_input
+    with torch.no_grad():
+        q = net.q0(2 * torch.arange(256).float() / 255 - 1)
+        want_codes = (q / (1 / 128)).round().numpy().astype(np.int64)
+        want = net(torch.from_numpy(xte).float() / 255).argmax(1).numpy()
+    assert np.array_equal(model.layers[0].table, want_codes) and want_codes.min() == -128
+    first = next(l for l in model.layers if l.kind in ("conv", "dense"))
+    assert first.input_bound == 128 and first.acc_bits == (first.fan_in * 128).bit_length() + 1
+    assert all(l.input_bound == 1 for l in model.layers if l.kind in ("conv", "dense") and l is not first)
+    assert np.array_equal(run(model, xte).predictions, want)
+    assert np.array_equal(run(model, xte, impl="plain").predictions, want)
+    assert rep["accuracy"] == float(np.mean(want == yte)) > 0.3
 
 
 def test_external_data_and_random_images(digits, tmp_path, capsys):
