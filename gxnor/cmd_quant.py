@@ -33,6 +33,10 @@ def register(sub):
     t.add_argument("--eval-tau", type=float, default=0.0, help="log-alpha tau for the test accuracy of gated models")
     t.add_argument("--in-lo", type=int, default=None, help="input quantizer: pixel < IN_LO -> -1 (default per data set)")
     t.add_argument("--in-hi", type=int, default=None, help="input quantizer: pixel >= IN_HI -> +1 (default per data set)")
+    t.add_argument("--input-table", default=None, choices=("centred", "raw"),
+                   help="a multi-bit first layer instead of the ternary input quantizer: the first conv/dense "
+                        "multiplies the pixel's code, centred = p - 128 or raw = p, by its ternary weights "
+                        "(golden's input_table; the engine does not run such models yet)")
     t.add_argument("--schedule", default="onecycle", help="learning-rate schedule: onecycle (default) or cosine")
     t.add_argument("--warmup", type=float, default=0.0, help="cosine schedule: linear warm-up epochs")
     t.add_argument("--clip", type=float, default=0.0, help="clamp ternary latent weights to [-CLIP, CLIP] (0 = off)")
@@ -156,7 +160,7 @@ def _train_command(a):
                                  ("--gate-regions", a.gate_regions, 1), ("--lateral", a.lateral, None),
                                  ("--beta", a.beta, 0), ("--k", a.k, None), ("--eval-k", a.eval_k, None),
                                  ("--all-on-weight", a.all_on_weight, 0.0), ("--gate-clamp", a.gate_clamp, 0.0),
-                                 ("--event-lambda", a.event_lambda, 0.0)):
+                                 ("--event-lambda", a.event_lambda, 0.0), ("--input-table", a.input_table, None)):
         if value != default:
             parts += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
     for flag, value in (("--tau-sample", a.tau_sample), ("--k-sample", a.k_sample)):
@@ -283,6 +287,7 @@ def cmd_train(args):
                          gate_regions=args.gate_regions, post_gate=args.post_gate, lateral=args.lateral,
                          beta=args.beta, k=args.k, eval_k=args.eval_k, tau_sample=args.tau_sample,
                          k_sample=args.k_sample, all_on_weight=args.all_on_weight, gate_clamp=args.gate_clamp,
+                         input_table=args.input_table,
                          gate_static=args.gate_static, event_lambda=args.event_lambda,
                          shape_freeze=args.shape_freeze)
     cfg["command"] = _train_command(args)
@@ -389,6 +394,9 @@ def cmd_export(args):
     if args.qonnx and model.extensions():
         raise GxnorError(f"--qonnx: QONNX export of the gated-cell rules ({', '.join(model.extensions())}) is not "
                          f"supported; drop --qonnx (the golden model is exact)")
+    if args.qonnx and model.multibit_input:
+        raise GxnorError("--qonnx: QONNX export of a multi-bit first layer (--input-table) is not supported yet; "
+                         "drop --qonnx (the golden model is exact)")
     if args.qonnx and (model.temporal or net.shaped):
         raise GxnorError("--qonnx: QONNX export of event-sequence or shaped (LHC) nets is not supported yet; "
                          "drop --qonnx (the golden model is exact)")

@@ -27,7 +27,7 @@ import numpy as np
 
 from golden.errors import GxnorError
 from golden.forward import run
-from golden.layers import (Conv, Dense, EventInput, Flatten, Gate, InputQuant, Lateral, Liaf, MaxPool,
+from golden.layers import (Conv, Dense, EventInput, Flatten, Gate, InputQuant, InputTable, Lateral, Liaf, MaxPool,
                            membrane_range)
 from golden.model import Model
 
@@ -45,7 +45,7 @@ def to_golden(net, gate_frac_bits=None, default_tau=0.0, name="model", meta=None
     import torch
     import torch.nn as nn
 
-    from .nets import GATE_FRAC_BITS, EventInput as TEvents, InputQuant as TInput, LogitsDense, TernaryBlock
+    from .nets import GATE_FRAC_BITS, EventInput as TEvents, InputCodes, InputQuant as TInput, LogitsDense, TernaryBlock
     from .thresholds import channel_thresholds
 
     if not net.ternary:
@@ -54,11 +54,18 @@ def to_golden(net, gate_frac_bits=None, default_tau=0.0, name="model", meta=None
     f = GATE_FRAC_BITS if gate_frac_bits is None else gate_frac_bits
     net.eval()
     layers = []
+    bound = 1                # |inputs| of the next conv/dense: max|table| after an input table, else 1
     with torch.no_grad():
         for i, (layer, kind) in enumerate(zip(net.layers, net.kinds)):
             where = f"layer {i} ({kind})"
+            in_bound = bound
+            if isinstance(layer, (TernaryBlock, LogitsDense)):
+                bound = 1
             if isinstance(layer, TInput):
                 layers.append(InputQuant(layer.lo, layer.hi))
+            elif isinstance(layer, InputCodes):
+                layers.append(InputTable(layer.table.numpy().astype(np.int64)))
+                bound = layers[-1].bound
             elif isinstance(layer, TEvents):
                 layers.append(EventInput())
             elif isinstance(layer, TernaryBlock) and layer.liaf is not None:
@@ -79,7 +86,8 @@ def to_golden(net, gate_frac_bits=None, default_tau=0.0, name="model", meta=None
                     raise GxnorError(f"{where}: BatchNorm scale is not finite; golden cannot express this layer")
                 signs = np.where(scale.numpy() < 0, -1, 1).astype(np.int64)
                 w = w * signs.reshape((-1,) + (1,) * (w.ndim - 1)).astype(np.int8)
-                lo, hi = channel_thresholds(layer.bn_act, layer.fan_in, signs)
+                b = layer.fan_in * in_bound
+                lo, hi = channel_thresholds(layer.bn_act, layer.fan_in, signs, span=(-b, b))
                 if kind == "conv":
                     gates = []
                     for g in (layer.gate, layer.post):
@@ -88,11 +96,11 @@ def to_golden(net, gate_frac_bits=None, default_tau=0.0, name="model", meta=None
                         gates.append(None if g is None else Gate(*g.integer(), regions=g.regions))
                     lateral = None if layer.lateral is None else Lateral(*layer.lateral)
                     layers.append(Conv(w, lo, hi, padding="same", gate=gates[0], tap_mask=mask,
-                                       post_gate=gates[1], lateral=lateral))
+                                       post_gate=gates[1], lateral=lateral, input_bound=in_bound))
                 else:
-                    layers.append(Dense(w, lo, hi))
+                    layers.append(Dense(w, lo, hi, input_bound=in_bound))
             elif isinstance(layer, LogitsDense):
-                layers.append(Dense(_ternary_weights(layer.linear, where)))
+                layers.append(Dense(_ternary_weights(layer.linear, where), input_bound=in_bound))
             elif isinstance(layer, nn.MaxPool2d):
                 layers.append(MaxPool())
             elif isinstance(layer, nn.Flatten):

@@ -129,6 +129,29 @@ class InputQuant(nn.Module):
         return (x >= self.hi).to(x.dtype) - (x < self.lo).to(x.dtype)
 
 
+INPUT_TABLES = {"centred": lambda p: p - 128, "raw": lambda p: p}   # --input-table: code of uint8 pixel p
+
+
+def input_table(name):
+    """int64 [256]: the codes of ``--input-table name`` (golden's ``InputTable``)."""
+    import numpy as np
+    if name not in INPUT_TABLES:
+        raise GxnorError(f"--input-table {name!r}: choose one of {', '.join(INPUT_TABLES)}")
+    return INPUT_TABLES[name](np.arange(256, dtype=np.int64))
+
+
+class InputCodes(nn.Module):
+    """Golden's ``input_table`` first layer on float pixels 0..255: ``table[p]`` (exact integers)."""
+
+    def __init__(self, name):
+        super().__init__()
+        self.name = name
+        self.register_buffer("table", torch.from_numpy(input_table(name)).float())
+
+    def forward(self, x):
+        return self.table[x.long()]
+
+
 class EventInput(nn.Module):
     """Golden's ``events`` first layer: ternary event frames pass through unchanged."""
 
@@ -541,7 +564,7 @@ class Net(nn.Module):
     def __init__(self, arch, input_shape=(1, 28, 28), num_classes=10, ternary=True, in_lo=0, in_hi=128,
                  gates=True, gate_norm=False, events=False, time_steps=1, leak_shift=2, reset="none",
                  readout="sum", shape_group=1, gate_regions=1, post_gate=False, lateral=None,
-                 gate_static=False, gate_clamp=0.0):
+                 gate_static=False, gate_clamp=0.0, input_codes=None):
         super().__init__()
         tokens = arch_tokens(arch)
         self.arch, self.ternary = arch, ternary
@@ -552,8 +575,15 @@ class Net(nn.Module):
             raise GxnorError(f"architecture {arch!r} has LIAF layers: they need an event data set "
                              "(sequences), e.g. --dataset mnist5k-saccade")
         tokens[-1] = ("d", num_classes, False)
-        layers = [EventInput() if self.events else InputQuant(in_lo, in_hi, ternary)]
-        self.kinds = ["events" if self.events else "input_quant"]
+        if input_codes is not None and (self.events or not ternary):
+            raise GxnorError("--input-table needs a ternary net on images (not --float, not an event data set)")
+        first = next(t for t in tokens if t[0] in "cd")
+        if input_codes is not None and first[0] == "c" and first[4] and gates:
+            raise GxnorError(f"--input-table: the first conv of {arch!r} is gated; a layer on multi-bit "
+                             "inputs cannot carry a gate (make the first conv ungated)")
+        layers = [EventInput() if self.events else InputCodes(input_codes) if input_codes is not None
+                  else InputQuant(in_lo, in_hi, ternary)]
+        self.kinds = ["events" if self.events else "input_table" if input_codes is not None else "input_quant"]
         c, h, w = self.input_shape
         flat = None
         for i, t in enumerate(tokens):

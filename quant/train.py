@@ -37,7 +37,7 @@ def default_config(arch, dataset, epochs, seed, ternary=True, lam=0.0, path=None
                    gates=True, gate_norm=False, shape_lambda=0.0, val=0, time_steps=12, ev_threshold=48,
                    leak_shift=2, reset="none", readout="sum", shape_group=1, gate_regions=1, post_gate=False,
                    lateral=None, beta=0, k=None, eval_k=None, tau_sample=None, k_sample=None, all_on_weight=0.0,
-                   gate_clamp=0.0, gate_static=False, event_lambda=0.0, shape_freeze=0):
+                   gate_clamp=0.0, gate_static=False, event_lambda=0.0, shape_freeze=0, input_table=None):
     """Run configuration. Defaults reproduce the first zoo recipe; the options:
 
     schedule: ``onecycle`` (peak ``lr`` after 15% of the steps) or ``cosine`` (linear warm-up over
@@ -59,6 +59,9 @@ def default_config(arch, dataset, epochs, seed, ternary=True, lam=0.0, path=None
     shape_freeze: from this epoch on (0 = never) the learned shapes are frozen at their eval mask
     (tap live iff log-alpha > 0; no hard-concrete noise, no shape penalty, the tap logits no longer
     updated) and the remaining epochs fine-tune the weights under exactly the exported shapes.
+    input_table: a multi-bit first layer (golden's ``input_table``) instead of the ternary input
+    quantizer: ``"centred"`` gives the first conv/dense ``p - 128``, ``"raw"`` the pixel ``p``
+    (in_lo/in_hi then unused).
 
     The gated cell (issue 12; every option applies to the gated convs ``cNg``): ``gate_regions`` R
     (the gate reads R x R region sums), ``post_gate`` (a post-synaptic gate from the conv's own
@@ -107,6 +110,10 @@ def default_config(arch, dataset, epochs, seed, ternary=True, lam=0.0, path=None
         raise GxnorError(f"--k-sample needs LO HI with 0 <= LO <= HI, got {k_sample}")
     if float(all_on_weight) < 0 or float(gate_clamp) < 0 or float(event_lambda) < 0:
         raise GxnorError("--all-on-weight, --gate-clamp and --event-lambda cannot be negative")
+    if input_table is not None:
+        from .nets import INPUT_TABLES
+        if input_table not in INPUT_TABLES:
+            raise GxnorError(f"--input-table {input_table!r}: choose one of {', '.join(INPUT_TABLES)}")
     if schedule not in SCHEDULES:
         raise GxnorError(f"unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
     return {"format": FORMAT, "arch": arch, "dataset": dataset, "path": path, "epochs": int(epochs),
@@ -125,7 +132,7 @@ def default_config(arch, dataset, epochs, seed, ternary=True, lam=0.0, path=None
             "tau_sample": None if tau_sample is None else [float(v) for v in tau_sample],
             "k_sample": None if k_sample is None else [int(v) for v in k_sample],
             "all_on_weight": float(all_on_weight), "gate_clamp": float(gate_clamp), "gate_static": bool(gate_static),
-            "event_lambda": float(event_lambda), "shape_freeze": int(shape_freeze)}
+            "event_lambda": float(event_lambda), "shape_freeze": int(shape_freeze), "input_table": input_table}
 
 
 def is_events(cfg):
@@ -167,7 +174,8 @@ def build(cfg, input_shape, num_classes):
                readout=cfg.get("readout", "sum"), shape_group=cfg.get("shape_group", 1),
                gate_regions=cfg.get("gate_regions", 1), post_gate=cfg.get("post_gate", False),
                lateral=None if not cfg.get("lateral") else (cfg["lateral"], cfg.get("beta", 0)),
-               gate_static=cfg.get("gate_static", False), gate_clamp=cfg.get("gate_clamp", 0.0))
+               gate_static=cfg.get("gate_static", False), gate_clamp=cfg.get("gate_clamp", 0.0),
+               input_codes=cfg.get("input_table"))
 
 
 def make_scheduler(cfg, opt, steps_per_epoch):
@@ -365,7 +373,7 @@ def train(cfg, run, resume=False, force=False, progress=True, log=print):
                         "in_lo", "in_hi", "shape_lambda", "val", "time_steps", "ev_threshold", "leak_shift",
                         "reset", "readout", "shape_group", "gate_regions", "post_gate", "lateral", "beta", "k",
                         "tau_sample", "k_sample", "all_on_weight", "gate_clamp", "gate_static", "event_lambda",
-                        "shape_freeze"):
+                        "shape_freeze", "input_table"):
                 if old.get(key) != cfg.get(key):
                     raise GxnorError(f"{run}: cannot resume: {key} was {old.get(key)!r}, now {cfg.get(key)!r}")
             cfg = {**old, "epochs": cfg["epochs"], "command": cfg.get("command", old.get("command"))}

@@ -91,6 +91,8 @@ CASES = [
     (TRAIN + ["--threads", "0"], "--threads 0: need at least 1"),
     (TRAIN + ["--epochs", "0"], "--epochs 0: need at least 1"),
     (TRAIN + ["--kd-alpha", "2"], "--kd-alpha 2"),
+    (["train", "--arch", "c8g,f,d10", "--dataset", "digits", "--epochs", "1", "--input-table", "raw",
+      "-o", "{t}/newrun"], "the first conv of 'c8g,f,d10' is gated"),
     # a damaged run
     (["export", "{t}/run", "-o", "{t}/r.gxm"], "corrupt checkpoint (an empty file"),
     (["train", "--arch", "mlp", "--dataset", "digits", "--epochs", "2", "-o", "{t}/run", "--resume"],

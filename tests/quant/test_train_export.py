@@ -243,3 +243,31 @@ def test_distilled_normalised_gates_and_matched_ungated_reference(tiny_runs, cap
     status, _, err = gx(capsys, "train", *common, "--no-gates", "--lambda", "1", "-o", tmp_path / "bad")
     assert status == 2
     one_error_line(err, "--no-gates")
+
+
+@pytest.mark.parametrize("arch,table,bound", [("mlp", "centred", 128), ("c8,p,c8g,f,d10", "raw", 255)])
+def test_input_table_train_and_exact_export(arch, table, bound, capsys, tmp_path):
+    """--input-table: a multi-bit first layer trained briefly and exported exactly (the export's own
+    check: golden == the torch eval model on every test image); the first conv/dense carries
+    input_bound = max|table| and thresholds over [-F*M, F*M + 1]."""
+    torch.set_num_threads(1)
+    r = tmp_path / "run"
+    status, _, err = gx(capsys, "train", "--arch", arch, "--dataset", "digits", "--epochs", "1", "--seed", "2",
+                        "--train-limit", "300", "--input-table", table, "-o", r)
+    assert status == 0, err
+    assert json.loads((r / "config.json").read_text())["input_table"] == table
+    assert f"--input-table {table}" in json.loads((r / "metrics.json").read_text())["command"]
+    status, text, err = gx(capsys, "export", r, "-o", tmp_path / "m.gxm", "--json")
+    assert status == 0, err
+    model = modelfile.load(tmp_path / "m.gxm")
+    want = np.arange(256) - 128 if table == "centred" else np.arange(256)
+    assert model.layers[0].kind == "input_table" and np.array_equal(model.layers[0].table, want)
+    first = next(l for l in model.layers if l.kind in ("conv", "dense"))
+    assert first.input_bound == bound and first.sum_bound == first.fan_in * bound
+    assert all(e["exact"] for e in model.meta["exactness"]), model.meta["exactness"]
+    x, y = load_dataset("digits", "test")
+    assert model.meta["test_accuracy"] == run(model, x).accuracy(y) == run(model, x, impl="plain").accuracy(y)
+    status, _, err = gx(capsys, "export", r, "-o", tmp_path / "q.gxm", "--qonnx", tmp_path / "q.onnx")
+    assert status == 2
+    one_error_line(err, "--qonnx", "multi-bit first layer")
+    assert not (tmp_path / "q.gxm").exists() and not (tmp_path / "q.onnx").exists()
