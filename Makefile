@@ -46,29 +46,26 @@ clean:
 	rm -rf build .pytest_cache
 
 # Full place and route of the board top (UART link + engine), minutes each (`make -j2 fpga` runs two
-# at a time): the tiny preset on both boards (4 lanes, baked); the 28x28 zoo gated CNN on the ULX3S
-# (4 lanes, baked) and one loadable ULX3S bitstream whose envelope covers every zoo model; on the
-# iCEBreaker the zoo gated CNN (1 lane) and CNN (2 lanes) baked, one loadable 1-lane bitstream for
-# both, and the zoo MLP loadable on 1 lane (weights in SPRAM: `gxnor board --load` before images).
-# Each runs on its board PLL at the fastest clock that closed here (a build that misses its clock
-# fails with the margin). Reports go to build/fpga/<name>.json; then bench/fpga.py prints the
-# figures table of docs/fpga.md (images/s, GOPS) and the zoo fit table.
+# at a time): the tiny preset on both boards (baked); the 28x28 zoo gated CNN on the ULX3S (4 lanes,
+# baked) and one loadable ULX3S bitstream whose envelope covers every zoo model; on the iCEBreaker
+# the zoo gated CNN (1 lane, 3x3 taps), CNN (4 lanes, 2x2 taps) and MLP (4 lanes, 2x2 taps), baked
+# but with the weights in SPRAM (no initial contents: `gxnor board --load` sends them before images;
+# the rest of the model is baked). Each runs on its board PLL at a clock that closed here (a build
+# that misses its clock fails with the margin). Reports go to build/fpga/<name>.json; then
+# bench/fpga.py prints the figures table of docs/fpga.md (images/s, GOPS) and the zoo fit table.
 FPGA_ARCH  ?= tiny
 FPGA_CLK_ICE40_TINY ?= 27
 FPGA_CLK_ECP5_TINY  ?= 70
 FPGA_CLK_ECP5_GCNN  ?= 65
 FPGA_CLK_ECP5_ZOO   ?= 50
 FPGA_CLK_ICE40_GCNN ?= 30
-FPGA_CLK_ICE40_CNN  ?= 25
-FPGA_CLK_ICE40_LOAD ?= 22
-FPGA_CLK_ICE40_MLP  ?= 21
+FPGA_CLK_ICE40_CNN  ?= 30
+FPGA_CLK_ICE40_MLP  ?= 30
 FB := build/fpga
 FPGA_BUILD = $(BIN)/gxnor build --json --force
-# Engine v2: the iCEBreaker zoo builds (rules below) do not fit the UP5K's 30 EBR yet (18-bit
-# weight words, 9 tap banks; `gxnor build` refuses them up front): they are left out of `make fpga`
-# until the boards issue moves the weights to SPRAM. The tiny preset is built at 1 lane there.
 FPGA_REPORTS = $(FB)/icebreaker-$(FPGA_ARCH).json $(FB)/ulx3s-$(FPGA_ARCH).json $(FB)/ulx3s-gated-cnn.json \
-	$(FB)/ulx3s-zoo-loadable.json
+	$(FB)/ulx3s-zoo-loadable.json $(FB)/icebreaker-gated-cnn.json $(FB)/icebreaker-cnn.json \
+	$(FB)/icebreaker-mlp.json
 
 .PHONY: $(FPGA_REPORTS)
 .DELETE_ON_ERROR:
@@ -86,20 +83,21 @@ $(FB)/ulx3s-zoo-loadable.json: $(STAMP) | $(FB)
 	$(FPGA_BUILD) --board ulx3s --model zoo/gated-cnn.gxm --lanes 4 --weights loadable --envelope zoo/cnn.gxm zoo/mlp.gxm \
 		--clock $(FPGA_CLK_ECP5_ZOO) -o $(basename $@) > $@
 $(FB)/icebreaker-gated-cnn.json: $(STAMP) | $(FB)
-	$(FPGA_BUILD) --board icebreaker --model zoo/gated-cnn.gxm --lanes 1 --clock $(FPGA_CLK_ICE40_GCNN) -o $(basename $@) > $@
+	$(FPGA_BUILD) --board icebreaker --model zoo/gated-cnn.gxm --lanes 1 --taps 3 --pixels-per-beat 1 \
+		--clock $(FPGA_CLK_ICE40_GCNN) -o $(basename $@) > $@
 $(FB)/icebreaker-cnn.json: $(STAMP) | $(FB)
-	$(FPGA_BUILD) --board icebreaker --model zoo/cnn.gxm --lanes 2 --clock $(FPGA_CLK_ICE40_CNN) -o $(basename $@) > $@
-$(FB)/icebreaker-cnn-loadable.json: $(STAMP) | $(FB)
-	$(FPGA_BUILD) --board icebreaker --model zoo/gated-cnn.gxm --lanes 1 --weights loadable --envelope zoo/cnn.gxm \
-		--clock $(FPGA_CLK_ICE40_LOAD) -o $(basename $@) > $@
-$(FB)/icebreaker-mlp-loadable.json: $(STAMP) | $(FB)
-	$(FPGA_BUILD) --board icebreaker --model zoo/mlp.gxm --lanes 1 --weights loadable --clock $(FPGA_CLK_ICE40_MLP) \
-		-o $(basename $@) > $@
+	$(FPGA_BUILD) --board icebreaker --model zoo/cnn.gxm --lanes 4 --taps 2 --pixels-per-beat 1 \
+		--clock $(FPGA_CLK_ICE40_CNN) -o $(basename $@) > $@
+$(FB)/icebreaker-mlp.json: $(STAMP) | $(FB)
+	$(FPGA_BUILD) --board icebreaker --model zoo/mlp.gxm --lanes 4 --taps 2 --pixels-per-beat 1 \
+		--clock $(FPGA_CLK_ICE40_MLP) -o $(basename $@) > $@
 
 fpga: $(FPGA_REPORTS)
 	$(BIN)/python bench/fpga.py $(FB)/icebreaker-$(FPGA_ARCH).json:$(FB)/$(FPGA_ARCH).gxm:digits \
 		$(FB)/ulx3s-$(FPGA_ARCH).json:$(FB)/$(FPGA_ARCH).gxm:digits \
 		$(FB)/ulx3s-gated-cnn.json:zoo/gated-cnn.gxm:mnist5k \
+		$(FB)/icebreaker-gated-cnn.json:zoo/gated-cnn.gxm:mnist5k $(FB)/icebreaker-cnn.json:zoo/cnn.gxm:mnist5k \
+		$(FB)/icebreaker-mlp.json:zoo/mlp.gxm:mnist5k \
 		$(FB)/ulx3s-zoo-loadable.json:zoo/gated-cnn.gxm:mnist5k \
 		$(FB)/ulx3s-zoo-loadable.json:zoo/cnn.gxm:mnist5k $(FB)/ulx3s-zoo-loadable.json:zoo/mlp.gxm:mnist5k
 	$(BIN)/python bench/fpga.py --zoo zoo/mlp.gxm zoo/cnn.gxm zoo/gated-cnn.gxm $(FB)/$(FPGA_ARCH).gxm

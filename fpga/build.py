@@ -115,9 +115,12 @@ def make_design(model, lanes, weights="baked", baud=DEFAULT_BAUD, envelope=(), c
         except (ValueError, KeyError) as e:
             raise GxnorError(f"--clock {clock / 1e6:g}: {e}") from None
 
-    # iCE40: event list and (loadable builds) weights into SPRAM, as rtl.mem.plan
-    spram = memory_plan(cfg, board, weights)["banks"] if family == "ice40" else {}
+    # iCE40: event list and weights into SPRAM, as rtl.mem.plan. A baked build whose weights only
+    # fit in SPRAM (no initial contents) bakes the rest of the model and takes the weights over
+    # LOAD frames at start (`gxnor board --load`): the engine's load port writes the weights only.
     bench = family != "ice40" or memory_plan(cfg, board, weights, bench=True)["fits"] is not False
+    spram = memory_plan(cfg, board, weights, bench=bench)["banks"] if family == "ice40" else {}
+    w_boot = weights == "baked" and "w" in spram
     if baud != "max" and (isinstance(baud, bool) or not isinstance(baud, (int, float)) or not baud > 0):
         raise GxnorError(f"--baud must be a positive number or 'max', got {baud!r}")
 
@@ -125,9 +128,10 @@ def make_design(model, lanes, weights="baked", baud=DEFAULT_BAUD, envelope=(), c
         from .uart import fastest_baud
         try:
             b = fastest_baud(board, clk_freq)[0] if baud == "max" else baud
-            return BoardTop(Engine(cfg, model, spram=spram), classes=model.num_classes,
+            return BoardTop(Engine(cfg, model, spram=spram, loads=("weights",) if w_boot else None),
+                            classes=model.num_classes,
                             pixels=int(np.prod(model.input_shape)), tau_init=model.default_tau,
-                            clk_freq=clk_freq, baud=b, loadable=weights == "loadable", bench=bench,
+                            clk_freq=clk_freq, baud=b, loadable=weights == "loadable" or w_boot, bench=bench,
                             rx_depth=RX_QUEUE.get(family, RX_FIFO_DEPTH))
         except ValueError as e:
             raise GxnorError(str(e)) from None
@@ -146,7 +150,13 @@ def memory_plan(cfg, board, weights="baked", bench=False):
     extra = {"rx_fifo": -(-RX_QUEUE["ice40"] // 512)}
     if bench:
         extra["bench"] = -(-cfg.pixels // 512)
-    return plan(cfg, preload=weights == "baked", ebr=UP5K_EBR, extra=extra)
+    p = plan(cfg, preload=weights == "baked", ebr=UP5K_EBR, extra=extra)
+    if weights == "baked" and not p["fits"]:
+        # the weights in SPRAM, loaded at start (the rest of the model stays baked)
+        q = plan(cfg, preload=True, ebr=UP5K_EBR, extra=extra, weights_spram=True)
+        if q["fits"]:
+            return q
+    return p
 
 
 REPORT = f"{NAME}.report.json"     # nextpnr --report: utilisation and Fmax per clock net, as JSON
@@ -251,13 +261,61 @@ def check_plan(cfg, board, weights, device, models=()):
         over.append(f"SPRAM {p['spram']}/{UP5K_SPRAM} ({p['spram'] - UP5K_SPRAM} over)")
     hint = "use fewer --lanes or --board ulx3s"
     if models:
-        from rtl.engine.config import EngineConfig
-        fits = [f"--lanes {q} --weights {w}" for q in range(cfg.lanes, 0, -1)
-                for w in ("baked", "loadable") if (q, w) != (cfg.lanes, weights)
-                and memory_plan(EngineConfig.for_models(models, q), board, w)["fits"]]
-        hint = f"the plan fits with {fits[0]}" if fits else "no lane count fits this board: use --board ulx3s"
+        fits = None
+        for w in (weights, "loadable" if weights == "baked" else "baked"):
+            (conf, _, _) = pick_config(board, models, w, None, cfg.taps, cfg.pixels_per_beat)
+            if conf is None:
+                conf = pick_config(board, models, w)[0]
+            if conf is not None:
+                fits = f"--lanes {conf[0]} --taps {conf[1]} --pixels-per-beat {conf[2]} --weights {w}"
+                break
+        hint = (f"the fastest that fits is {fits}; without --lanes gxnor build picks it" if fits
+                else "no configuration fits this board: use --board ulx3s")
     raise GxnorError(f"design does not fit the {device}: memory plan (before synthesis) needs "
                      + ", ".join(over) + f" ({hint}; --no-plan-check places and routes anyway)")
+
+
+# The ULX3S configuration of engine v2 (issue 10): what `gxnor build --board ulx3s` builds without
+# --lanes (the ECP5-85F has no memory plan here; its block RAM and LUT4 are ample for it).
+ULX3S_CONFIG = (16, 3, 8)
+PICK_LANES = range(1, 9)
+PICK_PIXELS = (1, 2, 4, 8)
+PICK_IMAGES = 100
+
+
+def pick_config(board, models, weights="baked", lanes=None, taps=None, pixels_per_beat=None):
+    """The fastest ``(lanes, taps, pixels_per_beat)`` for ``models`` (the first is the one timed)
+    on ``board`` whose memory plan fits, with the options given fixed; returns
+    ``(config, cycles_per_image, candidates)`` (``cycles_per_image``: the exact cycle model's mean
+    over the first :data:`PICK_IMAGES` test images of :func:`throughput_dataset`; None if no data
+    set fits, then the smallest cycle count of one all-128 image is used). iCE40: the memory plan
+    (:func:`memory_plan`) decides what fits; logic is not estimated (nextpnr decides).
+    ULX3S: :data:`ULX3S_CONFIG` with the options given (no plan to search). None if nothing fits."""
+    from rtl.engine.config import EngineConfig
+    from rtl.engine.schedule import cycles
+    model = models[0]
+    if FAMILIES.get(board) != "ice40":
+        return (lanes or ULX3S_CONFIG[0], taps or ULX3S_CONFIG[1], pixels_per_beat or ULX3S_CONFIG[2]), None, 1
+    _, images = throughput_dataset(model)
+    if images is None:
+        images = np.full((1, *model.input_shape), 128, np.uint8)
+    images = images[:PICK_IMAGES]
+    best, n = None, 0
+    for P in ([lanes] if lanes else PICK_LANES):
+        for KT in ([taps] if taps else (1, 2, 3)):
+            for Q in ([pixels_per_beat] if pixels_per_beat else PICK_PIXELS):
+                try:
+                    cfg = EngineConfig.for_models(models, P, KT, Q)
+                except GxnorError:
+                    continue
+                if not memory_plan(cfg, board, weights)["fits"]:
+                    continue
+                n += 1
+                c = float(cycles(model, images, model.default_tau, lanes=P, taps=KT, pixels_per_beat=Q).mean())
+                # ties: fewer lanes, taps, pixels per beat (less logic)
+                if best is None or (c, P, KT, Q) < (best[1], *best[0]):
+                    best = ((P, KT, Q), c)
+    return (best[0], best[1], n) if best else (None, None, 0)
 
 
 # Bundled data sets the throughput figure can run over, by input shape (golden.data)
@@ -279,7 +337,7 @@ def throughput_dataset(model):
     return None, None
 
 
-def throughput(model, lanes, clock_hz, fmax_mhz=None):
+def throughput(model, lanes, clock_hz, fmax_mhz=None, taps=3, pixels_per_beat=1):
     """The engine's rate on the built configuration, from the exact cycle model: mean
     ``rtl.engine.schedule.cycles`` per image over the test split of :func:`throughput_dataset` at
     the model's default tau, and ``images_per_s = clock_hz / mean`` (engine only, no link); with
@@ -288,11 +346,13 @@ def throughput(model, lanes, clock_hz, fmax_mhz=None):
     from rtl.engine.schedule import cycles
     name, images = throughput_dataset(model)
     out = {"dataset": name, "split": "test", "images": 0 if images is None else len(images),
-           "tau": int(model.default_tau), "lanes": int(lanes), "cycle_model": "rtl.engine.schedule.cycles",
+           "tau": int(model.default_tau), "lanes": int(lanes), "taps": int(taps),
+           "pixels_per_beat": int(pixels_per_beat), "cycle_model": "rtl.engine.schedule.cycles",
            "clock_hz": clock_hz, "cycles_per_image": None, "images_per_s": None, "images_per_s_at_fmax": None}
     if images is None:
         return out
-    mean = float(cycles(model, images, model.default_tau, lanes=lanes).mean())
+    mean = float(cycles(model, images, model.default_tau, lanes=lanes, taps=taps,
+                        pixels_per_beat=pixels_per_beat).mean())
     out.update(cycles_per_image=mean, images_per_s=clock_hz / mean,
                images_per_s_at_fmax=None if fmax_mhz is None else fmax_mhz * 1e6 / mean)
     return out
@@ -313,7 +373,7 @@ def build(board, model, lanes=4, weights="baked", out_dir=None, baud=DEFAULT_BAU
     mplan = (check_plan(cfg, board, weights, f"{plat.device}-{plat.package}", [model, *envelope]) if plan_check
              else memory_plan(cfg, board, weights))
     tool_env()
-    out_dir = Path(out_dir or Path("build") / "fpga" / f"{board}-{model.name}-P{cfg.lanes}")
+    out_dir = Path(out_dir or Path("build") / "fpga" / f"{board}-{model.name}-P{cfg.lanes}-K{cfg.taps}-Q{cfg.pixels_per_beat}")
     out_dir.mkdir(parents=True, exist_ok=True)
     log, nreport = out_dir / f"{NAME}.tim", out_dir / REPORT
     for f in (log, nreport):
@@ -336,7 +396,8 @@ def build(board, model, lanes=4, weights="baked", out_dir=None, baud=DEFAULT_BAU
     ext = "bin" if board == "icebreaker" else "bit"
     bitstream = out_dir / f"{NAME}.{ext}"
     report = {"board": board, "device": f"{plat.device}-{plat.package}", "model": model.name,
-              "lanes": cfg.lanes, "weights": weights, "baud": design.top.baud if design.top else baud,
+              "lanes": cfg.lanes, "taps": cfg.taps, "pixels_per_beat": cfg.pixels_per_beat, "weights": weights,
+              "weights_in_spram": "w" in mplan["banks"], "baud": design.top.baud if design.top else baud,
               "bench": bool(design.top and design.top.link_args["bench"]),
               "queue": design.top.rx_depth if design.top else None,
               "clock_hz": design.clk_freq or plat.default_clk_frequency,
@@ -349,7 +410,7 @@ def build(board, model, lanes=4, weights="baked", out_dir=None, baud=DEFAULT_BAU
               "protocol": {"sync": protocol.SYNC, "version": protocol.VERSION}}
     sync = [c for c in parsed["clocks"] if c["clock"] == "sync"]
     report["throughput"] = throughput(model, cfg.lanes, report["clock_hz"],
-                                      sync[0]["fmax_mhz"] if sync else None)
+                                      sync[0]["fmax_mhz"] if sync else None, cfg.taps, cfg.pixels_per_beat)
     (out_dir / "report.json").write_text(json.dumps(report, indent=1))
     check_report(report)
     if failed:
@@ -358,7 +419,9 @@ def build(board, model, lanes=4, weights="baked", out_dir=None, baud=DEFAULT_BAU
 
 
 def format_report(r):
-    lines = [f"{r['board']} ({r['device']}), model {r['model']}, {r['lanes']} lanes, {r['weights']} weights, "
+    lines = [f"{r['board']} ({r['device']}), model {r['model']}, {r['lanes']} lanes, {r.get('taps', 3)}x"
+             f"{r.get('taps', 3)} taps, {r.get('pixels_per_beat', 1)} pixels/beat, {r['weights']} weights"
+             + (" (weights in SPRAM: load them with gxnor board --load)" if r.get("weights_in_spram") else "") + ", "
              f"{r.get('clock_hz', 0) / 1e6:.3f} MHz ({r.get('clock_source', 'oscillator')}), {r['seconds']:.0f} s"]
     for cat, u in r["summary"].items():
         lines.append(f"  {cat:<6} {u['resource']:<15} {u['used']:>6} / {u['available']:<6} {u['percent']:>3}%")

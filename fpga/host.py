@@ -147,12 +147,31 @@ def load_model(link, model, progress=None):
             "seconds": time.perf_counter() - t0, "envelope": json.loads(cfg.to_json())}
 
 
+def built_config(link, lanes, taps=None, pixels_per_beat=None):
+    """``(lanes, taps, pixels_per_beat)`` of the board's engine for the cycle comparison: a
+    loadable board (iCEBreaker builds with SPRAM weights too) reports them in ``CONFIG`` (which
+    must agree with ``lanes`` and any ``taps``/``pixels_per_beat`` given); a baked one cannot,
+    so the options given are used (default 3 x 3 taps, 1 pixel per beat)."""
+    if not lanes:
+        return None
+    if link.info().loadable:
+        cfg = link.config()
+        for name, v, have in (("--lanes", lanes, cfg.lanes), ("--taps", taps, cfg.taps),
+                              ("--pixels-per-beat", pixels_per_beat, cfg.pixels_per_beat)):
+            if v is not None and v != have:
+                raise GxnorError(f"{link.port}: the board's engine has {name} {have} (CONFIG), not {v}")
+        return cfg.lanes, cfg.taps, cfg.pixels_per_beat
+    return lanes, 3 if taps is None else taps, 1 if pixels_per_beat is None else pixels_per_beat
+
+
 def run_board(link, model, images, tau, labels=None, lanes=None, retries=1, progress=None):
     """Send every image, compare with golden; returns a report dict.
 
     Exact comparisons per image: logits and class with :func:`golden.forward.run`; counters
     ``events``, ``fired``, ``skipped`` with golden's work accounting and, when ``lanes`` is given,
     ``cycles`` with :func:`rtl.engine.schedule.cycles`. An error reply is retried ``retries`` times.
+    ``lanes``: an int (3 x 3 taps, 1 pixel per beat) or ``(lanes, taps, pixels_per_beat)``
+    (:func:`built_config`).
     """
     from golden.forward import run
 
@@ -210,7 +229,9 @@ def run_board(link, model, images, tau, labels=None, lanes=None, retries=1, prog
             mismatches.append({"image": i, "what": diffs})
     wall = time.perf_counter() - t0
     n = len(images)
-    out = {"port": link.port, "model": model.name, "images": n, "tau": tau, "lanes": lanes,
+    out = {"port": link.port, "model": model.name, "images": n, "tau": tau,
+           "lanes": _shape(lanes)[0] if lanes else None,
+           "taps": _shape(lanes)[1] if lanes else None, "pixels_per_beat": _shape(lanes)[2] if lanes else None,
            "in_flight_bytes": info.queue,
            "mismatches": len(mismatches), "first_mismatches": mismatches[:10],
            "error_replies": errors, "seconds": wall, "images_per_s": n / wall if wall else None,
@@ -247,15 +268,21 @@ def bench_board(link, model, image, tau, runs, lanes=None):
     return out
 
 
+def _shape(lanes):
+    return tuple(lanes) if isinstance(lanes, (tuple, list)) else (int(lanes), 3, 1)
+
+
 def _expected(model, image, tau, lanes):
-    """Golden counters for one image (``cycles`` only with ``lanes``)."""
+    """Golden counters for one image (``cycles`` only with ``lanes``: an int or
+    ``(lanes, taps, pixels_per_beat)``)."""
     from rtl.engine.schedule import cycles as cycle_model
     from golden.forward import run
     res = run(model, image, tau)
     t = res.total_work
     want = {"fired": int(t.fired), "skipped": int(t.kernels_off)}
     if lanes:
-        cyc, det = cycle_model(model, image, tau, lanes, detail=True)
+        P, KT, Q = _shape(lanes)
+        cyc, det = cycle_model(model, image, tau, P, detail=True, taps=KT, pixels_per_beat=Q)
         want["cycles"] = int(cyc[0])
         want["events"] = int(det["events"][0])
     return want

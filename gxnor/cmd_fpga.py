@@ -22,7 +22,14 @@ def register(sub):
     b.add_argument("--board", required=True, choices=["icebreaker", "ulx3s"])
     b.add_argument("--model", required=True,
                    help="model file (.gxm), baked into the bitstream (loadable: the model it starts with)")
-    b.add_argument("--lanes", type=int, default=4, help="gated-XNOR lanes P (default 4)")
+    b.add_argument("--lanes", type=int, default=None,
+                   help="gated-XNOR lanes P (default: the fastest configuration whose memory plan fits "
+                        "the board, with --taps/--pixels-per-beat if given; the report says which; "
+                        "ulx3s: 16 lanes, 3x3 taps, 8 pixels per beat)")
+    b.add_argument("--taps", type=int, default=None, metavar="KT",
+                   help="KT x KT accumulator tap banks (default: picked with the lanes, else 3)")
+    b.add_argument("--pixels-per-beat", type=int, default=None, metavar="Q",
+                   help="input pixels per beat (default: picked with the lanes, else 1)")
     b.add_argument("--weights", choices=["baked", "loadable"], default="baked",
                    help="weights fixed in the bitstream (baked), or loadable at run time over the UART "
                         "(gxnor board --load) for any model within the envelope")
@@ -53,7 +60,12 @@ def register(sub):
     add_tau_options(h)
     h.add_argument("--baud", type=int, default=115200)
     h.add_argument("--lanes", type=int, default=None,
-                   help="engine lanes of the build: also compare the cycle and event counters exactly")
+                   help="engine lanes of the build: also compare the cycle and event counters exactly "
+                        "(a loadable board reports its lanes, taps and pixels per beat in CONFIG)")
+    h.add_argument("--taps", type=int, default=None, metavar="KT",
+                   help="with --lanes, a baked board's tap banks (default 3; a loadable board's CONFIG says)")
+    h.add_argument("--pixels-per-beat", type=int, default=None, metavar="Q",
+                   help="with --lanes, a baked board's pixels per beat (default 1; CONFIG says on a loadable one)")
     h.add_argument("--limit", type=int, default=None, help="send only the first N images")
     h.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for each reply")
     h.add_argument("--bench", type=int, default=None, metavar="N",
@@ -71,15 +83,35 @@ def cmd_build(args):
         check_new_output(args.out, args.force, folder=True)
     model = load_engine_model(args.model)
     envelope = [load_engine_model(p) for p in args.envelope]
+    lanes, taps, ppb = args.lanes, args.taps, args.pixels_per_beat
+    picked = None
+    if lanes is None:
+        from fpga.build import pick_config
+        conf, cyc, n = pick_config(args.board, [model, *envelope], args.weights, None, taps, ppb)
+        if conf is None:
+            raise GxnorError(f"no configuration of {model.name} fits the {args.board}'s memory plan"
+                             + (" with the --taps/--pixels-per-beat given" if taps or ppb else "")
+                             + ": use --board ulx3s" + (" or other --taps/--pixels-per-beat" if taps or ppb else ""))
+        lanes, taps, ppb = conf
+        picked = {"lanes": lanes, "taps": taps, "pixels_per_beat": ppb, "candidates": n,
+                  "cycles_per_image_sample": cyc}
+        if not args.json:
+            note(f"picked {lanes} lanes, {taps}x{taps} taps, {ppb} pixels per beat: the fastest of {n} "
+                 f"configurations whose memory plan fits the {args.board}"
+                 + (f" ({cyc:,.0f} cycles/image, exact cycle model)" if cyc else ""))
+    taps = 3 if taps is None else taps
+    ppb = 1 if ppb is None else ppb
     if not args.json:
-        note(f"building {args.board} bitstream for {model.name} ({args.lanes} lanes); "
-             "synthesis and place-and-route take a few minutes")
+        note(f"building {args.board} bitstream for {model.name} ({lanes} lanes, {taps}x{taps} taps, {ppb} "
+             "pixels per beat); synthesis and place-and-route take a few minutes")
     import os
     logs = os.path.join(os.environ.get("GXNOR_BUILD_DIR") or "build", "logs")
-    with tool_log(os.path.join(logs, f"build-{args.board}-{model.name}-P{args.lanes}.log")) as term, \
+    with tool_log(os.path.join(logs, f"build-{args.board}-{model.name}-P{lanes}-K{taps}-Q{ppb}.log")) as term, \
             elapsed("build (synthesis, place and route)", not args.json and not verbose(), file=term):
-        report = build(args.board, model, args.lanes, args.weights, args.out, args.baud, envelope,
-                       None if args.clock is None else args.clock * 1e6, plan_check=not args.no_plan_check)
+        report = build(args.board, model, lanes, args.weights, args.out, args.baud, envelope,
+                       None if args.clock is None else args.clock * 1e6, plan_check=not args.no_plan_check,
+                       taps=taps, pixels_per_beat=ppb)
+    report["picked"] = picked
     if args.json:
         print_json(report)
     else:
@@ -104,13 +136,15 @@ def cmd_board(args):
                 loaded = load_model(link, model, progress=lambda n, total: lbar.update(1))
             finally:
                 lbar.close()
+        from fpga.host import built_config
+        shape = built_config(link, args.lanes, args.taps, args.pixels_per_beat)
         bar = progress_bar(len(images), "board", not args.json)
         try:
-            out = run_board(link, model, images, tau, labels, lanes=args.lanes,
+            out = run_board(link, model, images, tau, labels, lanes=shape,
                             progress=lambda n: bar.update(n - bar.n))
         finally:
             bar.close()
-        out["bench"] = (bench_board(link, model, images[0], tau, args.bench, lanes=args.lanes)
+        out["bench"] = (bench_board(link, model, images[0], tau, args.bench, lanes=shape)
                         if args.bench is not None else None)
     finally:
         link.close()

@@ -47,17 +47,28 @@ def spram_tiles(depth, width):
     return -(-width // SPRAM_WIDTH) * -(-depth // SPRAM_DEPTH)
 
 
-def make(*, shape, depth, init=(), mode="plain", banks=None):
+def placement(spec):
+    """``(banks, spram_bits, merged)`` of a placement: a list of banks (``[(start, kind), ...]``), or
+    a dict ``{"banks": [...], "spram_bits": n, "merged": bool}`` (``spram_bits``: the low bits of an
+    SPRAM bank's words held in SPRAM tiles, the rest in a block RAM beside them, None: all;
+    ``merged``: the weights of all lanes side by side in one wide word, see :func:`plan`)."""
+    if isinstance(spec, dict):
+        return list(spec["banks"]), spec.get("spram_bits"), bool(spec.get("merged", False))
+    return list(spec), None, False
+
+
+def make(*, shape, depth, init=(), mode="plain", banks=None, spram_bits=None):
     """A memory with ``read_port()`` / ``write_port()`` (see the module docstring).
 
     ``banks``: list of ``(start, kind)``, ``kind`` in ``"spram"``, ``"ebr"``; bank ``i`` covers
     addresses ``start_i .. start_{i+1}-1``, the first starts at 0 (default: one SPRAM bank).
+    ``spram_bits``: see :class:`SinglePortMemory`.
     """
     if mode not in MODES:
         raise ValueError(f"memory mode {mode!r}: choose one of {', '.join(MODES)}")
     if mode == "plain":
         return Memory(shape=shape, depth=depth, init=init)
-    return SinglePortMemory(shape=shape, depth=depth, init=init, mode=mode, banks=banks)
+    return SinglePortMemory(shape=shape, depth=depth, init=init, mode=mode, banks=banks, spram_bits=spram_bits)
 
 
 class _Port:
@@ -74,14 +85,21 @@ class SinglePortMemory(Elaboratable):
     bank's read data undefined (``"model"``: inverted) from the next cycle until the next read of
     it; otherwise a read (``en``) returns the word at ``addr`` on the next cycle (no write-through);
     with ``en`` low the read data holds.
+
+    ``spram_bits`` (multiple of 16, below the width): an SPRAM bank keeps the low ``spram_bits`` of
+    each word in SPRAM tiles and the rest in a block RAM of the bank's depth beside them (addressed
+    alike, so the semantics above hold for the whole word); None: the whole word in SPRAM.
     """
 
-    def __init__(self, *, shape, depth, init=(), mode="spram", banks=None):
+    def __init__(self, *, shape, depth, init=(), mode="spram", banks=None, spram_bits=None):
         self._MustUse__silence = True             # until the arguments are checked
         if mode not in ("model", "spram"):
             raise ValueError(f"single-port memory mode {mode!r}: model or spram")
         self.shape, self.depth, self.mode = shape, depth, mode
         self.width = Shape.cast(shape).width
+        if spram_bits is not None and not (0 < spram_bits < self.width and spram_bits % SPRAM_WIDTH == 0):
+            raise ValueError(f"spram_bits {spram_bits}: a multiple of {SPRAM_WIDTH} below the width {self.width}")
+        self.spram_bits = spram_bits
         self.banks = list(banks or [(0, "spram")])
         starts = [s for s, _ in self.banks]
         if starts[0] != 0 or starts != sorted(set(starts)) or starts[-1] >= depth:
@@ -102,7 +120,7 @@ class SinglePortMemory(Elaboratable):
         return [(s, e, k) for (s, k), e in zip(self.banks, starts[1:])]
 
     def spram_count(self):
-        return sum(spram_tiles(e - s, self.width) for s, e, k in self.ranges() if k == "spram")
+        return sum(spram_tiles(e - s, self.spram_bits or self.width) for s, e, k in self.ranges() if k == "spram")
 
     def read_port(self, *, transparent_for=()):
         """The read port (``addr``, ``data``, ``en``; data on the cycle after ``en``).
@@ -174,8 +192,18 @@ class SinglePortMemory(Elaboratable):
                     data = mr.data
                 m.d.comb += [mw.data.eq(wdata), mw.en.eq(we)]
                 outs.append(data)
+            elif self.spram_bits:
+                # the low spram_bits in SPRAM tiles, the rest in a block RAM addressed alike
+                SBW = self.spram_bits
+                low = self._spram_bank(m, i, n, we, re, waddr, raddr, wdata[:SBW], SBW)
+                hi = Memory(shape=self.width - SBW, depth=n, init=[])
+                m.submodules[f"bank{i}_hi"] = hi
+                hw_, hr = hi.write_port(), hi.read_port()
+                m.d.comb += [hw_.addr.eq(waddr), hw_.data.eq(wdata[SBW:]), hw_.en.eq(we),
+                             hr.addr.eq(raddr), hr.en.eq(re & ~we)]
+                outs.append(Cat(low, hr.data))
             else:
-                outs.append(self._spram_bank(m, i, n, we, re, waddr, raddr, wdata))
+                outs.append(self._spram_bank(m, i, n, we, re, waddr, raddr, wdata, self.width))
         rdata = Signal(self.width)
         m.d.comb += rdata.eq(outs[0])
         for i in range(1, nb):
@@ -184,9 +212,8 @@ class SinglePortMemory(Elaboratable):
         m.d.comb += r.data.eq(rdata)
         return m
 
-    def _spram_bank(self, m, i, n, we, re, waddr, raddr, wdata):
-        """SB_SPRAM256KA tiles for bank ``i`` (``n`` words); returns its read data."""
-        W = self.width
+    def _spram_bank(self, m, i, n, we, re, waddr, raddr, wdata, W):
+        """SB_SPRAM256KA tiles for bank ``i`` (``n`` words of ``W`` bits); returns its read data."""
         addr = Signal(_addr_bits(n), name=f"b{i}_addr")
         m.d.comb += addr.eq(Mux(we, waddr, raddr))
         cs_any = we | re
@@ -293,39 +320,69 @@ def event_bits(cfg):
     return 2 + 2 * cfg.dim_bits + 2 * cfg.tap_bits + max(1, (cfg.dim * cfg.dim).bit_length()) + cfg.woff_bits
 
 
-def _options(name, depth, width, cfg, preload):
-    """Placements (banks or None for plain EBR) a memory may take on iCE40."""
-    opts = [None]
+def _splits(depth, width):
+    """SPRAM placements of a ``depth`` x ``width`` memory: the whole word or its low multiples of
+    16 bits in SPRAM (the rest in block RAM beside it), all rows in SPRAM or the rows past a whole
+    number of 16K-word tiles in block RAM."""
+    bits = [None] + list(range(SPRAM_WIDTH, width, SPRAM_WIDTH)) if width > SPRAM_WIDTH else [None]
+    rows = [[(0, "spram")]] + [[(0, "spram"), (r * SPRAM_DEPTH, "ebr")]
+                               for r in range(1, -(-depth // SPRAM_DEPTH))]
+    return [(b, sb) for b in rows for sb in bits]
+
+
+def _options(name, depth, width, copies, cfg, preload, weights_spram=False):
+    """Placements a memory may take on iCE40: ``(spec, depth, width, copies)``, ``spec`` None for
+    plain EBR, else a :func:`placement` (list of banks, or a dict with ``spram_bits``/``merged``)."""
+    opts = [(None, depth, width, copies)]
+
+    def spec(banks, sb, merged=False):
+        if sb is None and not merged:
+            return banks
+        return {"banks": banks, "spram_bits": sb, "merged": merged}
     if name == "evt":                       # written by the encoder, read by the scatter: never together
-        opts.append([(0, "spram")])
-    # (engine v2 keeps its weights dual-port EBR: a weight word is KT*KT codes per lane, 18 bits at
-    # KT = 3, wider than the SPRAM's 16; weights in SPRAM are the boards issue's UP5K work)
+        opts += [(spec(b, sb), depth, width, copies) for b, sb in _splits(depth, width)]
+    if name == "w" and (weights_spram or not preload):
+        # Weights are written by the loader only (SPRAM has no initial contents: loadable builds),
+        # read by the scatter. A gated engine's lanes read different kernel groups (their own
+        # address): one memory per lane. An ungated engine's lanes always share the address: one
+        # word of all lanes side by side (fewer, fuller SPRAM tiles).
+        if cfg.gated:
+            opts += [(spec(b, sb), depth, width, copies) for b, sb in _splits(depth, width)]
+        else:
+            W = width * copies
+            opts += [(spec(b, sb, True), depth, W, 1) for b, sb in _splits(depth, W)]
     # Activations stay dual-port (EBR): the drain of a conv with a fused max-pool reads and writes
     # the pooled map (the same half) in one cycle at different addresses (read-modify-write), and a
-    # stand-alone pool reads one half while writing the other.
+    # stand-alone pool reads one half while writing the other. The tap banks read and write every
+    # scatter cycle.
     return opts
 
 
-def bank_cost(banks, depth, width):
-    """(EBR blocks, SPRAMs) of one copy of a memory placed as ``banks`` (None: all EBR)."""
+def bank_cost(banks, depth, width, spram_bits=None):
+    """(EBR blocks, SPRAMs) of one copy of a memory placed as ``banks`` (None: all EBR), with the
+    low ``spram_bits`` of an SPRAM bank's words in SPRAM (None: all)."""
     if banks is None:
         return ebr_blocks(depth, width), 0
     starts = [s for s, _ in banks] + [depth]
     ebr = spram = 0
     for (s, kind), e in zip(banks, starts[1:]):
         if kind == "spram":
-            spram += spram_tiles(e - s, width)
+            spram += spram_tiles(e - s, spram_bits or width)
+            if spram_bits:
+                ebr += ebr_blocks(e - s, width - spram_bits)
         else:
             ebr += ebr_blocks(e - s, width)
     return ebr, spram
 
 
-def plan(cfg, preload=True, ebr=UP5K_EBR, spram=UP5K_SPRAM, extra=None):
-    """Where each engine memory goes on an iCE40UP5K: ``{"evt"|"w": banks}`` for the memories
-    placed (partly) in SPRAM (the rest stay plain, i.e. EBR), plus the totals.
+def plan(cfg, preload=True, ebr=UP5K_EBR, spram=UP5K_SPRAM, extra=None, weights_spram=False):
+    """Where each engine memory goes on an iCE40UP5K: ``{"evt"|"w": placement}`` for the memories
+    placed (partly) in SPRAM (:func:`placement`; the rest stay plain, i.e. EBR), plus the totals.
 
-    Chooses, among the single-port-safe placements (event list; weight banks unless ``preload``,
-    i.e. unless the weights are baked into the bitstream, which SPRAM cannot hold), the one with the fewest EBR blocks within ``spram`` SPRAMs (ties: fewer SPRAMs).
+    Chooses, among the single-port-safe placements (event list; weights unless ``preload``, i.e.
+    unless the weights are baked into the bitstream, which SPRAM cannot hold), the one with the
+    fewest EBR blocks within ``spram`` SPRAMs (ties: fewer SPRAMs). ``weights_spram``: the weights
+    may go to SPRAM in a baked build too (the rest of the model baked, the weights loaded at start).
     ``extra``: {name: EBR blocks} of memories outside the engine (the board's UART FIFO).
     EBR counts are whole blocks per memory in its best aspect ratio: what yosys 0.70
     ``synth_ice40`` maps for these engines (small RAMs included: they also go to EBR), except
@@ -338,14 +395,17 @@ def plan(cfg, preload=True, ebr=UP5K_EBR, spram=UP5K_SPRAM, extra=None):
     choices = {}
     rom = {}
     for name, (depth, width, copies) in mems.items():
-        opts = _options(name, depth, width, cfg, preload)
+        opts = _options(name, depth, width, copies, cfg, preload, weights_spram)
         if preload and name in ROMS and depth <= ROM_LOGIC_DEPTH:
             rom[name] = 0                   # a small ROM: yosys builds it from LUTs
             continue
         if len(opts) == 1:
             fixed_ebr += copies * ebr_blocks(depth, width)
         else:
-            choices[name] = [(b, tuple(copies * c for c in bank_cost(b, depth, width))) for b in opts]
+            choices[name] = []
+            for sp, d, w, c in opts:
+                banks, sb, _ = placement(sp) if sp is not None else (None, None, False)
+                choices[name].append((sp, tuple(c * v for v in bank_cost(banks, d, w, sb))))
     best = None
     names = sorted(choices)
 
@@ -377,8 +437,8 @@ class SpMemTop(wiring.Component):
     """Test harness: a :class:`SinglePortMemory` with its ports as top-level signals (Verilog
     ``spmem``: ``raddr``, ``ren``, ``rdata``, ``waddr``, ``wdata``, ``wen``)."""
 
-    def __init__(self, *, width, depth, banks, mode="spram"):
-        self.mem = SinglePortMemory(shape=width, depth=depth, mode=mode, banks=banks)
+    def __init__(self, *, width, depth, banks, mode="spram", spram_bits=None):
+        self.mem = SinglePortMemory(shape=width, depth=depth, mode=mode, banks=banks, spram_bits=spram_bits)
         self._r, self._w = self.mem.read_port(), self.mem.write_port()
         super().__init__({"raddr": In(range(depth)), "ren": In(1), "rdata": Out(width),
                           "waddr": In(range(depth)), "wdata": In(width), "wen": In(1)})

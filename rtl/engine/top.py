@@ -84,6 +84,13 @@ def event_layout(cfg):
                               "qyw": unsigned(_bits(cfg.dim * cfg.dim)), "woff": unsigned(cfg.woff_bits)})
 
 
+class _ReadView:
+    """One lane's slice of a merged read port (``addr``: lane 0's is the port's own)."""
+
+    def __init__(self, addr, data):
+        self.addr, self.data = addr, data
+
+
 class Engine(wiring.Component):
     """Event-driven gated-XNOR accelerator for any model within ``config``'s envelope.
 
@@ -94,7 +101,14 @@ class Engine(wiring.Component):
         Baked into the memory init; without it the memories start empty and must be loaded
         over ``load`` before ``start``.
     spram : dict, optional
-        ``{"evt": banks}``: build the event list as single-port RAM (:func:`rtl.mem.make`).
+        ``{"evt"|"w": placement}``: build the event list / the weights as single-port RAM
+        (:func:`rtl.mem.make`, :func:`rtl.mem.placement`; merged weights: one word of all lanes,
+        ungated envelopes only, whose lanes always share the weight address). Weights in SPRAM
+        start empty (``preloaded`` False): the host loads them.
+    loads : collection of str, optional
+        The memories the ``load`` stream writes (``rtl.engine.layout.SEL_NAMES``; default all).
+        Records for the others are accepted and ignored, so those stay ROMs in a baked build
+        (the iCE40 build that bakes the model but keeps its weights in SPRAM: ``("weights",)``).
     spram_mode : "spram" | "model"
         ``"spram"``: SB_SPRAM256KA instances (iCE40 only); ``"model"``: plain storage with
         single-port behaviour (simulation).
@@ -125,7 +139,7 @@ class Engine(wiring.Component):
     through a two-entry register slice (:class:`rtl.skid.Skid`).
     """
 
-    def __init__(self, config, model=None, spram=None, spram_mode="spram"):
+    def __init__(self, config, model=None, spram=None, spram_mode="spram", loads=None):
         if not isinstance(config, EngineConfig):
             raise TypeError("config must be a rtl.engine.config.EngineConfig")
         self.cfg = config
@@ -133,11 +147,16 @@ class Engine(wiring.Component):
         self.img = images(model, config) if model is not None else None
         self.spram = dict(spram or {})
         self.spram_mode = spram_mode
-        unknown = set(self.spram) - {"evt"}
+        unknown = set(self.spram) - {"evt", "w"}
         if unknown:
             self._MustUse__silence = True         # not built: no UnusedElaboratable warning
-            raise ValueError(f"memories {sorted(unknown)} cannot be single-port (evt can)")
-        self.preloaded = model is not None
+            raise ValueError(f"memories {sorted(unknown)} cannot be single-port (evt and w can)")
+        if "w" in self.spram and mem.placement(self.spram["w"])[2] and config.gated:
+            self._MustUse__silence = True
+            raise ValueError("merged weights need an ungated envelope (gated lanes read their own kernel groups)")
+        self.loads = None if loads is None else frozenset(loads)
+        self.w_spram = "w" in self.spram and spram_mode == "spram"
+        self.preloaded = model is not None and not self.w_spram
         super().__init__({
             "pixels": In(stream.Signature(pixel_layout(config))),
             "result": Out(stream.Signature(result_layout(config))),
@@ -167,6 +186,37 @@ class Engine(wiring.Component):
     @staticmethod
     def _signed_init(values, bits):
         return [v - (1 << bits) if v >> (bits - 1) else v for v in values]
+
+    def _weight_memories(self, m):
+        """The weight memories (one per lane, or one merged word of all lanes), their write ports and
+        per lane a read port: ``(mems, write_ports, read_ports)``. A merged memory has one write port;
+        its lanes' read ports share lane 0's address (ungated: all lanes address alike)."""
+        cfg = self.cfg
+        P, T = cfg.lanes, cfg.taps * cfg.taps
+        spec = self.spram.get("w")
+        if spec is None:
+            mems = [Memory(shape=unsigned(2 * T), depth=cfg.weight_words,
+                           init=self._lane_init("weights", cfg.weight_words, j, 2 * T)) for j in range(P)]
+        else:
+            banks, sb, merged = mem.placement(spec)
+            words = [(1, 2 * T * P, self._init("weights", cfg.weight_words))] if merged else \
+                [(1, 2 * T, self._lane_init("weights", cfg.weight_words, j, 2 * T)) for j in range(P)]
+            mems = [mem.make(shape=unsigned(w), depth=cfg.weight_words,
+                             init=init if self.spram_mode == "model" else [], mode=self.spram_mode,
+                             banks=banks, spram_bits=sb) for _, w, init in words]
+        for j, mm in enumerate(mems):
+            m.submodules[f"w_mem{j}"] = mm
+        ws = [mm.write_port() for mm in mems]
+        rs = [mm.read_port() for mm in mems]
+        if len(mems) == 1 and P > 1:
+            r = rs[0]
+            views = []
+            for j in range(P):
+                v = _ReadView(r.addr if j == 0 else Signal(range(cfg.weight_words), name=f"w_raddr{j}"),
+                              r.data[2 * T * j:2 * T * (j + 1)])
+                views.append(v)
+            rs = views
+        return mems, ws, rs
 
     def elaborate(self, platform):
         return _Build(self).module()
@@ -242,13 +292,11 @@ class _Build:
         # Weights, thresholds and activations are banked by lane (bank j holds lane j of every
         # word) so that each lane can address its own kernel group (bank-constrained compaction).
         # A weight word holds the KT*KT taps of one pass.
-        w_mems = [Memory(shape=unsigned(2 * T), depth=cfg.weight_words,
-                         init=top._lane_init("weights", cfg.weight_words, j, 2 * T)) for j in range(P)]
+        w_mems, self.w_ws, self.w_rs = top._weight_memories(m)
         thr_mems = [Memory(shape=unsigned(2 * A), depth=cfg.thr_words,
                            init=top._lane_init("thr", cfg.thr_words, j, 2 * A)) for j in range(P)]
         act_mems = [Memory(shape=unsigned(2), depth=2 * cfg.act_words, init=[]) for j in range(P)]
         for j in range(P):
-            m.submodules[f"w_mem{j}"] = w_mems[j]
             m.submodules[f"thr_mem{j}"] = thr_mems[j]
             m.submodules[f"act_mem{j}"] = act_mems[j]
         GWB, GBB = cfg.gw_bits, cfg.gb_bits
@@ -259,8 +307,9 @@ class _Build:
                                                   init=top._init("gb", cfg.gate_biases))
         self.ev_lay = ev_lay = event_layout(cfg)
         if "evt" in top.spram:
+            ebanks, ebits, _ = mem.placement(top.spram["evt"])
             evt_mem = mem.make(shape=ev_lay, depth=cfg.events, init=[], mode=top.spram_mode,
-                               banks=top.spram["evt"])
+                               banks=ebanks, spram_bits=ebits)
         else:
             evt_mem = Memory(shape=ev_lay, depth=cfg.events, init=[])
         m.submodules.evt_mem = evt_mem
@@ -278,8 +327,6 @@ class _Build:
 
         self.desc_w = desc_mem.write_port()
         self.desc_r = desc_mem.read_port()
-        self.w_ws = [mm.write_port() for mm in w_mems]
-        self.w_rs = [mm.read_port() for mm in w_mems]
         self.thr_ws = [mm.write_port() for mm in thr_mems]
         self.thr_rs = [mm.read_port() for mm in thr_mems]
         if gated:
@@ -309,21 +356,28 @@ class _Build:
         self.d = dlay(self.desc_r.data)
 
     def loading(self):
-        """Run-time parameter writes (rtl/engine/loader.py), accepted while idle (``loader.enable``)."""
-        m, A, T = self.m, self.A, self.T
+        """Run-time parameter writes (rtl/engine/loader.py), accepted while idle (``loader.enable``);
+        memories outside ``Engine.loads`` are not written (their records are accepted and dropped)."""
+        m, A, T, P = self.m, self.A, self.T, self.P
         m.submodules.loader = loader = self.loader = Loader(self.cfg)
         wiring.connect(m, wiring.flipped(self.top.load), loader.load)
+        loads = self.top.loads
+
+        def load_en(name):
+            return getattr(loader, f"{name}_en") if loads is None or name in loads else Const(0)
         ports = (("desc", self.desc_w),) + ((("gw", self.gw_w), ("gb", self.gb_w)) if self.gated else ())
         for name, port in ports:
             m.d.comb += [port.addr.eq(getattr(loader, f"{name}_addr")),
-                         port.data.eq(getattr(loader, f"{name}_data")), port.en.eq(getattr(loader, f"{name}_en"))]
+                         port.data.eq(getattr(loader, f"{name}_data")), port.en.eq(load_en(name))]
         for j, port in enumerate(self.thr_ws):
             m.d.comb += [port.addr.eq(loader.thr_addr), port.data.eq(loader.thr_data[2 * A * j:2 * A * (j + 1)]),
-                         port.en.eq(loader.thr_en)]
+                         port.en.eq(load_en("thr"))]
+        wlane = 2 * T * (P if len(self.w_ws) == 1 and P > 1 else 1)     # a merged word: all lanes
         for j, port in enumerate(self.w_ws):
-            m.d.comb += [port.addr.eq(loader.weights_addr), port.data.eq(loader.weights_data[2 * T * j:2 * T * (j + 1)]),
-                         port.en.eq(loader.weights_en)]
-        with m.If(loader.header_en):
+            m.d.comb += [port.addr.eq(loader.weights_addr),
+                         port.data.eq(loader.weights_data[wlane * j:wlane * (j + 1)]),
+                         port.en.eq(load_en("weights"))]
+        with m.If(load_en("header")):
             m.d.sync += self.hdr_raw.eq(loader.header_data)
 
     # ---------------------------------------------------------------- shared state and control

@@ -132,8 +132,8 @@ def test_bad_options_are_one_line_errors(tmp_path, capsys):
 
 def test_memory_plan_refuses_up_front(tmp_path, capsys, monkeypatch):
     """A design whose memories cannot fit the UP5K fails before any tool runs, naming the memory
-    that overflows and an option that fits, or that none does (engine v2: the zoo gated-cnn's
-    18-bit weight words and 9 tap banks do not fit the 30 EBR at any lane count yet)."""
+    that overflows and the fastest configuration that fits (engine v2: the zoo gated-cnn at 2 lanes
+    and 3 x 3 tap banks needs 18 EBR of tap banks alone; 1 lane fits with the weights in SPRAM)."""
     from pathlib import Path
     monkeypatch.setattr(B, "tool_env", lambda: pytest.fail("a tool would run"))
     zoo = Path(__file__).resolve().parents[2] / "zoo"
@@ -142,16 +142,20 @@ def test_memory_plan_refuses_up_front(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err.strip().splitlines()
     assert len([l for l in err if l.startswith("gxnor: error:")]) == 1
     assert "does not fit the iCE40UP5K-SG48: memory plan" in err[-1] and "EBR" in err[-1]
-    assert "largest: w " in err[-1] and "no lane count fits this board: use --board ulx3s" in err[-1], err[-1]
+    assert "largest: acc 18" in err[-1], err[-1]
+    assert "the fastest that fits is --lanes 1 --taps 3 --pixels-per-beat 1 --weights baked" in err[-1], err[-1]
     assert not (tmp_path / "o").exists()
-    # the tiny CNN preset: 51 EBR at P = 4 (9 tap banks of 4 lanes), 17 at P = 1 (the hint names it)
+    # the tiny CNN preset at P = 4 (9 tap banks of 4 lanes) does not fit; the hint names the fastest
+    # configuration that does at 3 x 3 taps, 1 pixel per beat (the exact cycle model decides)
+    conf = B.pick_config("icebreaker", [random_model("c4,p,c8g,f,d10", (1, 8, 8), seed=1)], "baked", None, 3, 1)[0]
+    assert conf is not None and conf[0] < 4
     from golden import modelfile
     tiny = tmp_path / "tiny.gxm"
     modelfile.save(random_model("c4,p,c8g,f,d10", (1, 8, 8), seed=1), tiny)
     assert main(["build", "--board", "icebreaker", "--model", str(tiny), "--lanes", "4",
                  "-o", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
-    assert "does not fit" in err and "the plan fits with --lanes 1" in err, err
+    assert "does not fit" in err and f"the fastest that fits is --lanes {conf[0]} --taps 3 " in err, err
 
 
 def test_yosys_synthesis_smoke():
@@ -204,14 +208,14 @@ def test_package(tmp_path):
 
 def test_bench_buffer_when_the_plan_has_room_and_max_baud():
     """The BENCH buffer (2 EBR for 784 pixels) is built where the UP5K plan has room: not for the
-    zoo cnn at 1 lane, 3 x 3 tap banks (33 EBR: no room), yes for it with 2 x 2 banks (24 + 2 <= 30);
-    always on the ECP5. ``baud="max"``: the fastest FTDI-exact baud the clock reaches."""
+    zoo mlp at 3 lanes, 2 x 2 tap banks (30 EBR: no room), yes for the cnn at 1 lane, 3 x 3 banks
+    (17 + 2 <= 30); always on the ECP5. ``baud="max"``: the fastest FTDI-exact baud the clock reaches."""
     from pathlib import Path
     from golden import modelfile
     from fpga.uart import fastest_baud
     zoo = Path(__file__).resolve().parents[2] / "zoo"
-    gcnn, cnn = modelfile.load(zoo / "gated-cnn.gxm"), modelfile.load(zoo / "cnn.gxm")
-    for model, lanes, taps, board, bench in ((cnn, 1, 3, "icebreaker", False), (cnn, 1, 2, "icebreaker", True),
+    gcnn, cnn, mlp = (modelfile.load(zoo / f"{n}.gxm") for n in ("gated-cnn", "cnn", "mlp"))
+    for model, lanes, taps, board, bench in ((mlp, 3, 2, "icebreaker", False), (cnn, 1, 3, "icebreaker", True),
                                              (gcnn, 4, 3, "ulx3s", True)):
         if board == "icebreaker":     # BENCH iff the plan's EBR plus the buffer's 2 fit the UP5K's 30
             assert (B.memory_plan(EngineConfig.for_models([model], lanes, taps), board)["ebr"] + 2 <= 30) == bench

@@ -11,7 +11,7 @@ from golden import modelfile
 from rtl.engine.config import EngineConfig
 from golden.randmodel import random_model
 from rtl.engine import Engine
-from rtl.mem import SinglePortMemory, event_bits, spram_tiles
+from rtl.mem import SinglePortMemory, bank_cost, event_bits, plan, spram_tiles
 
 ZOO = Path(__file__).resolve().parents[2] / "zoo"
 
@@ -29,35 +29,65 @@ def zoo(name):
 def test_plan_zoo_decisions():
     g, c, mlp = zoo("gated-cnn"), zoo("cnn"), zoo("mlp")
     cfg = EngineConfig.for_models([g], 1)
-    baked = B.memory_plan(cfg, "icebreaker", "baked")
-    # Engine v2 keeps its weights in dual-port EBR (a weight word is 9 codes per lane, 18 bits:
-    # wider than the 16-bit SPRAM). gated-cnn, P = 1, KT = 3: 16 + 32*16 + 32*32 conv words plus
-    # ceil(10/9) = 2 dense groups x 1568 inputs = 4,688 words of 18 bits; the best SB_RAM40_4K
-    # aspect is 4 x 1024: ceil(18/4) * ceil(4688/1024) = 25 blocks. The 9 tap banks take one block
-    # each (100 words x 12 bits): the plan does not fit the 30 EBR, and says so.
+    # gated-cnn, P = 1, KT = 3: 16 + 32*16 + 32*32 conv words plus ceil(10/9) = 2 dense groups x
+    # 1568 inputs = 4,688 weight words of 18 bits (9 codes); in block RAM the best SB_RAM40_4K aspect
+    # is 4 x 1024: ceil(18/4) * ceil(4688/1024) = 25 blocks; with the 9 tap banks (one block each,
+    # 100 words x 12 bits) that is over the 30 EBR.
     assert cfg.weight_words == 16 + 32 * 16 + 32 * 32 + 2 * 1568
-    assert baked["detail"]["w"] == (25, 0) and baked["detail"]["acc"] == (9, 0)
-    assert not baked["fits"] and baked["banks"] == {"evt": [(0, "spram")]}
-    # the zoo cnn fits at P = 1 with 2 x 2 tap banks (fewer, smaller weight words)
-    assert B.memory_plan(EngineConfig.for_models([c], 1, 2), "icebreaker", "baked")["fits"]
-    # mlp: 268,800 weight codes (537,600 bits) against 30 EBR of 4 kbit: never fits without SPRAM
+    all_ebr = plan(cfg, preload=True, extra={"rx_fifo": 1})
+    assert all_ebr["detail"]["w"] == (25, 0) and all_ebr["detail"]["acc"] == (9, 0) and not all_ebr["fits"]
+    # so the baked build keeps the weights in SPRAM (loaded at start): the low 16 bits of a word in
+    # one SPRAM (4,688 <= 16K words), the top 2 bits in ceil(4688/2048) = 3 blocks of 2 x 2048
+    # beside it; the event list (3,136 x 38 bits) in 3 SPRAMs side by side
+    baked = B.memory_plan(cfg, "icebreaker", "baked")
+    assert baked["fits"] and baked["spram"] == 4 and baked["detail"]["w"] == (3, 1)
+    assert baked["banks"] == {"evt": [(0, "spram")],
+                              "w": {"banks": [(0, "spram")], "spram_bits": 16, "merged": False}}
+    # what fits without SPRAM weights stays wholly baked: the zoo cnn at P = 1 with 2 x 2 tap banks
+    small = B.memory_plan(EngineConfig.for_models([c], 1, 2), "icebreaker", "baked")
+    assert small["fits"] and "w" not in small["banks"]
+    # mlp: 268,800 weight codes (537,600 bits) against 30 EBR of 4 kbit: never fits without SPRAM;
+    # ungated, so the lanes share the weight address: P = 4, KT = 2 is one 32-bit word (2 SPRAMs
+    # wide) of 16,896 words: 16,384 rows in 2 SPRAMs, the last 512 in 4 EBR (8 x 512)
     assert 784 * 256 + 256 * 256 + 256 * 10 == 268_800
     for P in (1, 2, 4):
-        for w in ("baked", "loadable"):
-            assert not B.memory_plan(EngineConfig.for_models([mlp], P), "icebreaker", w)["fits"]
+        assert not plan(EngineConfig.for_models([mlp], P), preload=True)["fits"]
+    mcfg = EngineConfig.for_models([mlp], 4, 2)
+    mp = B.memory_plan(mcfg, "icebreaker", "baked")
+    assert mcfg.weight_words == 16896 and mp["fits"] and mp["detail"]["w"] == (4, 2)
+    assert mp["banks"]["w"] == {"banks": [(0, "spram"), (16384, "ebr")], "spram_bits": None, "merged": True}
     # other boards: every memory plain
     assert B.memory_plan(cfg, "ulx3s", "baked")["banks"] == {}
     # the plan never puts a memory past the SPRAM count, and tiles are counted as built
     assert spram_tiles(3136, 27) == 2 and spram_tiles(29648, 2) == 1 and spram_tiles(70000, 2) == 2
+    assert bank_cost([(0, "spram")], 4688, 18, 16) == (3, 1)
 
 
 def test_engine_spram_options():
     m = random_model("c4,p,c8g,f,d10", (1, 8, 8), seed=5)
     cfg = EngineConfig.for_models([m], 2)
-    for name in ("acc", "w", "act"):
+    for name in ("acc", "act"):
         with pytest.raises(ValueError, match="cannot be single-port"):
             Engine(cfg, m, spram={name: [(0, "spram")]})
+    with pytest.raises(ValueError, match="merged weights need an ungated envelope"):
+        Engine(cfg, m, spram={"w": {"banks": [(0, "spram")], "spram_bits": None, "merged": True}})
     assert quiet(Engine(cfg, m)).preloaded and quiet(Engine(cfg, m, spram={"evt": [(0, "spram")]})).preloaded
+    # weights in SPRAM start empty: the host loads them; the behavioural model keeps the image
+    assert not quiet(Engine(cfg, m, spram={"w": [(0, "spram")]})).preloaded
+    assert quiet(Engine(cfg, m, spram={"w": [(0, "spram")]}, spram_mode="model")).preloaded
+
+
+def test_weights_only_load_keeps_the_rest_rom():
+    """The iCE40 baked build with SPRAM weights: the load port writes only the weights, so yosys
+    keeps the descriptors (and thresholds, gate weights) as ROMs: fewer EBR than with every memory
+    writable, and the weights in SPRAM."""
+    m = random_model("c4,p,c8g,f,d10", (1, 8, 8), seed=5)
+    cfg = EngineConfig.for_models([m], 1)
+    sp = {"w": [(0, "spram")]}
+    only = B.synth_stat(Engine(cfg, m, spram=sp, loads=("weights",)), name="engine")
+    every = B.synth_stat(Engine(cfg, m, spram=sp), name="engine")
+    assert only.get("SB_SPRAM256KA", 0) == every.get("SB_SPRAM256KA", 0) == 1
+    assert only.get("SB_RAM40_4K", 0) < every.get("SB_RAM40_4K", 0), (only, every)
 
 
 def test_synth_ice40_spram_cells():

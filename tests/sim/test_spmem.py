@@ -15,12 +15,16 @@ CASES = [
     {"depth": 20000, "width": 20, "banks": [[0, "spram"]]},                      # 2 x 2 tiles
     {"depth": 66000, "width": 2, "banks": [[0, "spram"], [65536, "ebr"]]},       # weights + spill
     {"depth": 3000, "width": 3, "banks": [[0, "spram"], [1500, "spram"]]},       # act halves
+    # weight words of 9 taps: 16 bits in SPRAM, 2 in block RAM beside them, rows past 16K in EBR
+    {"depth": 17000, "width": 18, "banks": [[0, "spram"], [16384, "ebr"]], "spram_bits": 16},
 ]
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c['depth']}x{c['width']}-{len(c['banks'])}b")
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c['depth']}x{c['width']}-{len(c['banks'])}b"
+                         + (f"-s{c['spram_bits']}" if c.get("spram_bits") else ""))
 def test_spmem_vs_reference(case):
-    top = SpMemTop(width=case["width"], depth=case["depth"], banks=[tuple(b) for b in case["banks"]])
+    top = SpMemTop(width=case["width"], depth=case["depth"], banks=[tuple(b) for b in case["banks"]],
+                   spram_bits=case.get("spram_bits"))
     build_dir = toolchain.sim_build_dir("spmem", case)
     src = toolchain.export_verilog(top, "spmem", build_dir / "spmem.v")
     vlt = toolchain.write_if_changed(toolchain.build_root().resolve() / "spmem_waivers.vlt", "\n".join([
