@@ -107,6 +107,9 @@ def make_design(model, lanes, weights="baked", baud=DEFAULT_BAUD, envelope=(), c
     if envelope and weights != "loadable":
         raise GxnorError("--envelope sizes a loadable engine: add --weights loadable")
     cfg = EngineConfig.for_models([model, *envelope], check_lanes(lanes), taps, pixels_per_beat)
+    if cfg.pixels_per_beat > 1 and len({int(m.input_shape[-1]) for m in [model, *envelope]}) > 1:
+        raise GxnorError(f"--pixels-per-beat {cfg.pixels_per_beat}: the board packs image rows into beats, so "
+                         "every envelope model needs the same row width (use --pixels-per-beat 1)")
     family = FAMILIES.get(board)
     if clock is not None:
         from .pll import pll_params
@@ -132,6 +135,7 @@ def make_design(model, lanes, weights="baked", baud=DEFAULT_BAUD, envelope=(), c
                             classes=model.num_classes,
                             pixels=int(np.prod(model.input_shape)), tau_init=model.default_tau,
                             clk_freq=clk_freq, baud=b, loadable=weights == "loadable" or w_boot, bench=bench,
+                            row_width=int(model.input_shape[-1]),
                             rx_depth=RX_QUEUE.get(family, RX_FIFO_DEPTH))
         except ValueError as e:
             raise GxnorError(str(e)) from None

@@ -616,16 +616,17 @@ def _unknown_model(pixels, tau):
     raise AssertionError("the reference board holds a committed model that is not in its catalog")
 
 
-def golden_infer(model, lanes):
+def golden_infer(model, lanes, taps=3, pixels_per_beat=1):
     """``infer`` callable for :class:`RefBoard`: golden logits and class, counters from
-    :func:`rtl.engine.schedule.cycles` (cycles, events) and the golden work accounting (fired, kernels_off)."""
+    :func:`rtl.engine.schedule.cycles` (cycles, events; the engine's lanes, taps and pixels per
+    beat) and the golden work accounting (fired, kernels_off)."""
     from rtl.engine.schedule import cycles
     from golden.forward import run
 
     def infer(pixels, tau):
         img = np.asarray(pixels, np.uint8).reshape((1,) + tuple(model.input_shape))
         res = run(model, img, tau)
-        cyc, det = cycles(model, img, tau, lanes=lanes, detail=True)
+        cyc, det = cycles(model, img, tau, lanes=lanes, detail=True, taps=taps, pixels_per_beat=pixels_per_beat)
         t = res.total_work
         return (res.logits[0], int(res.predictions[0]),
                 {"cycles": int(cyc[0]), "events": int(det["events"][0]), "fired": int(t.fired),

@@ -5,8 +5,8 @@ simulated by ``sim/test_board_top.py``); :class:`BoardDesign` wraps it for an am
 platform (pins ``uart``, LEDs). Any engine with the :class:`rtl.engine.Engine` ports fits.
 """
 
-from amaranth.hdl import ClockSignal, Elaboratable, Instance, Module, ResetSignal, Shape
-from amaranth.lib import wiring
+from amaranth.hdl import ClockSignal, Elaboratable, Instance, Module, Mux, ResetSignal, Shape, Signal
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
@@ -27,6 +27,44 @@ def engine_widths(engine):
     res = engine.result.payload.shape()
     return (engine.tau.shape().width, Shape.cast(res["logit"].shape).width,
             Shape.cast(res["cls"].shape).width)
+
+
+class PixelPacker(wiring.Component):
+    """The link's one pixel per beat into the engine's ``q`` pixels per beat: pixels of one row of
+    ``width`` pixels are packed in order (pixel ``i`` of a beat at bits ``8i``); a row ends a beat,
+    so a row is ``ceil(width / q)`` beats, all full but the last (rtl.engine.pixel_layout).
+    ``last`` of the beat is that of its last pixel. One beat is registered; a pixel is taken
+    whenever the register is free or being emptied."""
+
+    def __init__(self, q, width):
+        if not (isinstance(q, int) and q >= 2 and isinstance(width, int) and width >= 1):
+            raise ValueError(f"PixelPacker needs q >= 2 and a row width >= 1, not {q!r}, {width!r}")
+        self.q, self.width = q, width
+        lay_i = data.StructLayout({"data": 8, "last": 1})
+        lay_o = data.StructLayout({"data": 8 * q, "last": 1})
+        super().__init__({"i": In(stream.Signature(lay_i)), "o": Out(stream.Signature(lay_o))})
+
+    def elaborate(self, platform):
+        m = Module()
+        q, W = self.q, self.width
+        acc = Signal(8 * q)                       # pixels of the beat being packed
+        n = Signal(range(q))                      # pixels in acc
+        col = Signal(range(max(W, 2)))            # column of the next pixel in its row
+        take = self.i.valid & self.i.ready
+        m.d.comb += self.i.ready.eq(~self.o.valid | self.o.ready)
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+        with m.If(take):
+            end_row = col == W - 1
+            m.d.sync += col.eq(Mux(end_row, 0, col + 1))
+            word = Signal(8 * q)
+            m.d.comb += word.eq(acc | (self.i.payload.data << (n * 8)))
+            with m.If(end_row | (n == q - 1)):
+                m.d.sync += [self.o.valid.eq(1), self.o.payload.data.eq(word),
+                             self.o.payload.last.eq(self.i.payload.last), acc.eq(0), n.eq(0)]
+            with m.Else():
+                m.d.sync += [acc.eq(word), n.eq(n + 1)]
+        return m
 
 
 class EngineInstance(wiring.Component):
@@ -81,6 +119,9 @@ class BoardTop(wiring.Component):
         Receive FIFO bytes (INFO ``queue``), >= 2.
     bench : bool
         Add the ``BENCH`` request (an image buffer of ``pixels`` bytes, or the envelope's).
+    row_width : int
+        Pixels per image row: needed for an engine with several pixels per beat
+        (:class:`PixelPacker`; every model the board runs must have this row width).
     loadable : bool
         Weights loadable at run time over the link (``LOAD``/``COMMIT``/``CONFIG`` requests into
         the engine's ``load`` stream); needs an :class:`rtl.engine.Engine` (its ``cfg`` is the
@@ -99,7 +140,7 @@ class BoardTop(wiring.Component):
     """
 
     def __init__(self, engine, *, classes, pixels, tau_init=0, clk_freq, baud, timeout_bytes=4,
-                 loadable=False, rx_depth=RX_FIFO_DEPTH, bench=False):
+                 loadable=False, rx_depth=RX_FIFO_DEPTH, bench=False, row_width=None):
         if isinstance(timeout_bytes, bool) or not isinstance(timeout_bytes, int) or timeout_bytes < 2:
             raise ValueError(f"timeout_bytes must be an integer >= 2, not {timeout_bytes!r}")
         if isinstance(rx_depth, bool) or not isinstance(rx_depth, int) or not 2 <= rx_depth <= 0xFFFF:
@@ -115,6 +156,11 @@ class BoardTop(wiring.Component):
                               timeout=timeout_bytes * 10 * self.divisor,
                               clk_hz=int(round(clk_freq)), queue=rx_depth, bench=bool(bench))
         self.loadable = bool(loadable)
+        q = getattr(getattr(engine, "cfg", None), "pixels_per_beat", 1)
+        if q > 1 and not (isinstance(row_width, int) and row_width >= 1):
+            raise ValueError(f"an engine with {q} pixels per beat needs the image row width (row_width): "
+                             "the board packs each row's pixels into beats")
+        self.row_width = row_width
         if (not self.loadable and "w" in getattr(engine, "spram", {})
                 and getattr(engine, "spram_mode", None) == "spram"):
             raise ValueError("weights in SPRAM (no initial contents) need a loadable build: "
@@ -138,7 +184,13 @@ class BoardTop(wiring.Component):
         wiring.connect(m, uart.o, fifo.w_stream)
         wiring.connect(m, fifo.r_stream, link.rx)
         wiring.connect(m, link.tx, uart.i)
-        wiring.connect(m, link.pixels, eng.pixels)
+        q = getattr(getattr(eng, "cfg", None), "pixels_per_beat", 1)
+        if q > 1:
+            m.submodules.packer = packer = PixelPacker(q, self.row_width)
+            wiring.connect(m, link.pixels, packer.i)
+            wiring.connect(m, packer.o, eng.pixels)
+        else:
+            wiring.connect(m, link.pixels, eng.pixels)
         wiring.connect(m, eng.result, link.result)
         m.d.comb += [eng.tau.eq(link.tau), eng.start.eq(link.start), link.ready.eq(eng.ready),
                      link.done.eq(eng.done), self.busy.eq(eng.busy)]

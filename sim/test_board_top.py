@@ -56,6 +56,8 @@ class TB:
         self.dut = dut
         self.model = modelfile.load(os.environ["GXNOR_MODEL"])
         self.lanes = int(os.environ["GXNOR_LANES"])
+        self.taps = int(os.environ.get("GXNOR_TAPS", 3))
+        self.ppb = int(os.environ.get("GXNOR_PPB", 1))
         self.divisor = int(os.environ["GXNOR_DIVISOR"])
         self.timeout_bytes = int(os.environ["GXNOR_TIMEOUT_BYTES"])
         self.bit_ps = self.divisor * CLK_PS
@@ -69,7 +71,7 @@ class TB:
             from tests.fpga.standin_engine import standin_infer
             infer = standin_infer(self.model)
         else:
-            infer = P.golden_infer(self.model, self.lanes)
+            infer = P.golden_infer(self.model, self.lanes, self.taps, self.ppb)
         self.envelope = None
         self.queue = int(os.environ.get("GXNOR_QUEUE", 0))
         self.bench = os.environ.get("GXNOR_BENCH") == "1"
@@ -79,7 +81,7 @@ class TB:
             with open(os.environ["GXNOR_ENVELOPE"]) as f:
                 self.envelope = EngineConfig.from_json(f.read())
             self.others = [modelfile.load(p) for p in json.loads(os.environ["GXNOR_LOAD_MODELS"])]
-            catalog = [(self.model, infer), (self.others[0], P.golden_infer(self.others[0], self.lanes))]
+            catalog = [(self.model, infer), (self.others[0], P.golden_infer(self.others[0], self.lanes, self.taps, self.ppb))]
             self.ref = P.RefBoard(infer, self.model.num_classes, int(np.prod(self.model.input_shape)),
                                   self.envelope.tau_bits, self.model.default_tau, envelope=self.envelope,
                                   catalog=catalog, baked=self.model, **board)

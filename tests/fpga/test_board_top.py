@@ -57,23 +57,30 @@ def envelope(model):
     return EngineConfig.for_models([model, load_models()[0]], LANES)
 
 
+# "engine-q": the baked engine at 3 pixels per beat (the board packs each 8-pixel row into beats of
+# 3, 3 and 2 pixels: fpga.top.PixelPacker)
+PPB = {"engine-q": 3}
+
+
 def make_top(model, engine):
     if engine == "standin":
         eng = StandinEngine(model)
     else:
         from rtl.engine import Engine
-        cfg = envelope(model) if engine == "loadable" else EngineConfig.for_models([model], LANES)
+        cfg = envelope(model) if engine == "loadable" else EngineConfig.for_models([model], LANES, 3,
+                                                                                     PPB.get(engine, 1))
         eng = Engine(cfg, model)
     return BoardTop(eng, classes=model.num_classes, pixels=int(np.prod(model.input_shape)),
                     tau_init=model.default_tau, clk_freq=CLK, baud=CLK / DIVISOR,
-                    timeout_bytes=TIMEOUT_BYTES, loadable=engine == "loadable", rx_depth=QUEUE, bench=True)
+                    timeout_bytes=TIMEOUT_BYTES, loadable=engine == "loadable", rx_depth=QUEUE, bench=True,
+                    row_width=int(model.input_shape[-1]))
 
 
 def generate(engine):
     model = board_model(engine)
     key = hashlib.sha1(modelfile.to_arrays(model)[0]["checksum"].encode()).hexdigest()[:10]
     # keyed `core`, not `engine`: no build folder name matches sim/engine.py's `build/*engine*` waivers
-    core = {"engine": "baked"}.get(engine, engine)
+    core = {"engine": "baked", "engine-q": "baked-q"}.get(engine, engine)
     build_dir = toolchain.sim_build_dir("board_top", {"core": core, "model": key, "P": LANES})
     path = build_dir / "model.gxm"
     build_dir.mkdir(parents=True, exist_ok=True)
@@ -89,7 +96,7 @@ def generate(engine):
 def env(engine, build_dir):
     out = {"GXNOR_MODEL": build_dir / "model.gxm", "GXNOR_LANES": LANES, "GXNOR_DIVISOR": DIVISOR,
            "GXNOR_TIMEOUT_BYTES": TIMEOUT_BYTES, "GXNOR_ENGINE": engine, "GXNOR_SEED": SEED,
-           "GXNOR_CLK_HZ": CLK, "GXNOR_QUEUE": QUEUE, "GXNOR_BENCH": 1}
+           "GXNOR_CLK_HZ": CLK, "GXNOR_QUEUE": QUEUE, "GXNOR_BENCH": 1, "GXNOR_PPB": PPB.get(engine, 1)}
     if engine == "loadable":
         import json
         out["GXNOR_ENVELOPE"] = build_dir / "envelope.json"
@@ -133,7 +140,7 @@ def test_lint_clean(engine):
     assert rc == 0 and "%Warning" not in out and "%Error" not in out, out
 
 
-@pytest.mark.parametrize("engine", ["standin", "engine", "loadable"])
+@pytest.mark.parametrize("engine", ["standin", "engine", "loadable", "engine-q"])
 def test_cocotb(engine):
     # info/tau, images, errors, queued, bench, throughput (skipped here), load (loadable only), host tool (skipped)
     assert run_board(engine) == 8
