@@ -168,7 +168,8 @@ REPORT = f"{NAME}.report.json"     # nextpnr --report: utilisation and Fmax per 
 # it (the oscillator: `cd_sync.clk`), `pll.clk` when fpga.pll.PllClock makes the sync domain (seen on
 # the ULX3S and iCEBreaker PLL builds), either with `$glbnet$` when promoted to a global net; a
 # constant net nextpnr promotes to a global (`$PACKER_GND_NET`, `..._$glb_clk`) is not a clock.
-_CLOCK_NET = re.compile(r"^(?:\$glbnet\$)?(?:cd_(\w+)|(pll))\.clk$")
+# (engine v2's iCEBreaker PLL builds name the net plain `clk`, seen on the mlp P = 2 build)
+_CLOCK_NET = re.compile(r"^(?:\$glbnet\$)?(?:cd_(\w+)\.clk|(pll)\.clk|(clk))$")
 _CONSTANT_NET = re.compile(r"^\$PACKER_(?:GND|VCC)_NET")
 
 

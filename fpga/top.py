@@ -58,7 +58,7 @@ class PixelPacker(wiring.Component):
             end_row = col == W - 1
             m.d.sync += col.eq(Mux(end_row, 0, col + 1))
             word = Signal(8 * q)
-            m.d.comb += word.eq(acc | (self.i.payload.data << (n * 8)))
+            m.d.comb += [word.eq(acc), word.word_select(n, 8).eq(self.i.payload.data)]
             with m.If(end_row | (n == q - 1)):
                 m.d.sync += [self.o.valid.eq(1), self.o.payload.data.eq(word),
                              self.o.payload.last.eq(self.i.payload.last), acc.eq(0), n.eq(0)]

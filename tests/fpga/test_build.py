@@ -61,8 +61,9 @@ def test_parse_nextpnr_report_names_the_domain():
     assert s["logic"]["used"] == 3236 and s["bram"]["used"] == 8 and s["spram"]["used"] == 0
     assert s["dsp"]["resource"] == "ICESTORM_DSP"
     assert [B.clock_domain(n) for n in ("cd_sync.clk", "$glbnet$cd_sync.clk", "$glbnet$pll.clk", "pll.clk",
-                                        "$PACKER_GND_NET", "$PACKER_VCC_NET_$glb_clk", "pin_clk")] == [
-        "sync", "sync", "sync", "sync", None, None, "pin_clk"]
+                                        "$PACKER_GND_NET", "$PACKER_VCC_NET_$glb_clk", "pin_clk", "clk",
+                                        "$glbnet$clk")] == [
+        "sync", "sync", "sync", "sync", None, None, "pin_clk", "sync", "sync"]
     # two nets of one domain: the slower one is the domain's Fmax
     two = with_fmax(20.0)
     two["fmax"]["cd_sync.clk"] = {"achieved": 15.0, "constraint": 12.0}

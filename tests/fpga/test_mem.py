@@ -86,7 +86,8 @@ def test_weights_only_load_keeps_the_rest_rom():
     sp = {"w": [(0, "spram")]}
     only = B.synth_stat(Engine(cfg, m, spram=sp, loads=("weights",)), name="engine")
     every = B.synth_stat(Engine(cfg, m, spram=sp), name="engine")
-    assert only.get("SB_SPRAM256KA", 0) == every.get("SB_SPRAM256KA", 0) == 1
+    tiles = spram_tiles(cfg.weight_words, 2 * cfg.taps ** 2)     # 18-bit words: 2 SPRAMs side by side
+    assert tiles == 2 and only.get("SB_SPRAM256KA", 0) == every.get("SB_SPRAM256KA", 0) == tiles
     assert only.get("SB_RAM40_4K", 0) < every.get("SB_RAM40_4K", 0), (only, every)
 
 
