@@ -158,8 +158,8 @@ def memory_plan(cfg, board, weights="baked", bench=False):
     if weights == "baked" and not p["fits"]:
         # the weights in SPRAM, loaded at start (the rest of the model stays baked)
         q = plan(cfg, preload=True, ebr=UP5K_EBR, extra=extra, weights_spram=True)
-        if q["fits"]:
-            return q
+        if q["fits"] or q["ebr"] < p["ebr"]:
+            return q                        # (neither fits: the closer one names what overflows)
     return p
 
 
