@@ -178,7 +178,7 @@ def generate(cfg, model=None, path=None, waves=False, spram=None):
     spram_mode="model")``, the simulation stand-in for the iCE40 SPRAM placement)."""
     from rtl.engine import Engine
     if path is None:
-        path = build_dir_for(cfg, model, waves, spram) / "engine.v"
+        path = build_dir_for(cfg, model, waves, spram=spram) / "engine.v"
     return toolchain.export_verilog(Engine(cfg, model, spram=spram, spram_mode="model"), TOPLEVEL, path)
 
 

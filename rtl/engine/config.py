@@ -303,6 +303,9 @@ def requirements(model, lanes, taps=3):
     if model.temporal:
         raise GxnorError(f"model {model.name!r}: temporal models (event sequences, LIAF layers) do not run "
                          "on the engine yet")
+    if model.multibit_input:
+        raise GxnorError(f"model {model.name!r}: a multi-bit first layer (input table) does not run on "
+                         "the engine yet")
     if model.extensions():
         raise GxnorError(f"model {model.name!r} uses {', '.join(model.extensions())}, which the engine "
                          "does not implement yet")

@@ -257,3 +257,16 @@ def test_config_refuses_rules_the_engine_lacks(path, what):
     m = load(Path(__file__).resolve().parents[2] / "zoo" / path)
     with pytest.raises(GxnorError, match=what):
         EngineConfig.for_models([m], 4)
+
+
+def test_config_refuses_a_multibit_first_layer():
+    """An input-table first layer (issue 14 item 3) is not in the engine yet: the config refuses it
+    (treating its codes as ternary would compute something else)."""
+    from golden.errors import GxnorError
+    from golden.layers import Dense, Flatten, InputTable
+    from golden.model import Model
+    table = np.arange(256) - 128
+    w = np.ones((3, 16), np.int8)
+    m = Model((1, 4, 4), (InputTable(table), Flatten(), Dense(w, input_bound=128)))
+    with pytest.raises(GxnorError, match="multi-bit first layer"):
+        EngineConfig.for_models([m], 4)
