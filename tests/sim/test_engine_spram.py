@@ -20,7 +20,7 @@ from golden.data import load_dataset
 from fpga.build import memory_plan
 from rtl.engine.config import EngineConfig
 from sim.engine import compare, simulate
-from tests.sim.test_engine import ARCHS, SEED, check, images, models, reset_points, taus
+from tests.sim.test_engine import SEED, check, images, models, reset_points, taus
 
 ZOO = Path(__file__).resolve().parents[2] / "zoo"
 EVT_SPRAM = {"evt": [(0, "spram")]}
