@@ -171,14 +171,21 @@ def _data_index(node, name):
     return list(node.input).index(name)
 
 
-def _codes(g, qnode, values):
-    """Values of a quantizer's output -> ternary codes (int8) and the tensor's one scale."""
+def _one_scale(g, qnode, what, why):
+    """A quantizer's scale, which must be one positive number for the whole tensor (else one error
+    line naming the node, ``what`` scale and ``why``)."""
     where = _name(qnode)
     scale = np.asarray(g.const(qnode.input[1], where), np.float32)
     if scale.size != 1 or not float(scale.ravel()[0]) > 0:
-        raise GxnorError(f"{where}: the activation scale must be one positive number for the tensor "
-                         f"(got shape {list(scale.shape)}); golden's layers read plain codes")
-    s = scale.ravel()[0]
+        raise GxnorError(f"{where}: the {what} scale must be one positive number for the tensor "
+                         f"(got shape {list(scale.shape)}); {why}")
+    return scale.ravel()[0]
+
+
+def _codes(g, qnode, values):
+    """Values of a quantizer's output -> ternary codes (int8) and the tensor's one scale."""
+    where = _name(qnode)
+    s = _one_scale(g, qnode, "activation", "golden's layers read plain codes")
     codes = values / s
     if not np.all(np.isin(codes, (-1.0, 0.0, 1.0))):
         bad = sorted(set(np.unique(codes).tolist()) - {-1.0, 0.0, 1.0})[:4]
@@ -191,11 +198,7 @@ def _input_layer(g, qnode, v):
     """The input quantizer's outputs ``v`` for the 256 pixels -> (golden first layer, scale):
     ternary codes nondecreasing in ``p`` -> ``InputQuant``; other integer codes -> ``InputTable``."""
     where = _name(qnode)
-    scale = np.asarray(g.const(qnode.input[1], where), np.float32)
-    if scale.size != 1 or not float(scale.ravel()[0]) > 0:
-        raise GxnorError(f"{where}: the input scale must be one positive number for the tensor "
-                         f"(got shape {list(scale.shape)}); golden's first layer gives plain codes")
-    s = scale.ravel()[0]
+    s = _one_scale(g, qnode, "input", "golden's first layer gives plain codes")
     codes = v.astype(np.float64) / np.float64(s)
     lo_c, hi_c = INPUT_TABLE_RANGE
     if not np.all(codes == np.round(codes)) or codes.min() < lo_c or codes.max() > hi_c:
