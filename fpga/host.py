@@ -164,8 +164,12 @@ def built_config(link, lanes, taps=None, pixels_per_beat=None):
     return lanes, 3 if taps is None else taps, 1 if pixels_per_beat is None else pixels_per_beat
 
 
-def run_board(link, model, images, tau, labels=None, lanes=None, retries=1, progress=None):
+def run_board(link, model, images, tau, labels=None, lanes=None, retries=1, progress=None, frames="auto"):
     """Send every image, compare with golden; returns a report dict.
+
+    ``frames``: ``"codes"`` sends CODES frames (golden's input quantizer applied here, 2 bits per
+    pixel), ``"image"`` IMAGE frames (8-bit pixels); ``"auto"`` (default) CODES when the board
+    takes them (INFO flag), else IMAGE. The report's ``frames`` says which.
 
     Exact comparisons per image: logits and class with :func:`golden.forward.run`; counters
     ``events``, ``fired``, ``skipped`` with golden's work accounting and, when ``lanes`` is given,
@@ -184,6 +188,12 @@ def run_board(link, model, images, tau, labels=None, lanes=None, retries=1, prog
         raise GxnorError(f"the board runs a model with {info.classes} classes and {info.pixels} pixels, "
                          f"{model.name!r} has {model.num_classes} and {npix}: build it with gxnor build "
                          "or load it with --load")
+    if frames not in ("auto", "codes", "image"):
+        raise GxnorError(f"frames must be auto, codes or image, not {frames!r}")
+    if frames == "codes" and not info.has_codes:
+        raise GxnorError(f"{link.port}: the bitstream takes no CODES frames (built before protocol 5 "
+                         "or with an engine without the iq_lo port); use --frames image or rebuild with `gxnor build`")
+    kind = "codes" if frames == "codes" or (frames == "auto" and info.has_codes) else "image"
     got_tau = link.set_tau(tau)
     if got_tau != tau:
         raise GxnorError(f"board holds tau {got_tau} after SET_TAU {tau}")
@@ -194,7 +204,7 @@ def run_board(link, model, images, tau, labels=None, lanes=None, retries=1, prog
     t0 = time.perf_counter()
     # several images in flight, as many as the board's receive FIFO holds (INFO queue); an image
     # answered with an error is sent again, alone, once the others are in, up to ``retries`` times
-    frames = [P.image(img) for img in images]
+    frames = [P.codes(model, img) if kind == "codes" else P.image(img) for img in images]
     replies = {}
     for i, r in link.pipelined(frames, info.queue, model.num_classes):
         replies[i] = r
@@ -232,7 +242,7 @@ def run_board(link, model, images, tau, labels=None, lanes=None, retries=1, prog
     out = {"port": link.port, "model": model.name, "images": n, "tau": tau,
            "lanes": _shape(lanes)[0] if lanes else None,
            "taps": _shape(lanes)[1] if lanes else None, "pixels_per_beat": _shape(lanes)[2] if lanes else None,
-           "in_flight_bytes": info.queue,
+           "in_flight_bytes": info.queue, "frames": kind,
            "mismatches": len(mismatches), "first_mismatches": mismatches[:10],
            "error_replies": errors, "seconds": wall, "images_per_s": n / wall if wall else None,
            "bytes_out": link.bytes_out, "bytes_in": link.bytes_in,

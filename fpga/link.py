@@ -45,6 +45,8 @@ class Link(wiring.Component):
     queue : int           request bytes the board holds while busy (its receive FIFO), in INFO
     bench : bool          add the ``BENCH`` request and its image buffer (``pixels`` bytes, or the
                           envelope's: one ``lib.memory.Memory`` of 8-bit words)
+    codes : bool          add the ``CODES`` request (2-bit input codes, 4 per byte) and the
+                          ``zero_pixel`` port
     envelope : rtl.engine.config.EngineConfig, optional
         Loadable build: the engine's envelope. Adds the ``LOAD``/``COMMIT``/``CONFIG`` requests and
         the ``load`` port; ``classes`` and ``pixels`` become registers (reset to the given values,
@@ -61,6 +63,8 @@ class Link(wiring.Component):
     ready, done : In(1)                   engine idle; end-of-inference pulse
     cycles, events, fired, skipped : In(32)   engine counters, read after ``done``
     error : Out(1)                        toggles on every error reply sent (the board's error LED)
+    zero_pixel : In(8)                    a pixel the engine's input quantizer maps to 0 (its
+                                          ``iq_lo``; ``codes`` only)
     load : Out(stream.Signature(rtl.engine.load_layout(envelope)))    to the engine (loadable only)
 
     Behaviour: one request at a time. An ``IMAGE`` starts the engine as soon as its header is
@@ -69,6 +73,13 @@ class Link(wiring.Component):
     serialised (the engine's working-cycle count does not include these waits). A bad CRC drops
     the result and replies ``BAD_CRC``. A stalled frame (``timeout`` idle cycles) pads a partial
     image with zero pixels, drops its result and replies ``TIMEOUT``.
+
+    A ``CODES`` image starts the engine as an ``IMAGE`` does and expands each payload byte into
+    its (up to) four pixels, one per cycle the engine takes (:func:`fpga.protocol.expand_codes`:
+    ``0b11`` -> 0, ``0b01`` -> 255, ``0b00`` -> ``zero_pixel``); the next byte is taken in the
+    cycle its predecessor's last pixel is, so a byte costs four cycles of the engine's pace. An
+    invalid code (``0b10``, or a padding code not ``0b00``) is remembered and answers
+    ``BAD_VALUE`` after the CRC byte (the result is dropped, as for ``BAD_CRC``).
 
     A ``LOAD`` frame's words go to ``load`` as each completes (one word per 1 + ``load.ready``
     cycles after its last byte; the engine takes them while idle), checked against the envelope
@@ -89,7 +100,7 @@ class Link(wiring.Component):
     """
 
     def __init__(self, *, classes, pixels, tau_bits, acc_bits, class_bits, tau_init=0, timeout=1000,
-                 envelope=None, model_init=True, clk_hz=0, queue=0, bench=False):
+                 envelope=None, model_init=True, clk_hz=0, queue=0, bench=False, codes=False):
         for name, v, lo, hi in (("classes", classes, 1, 255), ("pixels", pixels, 1, P.MAX_LEN),
                                 ("clk_hz", clk_hz, 0, (1 << 32) - 1), ("queue", queue, 0, 0xFFFF),
                                 ("tau_bits", tau_bits, 2, 32), ("acc_bits", acc_bits, 2, 32),
@@ -101,7 +112,7 @@ class Link(wiring.Component):
         self.classes, self.npix, self.tau_bits = classes, pixels, tau_bits
         self.acc_bits, self.class_bits, self.tau_init, self.timeout = acc_bits, class_bits, tau_init, timeout
         self.envelope = envelope
-        self.clk_hz, self.queue, self.bench = clk_hz, queue, bool(bench)
+        self.clk_hz, self.queue, self.bench, self.codes = clk_hz, queue, bool(bench), bool(codes)
         # False: the engine starts without a model (weights in SPRAM, which the bitstream cannot
         # initialise): images answer NO_MODEL until a LOAD session commits one
         self.model_init = bool(model_init)
@@ -119,6 +130,8 @@ class Link(wiring.Component):
             if classes > envelope.classes or pixels > envelope.pixels:
                 raise ValueError("Link classes/pixels exceed the envelope")
             ports["load"] = Out(stream.Signature(load_layout(envelope)))
+        if self.codes:
+            ports["zero_pixel"] = In(8)
         super().__init__({**ports,
             "rx": In(stream.Signature(8)),
             "tx": Out(stream.Signature(8)),
@@ -195,7 +208,8 @@ class Link(wiring.Component):
         counters = Cat(self.cycles, self.events, self.fired, self.skipped)
         tau32 = Signal(signed(32))
         m.d.comb += tau32.eq(self.tau)
-        flags = Cat(Const(int(loadable), 1), model_ok, Const(int(self.bench), 1), Const(0, 5))
+        flags = Cat(Const(int(loadable), 1), model_ok, Const(int(self.bench), 1), Const(int(self.codes), 1),
+                    Const(0, 4))
         info = Cat(Const(P.VERSION, 8), classes_r, npix_r, Const(self.tau_bits, 8), tau32, flags,
                    Const(self.clk_hz, 32), Const(self.queue, 16))
         # BENCH: runs done, summed engine cycles, span, class of the last run
@@ -254,6 +268,10 @@ class Link(wiring.Component):
             if self.bench:
                 with m.Case(P.T_BENCH):
                     m.d.comb += [need.eq(P.BENCH_HEAD + npix_r), known.eq(1)]
+            if self.codes:
+                with m.Case(P.T_CODES):
+                    m.d.comb += [need.eq((npix_r + 3) >> 2), known.eq(1)]
+        is_image = (rtype == P.T_IMAGE) | ((rtype == P.T_CODES) if self.codes else 0)
         bad_len = Signal()
         m.d.comb += bad_len.eq(Mux(rtype == P.T_LOAD, rlen < need, rlen != need) if loadable else rlen != need)
 
@@ -307,6 +325,23 @@ class Link(wiring.Component):
             with m.If(b_spanning):
                 m.d.sync += b_span.eq(b_span + 1)
 
+        if self.codes:
+            # -- CODES: the byte being expanded (its next code in bits 1:0), its codes not yet sent,
+            # the image's pixels not yet sent, an invalid code seen
+            c_byte = Signal(8)
+            c_n = Signal(3)
+            c_left = Signal(16)
+            c_bad = Signal()
+            code = c_byte[:2]
+            c_pix = Mux(code == 0b01, 0xFF, Mux(code[1], 0x00, self.zero_pixel))
+            c_emit = self.pixels.valid & self.pixels.ready
+            # pixels left after this cycle's; the codes of a byte taken now (4, or the image's last)
+            c_rest = Signal(16)
+            c_use = Signal(3)
+            m.d.comb += [c_rest.eq(c_left - c_emit), c_use.eq(Mux(c_rest >= 4, 4, c_rest))]
+            c_inval = Cat(*[Mux(j < c_use, rx.payload[2 * j:2 * j + 2] == 0b10, rx.payload[2 * j:2 * j + 2] != 0)
+                            for j in range(4)]).any()
+
         half = 1 << (self.tau_bits - 1)
         arg_s = arg.as_signed()
         tau_ok = (arg_s >= -half) & (arg_s < half)
@@ -341,9 +376,11 @@ class Link(wiring.Component):
                 with m.Elif(bad_len):
                     m.d.sync += ecode.eq(P.E_BAD_LENGTH)
                     m.next = "DISCARD"
-                with m.Elif((rtype == P.T_IMAGE) & model_ok):
+                with m.Elif(is_image & model_ok):
+                    if self.codes:
+                        m.d.sync += [c_n.eq(0), c_left.eq(npix_r), c_bad.eq(0)]
                     m.next = "START"
-                with m.Elif(rtype == P.T_IMAGE):
+                with m.Elif(is_image):
                     m.next = "SKIP"                      # no model: consume the pixels, NO_MODEL
                 with m.Elif(rlen == 0):
                     m.next = "CRC"
@@ -416,7 +453,30 @@ class Link(wiring.Component):
             with m.State("START"):
                 with m.If(self.ready):
                     m.d.comb += self.start.eq(1)
-                    m.next = "PIXELS"
+                    if self.codes:
+                        with m.If(rtype == P.T_CODES):
+                            m.next = "C_PIXELS"
+                        with m.Else():
+                            m.next = "PIXELS"
+                    else:
+                        m.next = "PIXELS"
+            if self.codes:
+                with m.State("C_PIXELS"):
+                    m.d.comb += [self.pixels.valid.eq(c_n != 0), self.pixels.payload.data.eq(c_pix),
+                                 self.pixels.payload.last.eq(c_left == 1),
+                                 rx.ready.eq((count != 0) & ((c_n == 0) | (c_emit & (c_n == 1))))]
+                    with m.If(c_emit):
+                        m.d.sync += [c_byte.eq(c_byte >> 2), c_n.eq(c_n - 1), c_left.eq(c_left - 1)]
+                        with m.If(c_left == 1):
+                            m.next = "CRC"
+                    with m.If(take):
+                        m.d.comb += rx_crc.valid.eq(1)
+                        m.d.sync += [count.eq(count - 1), c_byte.eq(rx.payload), c_n.eq(c_use)]
+                        with m.If(c_inval):
+                            m.d.sync += c_bad.eq(1)
+                    with m.Elif(timed_out & (c_n == 0)):
+                        m.d.sync += [count.eq(c_left), ecode.eq(P.E_TIMEOUT), self.error.eq(~self.error)]
+                        m.next = "PAD"
             with m.State("PIXELS"):
                 m.d.comb += [self.pixels.valid.eq(rx.valid), self.pixels.payload.data.eq(rx.payload),
                              self.pixels.payload.last.eq(count == 1), rx.ready.eq(self.pixels.ready)]
@@ -451,8 +511,11 @@ class Link(wiring.Component):
                         fail(m, P.E_BAD_CRC)
                     with m.Elif(rtype == P.T_INFO):
                         reply(m, P.R_INFO, P.INFO_LEN)
-                    with m.Elif((rtype == P.T_IMAGE) & ~model_ok):
+                    with m.Elif(is_image & ~model_ok):
                         fail(m, P.E_NO_MODEL)
+                    if self.codes:
+                        with m.Elif((rtype == P.T_CODES) & c_bad):
+                            fail(m, P.E_BAD_VALUE)
                     if self.bench:
                         with m.Elif(rtype == P.T_BENCH):
                             with m.If(~model_ok):

@@ -41,10 +41,13 @@ type       name                 LEN     reply
                                         from the first run's start to the last run's done),
                                         class u8 of the last run; ``BAD_VALUE`` if runs is 0
                                         (builds with the bench buffer, INFO flag bit 2)
+``0x08``   ``CODES``            ceil(   ``0x83`` RESULT, as ``IMAGE`` (the same image's golden
+                                pixels  result); ``BAD_VALUE`` for an invalid code; ``NO_MODEL``
+                                / 4)    as ``IMAGE`` (builds with codes, INFO flag bit 3)
 =========  ===================  ======  ==========================================================
 
 INFO's ``flags``: bit 0 the build is loadable, bit 1 a model is committed (images run), bit 2 the
-build has ``BENCH``.
+build has ``BENCH``, bit 3 the build takes ``CODES``.
 
 ``BENCH`` payload: ``runs u32, pixels`` (one image, as ``IMAGE``'s payload). The board stores the
 image (no engine run while it arrives), checks the CRC, then runs it ``runs`` times back to back
@@ -59,10 +62,17 @@ host may send a request as soon as the bytes of all requests not yet answered, t
 fit in ``queue`` (:func:`window_ok`; a single request longer than ``queue`` only when nothing is
 outstanding: the board takes it as it arrives). A request beyond that can overrun the FIFO.
 
-Pixel frames of 2-bit codes (designed, wired with engine v2's ``codes`` input): type ``0x08``
-``CODES``, payload ``ceil(pixels / 4)`` bytes, pixel ``i`` in bits ``2 (i mod 4) + 1 : 2 (i mod 4)``
-of byte ``i // 4`` (LSB first), the code golden's input quantizer gives that pixel (the host
-applies it, exactly); reply ``RESULT`` as for ``IMAGE``; 4x fewer bytes per image.
+Pixel frames of 2-bit codes (``CODES``, protocol 5): the payload is ``ceil(pixels / 4)`` bytes,
+pixel ``i`` in bits ``2 (i mod 4) + 1 : 2 (i mod 4)`` of byte ``i // 4`` (LSB first), holding the
+code golden's input quantizer gives that pixel (:func:`input_codes`: ``golden.ternary.threshold``
+then ``golden.ternary.encode``: ``0b00`` 0, ``0b01`` +1, ``0b11`` -1); the host applies it, so a
+28x28 image is 196 payload bytes instead of 784. Codes past the last pixel (in the last byte) are
+``0b00``. The board expands each code back to a pixel its engine's own input quantizer maps to the
+same code (:func:`expand_codes`): -1 -> 0, +1 -> 255, 0 -> the quantizer's ``lo`` (the engine's
+header register, port ``iq_lo``), exact whenever the code can occur (``-1`` needs ``lo >= 1``,
+``+1`` needs ``hi <= 255``, 0 needs ``lo < hi``), and streams the pixels to the engine as ``IMAGE``
+does. A ``0b10`` code, or a padding code that is not ``0b00``, makes the reply ``BAD_VALUE`` (the
+image is computed, its result dropped); ``BAD_CRC`` takes precedence.
 
 Run-time weights (``gxnor build --weights loadable``)
 ----------------------------------------------------
@@ -115,10 +125,10 @@ from amaranth.lib.crc import catalog as crc_catalog
 from golden.errors import GxnorError
 
 SYNC = 0xA5
-VERSION = 4              # 4: INFO clk_hz/queue, BENCH; 3: CONFIG's 17th field; 2: INFO flags
+VERSION = 5              # 5: CODES; 4: INFO clk_hz/queue, BENCH; 3: CONFIG's 17th field; 2: INFO flags
 
 T_INFO, T_SET_TAU, T_IMAGE, T_LOAD, T_COMMIT, T_CONFIG, T_BENCH = 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07
-T_CODES = 0x08                             # designed (docstring), not built until engine v2
+T_CODES = 0x08
 R_INFO, R_TAU, R_RESULT, R_LOADED, R_CONFIG, R_BENCH = 0x81, 0x82, 0x83, 0x84, 0x86, 0x87
 R_ERROR = 0xFF
 REQUESTS = {T_INFO: "INFO", T_SET_TAU: "SET_TAU", T_IMAGE: "IMAGE", T_LOAD: "LOAD",
@@ -133,7 +143,7 @@ ERRORS = {E_BAD_CRC: "BAD_CRC", E_BAD_LENGTH: "BAD_LENGTH", E_BAD_TYPE: "BAD_TYP
 
 COUNTERS = ("cycles", "events", "fired", "skipped")
 INFO_LEN = 16
-F_LOADABLE, F_MODEL, F_BENCH = 1, 2, 4     # INFO flags
+F_LOADABLE, F_MODEL, F_BENCH, F_CODES = 1, 2, 4, 8     # INFO flags
 BENCH_HEAD = 4                             # runs u32, then the pixels
 BENCH_LEN = 4 + 8 + 8 + 1                  # BENCH reply: runs u32, cycles u64, span u64, class u8
 LOAD_HEAD = 5                              # sel u8, addr u32
@@ -315,6 +325,56 @@ def image(pixels):
     return encode(T_IMAGE, pixels.reshape(-1).tobytes())
 
 
+def codes_len(pixels):
+    """CODES payload bytes for an image of ``pixels`` pixels (4 codes per byte)."""
+    return (int(pixels) + 3) // 4
+
+
+def input_codes(model, pixels):
+    """Golden's input quantizer on ``pixels`` (uint8, any shape; ``model``'s first layer must be an
+    ``input_quant``): the 2-bit codes (uint8, same shape) a CODES frame carries."""
+    from golden.layers import InputQuant
+    from golden.ternary import encode as encode_ternary, threshold
+    iq = model.layers[0]
+    if not isinstance(iq, InputQuant):
+        raise GxnorError(f"model {model.name!r} has no ternary input quantizer ({iq.kind}): "
+                         "its images cannot be sent as 2-bit codes")
+    pixels = np.asarray(pixels)
+    if pixels.dtype != np.uint8:
+        raise GxnorError(f"image pixels must be uint8, got {pixels.dtype}")
+    return encode_ternary(threshold(pixels.astype(np.int16), iq.lo, iq.hi))
+
+
+def pack_codes(codes):
+    """2-bit codes (uint8 array, any shape, flattened) -> CODES payload bytes, 4 per byte LSB
+    first, padding codes 0."""
+    c = np.asarray(codes, np.uint8).reshape(-1)
+    if c.size and c.max() > 3:
+        raise GxnorError("a CODES code must fit 2 bits")
+    c = np.concatenate([c, np.zeros(-c.size % 4, np.uint8)]).reshape(-1, 4)
+    return (c[:, 0] | c[:, 1] << 2 | c[:, 2] << 4 | c[:, 3] << 6).astype(np.uint8).tobytes()
+
+
+def unpack_codes(payload, pixels):
+    """CODES payload -> (codes of the ``pixels`` pixels (uint8), every code valid and every padding
+    code 0?)."""
+    b = np.frombuffer(bytes(payload), np.uint8)
+    c = np.stack([(b >> s) & 3 for s in (0, 2, 4, 6)], axis=1).reshape(-1)
+    return c[:pixels], bool(not np.any(c[:pixels] == 0b10) and not np.any(c[pixels:]))
+
+
+def expand_codes(codes, lo):
+    """The board's expansion of 2-bit codes to pixels (uint8): ``0b11`` -> 0, ``0b01`` -> 255,
+    ``0b00`` -> ``lo`` (its low 8 bits: the engine's ``iq_lo`` port, cut to the pixel width).
+    Valid codes only (:func:`unpack_codes`)."""
+    return np.choose(np.asarray(codes, np.uint8), [int(lo) & 0xFF, 255, 0, 0]).astype(np.uint8)
+
+
+def codes(model, pixels):
+    """``CODES`` request for one image: golden's input quantizer applied here (:func:`input_codes`)."""
+    return encode(T_CODES, pack_codes(input_codes(model, pixels)))
+
+
 def bench(runs, pixels):
     """``BENCH`` request: run ``pixels`` (uint8, as :func:`image`) ``runs`` (u32) times on the board."""
     pixels = np.asarray(pixels)
@@ -358,6 +418,7 @@ class Info:
     loadable = property(lambda s: bool(s.flags & F_LOADABLE))
     has_model = property(lambda s: bool(s.flags & F_MODEL))
     has_bench = property(lambda s: bool(s.flags & F_BENCH))
+    has_codes = property(lambda s: bool(s.flags & F_CODES))
 
 
 @dataclass
@@ -468,14 +529,18 @@ class RefBoard:
     ``request(frame_bytes)`` handles one complete request as the RTL does when the request's
     bytes arrive back to back and the line then goes idle (see the module docstring).
 
+    ``input_lo`` (the engine's input quantizer ``lo``) adds CODES, expanded as the board does
+    (:func:`expand_codes`); a committed catalog model brings its own ``lo``.
+
     ``clk_hz`` and ``queue`` are what INFO reports; ``bench`` adds BENCH. A BENCH reply's ``span``
     depends on the engine's timing, not on golden: the caller sets :attr:`span` (the cycles it
     measured on the pins) before the request; the rest of the reply is the reference's.
     """
 
     def __init__(self, infer, classes, pixels, tau_bits, tau=0, envelope=None, catalog=(), baked=None,
-                 clk_hz=0, queue=0, bench=False):
+                 clk_hz=0, queue=0, bench=False, input_lo=None):
         self.infer, self.classes, self.pixels, self.tau_bits = infer, classes, pixels, tau_bits
+        self.input_lo = input_lo
         self.tau = tau
         self.clk_hz, self.queue, self.bench = int(clk_hz), int(queue), bool(bench)
         self.span = None
@@ -507,7 +572,7 @@ class RefBoard:
 
     def _flags(self):
         return ((F_LOADABLE if self.envelope is not None else 0) | (F_MODEL if self.model_ok else 0)
-                | (F_BENCH if self.bench else 0))
+                | (F_BENCH if self.bench else 0) | (F_CODES if self.input_lo is not None else 0))
 
     def _info(self):
         return info_reply(self.classes, self.pixels, self.tau_bits, self.tau, self._flags(), self.clk_hz, self.queue)
@@ -543,6 +608,8 @@ class RefBoard:
             need.update({T_LOAD: None, T_COMMIT: COMMIT_LEN, T_CONFIG: 0})
         if self.bench:
             need[T_BENCH] = BENCH_HEAD + self.pixels
+        if self.input_lo is not None:
+            need[T_CODES] = codes_len(self.pixels)
         if ftype not in need:
             return error(E_BAD_TYPE, ftype)
         if n != need[ftype] and not (ftype == T_LOAD and n >= LOAD_MIN_LEN):
@@ -560,6 +627,15 @@ class RefBoard:
                 return error(E_NO_MODEL if crc_ok else E_BAD_CRC, ftype)
             res = self.infer(np.frombuffer(payload, np.uint8), self.tau)
             return result_reply(*res) if crc_ok else error(E_BAD_CRC, ftype)
+        if ftype == T_CODES:
+            if not crc_ok:
+                return error(E_BAD_CRC, ftype)
+            if not self.model_ok:
+                return error(E_NO_MODEL, ftype)
+            c, valid = unpack_codes(payload, self.pixels)
+            if not valid:
+                return error(E_BAD_VALUE, ftype)
+            return result_reply(*self.infer(expand_codes(c, self.input_lo), self.tau))
         if not crc_ok:
             return error(E_BAD_CRC, ftype)
         if ftype == T_BENCH:
@@ -587,6 +663,8 @@ class RefBoard:
             self.classes, self.pixels = classes, pixels
             hit = self._match()
             self.infer = hit[1] if hit else _unknown_model
+            if hit and self.input_lo is not None:
+                self.input_lo = hit[0].layers[0].lo
             return self._info()
         tau = int.from_bytes(payload, "little", signed=True)
         half = 1 << (self.tau_bits - 1)

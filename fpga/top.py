@@ -134,6 +134,9 @@ class BoardTop(wiring.Component):
     busy : Out(1)     engine busy (LED)
     error : Out(1)    toggles on every error reply (LED)
 
+    An engine with an ``iq_lo`` port (its input quantizer's ``lo``: :class:`rtl.engine.Engine`)
+    gets the ``CODES`` request: the link expands 2-bit codes to pixels with it.
+
     Latency and throughput: the UART dominates. An image of ``n`` pixels takes ``10 * (n + 5)``
     bit times in, the engine's ``rtl.engine.schedule.cycles`` working cycles (overlapping the input),
     and ``10 * (4 * classes + 22)`` bit times out.
@@ -154,7 +157,8 @@ class BoardTop(wiring.Component):
         self.link_args = dict(classes=classes, pixels=pixels, tau_bits=tau_bits, acc_bits=acc_bits,
                               class_bits=class_bits, tau_init=tau_init,
                               timeout=timeout_bytes * 10 * self.divisor,
-                              clk_hz=int(round(clk_freq)), queue=rx_depth, bench=bool(bench))
+                              clk_hz=int(round(clk_freq)), queue=rx_depth, bench=bool(bench),
+                              codes=hasattr(engine, "iq_lo"))
         self.loadable = bool(loadable)
         q = getattr(getattr(engine, "cfg", None), "pixels_per_beat", 1)
         if q > 1 and not (isinstance(row_width, int) and row_width >= 1):
@@ -202,6 +206,8 @@ class BoardTop(wiring.Component):
             wiring.connect(m, link.load, eng.load)
         elif hasattr(eng, "load"):
             m.d.comb += eng.load.valid.eq(0)
+        if self.link_args["codes"]:
+            m.d.comb += link.zero_pixel.eq(eng.iq_lo[:8])
         m.d.comb += self.error.eq(link.error)
         return m
 

@@ -66,6 +66,9 @@ def register(sub):
                    help="with --lanes, a baked board's tap banks (default 3; a loadable board's CONFIG says)")
     h.add_argument("--pixels-per-beat", type=int, default=None, metavar="Q",
                    help="with --lanes, a baked board's pixels per beat (default 1; CONFIG says on a loadable one)")
+    h.add_argument("--frames", choices=("auto", "codes", "image"), default="auto",
+                   help="request frames: codes (golden's input quantizer applied by the host, 2 bits per "
+                        "pixel), image (8-bit pixels); default auto: codes when the board takes them")
     h.add_argument("--limit", type=int, default=None, help="send only the first N images")
     h.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for each reply")
     h.add_argument("--bench", type=int, default=None, metavar="N",
@@ -141,7 +144,7 @@ def cmd_board(args):
         bar = progress_bar(len(images), "board", not args.json)
         try:
             out = run_board(link, model, images, tau, labels, lanes=shape,
-                            progress=lambda n: bar.update(n - bar.n))
+                            progress=lambda n: bar.update(n - bar.n), frames=args.frames)
         finally:
             bar.close()
         out["bench"] = (bench_board(link, model, images[0], tau, args.bench, lanes=shape)
@@ -155,7 +158,7 @@ def cmd_board(args):
         if loaded:
             print(f"loaded {model.name} in {loaded['frames']} LOAD frames ({loaded['bytes']} bytes, "
                   f"{loaded['seconds']:.2f} s)")
-        print(f"{out['model']} on {out['port']}: {out['images']} images, tau {tau}, "
+        print(f"{out['model']} on {out['port']}: {out['images']} images ({out['frames']} frames), tau {tau}, "
               f"{out['mismatches']} mismatches vs golden, {out['error_replies']} error replies")
         ips = out["images_per_s"]
         print(f"throughput {ips:.1f} images/s ({out['bytes_out'] + out['bytes_in']} bytes in {out['seconds']:.2f} s)"

@@ -10,7 +10,9 @@ Stimulus by name: ``zeros``, ``ramp``, ``prbs``, ``extremes`` (0/255) images; ta
 its range and the default; and every error path, each followed by a good image to show the link
 recovers: corrupted payload byte (``BAD_CRC``), wrong length (``BAD_LENGTH``), unknown type
 (``BAD_TYPE``), tau out of range (``BAD_VALUE``), an image cut short (``TIMEOUT``), and noise bytes
-between frames (ignored).
+between frames (ignored). Every image also goes as a ``CODES`` frame (golden's input quantizer
+applied by the testbench): its reply must be the reference's and the same bytes as the image's;
+corrupted, invalid-code (``0b10``, nonzero padding), short and truncated CODES frames are refused.
 
 Several requests in flight (:func:`test_queued`): requests sent back to back without waiting for
 replies, as many as the board's queue holds, replies (in order, on the other wire while requests
@@ -75,7 +77,8 @@ class TB:
         self.envelope = None
         self.queue = int(os.environ.get("GXNOR_QUEUE", 0))
         self.bench = os.environ.get("GXNOR_BENCH") == "1"
-        board = dict(clk_hz=int(os.environ.get("GXNOR_CLK_HZ", 0)), queue=self.queue, bench=self.bench)
+        board = dict(clk_hz=int(os.environ.get("GXNOR_CLK_HZ", 0)), queue=self.queue, bench=self.bench,
+                     input_lo=self.model.layers[0].lo)
         if os.environ.get("GXNOR_ENVELOPE"):
             from rtl.engine.config import EngineConfig
             with open(os.environ["GXNOR_ENVELOPE"]) as f:
@@ -162,17 +165,29 @@ async def test_info_and_tau(dut):
     await tb.exchange("info after", P.info())
 
 
+async def image_and_codes(tb, model, img, name):
+    """``img`` as an IMAGE frame and as a CODES frame (golden's input quantizer applied here): both
+    replies byte-exact against the reference, and the CODES reply is the IMAGE reply (the golden
+    result of the same image)."""
+    got = await tb.exchange(f"image {name}", P.image(img))
+    assert P.decode(got)[0].type == P.R_RESULT, got.hex()
+    got_c = await tb.exchange(f"codes {name}", P.codes(model, img))
+    assert got_c == got, f"codes {name}: reply {got_c.hex()} != the image's {got.hex()} (seed {tb.seed})"
+
+
 @cocotb.test()
 async def test_images(dut):
     tb = TB(dut)
     await tb.reset()
+    got = await tb.exchange("info", P.info())
+    assert P.parse_reply(P.decode(got)[0]).has_codes
     lo, hi = tb.model.tau_range
     taus = [tb.model.default_tau] + ([lo, hi] if tb.model.gated else [])
     for tau in taus:
         await tb.exchange(f"set_tau {tau}", P.set_tau(tau))
         for name in ("zeros", "ramp", "extremes", "prbs", "prbs"):
             img = images(tb.model, name, tb.rng)[0]
-            await tb.exchange(f"image {name} tau {tau}", P.image(img))
+            await image_and_codes(tb, tb.model, img, f"{name} tau {tau}")
 
 
 @cocotb.test()
@@ -199,6 +214,27 @@ async def test_errors_and_recovery(dut):
     await tb.exchange("truncated image", good[:4 + len(img) // 3])
     await tb.exchange("good after TIMEOUT", good)
     # noise between frames is dropped
+    # CODES: a corrupted payload byte (BAD_CRC), an invalid code 0b10 and, where the last byte has
+    # padding codes, a nonzero padding code, both with a good CRC (BAD_VALUE), short and truncated
+    # frames; each followed by a good CODES frame
+    good_c = P.codes(tb.model, img)
+    bad = bytearray(good_c)
+    bad[4 + (len(good_c) - 5) // 2] ^= 0x04
+    await tb.exchange("corrupted codes", bytes(bad))
+    await tb.exchange("good codes after BAD_CRC", good_c)
+    body = bytearray(good_c[4:-1])
+    body[len(body) // 3] = (body[len(body) // 3] & 0xF3) | 0b10 << 2
+    await tb.exchange("codes 0b10", P.encode(P.T_CODES, bytes(body)))
+    npix = int(np.prod(tb.model.input_shape))
+    if npix % 4:
+        body = bytearray(good_c[4:-1])
+        body[-1] |= 0b01 << 6
+        await tb.exchange("codes: padding not 0", P.encode(P.T_CODES, bytes(body)))
+    await tb.exchange("good codes after BAD_VALUE", good_c)
+    await tb.exchange("short codes", P.encode(P.T_CODES, good_c[4:-2]))
+    await tb.exchange("codes after BAD_LENGTH", good_c)
+    await tb.exchange("truncated codes", good_c[:4 + (len(good_c) - 5) // 2])
+    await tb.exchange("codes after TIMEOUT", good_c)
     noise = bytes([0x00, 0x13, 0xFF, 0x5A])
     tb.ref.request(b"")
     want = tb.ref.request(good)
@@ -211,14 +247,15 @@ async def test_errors_and_recovery(dut):
 async def test_queued(dut):
     """Requests back to back, as many as the queue holds (fpga.protocol.window_ok), replies read
     while later requests still arrive: every reply byte-exact and in order, including a corrupted
-    image in the middle (BAD_CRC) and the requests behind it."""
+    image in the middle (BAD_CRC) and the requests behind it; IMAGE and CODES frames mixed."""
     tb = TB(dut, idle_bits=0)
     await tb.reset()
     for rnd in range(3):
         frames = [P.set_tau(tb.model.default_tau)]
         names = ["zeros", "prbs", "ramp", "extremes", "prbs", "prbs"]
         for k, n in enumerate(names):
-            fr = P.image(images(tb.model, n, tb.rng)[0])
+            img = images(tb.model, n, tb.rng)[0]
+            fr = P.codes(tb.model, img) if (k + rnd) % 2 else P.image(img)
             if k == rnd + 1:                            # a corrupted one, at a different place each round
                 fr = bytearray(fr)
                 fr[5] ^= 0x40
@@ -256,7 +293,8 @@ async def test_queued(dut):
 @cocotb.test(skip=not os.environ.get("GXNOR_THROUGHPUT"))
 async def test_throughput(dut):
     """End to end through the pins at the simulated baud (bench/link_sim.py): the images of
-    ``GXNOR_THROUGHPUT`` (.npz) sent as a host does (fpga.protocol.window_ok on the board's queue,
+    ``GXNOR_THROUGHPUT`` (.npz) sent as a host does (as CODES frames when ``GXNOR_THROUGHPUT_CODES``
+    is 1, else IMAGE) (fpga.protocol.window_ok on the board's queue,
     the next request as soon as a reply frees room), every reply byte-exact against the reference;
     writes {images, seconds, images_per_s, steady_images_per_s} of simulated time to
     ``GXNOR_THROUGHPUT_OUT``."""
@@ -265,7 +303,8 @@ async def test_throughput(dut):
     await tb.reset()
     await tb.exchange("set_tau", P.set_tau(tb.model.default_tau))
     imgs = np.load(os.environ["GXNOR_THROUGHPUT"])["images"]
-    frames = [P.image(img) for img in imgs]
+    use_codes = os.environ.get("GXNOR_THROUGHPUT_CODES") == "1"
+    frames = [P.codes(tb.model, img) if use_codes else P.image(img) for img in imgs]
     want = [tb.ref.request(fr) for fr in frames]
     outstanding, done_t, got = [], [], []
     dec = RawDecoder()
@@ -301,7 +340,8 @@ async def test_throughput(dut):
     with open(os.environ["GXNOR_THROUGHPUT_OUT"], "w") as f:
         json.dump({"images": len(frames), "seconds": secs, "images_per_s": len(frames) / secs,
                    "steady_images_per_s": steady, "clk_ps": CLK_PS, "divisor": tb.divisor,
-                   "queue": tb.queue}, f)
+                   "queue": tb.queue, "frames": "codes" if use_codes else "image",
+                   "request_bytes": len(frames[0]), "reply_bytes": len(want[0])}, f)
 
 
 async def busy_span(dut, stop):
@@ -372,8 +412,7 @@ async def run_images(tb, model, name, names=("zeros", "ramp", "extremes", "prbs"
     for tau in [model.default_tau] + ([lo, hi] if model.gated else []):
         await tb.exchange(f"{name} set_tau {tau}", P.set_tau(tau))
         for n in names:
-            got = await tb.exchange(f"{name} image {n} tau {tau}", P.image(images(model, n, tb.rng)[0]))
-            assert P.decode(got)[0].type == P.R_RESULT, got.hex()
+            await image_and_codes(tb, model, images(model, n, tb.rng)[0], f"{name} {n} tau {tau}")
 
 
 @cocotb.test(skip=not os.environ.get("GXNOR_ENVELOPE"))
@@ -384,7 +423,8 @@ async def test_load(dut):
     other, outside = tb.others
     env = tb.envelope
     got = await tb.exchange("info (baked model)", P.info())
-    assert P.parse_reply(P.decode(got)[0]).flags == P.F_LOADABLE | P.F_MODEL | (P.F_BENCH if tb.bench else 0)
+    assert P.parse_reply(P.decode(got)[0]).flags == (P.F_LOADABLE | P.F_MODEL | P.F_CODES
+                                                     | (P.F_BENCH if tb.bench else 0))
     got = await tb.exchange("config", P.config())
     assert P.parse_reply(P.decode(got)[0]) == env
     await run_images(tb, tb.model, "baked", ("prbs",))
@@ -399,6 +439,8 @@ async def test_load(dut):
         codes.add(P.decode(got)[0].payload[0] if P.decode(got)[0].type == P.R_ERROR else 0)
     assert P.E_ENVELOPE in codes, codes
     got = await tb.exchange("image with no model", P.image(images(tb.model, "prbs", tb.rng)[0]))
+    assert P.decode(got)[0].payload[0] == P.E_NO_MODEL
+    got = await tb.exchange("codes with no model", P.codes(tb.model, images(tb.model, "prbs", tb.rng)[0]))
     assert P.decode(got)[0].payload[0] == P.E_NO_MODEL
     got = await tb.exchange("commit after a bad load",
                             P.commit(outside.num_classes, int(np.prod(outside.input_shape))))

@@ -34,13 +34,16 @@ def models():
     return a, b, big
 
 
-def ref_board(a, b, loadable=True):
+def ref_board(a, b, loadable=True, codes=True):
+    """A reference board running ``a`` (loadable: envelope of ``a`` and ``b``); ``codes``: it takes
+    CODES frames (input quantizer lo of the model it holds)."""
     env = EngineConfig.for_models([a, b], LANES)
     ia, ib = P.golden_infer(a, LANES), P.golden_infer(b, LANES)
+    lo = a.layers[0].lo if codes else None
     if not loadable:
-        return P.RefBoard(ia, a.num_classes, 64, env.tau_bits, a.default_tau), env
+        return P.RefBoard(ia, a.num_classes, 64, env.tau_bits, a.default_tau, input_lo=lo), env
     return P.RefBoard(ia, a.num_classes, 64, env.tau_bits, a.default_tau, envelope=env,
-                      catalog=[(a, ia), (b, ib)], baked=a), env
+                      catalog=[(a, ia), (b, ib)], baked=a, input_lo=lo), env
 
 
 class FakeSerial:
@@ -116,7 +119,11 @@ def test_host_load_then_images_exact():
     imgs = np.random.default_rng(SEED).integers(0, 256, (5, 1, 6, 6), dtype=np.uint8)
     lo, _ = b.tau_range
     out = run_board(link, b, imgs, lo, lanes=LANES)
-    assert out["mismatches"] == 0 and out["images"] == 5
+    # CODES by default (the board says it takes them); the board expands them with b's quantizer
+    assert out["mismatches"] == 0 and out["images"] == 5 and out["frames"] == "codes"
+    assert ref.input_lo == b.layers[0].lo != a.layers[0].lo
+    out = run_board(link, b, imgs, lo, lanes=LANES, frames="image")
+    assert out["mismatches"] == 0 and out["frames"] == "image"
     # outside the envelope: one line naming every size over, nothing sent
     sent = link.bytes_out
     with pytest.raises(GxnorError, match=r"does not fit the board's engine envelope \(.*weight_words") as e:
@@ -124,6 +131,21 @@ def test_host_load_then_images_exact():
     assert "\n" not in str(e.value) and link.bytes_out == sent + len(P.info()) + len(P.config())
     out = run_board(link, b, imgs[:1], lo, lanes=LANES)          # the link still runs model b
     assert out["mismatches"] == 0
+
+
+def test_host_frames_on_a_board_without_codes():
+    """A board without CODES (INFO flag clear): auto sends IMAGE frames, exact; ``codes`` is one
+    error line before any image is sent."""
+    a, b, _ = models()
+    ref, _ = ref_board(a, b, loadable=False, codes=False)
+    link = BoardLink("fake", ser=FakeSerial(ref))
+    imgs = np.random.default_rng(SEED).integers(0, 256, (3, 1, 8, 8), dtype=np.uint8)
+    out = run_board(link, a, imgs, a.default_tau, lanes=LANES)
+    assert out["mismatches"] == 0 and out["frames"] == "image"
+    sent = link.bytes_out
+    with pytest.raises(GxnorError, match="takes no CODES frames") as e:
+        run_board(link, a, imgs, a.default_tau, frames="codes")
+    assert "\n" not in str(e.value) and link.bytes_out == sent + len(P.info())
 
 
 def test_host_load_refused_by_a_baked_board():
@@ -137,7 +159,7 @@ def test_ref_session_rules():
     a, b, big = models()
     ref, env = ref_board(a, b)
     err = lambda reply: P.decode(reply)[0].payload[0] if P.decode(reply)[0].type == P.R_ERROR else 0  # noqa: E731
-    assert P.parse_reply(P.decode(ref.request(P.info()))[0]).flags == P.F_LOADABLE | P.F_MODEL
+    assert P.parse_reply(P.decode(ref.request(P.info()))[0]).flags == P.F_LOADABLE | P.F_MODEL | P.F_CODES
     frames = P.load_frames(load_records(b, env), env)
     ref.request(frames[0])
     assert err(ref.request(P.image(np.zeros(64, np.uint8)))) == P.E_NO_MODEL
@@ -234,9 +256,13 @@ def test_host_keeps_requests_in_flight_within_the_queue():
     fake = FakeSerial(ref)
     link = BoardLink("fake", ser=fake)
     imgs = np.random.default_rng(SEED).integers(0, 256, (6, 1, 8, 8), dtype=np.uint8)
-    out = run_board(link, a, imgs, a.default_tau, lanes=LANES)
+    out = run_board(link, a, imgs, a.default_tau, lanes=LANES, frames="image")
     assert out["mismatches"] == 0 and out["images"] == 6 and out["in_flight_bytes"] == 150
     assert len(fake.max_in_flight) == 2 and sum(fake.max_in_flight) <= 150, fake.max_in_flight
+    fake.max_in_flight = []
+    out = run_board(link, a, imgs, a.default_tau, lanes=LANES)      # CODES: 21-byte frames, 6 fit
+    assert out["mismatches"] == 0 and out["frames"] == "codes"
+    assert fake.max_in_flight == [21] * 6, fake.max_in_flight
     ref.span = 12_345
     rep = bench_board(link, a, imgs[0], a.default_tau, 7, lanes=LANES)
     from rtl.engine.schedule import cycles
@@ -249,12 +275,13 @@ def test_host_keeps_requests_in_flight_within_the_queue():
 
 
 def test_cli_refuses_an_older_board(tmp_path, capsys):
-    """A board built with protocol 3 (10-byte INFO, version byte 3): `gxnor board` stops at its
-    first INFO with one error line saying the board is older and what to do."""
+    """A board built with protocol 4 (16-byte INFO, version byte 4, no CODES): `gxnor board` stops
+    at its first INFO with one error line saying the board is older and what to do."""
     a, b, _ = models()
     ref, _ = ref_board(a, b, loadable=False)
-    ref._info = lambda: P.encode(P.R_INFO, bytes([3, a.num_classes, 64, 0, ref.tau_bits])
-                                 + int(ref.tau).to_bytes(4, "little", signed=True) + bytes([P.F_MODEL]))
+    ref._info = lambda: P.encode(P.R_INFO, bytes([4, a.num_classes, 64, 0, ref.tau_bits])
+                                 + int(ref.tau).to_bytes(4, "little", signed=True) + bytes([P.F_MODEL])
+                                 + bytes(6))
     url, t = serve(ref)
     path = tmp_path / "m.gxm"
     modelfile.save(a, path)
@@ -263,4 +290,4 @@ def test_cli_refuses_an_older_board(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     t.join(5)
     assert rc == 2 and len(err) == 1, err
-    assert err[0].startswith("gxnor: error:") and "protocol version 3, an older one than this host's 4" in err[0]
+    assert err[0].startswith("gxnor: error:") and "protocol version 4, an older one than this host's 5" in err[0]

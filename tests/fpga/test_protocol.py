@@ -85,15 +85,18 @@ def test_ref_board_rules():
     assert P.parse_reply(P.decode(b.request(P.info()))[0]).tau == -8
 
 
-def test_info_v4_and_older_boards():
+def test_info_and_older_boards():
     """INFO carries the clock and the queue; a board of an older protocol is refused in one line
     that says so (its INFO is shorter: the version byte is checked first)."""
     i = P.parse_reply(P.decode(P.info_reply(10, 784, 9, -3, P.F_MODEL | P.F_BENCH, 65_000_000, 512))[0])
     assert (i.clk_hz, i.queue, i.has_bench, i.has_model, i.loadable) == (65_000_000, 512, True, True, False)
     v3 = P.encode(P.R_INFO, bytes([3, 10, 16, 3, 9]) + (0).to_bytes(4, "little") + bytes([2]))
-    with pytest.raises(GxnorError, match=r"protocol version 3, an older one than this host's 4: rebuild") as e:
+    with pytest.raises(GxnorError, match=r"protocol version 3, an older one than this host's 5: rebuild") as e:
         P.parse_reply(P.decode(v3)[0])
     assert "\n" not in str(e.value)
+    v4 = P.encode(P.R_INFO, bytes([4, 10, 16, 3, 9]) + bytes(4) + bytes([2]) + bytes(6))    # 16 bytes, no CODES
+    with pytest.raises(GxnorError, match=r"protocol version 4, an older one than this host's 5: rebuild"):
+        P.parse_reply(P.decode(v4)[0])
     with pytest.raises(GxnorError, match="a newer one"):
         P.parse_reply(P.decode(P.encode(P.R_INFO, bytes([9]) + bytes(15)))[0])
 
@@ -147,3 +150,54 @@ def test_fastest_baud_per_usb_uart():
                     baud_divisor(clk, faster)
     with pytest.raises(ValueError, match="no USB UART"):
         fastest_baud("arty", 1e8)
+
+
+def test_codes_expansion_exact_for_every_quantizer():
+    """The board's expansion (-1 -> 0, +1 -> 255, 0 -> lo) re-quantizes to the host's code for every
+    pixel value and every quantizer 0 <= lo <= hi <= 256 (exhaustive; the rule of golden.layers.InputQuant
+    written out here, not taken from the code under test)."""
+    lo, hi = np.meshgrid(np.arange(257), np.arange(257), indexing="ij")
+    ok = lo <= hi
+    lo, hi = lo[ok][:, None], hi[ok][:, None]
+    p = np.arange(256)[None, :]
+    want = np.where(p >= hi, 1, np.where(p < lo, -1, 0))              # [pairs, 256]
+    code = np.where(want == 1, 0b01, np.where(want == -1, 0b11, 0b00)).astype(np.uint8)
+    rep = np.where(code == 0b01, 255, np.where(code == 0b11, 0, lo & 0xFF))
+    again = np.where(rep >= hi, 1, np.where(rep < lo, -1, 0))
+    assert np.array_equal(again, want)
+    for lo1, hi1 in ((0, 0), (60, 150), (256, 256), (0, 256), (7, 7)):
+        c = P.input_codes(random_model("f,d2", (1, 1, 256), seed=1, input_lo=lo1, input_hi=hi1),
+                          np.arange(256, dtype=np.uint8))
+        assert np.array_equal(P.expand_codes(c, lo1), rep[(lo[:, 0] == lo1) & (hi[:, 0] == hi1)][0])
+
+
+def test_codes_frames_and_reference():
+    """CODES payload layout (4 codes per byte, LSB first, padding 0), and the reference board's
+    replies: the same RESULT as the image's, BAD_VALUE for 0b10 or nonzero padding, BAD_CRC first,
+    BAD_LENGTH, BAD_TYPE on a board without CODES, NO_MODEL."""
+    model = random_model("f,d4", (1, 3, 3), seed=3, input_lo=60, input_hi=150)
+
+    def infer(pixels, tau):
+        r = run(model, pixels.reshape(1, 1, 3, 3), tau)
+        return r.logits[0], int(r.predictions[0]), {"cycles": 17, "events": 1, "fired": 1, "skipped": 0}
+
+    img = np.array([0, 59, 60, 149, 150, 255, 100, 10, 200], np.uint8)
+    codes = P.input_codes(model, img)
+    assert codes.tolist() == [3, 3, 0, 0, 1, 1, 0, 3, 1]
+    fr = P.codes(model, img)
+    assert fr[1] == P.T_CODES and fr[4:-1] == bytes([0b00001111, 0b11000101, 0b01]) and P.codes_len(9) == 3
+    assert P.unpack_codes(fr[4:-1], 9)[1] and P.unpack_codes(b"\x0f\xc5\x41", 9)[1] is False
+    assert P.unpack_codes(b"\x0b\xc5\x01", 9)[1] is False                       # 0b10 at pixel 1
+    with pytest.raises(GxnorError, match="no ternary input quantizer"):
+        P.input_codes(random_model("f,d2", (1, 1, 4), seed=1, events=True), img[:4])
+    b = P.RefBoard(infer, 4, 9, 4, input_lo=60)
+    assert b.request(fr) == b.request(P.image(img))
+    assert P.parse_reply(P.decode(b.request(P.info()))[0]).has_codes
+    assert b.request(P.encode(P.T_CODES, b"\x0f\xc5\x41")) == P.error(P.E_BAD_VALUE, P.T_CODES)
+    bad = bytearray(P.encode(P.T_CODES, b"\x0f\xc5\x41"))
+    bad[-1] ^= 1
+    assert b.request(bytes(bad)) == P.error(P.E_BAD_CRC, P.T_CODES)
+    assert b.request(P.encode(P.T_CODES, b"\x0f\xc5")) == P.error(P.E_BAD_LENGTH, P.T_CODES)
+    assert P.RefBoard(infer, 4, 9, 4).request(fr) == P.error(P.E_BAD_TYPE, P.T_CODES)
+    b.model_ok = False
+    assert b.request(fr) == P.error(P.E_NO_MODEL, P.T_CODES)
