@@ -2,6 +2,7 @@
 
     python bench/fpga.py REPORT.json:MODEL.gxm:DATASET [...] [--baud 115200 3000000] [--json]
     python bench/fpga.py --zoo zoo/*.gxm [--lanes 4]
+    python bench/fpga.py --link [--link-config ulx3s:16:3:8:65 ...] [--dataset mnist5k] [--images 500]
 
 For each build report (``gxnor build --json`` output) and the model it runs, on the test split of
 DATASET (``mnist5k``, ``digits``; golden.data), at the model's default tau, with the build's lanes:
@@ -11,15 +12,22 @@ DATASET (``mnist5k``, ``digits``; golden.data), at the model's default tau, with
   ``10 (n + 5) / baud`` in, ``(cycles - n) / Fmax`` of engine work after the last pixel (the input
   quantizer takes pixels as they arrive), ``10 (4 K + 22) / baud`` out, at the build's clock; a baud with no
   legal divisor at that clock (fpga.uart.baud_divisor) is marked ``*``;
-* link-limited images/s with requests queued (protocol 4: the board's receive FIFO, ``queue``
-  bytes, holds the next request while it computes and replies): per image ``max(10 (L + 5) / baud,
-  cycles / clock + 10 (4 K + 22) / baud)`` when two frames fit the queue (``2 (L + 5) <= queue``),
-  else the one-in-flight time above with ``L`` bytes in; ``L`` = ``n`` bytes of 8-bit pixels, or
-  ``ceil(n / 4)`` for 2-bit code frames (designed; they need engine v2's ``codes`` input); ``queue``
-  from the report (older reports: ``fpga.top.RX_QUEUE`` of the board's family); also at the fastest baud of the
-  board's USB UART that the build's clock reaches (``fpga.uart.fastest_baud``);
+* link-limited images/s with requests queued (the board's receive FIFO, ``queue`` bytes, holds
+  the next request while it computes and replies): :func:`fpga.protocol.link_seconds`, per image
+  ``max(10 (L + 5) / baud, cycles / clock + 10 (4 K + 22) / baud)`` when two frames fit the queue
+  (``2 (L + 5) <= queue``), else the one-in-flight time above with ``L`` bytes in; ``L`` = ``n``
+  bytes of 8-bit pixels (IMAGE), or ``ceil(n / 4)`` for 2-bit code frames (CODES, protocol 5);
+  ``queue`` from the report (older reports: ``fpga.top.RX_QUEUE`` of the board's family); also at
+  the fastest baud of the board's USB UART that the build's clock reaches (``fpga.uart.fastest_baud``);
 * dense-equivalent GOPS: ``2 x dense MACs per image x images/s`` (golden work accounting), and
   GOPS per thousand LUTs (iCE40 LCs / ECP5 LUT4s).
+
+``--link``: the link's own ceiling without a build report, per board configuration
+(``board:P:KT:Q:MHz``), zoo model and baud, IMAGE vs CODES frames: wire bytes per request and reply
+(``fpga.protocol.request_bytes``/``reply_bytes``, 10 bit times per byte), the engine's rate from
+the exact cycle model at that clock, and :func:`fpga.protocol.link_seconds` with the family's queue;
+each baud marked with whether the board's USB UART makes it exactly and the board's UART reaches it
+with a legal divisor at that clock (``fpga.uart``).
 """
 
 import argparse
@@ -160,15 +168,15 @@ def figures(report, model, images, bauds):
     queue = report.get("queue") or RX_QUEUE[FAMILIES[report["board"]]]
     out["baud_max"], out["queue"] = fast, queue
 
-    def queued(L, b):
-        """Mean seconds per image with ``L``-byte requests at baud ``b`` (two in flight if they fit)."""
-        if 2 * (L + 5) <= queue:
-            return np.maximum(10 * (L + 5) / b, cyc / clk + 10 * (4 * k + 22) / b).mean()
-        return (10 * (L + 5) / b + (cyc - n) / clk + 10 * (4 * k + 22) / b).mean()
+    from fpga.protocol import link_seconds
+
+    def queued(codes, b):
+        """Mean seconds per image with IMAGE or CODES requests at baud ``b`` (two in flight if they fit)."""
+        return link_seconds(n, k, cyc, clk, b, queue, codes).mean()
     for b in list(bauds) + ["max"]:
         if b == "max":
-            for tag, L in (("pixels", n), ("codes", -(-n // 4))):
-                out[f"ips_queued_{tag}_max"] = 1 / queued(L, fast)
+            for tag, codes in (("pixels", False), ("codes", True)):
+                out[f"ips_queued_{tag}_max"] = 1 / queued(codes, fast)
             continue
         try:
             baud_divisor(clk, b)
@@ -178,9 +186,85 @@ def figures(report, model, images, bauds):
         t = 10 * (n + 5) / b + (cyc - n).mean() / clk + 10 * (4 * k + 22) / b
         out[f"ips_uart_{b}"] = 1 / t
         out[f"uart_legal_{b}"] = legal
-        for tag, L in (("pixels", n), ("codes", -(-n // 4))):
-            out[f"ips_queued_{tag}_{b}"] = 1 / queued(L, b)
+        for tag, codes in (("pixels", False), ("codes", True)):
+            out[f"ips_queued_{tag}_{b}"] = 1 / queued(codes, b)
     return out
+
+
+# board:P:KT:Q:MHz[:model]: the ULX3S default build (gxnor build picks 16/3/8) for every zoo model;
+# the iCEBreaker build that fits and closes (the mlp, docs/fpga.md)
+LINK_CONFIGS = ["ulx3s:16:3:8:65", "icebreaker:2:2:1:22.125:mlp"]
+LINK_BAUDS = [115200, 1_000_000, 2_000_000, 3_000_000, 6_000_000, 12_000_000]
+
+
+def baud_status(board, clk, baud):
+    """(FTDI rate error, status) for ``baud`` on ``board``: the error of the nearest rate the board's
+    USB UART makes (fpga.uart.ftdi_bauds); status 'ok' when that is within 2 % and the board's
+    UART reaches ``baud`` at ``clk`` with a legal divisor, 'ftdi' (its FTDI does not make it: faster
+    than its base or more than 2 % off), 'divisor' (no legal divisor at this clock)."""
+    from fpga.uart import MAX_BAUD_ERROR, USB_UART, ftdi_bauds
+    rates = ftdi_bauds(USB_UART[board][1], min_baud=min(9600, baud))
+    err = min(abs(b - baud) / baud for b in rates)
+    if err > MAX_BAUD_ERROR:
+        return err, "ftdi"
+    try:
+        baud_divisor(clk, baud)
+    except ValueError:
+        return err, "divisor"
+    return err, "ok"
+
+
+def link_table(configs, models, images):
+    """Rows of the link ceiling per configuration, model and baud (see the module docstring)."""
+    from fpga.protocol import link_seconds, reply_bytes, request_bytes
+    rows = []
+    for conf in configs:
+        board, P, KT, Q, mhz, *only = conf.split(":")
+        P, KT, Q, clk = int(P), int(KT), int(Q), float(mhz) * 1e6
+        queue = RX_QUEUE[FAMILIES[board]]
+        fast, div = fastest_baud(board, clk)
+        for model in models:
+            if only and model.name != only[0]:
+                continue
+            n, k = int(np.prod(model.input_shape)), model.num_classes
+            c, h, w = model.input_shape
+            beats = c * h * -(-w // Q)
+            cyc = cycles(model, images, model.default_tau, lanes=P, taps=KT, pixels_per_beat=Q)
+            for baud in sorted(set(LINK_BAUDS) | {fast}):
+                err, st = baud_status(board, clk, baud)
+                r = {"board": board, "lanes": P, "taps": KT, "pixels_per_beat": Q, "clock_mhz": clk / 1e6,
+                     "queue": queue, "model": model.name, "baud": baud, "baud_status": st, "ftdi_error": err,
+                     "fastest": baud == fast, "cycles_mean": float(cyc.mean()),
+                     "ips_engine": float(clk / cyc.mean()), "reply_bytes": reply_bytes(k)}
+                for tag, codes in (("image", False), ("codes", True)):
+                    t = link_seconds(n, k, cyc, clk, baud, queue, codes, beats)
+                    req = request_bytes(n, codes)
+                    r[f"request_bytes_{tag}"] = req
+                    r[f"ips_{tag}"] = float(1 / t.mean())
+                    t_in = 10 * req / baud
+                    t_board = ((cyc + n - beats) / clk).mean() + 10 * reply_bytes(k) / baud
+                    r[f"bound_{tag}"] = ("one in flight" if 2 * req > queue else
+                                         "wire in" if t_in >= t_board else "board")
+                rows.append(r)
+    return rows
+
+
+def print_link_table(rows):
+    print("Link ceiling (fpga.protocol.link_seconds): per image max(10 R / baud, (cycles + n - beats) / clock "
+          "+ 10 (4 K + 22) / baud) with two requests in the queue, R = n + 5 bytes (IMAGE) or "
+          "ceil(n / 4) + 5 (CODES)")
+    print("| board | P,KT,Q | clock | queue | model | baud | legal | engine img/s | request bytes IMAGE / CODES "
+          "| reply bytes | img/s IMAGE | img/s CODES | CODES bound |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        why = {"ok": "yes", "ftdi": "no (FTDI)", "divisor": "no (divisor)"}[r["baud_status"]]
+        if r["ftdi_error"] > 1e-9 and r["baud_status"] != "ftdi":
+            why += f" (FTDI {100 * r['ftdi_error']:.2f}% off)"
+        print(f"| {r['board']} | {r['lanes']},{r['taps']},{r['pixels_per_beat']} | {r['clock_mhz']:g} MHz | "
+              f"{r['queue']} | {r['model']} | {r['baud']:,.0f}{' (fastest)' if r['fastest'] else ''} | "
+              f"{why} | {r['ips_engine']:,.0f} | {r['request_bytes_image']} / "
+              f"{r['request_bytes_codes']} | {r['reply_bytes']} | {r['ips_image']:,.1f} | {r['ips_codes']:,.1f} | "
+              f"{r['bound_codes']} |")
 
 
 def main(argv=None):
@@ -191,7 +275,23 @@ def main(argv=None):
     ap.add_argument("--zoo", nargs="+", default=None, metavar="M.gxm",
                     help="instead: engine memory bits per model and whether they fit each board's block RAM")
     ap.add_argument("--lanes", type=int, default=4)
+    ap.add_argument("--link", action="store_true", help="instead: the link ceiling table (no build reports)")
+    ap.add_argument("--link-config", nargs="+", default=LINK_CONFIGS, metavar="BOARD:P:KT:Q:MHZ")
+    ap.add_argument("--link-models", nargs="+", default=None, metavar="M.gxm",
+                    help="models for --link (default zoo gated-cnn, cnn, mlp)")
+    ap.add_argument("--dataset", default="mnist5k", help="test images for --link's cycle model")
+    ap.add_argument("--images", type=int, default=500, help="how many test images for --link (default 500)")
     args = ap.parse_args(argv)
+    if args.link:
+        root = Path(__file__).resolve().parent.parent
+        paths = args.link_models or [str(root / "zoo" / f"{n}.gxm") for n in ("gated-cnn", "cnn", "mlp")]
+        imgs = np.asarray(load_dataset(args.dataset, "test")[0][:args.images], np.uint8)
+        rows = link_table(args.link_config, [modelfile.load(p) for p in paths], imgs)
+        if args.json:
+            print(json.dumps(rows, indent=1))
+        else:
+            print_link_table(rows)
+        return
     if args.zoo:
         rows = zoo_table(args.zoo, args.lanes)
         if args.json:

@@ -192,7 +192,7 @@ def run_board(link, model, images, tau, labels=None, lanes=None, retries=1, prog
         raise GxnorError(f"frames must be auto, codes or image, not {frames!r}")
     if frames == "codes" and not info.has_codes:
         raise GxnorError(f"{link.port}: the bitstream takes no CODES frames (built before protocol 5 "
-                         "or with an engine without the iq_lo port); use --frames image or rebuild with `gxnor build`")
+                         "or with an engine without the zero_pixel port); use --frames image or rebuild with `gxnor build`")
     kind = "codes" if frames == "codes" or (frames == "auto" and info.has_codes) else "image"
     got_tau = link.set_tau(tau)
     if got_tau != tau:

@@ -63,8 +63,8 @@ class Link(wiring.Component):
     ready, done : In(1)                   engine idle; end-of-inference pulse
     cycles, events, fired, skipped : In(32)   engine counters, read after ``done``
     error : Out(1)                        toggles on every error reply sent (the board's error LED)
-    zero_pixel : In(8)                    a pixel the engine's input quantizer maps to 0 (its
-                                          ``iq_lo``; ``codes`` only)
+    zero_pixel : In(8)                    a pixel the engine's input quantizer maps to 0 (the
+                                          engine's ``zero_pixel``; ``codes`` only)
     load : Out(stream.Signature(rtl.engine.load_layout(envelope)))    to the engine (loadable only)
 
     Behaviour: one request at a time. An ``IMAGE`` starts the engine as soon as its header is
@@ -336,9 +336,8 @@ class Link(wiring.Component):
             c_pix = Mux(code == 0b01, 0xFF, Mux(code[1], 0x00, self.zero_pixel))
             c_emit = self.pixels.valid & self.pixels.ready
             # pixels left after this cycle's; the codes of a byte taken now (4, or the image's last)
-            c_rest = Signal(16)
-            c_use = Signal(3)
-            m.d.comb += [c_rest.eq(c_left - c_emit), c_use.eq(Mux(c_rest >= 4, 4, c_rest))]
+            c_rest = c_left - c_emit
+            c_use = Mux(c_rest >= 4, 4, c_rest[:3])
             c_inval = Cat(*[Mux(j < c_use, rx.payload[2 * j:2 * j + 2] == 0b10, rx.payload[2 * j:2 * j + 2] != 0)
                             for j in range(4)]).any()
 

@@ -69,7 +69,7 @@ then ``golden.ternary.encode``: ``0b00`` 0, ``0b01`` +1, ``0b11`` -1); the host 
 28x28 image is 196 payload bytes instead of 784. Codes past the last pixel (in the last byte) are
 ``0b00``. The board expands each code back to a pixel its engine's own input quantizer maps to the
 same code (:func:`expand_codes`): -1 -> 0, +1 -> 255, 0 -> the quantizer's ``lo`` (the engine's
-header register, port ``iq_lo``), exact whenever the code can occur (``-1`` needs ``lo >= 1``,
+header register, the engine's port ``zero_pixel``), exact whenever the code can occur (``-1`` needs ``lo >= 1``,
 ``+1`` needs ``hi <= 255``, 0 needs ``lo < hi``), and streams the pixels to the engine as ``IMAGE``
 does. A ``0b10`` code, or a padding code that is not ``0b00``, makes the reply ``BAD_VALUE`` (the
 image is computed, its result dropped); ``BAD_CRC`` takes precedence.
@@ -365,7 +365,7 @@ def unpack_codes(payload, pixels):
 
 def expand_codes(codes, lo):
     """The board's expansion of 2-bit codes to pixels (uint8): ``0b11`` -> 0, ``0b01`` -> 255,
-    ``0b00`` -> ``lo`` (its low 8 bits: the engine's ``iq_lo`` port, cut to the pixel width).
+    ``0b00`` -> ``lo`` (its low 8 bits: the engine's ``zero_pixel`` port).
     Valid codes only (:func:`unpack_codes`)."""
     return np.choose(np.asarray(codes, np.uint8), [int(lo) & 0xFF, 255, 0, 0]).astype(np.uint8)
 
@@ -393,6 +393,46 @@ def window_ok(outstanding, frame_len, queue):
 
 def result_len(classes):
     return 4 * classes + 1 + 4 * len(COUNTERS)
+
+
+# -- the link's own ceiling ------------------------------------------------------------------------
+# 8N1: a start bit, 8 data bits, a stop bit per byte; a frame adds SYNC, TYPE, LEN (2) and CRC to
+# its payload.
+BITS_PER_BYTE = 10
+FRAME_OVERHEAD = 5
+
+
+def request_bytes(pixels, codes=False):
+    """Bytes on the wire of one IMAGE (``pixels`` payload bytes) or CODES (``ceil(pixels / 4)``) request."""
+    return FRAME_OVERHEAD + (codes_len(pixels) if codes else int(pixels))
+
+
+def reply_bytes(classes):
+    """Bytes on the wire of one RESULT reply: ``4 K + 17`` payload bytes + 5 = ``4 K + 22``."""
+    return FRAME_OVERHEAD + result_len(classes)
+
+
+def link_seconds(pixels, classes, cycles, clock, baud, queue, codes=False, beats=None):
+    """Seconds per image through the board protocol (array in ``cycles``, one per image).
+
+    ``t_in = 10 R / baud`` (``R`` = :func:`request_bytes`), ``t_out = 10 (4 K + 22) / baud``. The link
+    feeds the engine one pixel per cycle, the engine takes a beat of up to Q pixels per cycle: an
+    image's ``beats`` (default ``pixels``: Q = 1) bound its pixel feed, so the engine's time for one
+    image whose pixels wait in the FIFO is at most ``t_eng = (cycles + pixels - beats) / clock``.
+
+    * Requests queued (two requests fit ``queue``: the host sends the next while the board works,
+      the board replies on the other wire): ``max(t_in, t_eng + t_out)``; the board serialises each
+      reply before it takes the next request, the host's wire carries requests back to back.
+    * Otherwise one in flight: ``t_in + (cycles - beats) / clock + t_out`` (the engine takes the
+      pixels as they arrive; what it works after the last one, then the reply).
+    """
+    cycles = np.asarray(cycles, np.float64)
+    beats = int(pixels) if beats is None else int(beats)
+    t_in = BITS_PER_BYTE * request_bytes(pixels, codes) / baud
+    t_out = BITS_PER_BYTE * reply_bytes(classes) / baud
+    if 2 * request_bytes(pixels, codes) <= queue:
+        return np.maximum(t_in, (cycles + int(pixels) - beats) / clock + t_out)
+    return t_in + np.maximum(cycles - beats, 0) / clock + t_out
 
 
 @dataclass

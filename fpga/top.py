@@ -134,8 +134,9 @@ class BoardTop(wiring.Component):
     busy : Out(1)     engine busy (LED)
     error : Out(1)    toggles on every error reply (LED)
 
-    An engine with an ``iq_lo`` port (its input quantizer's ``lo``: :class:`rtl.engine.Engine`)
-    gets the ``CODES`` request: the link expands 2-bit codes to pixels with it.
+    An engine with a ``zero_pixel`` port (a pixel its input quantizer maps to 0:
+    :class:`rtl.engine.Engine`) gets the ``CODES`` request: the link expands 2-bit codes to pixels
+    with it.
 
     Latency and throughput: the UART dominates. An image of ``n`` pixels takes ``10 * (n + 5)``
     bit times in, the engine's ``rtl.engine.schedule.cycles`` working cycles (overlapping the input),
@@ -158,7 +159,7 @@ class BoardTop(wiring.Component):
                               class_bits=class_bits, tau_init=tau_init,
                               timeout=timeout_bytes * 10 * self.divisor,
                               clk_hz=int(round(clk_freq)), queue=rx_depth, bench=bool(bench),
-                              codes=hasattr(engine, "iq_lo"))
+                              codes=hasattr(engine, "zero_pixel"))
         self.loadable = bool(loadable)
         q = getattr(getattr(engine, "cfg", None), "pixels_per_beat", 1)
         if q > 1 and not (isinstance(row_width, int) and row_width >= 1):
@@ -207,7 +208,7 @@ class BoardTop(wiring.Component):
         elif hasattr(eng, "load"):
             m.d.comb += eng.load.valid.eq(0)
         if self.link_args["codes"]:
-            m.d.comb += link.zero_pixel.eq(eng.iq_lo[:8])
+            m.d.comb += link.zero_pixel.eq(eng.zero_pixel)
         m.d.comb += self.error.eq(link.error)
         return m
 

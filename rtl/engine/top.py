@@ -131,8 +131,8 @@ class Engine(wiring.Component):
     cycles, events, fired, skipped : Out(32)
         Counters of the last (or current) inference: working cycles (see rtl.engine.schedule),
         events emitted by the encoder, gated XNORs fired, gated-off kernels.
-    iq_lo : Out(9)                         the input quantizer's ``lo`` (header register): a
-        pixel of value ``lo`` quantizes to 0 whenever ``lo < hi`` (the board expands 2-bit code
+    zero_pixel : Out(8)                    a pixel the input quantizer maps to 0 whenever one
+        does (``lo < hi``): the header register's ``lo``, low 8 bits (the board expands 2-bit code
         frames with it: fpga.link)
     act_trace : Out(trace_layout(config))
         Debug: every write to the activation memory as it happens (``valid`` in that cycle).
@@ -174,7 +174,7 @@ class Engine(wiring.Component):
             "events": Out(32),
             "fired": Out(32),
             "skipped": Out(32),
-            "iq_lo": Out(9),
+            "zero_pixel": Out(8),
             "act_trace": Out(trace_layout(config)),
         })
 
@@ -357,7 +357,7 @@ class _Build:
         hdr_raw = Signal(hlay.size, init=header_init, reset_less=True)
         self.hdr_raw = hdr_raw
         self.hdr = hlay(hdr_raw)
-        m.d.comb += top.iq_lo.eq(self.hdr.lo)
+        m.d.comb += top.zero_pixel.eq(self.hdr.lo[:8])
         self.d = dlay(self.desc_r.data)
 
     def loading(self):

@@ -5,7 +5,7 @@ Test-only (not shipped): it runs models of the form ``input_quant, flatten, dens
 all K logits accumulated in parallel, so the link and the UART can be checked bit-exact against
 golden without the real engine's build time. Counters: ``cycles = pixels + K + 1`` (input,
 one result beat each, done), ``events`` = nonzero quantised pixels, ``fired`` = golden fired XNORs,
-``skipped = 0``; ``iq_lo`` is the model's input quantizer ``lo`` (the board's CODES frames).
+``skipped = 0``; ``zero_pixel`` is the model's input quantizer ``lo`` (low 8 bits) (the board's CODES frames).
 """
 
 import numpy as np
@@ -61,7 +61,7 @@ class StandinEngine(wiring.Component):
             "busy": Out(1),
             "done": Out(1),
             "cycles": Out(32), "events": Out(32), "fired": Out(32), "skipped": Out(32),
-            "iq_lo": Out(9),
+            "zero_pixel": Out(8),
         })
 
     def elaborate(self, platform):
@@ -80,7 +80,7 @@ class StandinEngine(wiring.Component):
         best_i = Signal(range(K))
         cnt_bits = bit_length_signed(0, K)
 
-        m.d.comb += self.iq_lo.eq(iq.lo)                        # the engine's port: CODES frames
+        m.d.comb += self.zero_pixel.eq(iq.lo & 0xFF)            # the engine's port: CODES frames
         word = rom[idx]
         p = self.pixels.payload.data
         pos = p >= iq.hi
