@@ -1,16 +1,17 @@
 """End-to-end images/s through the board protocol in simulation, at a real baud (issue 11 item 3).
 
     python bench/link_sim.py [--model zoo/gated-cnn.gxm] [--lanes 4] [--clk-ns 15] [--divisor 22]
-                             [--queue 2048] [--images 6] [--dataset mnist5k]
+                             [--queue 2048] [--images 6] [--dataset mnist5k] [--frames both|image|codes]
 
 Builds the board top (UART, receive FIFO of ``--queue`` bytes, link, the real engine with the
 model baked in) with Verilator and runs ``sim/test_board_top.py::test_throughput``: the first
-``--images`` test images sent through the ``rx`` pin as a host does (protocol 4: the next request
-as soon as the queue has room for it), every reply byte-exact against the reference board; the
-rate is simulated time. Defaults: the ULX3S configuration near its 65 MHz / 3 Mbaud (15 ns clock,
+``--images`` test images sent through the ``rx`` pin as a host does (the next request as soon as
+the queue has room for it), as IMAGE frames (8-bit pixels) and as CODES frames (2-bit codes of
+golden's input quantizer, protocol 5), on the same build one after the other; every reply
+byte-exact against the reference board; the rate is simulated time. Defaults: the ULX3S configuration near its 65 MHz / 3 Mbaud (15 ns clock,
 divisor 22: 3.03 Mbaud; cocotbext-uart needs a whole-ns bit, so 3 Mbaud exactly, 333.3 ns, cannot be
-simulated). Printed beside the formula of bench/fpga.py (queued, or one in flight when two
-frames do not fit the queue) for the same images, clock and baud.
+simulated). Printed beside the link's formula (:func:`fpga.protocol.link_seconds`: queued, or one in flight when
+two frames do not fit the queue) for the same images, clock and baud.
 """
 
 import argparse
@@ -23,6 +24,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from fpga.protocol import link_seconds  # noqa: E402
 from fpga.top import BoardTop  # noqa: E402
 from golden import modelfile  # noqa: E402
 from golden.data import load_dataset  # noqa: E402
@@ -33,13 +35,11 @@ from sim import toolchain  # noqa: E402
 from tests.fpga.waivers import split_engine, waiver_args  # noqa: E402  (the board tests' lint set-up)
 
 
-def formula(model, images, lanes, clk, baud, queue):
-    """Seconds per image of bench/fpga.py's link model for these images (8-bit pixel frames)."""
+def formula(model, images, lanes, clk, baud, queue, codes=False):
+    """Mean seconds per image of the link's model (fpga.protocol.link_seconds) for these images."""
     cyc = cycles(model, images, model.default_tau, lanes=lanes)
-    n, k = int(np.prod(model.input_shape)), model.num_classes
-    if 2 * (n + 5) <= queue:
-        return float(np.maximum(10 * (n + 5) / baud, cyc / clk + 10 * (4 * k + 22) / baud).mean())
-    return float((10 * (n + 5) / baud + (cyc - n) / clk + 10 * (4 * k + 22) / baud).mean())
+    return float(link_seconds(int(np.prod(model.input_shape)), model.num_classes, cyc, clk, baud, queue,
+                              codes).mean())
 
 
 def main(argv=None):
@@ -51,6 +51,8 @@ def main(argv=None):
     ap.add_argument("--queue", type=int, default=2048, help="receive FIFO bytes (default 2048, the ECP5's)")
     ap.add_argument("--images", type=int, default=6)
     ap.add_argument("--dataset", default="mnist5k")
+    ap.add_argument("--frames", choices=("both", "image", "codes"), default="both",
+                    help="request frames to simulate (default both, on one build)")
     args = ap.parse_args(argv)
     model = modelfile.load(args.model)
     images = np.asarray(load_dataset(args.dataset, "test")[0][:args.images], np.uint8)
@@ -65,21 +67,25 @@ def main(argv=None):
     modelfile.save(model, build_dir / "model.gxm", overwrite=True)
     np.savez(build_dir / "images.npz", images=images)
     srcs = split_engine(top, build_dir / "board_top.v")
-    out = build_dir / "throughput.json"
     env = {"GXNOR_MODEL": build_dir / "model.gxm", "GXNOR_LANES": args.lanes, "GXNOR_DIVISOR": args.divisor,
            "GXNOR_TIMEOUT_BYTES": 4, "GXNOR_ENGINE": "engine", "GXNOR_CLK_PS": args.clk_ns * 1000,
            "GXNOR_CLK_HZ": int(round(clk)), "GXNOR_QUEUE": args.queue, "GXNOR_BENCH": 1,
-           "GXNOR_THROUGHPUT": build_dir / "images.npz", "GXNOR_THROUGHPUT_OUT": out,
-           "COCOTB_TEST_FILTER": "test_throughput"}
-    toolchain.build_and_run(list(srcs), "board_top", "sim.test_board_top", build_dir=build_dir, extra_env=env,
-                            build_args=waiver_args(srcs[1]) + ["--output-split", "0"])
-    r = json.loads(out.read_text())
-    f = formula(model, images, args.lanes, clk, baud, args.queue)
+           "GXNOR_THROUGHPUT": build_dir / "images.npz", "COCOTB_TEST_FILTER": "test_throughput"}
     print(f"{model.name} P={args.lanes}, {clk / 1e6:.3f} MHz, {baud:,.0f} baud (divisor {args.divisor}), "
-          f"queue {args.queue} bytes, {r['images']} {args.dataset} test images, replies byte-exact")
-    print(f"  simulated end to end: {r['images_per_s']:,.1f} images/s (first request to last reply), "
-          f"{r['steady_images_per_s']:,.1f} between the first and the last reply")
-    print(f"  formula (bench/fpga.py): {1 / f:,.1f} images/s")
+          f"queue {args.queue} bytes, {len(images)} {args.dataset} test images, replies byte-exact")
+    kinds = ("image", "codes") if args.frames == "both" else (args.frames,)
+    for i, kind in enumerate(kinds):
+        out = build_dir / f"throughput-{kind}.json"
+        toolchain.build_and_run(list(srcs), "board_top", "sim.test_board_top", build_dir=build_dir,
+                                extra_env={**env, "GXNOR_THROUGHPUT_OUT": out,
+                                           "GXNOR_THROUGHPUT_CODES": int(kind == "codes")},
+                                build_args=waiver_args(srcs[1]) + ["--output-split", "0"], build=i == 0)
+        r = json.loads(out.read_text())
+        f = formula(model, images, args.lanes, clk, baud, args.queue, codes=kind == "codes")
+        print(f"  {kind.upper()} frames ({r['request_bytes']} bytes per request, {r['reply_bytes']} per reply): "
+              f"simulated {r['images_per_s']:,.1f} images/s (first request to last reply), "
+              f"{r['steady_images_per_s']:,.1f} between the first and the last reply; "
+              f"formula (fpga.protocol.link_seconds) {1 / f:,.1f}")
 
 
 if __name__ == "__main__":
