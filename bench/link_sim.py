@@ -1,6 +1,7 @@
 """End-to-end images/s through the board protocol in simulation, at a real baud (issue 11 item 3).
 
-    python bench/link_sim.py [--model zoo/gated-cnn.gxm] [--lanes 4] [--clk-ns 15] [--divisor 22]
+    python bench/link_sim.py [--model zoo/gated-cnn.gxm] [--lanes 4] [--taps 3] [--pixels-per-beat 1]
+                             [--clk-ns 15] [--divisor 22]
                              [--queue 2048] [--images 6] [--dataset mnist5k] [--frames both|image|codes]
 
 Builds the board top (UART, receive FIFO of ``--queue`` bytes, link, the real engine with the
@@ -35,17 +36,20 @@ from sim import toolchain  # noqa: E402
 from tests.fpga.waivers import split_engine, waiver_args  # noqa: E402  (the board tests' lint set-up)
 
 
-def formula(model, images, lanes, clk, baud, queue, codes=False):
+def formula(model, images, lanes, clk, baud, queue, codes=False, taps=3, q=1):
     """Mean seconds per image of the link's model (fpga.protocol.link_seconds) for these images."""
-    cyc = cycles(model, images, model.default_tau, lanes=lanes)
+    cyc = cycles(model, images, model.default_tau, lanes=lanes, taps=taps, pixels_per_beat=q)
+    c, h, w = model.input_shape
     return float(link_seconds(int(np.prod(model.input_shape)), model.num_classes, cyc, clk, baud, queue,
-                              codes).mean())
+                              codes, beats=c * h * -(-w // q)).mean())
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=str(ROOT / "zoo" / "gated-cnn.gxm"))
     ap.add_argument("--lanes", type=int, default=4)
+    ap.add_argument("--taps", type=int, default=3)
+    ap.add_argument("--pixels-per-beat", type=int, default=1)
     ap.add_argument("--clk-ns", type=int, default=15, help="clock period in ns (default 15: 66.7 MHz)")
     ap.add_argument("--divisor", type=int, default=22, help="UART clock cycles per bit (default 22)")
     ap.add_argument("--queue", type=int, default=2048, help="receive FIFO bytes (default 2048, the ECP5's)")
@@ -58,20 +62,25 @@ def main(argv=None):
     images = np.asarray(load_dataset(args.dataset, "test")[0][:args.images], np.uint8)
     clk = 1e9 / args.clk_ns
     baud = clk / args.divisor
-    cfg = EngineConfig.for_models([model], args.lanes)
+    KT, Q = args.taps, args.pixels_per_beat
+    cfg = EngineConfig.for_models([model], args.lanes, KT, Q)
     top = BoardTop(Engine(cfg, model), classes=model.num_classes, pixels=int(np.prod(model.input_shape)),
-                   tau_init=model.default_tau, clk_freq=clk, baud=baud, rx_depth=args.queue, bench=True)
+                   tau_init=model.default_tau, clk_freq=clk, baud=baud, rx_depth=args.queue, bench=True,
+                   row_width=int(model.input_shape[-1]))
     key = {"core": "tput", "model": model.name, "P": args.lanes, "q": args.queue, "div": args.divisor}
+    if (KT, Q) != (3, 1):
+        key.update(KT=KT, Q=Q)
     build_dir = toolchain.sim_build_dir("board_top", key)
     build_dir.mkdir(parents=True, exist_ok=True)
     modelfile.save(model, build_dir / "model.gxm", overwrite=True)
     np.savez(build_dir / "images.npz", images=images)
     srcs = split_engine(top, build_dir / "board_top.v")
-    env = {"GXNOR_MODEL": build_dir / "model.gxm", "GXNOR_LANES": args.lanes, "GXNOR_DIVISOR": args.divisor,
+    env = {"GXNOR_MODEL": build_dir / "model.gxm", "GXNOR_LANES": args.lanes, "GXNOR_TAPS": KT, "GXNOR_PPB": Q,
+           "GXNOR_DIVISOR": args.divisor,
            "GXNOR_TIMEOUT_BYTES": 4, "GXNOR_ENGINE": "engine", "GXNOR_CLK_PS": args.clk_ns * 1000,
            "GXNOR_CLK_HZ": int(round(clk)), "GXNOR_QUEUE": args.queue, "GXNOR_BENCH": 1,
            "GXNOR_THROUGHPUT": build_dir / "images.npz", "COCOTB_TEST_FILTER": "test_throughput"}
-    print(f"{model.name} P={args.lanes}, {clk / 1e6:.3f} MHz, {baud:,.0f} baud (divisor {args.divisor}), "
+    print(f"{model.name} P={args.lanes} KT={KT} Q={Q}, {clk / 1e6:.3f} MHz, {baud:,.0f} baud (divisor {args.divisor}), "
           f"queue {args.queue} bytes, {len(images)} {args.dataset} test images, replies byte-exact")
     kinds = ("image", "codes") if args.frames == "both" else (args.frames,)
     for i, kind in enumerate(kinds):
@@ -81,7 +90,7 @@ def main(argv=None):
                                            "GXNOR_THROUGHPUT_CODES": int(kind == "codes")},
                                 build_args=waiver_args(srcs[1]) + ["--output-split", "0"], build=i == 0)
         r = json.loads(out.read_text())
-        f = formula(model, images, args.lanes, clk, baud, args.queue, codes=kind == "codes")
+        f = formula(model, images, args.lanes, clk, baud, args.queue, kind == "codes", KT, Q)
         print(f"  {kind.upper()} frames ({r['request_bytes']} bytes per request, {r['reply_bytes']} per reply): "
               f"simulated {r['images_per_s']:,.1f} images/s (first request to last reply), "
               f"{r['steady_images_per_s']:,.1f} between the first and the last reply; "
