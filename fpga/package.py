@@ -225,7 +225,8 @@ def _readme(model, cfg, eng_ports, top_ports, clk_freq, baud, widths):
             "`board_top.v` instantiates module `engine` (from `engine.v`); compile both.", "",
             f"8N1 UART at {baud} baud for a {clk_freq / 1e6:g} MHz clock. Frames: `0xA5, TYPE, LEN lo, LEN hi, "
             "PAYLOAD, CRC-8` (poly 0x07, init 0, over TYPE..PAYLOAD). Requests: `0x01` INFO, `0x02` "
-            "SET_TAU (i32), `0x03` IMAGE (C*H*W pixels); replies `0x81` INFO, `0x82` TAU, `0x83` RESULT "
+            "SET_TAU (i32), `0x03` IMAGE (C*H*W pixels), `0x08` CODES (ceil(C*H*W / 4) bytes: the input "
+            "quantizer's 2-bit codes, 4 per byte LSB first, 0b00 0, 0b01 +1, 0b11 -1); replies `0x81` INFO, `0x82` TAU, `0x83` RESULT "
             "(classes x i32 logits, class u8, u32 cycles, events, fired, skipped), `0xFF` ERROR (code, type: "
             "1 BAD_CRC, 2 BAD_LENGTH, 3 BAD_TYPE, 4 BAD_VALUE, 5 TIMEOUT). Requests may be queued as long as "
             "the bytes of those not yet answered fit INFO's `queue` (the receive FIFO); "

@@ -149,7 +149,8 @@ def test_cocotb(engine):
 def test_host_tool_through_pty():
     """`gxnor board --load --bench 3` against the simulated loadable board: a pseudo-terminal bridged
     to the UART pins; loads the second model (other classes and pixels) and runs it with several
-    images in flight (the board's queue), exact vs golden, then BENCH: summed cycles exact against
+    images in flight (the board's queue) as CODES frames (the default on a board that takes them;
+    the board expands them with the loaded model's quantizer), exact vs golden, then BENCH: summed cycles exact against
     the cycle model, images/s from the board's clock."""
     import json
     import sys
@@ -175,6 +176,7 @@ def test_host_tool_through_pty():
     assert text.rstrip().endswith("[exit 0]"), text
     rep = json.loads(text[:text.rindex("[exit")])
     assert rep["images"] == 6 and rep["mismatches"] == 0 and rep["error_replies"] == 0, rep
+    assert rep["frames"] == "codes"                 # the board takes CODES (INFO flag): the default
     assert rep["load"]["frames"] >= 1 and rep["load"]["records"] > 0
     assert rep["accuracy"] == 5 / 6 and rep["tau"] == lo and rep["in_flight_bytes"] == QUEUE
     b = rep["bench"]
