@@ -323,6 +323,20 @@ def pick_config(board, models, weights="baked", lanes=None, taps=None, pixels_pe
     return (best[0], best[1], n) if best else (None, None, 0)
 
 
+def pick_note(board, config, cycles_per_image, candidates):
+    """The line ``gxnor build`` prints for the configuration :func:`pick_config` chose: on the iCE40
+    the fastest of ``candidates`` plan-fitting ones; on the ULX3S the board default
+    (:data:`ULX3S_CONFIG`, with any options given), since nothing is searched there."""
+    P, KT, Q = config
+    head = f"picked {P} lanes, {KT}x{KT} taps, {Q} pixels per beat"
+    if FAMILIES.get(board) != "ice40":
+        return (f"{head}: the {board} default configuration (lanes, taps, pixels per beat "
+                f"{'/'.join(map(str, ULX3S_CONFIG))} unless given; not searched: no memory plan or logic "
+                "estimate for the ECP5)")
+    return (f"{head}: the fastest of {candidates} configurations whose memory plan fits the {board}"
+            + (f" ({cycles_per_image:,.0f} cycles/image, exact cycle model)" if cycles_per_image else ""))
+
+
 # Bundled data sets the throughput figure can run over, by input shape (golden.data)
 THROUGHPUT_SETS = {(1, 28, 28): "mnist5k", (1, 8, 8): "digits"}
 

@@ -96,12 +96,11 @@ def cmd_build(args):
                              + (" with the --taps/--pixels-per-beat given" if taps or ppb else "")
                              + ": use --board ulx3s" + (" or other --taps/--pixels-per-beat" if taps or ppb else ""))
         lanes, taps, ppb = conf
+        from fpga.build import pick_note
         picked = {"lanes": lanes, "taps": taps, "pixels_per_beat": ppb, "candidates": n,
-                  "cycles_per_image_sample": cyc}
+                  "cycles_per_image_sample": cyc, "note": pick_note(args.board, conf, cyc, n)}
         if not args.json:
-            note(f"picked {lanes} lanes, {taps}x{taps} taps, {ppb} pixels per beat: the fastest of {n} "
-                 f"configurations whose memory plan fits the {args.board}"
-                 + (f" ({cyc:,.0f} cycles/image, exact cycle model)" if cyc else ""))
+            note(picked["note"])
     taps = 3 if taps is None else taps
     ppb = 1 if ppb is None else ppb
     if not args.json:

@@ -229,3 +229,19 @@ def test_bench_buffer_when_the_plan_has_room_and_max_baud():
         assert top.baud == fastest_baud(board, clk)[0] and top.rx_depth == {"icebreaker": 512, "ulx3s": 2048}[board]
     with pytest.raises(GxnorError, match="--baud must be"):
         B.make_design(cnn, 2, board="icebreaker", baud=0)
+
+
+def test_pick_note_names_the_rule():
+    """`gxnor build` without --lanes says which configuration it picked and by which rule: the
+    ULX3S default (nothing searched) or the fastest plan-fitting iCE40 configuration."""
+    tiny = random_model("c4,p,c8g,f,d10", (1, 8, 8), seed=1)
+    conf, cyc, n = B.pick_config("ulx3s", [tiny])
+    assert conf == (16, 3, 8) and cyc is None
+    line = B.pick_note("ulx3s", conf, cyc, n)
+    assert line.startswith("picked 16 lanes, 3x3 taps, 8 pixels per beat: the ulx3s default"), line
+    assert "fastest" not in line
+    assert B.pick_config("ulx3s", [tiny], taps=2)[0] == (16, 2, 8)
+    conf, cyc, n = B.pick_config("icebreaker", [tiny], "baked", None, 3, 1)
+    line = B.pick_note("icebreaker", conf, cyc, n)
+    assert line.startswith(f"picked {conf[0]} lanes, 3x3 taps, 1 pixels per beat: the fastest of {n} "), line
+    assert f"{cyc:,.0f} cycles/image" in line
