@@ -412,7 +412,9 @@ class _Build:
 
         G = self.G
         self.g = Signal(range(G + 1))              # output group (compute), input group (stand-alone pool)
-        self.krem = Signal(signed(cfg.chan_bits + 2))     # kout - kernels of the groups before g
+        # kout - kernels of the groups before g; a dense group is P*KT*KT kernels, so after the last
+        # group it is as low as kout - P*KT*KT (below -channels when P*KT*KT > channels)
+        self.krem = Signal(range(-P * self.T, cfg.channels + 1))
         self.crem = Signal(signed(cfg.chan_bits + 2))     # cin - g*P (scan, stand-alone pool)
         self.csh = Signal(cfg.channels) if gated else Const((1 << P) - 1, P)   # chmask >> g*P
         self.ecount = Signal(range(cfg.events + 1))

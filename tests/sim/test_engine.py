@@ -162,3 +162,18 @@ def test_config_json_round_trip():
     assert EngineConfig.from_json(cfg.to_json()) == cfg
     with pytest.raises(GxnorError):
         EngineConfig(**{**cfg.__dict__, "channels": 7})
+
+
+def test_dense_group_wider_than_channels():
+    """A logits layer's kernel group (P*KT*KT = 72 kernel lanes) far wider than the model's widest map
+    (16 channels): the group counter runs down to kout - 72 and must still read as "no group left"
+    (it once wrapped positive in a register sized by the channels, and the engine ran a second,
+    phantom logits group over the first one's results; the zoo gated CNN's own engine at P = 16 was
+    wrong on every image)."""
+    m = random_model("c8,p,c16g,f,d5", (1, 10, 10), seed=SEED + 40, input_lo=60, input_hi=150, name="wide")
+    cfg = EngineConfig.for_models([m], 8, 3)
+    assert cfg.lanes * cfg.taps ** 2 - m.num_classes > 4 * cfg.channels     # the case, not a smaller one
+    imgs = images(m, 6, 41)
+    runs = [{"model": m, "images": imgs, "tau": t, "cfg": cfg} for t in taus(m, imgs)]
+    hw, _ = simulate(cfg, runs, seed=4)
+    assert check(runs, hw) == 6 * len(runs)
