@@ -1111,8 +1111,12 @@ class _Build:
             codes_e.append(act.o.payload.codes)
         pooled = codes_e[0]
         for e in range(1, NE):
-            pooled = Cat(*[Mux(dr_ev[e], max_code(pooled[2 * j:2 * j + 2], codes_e[e][2 * j:2 * j + 2]),
-                               pooled[2 * j:2 * j + 2]) for j in range(P)])
+            # a named net per stage: an expression slices of it read (three per lane) would be
+            # emitted again for every read, (3P)^(NE-1) copies (38 MB of Verilog at P = 16)
+            nxt = Signal(2 * P, name=f"pooled{e}")
+            m.d.comb += nxt.eq(Cat(*[Mux(dr_ev[e], max_code(pooled[2 * j:2 * j + 2], codes_e[e][2 * j:2 * j + 2]),
+                                         pooled[2 * j:2 * j + 2]) for j in range(P)]))
+            pooled = nxt
         self.dq_v = dq_v = Signal()
         self.dq_codes = dq_codes = Signal(2 * P)
         dq_addr = Signal(range(2 * cfg.act_words + 1))
