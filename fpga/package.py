@@ -144,18 +144,20 @@ def _write(out, model, cfg, engine_waivers, common_waivers, clk_freq, baud, lint
     engine = Engine(cfg, model)
     eng_ports = _ports(engine)
     engine._MustUse__silence = True           # ports read only; converted by engine_verilog
-    put("engine.v", engine_verilog(cfg, model))
-    top_ports = None
-    if clk_freq is not None:
+    top = top_ports = None
+    if clk_freq is not None:                  # built (and refused) before the minutes of conversion
         from .top import BoardTop, EngineInstance
         inst = EngineInstance(Engine(cfg, model))
         try:
             top = BoardTop(inst, classes=model.num_classes, pixels=int(np.prod(model.input_shape)),
-                           tau_init=model.default_tau, clk_freq=clk_freq, baud=baud)
+                           tau_init=model.default_tau, clk_freq=clk_freq, baud=baud,
+                           row_width=int(model.input_shape[-1]))
         except ValueError as e:
             inst._MustUse__silence = True
             raise GxnorError(str(e)) from None
         top_ports = _ports(top)
+    put("engine.v", engine_verilog(cfg, model))
+    if top is not None:
         put("board_top.v", verilog.convert(top, name="board_top", emit_src=False))
     put(VLT, waivers_vlt(engine_waivers, common_waivers, board=top_ports is not None))
     img = images(model, cfg)

@@ -53,6 +53,9 @@ BOARD_WAIVERS = [
     # engine's load.valid to 0 (also the baked engine's own unread port, in engine.v)
     "w_data", "w_rdy", "r_data", "r_rdy", "rx__ready", "tx__payload", "tx__valid", "i__ready",
     "o__payload", "o__valid", "load__valid",
+    # with Q > 1 pixels per beat the link's pixel stream goes through fpga.top.PixelPacker: the
+    # engine's `pixels__payload`/`pixels__valid` are wired from the packer's `o__*` nets
+    "pixels__payload", "pixels__valid",
     # link: reset-less model registers that a baked build never writes (constants there), the
     # sign-extended logit/tau words, all inlined where they are read; the CRC processors' inputs
     # (`data`, the received byte `rx__payload`, the folded reply byte `tq`/`tq_v`) as named in the link

@@ -110,6 +110,12 @@ def cmd_verilog(args):
         raise GxnorError(f"--clock {args.clock:g}: the clock frequency must be positive (MHz)")
     if args.baud <= 0:
         raise GxnorError(f"--baud {args.baud}: the baud rate must be positive")
+    if args.clock is not None:
+        from fpga.uart import baud_divisor
+        try:                         # up front: the conversion before it takes minutes
+            baud_divisor(args.clock * 1e6, args.baud)
+        except ValueError as e:
+            raise GxnorError(str(e)) from None
     if args.output:
         check_new_output(args.output, args.force, folder=True)
     model = load_engine_model(args.model)

@@ -74,6 +74,9 @@ ENGINE_WAIVERS = [
      "net driving it) at its field width, zero-extended into the signed address arithmetic of the "
      "tap map; the inputs are unsigned (quotients, remainders, pass offsets, map sizes)"),
 ] + [("WIDTHEXPAND", f"*'s VARREF '{name}' generates*", f"{name}: {why}") for name, why in (
+    ("rx$*", "the input quantizer's column remainder by KT (0..KT-1; `$n`: Amaranth renames it beside "
+             "the TapMap input of the same name) plus the lane of the beat's pixel (0..Q-1), summed into "
+             "the wider `v` (seen at Q = 8); unsigned, zero-extension is exact"),
     ("k", "the layer's kernel size (descriptor field) compared with the signed tap index of the pass "
           "(`pyk + ty < k`); unsigned, zero-extension is exact"),
     ("px", "the pass column (0..ceil(k/KT)-1): " + _COUNTER),
@@ -103,6 +106,8 @@ ENGINE_WAIVERS = [
          # engine v2: the event fields seen as signed (a_q*), the activation read address driven to
          # every lane's read port, the gate sums' next values (slane_next*)
          "a_qx", "a_qy", "a_qyw", "act_raddr", "slane_next*",
+         # the fused pool's running max after window element e (one named net per stage)
+         "pooled?",
          # TapMap (rtl/engine/tapmap.py): its inputs as named in the component (the logic reads the
          # `port$n` nets Amaranth names after the parent's drivers), the event fields seen as signed,
          # and the per-bank intermediates (carry, tap, row, column, address) kept for waveforms

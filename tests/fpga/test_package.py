@@ -71,10 +71,13 @@ def test_verilog_output_folder(tmp_path, model_file):
     assert len(offs) > 20 and all(lines[i - 1].startswith("// ") and len(lines[i - 1]) > 20 for i in offs)
 
 
-def test_package_with_board_top(tmp_path, model_file):
+@pytest.mark.parametrize("q", [1, 4])
+def test_package_with_board_top(tmp_path, model_file, q):
+    # q = 4: the board top packs the link's pixels into beats (PixelPacker); its nets and the
+    # engine's Q-wide input quantizer lint clean with the shipped waivers alone
     out = tmp_path / "pkg"
-    r = gxnor("verilog", "--model", str(model_file), "--lanes", "2", "--package", str(out),
-              "--clock", "12", "--baud", "115200")
+    r = gxnor("verilog", "--model", str(model_file), "--lanes", "2", "--pixels-per-beat", str(q),
+              "--package", str(out), "--clock", "12", "--baud", "115200")
     assert r.returncode == 0, r.stderr
     assert check_folder(out, tmp_path) == ["waivers.vlt", "board_top.v", "engine.v"]
     top = (out / "board_top.v").read_text()
