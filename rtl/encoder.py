@@ -8,7 +8,7 @@ the nonzero bit, bit 0).
 """
 
 import numpy as np
-from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -21,6 +21,14 @@ def _check(lanes):
     return int(lanes)
 
 
+def _any(terms):
+    """The OR of ``terms`` (values of one width), 0 for none."""
+    out = Const(0, 1)
+    for t in terms:
+        out = out | t
+    return out
+
+
 def lane_bits(lanes):
     """Width of the ``lane`` field: enough for lane ``P-1``, at least 1."""
     return max(1, (_check(lanes) - 1).bit_length())
@@ -31,8 +39,10 @@ def in_layout(lanes):
 
 
 def out_layout(lanes):
-    return data.StructLayout({"lane": unsigned(lane_bits(lanes)), "code": unsigned(2),
-                              "last": unsigned(1)})
+    """``lane`` (its number), ``onehot`` (the same lane as bit ``lane`` of P), ``code``, ``last``."""
+    lanes = _check(lanes)
+    return data.StructLayout({"lane": unsigned(lane_bits(lanes)), "onehot": unsigned(lanes),
+                              "code": unsigned(2), "last": unsigned(1)})
 
 
 def _codes(word, lanes):
@@ -91,7 +101,10 @@ class EventEncoder(wiring.Component):
         1: every masked lane is emitted, zeros included (the dense schedule). Hold it stable while
         a word is in flight (between words it may change).
     o : Out(stream.Signature(out_layout))
-        ``lane`` and its ``code``; ``last`` on the word's final event.
+        ``lane`` and its ``code``; ``onehot``: the lane as a P-bit one-hot (bit ``lane`` set), for
+        a user that selects per-lane values with an AND-OR instead of decoding ``lane`` (the engine's
+        weight offset: no priority encoder and no multiplier on its path); ``last`` on the word's
+        final event.
 
     Latency 0: ``o.valid``/``o.payload`` are combinational from ``i.valid``/``i.payload`` and the
     register ``done`` (lanes of the current word already emitted; cleared by reset and when a
@@ -118,14 +131,15 @@ class EventEncoder(wiring.Component):
         m.d.comb += [nz.eq(i.word[0::2]),
                      rem.eq(Mux(self.dense, i.mask, i.mask & nz) & ~done),
                      low.eq(rem & (-rem)[:P])]
+        # lane number and code from the one-hot by AND-OR (no priority chain: ``low`` is one-hot)
         lane = Signal(lane_bits(P))
         code = Signal(2)
-        for j in range(P):
-            with m.If(low[j]):
-                m.d.comb += [lane.eq(j), code.eq(i.word[2 * j:2 * j + 2])]
+        m.d.comb += [lane.eq(Cat(*[_any([low[j] for j in range(P) if (j >> k) & 1])
+                                   for k in range(lane_bits(P))])),
+                     code.eq(_any([i.word[2 * j:2 * j + 2] & low[j].replicate(2) for j in range(P)]))]
         single = Signal()        # the lane emitted now is the word's last (or there is none)
         m.d.comb += single.eq((rem & (rem - 1)[:P]) == 0)
-        m.d.comb += [o.lane.eq(lane), o.code.eq(code), o.last.eq(single),
+        m.d.comb += [o.lane.eq(lane), o.onehot.eq(low), o.code.eq(code), o.last.eq(single),
                      self.o.valid.eq(self.i.valid & rem.any()),
                      self.i.ready.eq(Mux(rem.any(), self.o.ready & single, 1))]
         with m.If(self.i.valid & self.i.ready):

@@ -3,7 +3,8 @@
 Stimulus: ``zeros`` (only words with nothing to emit: zero words, or nonzero lanes all masked off),
 ``dense`` (dense schedule: every masked lane, zeros included), ``all_nonzero`` (every lane +1/-1,
 full mask), ``prbs`` (random words and masks); every one under each source-idle / sink
-back-pressure mode of sim.blocktb.MODES. Exact equality of the event list (lane, code, last).
+back-pressure mode of sim.blocktb.MODES. Exact equality of the event list (lane, onehot, code,
+last).
 With no stalls, the cycle count must be exactly ``sum(max(1, events of the word))``
 (:meth:`sim.blocktb.StreamTB.run` counts cycles until the last word and last event are taken).
 """
@@ -55,7 +56,7 @@ async def encoder_vs_reference(dut):
         want = []
         for k, (n, lane, code) in enumerate(ref):
             last = k + 1 == len(ref) or ref[k + 1][0] != n
-            want.append(dict(lane=lane, code=code, last=int(last)))
+            want.append(dict(lane=lane, onehot=1 << lane, code=code, last=int(last)))
         words = [pack(lin, dict(word=join_lanes(c, 2), mask=join_lanes(mk, 1))) for c, mk in beats]
         got, cyc = await tb.run(words, len(want))
         got = [unpack(lout, g) for g in got]

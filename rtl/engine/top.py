@@ -42,6 +42,23 @@ def _bits(n):
     return max(1, int(n).bit_length())
 
 
+def _times(n, x):
+    """``n * x`` for a constant ``n >= 0``: a sum of shifted copies of ``x`` (no multiplier cell)."""
+    terms = [x << k for k in range(int(n).bit_length()) if (n >> k) & 1]
+    out = Const(0, 1)
+    for t in terms:
+        out = out + t
+    return out
+
+
+def _any(terms):
+    """The OR of ``terms``, 0 for none."""
+    out = Const(0, 1)
+    for t in terms:
+        out = out | t
+    return out
+
+
 def _layout(fields):
     return data.StructLayout({name: unsigned(bits) for name, bits in fields})
 
@@ -840,7 +857,8 @@ class _Build:
                     m.d.sync += live.eq(0)
                     m.next = "IQ"
                 with m.Elif(live):
-                    m.d.sync += [self.sg.eq(0), self.sgbase.eq(0), self.gcs.eq(0), self.screm.eq(d.cin)]
+                    m.d.sync += [self.sg.eq(0), self.sgbase.eq(0), self.screm.eq(d.cin)]
+                    m.d.sync += [w.eq(_times(j, d.cstride)) for j, w in enumerate(self.swo)]
                     if self.gated:
                         m.d.sync += self.scsh.eq(self.chmask)
                     m.next = "SCAN_G"
@@ -851,14 +869,21 @@ class _Build:
 
     # ---------------------------------------------------------------- event encoder (scan of a layer's input, live first group)
     def scan(self):
-        """The scan's counters: input group, its activation base, channels left, channel mask,
-        weight offset (the scan runs inside the first output group, so it has its own group counter)."""
+        """The scan's counters: input group, its activation base, channels left, channel mask, and
+        per lane j the weight offset of channel sg*P + j (``swo[j]`` = (sg*P + j) * cstride; the scan
+        runs inside the first output group, so it has its own group counter).
+
+        ``swo`` replaces ``sg*P*cstride + lane*cstride``: an event's offset is the word of its lane,
+        selected by the encoder's one-hot (an AND-OR of P registers), so the path from the activation
+        read through the encoder to the scatter's ``a_ev`` has no lane encoder, multiplier or adder
+        (for a dense layer one adder: + pos). Set at GROUP2 (``j * cstride`` as shifts and adds of
+        the descriptor field), advanced by ``P * cstride`` per input group. No cycle cost."""
         cfg, P, G, gated = self.cfg, self.P, self.G, self.gated
         self.sg = Signal(range(G + 1))
         self.sgbase = Signal(range(2 * cfg.act_words + 1))
         self.screm = Signal(signed(cfg.chan_bits + 2))
         self.scsh = Signal(cfg.channels) if gated else Const((1 << P) - 1, P)
-        self.gcs = Signal(range(cfg.channels * cfg.weight_words + 1))    # sg * P * cstride
+        self.swo = [Signal(cfg.woff_bits, name=f"swo{j}") for j in range(P)]
 
     def scan_states(self):
         """SCAN_G, SCAN_W, SCAN_E: the event encoder of a layer's input, feeding the first group live.
@@ -905,8 +930,10 @@ class _Build:
                     m.d.sync += hv.eq(0)
             with m.Elif(ov & ~take & issue):
                 m.d.sync += [hv.eq(1), hold.eq(act_rdata)]
-            rec = self.record(enc.o.payload.code,
-                              self.gcs + enc.o.payload.lane * d.cstride + Mux(self.is_conv, 0, self.pos))
+            onehot = enc.o.payload.onehot
+            wsel = Signal(cfg.woff_bits)
+            m.d.comb += wsel.eq(_any([w & onehot[j].replicate(cfg.woff_bits) for j, w in enumerate(self.swo)]))
+            rec = self.record(enc.o.payload.code, wsel + Mux(self.is_conv, 0, self.pos))
             with m.If(enc.o.valid):
                 self.feed(rec)
                 self.pass_next()
@@ -924,8 +951,8 @@ class _Build:
     def scan_group_next(self):
         m, d, P = self.m, self.d, self.P
         sg = self.sg
-        m.d.sync += [sg.eq(sg + 1), self.sgbase.eq(self.sgbase + d.hwin), self.screm.eq(self.screm - P),
-                     self.gcs.eq(self.gcs + P * d.cstride)]
+        m.d.sync += [sg.eq(sg + 1), self.sgbase.eq(self.sgbase + d.hwin), self.screm.eq(self.screm - P)]
+        m.d.sync += [w.eq(w + _times(P, d.cstride)) for w in self.swo]
         if self.gated:
             m.d.sync += self.scsh.eq(self.scsh >> P)
         with m.If(sg == d.gin - 1):
