@@ -20,7 +20,8 @@ Schedule (what the RTL does, phase by phase; :func:`cycles` counts exactly this)
     ``2`` (lanes' groups registered; thresholds read) ``+ body + drain + 1``:
       body, first group of a layer other than the first (*live*: the scan feeds the scatter):
         per input group of P channels ``1`` if no channel of it is on, else
-        ``2 + sum_pos max(1, nnz * npass)``, then ``2`` (pipeline flush);
+        ``3 + sum_pos max(1, nnz * npass)`` (SCAN_G with the first read, SCAN_E, and the register
+        slice before the encoder: ``SCAN_GROUP``), then ``2`` (pipeline flush);
       body, otherwise (replay of the event list): ``events * npass + 2`` (0 without events);
       drain: conv ``Hp * Wp`` (one output, or one 2x2 pool window from four tap banks, per cycle);
       dense ``T`` (one bank of P kernels per cycle);
@@ -43,6 +44,11 @@ from golden.forward import run
 
 from .balance import hardware_view
 from .config import KIND_CONV, KIND_LOGITS, KIND_POOL, _groups, check_lanes, check_taps, hw_layers, passes
+
+
+# a scanned input group's fixed cycles: SCAN_G (its first read), SCAN_E, and the latency of the
+# register slice between the activation read and the encoder (rtl/engine/top.py ``scan_skid``)
+SCAN_GROUP = 3
 
 
 def _quantizer(codes, hl, layers, KT, Q, dense):
@@ -113,12 +119,12 @@ def cycles(model, images, tau=None, lanes=1, dense=False, detail=False, taps=3, 
             lanes_on = np.zeros((n, gin * P), bool)
             lanes_on[:, :C] = True
             nnz = np.broadcast_to(lanes_on.reshape(n, gin, P, 1), (n, gin, P, HW)).sum(axis=2)
-            scan = (2 + np.maximum(1, nnz * npass).sum(axis=2)).sum(axis=1)
+            scan = (SCAN_GROUP + np.maximum(1, nnz * npass).sum(axis=2)).sum(axis=1)
             ev = np.full(n, C * HW, np.int64)
         else:
             nzc = (cpad != 0) & mpad[:, :, None]
             nnz = nzc.reshape(n, gin, P, HW).sum(axis=2)
-            scan = np.where(gmask_on, 2 + np.maximum(1, nnz * npass).sum(axis=2), 1).sum(axis=1)
+            scan = np.where(gmask_on, SCAN_GROUP + np.maximum(1, nnz * npass).sum(axis=2), 1).sum(axis=1)
             ev = nzc.sum(axis=(1, 2)).astype(np.int64)
         if l["gated"]:
             total += _groups(K, P) * C + 3
