@@ -1074,10 +1074,15 @@ class _Build:
             with m.If(sc_v & sc_okw[b]):
                 m.d.comb += [self.acc_ws[b].addr.eq(sc_addr[b]), self.acc_ws[b].data.eq(lanes.o.payload.acc),
                              self.acc_ws[b].en.eq(1)]
-        allfire = Cat(*fires)
-        popc = sum(allfire[i] for i in range(T * P))
-        fired_q = Signal(range(T * P + 1))      # XNORs fired last cycle, counted now
-        m.d.sync += [fired_q.eq(Mux(sc_v, popc, 0)), self.n_fired.eq(self.n_fired + fired_q)]
+        # the fired count, three stages behind the lanes (only the counter waits: the lanes' fire
+        # bits are registered (fire_r), counted per bank (fire_n), summed (fired_q), then added; the
+        # count of a T*P-bit word in the lanes' cycle was the critical path after the weight read)
+        fire_r = Signal(T * P)
+        m.d.sync += fire_r.eq(Mux(sc_v, Cat(*fires), 0))
+        fire_n = [Signal(range(P + 1), name=f"fire_n{b}") for b in range(T)]
+        m.d.sync += [fire_n[b].eq(sum(fire_r[b * P + j] for j in range(P))) for b in range(T)]
+        fired_q = Signal(range(T * P + 1))
+        m.d.sync += [fired_q.eq(sum(fire_n)), self.n_fired.eq(self.n_fired + fired_q)]
 
     def feed(self, rec):
         """Put event ``rec`` (an ``ev_lay`` value) with the current pass into the scatter."""
