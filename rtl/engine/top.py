@@ -545,13 +545,22 @@ class _Build:
                          iq_enc.i.payload.mask.eq(vmask), iq_enc.dense.eq(self.dense | first_pool),
                          iq_enc.o.ready.eq(~iq_live | self.last_pass), pix.ready.eq(iq_enc.i.ready)]
             lane = iq_enc.o.payload.lane
-            v = Signal(range(KT + Q + 1))
-            vq = Signal(range(Q // KT + 3))
-            m.d.comb += [v.eq(rx + lane), vq.eq(sum((v >= t * KT) for t in range(1, (KT + Q) // KT + 1)))]
+            # per pixel i of the beat, from registers only: column (rx + i) as quotient and remainder
+            # by KT, and the dense weight offset pos + i; the event's are selected by the encoder's
+            # one-hot (AND-OR), so no lane number, adder or multiplier follows the encoder
+            onehot = iq_enc.o.payload.onehot
+            vqs, rxs, pis = [], [], []
+            for i in range(Q):
+                v = Signal(range(KT + Q + 1), name=f"iq_v{i}")
+                vq = Signal(range(Q // KT + 3), name=f"iq_vq{i}")
+                m.d.comb += [v.eq(rx + i), vq.eq(sum((v >= t * KT) for t in range(1, (KT + Q) // KT + 1)))]
+                vqs.append(vq & onehot[i].replicate(len(vq)))
+                rxs.append((v - _times(KT, vq))[:self.cfg.tap_bits] & onehot[i].replicate(self.cfg.tap_bits))
+                pis.append((pos + i)[:self.cfg.woff_bits] & onehot[i].replicate(self.cfg.woff_bits))
             rec = Signal(self.ev_lay)
             m.d.comb += [rec.code.eq(iq_enc.o.payload.code), rec.qy.eq(qy), rec.ry.eq(ry),
-                         rec.qx.eq(qx + vq), rec.rx.eq(v - vq * KT), rec.qyw.eq(qyw),
-                         rec.woff.eq(self.pcs + Mux(self.is_conv, 0, pos + lane))]
+                         rec.qx.eq(qx + _any(vqs)), rec.rx.eq(_any(rxs)), rec.qyw.eq(qyw),
+                         rec.woff.eq(self.pcs + Mux(self.is_conv, 0, _any(pis)))]
             with m.If(iq_enc.o.valid):
                 with m.If(first_pool):
                     for j in range(P):
