@@ -132,14 +132,14 @@ class EventEncoder(wiring.Component):
                      rem.eq(Mux(self.dense, i.mask, i.mask & nz) & ~done),
                      low.eq(rem & (-rem)[:P])]
         # lane number and code from the one-hot by AND-OR (no priority chain: ``low`` is one-hot)
-        lane = Signal(lane_bits(P))
+        # (``lane`` straight into the port: a user of ``onehot`` alone leaves no unused wire)
         code = Signal(2)
-        m.d.comb += [lane.eq(Cat(*[_any([low[j] for j in range(P) if (j >> k) & 1])
-                                   for k in range(lane_bits(P))])),
+        m.d.comb += [o.lane.eq(Cat(*[_any([low[j] for j in range(P) if (j >> k) & 1])
+                                     for k in range(lane_bits(P))])),
                      code.eq(_any([i.word[2 * j:2 * j + 2] & low[j].replicate(2) for j in range(P)]))]
         single = Signal()        # the lane emitted now is the word's last (or there is none)
         m.d.comb += single.eq((rem & (rem - 1)[:P]) == 0)
-        m.d.comb += [o.lane.eq(lane), o.onehot.eq(low), o.code.eq(code), o.last.eq(single),
+        m.d.comb += [o.onehot.eq(low), o.code.eq(code), o.last.eq(single),
                      self.o.valid.eq(self.i.valid & rem.any()),
                      self.i.ready.eq(Mux(rem.any(), self.o.ready & single, 1))]
         with m.If(self.i.valid & self.i.ready):

@@ -63,8 +63,8 @@ ENGINE_WAIVERS = [
      "wider base or compared with a wider threshold/counter; fields are unsigned, zero-extension is exact"),
 ] + [("WIDTHEXPAND", f"*'s VARREF '{name}' generates*", f"{name}: {_COUNTER}")
      for name in ("g", "pos", "rpos", "dq_addr", "x", "y", "ox", "dp", "pix_c", "cc", "kg", "kidx", "e",
-                  "lane", "lane_g*", "sg", "gcs", "pcs", "ppx", "ppy", "a_px", "a_py", "a_pyw", "a_pidx",
-                  "db", "dcol", "dqx", "drx", "vq", "v", "v$*")] + [
+                  "lane_g*", "sg", "pcs", "ppx", "ppy", "a_px", "a_py", "a_pyw", "a_pidx",
+                  "db", "dcol", "dqx", "drx", "v", "v$*")] + [
 ] + [("WIDTHEXPAND", f"*'s VARREF '{t}*' generates*",
         f"{t}<bank>: the tap index within a pass (0..KT-1), from the event's remainder by KT, added to "
         "the pass's first tap or combined into the bank's tap select; unsigned, zero-extension is exact")
@@ -80,7 +80,14 @@ ENGINE_WAIVERS = [
     ("k", "the layer's kernel size (descriptor field) compared with the signed tap index of the pass "
           "(`pyk + ty < k`); unsigned, zero-extension is exact"),
     ("px", "the pass column (0..ceil(k/KT)-1): " + _COUNTER),
-    ("py", "the pass row (0..ceil(k/KT)-1): " + _COUNTER))] + [
+    ("py", "the pass row (0..ceil(k/KT)-1): " + _COUNTER),
+    ("swo*", "swo<j>: the live scan's weight offset of lane j (woff_bits, the event field's width) "
+             "advanced by P*cstride, which is formed at the descriptor field's width; unsigned, the "
+             "sum is kept modulo 2^woff_bits exactly as the event's woff field was"),
+    ("fire_n*", "fire_n<b>: tap bank b's fired count of one cycle (0..P), summed over the banks into "
+                "the fired counter's increment; unsigned, zero-extension is exact"),
+    ("iq_v*", "iq_v<i>: the quantizer's column remainder plus pixel i of the beat (0..KT+Q-1), "
+              "minus KT times its quotient; unsigned, zero-extension is exact"))] + [
     ("UNUSEDSIGNAL", "Bits of signal are not used: 'aaddr*'*",
      "aaddr<by>_<bx>: the tap bank's address in signed arithmetic wide enough for every tap of every "
      "pass; only in-map taps (ok) are stored, whose address is below acc_words: the upper bits are "
@@ -115,7 +122,7 @@ ENGINE_WAIVERS = [
          "a_px", "a_py", "cy?", "ty?", "row?", "cx?_?", "tx?_?", "col?_?", "aaddr?_?",
          # engine side of the blocks' ports (`$n` suffix where two blocks share a port name) and
          # the Loader's outputs as named in both modules
-         "thr_en*", "tau$*", "dense$*", "pl_v", "sc_v", "dr_v", "enable", "header_data",
+         "thr_en*", "tau$*", "dense$*", "pl_v", "rq_v", "dr_v", "enable", "header_data",
          "i__payload$*",        # the pixel slice's input, connected to the `pixels` port
          "desc_addr", "desc_data", "desc_en", "gw_addr", "gw_data", "gw_en", "gb_addr", "gb_data",
          "gb_en", "thr_addr", "thr_data", "weights_addr", "weights_data", "weights_en",
