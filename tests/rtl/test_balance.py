@@ -10,7 +10,7 @@ import pytest
 
 from golden import modelfile
 from rtl.engine.balance import META_KEY, balance, bank_order, hardware_view, permute_kernels
-from rtl.engine.schedule import cycles
+from rtl.engine.schedule import FLUSH, SCAN_GROUP, cycles
 from golden.errors import GxnorError
 from golden.forward import run
 from golden.randmodel import random_model
@@ -76,7 +76,7 @@ def _scan(out, on, P):
     nz = (out.reshape(n, C, -1) != 0) & on[:, :, None]
     words = nz.reshape(n, C // P, P, -1).sum(axis=2)
     groups_on = on.reshape(n, C // P, P).any(axis=2)
-    return np.where(groups_on, 2 + np.maximum(1, words).sum(axis=2), 1).sum(axis=1)
+    return np.where(groups_on, SCAN_GROUP + np.maximum(1, words).sum(axis=2), 1).sum(axis=1)
 
 
 def test_balanced_model_cycles_follow_the_group_counts():
@@ -90,7 +90,7 @@ def test_balanced_model_cycles_follow_the_group_counts():
     c0 = cycles(model, x, tau, 4)
     c1 = cycles(bal, x, tau, 4)
     # Per image, the gated layer saves (groups saved) x (one replayed group: GROUP, GROUP2 and
-    # DRAIN_T + events (all 9 taps in one cycle) + 2 to flush + 6x6 drain; its first group is the
+    # DRAIN_T + events (all 9 taps in one cycle) + FLUSH + 6x6 drain; its first group is the
     # live scan, which every order has), and the dense layer's live scan, which skips input groups
     # whose channels are all off, scans the reordered channel mask.
     r0 = run(model, x, tau, keep_activations=True)
@@ -98,7 +98,7 @@ def test_balanced_model_cycles_follow_the_group_counts():
     g0 = r0.gates[3].reshape(len(x), -1, 4).sum(axis=1).max(axis=1)
     g1 = r1.gates[3].reshape(len(x), -1, 4).sum(axis=1).max(axis=1)
     ev = (r0.activations[2] != 0).reshape(len(x), -1).sum(axis=1)
-    per_group = 3 + np.where(ev > 0, ev + 2, 0) + 36
+    per_group = 3 + np.where(ev > 0, ev + FLUSH, 0) + 36
     scan0 = _scan(r0.activations[3], r0.gates[3], 4)
     scan1 = _scan(r1.activations[3], r1.gates[3], 4)
     assert (g1 <= g0).all() and (g1 < g0).any()
