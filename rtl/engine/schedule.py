@@ -21,9 +21,8 @@ Schedule (what the RTL does, phase by phase; :func:`cycles` counts exactly this)
       body, first group of a layer other than the first (*live*: the scan feeds the scatter):
         per input group of P channels ``1`` if no channel of it is on, else
         ``3 + sum_pos max(1, nnz * npass)`` (SCAN_G with the first read, SCAN_E, and the register
-        slice before the encoder: ``SCAN_GROUP``), then ``3`` (pipeline flush, ``FLUSH``: the
-        scatter's address, read and data stages);
-      body, otherwise (replay of the event list): ``events * npass + 3`` (0 without events);
+        slice before the encoder: ``SCAN_GROUP``), then ``2`` (pipeline flush);
+      body, otherwise (replay of the event list): ``events * npass + 2`` (0 without events);
       drain: conv ``Hp * Wp`` (one output, or one 2x2 pool window from four tap banks, per cycle);
       dense ``T`` (one bank of P kernels per cycle);
     plus ``2`` after the last group (no kernel left). A layer with no kernel on costs ``2 + 2``
@@ -50,8 +49,6 @@ from .config import KIND_CONV, KIND_LOGITS, KIND_POOL, _groups, check_lanes, che
 # a scanned input group's fixed cycles: SCAN_G (its first read), SCAN_E, and the latency of the
 # register slice between the activation read and the encoder (rtl/engine/top.py ``scan_skid``)
 SCAN_GROUP = 3
-# the scatter's flush after a group's last event: its address, read and data stages (SCAT_F1..F3)
-FLUSH = 3
 
 
 def _quantizer(codes, hl, layers, KT, Q, dense):
@@ -145,16 +142,16 @@ def cycles(model, images, tau=None, lanes=1, dense=False, detail=False, taps=3, 
             ngroups = np.full(n, _groups(K, P * T), np.int64)
             drain = T
             ideal = ngroups
-        replay = np.where(ev > 0, ev * npass + FLUSH, 0)
+        replay = np.where(ev > 0, ev * npass + 2, 0)
         if li == 0 and not l["gated"]:
-            # live: the quantizer's cycles (counted above) feed the first group, then the flush
-            body = FLUSH + (ngroups - 1) * replay
+            # live: the quantizer's cycles (counted above) feed the first group, then 2 to flush
+            body = 2 + (ngroups - 1) * replay
             events += ev
         elif li == 0:
             body = ngroups * replay
             events += ev
         else:
-            body = np.where(ngroups > 0, scan + FLUSH + (ngroups - 1) * replay, 0)
+            body = np.where(ngroups > 0, scan + 2 + (ngroups - 1) * replay, 0)
             events += np.where(ngroups > 0, ev, 0)
         total += ngroups * (3 + drain) + body + 2
         bound += np.where(ngroups > 0, ev, 0) * ideal * npass

@@ -1013,11 +1013,10 @@ class _Build:
 
         a_*: the event and its pass (from the replay, the live scan or the live quantizer, see
         :meth:`feed`); address stage -> b_*: per bank the tap that lands there, its in-map test and
-        accumulator address, per lane the weight address; read stage -> sc_*: reads issued; data
-        stage -> rq_*: the read data registered (with forwarding of the write in that cycle); then
-        each bank's LaneArray adds and writes back (the read ports are transparent for the write in
-        the read's own cycle, the forwarding covers the next one, so back-to-back hits on one
-        accumulator see the new value). Latency: 4 cycles from :meth:`feed` to the write."""
+        accumulator address, per lane the weight address; read stage -> sc_*: reads issued; then
+        each bank's LaneArray adds and writes back (the read ports are transparent: back-to-back hits
+        on one accumulator see the new value). Latency: 3 cycles from :meth:`feed` to the write.
+        """
         m, cfg, d, P, A, KT, T, AB = self.m, self.cfg, self.d, self.P, self.A, self.KT, self.T, self.AB
         is_conv = self.is_conv
         self.a_v = a_v = Signal()
@@ -1071,47 +1070,24 @@ class _Build:
                 m.d.sync += [sc_ok[b].eq(b_ok[b]), sc_okw[b].eq(b_okw[b]), sc_addr[b].eq(b_addr[b]),
                              sc_tap[b].eq(b_tap[b])]
             m.d.sync += [sc_v.eq(1), sc_code.eq(b_code)]
-        # the read stage's data registered (rq_*): the accumulator and the tap's weight codes per bank,
-        # so the DP16KD reads end in registers and the lanes' +-1 reads registers only. The lanes then
-        # write one cycle later than the read's next cycle, so a read issued in the cycle before that
-        # write misses it: rq_acc takes the lanes' new value instead when the bank word it read is the
-        # one being written now (forwarding; a write in the read's own cycle is seen through the read
-        # port's transparency). Cost: +1 cycle per output group with a scatter body (SCAT_F3).
-        rq_v = Signal()
-        rq_code = Signal(2)
-        rq_ok = [Signal(name=f"rq_ok{b}") for b in range(T)]
-        rq_okw = [Signal(name=f"rq_okw{b}") for b in range(T)]
-        rq_addr = [Signal(AB, name=f"rq_addr{b}") for b in range(T)]
-        rq_w = [Signal(2 * P, name=f"rq_w{b}") for b in range(T)]
-        rq_acc = [Signal(P * A, name=f"rq_acc{b}") for b in range(T)]
-        m.d.sync += rq_v.eq(0)
         fires = []
         for b in range(T):
             lanes = LaneArray(P, A)
             m.submodules[f"lanes{b}"] = lanes
-            m.d.comb += [lanes.i.valid.eq(rq_v), lanes.o.ready.eq(1),
-                         lanes.i.payload.code.eq(rq_code), lanes.i.payload.ok.eq(rq_ok[b]),
-                         lanes.i.payload.w.eq(rq_w[b]), lanes.i.payload.on.eq(Mux(self.is_dense, self.don[b], self.lon)),
-                         lanes.i.payload.acc.eq(rq_acc[b])]
+            wword = Cat(*[self.w_rs[j].data.word_select(sc_tap[b], 2) for j in range(P)])
+            m.d.comb += [lanes.i.valid.eq(sc_v), lanes.o.ready.eq(1),
+                         lanes.i.payload.code.eq(sc_code), lanes.i.payload.ok.eq(sc_ok[b]),
+                         lanes.i.payload.w.eq(wword), lanes.i.payload.on.eq(Mux(self.is_dense, self.don[b], self.lon)),
+                         lanes.i.payload.acc.eq(self.acc_rs[b].data)]
             fires.append(lanes.o.payload.fired)
-            wr = Signal(name=f"acc_wr{b}")
-            m.d.comb += wr.eq(rq_v & rq_okw[b])
-            with m.If(wr):
-                m.d.comb += [self.acc_ws[b].addr.eq(rq_addr[b]), self.acc_ws[b].data.eq(lanes.o.payload.acc),
+            with m.If(sc_v & sc_okw[b]):
+                m.d.comb += [self.acc_ws[b].addr.eq(sc_addr[b]), self.acc_ws[b].data.eq(lanes.o.payload.acc),
                              self.acc_ws[b].en.eq(1)]
-            with m.If(sc_v):
-                wword = Cat(*[self.w_rs[j].data.word_select(sc_tap[b], 2) for j in range(P)])
-                fwd = wr & (rq_addr[b] == sc_addr[b])
-                m.d.sync += [rq_ok[b].eq(sc_ok[b]), rq_okw[b].eq(sc_okw[b]), rq_addr[b].eq(sc_addr[b]),
-                             rq_w[b].eq(wword),
-                             rq_acc[b].eq(Mux(fwd, lanes.o.payload.acc, self.acc_rs[b].data))]
-        with m.If(sc_v):
-            m.d.sync += [rq_v.eq(1), rq_code.eq(sc_code)]
         # the fired count, three stages behind the lanes (only the counter waits: the lanes' fire
         # bits are registered (fire_r), counted per bank (fire_n), summed (fired_q), then added; the
         # count of a T*P-bit word in the lanes' cycle was the critical path after the weight read)
         fire_r = Signal(T * P)
-        m.d.sync += fire_r.eq(Mux(rq_v, Cat(*fires), 0))
+        m.d.sync += fire_r.eq(Mux(sc_v, Cat(*fires), 0))
         fire_n = [Signal(range(P + 1), name=f"fire_n{b}") for b in range(T)]
         m.d.sync += [fire_n[b].eq(sum(fire_r[b * P + j] for j in range(P))) for b in range(T)]
         fired_q = Signal(range(T * P + 1))
@@ -1130,9 +1106,9 @@ class _Build:
         self.elast = Signal(range(cfg.events + 1))
 
     def replay_states(self):
-        """SCAT: one pass of a listed event per cycle (later output groups); SCAT_F1..SCAT_F3: the last
-        event passes the address, read and data stages; the drain's first read sees its write
-        through the read port's transparency."""
+        """SCAT: one pass of a listed event per cycle (later output groups); SCAT_F1, SCAT_F2: the last
+        event passes the address and read stages; the drain's first read sees its write through the
+        read port's transparency."""
         m, evt_r, e = self.m, self.evt_r, self.e
         with m.State("SCAT"):
             self.feed(evt_r.data)
@@ -1147,8 +1123,6 @@ class _Build:
         with m.State("SCAT_F1"):
             m.next = "SCAT_F2"
         with m.State("SCAT_F2"):
-            m.next = "SCAT_F3"
-        with m.State("SCAT_F3"):
             self.to_drain()
 
     # ---------------------------------------------------------------- drain with activation and fused pool; dense drain
