@@ -122,7 +122,7 @@ ENGINE_WAIVERS = [
          "a_px", "a_py", "cy?", "ty?", "row?", "cx?_?", "tx?_?", "col?_?", "aaddr?_?",
          # engine side of the blocks' ports (`$n` suffix where two blocks share a port name) and
          # the Loader's outputs as named in both modules
-         "thr_en*", "tau$*", "dense$*", "pl_v", "rq_v", "dr_v", "enable", "header_data",
+         "thr_en*", "tau$*", "dense$*", "pl_v", "sc_v", "dr_v", "enable", "header_data",
          "i__payload$*",        # the pixel slice's input, connected to the `pixels` port
          "desc_addr", "desc_data", "desc_en", "gw_addr", "gw_data", "gw_en", "gb_addr", "gb_data",
          "gb_en", "thr_addr", "thr_data", "weights_addr", "weights_data", "weights_en",
