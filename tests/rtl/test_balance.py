@@ -10,10 +10,13 @@ import pytest
 
 from golden import modelfile
 from rtl.engine.balance import META_KEY, balance, bank_order, hardware_view, permute_kernels
-from rtl.engine.schedule import FLUSH, SCAN_GROUP, cycles
+from rtl.engine.schedule import SCAN_GROUP, cycles
 from golden.errors import GxnorError
 from golden.forward import run
 from golden.randmodel import random_model
+
+# the scatter's flush after a group's last event (its address and data stages in rtl/engine/top.py)
+FLUSH = 2
 
 ZOO = Path(__file__).resolve().parents[2] / "zoo"
 
