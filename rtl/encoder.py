@@ -21,8 +21,8 @@ def _check(lanes):
     return int(lanes)
 
 
-def _any(terms):
-    """The OR of ``terms`` (values of one width), 0 for none."""
+def or_all(terms):
+    """The OR of ``terms`` (values of one width), 0 for none (also the engine's AND-OR selects)."""
     out = Const(0, 1)
     for t in terms:
         out = out | t
@@ -134,9 +134,9 @@ class EventEncoder(wiring.Component):
         # lane number and code from the one-hot by AND-OR (no priority chain: ``low`` is one-hot)
         # (``lane`` straight into the port: a user of ``onehot`` alone leaves no unused wire)
         code = Signal(2)
-        m.d.comb += [o.lane.eq(Cat(*[_any([low[j] for j in range(P) if (j >> k) & 1])
+        m.d.comb += [o.lane.eq(Cat(*[or_all([low[j] for j in range(P) if (j >> k) & 1])
                                      for k in range(lane_bits(P))])),
-                     code.eq(_any([i.word[2 * j:2 * j + 2] & low[j].replicate(2) for j in range(P)]))]
+                     code.eq(or_all([i.word[2 * j:2 * j + 2] & low[j].replicate(2) for j in range(P)]))]
         single = Signal()        # the lane emitted now is the word's last (or there is none)
         m.d.comb += single.eq((rem & (rem - 1)[:P]) == 0)
         m.d.comb += [o.onehot.eq(low), o.code.eq(code), o.last.eq(single),

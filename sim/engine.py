@@ -75,8 +75,8 @@ ENGINE_WAIVERS = [
      "tap map; the inputs are unsigned (quotients, remainders, pass offsets, map sizes)"),
 ] + [("WIDTHEXPAND", f"*'s VARREF '{name}' generates*", f"{name}: {why}") for name, why in (
     ("rx$*", "the input quantizer's column remainder by KT (0..KT-1; `$n`: Amaranth renames it beside "
-             "the TapMap input of the same name) plus the lane of the beat's pixel (0..Q-1), summed into "
-             "the wider `v` (seen at Q = 8); unsigned, zero-extension is exact"),
+             "the TapMap input of the same name) plus pixel i of the beat (0..Q-1), summed into the "
+             "wider `iq_v<i>` (seen at Q = 8); unsigned, zero-extension is exact"),
     ("k", "the layer's kernel size (descriptor field) compared with the signed tap index of the pass "
           "(`pyk + ty < k`); unsigned, zero-extension is exact"),
     ("px", "the pass column (0..ceil(k/KT)-1): " + _COUNTER),

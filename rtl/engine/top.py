@@ -28,7 +28,7 @@ from rtl.engine.config import KIND_CONV, KIND_DENSE, KIND_LOGITS, KIND_POOL, Eng
 from .. import mem
 from ..activation import Activation
 from ..argmax import Argmax
-from ..encoder import EventEncoder
+from ..encoder import EventEncoder, or_all
 from ..gate import GateUnit
 from ..lanes import LaneArray
 from .loader import Loader
@@ -48,14 +48,6 @@ def _times(n, x):
     out = Const(0, 1)
     for t in terms:
         out = out + t
-    return out
-
-
-def _any(terms):
-    """The OR of ``terms``, 0 for none."""
-    out = Const(0, 1)
-    for t in terms:
-        out = out | t
     return out
 
 
@@ -559,8 +551,8 @@ class _Build:
                 pis.append((pos + i)[:self.cfg.woff_bits] & onehot[i].replicate(self.cfg.woff_bits))
             rec = Signal(self.ev_lay)
             m.d.comb += [rec.code.eq(iq_enc.o.payload.code), rec.qy.eq(qy), rec.ry.eq(ry),
-                         rec.qx.eq(qx + _any(vqs)), rec.rx.eq(_any(rxs)), rec.qyw.eq(qyw),
-                         rec.woff.eq(self.pcs + Mux(self.is_conv, 0, _any(pis)))]
+                         rec.qx.eq(qx + or_all(vqs)), rec.rx.eq(or_all(rxs)), rec.qyw.eq(qyw),
+                         rec.woff.eq(self.pcs + Mux(self.is_conv, 0, or_all(pis)))]
             with m.If(iq_enc.o.valid):
                 with m.If(first_pool):
                     for j in range(P):
@@ -951,7 +943,7 @@ class _Build:
                 m.d.sync += [hv.eq(1), hold.eq(act_rdata)]
             onehot = enc.o.payload.onehot
             wsel = Signal(cfg.woff_bits)
-            m.d.comb += wsel.eq(_any([w & onehot[j].replicate(cfg.woff_bits) for j, w in enumerate(self.swo)]))
+            m.d.comb += wsel.eq(or_all([w & onehot[j].replicate(cfg.woff_bits) for j, w in enumerate(self.swo)]))
             rec = self.record(enc.o.payload.code, wsel + Mux(self.is_conv, 0, self.pos))
             with m.If(enc.o.valid):
                 self.feed(rec)
