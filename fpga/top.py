@@ -203,6 +203,8 @@ class BoardTop(wiring.Component):
             m.d.comb += getattr(link, name).eq(getattr(eng, name))
         if hasattr(eng, "dense"):
             m.d.comb += eng.dense.eq(0)
+        if hasattr(eng, "k"):
+            m.d.comb += eng.k.eq(eng.cfg.k_none)
         if self.loadable:
             wiring.connect(m, link.load, eng.load)
         elif hasattr(eng, "load"):

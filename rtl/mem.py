@@ -300,7 +300,7 @@ def engine_memories(cfg):
     mems = {"desc": (cfg.max_layers, cfg.desc_bits, 1), "w": (cfg.weight_words, 2 * T, P),
             "list": (G, max(1, (G - 1).bit_length()), P),
             "thr": (cfg.thr_words, 2 * A, P), "act": (2 * cfg.act_words, 2, P),
-            "gw": (cfg.gate_weights, P * cfg.gw_bits, 1), "gb": (cfg.gate_biases, P * cfg.gb_bits, 1),
+            "gw": (cfg.gate_weights, P * cfg.gw_bits, 1), "gb": (cfg.gate_biases, P * cfg.gbk_bits, 1),
             "evt": (cfg.events, event_bits(cfg), 1), "acc": (cfg.acc_words, P * A, T),
             "s": (G, cfg.sum_bits, P), "logit": (-(-cfg.classes // P), P * A, 1)}
     if not cfg.gated:           # no gate predictor: no gate memories, sums or kernel lists

@@ -310,7 +310,8 @@ def simulate(cfg, runs, baked=None, seed=1, idle=0.0, backpressure=0.0, waves=No
 
     Each run is a dict: ``model`` (loaded over the load stream when ``load`` is true, the
     default unless it is the baked model), ``images`` (uint8), ``tau`` (int or None: the model's
-    default), ``dense`` (bool), ``resets`` (list of ``{"image": i, "after": "start"|"pixels",
+    default), ``k`` (the competition register: int, None = no competition, the default; the
+    engine's ``k`` port gets ``cfg.k_register(k)``), ``dense`` (bool), ``resets`` (list of ``{"image": i, "after": "start"|"pixels",
     "cycles": n}``: assert reset ``n`` cycles after the start of image ``i`` or after its last
     pixel; that image is abandoned, ``ok`` = 0), ``trace`` (image indices whose activation-memory
     writes are recorded from the ``act_trace`` port, Python on every clock: slow, for debugging;
@@ -356,7 +357,8 @@ def simulate(cfg, runs, baked=None, seed=1, idle=0.0, backpressure=0.0, waves=No
         cfg.check_fits(model)
         images = check_inputs(model, run["images"])
         tau = model.check_tau(run.get("tau"))
-        entry = {"images": images, "tau": tau, "dense": bool(run.get("dense")),
+        k = model.check_k(run.get("k"))
+        entry = {"images": images, "tau": tau, "k": cfg.k_register(k), "dense": bool(run.get("dense")),
                  "resets": [dict(x) for x in run.get("resets", [])],
                  "trace_images": [int(i) for i in run.get("trace", [])]}
         for x in entry["resets"]:
@@ -366,7 +368,7 @@ def simulate(cfg, runs, baked=None, seed=1, idle=0.0, backpressure=0.0, waves=No
             recs = check_records(load_records(model, cfg), cfg)
             entry["records"] = str(work / f"records{r}.json")
             Path(entry["records"]).write_text(json.dumps([[int(v) for v in rec] for rec in recs]))
-        entry["max_cycles"] = int(4 * cycles(model, images[:1], tau, cfg, dense=True)[0] + 10000)
+        entry["max_cycles"] = int(4 * cycles(model, images[:1], tau, cfg, dense=True, k=k)[0] + 10000)
         entries.append(entry)
     # chunks: one plan per simulator process
     if (jobs > 1 and len(entries) == 1 and not entries[0]["resets"] and not entries[0]["trace_images"]
@@ -445,17 +447,18 @@ simulate.last_timings = None
 simulate.last_waves = None
 
 
-def expected(model, images, tau, lanes, dense=False):
-    """Golden expectations: logits, predictions, cycles, events, fired, skipped per image."""
+def expected(model, images, tau, lanes, dense=False, k=None):
+    """Golden expectations: logits, predictions, cycles, events, fired, skipped per image (``k``:
+    the competition register, None = no competition)."""
     n = len(images)
-    cyc, det = cycles(model, images, tau, lanes, dense=dense, detail=True)
+    cyc, det = cycles(model, images, tau, lanes, dense=dense, detail=True, k=k)
     res = det["result"]
     fired = np.zeros(n, np.int64)
     skipped = np.zeros(n, np.int64)
     # per-image counters: run image by image (work is summed over a batch)
     from golden.forward import run
     for i in range(n):
-        r = run(model, images[i:i + 1], tau)
+        r = run(model, images[i:i + 1], tau, k=k)
         t = r.total_work
         fired[i] = t.fired
         skipped[i] = t.kernels_off
@@ -467,7 +470,7 @@ def expected(model, images, tau, lanes, dense=False):
 FIELDS = ("cls", "logits", "cycles", "events", "fired", "skipped")
 
 
-def compare(model, images, tau, hw, lanes, dense=False, exp=None):
+def compare(model, images, tau, hw, lanes, dense=False, exp=None, k=None):
     """Compare hardware outputs with golden. Returns (list of mismatch dicts, expectations).
 
     A mismatch names the image, the first field that differs, and both values. Abandoned
@@ -475,7 +478,7 @@ def compare(model, images, tau, hw, lanes, dense=False, exp=None):
     """
     images = check_inputs(model, images)
     tau = model.check_tau(tau)
-    exp = exp or expected(model, images, tau, lanes, dense)
+    exp = exp or expected(model, images, tau, lanes, dense, model.check_k(k))
     bad = []
     for i in range(len(images)):
         if not hw["ok"][i]:

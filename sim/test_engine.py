@@ -56,7 +56,7 @@ class TB:
 
     async def reset(self, limit):
         d = self.dut
-        for s in (d.pixels__valid, d.load__valid, d.result__ready, d.start, d.dense, d.tau):
+        for s in (d.pixels__valid, d.load__valid, d.result__ready, d.start, d.dense, d.tau, d.k):
             s.value = 0
         d.rst.value = 1
         for _ in range(2):
@@ -199,6 +199,7 @@ async def run_plan(dut):
         for i in range(n):
             await tb.wait_ready(limit)
             dut.tau.value = tau
+            dut.k.value = int(run["k"])
             dut.dense.value = dense
             dut.start.value = 1
             await tb.fe

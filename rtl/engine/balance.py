@@ -72,7 +72,7 @@ def permute_kernels(model, index, perm):
             w = w[:, perm]
         layers[j] = Dense(w, nxt.lo, nxt.hi)
     return Model(input_shape=model.input_shape, layers=tuple(layers), gate_frac_bits=model.gate_frac_bits,
-                 default_tau=model.default_tau, name=model.name, meta=model.meta)
+                 default_tau=model.default_tau, default_k=model.default_k, name=model.name, meta=model.meta)
 
 
 def _groups(bank_counts):
@@ -146,7 +146,7 @@ def balance(model, images, lanes=(2, 4), tau=None, source=""):
     meta = dict(model.meta)
     meta[META_KEY] = {"lanes": orders, "tau": int(tau), "images": int(len(images)), "source": source}
     out = Model(input_shape=model.input_shape, layers=model.layers, gate_frac_bits=model.gate_frac_bits,
-                default_tau=model.default_tau, name=model.name, meta=meta)
+                default_tau=model.default_tau, default_k=model.default_k, name=model.name, meta=meta)
     return out, rows
 
 
@@ -184,4 +184,4 @@ def hardware_view(model, lanes):
     # the view is in hardware order already: drop the stored order so it is never applied twice
     meta = {k: v for k, v in model.meta.items() if k != META_KEY}
     return Model(input_shape=view.input_shape, layers=view.layers, gate_frac_bits=view.gate_frac_bits,
-                 default_tau=view.default_tau, name=view.name, meta=meta)
+                 default_tau=view.default_tau, default_k=view.default_k, name=view.name, meta=meta)

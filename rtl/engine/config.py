@@ -21,7 +21,9 @@ are known to be zero because their kernel was gated off (or lie past the channel
     channel of the group is on in the mask, 1 cycle (skipped); else ``2 + sum_pos max(1, nnz(word))``
     cycles, ``nnz`` counting nonzero codes of on channels (one event emitted per cycle).
   - **gate** (gated conv only): ``K * C + 3`` cycles (one 8-bit x sum MAC per cycle; the operands
-    and the decision are registered, so the last decision is applied 3 cycles after the last read).
+    and the decision are registered, so the last decision is applied 3 cycles after the last read);
+    with competition (the ``k`` register below K), then the selection: ``ceil(K/P) * K + 4``
+    cycles (rtl.engine.schedule).
   - output groups, bank-constrained compaction: lane ``j`` only computes kernels ``j, P+j, ...``
     (its weight/threshold bank) and takes the next on kernel of its bank in each group, so there
     are ``max_j (on kernels in bank j)`` groups (all kernels in the dense schedule), each costing
@@ -199,6 +201,12 @@ class EngineConfig:
     la_bits = property(lambda s: max(s.tau_bits, GATE_BIAS_BITS))
     gw_bits = property(lambda s: GATE_WEIGHT_BITS)
     gb_bits = property(lambda s: GATE_BIAS_BITS)
+    # the competition register k (unsigned): 0..channels, and K_NONE (all ones) = no competition
+    k_bits = property(lambda s: _bits(s.channels))
+    k_none = property(lambda s: (1 << _bits(s.channels)) - 1)
+    # a lane's field of a gate-bias word: the 24-bit bias, then the kernel's tie key (its original
+    # index, before any kernel reordering: rtl.engine.balance), k_bits wide
+    gbk_bits = property(lambda s: GATE_BIAS_BITS + _bits(s.channels))
     dim_bits = property(lambda s: _bits(s.dim))
     pos_bits = property(lambda s: _bits(s.positions))
     chan_bits = property(lambda s: _bits(s.channels))
@@ -276,6 +284,18 @@ class EngineConfig:
         merged = {k: max(r[k] for r in reqs) for k in reqs[0]}
         return cls(lanes=lanes, taps=taps, pixels_per_beat=int(q), **merged)
 
+    def k_register(self, k):
+        """The value of the engine's ``k`` register for the competition register ``k`` (None: no
+        competition, encoded as :attr:`k_none`, all ones). A gated layer of K kernels runs the
+        selection iff the register is below K, so any ``k >= K`` acts as no competition there,
+        exactly as golden's ``min(k, K)``. Raises GxnorError for a ``k`` the register cannot hold."""
+        if k is None:
+            return self.k_none
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k <= self.k_none:
+            raise GxnorError(f"k {k!r} is out of range for the engine's {self.k_bits}-bit k register: "
+                             f"choose an integer in [0, {self.k_none}] (or none: no competition)")
+        return int(k)
+
     def check_fits(self, model):
         """Raise GxnorError naming the first size of ``model`` outside this envelope."""
         req = requirements(model, self.lanes, self.taps)
@@ -296,7 +316,7 @@ def requirements(model, lanes, taps=3):
     Raises GxnorError for a model this microarchitecture cannot run (a fused pool needs taps >= 2:
     its 2x2 window is read from four tap banks in one cycle), and for the rules it does not implement
     yet (temporal models; golden.model.Model.extensions: region gates, post-synaptic gates, lateral
-    depression, competition), so that no API user gets an engine that silently computes something else.
+    depression; competition runs), so that no API user gets an engine that silently computes something else.
     """
     P, KT = lanes, taps
     T = KT * KT
@@ -306,8 +326,9 @@ def requirements(model, lanes, taps=3):
     if model.multibit_input:
         raise GxnorError(f"model {model.name!r}: a multi-bit first layer (input table) does not run on "
                          "the engine yet")
-    if model.extensions():
-        raise GxnorError(f"model {model.name!r} uses {', '.join(model.extensions())}, which the engine "
+    ext = [e for e in model.extensions() if e != "competition"]
+    if ext:
+        raise GxnorError(f"model {model.name!r} uses {', '.join(ext)}, which the engine "
                          "does not implement yet")
     hl = hw_layers(model)
     c0, h0, w0 = model.input_shape

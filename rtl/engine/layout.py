@@ -15,13 +15,16 @@ weights    conv: word ``wbase + g*gstride + c*cstride + pass`` (pass = py*np1 + 
            order): lane j, tap b = kernel ``(g*KT*KT + b)*P + j``
 thr        word ``tbase + w``: lane j = (lo, hi) of kernel ``w*P + j``, acc_bits each, two's compl.
 gw         word ``gbase + kg*C + c``: lane j = 8-bit gate weight of kernel ``kg*P + j``, channel c;
-           gb word ``bbase + kg``: lane j = 24-bit gate bias of kernel ``kg*P + j``
+           gb word ``bbase + kg``: lane j = 24-bit gate bias of kernel ``kg*P + j`` and above it
+           (``k_bits``) the kernel's tie key: its index in the model as trained, before the kernel
+           order of :func:`rtl.engine.balance.hardware_view` (the competition's tie rule, lowest
+           original index wins, compares these)
 =========  ====================================================================================
 """
 
 import numpy as np
 
-from .balance import hardware_view
+from .balance import hardware_view, kernel_order
 from .config import KIND_CONV, KIND_DENSE, KIND_POOL, hw_layers, passes
 from golden.errors import GxnorError
 from golden.ternary import encode
@@ -39,7 +42,7 @@ def memory_map(cfg):
              "gw": cfg.gate_weights, "gb": cfg.gate_biases}
     width = {"header": sum(b for _, b in cfg.header_fields()), "desc": cfg.desc_bits,
              "weights": cfg.weight_word_bits, "thr": cfg.thr_word_bits, "gw": P * cfg.gw_bits,
-             "gb": P * cfg.gb_bits}
+             "gb": P * cfg.gbk_bits}
     return [(n, sel, depth[n], width[n]) for sel, n in enumerate(SEL_NAMES)]
 
 
@@ -69,7 +72,9 @@ def images(model, cfg):
     """
     cfg.check_fits(model)
     P, KT, T, A = cfg.lanes, cfg.taps, cfg.banks, cfg.acc_bits
-    model = hardware_view(model, P)      # kernel order balanced over the lane banks, if stored
+    view = hardware_view(model, P)
+    orders = {l["index"]: kernel_order(model, P, l["index"]) for l in hw_layers(model) if l["gated"]}
+    model = view      # kernel order balanced over the lane banks, if stored
     hl = hw_layers(model)
     desc, weights, thr, gw, gb = [], [], [], [], []
     for n, l in enumerate(hl):
@@ -135,11 +140,14 @@ def images(model, cfg):
             gwt[:K] = layer.gate.weights.reshape(K, C)
             gbt = np.zeros(d["gout"] * P, np.int64)
             gbt[:K] = layer.gate.bias
+            key = np.zeros(d["gout"] * P, np.int64)      # slot -> original kernel index (tie key)
+            key[:K] = np.arange(K) if orders[l["index"]] is None else orders[l["index"]]
             for kg in range(d["gout"]):
                 for c in range(C):
                     gw.append(sum(_twos(gwt[kg * P + j, c], cfg.gw_bits) << (cfg.gw_bits * j) for j in range(P)))
             for kg in range(d["gout"]):
-                gb.append(sum(_twos(gbt[kg * P + j], cfg.gb_bits) << (cfg.gb_bits * j) for j in range(P)))
+                gb.append(sum((_twos(gbt[kg * P + j], cfg.gb_bits) | int(key[kg * P + j]) << cfg.gb_bits)
+                              << (cfg.gbk_bits * j) for j in range(P)))
         desc.append(pack_fields(cfg.desc_fields(), d))
     c, h, w = model.input_shape
     iq = model.layers[0]

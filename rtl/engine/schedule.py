@@ -14,6 +14,9 @@ Schedule (what the RTL does, phase by phase; :func:`cycles` counts exactly this)
   events live from it (the group is set up first: 2 + 2 cycles before the first pixel).
 * per conv/dense layer: 2 (descriptor read, dispatch), then
   - gate (gated conv): ``ceil(K/P) * C + 3`` (P MACs per cycle; operands and decision registered);
+  - selection (gated conv, competition with ``k < K``; none when k is None or ``k >= K``):
+    ``ceil(K/P) * K + SELECT_TAIL`` (P comparators rank a group of P kernels against one candidate
+    per cycle; the candidate read, its lane select, the comparisons and the count are registered);
   - output groups. conv: bank-constrained compaction (lane j computes kernels j, P+j, ...), so
     ``max_j (on kernels in bank j)`` groups (``ceil(K/P)`` ungated or in the dense schedule);
     dense: ``ceil(K / (P*T))`` groups (lane j, bank b = kernel ``(g*T + b)*P + j``). Each group costs
@@ -42,13 +45,24 @@ import numpy as np
 
 from golden.forward import run
 
-from .balance import hardware_view
+from .balance import hardware_view, kernel_order
 from .config import KIND_CONV, KIND_LOGITS, KIND_POOL, _groups, check_lanes, check_taps, hw_layers, passes
 
 
 # a scanned input group's fixed cycles: SCAN_G (its first read), SCAN_E, and the latency of the
 # register slice between the activation read and the encoder (rtl/engine/top.py ``scan_skid``)
 SCAN_GROUP = 3
+# the competition's selection after its last (group, candidate) issue: candidate select, comparisons,
+# rank count, decision (rtl/engine/top.py ``select``: SEL_T..SEL_T4)
+SELECT_TAIL = 4
+
+
+def select_cycles(K, lanes, k):
+    """Cycles of the competition's selection in a gated layer of ``K`` kernels on ``lanes`` lanes
+    with competition register ``k`` (None: no competition): 0 unless ``k < K``."""
+    if k is None or k >= K:
+        return 0
+    return _groups(K, lanes) * K + SELECT_TAIL
 
 
 def _quantizer(codes, hl, layers, KT, Q, dense):
@@ -73,10 +87,11 @@ def quantizer_cycles(model, images, cfg, dense=False):
     return _quantizer(codes, hw_layers(model), model.layers, cfg.taps, cfg.pixels_per_beat, dense)
 
 
-def cycles(model, images, tau=None, lanes=1, dense=False, detail=False, taps=3, pixels_per_beat=1):
+def cycles(model, images, tau=None, lanes=1, dense=False, detail=False, taps=3, pixels_per_beat=1, k=None):
     """Exact RTL cycle count per image (int64 [N]) for ``model`` on an engine with ``lanes`` lanes,
     ``taps`` x ``taps`` tap banks and ``pixels_per_beat`` pixels per input beat (``lanes`` may be
-    an EngineConfig, which gives all three).
+    an EngineConfig, which gives all three), at gate threshold ``tau`` and competition register
+    ``k`` (None: no competition; golden.forward.run's ``k``).
 
     With ``detail=True`` also returns a dict of per-image arrays: ``events`` (events emitted),
     ``bound`` (see the module docstring), ``result`` (golden's run).
@@ -85,10 +100,21 @@ def cycles(model, images, tau=None, lanes=1, dense=False, detail=False, taps=3, 
         lanes, taps, pixels_per_beat = lanes.lanes, lanes.taps, lanes.pixels_per_beat
     P, KT = check_lanes(lanes), check_taps(taps)
     T, Q = KT * KT, int(pixels_per_beat)
-    model = hardware_view(model, P)
-    res = run(model, images, tau, keep_activations=True)
+    view = hardware_view(model, P)
+    # golden on the model as trained (a competition's tie goes to the lowest *original* index, as
+    # the engine's tie keys make it), its outputs and gates then put in the hardware kernel order
+    res = run(model, images, tau, keep_activations=True, k=k)
+    k = res.k
     n = res.logits.shape[0]
-    hl = hw_layers(model)
+    hl = hw_layers(view)
+    order = {l["index"]: kernel_order(model, P, l["index"]) for l in hl}
+    perm = [None]                   # the kernel order of the map ``cur`` (pools keep their input's)
+
+    def slots(a, index):
+        if index is not None:
+            perm[0] = order.get(index)
+        return a if perm[0] is None else a[:, perm[0]]
+    model = view
     total = np.zeros(n, np.int64)
     events = np.zeros(n, np.int64)
     bound = np.zeros(n, np.int64)
@@ -111,7 +137,7 @@ def cycles(model, images, tau=None, lanes=1, dense=False, detail=False, taps=3, 
             hwo = l["hout"] * l["wout"]
             per = np.where(gmask_on | dense, 4 * hwo + 1, 1)
             total += per.sum(axis=1) + 2
-            cur = acts[i].reshape(n, K, hwo)
+            cur = slots(acts[i], None).reshape(n, K, hwo)
             continue
         conv = l["kind"] == KIND_CONV
         npass = passes(l["k"], KT) ** 2 if conv else 1
@@ -127,8 +153,8 @@ def cycles(model, images, tau=None, lanes=1, dense=False, detail=False, taps=3, 
             scan = np.where(gmask_on, SCAN_GROUP + np.maximum(1, nnz * npass).sum(axis=2), 1).sum(axis=1)
             ev = nzc.sum(axis=(1, 2)).astype(np.int64)
         if l["gated"]:
-            total += _groups(K, P) * C + 3
-            on = res.gates[i]
+            total += _groups(K, P) * C + 3 + select_cycles(K, P, k)
+            on = slots(res.gates[i], i)
         else:
             on = np.ones((n, K), bool)
         if conv:
@@ -158,7 +184,7 @@ def cycles(model, images, tau=None, lanes=1, dense=False, detail=False, taps=3, 
         if l["kind"] == KIND_LOGITS:
             total += 1 + K
         else:
-            cur = acts[l["out_index"]].reshape(n, K, l["hpo"] * l["wpo"])
+            cur = slots(acts[l["out_index"]], i).reshape(n, K, l["hpo"] * l["wpo"])
             mask = on if conv else np.ones((n, K), bool)
     total += 1
     if detail:

@@ -81,7 +81,7 @@ def trace_layout(cfg):
 def load_layout(cfg):
     depth = max(cfg.max_layers, cfg.weight_words, cfg.thr_words, cfg.gate_weights, cfg.gate_biases)
     width = max(cfg.desc_bits, cfg.weight_word_bits, cfg.thr_word_bits, cfg.lanes * cfg.gw_bits,
-                cfg.lanes * cfg.gb_bits, sum(b for _, b in cfg.header_fields()))
+                cfg.lanes * cfg.gbk_bits, sum(b for _, b in cfg.header_fields()))
     return data.StructLayout({"sel": unsigned(3), "addr": unsigned(_bits(depth)), "data": unsigned(width)})
 
 
@@ -132,6 +132,9 @@ class Engine(wiring.Component):
     load : In(stream.Signature(load_layout(config)))
         Run-time parameter writes (sel, addr, data), accepted only while idle (see rtl/engine/layout.py).
     tau : In(signed(config.tau_bits))      gate threshold, sampled at ``start``
+    k : In(config.k_bits)                  competition register, sampled at ``start``: a gated
+        layer of K kernels keeps the ``k`` of largest log-alpha among those above tau when
+        ``k < K``; ``config.k_none`` (all ones, ``config.k_register(None)``) is no competition
     dense : In(1)                          dense schedule (no zero or gate skipping), at ``start``
     start : In(1)                          begin an inference (accepted when ``ready``)
     ready : Out(1)                         idle: ``start`` and ``load`` are accepted
@@ -174,6 +177,7 @@ class Engine(wiring.Component):
             "result": Out(stream.Signature(result_layout(config))),
             "load": In(stream.Signature(load_layout(config))),
             "tau": In(signed(config.tau_bits)),
+            "k": In(config.k_bits),
             "dense": In(1),
             "start": In(1),
             "ready": Out(1),
@@ -270,6 +274,7 @@ class _Build:
         self.gate_sums()
         if self.gated:
             self.gate()
+            self.select()
         self.pool()
         self.result()
         self.quantizer()
@@ -312,11 +317,11 @@ class _Build:
         for j in range(P):
             m.submodules[f"thr_mem{j}"] = thr_mems[j]
             m.submodules[f"act_mem{j}"] = act_mems[j]
-        GWB, GBB = cfg.gw_bits, cfg.gb_bits
+        GWB = cfg.gw_bits
         if gated:
             m.submodules.gw_mem = gw_mem = Memory(shape=unsigned(P * GWB), depth=cfg.gate_weights,
                                                   init=top._init("gw", cfg.gate_weights))
-            m.submodules.gb_mem = gb_mem = Memory(shape=unsigned(P * GBB), depth=cfg.gate_biases,
+            m.submodules.gb_mem = gb_mem = Memory(shape=unsigned(P * cfg.gbk_bits), depth=cfg.gate_biases,
                                                   init=top._init("gb", cfg.gate_biases))
         self.ev_lay = ev_lay = event_layout(cfg)
         if "evt" in top.spram:
@@ -400,6 +405,7 @@ class _Build:
         the channel masks, the counters, the group counters and the event count."""
         top, m, cfg, d, P, gated = self.top, self.m, self.cfg, self.d, self.P, self.gated
         self.tau = Signal(signed(cfg.tau_bits))
+        self.kreg = Signal(cfg.k_bits)
         self.dense = Signal()
         self.li = li = Signal(range(max(2, cfg.max_layers)))
         self.chmask = Signal(cfg.channels, init=(1 << cfg.channels) - 1)  # channels of the input that may be nonzero
@@ -458,7 +464,7 @@ class _Build:
         with m.State("IDLE"):
             m.d.comb += [top.ready.eq(1), self.loader.enable.eq(1)]
             with m.If(top.start):
-                m.d.sync += [self.tau.eq(top.tau), self.dense.eq(top.dense), self.li.eq(0),
+                m.d.sync += [self.tau.eq(top.tau), self.kreg.eq(top.k), self.dense.eq(top.dense), self.li.eq(0),
                              self.cyc.eq(0), self.n_ev.eq(0), self.n_fired.eq(0), self.n_skip.eq(0),
                              self.lane_c.eq(0), self.pix_c.eq(0), self.pcs.eq(0), self.gbase.eq(0), self.g.eq(0),
                              self.ecount.eq(0)] + self.pos_reset()
@@ -700,10 +706,14 @@ class _Build:
         the input channel's sum (zero if the channel is masked off) and the biases (gq_*); the
         GateUnits accumulate and decide on the last channel; the decision (gd_*) sets ``omask`` and
         appends each lane's kept kernel group to its list. Latency: 3 cycles after the last read
-        (GATE_T..GATE_T3).
+        (GATE_T..GATE_T3). With competition (``comp``: the k register below the layer's K) the
+        decision only writes ``omask`` (the kernels above tau) and each log-alpha, with its tie key,
+        is stored for :meth:`select`, which then decides.
         """
         m, cfg, P, G, SB = self.m, self.cfg, self.P, self.G, self.cfg.sum_bits
-        GWB, GBB = cfg.gw_bits, cfg.gb_bits
+        GWB, GBB, GBK = cfg.gw_bits, cfg.gb_bits, cfg.gbk_bits
+        self.comp = comp = Signal()
+        m.d.comb += comp.eq(self.kreg < self.d.kout)
         # GATE's counters: input channel, its group and lane, gate weight index
         self.cc = Signal(range(cfg.channels + 1))
         self.cg = Signal(range(G + 1))
@@ -718,7 +728,7 @@ class _Build:
         gq_v, gq_first, gq_last = Signal(), Signal(), Signal()
         gq_w = Signal(P * GWB)
         gq_s = Signal(signed(SB))
-        gq_b = Signal(P * GBB)
+        gq_b = Signal(P * GBK)
         gq_kg = Signal(range(max(G, 2)))
         s_arr = Array([r.data for r in self.s_rs])
         m.d.sync += [gq_v.eq(gt_v), gq_first.eq(gt_first), gq_last.eq(gt_last), gq_w.eq(self.gw_r.data),
@@ -730,14 +740,23 @@ class _Build:
         gkrem = Signal(signed(cfg.chan_bits + 2))     # kout - gq_kg*P when the decision is made
         self.gkrem = gkrem
         gons = []
+        # per lane, the log-alpha of kernel kg*P + j at word kg, with its tie key above it
+        LB = cfg.la_bits + 1
+        la_mems = [Memory(shape=unsigned(LB + cfg.k_bits), depth=max(2, G), init=[]) for _ in range(P)]
+        la_ws = [lm.write_port() for lm in la_mems]
+        self.la_own = [lm.read_port() for lm in la_mems]      # the kernels being ranked
+        self.la_cand = [lm.read_port() for lm in la_mems]     # the candidate they are compared with
         for j in range(P):
-            gu = GateUnit(GWB, SB, GBB, cfg.la_bits + 1, cfg.tau_bits)
+            m.submodules[f"la_mem{j}"] = la_mems[j]
+            gu = GateUnit(GWB, SB, GBB, LB, cfg.tau_bits)
             m.submodules[f"gate{j}"] = gu
             gi = gu.i.payload
             m.d.comb += [gu.i.valid.eq(gq_v), gu.o.ready.eq(1), gu.tau.eq(self.tau),
                          gi.w.eq(gq_w[GWB * j:GWB * (j + 1)].as_signed()), gi.s.eq(gq_s),
-                         gi.bias.eq(gq_b[GBB * j:GBB * (j + 1)].as_signed()),
-                         gi.first.eq(gq_first), gi.last.eq(gq_last)]
+                         gi.bias.eq(gq_b[GBK * j:GBK * j + GBB].as_signed()),
+                         gi.first.eq(gq_first), gi.last.eq(gq_last),
+                         la_ws[j].addr.eq(gq_kg), la_ws[j].en.eq(gu.o.valid),
+                         la_ws[j].data.eq(Cat(gu.o.payload.log_alpha, gq_b[GBK * j + GBB:GBK * (j + 1)]))]
             gons.append(gu.o.payload.on & (gkrem > j))
             if j == 0:
                 gvalid = gu.o.valid
@@ -748,12 +767,74 @@ class _Build:
             m.d.sync += gkrem.eq(gkrem - P)
         with m.If(gd_v):
             m.d.sync += self.omask.word_select(gd_kg, P).eq(gd_on)
-            for j in range(P):
-                with m.If(gd_on[j]):
-                    m.d.comb += [self.list_ws[j].addr.eq(self.n_list[j]), self.list_ws[j].data.eq(gd_kg),
-                                 self.list_ws[j].en.eq(1)]
-                    m.d.sync += self.n_list[j].eq(self.n_list[j] + 1)
-            m.d.sync += self.n_skip.eq(self.n_skip + sum((gd_val[j] & ~gd_on[j]) for j in range(P)))
+            with m.If(~comp):
+                self.keep(gd_kg, gd_on, gd_val)
+
+    def keep(self, kg, on, val):
+        """The decision of kernel group ``kg`` (``on``, ``val``: P bits, kernel on / exists): each
+        lane's list gets ``kg`` if its kernel is on; the gated-off ones are counted."""
+        m, P = self.m, self.P
+        for j in range(P):
+            with m.If(on[j]):
+                m.d.comb += [self.list_ws[j].addr.eq(self.n_list[j]), self.list_ws[j].data.eq(kg),
+                             self.list_ws[j].en.eq(1)]
+                m.d.sync += self.n_list[j].eq(self.n_list[j] + 1)
+        m.d.sync += self.n_skip.eq(self.n_skip + sum((val[j] & ~on[j]) for j in range(P)))
+
+    def select(self):
+        """Competition (``golden.forward.gate_decisions`` with ``k``): P comparators rank the P
+        kernels of group ``kg`` against every kernel ``c`` of the layer, one candidate per cycle:
+        ``rank_i = #{c : la_c > la_i or (la_c == la_i and key_c < key_i)}`` (key: the kernel's
+        original index, so the lowest original index wins a tie whatever the kernel order), then
+        ``on_i = above_i & (rank_i < k)`` with ``above_i`` the gate phase's ``omask``.
+
+        Pipeline: SEL issues (kg, c) and reads the candidate's word (sl1_*); the candidate's lane is
+        selected and registered (sl2_*; the group's own words are read meanwhile); the comparisons
+        are registered (sl3_*); the ranks count (``rank``); the decision (sl4_*) writes ``omask``,
+        the lists and the skipped counter. ``ceil(K/P) * K`` issue cycles, then 4
+        (SEL_T..SEL_T4): no path crosses more than one comparator or one P-to-1 select.
+        """
+        m, cfg, P, G = self.m, self.cfg, self.P, self.G
+        LB = cfg.la_bits + 1
+        self.sc = Signal(range(cfg.channels + 1))          # candidate kernel, its word and lane
+        self.scw = Signal(range(max(G, 2)))
+        self.scl = Signal(range(max(P, 2)))
+        self.skg = Signal(range(G + 1))                    # the group being ranked
+        sl1_v, sl1_first, sl1_last = Signal(), Signal(), Signal()
+        sl1_cl = Signal(range(max(P, 2)))
+        sl1_kg = Signal(range(max(G, 2)))
+        self.sl1 = (sl1_v, sl1_first, sl1_last, sl1_cl, sl1_kg)
+        m.d.sync += sl1_v.eq(0)
+        for r in self.la_own:
+            m.d.comb += r.addr.eq(sl1_kg)
+        cand = Array([r.data for r in self.la_cand])
+        sl2_v, sl2_first, sl2_last = Signal(), Signal(), Signal()
+        sl2_kg = Signal(range(max(G, 2)))
+        sl2_c = Signal(LB + cfg.k_bits)
+        m.d.sync += [sl2_v.eq(sl1_v), sl2_first.eq(sl1_first), sl2_last.eq(sl1_last), sl2_kg.eq(sl1_kg),
+                     sl2_c.eq(cand[sl1_cl])]
+        c_la, c_key = sl2_c[:LB].as_signed(), sl2_c[LB:]
+        beats = []
+        for r in self.la_own:
+            o_la, o_key = r.data[:LB].as_signed(), r.data[LB:]
+            beats.append((c_la > o_la) | ((c_la == o_la) & (c_key < o_key)))
+        sl3_v, sl3_first, sl3_last = Signal(), Signal(), Signal()
+        sl3_kg = Signal(range(max(G, 2)))
+        sl3_b = Signal(P)
+        m.d.sync += [sl3_v.eq(sl2_v), sl3_first.eq(sl2_first), sl3_last.eq(sl2_last), sl3_kg.eq(sl2_kg),
+                     sl3_b.eq(Cat(*beats))]
+        rank = [Signal(range(cfg.channels + 1), name=f"rank{j}") for j in range(P)]
+        sl4_v = Signal()
+        sl4_kg = Signal(range(max(G, 2)))
+        self.skrem = skrem = Signal(signed(cfg.chan_bits + 2))    # kout - sl4_kg*P at the decision
+        with m.If(sl3_v):
+            m.d.sync += [rk.eq(Mux(sl3_first, 0, rk) + sl3_b[j]) for j, rk in enumerate(rank)]
+        m.d.sync += [sl4_v.eq(sl3_v & sl3_last), sl4_kg.eq(sl3_kg)]
+        with m.If(sl4_v):
+            above = self.omask.word_select(sl4_kg, P)
+            on = Cat(*[above[j] & (rank[j] < self.kreg) for j in range(P)])
+            m.d.sync += [self.omask.word_select(sl4_kg, P).eq(on), skrem.eq(skrem - P)]
+            self.keep(sl4_kg, on, Cat(*[skrem > j for j in range(P)]))
 
     def gate_states(self):
         """GATE: one (kernel group, input channel) read per cycle; GATE_T..GATE_T3: the pipeline's tail."""
@@ -781,6 +862,37 @@ class _Build:
         with m.State("GATE_T2"):
             m.next = "GATE_T3"
         with m.State("GATE_T3"):
+            with m.If(self.comp):
+                m.d.sync += [self.sc.eq(0), self.scw.eq(0), self.scl.eq(0), self.skg.eq(0), self.skrem.eq(d.kout)]
+                m.next = "SEL"
+            with m.Else():
+                self.compute()
+        self.select_states()
+
+    def select_states(self):
+        """SEL: one (kernel group, candidate) per cycle; SEL_T..SEL_T4: the selection's tail."""
+        m, d, P = self.m, self.d, self.P
+        sc, scw, scl, skg = self.sc, self.scw, self.scl, self.skg
+        sl1_v, sl1_first, sl1_last, sl1_cl, sl1_kg = self.sl1
+        with m.State("SEL"):
+            for r in self.la_cand:
+                m.d.comb += r.addr.eq(scw)
+            m.d.sync += [sl1_v.eq(1), sl1_first.eq(sc == 0), sl1_last.eq(sc == d.kout - 1),
+                         sl1_cl.eq(scl), sl1_kg.eq(skg)]
+            with m.If(sc == d.kout - 1):
+                m.d.sync += [sc.eq(0), scw.eq(0), scl.eq(0), skg.eq(skg + 1)]
+                with m.If(skg == d.gout - 1):
+                    m.next = "SEL_T"
+            with m.Else():
+                m.d.sync += sc.eq(sc + 1)
+                with m.If(scl == P - 1):
+                    m.d.sync += [scl.eq(0), scw.eq(scw + 1)]
+                with m.Else():
+                    m.d.sync += scl.eq(scl + 1)
+        for name, nxt in (("SEL_T", "SEL_T2"), ("SEL_T2", "SEL_T3"), ("SEL_T3", "SEL_T4")):
+            with m.State(name):
+                m.next = nxt
+        with m.State("SEL_T4"):
             self.compute()
 
     # ---------------------------------------------------------------- output groups and lane compaction

@@ -10,6 +10,8 @@ One Verilator build per hardware config (the envelope covers every model of the 
 loaded over the load stream at run time), so the build cost is paid once per config.
 """
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -18,7 +20,9 @@ from rtl.engine.config import EngineConfig
 from rtl.engine.schedule import cycles, quantizer_cycles
 from golden.errors import GxnorError
 from golden.forward import run
+from golden.layers import Gate
 from golden.randmodel import random_model
+from rtl.engine.balance import META_KEY, hardware_view
 from rtl.engine.layout import check_records, load_records
 from sim.engine import compare, simulate
 
@@ -79,9 +83,9 @@ def check(runs, hw):
     total = 0
     for run_, out in zip(runs, hw):
         bad, exp = compare(run_["model"], run_["images"], run_.get("tau"), out, run_["cfg"],
-                           dense=run_.get("dense", False))
-        assert not bad, (f"{run_['model'].name} tau={run_.get('tau')}: {len(bad)} mismatches, "
-                         f"first {bad[0]} (seed {SEED})")
+                           dense=run_.get("dense", False), k=run_.get("k"))
+        assert not bad, (f"{run_['model'].name} tau={run_.get('tau')} k={run_.get('k')}: {len(bad)} "
+                         f"mismatches, first {bad[0]} (seed {SEED})")
         total += int(out["ok"].sum())
     return total
 
@@ -177,3 +181,54 @@ def test_dense_group_wider_than_channels():
     runs = [{"model": m, "images": imgs, "tau": t, "cfg": cfg} for t in taus(m, imgs)]
     hw, _ = simulate(cfg, runs, seed=4)
     assert check(runs, hw) == 6 * len(runs)
+
+
+def tie_model(model):
+    """``model`` with the gate rows of kernels 2i+1 copied from kernels 2i: every gated layer has
+    pairs of kernels with equal log-alpha on every image (the competition's tie rule decides)."""
+    layers = list(model.layers)
+    for i, layer in enumerate(layers):
+        if getattr(layer, "gate", None) is not None:
+            w, b = layer.gate.weights.copy(), layer.gate.bias.copy()
+            w[1::2], b[1::2] = w[0:-1:2][:len(w[1::2])], b[0:-1:2][:len(b[1::2])]
+            layers[i] = dataclasses.replace(layer, gate=Gate(w, b))
+    return model.replace(layers=tuple(layers), name=model.name + "-ties")
+
+
+def reversed_order(model, lanes):
+    """``model`` with a stored hardware kernel order (rtl.engine.balance) that reverses every gated
+    layer: slot s holds kernel K-1-s, so a tie broken by slot would pick the other kernel."""
+    per = {str(i): list(range(layer.out_channels))[::-1] for i, layer in enumerate(model.layers)
+           if getattr(layer, "gate", None) is not None}
+    meta = {**model.meta, META_KEY: {"lanes": {str(lanes): per}, "tau": 0, "images": 0, "source": "test"}}
+    return model.replace(meta=meta, name=model.name + "-rev")
+
+
+def test_engine_competition():
+    """Competitive gates (the k register): random gated models whose gate rows repeat in pairs (ties
+    in log-alpha on every image), in the trained and in a reversed hardware kernel order, at
+    k = 0, 1, K-1 of each gated layer and k >= K, tau below every log-alpha and at the median,
+    one run in the dense schedule; predictions, logits, every counter and cycles exact. The
+    P4-KT3-Q1 envelope of test_engine_random_models (its Verilator build)."""
+    ms = models()
+    cfg = EngineConfig.for_models(ms, 4, 3, 1)
+    runs, slot_ties_differ = [], 0
+    for n, base in enumerate((ms[0], ms[3])):
+        tied = tie_model(base)
+        for m in (tied, reversed_order(tied, 4)):
+            imgs = images(m, 3, SEED + 200 + n)
+            ks = sorted({0, 1, m.k_max} | {layer.out_channels - 1 for layer in m.layers
+                                          if getattr(layer, "gate", None) is not None})
+            for t in (m.tau_range[0], taus(m, imgs)[1]):
+                for k in ks:
+                    runs.append({"model": m, "images": imgs, "tau": t, "k": k, "cfg": cfg})
+                    # a tie broken by hardware slot instead of original index would differ here
+                    view, want = run(hardware_view(m, 4), imgs, t, k=k), run(m, imgs, t, k=k)
+                    slot_ties_differ += any(not np.array_equal(view.gates[i], want.gates[i][:, ::-1])
+                                            for i in want.gates) and m.name.endswith("-rev")
+    runs.append({**runs[3], "dense": True})
+    assert slot_ties_differ > 0          # the reversed order really tests the tie key
+    hw, _ = simulate(cfg, runs, seed=SEED + 5)
+    assert check(runs, hw) == sum(len(r["images"]) for r in runs)
+    # the selection's cycles are in the count: k = 0 keeps nothing, yet costs ceil(K/P)*K + 4 per layer
+    assert any(r["k"] == 0 and (h["skipped"] > 0).all() for r, h in zip(runs, hw))
