@@ -43,7 +43,7 @@ _COUNTER = ("index counter sized `range(<max of its dimension>)` for the envelop
 _ALIAS = ("Amaranth keeps the Python name as a wire comb-assigned to/from another net (a port, a memory "
           "port or an expression); logic reads the other net, the name is only there for waveforms")
 ENGINE_WAIVERS = [
-    # --- CASEINCOMPLETE: only `casez (fsm_state)` and `casez (gd_kg)`; the lint test checks the subjects
+    # --- CASEINCOMPLETE: only the subjects of CASE_SUBJECTS; the lint test checks them
     ("CASEINCOMPLETE", "Case values incompletely covered*",
      "Amaranth emits FSMs (`casez (fsm_state)`) and `word_select` writes (`casez (gd_kg)`) with a default "
      "assignment before the case in the same always block: an uncovered value keeps it (no latch, no X). "
@@ -64,7 +64,7 @@ ENGINE_WAIVERS = [
 ] + [("WIDTHEXPAND", f"*'s VARREF '{name}' generates*", f"{name}: {_COUNTER}")
      for name in ("g", "pos", "rpos", "dq_addr", "x", "y", "ox", "dp", "pix_c", "cc", "kg", "kidx", "e",
                   "lane_g*", "sg", "pcs", "ppx", "ppy", "a_px", "a_py", "a_pyw", "a_pidx",
-                  "db", "dcol", "dqx", "drx", "v", "v$*")] + [
+                  "db", "dcol", "dqx", "drx", "v", "v$*", "sc", "skg")] + [
 ] + [("WIDTHEXPAND", f"*'s VARREF '{t}*' generates*",
         f"{t}<bank>: the tap index within a pass (0..KT-1), from the event's remainder by KT, added to "
         "the pass's first tap or combined into the bank's tap select; unsigned, zero-extension is exact")
@@ -113,6 +113,11 @@ ENGINE_WAIVERS = [
          # engine v2: the event fields seen as signed (a_q*), the activation read address driven to
          # every lane's read port, the gate sums' next values (slane_next*)
          "a_qx", "a_qy", "a_qyw", "act_raddr", "slane_next*",
+         # the competition: the log-alpha memories' write and own-word read addresses (the stage
+         # registers gq_kg / sl1_kg become the memory ports' address nets), and the descriptor's
+         # kernel-size field, renamed `k$n` beside the engine's port `k` (the competition register;
+         # an ungated engine reads no `k`: the port is unused there, and "k" below covers it)
+         "gq_kg", "sl1_kg", "k$*",
          # the fused pool's running max after window element e (one named net per stage)
          "pooled?",
          # TapMap (rtl/engine/tapmap.py): its inputs as named in the component (the logic reads the
@@ -151,7 +156,10 @@ ENGINE_WAIVERS = [
 # four pool-window drains, `acc_arr[dd_b]` for the dense drain): Amaranth emits them as casez with a
 # default assignment; the bank index is always < KT*KT (it comes from the tap map). And the gate
 # unit's read of one lane's sum (`s_arr[gt_lane]`, gt_lane < P; at P = 1 the index has two values).
-CASE_SUBJECTS = ("fsm_state", "gd_kg", "gt_lane", "dd_b", "dr_bank0", "dr_bank1", "dr_bank2", "dr_bank3")
+# The competition's selection adds the same two kinds: its decision's `word_select` write of omask
+# (`sl4_kg`, a kernel group < ceil(K/P)) and its read of the candidate's lane (`la_cand[sl1_cl]`, < P).
+CASE_SUBJECTS = ("fsm_state", "gd_kg", "gt_lane", "dd_b", "dr_bank0", "dr_bank1", "dr_bank2", "dr_bank3",
+                 "sl4_kg", "sl1_cl")
 
 
 def engine_waiver_file(skip_rules=()):
