@@ -16,8 +16,8 @@ from pathlib import Path
 from golden import modelfile
 from golden.errors import GxnorError
 
-from .common import (add_tau_options, atomic_file, atomic_folder, check_count, check_new_output, live_bar,
-                     load_engine_model, print_json, resolve_tau, tool_log, verbose)
+from .common import (add_k_option, add_tau_options, atomic_file, atomic_folder, check_count, check_new_output,
+                     live_bar, load_engine_model, print_json, resolve_k, resolve_tau, tool_log, verbose)
 
 
 def register(sub):
@@ -43,6 +43,7 @@ def register(sub):
     s.add_argument("--model", required=True, help="model file (.gxm)")
     s.add_argument("--inputs", required=True, help=".npz with 'images' (uint8), or .npy images")
     add_tau_options(s)
+    add_k_option(s)
     s.add_argument("--lanes", type=int, default=4, help="P, gated-XNOR lanes (default 4)")
     add_build_options(s)
     s.add_argument("--limit", type=int, default=None, help="first N images only")
@@ -210,6 +211,7 @@ def cmd_sim(args):
         imgs = imgs[:args.limit]
         labels = labels[:args.limit] if labels is not None else None
     tau = resolve_tau(model, args)
+    k = resolve_k(model, args)
     hw_model = model
     if args.hardware_model:
         hw_model = load_engine_model(args.hardware_model)
@@ -217,9 +219,11 @@ def cmd_sim(args):
             raise GxnorError(f"{args.hardware_model}: input {hw_model.input_shape} / {hw_model.num_classes} classes "
                              f"differ from --model's {model.input_shape} / {model.num_classes}")
         hw_model.check_tau(tau)
+        hw_model.check_k(k)
     cfg = EngineConfig.for_models([model, hw_model], args.lanes, args.taps, args.pixels_per_beat)
+    cfg.k_register(k)
     load = args.load or hw_model is not model
-    run = {"model": hw_model, "images": imgs, "tau": tau, "dense": args.dense, "load": load}
+    run = {"model": hw_model, "images": imgs, "tau": tau, "k": k, "dense": args.dense, "load": load}
     n = len(imgs)
     log_path = _sim_log_path(model, args)
     divergence = None
@@ -235,7 +239,7 @@ def cmd_sim(args):
                              progress=progress)
         run_dir, waves_src, timings = simulate.last_dir, simulate.last_waves, dict(simulate.last_timings)
         bar.set_description("golden", refresh=False)
-        bad, exp = compare(model, imgs, tau, hw[0], cfg, dense=args.dense)
+        bad, exp = compare(model, imgs, tau, hw[0], cfg, dense=args.dense, k=k)
         if bad:
             # re-run the first mismatching image with the activation-write trace (slow, one image)
             from sim.diverge import first_divergence
@@ -243,7 +247,7 @@ def cmd_sim(args):
             bar.set_description(f"trace of image {i}", refresh=False)
             tr, _ = simulate(cfg, [{**run, "images": imgs[i:i + 1], "trace": [0]}],
                              baked=None if load else model)
-            divergence = first_divergence(model, imgs[i], tau, cfg, tr[0]["trace"][0])
+            divergence = first_divergence(model, imgs[i], tau, cfg, tr[0]["trace"][0], k=k)
             if divergence is not None:
                 divergence["image"] = int(i)
     waves = None
@@ -261,7 +265,7 @@ def cmd_sim(args):
     h = hw[0]
     build_s = timings["generate"] + timings["build"]
     sim_s = timings["simulate"]
-    rep = {"model": model.name, "images": n, "tau": tau, "lanes": args.lanes, "taps": cfg.taps,
+    rep = {"model": model.name, "images": n, "tau": tau, "k": k, "lanes": args.lanes, "taps": cfg.taps,
            "pixels_per_beat": cfg.pixels_per_beat, "dense": args.dense,
            "mismatches": len(bad), "first_mismatch": bad[0] if bad else None,
            "first_divergence": divergence,
@@ -284,6 +288,7 @@ def cmd_sim(args):
     else:
         print(f"{model.name}: {n} images on {args.lanes} lanes, {cfg.taps}x{cfg.taps} tap banks, "
               f"{cfg.pixels_per_beat} pixel(s) per beat, tau {tau}"
+              f"{'' if k is None else f', k {k}'}"
               f"{' (dense schedule)' if args.dense else ''}")
         print(f"mismatches vs golden: {len(bad)}" + (f" (first: {json.dumps(bad[0])})" if bad else ""))
         if bad:

@@ -180,6 +180,32 @@ def add_tau_options(parser):
                    help="gate threshold as the raw integer the hardware's tau register holds")
 
 
+def k_value(text):
+    """``--k``: an integer, or ``none`` (no competition)."""
+    import argparse
+    if text.strip().lower() == "none":
+        return "none"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer or 'none'") from None
+
+
+def add_k_option(parser):
+    parser.add_argument("--k", type=k_value, default=None, metavar="K|none",
+                        help="competition register: each gated layer keeps at most the K kernels of largest "
+                             "log-alpha above tau (ties: lowest kernel index); 'none': no competition; "
+                             "default: the model's default k (none if it has none)")
+
+
+def resolve_k(model, args):
+    """Competition register from --k (validated against the model: 0..k_max), None = no competition."""
+    k = getattr(args, "k", None)
+    if k is None:
+        return model.default_k
+    return None if k == "none" else model.check_k(k)
+
+
 def resolve_tau(model, args):
     """Integer tau from --tau / --tau-int (validated against the model's tau register)."""
     if getattr(args, "tau_int", None) is not None:

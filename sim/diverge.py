@@ -40,7 +40,7 @@ def decode_trace(cfg, samples):
     return out
 
 
-def first_divergence(model, image, tau, cfg, trace):
+def first_divergence(model, image, tau, cfg, trace, k=None):
     """``trace``: list of dicts (cycle, iq, layer, en, addr, data) in cycle order, as recorded from
     the engine's ``trace`` port for one image. Returns None if every written element equals golden,
     else a dict: layer (model layer index; for a conv with a fused pool the conv, compared on the
@@ -48,7 +48,9 @@ def first_divergence(model, image, tau, cfg, trace):
     if never written), hardware, golden, elements_wrong."""
     P = cfg.lanes
     view = hardware_view(model, P)
-    res = run(view, image[None], tau, keep_activations=True)
+    # (``k``: the competition register; golden runs on the hardware view here, so with a stored
+    # kernel order a competition tie goes to the lowest slot: a debugging aid, not the reference)
+    res = run(view, image[None], tau, keep_activations=True, k=k)
     hl = hw_layers(view)
     ab = max(1, (2 * cfg.act_words - 1).bit_length())
     # targets: (key) -> dict(layer index, shape (K, H, W), base, hw-order golden values, on mask)

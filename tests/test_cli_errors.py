@@ -275,3 +275,16 @@ def test_tau_decimal_is_converted_exactly(capsys, ws):
         assert code == 0, err
         assert json.loads(out)["tau"] == want, text
     assert float("0.99999999999999999999") == 1.0           # what the float path would have used
+
+
+def test_sim_k_out_of_range_one_line(tmp_path, capsys):
+    """gxnor sim --k outside the model's (and so the engine's) k register range: one line, exit 2,
+    before any Verilator build (issue 12 item 8)."""
+    from golden.randmodel import random_model
+    m = random_model("c5g,c6g,p,f,d10", (1, 8, 8), seed=3, input_lo=60, input_hi=150, name="k")
+    modelfile.save(m, tmp_path / "m.gxm")
+    np.save(tmp_path / "x.npy", np.zeros((1, 1, 8, 8), np.uint8))
+    for k in ("99", "-1", "two"):
+        code, out, err = gx(capsys, "sim", "--model", tmp_path / "m.gxm", "--inputs", tmp_path / "x.npy", "--k", k)
+        assert code == 2 and err.count("\n") == 1 and err.startswith("gxnor: error:") or \
+            ("usage" in err and code == 2), (k, err)
