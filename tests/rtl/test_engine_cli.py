@@ -1,5 +1,6 @@
 """Engine generation, lint, CLI error lines (fast; the Verilator runs are in tests/sim)."""
 
+import dataclasses
 import json
 from pathlib import Path
 import subprocess
@@ -259,14 +260,21 @@ def test_config_refuses_rules_the_engine_lacks(path, what):
         EngineConfig.for_models([m], 4)
 
 
-def test_config_refuses_a_multibit_first_layer():
-    """An input-table first layer (issue 14 item 3) is not in the engine yet: the config refuses it
-    (treating its codes as ternary would compute something else)."""
+def test_config_sizes_and_refuses_input_tables():
+    """An input-table first layer (issue 14 item 3): the envelope's code_bits is the table's code
+    width (p - 128: 8 bits, p: 9); a build with narrower codes, or none, refuses the model in one line
+    (treating its codes as narrower ones would compute something else)."""
     from golden.errors import GxnorError
     from golden.layers import Dense, Flatten, InputTable
     from golden.model import Model
-    table = np.arange(256) - 128
     w = np.ones((3, 16), np.int8)
-    m = Model((1, 4, 4), (InputTable(table), Flatten(), Dense(w, input_bound=128)))
-    with pytest.raises(GxnorError, match="multi-bit first layer"):
-        EngineConfig.for_models([m], 4)
+    centred, raw = (Model((1, 4, 4), (InputTable(t), Flatten(), Dense(w, input_bound=int(np.abs(t).max()))))
+                    for t in (np.arange(256) - 128, np.arange(256)))
+    cfg = EngineConfig.for_models([centred], 4)
+    assert cfg.code_bits == 8 and EngineConfig.for_models([raw, centred], 4).code_bits == 9
+    assert EngineConfig.for_models([random_model("f,d3", (1, 4, 4), seed=1)], 4).code_bits == 0
+    for small, what in ((cfg, "input tables of at most 8-bit codes"), (dataclasses.replace(cfg, code_bits=0), "no input table")):
+        with pytest.raises(GxnorError, match=f"input table of 9-bit codes and the engine takes {what}"):
+            small.check_fits(raw)
+    with pytest.raises(GxnorError, match="code_bits must be 0"):
+        dataclasses.replace(cfg, code_bits=17)
