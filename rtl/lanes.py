@@ -95,9 +95,9 @@ class LaneArray(wiring.Component):
         m.d.comb += [self.o.valid.eq(self.i.valid), self.i.ready.eq(self.o.ready)]
         if self.code_bits:
             # the integer code and its negation, once for all lanes
-            x = Signal(signed(self.code_bits))
-            nx = Signal(signed(self.code_bits + 1))
-            m.d.comb += [x.eq(i.code.as_signed()), nx.eq(-x)]
+            x = i.code.as_signed()
+            nx = Signal(signed(self.code_bits + 1), name="neg_code")
+            m.d.comb += nx.eq(-x)
         for j in range(P):
             wc = i.w[2 * j:2 * j + 2]
             old = i.acc[A * j:A * j + A].as_signed()

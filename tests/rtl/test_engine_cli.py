@@ -70,6 +70,19 @@ def test_caseincomplete_only_on_known_subjects(lanes):
     assert subjects <= set(simengine.CASE_SUBJECTS), subjects
 
 
+@pytest.mark.parametrize("arch, shape, table, lanes, q", [("c4,p,c8g,f,d10", (1, 8, 8), "raw", 4, 1),
+                                                       ("c3k1v,f,d16,d10", (2, 4, 5), "centred", 3, 4)])
+def test_lint_clean_input_table(arch, shape, table, lanes, q):
+    """Builds that take input tables (the table memory and its Q read ports, the wide event code,
+    the lanes' +-code), with a ternary-input model in the envelope too: no new warning kind."""
+    m = random_model(arch, shape, seed=2, input_table=table)
+    cfg = EngineConfig.for_models([m, random_model("f,d3", shape, seed=3)], lanes, 3, q)
+    assert cfg.code_bits
+    src = simengine.generate(cfg, m)
+    rc, out = toolchain.lint([src], "engine", [str(simengine.engine_waiver_file())])
+    assert rc == 0 and "%Warning" not in out and "%Error" not in out, out
+
+
 @pytest.mark.parametrize("arch,shape", [("f,d8,d4", (1, 4, 4)), ("f,d3", (1, 2, 2))])
 def test_lint_clean_one_logit_word(arch, shape):
     """classes <= lanes (one logits word), channels <= lanes (one sums word), one descriptor: every
