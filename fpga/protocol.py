@@ -125,7 +125,7 @@ from amaranth.lib.crc import catalog as crc_catalog
 from golden.errors import GxnorError
 
 SYNC = 0xA5
-VERSION = 5              # 5: CODES; 4: INFO clk_hz/queue, BENCH; 3: CONFIG's 17th field; 2: INFO flags
+VERSION = 6              # 6: CONFIG's 20th field (code_bits, input tables); 5: CODES; 4: INFO clk_hz/queue, BENCH; 3: CONFIG's 17th field; 2: INFO flags
 
 T_INFO, T_SET_TAU, T_IMAGE, T_LOAD, T_COMMIT, T_CONFIG, T_BENCH = 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07
 T_CODES = 0x08
@@ -703,7 +703,7 @@ class RefBoard:
             self.classes, self.pixels = classes, pixels
             hit = self._match()
             self.infer = hit[1] if hit else _unknown_model
-            if hit and self.input_lo is not None:
+            if hit and self.input_lo is not None and hasattr(hit[0].layers[0], "lo"):   # (not a table)
                 self.input_lo = hit[0].layers[0].lo
             return self._info()
         tau = int.from_bytes(payload, "little", signed=True)

@@ -19,6 +19,10 @@ token or ``time_steps > 1`` it is temporal (sequences of at most ``time_steps`` 
 
 Thresholds are drawn around the expected spread of each sum so activations are sparse, as in a
 trained GXNOR network; ``zero_weights`` sets the fraction of zero weights.
+
+``input_table`` (256 integer codes, or a name of :data:`INPUT_TABLES`) replaces the input quantizer
+by an input table (a multi-bit first layer, golden.layers.InputTable): the first conv or dense takes
+``input_bound = max |table|`` and thresholds around the mean and spread of its sums over the codes.
 """
 
 import re
@@ -26,8 +30,11 @@ import re
 import numpy as np
 
 from .errors import GxnorError
-from .layers import Conv, Dense, EventInput, Flatten, Gate, InputQuant, Liaf, MaxPool, membrane_range
+from .layers import Conv, Dense, EventInput, Flatten, Gate, InputQuant, InputTable, Liaf, MaxPool, membrane_range
 from .model import Model
+
+_PIX = np.arange(256, dtype=np.int64)
+INPUT_TABLES = {"raw": _PIX, "centred": _PIX - 128}     # x = p, x = p - 128
 
 _TOKEN = re.compile(r"^(c(\d+)(k(\d+))?(v)?(g)?(s)?(l)?|p|f|d(\d+)(l)?)$")
 
@@ -92,6 +99,20 @@ def _thresholds(rng, k, fan_in, density):
     return np.clip(lo, -fan_in, fan_in + 1), np.clip(hi, -fan_in, fan_in + 1)
 
 
+def _table_thresholds(rng, w, table):
+    """Thresholds of the first layer on input-table codes: per kernel around the mean of its sum
+    (sum of weights x mean code), half a spread (sqrt(nonzero weights) x sd of the codes) each side."""
+    t = np.asarray(table, np.float64)
+    wk = w.reshape(w.shape[0], -1).astype(np.int64)
+    centre = wk.sum(axis=1) * t.mean()
+    spread = np.maximum(1.0, np.sqrt(np.abs(wk).sum(axis=1)) * t.std())
+    hi = np.round(centre + spread * rng.uniform(0.3, 1.2, len(wk))).astype(np.int64)
+    lo = np.round(centre - spread * rng.uniform(0.3, 1.2, len(wk))).astype(np.int64) + 1
+    b = wk.shape[1] * int(np.abs(t).max())
+    lo, hi = np.clip(lo, -b, b + 1), np.clip(hi, -b, b + 1)
+    return np.minimum(lo, hi).astype(np.int32), hi.astype(np.int32)
+
+
 def _liaf_thresholds(rng, k, fan_in, density, leak_shift, time_steps):
     """Thresholds spread over the membrane's typical size (about 2^s input sums, at most T)."""
     lo, hi = _thresholds(rng, k, fan_in, density)
@@ -103,13 +124,21 @@ def _liaf_thresholds(rng, k, fan_in, density, leak_shift, time_steps):
 
 def random_model(arch, input_shape=(1, 28, 28), seed=0, zero_weights=0.5, input_lo=0, input_hi=128,
                  gate_frac_bits=0, name=None, time_steps=1, events=False, leak_shift=2, reset="none",
-                 readout="sum"):
-    """Build a seeded random model; see the module docstring for ``arch``."""
+                 readout="sum", input_table=None):
+    """Build a seeded random model; see the module docstring for ``arch`` and ``input_table``."""
     if not 0.0 <= zero_weights < 1.0:
         raise GxnorError(f"zero_weights must lie in [0, 1), got {zero_weights}")
     rng = np.random.default_rng(seed)
     tokens = parse_arch(arch)
-    layers = [EventInput() if events else InputQuant(input_lo, input_hi)]
+    table = None
+    if input_table is not None:
+        if isinstance(input_table, str):
+            if input_table not in INPUT_TABLES:
+                raise GxnorError(f"input table {input_table!r}: one of {', '.join(INPUT_TABLES)}, or 256 codes")
+            input_table = INPUT_TABLES[input_table]
+        table = InputTable(np.asarray(input_table))
+    layers = [EventInput() if events else table if table is not None else InputQuant(input_lo, input_hi)]
+    bound = table.bound if table is not None else 1     # the next conv/dense's input bound
     liaf = Liaf(leak_shift, reset)
     shape = tuple(input_shape)
     density = 0.5 * (1.0 - zero_weights)
@@ -126,6 +155,8 @@ def random_model(arch, input_shape=(1, 28, 28), seed=0, zero_weights=0.5, input_
                 mask = (rng.random(w.shape) < 0.5).astype(np.uint8)
                 w = w * mask.astype(np.int8)
             lo, hi = _thresholds(rng, k_out, c * k * k, density)
+            if bound > 1:
+                lo, hi = _table_thresholds(rng, w, table.table)
             if stateful:
                 lo, hi = _liaf_thresholds(rng, k_out, c * k * k, density, leak_shift, time_steps)
             gate = None
@@ -134,15 +165,20 @@ def random_model(arch, input_shape=(1, 28, 28), seed=0, zero_weights=0.5, input_
                 gw = rng.integers(-3, 4, size=(k_out, c)).astype(np.int32)
                 gb = rng.integers(-hw // 4 - 1, hw // 4 + 2, size=k_out).astype(np.int32)
                 gate = Gate(gw, gb)
-            layer = Conv(w, lo, hi, padding=padding, gate=gate, tap_mask=mask, liaf=liaf if stateful else None)
+            layer = Conv(w, lo, hi, padding=padding, gate=gate, tap_mask=mask, liaf=liaf if stateful else None,
+                         input_bound=bound)
+            bound = 1
         elif tok[0] == "d":
             if len(shape) != 1:
                 raise GxnorError(f"architecture: dense on a [C,H,W] map needs a flatten before it (token {n})")
             w = _ternary(rng, (tok[1], shape[0]), zero_weights)
             lo, hi = (None, None) if last else _thresholds(rng, tok[1], shape[0], density)
+            if bound > 1 and not last:
+                lo, hi = _table_thresholds(rng, w, table.table)
             if tok[2]:
                 lo, hi = _liaf_thresholds(rng, tok[1], shape[0], density, leak_shift, time_steps)
-            layer = Dense(w, lo, hi, liaf=liaf if tok[2] else None)
+            layer = Dense(w, lo, hi, liaf=liaf if tok[2] else None, input_bound=bound)
+            bound = 1
         elif tok[0] == "p":
             layer = MaxPool()
         else:

@@ -79,7 +79,13 @@ def _mem_hex(path, words, bits):
     Path(path).write_text("".join(f"{int(w):0{digits}x}\n" for w in words))
 
 
-VERILOG_MEMS = ("desc", "weights", "thr", "gw", "gb")
+VERILOG_MEMS = ("desc", "weights", "thr", "gw", "gb")      # and "table" in a build with input tables
+
+
+def verilog_mems(cfg):
+    """The memory files of a Verilog folder for ``cfg`` (the memory map's, without the header)."""
+    from rtl.engine.layout import memory_map
+    return [n for n, _sel, _d, _w in memory_map(cfg) if n != "header"]
 
 
 def _write_verilog_folder(out, cfg, model, verilog_text, waivers, no_lint):
@@ -91,7 +97,7 @@ def _write_verilog_folder(out, cfg, model, verilog_text, waivers, no_lint):
     img = images(model, cfg)
     from rtl.engine.layout import memory_map
     widths = {n: w for n, _sel, _d, w in memory_map(cfg) if n != "header"}
-    assert tuple(widths) == VERILOG_MEMS
+    assert tuple(widths) == VERILOG_MEMS + (("table",) if cfg.code_bits else ())
     for name, bits in widths.items():
         _mem_hex(out / f"{name}.hex", img[name], bits)
     (out / "header.hex").write_text(f"{img['header']:x}\n")
@@ -138,7 +144,7 @@ def cmd_verilog(args):
             _write_verilog_folder(Path(scratch), cfg, model, verilog_text, waivers, args.no_lint)
         print(f"wrote engine.v ({cfg.lanes} lanes, {cfg.taps}x{cfg.taps} tap banks, {cfg.pixels_per_beat} "
               f"pixel(s) per beat), waivers.vlt, engine_config.json, "
-              f"{', '.join(n + '.hex' for n in list(VERILOG_MEMS) + ['header'])} to {args.output}")
+              f"{', '.join(n + '.hex' for n in verilog_mems(cfg) + ['header'])} to {args.output}")
     if args.package:
         from fpga.package import write_package
         written = write_package(args.package, model, cfg, **waivers, lint=not args.no_lint,

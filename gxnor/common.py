@@ -264,9 +264,6 @@ def load_engine_model(path):
     if model.temporal:
         raise GxnorError(f"{path}: temporal models (event sequences, LIAF layers) do not run on the "
                          "engine yet; run them with gxnor golden run")
-    if model.multibit_input:
-        raise GxnorError(f"{path}: has a multi-bit first layer (input_table), which the engine does not "
-                         "implement yet; run it with gxnor golden run")
     if model.extensions():
         raise GxnorError(f"{path}: uses {', '.join(model.extensions())} (issue 12 gate modes), which the "
                          "engine does not implement yet; run it with gxnor golden run")

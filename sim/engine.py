@@ -131,6 +131,8 @@ ENGINE_WAIVERS = [
          "i__payload$*",        # the pixel slice's input, connected to the `pixels` port
          "desc_addr", "desc_data", "desc_en", "gw_addr", "gw_data", "gw_en", "gb_addr", "gb_data",
          "gb_en", "thr_addr", "thr_data", "weights_addr", "weights_data", "weights_en",
+         # builds with input tables: the table memory's write port and the Loader's table outputs
+         "tab_w__addr", "tab_w__data", "table_addr", "table_data", "table_en",
          # inside the blocks: EventEncoder's nonzero mask (read as i.word), GateUnit's next sum
          # (read as o.payload.log_alpha), PoolMax's o.payload (read as its `mx` output)
          "nz", "nxt", "o__payload")] + [

@@ -14,11 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FOLDERS = ("golden", "rtl", "sim", "quant", "fpga", "gxnor", "tests", "bench")
 
 # (file, pyflakes message without the line number): owner
-KNOWN = {
-    ("fpga/package.py", "'json' imported but unused"): "fpga",
-    ("tests/quant/test_lhc_liaf.py", "'gxnor.cli.main' imported but unused"): "lhc",
-    ("tests/quant/test_lhc_liaf.py", "'quant.train.load_run' imported but unused"): "lhc",
-}
+KNOWN = {}
 
 
 class _Collect(Reporter):

@@ -13,7 +13,7 @@ Activations are held as words of ``P`` 2-bit codes: channel ``c`` at position ``
 ``(c // P) * H*W + pos``, lane ``c % P``.  A *channel mask* (one bit per channel) marks channels that
 are known to be zero because their kernel was gated off (or lie past the channel count).
 
-* input quantizer: 1 cycle per pixel.
+* input quantizer (or input table, the same cycles: its events are the nonzero codes): 1 cycle per pixel.
 * per conv/dense/pool layer: 2 cycles to read and decode its descriptor, then
 
   - conv / dense, **event encoder**: for the first layer, 0 cycles (the input quantizer writes
@@ -52,7 +52,8 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 from golden.errors import GxnorError
-from golden.layers import GATE_BIAS_RANGE, GATE_WEIGHT_RANGE, Conv, Dense, Flatten, InputQuant, MaxPool
+from golden.layers import (GATE_BIAS_RANGE, GATE_WEIGHT_RANGE, INPUT_TABLE_RANGE, Conv, Dense, Flatten, InputQuant,
+                           InputTable, MaxPool)
 from golden.ternary import bit_length_signed
 
 KIND_CONV, KIND_DENSE, KIND_POOL, KIND_LOGITS = 0, 1, 2, 3
@@ -61,6 +62,7 @@ GATE_BIAS_BITS = bit_length_signed(*GATE_BIAS_RANGE)
 MAX_LANES = 64
 MAX_TAPS = 7
 MAX_PIXELS_PER_BEAT = 16
+MAX_CODE_BITS = bit_length_signed(*INPUT_TABLE_RANGE)     # an input table's codes: 16-bit signed
 
 
 def _bits(n):
@@ -87,7 +89,7 @@ def hw_layers(model):
     shape3 = None
     for i, layer in enumerate(model.layers):
         s_in = model.shapes[i]
-        if isinstance(layer, InputQuant):
+        if isinstance(layer, (InputQuant, InputTable)):
             shape3 = tuple(s_in)
             continue
         if isinstance(layer, Flatten):
@@ -150,6 +152,12 @@ class EngineConfig:
     classes : int         max logits
     gated : int           1 if any model in the envelope has a gated layer, else 0: only then does
                           the engine build the gate predictor, its memories and the kernel lists
+    code_bits : int       0: the build takes no input table (its first layer's input is the ternary
+                          input quantizer's); else the signed width of the widest input table's
+                          codes (golden.layers.InputTable.code_bits, 2..16): the engine builds the
+                          256-entry table memory, its events carry codes of this width and the
+                          lanes add or subtract them (the header bit ``tab`` selects table or
+                          thresholds per model)
     """
     lanes: int
     taps: int
@@ -170,6 +178,7 @@ class EngineConfig:
     tau_bits: int
     classes: int
     gated: int = 1
+    code_bits: int = 0
 
     def __post_init__(self):
         for f in fields(self):
@@ -177,6 +186,10 @@ class EngineConfig:
             if f.name == "gated":
                 if isinstance(v, bool) or v not in (0, 1):
                     raise GxnorError(f"engine config: gated must be 0 or 1, got {v!r}")
+            elif f.name == "code_bits":
+                if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not (v == 0 or 2 <= v <= MAX_CODE_BITS):
+                    raise GxnorError(f"engine config: code_bits must be 0 (no input table) or lie in "
+                                     f"[2, {MAX_CODE_BITS}], got {v!r}")
             elif isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
                 raise GxnorError(f"engine config: {f.name} must be a positive integer, got {v!r}")
             object.__setattr__(self, f.name, int(v))
@@ -213,6 +226,9 @@ class EngineConfig:
     woff_bits = property(lambda s: _bits(s.weight_words))
     evt_bits = property(lambda s: _bits(s.events))
     tap_bits = property(lambda s: _bits(s.taps))
+    # an event's code: the 2-bit ternary code (0b01 = +1, 0b11 = -1: two's complement), or, in a
+    # build with input tables, a signed code_bits-wide value (ternary codes sign-extended)
+    ev_code_bits = property(lambda s: max(2, s.code_bits))
     accaddr_bits = property(lambda s: _bits(s.acc_words))
     counter_bits = 32
 
@@ -238,9 +254,10 @@ class EngineConfig:
                 ("gin", _bits(self.groups)), ("gout", _bits(self.groups))]
 
     def header_fields(self):
-        """Header register fields (input shape and quantizer), (name, bits), LSB first."""
+        """Header register fields (input shape and quantizer), (name, bits), LSB first; a build with
+        input tables adds ``tab`` (1: the model's first layer is an input table, 0: the quantizer)."""
         return [("cin", self.chan_bits), ("hw", self.pos_bits), ("npix", _bits(self.pixels)),
-                ("lo", 9), ("hi", 9)]
+                ("lo", 9), ("hi", 9)] + ([("tab", 1)] if self.code_bits else [])
 
     @property
     def desc_bits(self):
@@ -299,6 +316,11 @@ class EngineConfig:
     def check_fits(self, model):
         """Raise GxnorError naming the first size of ``model`` outside this envelope."""
         req = requirements(model, self.lanes, self.taps)
+        if req["code_bits"] > self.code_bits:
+            has = (f"takes input tables of at most {self.code_bits}-bit codes" if self.code_bits
+                   else "takes no input table (code_bits 0)")
+            raise GxnorError(f"model {model.name!r} has an input table of {req['code_bits']}-bit codes and the "
+                             f"engine {has}: build an engine for it (gxnor verilog)")
         for k, v in req.items():
             if v > getattr(self, k):
                 raise GxnorError(f"model {model.name!r} is outside the engine envelope: needs {k}={v}, "
@@ -323,9 +345,6 @@ def requirements(model, lanes, taps=3):
     if model.temporal:
         raise GxnorError(f"model {model.name!r}: temporal models (event sequences, LIAF layers) do not run "
                          "on the engine yet")
-    if model.multibit_input:
-        raise GxnorError(f"model {model.name!r}: a multi-bit first layer (input table) does not run on "
-                         "the engine yet")
     ext = [e for e in model.extensions() if e != "competition"]
     if ext:
         raise GxnorError(f"model {model.name!r} uses {', '.join(ext)}, which the engine "
@@ -375,7 +394,8 @@ def requirements(model, lanes, taps=3):
         dim=max(max(h, w) for _, h, w in maps + [(0, l["k"] + KT, l["k"] + KT) for l in hl]
                 + [(0, l["hout"] + KT, l["wout"] + KT) for l in hl]),
         positions=max(h * w for _, h, w in maps + [(0, l["hout"], l["wout"]) for l in hl]), acc_bits=accb, tau_bits=max(2, model.tau_bits),
-        classes=model.num_classes, gated=int(any(l["gated"] for l in hl)))
+        classes=model.num_classes, gated=int(any(l["gated"] for l in hl)),
+        code_bits=model.layers[0].code_bits if model.multibit_input else 0)
 
 
 def check_taps(taps):

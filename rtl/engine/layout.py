@@ -19,6 +19,9 @@ gw         word ``gbase + kg*C + c``: lane j = 8-bit gate weight of kernel ``kg*
            (``k_bits``) the kernel's tie key: its index in the model as trained, before the kernel
            order of :func:`rtl.engine.balance.hardware_view` (the competition's tie rule, lowest
            original index wins, compares these)
+table      (builds with input tables only, ``EngineConfig.code_bits`` > 0) word ``p`` = the code of
+           pixel value ``p`` (``golden.layers.InputTable``), ``code_bits`` two's complement; a model
+           whose first layer is the input quantizer has no table image (header ``tab`` = 0)
 =========  ====================================================================================
 """
 
@@ -29,21 +32,23 @@ from .config import KIND_CONV, KIND_DENSE, KIND_POOL, hw_layers, passes
 from golden.errors import GxnorError
 from golden.ternary import encode
 
-SEL_HEADER, SEL_DESC, SEL_WEIGHTS, SEL_THR, SEL_GW, SEL_GB = range(6)
-SEL_NAMES = ["header", "desc", "weights", "thr", "gw", "gb"]
+SEL_HEADER, SEL_DESC, SEL_WEIGHTS, SEL_THR, SEL_GW, SEL_GB, SEL_TABLE = range(7)
+SEL_NAMES = ["header", "desc", "weights", "thr", "gw", "gb", "table"]
+TABLE_WORDS = 256                  # one code per uint8 pixel value
 
 
 def memory_map(cfg):
     """The one memory map: ``[(name, sel, depth, width)]`` in ``SEL_*`` order, for ``cfg``. The
     loader's ports, :func:`check_records`, the board protocol and the package's hex files all
-    derive from it (the header is a register: depth 1)."""
+    derive from it (the header is a register: depth 1). The input table is in it only for a build
+    that takes input tables (``cfg.code_bits`` > 0); elsewhere its ``sel`` selects no memory."""
     P = cfg.lanes
     depth = {"header": 1, "desc": cfg.max_layers, "weights": cfg.weight_words, "thr": cfg.thr_words,
-             "gw": cfg.gate_weights, "gb": cfg.gate_biases}
+             "gw": cfg.gate_weights, "gb": cfg.gate_biases, "table": TABLE_WORDS}
     width = {"header": sum(b for _, b in cfg.header_fields()), "desc": cfg.desc_bits,
              "weights": cfg.weight_word_bits, "thr": cfg.thr_word_bits, "gw": P * cfg.gw_bits,
-             "gb": P * cfg.gbk_bits}
-    return [(n, sel, depth[n], width[n]) for sel, n in enumerate(SEL_NAMES)]
+             "gb": P * cfg.gbk_bits, "table": cfg.code_bits}
+    return [(n, sel, depth[n], width[n]) for sel, n in enumerate(SEL_NAMES) if width[n]]
 
 
 def pack_fields(fields, values):
@@ -150,9 +155,15 @@ def images(model, cfg):
                               << (cfg.gbk_bits * j) for j in range(P)))
         desc.append(pack_fields(cfg.desc_fields(), d))
     c, h, w = model.input_shape
-    iq = model.layers[0]
-    header = pack_fields(cfg.header_fields(), dict(cin=c, hw=h * w, npix=c * h * w, lo=iq.lo, hi=iq.hi))
-    return {"header": header, "desc": desc, "weights": weights, "thr": thr, "gw": gw, "gb": gb}
+    first = model.layers[0]
+    table = []
+    if model.multibit_input:         # (check_fits: the build takes tables of these codes)
+        table = [_twos(v, cfg.code_bits) for v in first.table]
+        hdr = dict(cin=c, hw=h * w, npix=c * h * w, tab=1)
+    else:
+        hdr = dict(cin=c, hw=h * w, npix=c * h * w, lo=first.lo, hi=first.hi)
+    header = pack_fields(cfg.header_fields(), hdr)
+    return {"header": header, "desc": desc, "weights": weights, "thr": thr, "gw": gw, "gb": gb, "table": table}
 
 
 def _pack_rows(codes):
@@ -168,7 +179,7 @@ def load_records(model, cfg):
     """
     img = images(model, cfg)
     recs = []
-    for sel, name in enumerate(SEL_NAMES):
+    for name, sel, _depth, _width in memory_map(cfg):
         if name == "header":
             continue
         recs += [(sel, a, v) for a, v in enumerate(img[name])]

@@ -72,10 +72,12 @@ class Loader(wiring.Component):
     enable : In(1)
         The engine is idle; ``load.ready`` is ``enable``.
     <name>_en, <name>_addr, <name>_data : Out
-        For ``name`` in ``rtl.engine.layout.SEL_NAMES`` (header, desc, weights, thr, gw, gb): ``_en`` is 1
+        For each memory of ``rtl.engine.layout.memory_map(cfg)`` (header, desc, weights, thr, gw, gb,
+        and table in a build with input tables): ``_en`` is 1
         exactly in a cycle a record with that ``sel`` is transferred (``load.valid & load.ready``);
         ``_addr`` (none for the header register) and ``_data`` carry its address and data cut to the
-        widths of :func:`ports`. Unknown ``sel`` values (6, 7) are accepted and write nothing.
+        widths of :func:`ports`. Unknown ``sel`` values (7, and 6 without a table) are accepted and
+        write nothing.
 
     Latency 0 (combinational, no state), throughput one record per cycle while ``enable``.
     """
@@ -103,7 +105,7 @@ class Loader(wiring.Component):
             for sel in range(len(self.spec)):
                 with m.Case(sel):
                     m.d.comb += hit[sel].eq(1)
-            with m.Default():            # unknown sel (6, 7): no memory
+            with m.Default():            # unknown sel (7; 6 without a table): no memory
                 m.d.comb += hit.eq(0)
         for sel, (name, _, abits, dbits) in enumerate(self.spec):
             m.d.comb += [getattr(self, f"{name}_en").eq(take & hit[sel]),

@@ -7,7 +7,8 @@ tap banks (``T = KT*KT``); a conv's ``npass = ceil(k/KT)^2``.
 
 Schedule (what the RTL does, phase by phase; :func:`cycles` counts exactly this)
 ---------------------------------------------------------------------------
-* input quantizer: beats of up to Q pixels of one row; a beat costs ``max(1, events * npass)``
+* input quantizer (or input table: the same, its events are the nonzero codes): beats of up to Q
+  pixels of one row; a beat costs ``max(1, events * npass)``
   (one event per cycle, all passes when it feeds the scatter), before a stand-alone first pool one
   cycle per pixel. It writes the first layer's event list (nonzero codes; every code in the dense
   schedule) and the gate sums of its channels. An ungated first conv/dense takes its first group's
@@ -128,8 +129,8 @@ def cycles(model, images, tau=None, lanes=1, dense=False, detail=False, taps=3, 
         total += 2
         C, HW, K = l["cin"], l["hin"] * l["win"], l["kout"]
         gin = _groups(C, P)
-        cpad = np.zeros((n, gin * P, HW), np.int8)
-        cpad[:, :C] = cur.reshape(n, C, HW)
+        cpad = np.zeros((n, gin * P, HW), bool)      # nonzero codes (bool: an input table's int32
+        cpad[:, :C] = cur.reshape(n, C, HW) != 0     # code 256 must not wrap to 0 in a narrow copy)
         mpad = np.zeros((n, gin * P), bool)
         mpad[:, :C] = mask
         gmask_on = mpad.reshape(n, gin, P).any(axis=2)      # [n, gin]

@@ -33,7 +33,7 @@ from ..gate import GateUnit
 from ..lanes import LaneArray
 from .loader import Loader
 from .tapmap import TapMap
-from .layout import images
+from .layout import TABLE_WORDS, images, memory_map
 from ..pool import PoolMax, max_code
 from ..skid import Skid
 
@@ -79,16 +79,23 @@ def trace_layout(cfg):
 
 
 def load_layout(cfg):
-    depth = max(cfg.max_layers, cfg.weight_words, cfg.thr_words, cfg.gate_weights, cfg.gate_biases)
-    width = max(cfg.desc_bits, cfg.weight_word_bits, cfg.thr_word_bits, cfg.lanes * cfg.gw_bits,
-                cfg.lanes * cfg.gbk_bits, sum(b for _, b in cfg.header_fields()))
+    depth = max(d for _, _, d, _ in memory_map(cfg))
+    width = max(w for _, _, _, w in memory_map(cfg))
     return data.StructLayout({"sel": unsigned(3), "addr": unsigned(_bits(depth)), "data": unsigned(width)})
 
 
+def table_pixel_layout(cfg):
+    """The pixel slice's beat in a build with input tables: the beat's ``data`` and ``last`` and its
+    Q pixels' table codes (``codes``: code i at bits W*i.., W = ``cfg.code_bits``)."""
+    q = cfg.pixels_per_beat
+    return data.StructLayout({"data": unsigned(8 * q), "codes": unsigned(cfg.code_bits * q), "last": unsigned(1)})
+
+
 def event_layout(cfg):
-    """An event-list entry: the 2-bit code, (y + pad) and (x + pad) as quotient and remainder by KT
+    """An event-list entry: the code (2-bit ternary; ``cfg.ev_code_bits`` signed in a build with
+    input tables), (y + pad) and (x + pad) as quotient and remainder by KT
     (``qyw`` = qy * wrows, the bank row's base address), and ``woff``, the event's weight offset."""
-    return data.StructLayout({"code": unsigned(2), "qy": unsigned(cfg.dim_bits), "ry": unsigned(cfg.tap_bits),
+    return data.StructLayout({"code": unsigned(cfg.ev_code_bits), "qy": unsigned(cfg.dim_bits), "ry": unsigned(cfg.tap_bits),
                               "qx": unsigned(cfg.dim_bits), "rx": unsigned(cfg.tap_bits),
                               "qyw": unsigned(_bits(cfg.dim * cfg.dim)), "woff": unsigned(cfg.woff_bits)})
 
@@ -323,6 +330,12 @@ class _Build:
                                                   init=top._init("gw", cfg.gate_weights))
             m.submodules.gb_mem = gb_mem = Memory(shape=unsigned(P * cfg.gbk_bits), depth=cfg.gate_biases,
                                                   init=top._init("gb", cfg.gate_biases))
+        if cfg.code_bits:
+            # the input table: one read port per pixel of a beat (the pixel stage, :meth:`table_stage`)
+            m.submodules.tab_mem = tab_mem = Memory(shape=unsigned(cfg.code_bits), depth=TABLE_WORDS,
+                                                    init=top._init("table", TABLE_WORDS))
+            self.tab_w = tab_mem.write_port()
+            self.tab_rs = [tab_mem.read_port() for _ in range(self.Q)]
         self.ev_lay = ev_lay = event_layout(cfg)
         if "evt" in top.spram:
             ebanks, ebits, _ = mem.placement(top.spram["evt"])
@@ -384,7 +397,8 @@ class _Build:
 
         def load_en(name):
             return getattr(loader, f"{name}_en") if loads is None or name in loads else Const(0)
-        ports = (("desc", self.desc_w),) + ((("gw", self.gw_w), ("gb", self.gb_w)) if self.gated else ())
+        ports = ((("desc", self.desc_w),) + ((("gw", self.gw_w), ("gb", self.gb_w)) if self.gated else ())
+                 + ((("table", self.tab_w),) if self.cfg.code_bits else ()))
         for name, port in ports:
             m.d.comb += [port.addr.eq(getattr(loader, f"{name}_addr")),
                          port.data.eq(getattr(loader, f"{name}_data")), port.en.eq(load_en(name))]
@@ -434,6 +448,7 @@ class _Build:
         self.csh = Signal(cfg.channels) if gated else Const((1 << P) - 1, P)   # chmask >> g*P
         self.ecount = Signal(range(cfg.events + 1))
         self.live = Signal()                       # the first output group takes its events from the scan
+        self.running = Signal()                    # from start to done (the input table's pixel stage)
         self.iaddr = Signal(range(cfg.acc_words + 1))
 
     def decode(self, code):
@@ -464,6 +479,8 @@ class _Build:
         with m.State("IDLE"):
             m.d.comb += [top.ready.eq(1), self.loader.enable.eq(1)]
             with m.If(top.start):
+                if cfg.code_bits:
+                    m.d.sync += self.running.eq(1)
                 m.d.sync += [self.tau.eq(top.tau), self.kreg.eq(top.k), self.dense.eq(top.dense), self.li.eq(0),
                              self.cyc.eq(0), self.n_ev.eq(0), self.n_fired.eq(0), self.n_skip.eq(0),
                              self.lane_c.eq(0), self.pix_c.eq(0), self.pcs.eq(0), self.gbase.eq(0), self.g.eq(0),
@@ -524,6 +541,7 @@ class _Build:
         gate sums of each channel are taken here.
         """
         m, d, hdr, P, KT, Q, gated = self.m, self.d, self.hdr, self.P, self.KT, self.Q, self.gated
+        W = self.cfg.code_bits
         pix, iq_enc, iq_live, lane_c = self.pix, self.iq_enc, self.iq_live, self.lane_c
         x, y, qx, rx, qy, ry, qyw, pos = self.x, self.y, self.qx, self.rx, self.qy, self.ry, self.qyw, self.pos
         with m.State("IQ"):
@@ -535,7 +553,12 @@ class _Build:
             for i in range(Q):
                 p = pw[8 * i:8 * i + 8]
                 c = Signal(2, name=f"iq_code{i}")
-                m.d.comb += c.eq(Mux(p >= hdr.hi, 0b01, Mux(p < hdr.lo, 0b11, 0b00)))
+                if W:
+                    # a table's code: nonzero bit (and sign) for the encoder, the code itself below
+                    t = pix.payload.codes[W * i:W * (i + 1)]
+                    m.d.comb += c.eq(Mux(hdr.tab, Cat(t.any(), t[-1]), Mux(p >= hdr.hi, 0b01, Mux(p < hdr.lo, 0b11, 0b00))))
+                else:
+                    m.d.comb += c.eq(Mux(p >= hdr.hi, 0b01, Mux(p < hdr.lo, 0b11, 0b00)))
                 codes.append(c)
                 vm.append(x + i < d.win)
             vmask = Cat(*vm)
@@ -556,7 +579,14 @@ class _Build:
                 rxs.append((v - _times(KT, vq))[:self.cfg.tap_bits] & onehot[i].replicate(self.cfg.tap_bits))
                 pis.append((pos + i)[:self.cfg.woff_bits] & onehot[i].replicate(self.cfg.woff_bits))
             rec = Signal(self.ev_lay)
-            m.d.comb += [rec.code.eq(iq_enc.o.payload.code), rec.qy.eq(qy), rec.ry.eq(ry),
+            if W:
+                # the event's table code, selected by the encoder's one-hot (AND-OR), or the
+                # quantizer's ternary code sign-extended
+                tsel = or_all([pix.payload.codes[W * i:W * (i + 1)] & onehot[i].replicate(W) for i in range(Q)])
+                m.d.comb += rec.code.eq(Mux(hdr.tab, tsel, iq_enc.o.payload.code.as_signed()))
+            else:
+                m.d.comb += rec.code.eq(iq_enc.o.payload.code)
+            m.d.comb += [rec.qy.eq(qy), rec.ry.eq(ry),
                          rec.qx.eq(qx + or_all(vqs)), rec.rx.eq(or_all(rxs)), rec.qyw.eq(qyw),
                          rec.woff.eq(self.pcs + Mux(self.is_conv, 0, or_all(pis)))]
             with m.If(iq_enc.o.valid):
@@ -662,7 +692,7 @@ class _Build:
     def record(self, code, woff):
         """An event-list entry for the event at the current position."""
         rec = Signal(self.ev_lay)
-        self.m.d.comb += [rec.code.eq(code), rec.qy.eq(self.qy), rec.ry.eq(self.ry), rec.qx.eq(self.qx),
+        self.m.d.comb += [rec.code.eq(code.as_signed() if self.cfg.code_bits else code), rec.qy.eq(self.qy), rec.ry.eq(self.ry), rec.qx.eq(self.qx),
                           rec.rx.eq(self.rx), rec.qyw.eq(self.qyw), rec.woff.eq(woff)]
         return rec
 
@@ -1133,7 +1163,7 @@ class _Build:
         self.a_pxk = a_pxk = Signal.like(self.pxk)
 
         b_v = Signal()
-        b_code = Signal(2)
+        b_code = Signal(cfg.ev_code_bits)
         b_ok = [Signal(name=f"b_ok{b}") for b in range(T)]
         b_okw = [Signal(name=f"b_okw{b}") for b in range(T)]
         b_addr = [Signal(AB, name=f"b_addr{b}") for b in range(T)]
@@ -1160,7 +1190,7 @@ class _Build:
                              b_addr[b].eq(Mux(is_conv, tm.addr[b * AB:(b + 1) * AB], 0)),
                              b_tap[b].eq(Mux(is_conv, tm.tap[b * TB:(b + 1) * TB], b))]
         sc_v = Signal()
-        sc_code = Signal(2)
+        sc_code = Signal(cfg.ev_code_bits)
         sc_ok = [Signal(name=f"sc_ok{b}") for b in range(T)]
         sc_okw = [Signal(name=f"sc_okw{b}") for b in range(T)]
         sc_addr = [Signal(AB, name=f"sc_addr{b}") for b in range(T)]
@@ -1176,7 +1206,7 @@ class _Build:
             m.d.sync += [sc_v.eq(1), sc_code.eq(b_code)]
         fires = []
         for b in range(T):
-            lanes = LaneArray(P, A)
+            lanes = LaneArray(P, A, cfg.code_bits)
             m.submodules[f"lanes{b}"] = lanes
             wword = Cat(*[self.w_rs[j].data.word_select(sc_tap[b], 2) for j in range(P)])
             m.d.comb += [lanes.i.valid.eq(sc_v), lanes.o.ready.eq(1),
@@ -1486,14 +1516,41 @@ class _Build:
         m.submodules.res_skid = self.res_skid = res_skid = Skid(result_layout(cfg), level=True)
         wiring.connect(m, argmax.o, res_skid.i)
         wiring.connect(m, res_skid.o, wiring.flipped(top.result))
-        m.submodules.pix_skid = pix_skid = Skid(pixel_layout(cfg))
-        wiring.connect(m, wiring.flipped(top.pixels), pix_skid.i)
+        if cfg.code_bits:
+            m.submodules.pix_skid = pix_skid = Skid(table_pixel_layout(cfg))
+            self.table_stage(pix_skid.i)
+        else:
+            m.submodules.pix_skid = pix_skid = Skid(pixel_layout(cfg))
+            wiring.connect(m, wiring.flipped(top.pixels), pix_skid.i)
         self.pix = pix_skid.o
 
         # OUT's counters: logit word, lane and class (``kg`` is also the gate predictor's kernel group)
         self.kg = Signal(range(G + 2))
         self.kl = Signal(range(max(P, 2)))
         self.kidx = Signal(range(cfg.channels + 1))
+
+    def table_stage(self, dst):
+        """The input table's pixel stage (builds with input tables): ``pixels`` -> one register stage
+        that reads the Q pixels' codes from the table (its Q read ports) -> ``dst`` (the pixel slice,
+        :func:`table_pixel_layout`). A stream stage: it holds a beat until ``dst`` takes it, and takes
+        a beat only while an inference runs (``running``), so a table loaded while idle applies to
+        every pixel of the next image. The stage costs wall-clock latency (one cycle before the
+        first beat reaches the quantizer, which waits for it as for any pixel) and no working cycle."""
+        m, top, Q = self.m, self.top, self.Q
+        src = top.pixels
+        sv = Signal()
+        sdata = Signal(8 * Q)
+        slast = Signal()
+        take = self.running & (~sv | dst.ready)
+        m.d.comb += src.ready.eq(take)
+        for i, r in enumerate(self.tab_rs):
+            m.d.comb += [r.addr.eq(src.payload.data[8 * i:8 * i + 8]), r.en.eq(take)]
+        with m.If(take):
+            m.d.sync += [sv.eq(src.valid), sdata.eq(src.payload.data), slast.eq(src.payload.last)]
+        with m.Elif(dst.ready):
+            m.d.sync += sv.eq(0)
+        m.d.comb += [dst.valid.eq(sv), dst.payload.data.eq(sdata), dst.payload.last.eq(slast),
+                     dst.payload.codes.eq(Cat(*[r.data for r in self.tab_rs]))]
 
     def result_states(self):
         """OUT_PRE, OUT: the logits, one per cycle into the Argmax (stalled by the sink); DONE: waits
@@ -1519,6 +1576,8 @@ class _Build:
         with m.State("DONE"):
             with m.If(self.res_skid.level == 0):
                 m.d.comb += top.done.eq(1)
+                if self.cfg.code_bits:
+                    m.d.sync += self.running.eq(0)
                 m.d.sync += self.li.eq(0)
                 m.next = "IDLE"
             with m.Else():

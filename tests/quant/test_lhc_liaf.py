@@ -10,7 +10,6 @@ import torch
 from golden import modelfile
 from golden.data import load_events
 from golden.forward import run
-from gxnor.cli import main
 from quant.export import to_golden, verify
 from quant.nets import Net
 from quant.train import default_config, load_run, train

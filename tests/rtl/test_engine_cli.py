@@ -1,5 +1,6 @@
 """Engine generation, lint, CLI error lines (fast; the Verilator runs are in tests/sim)."""
 
+import dataclasses
 import json
 from pathlib import Path
 import subprocess
@@ -67,6 +68,19 @@ def test_caseincomplete_only_on_known_subjects(lanes):
     assert flagged and {code for code, _ in flagged} == {"CASEINCOMPLETE"}, out
     subjects = {re.match(r"\s*casez?\s*\((.*)\)\s*$", lines[int(n) - 1]).group(1).strip() for _, n in flagged}
     assert subjects <= set(simengine.CASE_SUBJECTS), subjects
+
+
+@pytest.mark.parametrize("arch, shape, table, lanes, q", [("c4,p,c8g,f,d10", (1, 8, 8), "raw", 4, 1),
+                                                       ("c3k1v,f,d16,d10", (2, 4, 5), "centred", 3, 4)])
+def test_lint_clean_input_table(arch, shape, table, lanes, q):
+    """Builds that take input tables (the table memory and its Q read ports, the wide event code,
+    the lanes' +-code), with a ternary-input model in the envelope too: no new warning kind."""
+    m = random_model(arch, shape, seed=2, input_table=table)
+    cfg = EngineConfig.for_models([m, random_model("f,d3", shape, seed=3)], lanes, 3, q)
+    assert cfg.code_bits
+    src = simengine.generate(cfg, m)
+    rc, out = toolchain.lint([src], "engine", [str(simengine.engine_waiver_file())])
+    assert rc == 0 and "%Warning" not in out and "%Error" not in out, out
 
 
 @pytest.mark.parametrize("arch,shape", [("f,d8,d4", (1, 4, 4)), ("f,d3", (1, 2, 2))])
@@ -260,14 +274,21 @@ def test_config_refuses_rules_the_engine_lacks(path, what):
         EngineConfig.for_models([m], 4)
 
 
-def test_config_refuses_a_multibit_first_layer():
-    """An input-table first layer (issue 14 item 3) is not in the engine yet: the config refuses it
-    (treating its codes as ternary would compute something else)."""
+def test_config_sizes_and_refuses_input_tables():
+    """An input-table first layer (issue 14 item 3): the envelope's code_bits is the table's code
+    width (p - 128: 8 bits, p: 9); a build with narrower codes, or none, refuses the model in one line
+    (treating its codes as narrower ones would compute something else)."""
     from golden.errors import GxnorError
     from golden.layers import Dense, Flatten, InputTable
     from golden.model import Model
-    table = np.arange(256) - 128
     w = np.ones((3, 16), np.int8)
-    m = Model((1, 4, 4), (InputTable(table), Flatten(), Dense(w, input_bound=128)))
-    with pytest.raises(GxnorError, match="multi-bit first layer"):
-        EngineConfig.for_models([m], 4)
+    centred, raw = (Model((1, 4, 4), (InputTable(t), Flatten(), Dense(w, input_bound=int(np.abs(t).max()))))
+                    for t in (np.arange(256) - 128, np.arange(256)))
+    cfg = EngineConfig.for_models([centred], 4)
+    assert cfg.code_bits == 8 and EngineConfig.for_models([raw, centred], 4).code_bits == 9
+    assert EngineConfig.for_models([random_model("f,d3", (1, 4, 4), seed=1)], 4).code_bits == 0
+    for small, what in ((cfg, "input tables of at most 8-bit codes"), (dataclasses.replace(cfg, code_bits=0), "no input table")):
+        with pytest.raises(GxnorError, match=f"input table of 9-bit codes and the engine takes {what}"):
+            small.check_fits(raw)
+    with pytest.raises(GxnorError, match="code_bits must be 0"):
+        dataclasses.replace(cfg, code_bits=17)

@@ -2,9 +2,9 @@
 ENGINE_WAIVERS, fpga/waivers.py BOARD_WAIVERS and tests/fpga/waivers.py ENGINE_FILE_WAIVERS still
 matches a warning that `verilator --lint-only -Wall` gives on some generated design with no waiver
 at all, or (for a waiver naming a signal: "VARREF 'x'", "not used: 'x'") names a signal declared in
-that Verilog. A waiver left behind for a removed signal fails here (issue 14, item 7).
+that Verilog (one engine takes input tables: its table memory, wide event codes and lanes). A waiver left behind for a removed signal fails here (issue 14, item 7).
 
-One unwaived lint per design (with -Wno-fatal, so every lint stage runs), seven designs chosen so
+One unwaived lint per design (with -Wno-fatal, so every lint stage runs), eight designs chosen so
 that together they show every live waiver: gated convs at KT = 3 and KT = 2 with Q = 4, a dense-only
 engine at KT = 1, the single-port (SPRAM model) event list over two banks, the board top with a
 baked engine and with the stand-in engine, and the UART alone. Verilator's ``-match`` is a
@@ -28,12 +28,13 @@ TABLES = {"sim.toolchain.VERILATOR_WAIVERS": toolchain.VERILATOR_WAIVERS,
           "fpga.waivers.BOARD_WAIVERS": BOARD_WAIVERS,
           "tests.fpga.waivers.ENGINE_FILE_WAIVERS": ENGINE_FILE_WAIVERS}
 
-# (arch, input shape, lanes P, taps KT, pixels per beat Q, single-port memories)
+# (arch, input shape, lanes P, taps KT, pixels per beat Q, single-port memories, input table)
 ENGINES = [
-    ("c4k5,p,c8k3vg,f,d10", (2, 12, 12), 2, 3, 1, None),
-    ("c6g,c6k1,p,f,d5", (3, 9, 9), 3, 2, 4, None),
-    ("f,d16,d10", (1, 4, 4), 2, 1, 1, None),
-    ("c4,p,c8g,f,d10", (1, 8, 8), 1, 3, 1, "two-banks"),
+    ("c4k5,p,c8k3vg,f,d10", (2, 12, 12), 2, 3, 1, None, None),
+    ("c6g,c6k1,p,f,d5", (3, 9, 9), 3, 2, 4, None, None),
+    ("f,d16,d10", (1, 4, 4), 2, 1, 1, None, None),
+    ("c4,p,c8g,f,d10", (1, 8, 8), 1, 3, 1, "two-banks", None),
+    ("c4,c6g,f,d5", (2, 6, 6), 2, 3, 2, None, "centred"),
 ]
 
 
@@ -75,11 +76,11 @@ def designs():
     from ..fpga.test_board_top import generate as board_generate
     from ..fpga.test_uart import DIVISORS, generate as uart_generate
     out = {}
-    for arch, shape, P, KT, Q, sp in ENGINES:
-        m = random_model(arch, shape, seed=2)
+    for arch, shape, P, KT, Q, sp, table in ENGINES:
+        m = random_model(arch, shape, seed=2, input_table=table)
         cfg = EngineConfig.for_models([m], P, KT, Q)
         spram = {"evt": [(0, "spram"), (cfg.events // 2, "ebr")]} if sp else None
-        out[f"engine {arch} P{P} KT{KT} Q{Q}{' ' + sp if sp else ''}"] = \
+        out[f"engine {arch} P{P} KT{KT} Q{Q}{' ' + sp if sp else ''}{' table ' + table if table else ''}"] = \
             ([simengine.generate(cfg, m, spram=spram)], "engine")
     for core in ("engine", "standin"):
         _, _, srcs = board_generate(core)

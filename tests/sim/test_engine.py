@@ -232,3 +232,43 @@ def test_engine_competition():
     assert check(runs, hw) == sum(len(r["images"]) for r in runs)
     # the selection's cycles are in the count: k = 0 keeps nothing, yet costs ceil(K/P)*K + 4 per layer
     assert any(r["k"] == 0 and (h["skipped"] > 0).all() for r, h in zip(runs, hw))
+
+
+# multi-bit first layers (input tables, issue 14 item 3): raw pixels (9-bit codes), p - 128 (8-bit)
+# and a random table of codes in [-300, 300] (10 bits, zeros and +-256 included), before a 1x1 and a 3x3
+# 'same' conv, a 3x3 'valid' conv (passes at KT = 2) and a dense layer; a gated conv after one
+ARCHS_TABLE = [
+    ("c4k1,p,f,d6", (2, 6, 6), "raw"),
+    ("c4,c5g,p,f,d7", (1, 7, 7), "centred"),
+    ("c3k3v,f,d6", (2, 7, 7), "random"),
+    ("f,d12,d5", (2, 4, 4), "random"),
+]
+
+
+def table_models():
+    rng = np.random.default_rng(SEED + 70)
+    rand = rng.integers(-300, 301, 256)
+    rand[rng.random(256) < 0.2] = 0
+    rand[[7, 200]] = 256, -256       # codes that wrap to 0 in 8 bits (the cycle model once counted so)
+    return [random_model(a, s, seed=SEED + 70 + i, input_table=rand if t == "random" else t, name=f"tab{i}")
+            for i, (a, s, t) in enumerate(ARCHS_TABLE)]
+
+
+@pytest.mark.parametrize("lanes, taps, q, stress", [(4, 3, 1, True), (2, 2, 3, False)],
+                         ids=["P4-KT3-Q1-stress", "P2-KT2-Q3-fast"])
+def test_engine_input_tables(lanes, taps, q, stress):
+    """Input-table models on one build whose envelope also holds a ternary-input model (the header's
+    ``tab`` bit selects table or thresholds per model, loaded at run time): predictions, logits,
+    every counter and the cycles exact vs golden and the cycle model; the dense schedule too."""
+    tms = table_models()
+    plain = models()[0]
+    cfg = EngineConfig.for_models(tms + [plain], lanes, taps, q)
+    assert cfg.code_bits == 10
+    runs = []
+    for i, m in enumerate(tms + [plain]):
+        imgs = images(m, 6 if stress else 4, SEED + 170 + i)
+        runs += [{"model": m, "images": imgs, "tau": t, "cfg": cfg} for t in taus(m, imgs)[:2]]
+    runs.append({"model": tms[1], "images": images(tms[1], 3, 9), "tau": 0, "dense": True, "cfg": cfg})
+    hw, _ = simulate(cfg, runs, seed=SEED + 7 * lanes, idle=0.3 if stress else 0.0,
+                     backpressure=0.3 if stress else 0.0)
+    assert check(runs, hw) == sum(len(r["images"]) for r in runs)
