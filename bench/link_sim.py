@@ -38,7 +38,7 @@ from tests.fpga.waivers import split_engine, waiver_args  # noqa: E402  (the boa
 
 def formula(model, images, lanes, clk, baud, queue, codes=False, taps=3, q=1):
     """Mean seconds per image of the link's model (fpga.protocol.link_seconds) for these images."""
-    cyc = cycles(model, images, model.default_tau, lanes=lanes, taps=taps, pixels_per_beat=q)
+    cyc = cycles(model, images, model.default_tau, lanes=lanes, taps=taps, pixels_per_beat=q, k=model.default_k)
     c, h, w = model.input_shape
     return float(link_seconds(int(np.prod(model.input_shape)), model.num_classes, cyc, clk, baud, queue,
                               codes, beats=c * h * -(-w // q)).mean())
@@ -65,8 +65,8 @@ def main(argv=None):
     KT, Q = args.taps, args.pixels_per_beat
     cfg = EngineConfig.for_models([model], args.lanes, KT, Q)
     top = BoardTop(Engine(cfg, model), classes=model.num_classes, pixels=int(np.prod(model.input_shape)),
-                   tau_init=model.default_tau, clk_freq=clk, baud=baud, rx_depth=args.queue, bench=True,
-                   row_width=int(model.input_shape[-1]))
+                   tau_init=model.default_tau, k_init=model.default_k, clk_freq=clk, baud=baud,
+                   rx_depth=args.queue, bench=True, row_width=int(model.input_shape[-1]))
     key = {"core": "tput", "model": model.name, "P": args.lanes, "q": args.queue, "div": args.divisor}
     if (KT, Q) != (3, 1):
         key.update(KT=KT, Q=Q)

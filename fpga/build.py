@@ -134,6 +134,7 @@ def make_design(model, lanes, weights="baked", baud=DEFAULT_BAUD, envelope=(), c
             return BoardTop(Engine(cfg, model, spram=spram, loads=("weights",) if w_boot else None),
                             classes=model.num_classes,
                             pixels=int(np.prod(model.input_shape)), tau_init=model.default_tau,
+                            k_init=model.default_k,
                             clk_freq=clk_freq, baud=b, loadable=weights == "loadable" or w_boot, bench=bench,
                             row_width=int(model.input_shape[-1]),
                             rx_depth=RX_QUEUE.get(family, RX_FIFO_DEPTH))

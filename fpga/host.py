@@ -75,6 +75,10 @@ class BoardLink:
     def set_tau(self, tau):
         return self.request(P.set_tau(tau))
 
+    def set_k(self, value):
+        """``SET_K`` of the raw register ``value`` (:func:`fpga.protocol.k_value`); the K reply."""
+        return self.request(P.set_k(value))
+
     def image(self, pixels, classes):
         return self.request(P.image(pixels), classes)
 
@@ -164,12 +168,32 @@ def built_config(link, lanes, taps=None, pixels_per_beat=None):
     return lanes, 3 if taps is None else taps, 1 if pixels_per_beat is None else pixels_per_beat
 
 
-def run_board(link, model, images, tau, labels=None, lanes=None, retries=1, progress=None, frames="auto"):
+def set_registers(link, info, tau, k):
+    """SET_TAU ``tau`` and, on a board with a k register (INFO ``k_bits``), SET_K ``k`` (golden's
+    competition register, None: no competition); checks the replies. ``k`` other than None on a
+    board without a k register is a GxnorError (before anything is sent)."""
+    kreg = P.k_value(k, info.k_bits) if (info.k_bits or k is not None) else None
+    got_tau = link.set_tau(tau)
+    if got_tau != tau:
+        raise GxnorError(f"board holds tau {got_tau} after SET_TAU {tau}")
+    if kreg is not None:
+        got = link.set_k(kreg)
+        if got != kreg:
+            raise GxnorError(f"board holds k register {got} after SET_K {kreg}")
+
+
+def run_board(link, model, images, tau, labels=None, lanes=None, retries=1, progress=None, frames="auto",
+              k=None):
     """Send every image, compare with golden; returns a report dict.
 
     ``frames``: ``"codes"`` sends CODES frames (golden's input quantizer applied here, 2 bits per
     pixel), ``"image"`` IMAGE frames (8-bit pixels); ``"auto"`` (default) CODES when the board
-    takes them (INFO flag), else IMAGE. The report's ``frames`` says which.
+    takes them (INFO flag) and the model has an input quantizer, else IMAGE (a model whose first
+    layer is an input table has no codes: ``"codes"`` is then a GxnorError). The report's
+    ``frames`` says which.
+
+    ``k``: the competition register (golden's ``k``; None: no competition), set on the board with
+    ``SET_K`` (:func:`set_registers`) before the images and used for golden.
 
     Exact comparisons per image: logits and class with :func:`golden.forward.run`; counters
     ``events``, ``fired``, ``skipped`` with golden's work accounting and, when ``lanes`` is given,
@@ -179,6 +203,7 @@ def run_board(link, model, images, tau, labels=None, lanes=None, retries=1, prog
     """
     from golden.forward import run
 
+    k = model.check_k(k)
     info = link.info()
     npix = int(np.prod(model.input_shape))
     if not info.has_model:
@@ -190,14 +215,18 @@ def run_board(link, model, images, tau, labels=None, lanes=None, retries=1, prog
                          "or load it with --load")
     if frames not in ("auto", "codes", "image"):
         raise GxnorError(f"frames must be auto, codes or image, not {frames!r}")
+    table = model.multibit_input or info.table
+    if frames == "codes" and table:
+        whose = (f"model {model.name!r} starts" if model.multibit_input else
+                 f"{link.port}: the board's model starts (INFO)")
+        raise GxnorError(f"{whose} with an input table: its images have no 2-bit codes to send; "
+                         "use --frames image (or auto)")
     if frames == "codes" and not info.has_codes:
         raise GxnorError(f"{link.port}: the bitstream takes no CODES frames (built before protocol 5 "
                          "or with an engine without the zero_pixel port); use --frames image or rebuild with `gxnor build`")
-    kind = "codes" if frames == "codes" or (frames == "auto" and info.has_codes) else "image"
-    got_tau = link.set_tau(tau)
-    if got_tau != tau:
-        raise GxnorError(f"board holds tau {got_tau} after SET_TAU {tau}")
-    ref = run(model, images, tau)
+    kind = "codes" if frames == "codes" or (frames == "auto" and info.has_codes and not table) else "image"
+    set_registers(link, info, tau, k)
+    ref = run(model, images, tau, k=k)
     mismatches, errors = [], 0
     counters = {n: np.zeros(len(images), np.int64) for n in P.COUNTERS}
     preds = np.zeros(len(images), np.int64)
@@ -226,7 +255,7 @@ def run_board(link, model, images, tau, labels=None, lanes=None, retries=1, prog
         preds[i] = r.cls
         for n in P.COUNTERS:
             counters[n][i] = r.counters[n]
-        want = _expected(model, images[i:i + 1], tau, lanes)
+        want = _expected(model, images[i:i + 1], tau, lanes, k)
         diffs = []
         if not np.array_equal(r.logits, ref.logits[i]):
             diffs.append("logits")
@@ -239,7 +268,7 @@ def run_board(link, model, images, tau, labels=None, lanes=None, retries=1, prog
             mismatches.append({"image": i, "what": diffs})
     wall = time.perf_counter() - t0
     n = len(images)
-    out = {"port": link.port, "model": model.name, "images": n, "tau": tau,
+    out = {"port": link.port, "model": model.name, "images": n, "tau": tau, "k": k,
            "lanes": _shape(lanes)[0] if lanes else None,
            "taps": _shape(lanes)[1] if lanes else None, "pixels_per_beat": _shape(lanes)[2] if lanes else None,
            "in_flight_bytes": info.queue, "frames": kind,
@@ -252,10 +281,12 @@ def run_board(link, model, images, tau, labels=None, lanes=None, retries=1, prog
     return out
 
 
-def bench_board(link, model, image, tau, runs, lanes=None):
-    """``BENCH``: run ``image`` ``runs`` times on the board; returns a report dict with the engine's
-    images/s on hardware (``runs * clk_hz / span``, the board's clock from INFO) and, with
-    ``lanes``, the cycle counter checked against ``rtl.engine.schedule.cycles`` exactly."""
+def bench_board(link, model, image, tau, runs, lanes=None, k=None):
+    """``BENCH``: run ``image`` ``runs`` times on the board at ``tau`` and ``k`` (the competition
+    register, None: none); returns a report dict with the engine's images/s on hardware
+    (``runs * clk_hz / span``, the board's clock from INFO) and, with ``lanes``, the cycle counter
+    checked against ``rtl.engine.schedule.cycles`` exactly."""
+    k = model.check_k(k)
     info = link.info()
     if not info.has_bench:
         raise GxnorError(f"{link.port}: the bitstream has no BENCH request (built without the bench "
@@ -264,13 +295,13 @@ def bench_board(link, model, image, tau, runs, lanes=None):
         raise GxnorError(f"{link.port}: the board holds no committed model: run gxnor board with --load")
     if not 1 <= runs < (1 << 32):
         raise GxnorError(f"--bench must be in [1, 2^32), got {runs}")
-    link.set_tau(tau)
+    set_registers(link, info, tau, k)
     b = link.request(P.bench(runs, image))
     out = {"runs": b.runs, "cycles": b.cycles, "span": b.span, "class": b.cls, "clk_hz": info.clk_hz,
            "cycles_per_image": b.cycles / b.runs, "span_per_image": b.span / b.runs,
            "images_per_s": b.runs * info.clk_hz / b.span if b.span and info.clk_hz else None}
     if lanes:
-        want = _expected(model, np.asarray(image)[None], tau, lanes)["cycles"]
+        want = _expected(model, np.asarray(image)[None], tau, lanes, k)["cycles"]
         out["cycles_expected"] = want * runs
         if b.cycles != want * runs:
             raise GxnorError(f"{link.port}: BENCH summed {b.cycles} engine cycles over {runs} runs, "
@@ -282,17 +313,18 @@ def _shape(lanes):
     return tuple(lanes) if isinstance(lanes, (tuple, list)) else (int(lanes), 3, 1)
 
 
-def _expected(model, image, tau, lanes):
-    """Golden counters for one image (``cycles`` only with ``lanes``: an int or
+def _expected(model, image, tau, lanes, k=None):
+    """Golden counters for one image at ``tau`` and ``k`` (``cycles`` only with ``lanes``: an int or
     ``(lanes, taps, pixels_per_beat)``)."""
     from rtl.engine.schedule import cycles as cycle_model
     from golden.forward import run
-    res = run(model, image, tau)
+    res = run(model, image, tau, k=k)
     t = res.total_work
     want = {"fired": int(t.fired), "skipped": int(t.kernels_off)}
     if lanes:
         P, KT, Q = _shape(lanes)
-        cyc, det = cycle_model(model, image, tau, P, detail=True, taps=KT, pixels_per_beat=Q)
+        cyc, det = cycle_model(model, image, tau, P, detail=True, taps=KT, pixels_per_beat=Q, k=k)
+
         want["cycles"] = int(cyc[0])
         want["events"] = int(det["events"][0])
     return want

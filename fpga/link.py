@@ -46,7 +46,10 @@ class Link(wiring.Component):
     bench : bool          add the ``BENCH`` request and its image buffer (``pixels`` bytes, or the
                           envelope's: one ``lib.memory.Memory`` of 8-bit words)
     codes : bool          add the ``CODES`` request (2-bit input codes, 4 per byte) and the
-                          ``zero_pixel`` port
+                          ``zero_pixel`` and ``table`` ports
+    k_bits : int          width of the engine's k register (competitive gates), 0..16; 0: none.
+                          Above 0 adds the ``SET_K`` request and the ``k`` port
+    k_init : int or None  k after reset (the model's default k); None: all ones, no competition
     envelope : rtl.engine.config.EngineConfig, optional
         Loadable build: the engine's envelope. Adds the ``LOAD``/``COMMIT``/``CONFIG`` requests and
         the ``load`` port; ``classes`` and ``pixels`` become registers (reset to the given values,
@@ -65,6 +68,9 @@ class Link(wiring.Component):
     error : Out(1)                        toggles on every error reply sent (the board's error LED)
     zero_pixel : In(8)                    a pixel the engine's input quantizer maps to 0 (the
                                           engine's ``zero_pixel``; ``codes`` only)
+    table : In(1)                         the engine's model has an input table (the engine's
+                                          ``table``; ``codes`` only): ``CODES`` answers ``NO_CODES``
+    k : Out(k_bits)                       the k register, to the engine (``k_bits`` > 0 only)
     load : Out(stream.Signature(rtl.engine.load_layout(envelope)))    to the engine (loadable only)
 
     Behaviour: one request at a time. An ``IMAGE`` starts the engine as soon as its header is
@@ -79,7 +85,9 @@ class Link(wiring.Component):
     ``0b11`` -> 0, ``0b01`` -> 255, ``0b00`` -> ``zero_pixel``); the next byte is taken in the
     cycle its predecessor's last pixel is, so a byte costs four cycles of the engine's pace. An
     invalid code (``0b10``, or a padding code not ``0b00``) is remembered and answers
-    ``BAD_VALUE`` after the CRC byte (the result is dropped, as for ``BAD_CRC``).
+    ``BAD_VALUE`` after the CRC byte (the result is dropped, as for ``BAD_CRC``). While ``table``
+    is high a ``CODES`` frame does not start the engine: its payload is consumed and checked, then
+    ``NO_CODES`` (``BAD_CRC`` and ``NO_MODEL`` first).
 
     A ``LOAD`` frame's words go to ``load`` as each completes (one word per 1 + ``load.ready``
     cycles after its last byte; the engine takes them while idle), checked against the envelope
@@ -100,15 +108,22 @@ class Link(wiring.Component):
     """
 
     def __init__(self, *, classes, pixels, tau_bits, acc_bits, class_bits, tau_init=0, timeout=1000,
-                 envelope=None, model_init=True, clk_hz=0, queue=0, bench=False, codes=False):
+                 envelope=None, model_init=True, clk_hz=0, queue=0, bench=False, codes=False, k_bits=0,
+                 k_init=None):
         for name, v, lo, hi in (("classes", classes, 1, 255), ("pixels", pixels, 1, P.MAX_LEN),
                                 ("clk_hz", clk_hz, 0, (1 << 32) - 1), ("queue", queue, 0, 0xFFFF),
                                 ("tau_bits", tau_bits, 2, 32), ("acc_bits", acc_bits, 2, 32),
-                                ("class_bits", class_bits, 1, 8), ("timeout", timeout, 2, 1 << 30)):
+                                ("class_bits", class_bits, 1, 8), ("timeout", timeout, 2, 1 << 30),
+                                ("k_bits", k_bits, 0, P.MAX_K_BITS)):
             if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
                 raise ValueError(f"Link {name} must be an integer in [{lo}, {hi}], not {v!r}")
         if not -(1 << (tau_bits - 1)) <= tau_init < (1 << (tau_bits - 1)):
             raise ValueError(f"Link tau_init {tau_init} does not fit {tau_bits} signed bits")
+        if k_init is not None and (not k_bits or isinstance(k_init, bool) or not isinstance(k_init, int)
+                                   or not 0 <= k_init < (1 << k_bits)):
+            raise ValueError(f"Link k_init {k_init!r} does not fit the {k_bits}-bit k register")
+        self.k_bits = k_bits
+        self.k_init = (1 << k_bits) - 1 if k_init is None else k_init
         self.classes, self.npix, self.tau_bits = classes, pixels, tau_bits
         self.acc_bits, self.class_bits, self.tau_init, self.timeout = acc_bits, class_bits, tau_init, timeout
         self.envelope = envelope
@@ -132,6 +147,9 @@ class Link(wiring.Component):
             ports["load"] = Out(stream.Signature(load_layout(envelope)))
         if self.codes:
             ports["zero_pixel"] = In(8)
+            ports["table"] = In(1)
+        if self.k_bits:
+            ports["k"] = Out(self.k_bits, init=self.k_init)
         super().__init__({**ports,
             "rx": In(stream.Signature(8)),
             "tx": Out(stream.Signature(8)),
@@ -170,7 +188,7 @@ class Link(wiring.Component):
         loadable = self.envelope is not None
         env = self.envelope
         max_classes = env.classes if loadable else self.classes
-        fixed_bytes = max(P.CONFIG_LEN if loadable else 0, 4 * len(P.COUNTERS), P.INFO_LEN,
+        fixed_bytes = max(P.CONFIG_LEN if loadable else 0, 4 * len(P.COUNTERS), P.INFO_LEN, P.SET_K_LEN,
                           P.BENCH_LEN if self.bench else 0)
         tidx = Signal(range(max(P.result_len(max_classes), fixed_bytes) + 1))
         # Load state is reset-less, like the engine's memories and header register: a reset
@@ -208,10 +226,14 @@ class Link(wiring.Component):
         counters = Cat(self.cycles, self.events, self.fired, self.skipped)
         tau32 = Signal(signed(32))
         m.d.comb += tau32.eq(self.tau)
+        table = self.table if self.codes else Const(0, 1)
         flags = Cat(Const(int(loadable), 1), model_ok, Const(int(self.bench), 1), Const(int(self.codes), 1),
-                    Const(0, 4))
+                    table, Const(0, 3))
+        k16 = Signal(16) if self.k_bits else Const(0, 16)     # the k register, zero-extended (0: none)
+        if self.k_bits:
+            m.d.comb += k16.eq(self.k)
         info = Cat(Const(P.VERSION, 8), classes_r, npix_r, Const(self.tau_bits, 8), tau32, flags,
-                   Const(self.clk_hz, 32), Const(self.queue, 16))
+                   Const(self.clk_hz, 32), Const(self.queue, 16), Const(self.k_bits, 8), k16)
         # BENCH: runs done, summed engine cycles, span, class of the last run
         b_done = Signal(32)
         b_cycles = Signal(40)
@@ -224,6 +246,9 @@ class Link(wiring.Component):
                 m.d.comb += fixed.eq(info)
             with m.Case(P.R_TAU):
                 m.d.comb += fixed.eq(tau32)
+            if self.k_bits:
+                with m.Case(P.R_K):
+                    m.d.comb += fixed.eq(k16)
             with m.Case(P.R_ERROR):
                 m.d.comb += fixed.eq(Cat(ecode, rtype))
             if loadable:
@@ -271,7 +296,12 @@ class Link(wiring.Component):
             if self.codes:
                 with m.Case(P.T_CODES):
                     m.d.comb += [need.eq((npix_r + 3) >> 2), known.eq(1)]
+            if self.k_bits:
+                with m.Case(P.T_SET_K):
+                    m.d.comb += [need.eq(P.SET_K_LEN), known.eq(1)]
         is_image = (rtype == P.T_IMAGE) | ((rtype == P.T_CODES) if self.codes else 0)
+        # CODES for a model with an input table: no codes exist, the engine does not run (NO_CODES)
+        no_codes = ((rtype == P.T_CODES) & self.table) if self.codes else Const(0, 1)
         bad_len = Signal()
         m.d.comb += bad_len.eq(Mux(rtype == P.T_LOAD, rlen < need, rlen != need) if loadable else rlen != need)
 
@@ -344,6 +374,9 @@ class Link(wiring.Component):
         half = 1 << (self.tau_bits - 1)
         arg_s = arg.as_signed()
         tau_ok = (arg_s >= -half) & (arg_s < half)
+        # SET_K's u16 was shifted in LSB first: it is arg[16:32]; it fits iff its bits above k_bits are 0
+        k_arg = arg[32 - 8 * P.SET_K_LEN:]
+        k_ok = k_arg[self.k_bits:] == 0
 
         with m.FSM():
             # ---------------------------------------------------------------- requests
@@ -375,12 +408,12 @@ class Link(wiring.Component):
                 with m.Elif(bad_len):
                     m.d.sync += ecode.eq(P.E_BAD_LENGTH)
                     m.next = "DISCARD"
-                with m.Elif(is_image & model_ok):
+                with m.Elif(is_image & model_ok & ~no_codes):
                     if self.codes:
                         m.d.sync += [c_n.eq(0), c_left.eq(npix_r), c_bad.eq(0)]
                     m.next = "START"
                 with m.Elif(is_image):
-                    m.next = "SKIP"                      # no model: consume the pixels, NO_MODEL
+                    m.next = "SKIP"                      # no model or no codes: consume the payload
                 with m.Elif(rlen == 0):
                     m.next = "CRC"
                 if self.bench:
@@ -512,6 +545,8 @@ class Link(wiring.Component):
                         reply(m, P.R_INFO, P.INFO_LEN)
                     with m.Elif(is_image & ~model_ok):
                         fail(m, P.E_NO_MODEL)
+                    with m.Elif(no_codes):
+                        fail(m, P.E_NO_CODES)
                     if self.codes:
                         with m.Elif((rtype == P.T_CODES) & c_bad):
                             fail(m, P.E_BAD_VALUE)
@@ -530,6 +565,14 @@ class Link(wiring.Component):
                             reply(m, P.R_TAU, 4)
                         with m.Else():
                             fail(m, P.E_BAD_VALUE)
+                    if self.k_bits:
+                        with m.Elif(rtype == P.T_SET_K):
+                            with m.If(k_ok):
+                                m.d.sync += self.k.eq(k_arg)
+                                reply(m, P.R_K, P.SET_K_LEN)
+                            with m.Else():
+                                fail(m, P.E_BAD_VALUE)
+
                     if loadable:
                         with m.Elif(rtype == P.T_CONFIG):
                             reply(m, P.R_CONFIG, P.CONFIG_LEN)

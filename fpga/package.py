@@ -149,7 +149,7 @@ def _write(out, model, cfg, engine_waivers, common_waivers, clk_freq, baud, lint
         inst = EngineInstance(Engine(cfg, model))
         try:
             top = BoardTop(inst, classes=model.num_classes, pixels=int(np.prod(model.input_shape)),
-                           tau_init=model.default_tau, clk_freq=clk_freq, baud=baud,
+                           tau_init=model.default_tau, k_init=model.default_k, clk_freq=clk_freq, baud=baud,
                            row_width=int(model.input_shape[-1]))
         except ValueError as e:
             inst._MustUse__silence = True

@@ -26,7 +26,8 @@ type       name                 LEN     reply
 ``0x01``   ``INFO``             0       ``0x81`` INFO: version u8, classes u8, pixels u16,
                                         tau_bits u8, tau i32 (current register), flags u8,
                                         clk_hz u32 (the board's clock), queue u16 (request
-                                        bytes the board holds while busy: its receive FIFO)
+                                        bytes the board holds while busy: its receive FIFO),
+                                        k_bits u8 (0: no k register), k u16 (current register)
 ``0x02``   ``SET_TAU``          4       ``0x82`` TAU: tau i32 as now held; ``BAD_VALUE`` error if
                                         tau does not fit the ``tau_bits``-bit signed register
 ``0x03``   ``IMAGE``            pixels  ``0x83`` RESULT: logits (classes x i32), class u8, then
@@ -43,11 +44,26 @@ type       name                 LEN     reply
                                         (builds with the bench buffer, INFO flag bit 2)
 ``0x08``   ``CODES``            ceil(   ``0x83`` RESULT, as ``IMAGE`` (the same image's golden
                                 pixels  result); ``BAD_VALUE`` for an invalid code; ``NO_MODEL``
-                                / 4)    as ``IMAGE`` (builds with codes, INFO flag bit 3)
+                                / 4)    as ``IMAGE``; ``NO_CODES`` if the committed model's
+                                        first layer is an input table (INFO flag bit 4)
+                                        (builds with codes, INFO flag bit 3)
+``0x09``   ``SET_K``            2       ``0x89`` K: k u16 as now held; ``BAD_VALUE`` if k does not
+                                        fit the ``k_bits``-bit k register (builds whose engine
+                                        has one: ``k_bits`` > 0 in INFO)
 =========  ===================  ======  ==========================================================
 
 INFO's ``flags``: bit 0 the build is loadable, bit 1 a model is committed (images run), bit 2 the
-build has ``BENCH``, bit 3 the build takes ``CODES``.
+build has ``BENCH``, bit 3 the build takes ``CODES``, bit 4 the committed model's first layer is an
+input table (``golden.layers.InputTable``, the engine header's ``tab``): its images have no 2-bit
+codes, ``CODES`` answers ``NO_CODES`` (send ``IMAGE``).
+
+``SET_K`` (protocol 7): the engine's competition register (``rtl.engine.Engine`` port ``k``,
+sampled at each image's start): a gated layer of ``K`` kernels keeps only the ``k`` of largest
+log-alpha among those above tau when ``k < K`` (golden's ``k``, :func:`golden.forward.run`); all
+ones (``2**k_bits - 1``, :func:`k_value` of None) is no competition. After reset the register holds
+the baked model's ``default_k`` (all ones if it has none), as tau holds its ``default_tau``;
+``COMMIT`` changes neither, so a host sets both before its images. Golden's ``k`` for a register
+value is :func:`golden_k`.
 
 ``BENCH`` payload: ``runs u32, pixels`` (one image, as ``IMAGE``'s payload). The board stores the
 image (no engine run while it arrives), checks the CRC, then runs it ``runs`` times back to back
@@ -101,13 +117,17 @@ code   name             when
 1      ``BAD_CRC``      the CRC byte does not match (an image is computed but not reported)
 2      ``BAD_LENGTH``   LEN is not what the request type needs
 3      ``BAD_TYPE``     unknown request type
-4      ``BAD_VALUE``    ``SET_TAU`` value outside the tau register; a ``COMMIT`` refused
+4      ``BAD_VALUE``    ``SET_TAU``/``SET_K`` value outside its register; a ``COMMIT`` refused;
+                        an invalid ``CODES`` code; ``BENCH`` of 0 runs
 5      ``TIMEOUT``      a frame stalled: no byte for ``timeout`` byte-times before it ended
 6      ``ENVELOPE``     a ``LOAD`` word outside the engine's envelope (address or width)
 7      ``NO_MODEL``     ``IMAGE`` while no model is committed (a load session is open or failed)
+8      ``NO_CODES``     ``CODES`` while the committed model's first layer is an input table (its
+                        pixels have no quantizer codes; the engine does not run)
 =====  ===============  ===================================================================
 
-Recovery, so the link always stays usable: after ``BAD_CRC`` and ``BAD_VALUE`` the board is at once
+Recovery, so the link always stays usable: after ``BAD_CRC``, ``BAD_VALUE``, ``NO_MODEL`` and
+``NO_CODES`` the board is at once
 ready for the next frame. After ``BAD_LENGTH`` and ``BAD_TYPE`` it cannot know where the frame ends,
 so it drops bytes until the line has been idle for ``timeout`` byte-times, then sends the error.
 A frame that stops early ends with ``TIMEOUT`` the same way (an image cut short is padded with zero
@@ -125,25 +145,28 @@ from amaranth.lib.crc import catalog as crc_catalog
 from golden.errors import GxnorError
 
 SYNC = 0xA5
-VERSION = 6              # 6: CONFIG's 20th field (code_bits, input tables); 5: CODES; 4: INFO clk_hz/queue, BENCH; 3: CONFIG's 17th field; 2: INFO flags
+VERSION = 7              # 7: SET_K, INFO k_bits/k, flag bit 4 (table), NO_CODES; 6: CONFIG's 20th field (code_bits, input tables); 5: CODES; 4: INFO clk_hz/queue, BENCH; 3: CONFIG's 17th field; 2: INFO flags
 
 T_INFO, T_SET_TAU, T_IMAGE, T_LOAD, T_COMMIT, T_CONFIG, T_BENCH = 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07
-T_CODES = 0x08
+T_CODES, T_SET_K = 0x08, 0x09
 R_INFO, R_TAU, R_RESULT, R_LOADED, R_CONFIG, R_BENCH = 0x81, 0x82, 0x83, 0x84, 0x86, 0x87
+R_K = 0x89
 R_ERROR = 0xFF
 REQUESTS = {T_INFO: "INFO", T_SET_TAU: "SET_TAU", T_IMAGE: "IMAGE", T_LOAD: "LOAD",
-            T_COMMIT: "COMMIT", T_CONFIG: "CONFIG", T_BENCH: "BENCH", T_CODES: "CODES"}
+            T_COMMIT: "COMMIT", T_CONFIG: "CONFIG", T_BENCH: "BENCH", T_CODES: "CODES", T_SET_K: "SET_K"}
 REPLIES = {R_INFO: "INFO", R_TAU: "TAU", R_RESULT: "RESULT", R_LOADED: "LOADED", R_CONFIG: "CONFIG",
-           R_BENCH: "BENCH", R_ERROR: "ERROR"}
+           R_BENCH: "BENCH", R_K: "K", R_ERROR: "ERROR"}
 
-E_BAD_CRC, E_BAD_LENGTH, E_BAD_TYPE, E_BAD_VALUE, E_TIMEOUT, E_ENVELOPE, E_NO_MODEL = range(1, 8)
+E_BAD_CRC, E_BAD_LENGTH, E_BAD_TYPE, E_BAD_VALUE, E_TIMEOUT, E_ENVELOPE, E_NO_MODEL, E_NO_CODES = range(1, 9)
 ERRORS = {E_BAD_CRC: "BAD_CRC", E_BAD_LENGTH: "BAD_LENGTH", E_BAD_TYPE: "BAD_TYPE",
           E_BAD_VALUE: "BAD_VALUE", E_TIMEOUT: "TIMEOUT", E_ENVELOPE: "ENVELOPE",
-          E_NO_MODEL: "NO_MODEL"}
+          E_NO_MODEL: "NO_MODEL", E_NO_CODES: "NO_CODES"}
 
 COUNTERS = ("cycles", "events", "fired", "skipped")
-INFO_LEN = 16
-F_LOADABLE, F_MODEL, F_BENCH, F_CODES = 1, 2, 4, 8     # INFO flags
+INFO_LEN = 19
+F_LOADABLE, F_MODEL, F_BENCH, F_CODES, F_TABLE = 1, 2, 4, 8, 16     # INFO flags
+SET_K_LEN = 2                              # k u16: the SET_K request and the K reply
+MAX_K_BITS = 16
 BENCH_HEAD = 4                             # runs u32, then the pixels
 BENCH_LEN = 4 + 8 + 8 + 1                  # BENCH reply: runs u32, cycles u64, span u64, class u8
 LOAD_HEAD = 5                              # sel u8, addr u32
@@ -263,6 +286,40 @@ def set_tau(tau):
     if not -(1 << 31) <= int(tau) < (1 << 31):
         raise GxnorError(f"tau {tau} does not fit the protocol's int32")
     return encode(T_SET_TAU, _i32(tau))
+
+
+def k_value(k, k_bits):
+    """The ``SET_K`` value for the competition register ``k`` (an int; None: no competition, all
+    ones) on a board whose k register is ``k_bits`` wide (INFO). Raises GxnorError when the board
+    has no k register (``k_bits`` 0) or ``k`` does not fit it (all ones itself is as good as none:
+    no gated layer has more kernels)."""
+    if not 1 <= int(k_bits) <= MAX_K_BITS:
+        raise GxnorError("the board has no k register (competitive gates): its engine has none; "
+                         "run without --k (and a model without default_k), or rebuild with `gxnor build`")
+    none = (1 << int(k_bits)) - 1
+    if k is None:
+        return none
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k <= none:
+        raise GxnorError(f"k {k!r} does not fit the board's {k_bits}-bit k register: choose an integer "
+                         f"in [0, {none}] (or none: no competition)")
+    return int(k)
+
+
+def set_k(value):
+    """``SET_K`` request: the raw k register ``value`` (u16; :func:`k_value` maps a golden k to it)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value <= 0xFFFF:
+        raise GxnorError(f"k register value {value!r} does not fit the protocol's u16")
+    return encode(T_SET_K, int(value).to_bytes(SET_K_LEN, "little"))
+
+
+def golden_k(model, value):
+    """Golden's ``k`` (:func:`golden.forward.run`) for the k register ``value`` running ``model``:
+    None (no competition) for a model without gates and for ``value >= model.k_max``: every gated
+    layer (``K <= k_max`` kernels) then keeps ``min(value, K) = K``, all that pass tau (the
+    register's all ones among these values); else ``value``."""
+    if value is None or not model.gated or int(value) >= model.k_max:
+        return None
+    return int(value)
 
 
 def info():
@@ -454,11 +511,14 @@ class Info:
 
     clk_hz: int = 0
     queue: int = 0
+    k_bits: int = 0           # 0: no k register
+    k: int = 0                # the k register (all ones: no competition)
 
     loadable = property(lambda s: bool(s.flags & F_LOADABLE))
     has_model = property(lambda s: bool(s.flags & F_MODEL))
     has_bench = property(lambda s: bool(s.flags & F_BENCH))
     has_codes = property(lambda s: bool(s.flags & F_CODES))
+    table = property(lambda s: bool(s.flags & F_TABLE))
 
 
 @dataclass
@@ -497,7 +557,7 @@ def parse_reply(frame, classes=None):
         if len(p) != INFO_LEN:
             raise GxnorError(f"INFO reply with {len(p)}-byte payload, expected {INFO_LEN}")
         return Info(p[0], p[1], p[2] | p[3] << 8, p[4], int.from_bytes(p[5:9], "little", signed=True), p[9],
-                    int.from_bytes(p[10:14], "little"), p[14] | p[15] << 8)
+                    int.from_bytes(p[10:14], "little"), p[14] | p[15] << 8, p[16], p[17] | p[18] << 8)
     if frame.type == R_BENCH:
         if len(p) != BENCH_LEN:
             raise GxnorError(f"BENCH reply with {len(p)}-byte payload, expected {BENCH_LEN}")
@@ -517,6 +577,10 @@ def parse_reply(frame, classes=None):
         if len(p) != 4:
             raise GxnorError(f"TAU reply with {len(p)}-byte payload, expected 4")
         return int.from_bytes(p, "little", signed=True)
+    if frame.type == R_K:
+        if len(p) != SET_K_LEN:
+            raise GxnorError(f"K reply with {len(p)}-byte payload, expected {SET_K_LEN}")
+        return int.from_bytes(p, "little")
     if frame.type == R_RESULT:
         k = (len(p) - 1 - 4 * len(COUNTERS)) // 4
         if k < 1 or len(p) != result_len(k) or (classes is not None and k != classes):
@@ -535,9 +599,11 @@ def error(code, request):
     return encode(R_ERROR, bytes([code, request & 0xFF]))
 
 
-def info_reply(classes, pixels, tau_bits, tau, flags=0, clk_hz=0, queue=0):
+def info_reply(classes, pixels, tau_bits, tau, flags=0, clk_hz=0, queue=0, k_bits=0, k=0):
     return encode(R_INFO, bytes([VERSION, classes, pixels & 0xFF, pixels >> 8, tau_bits]) + _i32(tau)
-                  + bytes([flags]) + _u32(clk_hz) + bytes([queue & 0xFF, queue >> 8]))
+                  + bytes([flags]) + _u32(clk_hz)
+                  + bytes([queue & 0xFF, queue >> 8, k_bits, k & 0xFF, k >> 8]))
+
 
 
 def bench_reply(runs, cycles, span, cls):
@@ -575,13 +641,22 @@ class RefBoard:
     ``clk_hz`` and ``queue`` are what INFO reports; ``bench`` adds BENCH. A BENCH reply's ``span``
     depends on the engine's timing, not on golden: the caller sets :attr:`span` (the cycles it
     measured on the pins) before the request; the rest of the reply is the reference's.
+
+    ``k_bits`` (the engine's k register width; 0: none) adds SET_K; ``k`` is the register after
+    reset (None: all ones, no competition). With a k register ``infer`` is called as
+    ``infer(pixels, tau, k)`` (``k`` the register value, :func:`golden_k` gives golden's).
+    ``table``: the baked model's first layer is an input table (INFO flag bit 4, CODES answer
+    ``NO_CODES``); a committed catalog model brings its own.
     """
 
     def __init__(self, infer, classes, pixels, tau_bits, tau=0, envelope=None, catalog=(), baked=None,
-                 clk_hz=0, queue=0, bench=False, input_lo=None):
+                 clk_hz=0, queue=0, bench=False, input_lo=None, k_bits=0, k=None, table=False):
         self.infer, self.classes, self.pixels, self.tau_bits = infer, classes, pixels, tau_bits
         self.input_lo = input_lo
         self.tau = tau
+        self.k_bits = int(k_bits)
+        self.k = ((1 << self.k_bits) - 1 if k is None else int(k)) if self.k_bits else 0
+        self.table = bool(table)
         self.clk_hz, self.queue, self.bench = int(clk_hz), int(queue), bool(bench)
         self.span = None
         self.envelope = envelope
@@ -611,11 +686,18 @@ class RefBoard:
         return None
 
     def _flags(self):
+        codes = self.input_lo is not None
         return ((F_LOADABLE if self.envelope is not None else 0) | (F_MODEL if self.model_ok else 0)
-                | (F_BENCH if self.bench else 0) | (F_CODES if self.input_lo is not None else 0))
+                | (F_BENCH if self.bench else 0) | (F_CODES if codes else 0)
+                | (F_TABLE if codes and self.table else 0))
 
     def _info(self):
-        return info_reply(self.classes, self.pixels, self.tau_bits, self.tau, self._flags(), self.clk_hz, self.queue)
+        return info_reply(self.classes, self.pixels, self.tau_bits, self.tau, self._flags(), self.clk_hz,
+                          self.queue, self.k_bits, self.k)
+
+    def _infer(self, pixels):
+        """The engine's result for ``pixels`` at the current registers."""
+        return self.infer(pixels, self.tau, self.k) if self.k_bits else self.infer(pixels, self.tau)
 
     def _load(self, payload):
         """Write the words of a (possibly partial) LOAD payload; returns (envelope error, partial)."""
@@ -650,6 +732,8 @@ class RefBoard:
             need[T_BENCH] = BENCH_HEAD + self.pixels
         if self.input_lo is not None:
             need[T_CODES] = codes_len(self.pixels)
+        if self.k_bits:
+            need[T_SET_K] = SET_K_LEN
         if ftype not in need:
             return error(E_BAD_TYPE, ftype)
         if n != need[ftype] and not (ftype == T_LOAD and n >= LOAD_MIN_LEN):
@@ -665,17 +749,19 @@ class RefBoard:
         if ftype == T_IMAGE:
             if not self.model_ok:
                 return error(E_NO_MODEL if crc_ok else E_BAD_CRC, ftype)
-            res = self.infer(np.frombuffer(payload, np.uint8), self.tau)
+            res = self._infer(np.frombuffer(payload, np.uint8))
             return result_reply(*res) if crc_ok else error(E_BAD_CRC, ftype)
         if ftype == T_CODES:
             if not crc_ok:
                 return error(E_BAD_CRC, ftype)
             if not self.model_ok:
                 return error(E_NO_MODEL, ftype)
+            if self.table:
+                return error(E_NO_CODES, ftype)            # (the engine does not run)
             c, valid = unpack_codes(payload, self.pixels)
             if not valid:
                 return error(E_BAD_VALUE, ftype)
-            return result_reply(*self.infer(expand_codes(c, self.input_lo), self.tau))
+            return result_reply(*self._infer(expand_codes(c, self.input_lo)))
         if not crc_ok:
             return error(E_BAD_CRC, ftype)
         if ftype == T_BENCH:
@@ -684,7 +770,7 @@ class RefBoard:
                 return error(E_NO_MODEL, ftype)
             if runs == 0:
                 return error(E_BAD_VALUE, ftype)
-            logits, cls, counters = self.infer(np.frombuffer(payload[BENCH_HEAD:], np.uint8), self.tau)
+            logits, cls, counters = self._infer(np.frombuffer(payload[BENCH_HEAD:], np.uint8))
             if self.span is None:
                 raise AssertionError("RefBoard.span (the measured BENCH span) is not set")
             return bench_reply(runs, runs * counters["cycles"], self.span, cls)
@@ -703,9 +789,16 @@ class RefBoard:
             self.classes, self.pixels = classes, pixels
             hit = self._match()
             self.infer = hit[1] if hit else _unknown_model
-            if hit and self.input_lo is not None and hasattr(hit[0].layers[0], "lo"):   # (not a table)
+            self.table = bool(hit and hit[0].multibit_input)
+            if hit and self.input_lo is not None and not self.table:
                 self.input_lo = hit[0].layers[0].lo
             return self._info()
+        if ftype == T_SET_K:
+            k = int.from_bytes(payload, "little")
+            if k >> self.k_bits:
+                return error(E_BAD_VALUE, ftype)
+            self.k = k
+            return encode(R_K, k.to_bytes(SET_K_LEN, "little"))
         tau = int.from_bytes(payload, "little", signed=True)
         half = 1 << (self.tau_bits - 1)
         if not -half <= tau < half:
@@ -730,21 +823,25 @@ class RefBoard:
         return encode(R_LOADED, bytes([words & 0xFF, words >> 8]))
 
 
-def _unknown_model(pixels, tau):
+def _unknown_model(pixels, tau, k=None):
     raise AssertionError("the reference board holds a committed model that is not in its catalog")
 
 
 def golden_infer(model, lanes, taps=3, pixels_per_beat=1):
     """``infer`` callable for :class:`RefBoard`: golden logits and class, counters from
     :func:`rtl.engine.schedule.cycles` (cycles, events; the engine's lanes, taps and pixels per
-    beat) and the golden work accounting (fired, kernels_off)."""
+    beat) and the golden work accounting (fired, kernels_off), at tau and the k register value
+    ``k`` (None: no competition; :func:`golden_k`)."""
     from rtl.engine.schedule import cycles
     from golden.forward import run
 
-    def infer(pixels, tau):
+    def infer(pixels, tau, k=None):
         img = np.asarray(pixels, np.uint8).reshape((1,) + tuple(model.input_shape))
-        res = run(model, img, tau)
-        cyc, det = cycles(model, img, tau, lanes=lanes, detail=True, taps=taps, pixels_per_beat=pixels_per_beat)
+        k = golden_k(model, k)
+        res = run(model, img, tau, k=k)
+        cyc, det = cycles(model, img, tau, lanes=lanes, detail=True, taps=taps, pixels_per_beat=pixels_per_beat,
+                          k=k)
+
         t = res.total_work
         return (res.logits[0], int(res.predictions[0]),
                 {"cycles": int(cyc[0]), "events": int(det["events"][0]), "fired": int(t.fired),

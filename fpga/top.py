@@ -111,6 +111,9 @@ class BoardTop(wiring.Component):
         Logits per result and pixels per image of the model the engine runs.
     tau_init : int
         Tau after reset (the model's default tau).
+    k_init : int or None
+        The competition register after reset (the model's ``default_k``); None: no competition
+        (the engine's ``k_none``, all ones). An engine with a ``k`` port gets the ``SET_K`` request.
     clk_freq, baud : number
         Clock in Hz and baud rate (validated; ValueError).
     timeout_bytes : int
@@ -136,14 +139,14 @@ class BoardTop(wiring.Component):
 
     An engine with a ``zero_pixel`` port (a pixel its input quantizer maps to 0:
     :class:`rtl.engine.Engine`) gets the ``CODES`` request: the link expands 2-bit codes to pixels
-    with it.
+    with it, and refuses them while the engine's ``table`` port (if it has one) is high.
 
     Latency and throughput: the UART dominates. An image of ``n`` pixels takes ``10 * (n + 5)``
     bit times in, the engine's ``rtl.engine.schedule.cycles`` working cycles (overlapping the input),
     and ``10 * (4 * classes + 22)`` bit times out.
     """
 
-    def __init__(self, engine, *, classes, pixels, tau_init=0, clk_freq, baud, timeout_bytes=4,
+    def __init__(self, engine, *, classes, pixels, tau_init=0, k_init=None, clk_freq, baud, timeout_bytes=4,
                  loadable=False, rx_depth=RX_FIFO_DEPTH, bench=False, row_width=None):
         if isinstance(timeout_bytes, bool) or not isinstance(timeout_bytes, int) or timeout_bytes < 2:
             raise ValueError(f"timeout_bytes must be an integer >= 2, not {timeout_bytes!r}")
@@ -159,7 +162,8 @@ class BoardTop(wiring.Component):
                               class_bits=class_bits, tau_init=tau_init,
                               timeout=timeout_bytes * 10 * self.divisor,
                               clk_hz=int(round(clk_freq)), queue=rx_depth, bench=bool(bench),
-                              codes=hasattr(engine, "zero_pixel"))
+                              codes=hasattr(engine, "zero_pixel"),
+                              k_bits=engine.k.shape().width if hasattr(engine, "k") else 0, k_init=k_init)
         self.loadable = bool(loadable)
         q = getattr(getattr(engine, "cfg", None), "pixels_per_beat", 1)
         if q > 1 and not (isinstance(row_width, int) and row_width >= 1):
@@ -204,13 +208,15 @@ class BoardTop(wiring.Component):
         if hasattr(eng, "dense"):
             m.d.comb += eng.dense.eq(0)
         if hasattr(eng, "k"):
-            m.d.comb += eng.k.eq(eng.cfg.k_none)
+            m.d.comb += eng.k.eq(link.k)
         if self.loadable:
             wiring.connect(m, link.load, eng.load)
         elif hasattr(eng, "load"):
             m.d.comb += eng.load.valid.eq(0)
         if self.link_args["codes"]:
             m.d.comb += link.zero_pixel.eq(eng.zero_pixel)
+            m.d.comb += link.table.eq(eng.table if hasattr(eng, "table") else 0)
+
         m.d.comb += self.error.eq(link.error)
         return m
 

@@ -66,9 +66,9 @@ BOARD_WAIVERS = [
     # link, BENCH image buffer (amaranth.lib.memory): the address register and the write data
     # (the received byte) as the memory ports name them
     "b_addr", "b_rd__addr", "b_wr__addr", "b_wr__data",
-    # link, CODES: the engine's zero_pixel output as the board top and the link name it (a constant
-    # in the stand-in engine)
-    "zero_pixel")] + [
+    # link, CODES: the engine's zero_pixel and table outputs as the board top and the link name them
+    # (constants in the stand-in engine; table also in an engine without input tables)
+    "zero_pixel", "table")] + [
     ("UNUSEDSIGNAL", "Signal is not used: 'match_detected'",
      "amaranth.lib.crc.Processor's residue-match output: the link compares the CRC byte with `crc` "
      "itself (it needs the byte for the reply precedence), so the library's flag is not read"),

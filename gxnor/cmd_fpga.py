@@ -3,8 +3,8 @@
 from golden import modelfile
 from golden.errors import GxnorError
 
-from .common import (add_tau_options, check_count, check_new_output, elapsed, load_engine_model, note, print_json,
-                     progress_bar, resolve_tau, tool_log, verbose)
+from .common import (add_k_option, add_tau_options, check_count, check_new_output, elapsed, load_engine_model, note,
+                     print_json, progress_bar, resolve_k, resolve_tau, tool_log, verbose)
 
 
 def _baud(text):
@@ -58,6 +58,7 @@ def register(sub):
                    help="load the model's weights onto the board first (loadable bitstream)")
     h.add_argument("--inputs", required=True, help=".npz with 'images' (uint8) and optional 'labels', or .npy")
     add_tau_options(h)
+    add_k_option(h)
     h.add_argument("--baud", type=int, default=115200)
     h.add_argument("--lanes", type=int, default=None,
                    help="engine lanes of the build: also compare the cycle and event counters exactly "
@@ -129,6 +130,7 @@ def cmd_board(args):
         images = images[:args.limit]
         labels = labels[:args.limit] if labels is not None else None
     tau = resolve_tau(model, args)
+    k = resolve_k(model, args)
     link = BoardLink(args.port, args.baud, args.timeout)
     loaded = None
     try:
@@ -143,10 +145,10 @@ def cmd_board(args):
         bar = progress_bar(len(images), "board", not args.json)
         try:
             out = run_board(link, model, images, tau, labels, lanes=shape,
-                            progress=lambda n: bar.update(n - bar.n), frames=args.frames)
+                            progress=lambda n: bar.update(n - bar.n), frames=args.frames, k=k)
         finally:
             bar.close()
-        out["bench"] = (bench_board(link, model, images[0], tau, args.bench, lanes=shape)
+        out["bench"] = (bench_board(link, model, images[0], tau, args.bench, lanes=shape, k=k)
                         if args.bench is not None else None)
     finally:
         link.close()
@@ -158,6 +160,7 @@ def cmd_board(args):
             print(f"loaded {model.name} in {loaded['frames']} LOAD frames ({loaded['bytes']} bytes, "
                   f"{loaded['seconds']:.2f} s)")
         print(f"{out['model']} on {out['port']}: {out['images']} images ({out['frames']} frames), tau {tau}, "
+              f"k {'none' if k is None else k}, "
               f"{out['mismatches']} mismatches vs golden, {out['error_replies']} error replies")
         ips = out["images_per_s"]
         print(f"throughput {ips:.1f} images/s ({out['bytes_out'] + out['bytes_in']} bytes in {out['seconds']:.2f} s)"

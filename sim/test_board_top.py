@@ -21,15 +21,21 @@ buffer; the reply's summed cycle counter and class are the reference's, its span
 cycles this testbench counts on the ``busy`` pin (first rise to last fall); runs 0, a corrupted
 and a truncated BENCH are refused and the link recovers.
 
+Competitive gates (:func:`test_competition`): the k register after reset (the baked model's default
+k), set over the link (``SET_K``) to several k, images exact against golden at each k; a k wider than
+the register (``BAD_VALUE``), corrupted and short ``SET_K`` frames.
+
 Loadable builds (``GXNOR_ENVELOPE`` set): :func:`test_load` loads a second model through ``LOAD``
 frames and runs it exactly, sends a model outside the envelope (``ENVELOPE`` error frames, images
-then answer ``NO_MODEL``, ``COMMIT`` is refused), every load error path, and reloads the first model.
+then answer ``NO_MODEL``, ``COMMIT`` is refused), loads a model whose first layer is an input table
+(``CODES`` answer ``NO_CODES``, ``IMAGE`` frames exact), every load error path, and reloads the
+first model.
 
 Environment (set by tests/fpga/test_board_top.py): ``GXNOR_MODEL`` (.gxm), ``GXNOR_LANES``,
 ``GXNOR_DIVISOR``, ``GXNOR_TIMEOUT_BYTES``, ``GXNOR_ENGINE`` (``engine`` or ``standin``),
 ``GXNOR_SEED``, ``GXNOR_CLK_PS`` (clock period, default 10 ns), ``GXNOR_CLK_HZ``, ``GXNOR_QUEUE`` (receive FIFO bytes), ``GXNOR_BENCH`` (1: built
 with BENCH); ``GXNOR_ENVELOPE`` (EngineConfig JSON) and ``GXNOR_LOAD_MODELS`` (JSON list: a
-model inside the envelope, one outside) for a loadable build; ``GXNOR_HOST_ARGV`` (JSON list) makes :func:`test_host_tool` run the host tool on a
+model inside the envelope, one outside, one with an input table) for a loadable build; ``GXNOR_HOST_ARGV`` (JSON list) makes :func:`test_host_tool` run the host tool on a
 pseudo-terminal bridged to the simulated pins.
 """
 
@@ -47,6 +53,7 @@ from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge, Timer
 
 from fpga import protocol as P
 from golden import modelfile
+from golden.forward import run
 from sim import uart_line
 
 DEFAULT_SEED = 20240612
@@ -74,17 +81,24 @@ class TB:
             infer = standin_infer(self.model)
         else:
             infer = P.golden_infer(self.model, self.lanes, self.taps, self.ppb)
+        from rtl.engine.config import EngineConfig
         self.envelope = None
         self.queue = int(os.environ.get("GXNOR_QUEUE", 0))
         self.bench = os.environ.get("GXNOR_BENCH") == "1"
-        board = dict(clk_hz=int(os.environ.get("GXNOR_CLK_HZ", 0)), queue=self.queue, bench=self.bench,
-                     input_lo=self.model.layers[0].lo)
         if os.environ.get("GXNOR_ENVELOPE"):
-            from rtl.engine.config import EngineConfig
             with open(os.environ["GXNOR_ENVELOPE"]) as f:
                 self.envelope = EngineConfig.from_json(f.read())
+        # the engine's k register (rtl.engine.config: k_bits of its envelope; the stand-in has none),
+        # reset to the baked model's default k
+        standin = os.environ.get("GXNOR_ENGINE", "engine") == "standin"
+        k_bits = 0 if standin else (self.envelope or EngineConfig.for_models([self.model], self.lanes, self.taps,
+                                                                             self.ppb)).k_bits
+        board = dict(clk_hz=int(os.environ.get("GXNOR_CLK_HZ", 0)), queue=self.queue, bench=self.bench,
+                     input_lo=self.model.layers[0].lo, k_bits=k_bits, k=self.model.default_k)
+        if self.envelope is not None:
             self.others = [modelfile.load(p) for p in json.loads(os.environ["GXNOR_LOAD_MODELS"])]
-            catalog = [(self.model, infer), (self.others[0], P.golden_infer(self.others[0], self.lanes, self.taps, self.ppb))]
+            catalog = [(self.model, infer)] + [(m, P.golden_infer(m, self.lanes, self.taps, self.ppb))
+                                               for m in self.others[:1] + self.others[2:]]
             self.ref = P.RefBoard(infer, self.model.num_classes, int(np.prod(self.model.input_shape)),
                                   self.envelope.tau_bits, self.model.default_tau, envelope=self.envelope,
                                   catalog=catalog, baked=self.model, **board)
@@ -290,6 +304,62 @@ async def test_queued(dut):
                          rnd, len(batch), sum(outstanding), tb.queue)
 
 
+@cocotb.test()
+async def test_competition(dut):
+    """The k register over the link: after reset INFO holds the baked model's default k; SET_K to
+    k = 0, 1, 2, K - 1 and k_max of the gated layers and none (all ones), each followed by images
+    whose replies are the reference's and whose logits, class and gated-off count are golden's at
+    that k (golden.forward.run, computed here), some of them differing from no competition's;
+    a CODES frame at k; a k wider than the register (BAD_VALUE: the register keeps its value),
+    a corrupted and a short SET_K, each followed by a good request. The stand-in engine has no k
+    register: SET_K answers BAD_TYPE."""
+    tb = TB(dut)
+    await tb.reset()
+    model = tb.model
+    img = images(model, "prbs", tb.rng)[0]
+    got = await tb.exchange("info after reset", P.info())
+    info = P.parse_reply(P.decode(got)[0])
+    if os.environ.get("GXNOR_ENGINE") == "standin":
+        assert info.k_bits == 0
+        await tb.exchange("set_k without a k register", P.set_k(1))
+        await tb.exchange("image after BAD_TYPE", P.image(img))
+        return
+    none = (1 << info.k_bits) - 1
+    assert info.k_bits >= 1 and info.k == (none if model.default_k is None else model.default_k)
+    tau = model.tau_range[0]
+    await tb.exchange("set_tau", P.set_tau(tau))
+    imgs = [images(model, n, tb.rng)[0] for n in ("prbs", "ramp", "extremes", "prbs")]
+    gated = [layer.out_channels for layer in model.layers if getattr(layer, "gate", None) is not None]
+    ks = sorted({0, 1, 2, model.k_max} | {K - 1 for K in gated})
+    changed = 0
+    for k in ks + [None]:
+        got = await tb.exchange(f"set_k {k}", P.set_k(none if k is None else k))
+        assert P.parse_reply(P.decode(got)[0]) == (none if k is None else k)
+        for j, x in enumerate(imgs):
+            got = await tb.exchange(f"image {j} at k {k}", P.image(x))
+            res = P.parse_reply(P.decode(got)[0], model.num_classes)
+            want, free = run(model, x[None], tau, k=k), run(model, x[None], tau, k=None)
+            assert res.logits.tolist() == want.logits[0].tolist() and res.cls == int(want.predictions[0]), \
+                f"image {j} at k {k}: {res.logits.tolist()} != golden {want.logits[0].tolist()} (seed {tb.seed})"
+            assert res.counters["skipped"] == want.total_work.kernels_off
+            changed += res.logits.tolist() != free.logits[0].tolist()
+        await image_and_codes(tb, model, imgs[0], f"at k {k}")
+    assert changed > 0, "no k changed a result: the test does not see the register"
+    await tb.exchange("set_k 1", P.set_k(1))
+    for bad in (none + 1, 0xFFFF):
+        got = await tb.exchange(f"set_k {bad} (too wide)", P.set_k(bad))
+        assert P.decode(got)[0].payload[0] == P.E_BAD_VALUE
+    bad = bytearray(P.set_k(0))
+    bad[-1] ^= 0x5A
+    await tb.exchange("corrupted set_k", bytes(bad))
+    await tb.exchange("short set_k", P.encode(P.T_SET_K, b"\x00"))
+    got = await tb.exchange("info after the errors", P.info())
+    assert P.parse_reply(P.decode(got)[0]).k == 1
+    got = await tb.exchange("image at k 1 after the errors", P.image(imgs[1]))
+    assert P.parse_reply(P.decode(got)[0], model.num_classes).logits.tolist() == \
+        run(model, imgs[1][None], tau, k=1).logits[0].tolist()
+
+
 @cocotb.test(skip=not os.environ.get("GXNOR_THROUGHPUT"))
 async def test_throughput(dut):
     """End to end through the pins at the simulated baud (bench/link_sim.py): the images of
@@ -420,7 +490,7 @@ async def test_load(dut):
     from rtl.engine.layout import load_records
     tb = TB(dut)
     await tb.reset()
-    other, outside = tb.others
+    other, outside, table = tb.others
     env = tb.envelope
     got = await tb.exchange("info (baked model)", P.info())
     assert P.parse_reply(P.decode(got)[0]).flags == (P.F_LOADABLE | P.F_MODEL | P.F_CODES
@@ -458,7 +528,30 @@ async def test_load(dut):
     await load_model(tb, other, "other")
     await run_images(tb, other, "other")
 
+    # A model whose first layer is an input table: INFO flag bit 4, CODES refused (NO_CODES, the
+    # engine does not run; a corrupted one BAD_CRC), IMAGE frames exact (the reference and golden).
+    await load_model(tb, table, "table")
+    await tb.exchange("table set_k 2", P.set_k(2))
+    got = await tb.exchange("info (table model)", P.info())
+    assert P.parse_reply(P.decode(got)[0]).table
+    codes_frame = P.encode(P.T_CODES, bytes(P.codes_len(int(np.prod(table.input_shape)))))
+    got = await tb.exchange("codes for a table model", codes_frame)
+    assert P.decode(got)[0].payload[0] == P.E_NO_CODES
+    bad = bytearray(codes_frame)
+    bad[-1] ^= 0x01
+    await tb.exchange("corrupted codes for a table model", bytes(bad))
+    lo, hi = table.tau_range
+    for tau in (table.default_tau, lo):
+        await tb.exchange(f"table set_tau {tau}", P.set_tau(tau))
+        for n in ("zeros", "ramp", "extremes", "prbs"):
+            x = images(table, n, tb.rng)[0]
+            got = await tb.exchange(f"table {n} tau {tau}", P.image(x))
+            res = P.parse_reply(P.decode(got)[0], table.num_classes)
+            assert res.logits.tolist() == run(table, x[None], tau, k=2).logits[0].tolist()
+        await tb.exchange(f"codes for a table model, tau {tau}", codes_frame)
+
     # Load error paths, each followed by a good full load.
+
     fr = P.load_frames(load_records(tb.model, env), env, max_len=64)
     bad = bytearray(fr[0])
     bad[4 + P.LOAD_HEAD] ^= 0x01

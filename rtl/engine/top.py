@@ -153,6 +153,9 @@ class Engine(wiring.Component):
     zero_pixel : Out(8)                    a pixel the input quantizer maps to 0 whenever one
         does (``lo < hi``): the header register's ``lo``, low 8 bits (the board expands 2-bit code
         frames with it: fpga.link)
+    table : Out(1)                         the header's ``tab``: the model's first layer is an input
+        table (``golden.layers.InputTable``), whose pixels have no 2-bit quantizer codes (the board
+        refuses code frames then: fpga.link); 0 in builds without tables (``code_bits`` 0)
     act_trace : Out(trace_layout(config))
         Debug: every write to the activation memory as it happens (``valid`` in that cycle).
 
@@ -195,6 +198,7 @@ class Engine(wiring.Component):
             "fired": Out(32),
             "skipped": Out(32),
             "zero_pixel": Out(8),
+            "table": Out(1),
             "act_trace": Out(trace_layout(config)),
         })
 
@@ -385,6 +389,9 @@ class _Build:
         self.hdr_raw = hdr_raw
         self.hdr = hlay(hdr_raw)
         m.d.comb += top.zero_pixel.eq(self.hdr.lo[:8])
+        if cfg.code_bits:
+            m.d.comb += top.table.eq(self.hdr.tab)
+
         self.d = dlay(self.desc_r.data)
 
     def loading(self):

@@ -19,6 +19,7 @@ from fpga.host import BoardLink, bench_board, load_model, run_board
 from golden import modelfile
 from rtl.engine.config import EngineConfig
 from golden.errors import GxnorError
+from golden.forward import run
 from golden.randmodel import random_model
 from gxnor.cli import main
 from rtl.engine.layout import SEL_NAMES, check_records, load_records
@@ -36,14 +37,16 @@ def models():
 
 def ref_board(a, b, loadable=True, codes=True):
     """A reference board running ``a`` (loadable: envelope of ``a`` and ``b``); ``codes``: it takes
-    CODES frames (input quantizer lo of the model it holds)."""
+    CODES frames (input quantizer lo of the model it holds). Its k register is the engine's
+    (``k_bits`` of the envelope), reset to ``a``'s default k."""
     env = EngineConfig.for_models([a, b], LANES)
     ia, ib = P.golden_infer(a, LANES), P.golden_infer(b, LANES)
     lo = a.layers[0].lo if codes else None
+    regs = dict(k_bits=env.k_bits, k=a.default_k, input_lo=lo)
     if not loadable:
-        return P.RefBoard(ia, a.num_classes, 64, env.tau_bits, a.default_tau, input_lo=lo), env
+        return P.RefBoard(ia, a.num_classes, 64, env.tau_bits, a.default_tau, **regs), env
     return P.RefBoard(ia, a.num_classes, 64, env.tau_bits, a.default_tau, envelope=env,
-                      catalog=[(a, ia), (b, ib)], baked=a, input_lo=lo), env
+                      catalog=[(a, ia), (b, ib)], baked=a, **regs), env
 
 
 class FakeSerial:
@@ -229,7 +232,88 @@ def test_cli_board_load(tmp_path, capsys, which):
         assert rc == 2 and len(err) == 1 and "does not fit the board's engine envelope" in err[0], out
 
 
+def cli_board(tmp_path, capsys, ref, model, imgs, *extra):
+    """`gxnor board` (``--json``) against ``ref`` over a socket: (exit code, report or None, stderr lines)."""
+    url, t = serve(ref)
+    path = tmp_path / "m.gxm"
+    modelfile.save(model, path, overwrite=True)
+    np.savez(tmp_path / "x.npz", images=imgs)
+    rc = main(["board", "--port", url, "--model", str(path), "--inputs", str(tmp_path / "x.npz"),
+               "--lanes", str(LANES), "--json", *extra])
+    out = capsys.readouterr()
+    t.join(5)
+    return rc, (json.loads(out.out) if rc == 0 else None), out.err.strip().splitlines()
+
+
+def test_cli_board_k(tmp_path, capsys):
+    """`gxnor board --k`: the board's k register set over the link (SET_K), the results exact
+    against golden at that k (the cycle total checked here against the cycle model at k, and it
+    differs from no competition's); --k none; the model's default k without --k; an out-of-range k
+    is one error line and exit 2 before any request."""
+    from dataclasses import replace
+    from rtl.engine.schedule import cycles
+    a, b, _ = models()
+    imgs = np.random.default_rng(SEED).integers(0, 256, (4, *a.input_shape), dtype=np.uint8)
+    tau = a.tau_range[0]
+    ref, env = ref_board(a, b, loadable=False)
+    assert ref.k == (1 << env.k_bits) - 1                   # a.default_k is None: all ones
+    rc, rep, err = cli_board(tmp_path, capsys, ref, a, imgs, "--tau-int", str(tau), "--k", "2")
+    assert rc == 0 and rep["k"] == 2 and rep["mismatches"] == 0, err
+    assert ref.k == 2
+    at2 = int(cycles(a, imgs, tau, LANES, k=2).sum())
+    assert rep["counters_total"]["cycles"] == at2 != int(cycles(a, imgs, tau, LANES).sum())
+    assert rep["counters_total"]["fired"] == run(a, imgs, tau, k=2).total_work.fired
+    rc, rep, err = cli_board(tmp_path, capsys, ref, a, imgs, "--tau-int", str(tau), "--k", "none")
+    assert rc == 0 and rep["k"] is None and rep["mismatches"] == 0 and ref.k == (1 << env.k_bits) - 1, err
+    a3 = replace(a, default_k=3)
+    rc, rep, err = cli_board(tmp_path, capsys, ref, a3, imgs, "--tau-int", str(tau))
+    assert rc == 0 and rep["k"] == 3 and rep["mismatches"] == 0 and ref.k == 3, err
+    assert rep["counters_total"]["cycles"] == int(cycles(a, imgs, tau, LANES, k=3).sum())
+    for bad in ("9", "-1"):                                  # a's largest gated layer has 8 kernels
+        rc, rep, err = cli_board(tmp_path, capsys, ref, a, imgs, "--k", bad)
+        assert rc == 2 and len(err) == 1 and err[0].startswith("gxnor: error: k ") and "out of range" in err[0], err
+    assert ref.k == 3
+
+
+def test_host_k_on_a_board_without_a_k_register():
+    """A board whose engine has no k register (INFO k_bits 0): no SET_K without k, one error line
+    for a k, before anything but INFO is sent."""
+    a, b, _ = models()
+    ref = P.RefBoard(P.golden_infer(a, LANES), a.num_classes, 64, EngineConfig.for_models([a], LANES).tau_bits,
+                     a.default_tau)
+    link = BoardLink("fake", ser=FakeSerial(ref))
+    imgs = np.random.default_rng(SEED).integers(0, 256, (2, 1, 8, 8), dtype=np.uint8)
+    assert run_board(link, a, imgs, a.default_tau, lanes=LANES)["mismatches"] == 0
+    sent = link.bytes_out
+    with pytest.raises(GxnorError, match="no k register") as e:
+        run_board(link, a, imgs, a.default_tau, k=1)
+    assert "\n" not in str(e.value) and link.bytes_out == sent + len(P.info())
+
+
+def test_host_table_model_sends_images(tmp_path, capsys):
+    """A model whose first layer is an input table on a board that takes CODES: auto sends IMAGE
+    frames (exact against golden); --frames codes is one error line, exit 2, before any image;
+    the board itself answers a CODES frame NO_CODES."""
+    t = random_model("c4,p,c8g,f,d10", (1, 8, 8), seed=SEED + 4, input_table="centred", name="m-tab")
+    a, _, _ = models()
+    env = EngineConfig.for_models([t, a], LANES)
+    ref = P.RefBoard(P.golden_infer(t, LANES), t.num_classes, 64, env.tau_bits, t.default_tau, input_lo=0,
+                     table=True, k_bits=env.k_bits)
+    imgs = np.random.default_rng(SEED).integers(0, 256, (3, *t.input_shape), dtype=np.uint8)
+    rc, rep, err = cli_board(tmp_path, capsys, ref, t, imgs)
+    assert rc == 0 and rep["frames"] == "image" and rep["mismatches"] == 0, err
+    rc, rep, err = cli_board(tmp_path, capsys, ref, t, imgs, "--frames", "codes")
+    assert rc == 2 and len(err) == 1 and "input table" in err[0] and "--frames image" in err[0], err
+    assert ref.request(P.encode(P.T_CODES, bytes(16))) == P.error(P.E_NO_CODES, P.T_CODES)
+    # the host refuses codes on the board's word too (INFO flag bit 4), even for a model file that
+    # says otherwise: no CODES frame is sent
+    link = BoardLink("fake", ser=FakeSerial(ref))
+    with pytest.raises(GxnorError, match="input table"):
+        run_board(link, a, imgs, a.default_tau, frames="codes")
+
+
 def test_config_reply_carries_every_field():
+
     """CONFIG carries one u32 per EngineConfig field (the one table), ``gated`` (the last) included:
     an ungated envelope reads back ungated, and the host then refuses a gated model (it used to
     parse 16 of the 17 fields, so ``gated`` defaulted to 1 and the load went ahead)."""

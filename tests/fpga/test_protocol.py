@@ -91,12 +91,19 @@ def test_info_and_older_boards():
     i = P.parse_reply(P.decode(P.info_reply(10, 784, 9, -3, P.F_MODEL | P.F_BENCH, 65_000_000, 512))[0])
     assert (i.clk_hz, i.queue, i.has_bench, i.has_model, i.loadable) == (65_000_000, 512, True, True, False)
     v3 = P.encode(P.R_INFO, bytes([3, 10, 16, 3, 9]) + (0).to_bytes(4, "little") + bytes([2]))
-    with pytest.raises(GxnorError, match=r"protocol version 3, an older one than this host's 5: rebuild") as e:
+    with pytest.raises(GxnorError, match=r"protocol version 3, an older one than this host's 7: rebuild") as e:
         P.parse_reply(P.decode(v3)[0])
     assert "\n" not in str(e.value)
     v4 = P.encode(P.R_INFO, bytes([4, 10, 16, 3, 9]) + bytes(4) + bytes([2]) + bytes(6))    # 16 bytes, no CODES
-    with pytest.raises(GxnorError, match=r"protocol version 4, an older one than this host's 5: rebuild"):
+    with pytest.raises(GxnorError, match=r"protocol version 4, an older one than this host's 7: rebuild"):
         P.parse_reply(P.decode(v4)[0])
+    v6 = P.encode(P.R_INFO, bytes([6, 10, 16, 3, 9]) + bytes(4) + bytes([10]) + bytes(6))   # 16 bytes, no k
+    with pytest.raises(GxnorError, match=r"protocol version 6, an older one than this host's 7: rebuild"):
+        P.parse_reply(P.decode(v6)[0])
+    # version 7: 19 bytes, k_bits u8 and k u16 after the queue
+    v7 = P.encode(P.R_INFO, bytes([7, 10, 16, 3, 9]) + bytes(4) + bytes([0x18]) + bytes(6) + bytes([4, 3, 0]))
+    i = P.parse_reply(P.decode(v7)[0])
+    assert (i.k_bits, i.k, i.has_codes, i.table) == (4, 3, True, True)
     with pytest.raises(GxnorError, match="a newer one"):
         P.parse_reply(P.decode(P.encode(P.R_INFO, bytes([9]) + bytes(15)))[0])
 
@@ -152,7 +159,92 @@ def test_fastest_baud_per_usb_uart():
         fastest_baud("arty", 1e8)
 
 
+def k_model():
+    """A gated CNN (one gated layer of K = 8 kernels, so k_max 8) whose logits change with k."""
+    return random_model("c4,p,c8g,f,d5", (1, 6, 6), seed=3, input_lo=60, input_hi=150)
+
+
+def test_set_k_reference_rules():
+    """SET_K on the reference board: the register after reset (all ones, or the given default k),
+    the K reply, images then exactly golden at that k (golden.forward.run with k, computed here),
+    BAD_VALUE for a value wider than the register (the register keeps its value), BAD_LENGTH,
+    BAD_CRC, and BAD_TYPE on a board without a k register."""
+    m = k_model()
+    imgs = np.random.default_rng(1).integers(0, 256, (4, 1, 6, 6), dtype=np.uint8)
+    tau = m.tau_range[0]
+    b = P.RefBoard(P.golden_infer(m, 4), 5, 36, 8, tau, k_bits=4, input_lo=60)
+
+    def info(board):
+        return P.parse_reply(P.decode(board.request(P.info()))[0])
+
+    def logits(board, img):
+        return P.parse_reply(P.decode(board.request(P.image(img)))[0], 5).logits.tolist()
+
+    assert (info(b).k_bits, info(b).k) == (4, 15)                    # reset: all ones, no competition
+    assert [logits(b, x) for x in imgs] == run(m, imgs, tau, k=None).logits.tolist()
+    for k in (0, 1, 2, 7):
+        assert b.request(P.set_k(k)) == P.encode(P.R_K, bytes([k, 0]))
+        want = run(m, imgs, tau, k=k)
+        assert [logits(b, x) for x in imgs] == want.logits.tolist()
+        assert b.request(P.codes(m, imgs[0])) == b.request(P.image(imgs[0]))
+    assert run(m, imgs, tau, k=2).logits.tolist() != run(m, imgs, tau, k=None).logits.tolist()
+    for bad in (16, 0xFFFF):                                          # wider than the 4-bit register
+        assert b.request(P.set_k(bad)) == P.error(P.E_BAD_VALUE, P.T_SET_K)
+    assert info(b).k == 7
+    assert b.request(P.encode(P.T_SET_K, b"\x01")) == P.error(P.E_BAD_LENGTH, P.T_SET_K)
+    bad = bytearray(P.set_k(1))
+    bad[-1] ^= 1
+    assert b.request(bytes(bad)) == P.error(P.E_BAD_CRC, P.T_SET_K) and info(b).k == 7
+    assert b.request(P.set_k(15)) == P.encode(P.R_K, bytes([15, 0]))
+    assert [logits(b, x) for x in imgs] == run(m, imgs, tau, k=None).logits.tolist()
+    b3 = P.RefBoard(P.golden_infer(m, 4), 5, 36, 8, tau, k_bits=4, k=3)          # a default k of 3
+    assert info(b3).k == 3 and [logits(b3, x) for x in imgs] == run(m, imgs, tau, k=3).logits.tolist()
+    assert P.RefBoard(P.golden_infer(m, 4), 5, 36, 8).request(P.set_k(1)) == P.error(P.E_BAD_TYPE, P.T_SET_K)
+    assert info(P.RefBoard(P.golden_infer(m, 4), 5, 36, 8)).k_bits == 0
+
+
+def test_k_values_and_golden_k():
+    """The host's SET_K value for golden's k (None: all ones), one error line for a k the register
+    cannot hold or a board without one; golden's k for a register value (k >= k_max: none)."""
+    assert [P.k_value(k, 4) for k in (None, 0, 3, 15)] == [15, 0, 3, 15]
+    assert P.set_k(5)[1:6] == bytes([P.T_SET_K, 2, 0, 5, 0])
+    for k, bits, match in ((16, 4, r"4-bit k register: choose an integer in \[0, 15\]"),
+                           (-1, 4, "4-bit"), (2, 0, "no k register"), (None, 0, "no k register")):
+        with pytest.raises(GxnorError, match=match) as e:
+            P.k_value(k, bits)
+        assert "\n" not in str(e.value)
+    m = k_model()
+    assert [P.golden_k(m, v) for v in (0, 7, 8, 15, None)] == [0, 7, None, None, None]
+    assert P.golden_k(random_model("f,d4", (1, 3, 3), seed=3), 1) is None             # no gates
+
+
+def test_codes_refused_for_a_table_model():
+    """A board holding a model whose first layer is an input table: INFO flag bit 4, CODES answer
+    NO_CODES (BAD_CRC and NO_MODEL first), IMAGE frames run exactly as golden; the host cannot
+    make codes for it."""
+    m = random_model("c4,p,f,d5", (1, 6, 6), seed=4, input_table="centred")
+    assert m.multibit_input
+    img = np.random.default_rng(2).integers(0, 256, (1, 6, 6), dtype=np.uint8)
+    b = P.RefBoard(P.golden_infer(m, 4), 5, 36, 8, input_lo=0, table=True)
+    inf = P.parse_reply(P.decode(b.request(P.info()))[0])
+    assert inf.has_codes and inf.table and inf.flags == P.F_MODEL | P.F_CODES | P.F_TABLE
+    with pytest.raises(GxnorError, match="no ternary input quantizer"):
+        P.codes(m, img)
+    fr = P.encode(P.T_CODES, bytes(P.codes_len(36)))                 # all-zero codes: well formed
+    assert b.request(fr) == P.error(P.E_NO_CODES, P.T_CODES)
+    bad = bytearray(fr)
+    bad[-1] ^= 1
+    assert b.request(bytes(bad)) == P.error(P.E_BAD_CRC, P.T_CODES)
+    res = P.parse_reply(P.decode(b.request(P.image(img)))[0], 5)
+    assert res.logits.tolist() == run(m, img[None], 0).logits[0].tolist()
+    b.model_ok = False
+    assert b.request(fr) == P.error(P.E_NO_MODEL, P.T_CODES)
+    with pytest.raises(P.ErrorReply, match="NO_CODES.*CODES"):
+        P.parse_reply(P.decode(P.error(P.E_NO_CODES, P.T_CODES))[0])
+
+
 def test_codes_expansion_exact_for_every_quantizer():
+
     """The board's expansion (-1 -> 0, +1 -> 255, 0 -> lo) re-quantizes to the host's code for every
     pixel value and every quantizer 0 <= lo <= hi <= 256 (exhaustive; the rule of golden.layers.InputQuant
     written out here, not taken from the code under test)."""
