@@ -25,6 +25,7 @@ by an input table (a multi-bit first layer, golden.layers.InputTable): the first
 ``input_bound = max |table|`` and thresholds around the mean and spread of its sums over the codes.
 """
 
+import dataclasses
 import re
 
 import numpy as np
@@ -192,3 +193,27 @@ def random_model(arch, input_shape=(1, 28, 28), seed=0, zero_weights=0.5, input_
                  name=name or f"random-{arch}-s{seed}", time_steps=time_steps, readout=readout,
                  meta={"generator": "golden.randmodel.random_model", "arch": arch, "seed": seed,
                        "zero_weights": zero_weights})
+
+
+def binarize(model, seed=0):
+    """The binary twin of ``model`` (docs/dataflow.md, section 3): weights drawn in {-1, +1}, every
+    threshold pair equal (``lo = hi``, input quantizer included), so no activation can be 0; gates,
+    tap masks and the logits layer are kept as they are (a tap mask then zeroes its masked weights)."""
+    rng = np.random.default_rng(seed)
+    layers = []
+    for layer in model.layers:
+        if isinstance(layer, InputQuant):
+            t = int(rng.integers(1, 256))
+            layer = InputQuant(t, t)
+        elif isinstance(layer, (Conv, Dense)):
+            w = np.where(rng.random(layer.weights.shape) < 0.5, -1, 1).astype(np.int8)
+            if getattr(layer, "tap_mask", None) is not None:
+                w = w * layer.tap_mask.astype(np.int8)
+            if layer.lo is None:
+                layer = dataclasses.replace(layer, weights=w)
+            else:
+                f = int(np.prod(w.shape[1:]))
+                t = rng.integers(-f // 3, f // 3 + 1, w.shape[0]).astype(np.int32)
+                layer = dataclasses.replace(layer, weights=w, lo=t, hi=t)
+        layers.append(layer)
+    return model.replace(layers=tuple(layers))

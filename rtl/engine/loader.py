@@ -11,7 +11,7 @@ from amaranth.lib.wiring import In, Out
 
 from .config import EngineConfig
 
-from .layout import SEL_NAMES, memory_map
+from .layout import memory_map
 
 
 def _check(cfg):
@@ -35,22 +35,23 @@ def ref_loader(records, cfg):
     """Reference: the memory images a record stream writes, shaped like :func:`rtl.engine.layout.images`.
 
     ``records``: (sel, addr, data) in stream order. Returns ``{"header": int or None, name: list}``
-    for each memory in ``rtl.engine.layout.SEL_NAMES``: each list runs to the highest address written (a word
-    never written is None), a later write to an address wins, records with an unknown ``sel`` write
+    for each memory of the build (:func:`rtl.engine.layout.memory_map`; the input table only in a
+    build with ``code_bits``): each list runs to the highest address written (a word never written is
+    None), a later write to an address wins, records with a ``sel`` that selects no memory write
     nothing. As in hardware, ``addr`` and ``data`` are cut to the port's width (records that pass
     :func:`rtl.engine.layout.check_records` are unaffected).
     """
-    out = {}
-    written = {sel: {} for sel in range(len(SEL_NAMES))}
-    spec = {sel: (abits, dbits) for sel, (_, _, abits, dbits) in enumerate(ports(cfg))}
+    bits = {name: (abits, dbits) for name, _, abits, dbits in ports(cfg)}
+    spec = {sel: (name,) + bits[name] for name, sel, _, _ in memory_map(cfg)}
+    written = {name: {} for name in bits}
     for sel, addr, data in records:
         sel, addr, data = int(sel), int(addr), int(data)
         if sel not in spec:
             continue
-        abits, dbits = spec[sel]
-        written[sel][addr & ((1 << abits) - 1)] = data & ((1 << dbits) - 1)
-    for sel, name in enumerate(SEL_NAMES):
-        w = written[sel]
+        name, abits, dbits = spec[sel]
+        written[name][addr & ((1 << abits) - 1)] = data & ((1 << dbits) - 1)
+    out = {}
+    for name, w in written.items():
         if name == "header":
             out[name] = w.get(0)
         else:

@@ -3,32 +3,11 @@ every threshold pair equal (no zero band) and no zero weight. Golden's packed an
 agree on them, no activation is ever 0, every position is an event, and fired = dense MACs minus
 the pad taps (docs/dataflow.md, section 3)."""
 
-import dataclasses
-
 import numpy as np
 import pytest
 
 from golden.forward import run
-from golden.layers import Conv, Dense, InputQuant
-from golden.randmodel import random_model
-
-
-def binarize(model, rng):
-    layers = []
-    for layer in model.layers:
-        if isinstance(layer, InputQuant):
-            t = int(rng.integers(1, 256))
-            layer = InputQuant(t, t)
-        elif isinstance(layer, (Conv, Dense)):
-            w = np.where(rng.random(layer.weights.shape) < 0.5, -1, 1).astype(np.int8)
-            if layer.lo is None:
-                layer = dataclasses.replace(layer, weights=w)
-            else:
-                f = int(np.prod(w.shape[1:]))
-                t = rng.integers(-f // 3, f // 3 + 1, w.shape[0]).astype(np.int32)
-                layer = dataclasses.replace(layer, weights=w, lo=t, hi=t)
-        layers.append(layer)
-    return model.replace(layers=tuple(layers))
+from golden.randmodel import binarize, random_model
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -36,7 +15,7 @@ def binarize(model, rng):
                                          ("f,d16,d10", (1, 6, 6))])
 def test_binary_packed_equals_plain_no_zeros(seed, arch, shape):
     rng = np.random.default_rng(seed)
-    model = binarize(random_model(arch, shape, seed=seed), rng)
+    model = binarize(random_model(arch, shape, seed=seed), seed)
     images = rng.integers(0, 256, (25, *shape), dtype=np.uint8)
     packed = run(model, images, impl="packed", keep_activations=True)
     plain = run(model, images, impl="plain", keep_activations=True)
