@@ -7,7 +7,13 @@ Figures come from rtl.engine.schedule, which the RTL meets exactly on every imag
 the RTL here. The bound (rtl/engine/schedule.py): sum over layers of events * ceil(on/P) * passes
 (conv) and events * ceil(K / (P*KT*KT)) (dense): one event, all its taps and P kernels, per cycle.
 
-    python bench/cycles.py [--images 1000] [--configs ULX3S iCEBreaker ...] [--rtl 0] [--json]
+With ``--k K ...`` it adds, for each gated model, configuration and competition register ``k``
+(issue 12: exactly the k kernels with the largest log-alpha on per gated layer; "none" = no
+competition, the default tau), the mean and worst cycles per image and worst/mean, against the issue's
+goal worst <= 1.1x mean; the competition's selection phase (ceil(K/P)*K + 4 cycles per gated layer) is
+in the figures.
+
+    python bench/cycles.py [--images 1000] [--configs ULX3S iCEBreaker ...] [--k none 8 12 16] [--rtl 0] [--json]
 """
 
 import argparse
@@ -35,6 +41,31 @@ CONFIGS = [("P1", 1, 3, 1), ("iCEBreaker", 2, 3, 1), ("P4", 4, 3, 4), ("P8", 8, 
 GOAL_CYCLES = {"ULX3S": 5600, "iCEBreaker": 36000}
 GOAL_STRETCH = 2900
 GOAL_OVERHEAD, GOAL_SPEEDUP = 0.15, 2.5
+GOAL_WORST_OVER_MEAN = 1.1          # issue 12: the competitive mode's worst case over its mean
+
+
+def k_rows_for(model, name, images, configs, ks):
+    """Cycles per image with the competition register at each of ``ks`` (None: no competition)."""
+    out = []
+    for cname, p, kt, q in configs:
+        for k in ks:
+            ev = cycles(model, images, None, p, taps=kt, pixels_per_beat=q, k=k)
+            out.append({"model": name, "config": cname, "lanes": p, "taps": kt, "pixels_per_beat": q,
+                        "k": k, "cycles": float(ev.mean()), "max": int(ev.max()),
+                        "worst_over_mean": float(ev.max() / ev.mean())})
+    return out
+
+
+def parse_k(text):
+    if text == "none":
+        return None
+    try:
+        k = int(text)
+    except ValueError:
+        k = -1
+    if k < 0:
+        raise argparse.ArgumentTypeError(f"k must be a non-negative integer or none, not {text!r}")
+    return k
 
 
 def rows_for(name, images, configs):
@@ -87,6 +118,8 @@ def main(argv=None):
     ap.add_argument("--configs", nargs="+", default=[c[0] for c in CONFIGS],
                     help=f"build configurations (default all: {' '.join(c[0] for c in CONFIGS)})")
     ap.add_argument("--models", nargs="+", default=["gated-cnn", "cnn", "mlp"])
+    ap.add_argument("--k", nargs="+", type=parse_k, default=[], metavar="K",
+                    help="also tabulate the gated models at these competition registers (integers or none)")
     ap.add_argument("--rtl", type=int, default=0, help="also run this many images per model and configuration on the RTL")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
@@ -96,14 +129,16 @@ def main(argv=None):
         ap.error(f"unknown configuration(s) {' '.join(unknown)}: choose from {' '.join(known)}")
     configs = [known[c] for c in a.configs]
     images = load_dataset("mnist5k", "test")[0][:a.images]
-    rows, checks = [], {}
+    rows, checks, krows = [], {}, []
     for name in a.models:
         model, r = rows_for(name, images, configs)
         rows += r
+        if a.k and model.gated:
+            krows += k_rows_for(model, name, images, configs, a.k)
         if a.rtl:
             checks[name] = {c[0]: rtl_check(model, images, c, a.rtl) for c in configs}
     if a.json:
-        print(json.dumps({"images": len(images), "rows": rows, "rtl": checks}, indent=1))
+        print(json.dumps({"images": len(images), "rows": rows, "k_rows": krows, "rtl": checks}, indent=1))
         return 0
     print(f"engine v2 cycles per image, zoo models at their default tau, {len(images)} MNIST-5k test images "
           f"(rtl.engine.schedule)")
@@ -115,6 +150,16 @@ def main(argv=None):
         print(f"{r['model']:10} {r['config']:11} {r['lanes']:>2} {r['taps']:>2} {r['pixels_per_beat']:>2} "
               f"{r['cycles']:10.1f} {r['max']:7d} {r['bound']:9.1f} {100 * r['overhead']:7.1f}% "
               f"{r['dense']:11.1f} {r['speedup']:6.2f}x {r['events']:7.1f}{flag}")
+    if krows:
+        print(f"\ncompetition register k (exactly k kernels on per gated layer; none: no competition, default tau); "
+              f"goal worst <= {GOAL_WORST_OVER_MEAN}x mean")
+        print(f"{'model':10} {'config':11} {'k':>4} {'cycles/img':>10} {'max':>7} {'worst/mean':>10}")
+        for r in krows:
+            k = "none" if r["k"] is None else r["k"]
+            met = ("(no competition: reference)" if r["k"] is None
+                   else "met" if r["worst_over_mean"] <= GOAL_WORST_OVER_MEAN else "MISSED")
+            print(f"{r['model']:10} {r['config']:11} {k:>4} {r['cycles']:10.1f} {r['max']:7d} "
+                  f"{r['worst_over_mean']:9.3f}x  {met}")
     for name, per in checks.items():
         for cname, c in per.items():
             for k, v in c.items():

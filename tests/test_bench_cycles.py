@@ -30,3 +30,25 @@ def test_bench_cycles_json():
         assert row["speedup"] == dense.mean() / ev.mean()
         assert np.all(ev < dense)                       # event-driven never slower on real digits
         assert row["bound"] <= row["cycles"]            # the bound is a lower bound
+
+
+def test_bench_cycles_k_rows():
+    """The --k rows are the cycle model at each competition register, k=none is the plain row, and a
+    non-gated model gets none."""
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "cycles.py"), "--images", "10", "--configs", "P4",
+                        "--models", "gated-cnn", "mlp", "--k", "none", "3", "12", "--json"],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert [(row["model"], row["k"]) for row in out["k_rows"]] == [("gated-cnn", None), ("gated-cnn", 3),
+                                                                   ("gated-cnn", 12)]
+    x = load_dataset("mnist5k", "test")[0][:10]
+    model = modelfile.load(ROOT / "zoo" / "gated-cnn.gxm")
+    for row in out["k_rows"]:
+        ev = cycles(model, x, None, 4, taps=3, pixels_per_beat=4, k=row["k"])
+        assert row["cycles"] == ev.mean() and row["max"] == ev.max()
+    plain = [row for row in out["rows"] if row["model"] == "gated-cnn"][0]
+    assert out["k_rows"][0]["cycles"] == plain["cycles"]
+    bad = subprocess.run([sys.executable, str(ROOT / "bench" / "cycles.py"), "--k", "-1"],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert bad.returncode == 2 and "k must be a non-negative integer or none" in bad.stderr
