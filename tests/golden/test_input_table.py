@@ -147,20 +147,11 @@ def test_refusals_one_line(build, msg):
     assert "\n" not in str(e.value)
 
 
-def test_engine_takes_a_table_model_and_a_table_less_build_refuses_it(tmp_path):
-    """The engine runs input tables (issue 14, item 3): the accelerator's loader passes a table model
-    through, the envelope derived from it builds the table memory at the table's code width, and an
-    engine built without tables refuses the model in one line naming the table."""
+def test_engine_loader_takes_a_table_model(tmp_path):
+    """The engine runs input tables (issue 14, item 3): the accelerator's model loader passes a table
+    model through unchanged (the envelope's refusals: tests/rtl/test_engine_cli.py)."""
     from gxnor.common import load_engine_model
-    from rtl.engine.config import EngineConfig
     model = with_table(random_model("f,d7", (1, 4, 4), seed=1), TABLES["raw"], np.random.default_rng(1))
     save(model, tmp_path / "m.gxm")
     got = load_engine_model(tmp_path / "m.gxm")
     assert got.multibit_input and np.array_equal(got.layers[0].table, TABLES["raw"])
-    cfg = EngineConfig.for_models([got], lanes=2)
-    assert cfg.code_bits == bit_length_signed(0, 255) == 9
-    cfg.check_fits(got)
-    plain = dataclasses.replace(cfg, code_bits=0)
-    with pytest.raises(GxnorError, match="input table of 9-bit codes and the engine takes no input table") as e:
-        plain.check_fits(got)
-    assert "\n" not in str(e.value)
