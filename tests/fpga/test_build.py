@@ -160,10 +160,11 @@ def test_memory_plan_refuses_up_front(tmp_path, capsys, monkeypatch):
 
 
 def test_yosys_synthesis_smoke():
-    """The board top with the real engine synthesises for iCE40 (yosys only, ~10 s)."""
+    """The board top with the real engine synthesises for iCE40 (yosys only; P = 2, KT = 2 keeps it
+    near 40 s, twice faster than P = 4, KT = 3)."""
     from rtl.engine import Engine
     model = random_model("c4,p,c8g,f,d10", (1, 8, 8), seed=5)
-    top = BoardTop(Engine(EngineConfig.for_models([model], 4), model), classes=10, pixels=64,
+    top = BoardTop(Engine(EngineConfig.for_models([model], 2, 2), model), classes=10, pixels=64,
                    clk_freq=12e6, baud=115200)
     cells = B.synth_stat(top)
     assert cells.get("SB_LUT4", 0) > 500 and cells.get("SB_RAM40_4K", 0) >= 1, cells
@@ -174,7 +175,7 @@ def test_yosys_synthesis_smoke_loadable():
     from rtl.engine import Engine
     a = random_model("c4,p,c8g,f,d10", (1, 8, 8), seed=5)
     b = random_model("c4g,p,c8,f,d7", (1, 6, 6), seed=6)
-    top = BoardTop(Engine(EngineConfig.for_models([a, b], 4), a), classes=10, pixels=64,
+    top = BoardTop(Engine(EngineConfig.for_models([a, b], 2, 2), a), classes=10, pixels=64,
                    clk_freq=25e6, baud=115200, loadable=True)
     cells = B.synth_stat(top, board="ulx3s")
     assert cells.get("DP16KD", 0) >= 1 and cells.get("TRELLIS_FF", 0) > 300, cells

@@ -82,22 +82,22 @@ def test_weights_only_load_keeps_the_rest_rom():
     keeps the descriptors (and thresholds, gate weights) as ROMs: fewer EBR than with every memory
     writable, and the weights in SPRAM."""
     m = random_model("c4,p,c8g,f,d10", (1, 8, 8), seed=5)
-    cfg = EngineConfig.for_models([m], 1)
+    cfg = EngineConfig.for_models([m], 1, 2)        # KT = 2: half the synthesis time of KT = 3
     sp = {"w": [(0, "spram")]}
     only = B.synth_stat(Engine(cfg, m, spram=sp, loads=("weights",)), name="engine")
     every = B.synth_stat(Engine(cfg, m, spram=sp), name="engine")
-    tiles = spram_tiles(cfg.weight_words, 2 * cfg.taps ** 2)     # 18-bit words: 2 SPRAMs side by side
-    assert tiles == 2 and only.get("SB_SPRAM256KA", 0) == every.get("SB_SPRAM256KA", 0) == tiles
+    tiles = spram_tiles(cfg.weight_words, 2 * cfg.taps ** 2)     # 8-bit words, 528 of them: 1 SPRAM
+    assert tiles == 1 and only.get("SB_SPRAM256KA", 0) == every.get("SB_SPRAM256KA", 0) == tiles
     assert only.get("SB_RAM40_4K", 0) < every.get("SB_RAM40_4K", 0), (only, every)
 
 
 def test_synth_ice40_spram_cells():
-    """One-lane engine, no baked model: the event list (30 bits wide: 2 SPRAMs side by side) in
-    SPRAM; the other memories in EBR."""
+    """One-lane engine (KT = 2), no baked model: the event list (31 bits wide: 2 SPRAMs side by
+    side) in SPRAM; the other memories in EBR."""
     m = random_model("c4,p,c8g,f,d10", (1, 8, 8), seed=5)
-    cfg = EngineConfig.for_models([m], 1)
+    cfg = EngineConfig.for_models([m], 1, 2)
     banks = {"evt": [(0, "spram")]}
-    assert event_bits(cfg) == 30
+    assert event_bits(cfg) == 31
     want = quiet(SinglePortMemory(shape=event_bits(cfg), depth=cfg.events, banks=banks["evt"])).spram_count()
     assert want == 2
     cells = B.synth_stat(Engine(cfg, spram=banks), name="engine")
