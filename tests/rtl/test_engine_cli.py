@@ -83,6 +83,23 @@ def test_lint_clean_input_table(arch, shape, table, lanes, q):
     assert rc == 0 and "%Warning" not in out and "%Error" not in out, out
 
 
+def test_verilog_cli_writes_the_input_table(tmp_path):
+    """`gxnor verilog` of a model whose first layer is an input table: the envelope takes its codes
+    (engine_config.json code_bits = the table's signed width), table.hex holds the 256 codes in that
+    width's two's complement, pixel value order; the header marks the table (tab)."""
+    m = random_model("c4,p,c8g,f,d10", (1, 8, 8), seed=7, input_table="centred")
+    save(m, tmp_path / "m.gxm")
+    r = gxnor("verilog", "--model", str(tmp_path / "m.gxm"), "-o", str(tmp_path / "v"), "--no-lint", "-q")
+    assert r.returncode == 0, r.stderr
+    cfg = EngineConfig.from_json((tmp_path / "v" / "engine_config.json").read_text())
+    assert cfg.code_bits == 8                                  # p - 128 spans -128..127
+    words = [int(line, 16) for line in (tmp_path / "v" / "table.hex").read_text().split()]
+    assert words == [(p - 128) & 0xFF for p in range(256)]
+    hdr = int((tmp_path / "v" / "header.hex").read_text(), 16)
+    tab_shift = sum(b for n, b in cfg.header_fields() if n != "tab")
+    assert [n for n, _ in cfg.header_fields()][-1] == "tab" and hdr >> tab_shift == 1
+
+
 @pytest.mark.parametrize("arch,shape", [("f,d8,d4", (1, 4, 4)), ("f,d3", (1, 2, 2))])
 def test_lint_clean_one_logit_word(arch, shape):
     """classes <= lanes (one logits word), channels <= lanes (one sums word), one descriptor: every
