@@ -164,557 +164,637 @@ class Link(wiring.Component):
         })
 
     def elaborate(self, platform):
-        m = Module()
-        rx, tx = self.rx, self.tx
+        return _LinkBuild(self).module()
 
-        # -- request side registers
-        rtype = Signal(8)                        # request type
-        rlen = Signal(16)                        # request LEN
-        count = Signal(16)                       # payload bytes still to come
-        arg = Signal(32)                         # SET_TAU argument (shifted in LSB first)
-        m.submodules.rx_crc = rx_crc = crc_processor()     # CRC of TYPE..PAYLOAD as taken
-        m.d.comb += rx_crc.data.eq(rx.payload)
-        idle = Signal(range(self.timeout + 1))   # cycles since the last request byte
-        timed_out = idle == self.timeout
-        take = rx.valid & rx.ready
+
+class _LinkBuild:
+    """One elaboration of :class:`Link`, part by part (as :class:`rtl.engine.top._Build`): the
+    datapath methods build the request side, the reply side and the optional LOAD, BENCH and CODES
+    parts; the ``*_states`` methods add the FSM's states in the netlist's fixed order. Signals more
+    than one part uses are attributes of the builder."""
+
+    def __init__(self, link):
+        self.link, self.m = link, Module()
+        self.loadable = link.envelope is not None
+        self.env = link.envelope
+
+    def module(self):
+        m, lk = self.m, self.link
+        self.request_registers()
+        self.reply_registers()
+        self.payloads()
+        self.request_kinds()
+        if self.loadable:
+            self.load()
+        if lk.bench:
+            self.bench()
+        if lk.codes:
+            self.codes()
+        self.arguments()
+        with m.FSM():
+            self.header_states()
+            self.check_states()
+            if self.loadable:
+                self.load_states()
+            self.pixel_states()
+            self.crc_states()
+            if lk.bench:
+                self.bench_states()
+            self.error_states()
+            self.reply_states()
+        return m
+
+    def request_registers(self):
+        """Request header registers, the request CRC, the idle timer."""
+        m, lk, rx = self.m, self.link, self.link.rx
+        self.rtype = Signal(8)                        # request type
+        self.rlen = Signal(16)                        # request LEN
+        self.count = Signal(16)                       # payload bytes still to come
+        self.arg = Signal(32)                         # SET_TAU argument (shifted in LSB first)
+        m.submodules.rx_crc = self.rx_crc = crc_processor()     # CRC of TYPE..PAYLOAD as taken
+        m.d.comb += self.rx_crc.data.eq(rx.payload)
+        idle = Signal(range(lk.timeout + 1))   # cycles since the last request byte
+        self.timed_out = idle == lk.timeout
+        self.take = rx.valid & rx.ready
         with m.If(rx.valid):                     # a waiting byte means the line is not idle
             m.d.sync += idle.eq(0)
-        with m.Elif(~timed_out):
+        with m.Elif(~self.timed_out):
             m.d.sync += idle.eq(idle + 1)
 
-        # -- reply side registers
-        ttype = Signal(8)                        # reply type
-        tlen = Signal(16)
-        loadable = self.envelope is not None
-        env = self.envelope
-        max_classes = env.classes if loadable else self.classes
-        fixed_bytes = max(P.CONFIG_LEN if loadable else 0, 4 * len(P.COUNTERS), P.INFO_LEN, P.SET_K_LEN,
-                          P.BENCH_LEN if self.bench else 0)
-        tidx = Signal(range(max(P.result_len(max_classes), fixed_bytes) + 1))
+    def reply_registers(self):
+        """Reply header registers, the committed model's registers, the reply CRC fold."""
+        m, lk, tx = self.m, self.link, self.link.tx
+        self.ttype = Signal(8)                        # reply type
+        self.tlen = Signal(16)
+        max_classes = self.env.classes if self.loadable else lk.classes
+        self.fixed_bytes = max(P.CONFIG_LEN if self.loadable else 0, 4 * len(P.COUNTERS), P.INFO_LEN, P.SET_K_LEN,
+                               P.BENCH_LEN if lk.bench else 0)
+        self.tidx = Signal(range(max(P.result_len(max_classes), self.fixed_bytes) + 1))
         # Load state is reset-less, like the engine's memories and header register: a reset
         # (button, PLL relock) keeps the loaded model and what the link knows about it consistent.
-        classes_r = Signal(8, init=self.classes, reset_less=True)   # committed model's classes, pixels
-        npix_r = Signal(16, init=self.npix, reset_less=True)
-        model_ok = Signal(init=int(self.model_init), reset_less=True)   # a model is committed: images run
-        session = Signal(reset_less=True)            # a load session is open
-        load_bad = Signal(reset_less=True)           # ... and an error reply was sent in it
-        ecode = Signal(8)                        # error code of an error reply
-        inflight = Signal()                      # engine started, done not yet seen
-        cls = Signal(8)
-        sent = tx.valid & tx.ready
+        self.classes_r = Signal(8, init=lk.classes, reset_less=True)   # committed model's classes, pixels
+        self.npix_r = Signal(16, init=lk.npix, reset_less=True)
+        self.model_ok = Signal(init=int(lk.model_init), reset_less=True)   # a model is committed: images run
+        self.session = Signal(reset_less=True)            # a load session is open
+        self.load_bad = Signal(reset_less=True)           # ... and an error reply was sent in it
+        self.ecode = Signal(8)                        # error code of an error reply
+        self.inflight = Signal()                      # engine started, done not yet seen
+        self.cls = Signal(8)
+        self.sent = tx.valid & tx.ready
         # The reply CRC is folded one cycle after each byte is sent, from the registered byte
         # (tq): the reply byte multiplexer and the CRC network are never one timing path. T_CRC
         # waits for the last fold.
-        tq = Signal(8)
-        tq_v = Signal()
-        m.submodules.tx_crc = tx_crc = crc_processor()
-        m.d.comb += [tx_crc.data.eq(tq), tx_crc.valid.eq(tq_v)]
-        with m.If(tq_v):
-            m.d.sync += tq_v.eq(0)
+        self.tq = Signal(8)
+        self.tq_v = Signal()
+        m.submodules.tx_crc = self.tx_crc = crc_processor()
+        m.d.comb += [self.tx_crc.data.eq(self.tq), self.tx_crc.valid.eq(self.tq_v)]
+        with m.If(self.tq_v):
+            m.d.sync += self.tq_v.eq(0)
 
-        def fold():
-            m.d.sync += [tq.eq(tx.payload), tq_v.eq(1)]
+        with m.If(lk.done):
+            m.d.sync += self.inflight.eq(0)
+        with m.If(lk.start):
+            m.d.sync += self.inflight.eq(1)
 
-        with m.If(self.done):
-            m.d.sync += inflight.eq(0)
-        with m.If(self.start):
-            m.d.sync += inflight.eq(1)
+    def fold(self):
+        """Fold the byte being sent into the reply CRC (one cycle later, from ``tq``)."""
+        self.m.d.sync += [self.tq.eq(self.link.tx.payload), self.tq_v.eq(1)]
 
+    def payloads(self):
+        """The reply's fixed payloads (INFO, TAU, K, ERROR, LOADED, CONFIG, BENCH, counters)."""
+        m, lk = self.m, self.link
         # Sign-extended 32-bit logit of the current result beat, and the reply's fixed payloads.
-        logit32 = Signal(signed(32))
-        m.d.comb += logit32.eq(self.result.payload.logit)
-        counters = Cat(self.cycles, self.events, self.fired, self.skipped)
+        self.logit32 = Signal(signed(32))
+        m.d.comb += self.logit32.eq(lk.result.payload.logit)
+        counters = Cat(lk.cycles, lk.events, lk.fired, lk.skipped)
         tau32 = Signal(signed(32))
-        m.d.comb += tau32.eq(self.tau)
-        table = self.table if self.codes else Const(0, 1)
-        flags = Cat(Const(int(loadable), 1), model_ok, Const(int(self.bench), 1), Const(int(self.codes), 1),
+        m.d.comb += tau32.eq(lk.tau)
+        table = lk.table if lk.codes else Const(0, 1)
+        flags = Cat(Const(int(self.loadable), 1), self.model_ok, Const(int(lk.bench), 1), Const(int(lk.codes), 1),
                     table, Const(0, 3))
-        k16 = Signal(16) if self.k_bits else Const(0, 16)     # the k register, zero-extended (0: none)
-        if self.k_bits:
-            m.d.comb += k16.eq(self.k)
-        info = Cat(Const(P.VERSION, 8), classes_r, npix_r, Const(self.tau_bits, 8), tau32, flags,
-                   Const(self.clk_hz, 32), Const(self.queue, 16), Const(self.k_bits, 8), k16)
+        k16 = Signal(16) if lk.k_bits else Const(0, 16)     # the k register, zero-extended (0: none)
+        if lk.k_bits:
+            m.d.comb += k16.eq(lk.k)
+        info = Cat(Const(P.VERSION, 8), self.classes_r, self.npix_r, Const(lk.tau_bits, 8), tau32, flags,
+                   Const(lk.clk_hz, 32), Const(lk.queue, 16), Const(lk.k_bits, 8), k16)
         # BENCH: runs done, summed engine cycles, span, class of the last run
-        b_done = Signal(32)
-        b_cycles = Signal(40)
-        b_span = Signal(40)
-        b_cls = Signal(8)
-        fixed = Signal(fixed_bytes * 8)          # the payload bytes sent in state "BYTES"
-        lwords = Signal(16)                      # LOAD: words written by this frame
-        with m.Switch(ttype):
+        self.b_done = Signal(32)
+        self.b_cycles = Signal(40)
+        self.b_span = Signal(40)
+        self.b_cls = Signal(8)
+        self.fixed = Signal(self.fixed_bytes * 8)          # the payload bytes sent in state "BYTES"
+        self.lwords = Signal(16)                      # LOAD: words written by this frame
+        with m.Switch(self.ttype):
             with m.Case(P.R_INFO):
-                m.d.comb += fixed.eq(info)
+                m.d.comb += self.fixed.eq(info)
             with m.Case(P.R_TAU):
-                m.d.comb += fixed.eq(tau32)
-            if self.k_bits:
+                m.d.comb += self.fixed.eq(tau32)
+            if lk.k_bits:
                 with m.Case(P.R_K):
-                    m.d.comb += fixed.eq(k16)
+                    m.d.comb += self.fixed.eq(k16)
             with m.Case(P.R_ERROR):
-                m.d.comb += fixed.eq(Cat(ecode, rtype))
-            if loadable:
+                m.d.comb += self.fixed.eq(Cat(self.ecode, self.rtype))
+            if self.loadable:
                 with m.Case(P.R_LOADED):
-                    m.d.comb += fixed.eq(lwords)
+                    m.d.comb += self.fixed.eq(self.lwords)
                 with m.Case(P.R_CONFIG):
-                    m.d.comb += fixed.eq(Cat(*[Const(getattr(env, n), 32) for n in P.config_fields()]))
-            if self.bench:
+                    m.d.comb += self.fixed.eq(Cat(*[Const(getattr(self.env, n), 32) for n in P.config_fields()]))
+            if lk.bench:
                 with m.Case(P.R_BENCH):
-                    m.d.comb += fixed.eq(Cat(b_done, b_cycles, Const(0, 24), b_span, Const(0, 24), b_cls))
+                    m.d.comb += self.fixed.eq(Cat(self.b_done, self.b_cycles, Const(0, 24), self.b_span, Const(0, 24), self.b_cls))
             with m.Default():
-                m.d.comb += fixed.eq(counters)
+                m.d.comb += self.fixed.eq(counters)
 
-        def reply(m, t, n):
-            m.d.sync += [ttype.eq(t), tlen.eq(n), tidx.eq(0)]
-            if t == P.R_ERROR and loadable:
-                with m.If((rtype == P.T_LOAD) & session):
-                    m.d.sync += load_bad.eq(1)
-            m.next = "H_SYNC"
+    def reply(self, t, n):
+        """Send reply ``t`` with an ``n``-byte payload (an error reply in a LOAD session marks it bad)."""
+        m = self.m
+        m.d.sync += [self.ttype.eq(t), self.tlen.eq(n), self.tidx.eq(0)]
+        if t == P.R_ERROR and self.loadable:
+            with m.If((self.rtype == P.T_LOAD) & self.session):
+                m.d.sync += self.load_bad.eq(1)
+        m.next = "H_SYNC"
 
-        def fail(m, code):
-            """Error reply, after dropping the result of an image in flight."""
-            m.d.sync += [ecode.eq(code), self.error.eq(~self.error)]
-            m.next = "E_DRAIN"
+    def fail(self, code):
+        """Error reply, after dropping the result of an image in flight."""
+        m, lk = self.m, self.link
+        m.d.sync += [self.ecode.eq(code), lk.error.eq(~lk.error)]
+        m.next = "E_DRAIN"
 
+    def request_kinds(self):
+        """Per request type: the payload length it needs and whether it is known."""
+        m, lk = self.m, self.link
         need = Signal(16)
-        known = Signal()
-        with m.Switch(rtype):
+        self.known = Signal()
+        with m.Switch(self.rtype):
             with m.Case(P.T_INFO):
-                m.d.comb += [need.eq(0), known.eq(1)]
+                m.d.comb += [need.eq(0), self.known.eq(1)]
             with m.Case(P.T_SET_TAU):
-                m.d.comb += [need.eq(4), known.eq(1)]
+                m.d.comb += [need.eq(4), self.known.eq(1)]
             with m.Case(P.T_IMAGE):
-                m.d.comb += [need.eq(npix_r), known.eq(1)]
-            if loadable:
+                m.d.comb += [need.eq(self.npix_r), self.known.eq(1)]
+            if self.loadable:
                 with m.Case(P.T_LOAD):
-                    m.d.comb += [need.eq(P.LOAD_MIN_LEN), known.eq(1)]
+                    m.d.comb += [need.eq(P.LOAD_MIN_LEN), self.known.eq(1)]
                 with m.Case(P.T_COMMIT):
-                    m.d.comb += [need.eq(P.COMMIT_LEN), known.eq(1)]
+                    m.d.comb += [need.eq(P.COMMIT_LEN), self.known.eq(1)]
                 with m.Case(P.T_CONFIG):
-                    m.d.comb += [need.eq(0), known.eq(1)]
-            if self.bench:
+                    m.d.comb += [need.eq(0), self.known.eq(1)]
+            if lk.bench:
                 with m.Case(P.T_BENCH):
-                    m.d.comb += [need.eq(P.BENCH_HEAD + npix_r), known.eq(1)]
-            if self.codes:
+                    m.d.comb += [need.eq(P.BENCH_HEAD + self.npix_r), self.known.eq(1)]
+            if lk.codes:
                 with m.Case(P.T_CODES):
-                    m.d.comb += [need.eq((npix_r + 3) >> 2), known.eq(1)]
-            if self.k_bits:
+                    m.d.comb += [need.eq((self.npix_r + 3) >> 2), self.known.eq(1)]
+            if lk.k_bits:
                 with m.Case(P.T_SET_K):
-                    m.d.comb += [need.eq(P.SET_K_LEN), known.eq(1)]
-        is_image = (rtype == P.T_IMAGE) | ((rtype == P.T_CODES) if self.codes else 0)
+                    m.d.comb += [need.eq(P.SET_K_LEN), self.known.eq(1)]
+        self.is_image = (self.rtype == P.T_IMAGE) | ((self.rtype == P.T_CODES) if lk.codes else 0)
         # CODES for a model with an input table: no codes exist, the engine does not run (NO_CODES)
-        no_codes = ((rtype == P.T_CODES) & self.table) if self.codes else Const(0, 1)
-        bad_len = Signal()
-        m.d.comb += bad_len.eq(Mux(rtype == P.T_LOAD, rlen < need, rlen != need) if loadable else rlen != need)
+        self.no_codes = ((self.rtype == P.T_CODES) & lk.table) if lk.codes else Const(0, 1)
+        self.bad_len = Signal()
+        m.d.comb += self.bad_len.eq(Mux(self.rtype == P.T_LOAD, self.rlen < need, self.rlen != need) if self.loadable else self.rlen != need)
 
-        # -- LOAD: per-memory word bytes, depth and width (by sel)
-        if loadable:
-            mems = P.load_memories(env)
-            wmax = max(P.word_bytes(w) for _, _, w in mems)
-            lsel = Signal(8)
-            laddr = Signal(32)
-            lword = Signal(8 * wmax)
-            lbyte = Signal(range(wmax))
-            lwb = Signal(range(wmax + 1))                # bytes per word of memory lsel
-            lerr = Signal()                              # a word was outside the envelope
-            hb = Signal(3)                               # head byte index (sel, addr)
-            word_ok = Signal()
-            m.d.comb += lwb.eq(1)
-            with m.Switch(lsel):
-                for sel, (_, depth, width) in enumerate(mems):
-                    with m.Case(sel):
-                        fits = (laddr < depth)
-                        if width < len(lword):
-                            fits = fits & (lword[width:] == 0)
-                        m.d.comb += [lwb.eq(P.word_bytes(width)), word_ok.eq(fits)]
-            m.d.comb += [self.load.payload.sel.eq(lsel), self.load.payload.addr.eq(laddr),
-                         self.load.payload.data.eq(lword)]
-            commit_cls = arg[8:16]
-            commit_pix = arg[16:32]
-            commit_ok = ((commit_cls >= 1) & (commit_cls <= env.classes) & (commit_pix >= 1)
-                         & (commit_pix <= env.pixels) & ~load_bad & (session | model_ok))
+    def load(self):
+        """LOAD: per-memory word bytes, depth and width (by sel), COMMIT's check."""
+        m, lk = self.m, self.link
+        mems = P.load_memories(self.env)
+        wmax = max(P.word_bytes(w) for _, _, w in mems)
+        self.lsel = Signal(8)
+        self.laddr = Signal(32)
+        self.lword = Signal(8 * wmax)
+        self.lbyte = Signal(range(wmax))
+        self.lwb = Signal(range(wmax + 1))                # bytes per word of memory lsel
+        self.lerr = Signal()                              # a word was outside the envelope
+        self.hb = Signal(3)                               # head byte index (sel, addr)
+        self.word_ok = Signal()
+        m.d.comb += self.lwb.eq(1)
+        with m.Switch(self.lsel):
+            for sel, (_, depth, width) in enumerate(mems):
+                with m.Case(sel):
+                    fits = (self.laddr < depth)
+                    if width < len(self.lword):
+                        fits = fits & (self.lword[width:] == 0)
+                    m.d.comb += [self.lwb.eq(P.word_bytes(width)), self.word_ok.eq(fits)]
+        m.d.comb += [lk.load.payload.sel.eq(self.lsel), lk.load.payload.addr.eq(self.laddr),
+                     lk.load.payload.data.eq(self.lword)]
+        self.commit_cls = self.arg[8:16]
+        self.commit_pix = self.arg[16:32]
+        self.commit_ok = ((self.commit_cls >= 1) & (self.commit_cls <= self.env.classes) & (self.commit_pix >= 1)
+                     & (self.commit_pix <= self.env.pixels) & ~self.load_bad & (self.session | self.model_ok))
 
-        if self.bench:
-            depth = env.pixels if loadable else self.npix
-            m.submodules.bench_buf = buf = Memory(shape=8, depth=depth, init=[])
-            b_wr = buf.write_port()
-            b_rd = buf.read_port()                       # registered read (sync), kept while en=0
-            b_hb = Signal(2)                             # BENCH head byte index (runs u32)
-            b_addr = Signal(range(depth + 1))            # write: next pixel; feed: next read
-            b_oidx = Signal(range(depth))                # feed: index of the pixel in b_rd.data
-            b_pv = Signal()                              # feed: b_rd.data holds a pixel not yet taken
-            b_first = Signal()                           # the next start is the first run's
-            b_spanning = Signal()
-            b_dn = Signal()                              # this run: done seen
-            b_last = Signal()                            # this run: last result beat taken
-            m.d.comb += [b_wr.addr.eq(b_addr), b_wr.data.eq(rx.payload), b_rd.addr.eq(b_addr)]
-            res_last = self.result.valid & self.result.ready & self.result.payload.last
-            b_final = Signal()                           # this run is the last one
-            b_cnt = Signal(40)                           # the engine's cycle counter after a run
-            m.d.comb += b_final.eq(b_done == (arg - 1)[:32])
-            with m.If(res_last):
-                m.d.sync += [b_cls.eq(self.result.payload.cls), b_last.eq(1)]
-            with m.If(b_spanning):
-                m.d.sync += b_span.eq(b_span + 1)
+    def bench(self):
+        """BENCH: the image buffer, the run counters."""
+        m, lk, rx = self.m, self.link, self.link.rx
+        depth = self.env.pixels if self.loadable else lk.npix
+        m.submodules.bench_buf = buf = Memory(shape=8, depth=depth, init=[])
+        self.b_wr = buf.write_port()
+        self.b_rd = buf.read_port()                       # registered read (sync), kept while en=0
+        self.b_hb = Signal(2)                             # BENCH head byte index (runs u32)
+        self.b_addr = Signal(range(depth + 1))            # write: next pixel; feed: next read
+        self.b_oidx = Signal(range(depth))                # feed: index of the pixel in b_rd.data
+        self.b_pv = Signal()                              # feed: b_rd.data holds a pixel not yet taken
+        self.b_first = Signal()                           # the next start is the first run's
+        self.b_spanning = Signal()
+        self.b_dn = Signal()                              # this run: done seen
+        self.b_last = Signal()                            # this run: last result beat taken
+        m.d.comb += [self.b_wr.addr.eq(self.b_addr), self.b_wr.data.eq(rx.payload), self.b_rd.addr.eq(self.b_addr)]
+        self.res_last = lk.result.valid & lk.result.ready & lk.result.payload.last
+        self.b_final = Signal()                           # this run is the last one
+        self.b_cnt = Signal(40)                           # the engine's cycle counter after a run
+        m.d.comb += self.b_final.eq(self.b_done == (self.arg - 1)[:32])
+        with m.If(self.res_last):
+            m.d.sync += [self.b_cls.eq(lk.result.payload.cls), self.b_last.eq(1)]
+        with m.If(self.b_spanning):
+            m.d.sync += self.b_span.eq(self.b_span + 1)
 
-        if self.codes:
-            # -- CODES: the byte being expanded (its next code in bits 1:0), its codes not yet sent,
-            # the image's pixels not yet sent, an invalid code seen
-            c_byte = Signal(8)
-            c_n = Signal(3)
-            c_left = Signal(16)
-            c_bad = Signal()
-            code = c_byte[:2]
-            c_pix = Mux(code == 0b01, 0xFF, Mux(code[1], 0x00, self.zero_pixel))
-            c_emit = self.pixels.valid & self.pixels.ready
-            # pixels left after this cycle's; the codes of a byte taken now (4, or the image's last)
-            c_rest = c_left - c_emit
-            c_use = Mux(c_rest >= 4, 4, c_rest[:3])
-            c_inval = Cat(*[Mux(j < c_use, rx.payload[2 * j:2 * j + 2] == 0b10, rx.payload[2 * j:2 * j + 2] != 0)
-                            for j in range(4)]).any()
+    def codes(self):
+        """CODES: the byte being expanded (its next code in bits 1:0), its codes not yet sent, the
+        image's pixels not yet sent, an invalid code seen."""
+        lk, rx = self.link, self.link.rx
+        self.c_byte = Signal(8)
+        self.c_n = Signal(3)
+        self.c_left = Signal(16)
+        self.c_bad = Signal()
+        code = self.c_byte[:2]
+        self.c_pix = Mux(code == 0b01, 0xFF, Mux(code[1], 0x00, lk.zero_pixel))
+        self.c_emit = lk.pixels.valid & lk.pixels.ready
+        # pixels left after this cycle's; the codes of a byte taken now (4, or the image's last)
+        c_rest = self.c_left - self.c_emit
+        self.c_use = Mux(c_rest >= 4, 4, c_rest[:3])
+        self.c_inval = Cat(*[Mux(j < self.c_use, rx.payload[2 * j:2 * j + 2] == 0b10, rx.payload[2 * j:2 * j + 2] != 0)
+                             for j in range(4)]).any()
 
-        half = 1 << (self.tau_bits - 1)
-        arg_s = arg.as_signed()
-        tau_ok = (arg_s >= -half) & (arg_s < half)
+    def arguments(self):
+        """SET_TAU's and SET_K's argument checks."""
+        lk = self.link
+        half = 1 << (lk.tau_bits - 1)
+        arg_s = self.arg.as_signed()
+        self.tau_ok = (arg_s >= -half) & (arg_s < half)
         # SET_K's u16 was shifted in LSB first: it is arg[16:32]; it fits iff its bits above k_bits are 0
-        k_arg = arg[32 - 8 * P.SET_K_LEN:]
-        k_ok = k_arg[self.k_bits:] == 0
+        self.k_arg = self.arg[32 - 8 * P.SET_K_LEN:]
+        self.k_ok = self.k_arg[lk.k_bits:] == 0
 
-        with m.FSM():
-            # ---------------------------------------------------------------- requests
-            with m.State("HUNT"):
-                m.d.comb += rx.ready.eq(1)
-                with m.If(rx.valid & (rx.payload == P.SYNC)):
-                    m.d.comb += rx_crc.start.eq(1)
-                    m.d.sync += rtype.eq(0)
-                    m.next = "TYPE"
-            for st, nxt in (("TYPE", "LEN0"), ("LEN0", "LEN1"), ("LEN1", "CHECK")):
-                with m.State(st):
-                    m.d.comb += rx.ready.eq(1)
-                    with m.If(rx.valid):
-                        m.d.comb += rx_crc.valid.eq(1)
-                        if st == "TYPE":
-                            m.d.sync += rtype.eq(rx.payload)
-                        elif st == "LEN0":
-                            m.d.sync += rlen[:8].eq(rx.payload)
-                        else:
-                            m.d.sync += rlen[8:].eq(rx.payload)
-                        m.next = nxt
-                    with m.Elif(timed_out):
-                        fail(m, P.E_TIMEOUT)
-            with m.State("CHECK"):
-                m.d.sync += [count.eq(rlen), arg.eq(0)]
-                with m.If(~known):
-                    m.d.sync += ecode.eq(P.E_BAD_TYPE)
-                    m.next = "DISCARD"
-                with m.Elif(bad_len):
-                    m.d.sync += ecode.eq(P.E_BAD_LENGTH)
-                    m.next = "DISCARD"
-                with m.Elif(is_image & model_ok & ~no_codes):
-                    if self.codes:
-                        m.d.sync += [c_n.eq(0), c_left.eq(npix_r), c_bad.eq(0)]
-                    m.next = "START"
-                with m.Elif(is_image):
-                    m.next = "SKIP"                      # no model or no codes: consume the payload
-                with m.Elif(rlen == 0):
-                    m.next = "CRC"
-                if self.bench:
-                    with m.Elif(rtype == P.T_BENCH):
-                        m.d.sync += [b_hb.eq(0), b_addr.eq(0)]
-                        m.next = "B_HEAD"
-                if loadable:
-                    with m.Elif(rtype == P.T_LOAD):
-                        with m.If(~session):
-                            m.d.sync += [session.eq(1), load_bad.eq(0), model_ok.eq(0)]
-                        m.d.sync += [hb.eq(0), lword.eq(0), lbyte.eq(0), lerr.eq(0), lwords.eq(0)]
-                        m.next = "L_HEAD"
-                with m.Else():
-                    m.next = "ARG"
-            with m.State("SKIP"):
+    def header_states(self):
+        """HUNT for SYNC, then TYPE and LEN."""
+        m, rx = self.m, self.link.rx
+        with m.State("HUNT"):
+            m.d.comb += rx.ready.eq(1)
+            with m.If(rx.valid & (rx.payload == P.SYNC)):
+                m.d.comb += self.rx_crc.start.eq(1)
+                m.d.sync += self.rtype.eq(0)
+                m.next = "TYPE"
+        for st, nxt in (("TYPE", "LEN0"), ("LEN0", "LEN1"), ("LEN1", "CHECK")):
+            with m.State(st):
                 m.d.comb += rx.ready.eq(1)
                 with m.If(rx.valid):
-                    m.d.comb += rx_crc.valid.eq(1)
-                    m.d.sync += count.eq(count - 1)
-                    with m.If(count == 1):
-                        m.next = "CRC"
-                with m.Elif(timed_out):
-                    fail(m, P.E_TIMEOUT)
-            if loadable:
-                with m.State("L_HEAD"):
-                    m.d.comb += rx.ready.eq(1)
-                    with m.If(rx.valid):
-                        m.d.comb += rx_crc.valid.eq(1)
-                        m.d.sync += [count.eq(count - 1), hb.eq(hb + 1)]
-                        with m.If(hb == 0):
-                            m.d.sync += lsel.eq(rx.payload)
-                        with m.Else():
-                            m.d.sync += laddr.eq(Cat(laddr[8:], rx.payload))
-                        with m.If(hb == P.LOAD_HEAD - 1):
-                            m.next = "L_DATA"
-                    with m.Elif(timed_out):
-                        fail(m, P.E_TIMEOUT)
-                with m.State("L_DATA"):
-                    m.d.comb += rx.ready.eq(1)
-                    with m.If(rx.valid):
-                        m.d.comb += rx_crc.valid.eq(1)
-                        m.d.sync += [count.eq(count - 1), lword.word_select(lbyte, 8).eq(rx.payload)]
-                        with m.If(lbyte == (lwb - 1)[:len(lbyte)]):       # 1 <= lwb <= wmax: lbyte's width
-                            m.d.sync += lbyte.eq(0)
-                            m.next = "L_WRITE"
-                        with m.Else():
-                            m.d.sync += lbyte.eq(lbyte + 1)
-                            with m.If(count == 1):
-                                m.next = "CRC"
-                    with m.Elif(timed_out):
-                        fail(m, P.E_TIMEOUT)
-                with m.State("L_WRITE"):
-                    # A complete word: write it if it fits the envelope (and none before failed).
-                    nxt = "L_DATA"
-                    with m.If(lerr | ~word_ok):
-                        m.d.sync += [lerr.eq(1), lword.eq(0)]
-                        with m.If(count == 0):
-                            m.next = "CRC"
-                        with m.Else():
-                            m.next = nxt
-                    with m.Else():
-                        m.d.comb += self.load.valid.eq(1)
-                        with m.If(self.load.ready):
-                            m.d.sync += [laddr.eq(laddr + 1), lwords.eq(lwords + 1), lword.eq(0)]
-                            with m.If(count == 0):
-                                m.next = "CRC"
-                            with m.Else():
-                                m.next = nxt
-            with m.State("START"):
-                with m.If(self.ready):
-                    m.d.comb += self.start.eq(1)
-                    if self.codes:
-                        with m.If(rtype == P.T_CODES):
-                            m.next = "C_PIXELS"
-                        with m.Else():
-                            m.next = "PIXELS"
+                    m.d.comb += self.rx_crc.valid.eq(1)
+                    if st == "TYPE":
+                        m.d.sync += self.rtype.eq(rx.payload)
+                    elif st == "LEN0":
+                        m.d.sync += self.rlen[:8].eq(rx.payload)
                     else:
+                        m.d.sync += self.rlen[8:].eq(rx.payload)
+                    m.next = nxt
+                with m.Elif(self.timed_out):
+                    self.fail(P.E_TIMEOUT)
+
+    def check_states(self):
+        """CHECK the header; SKIP a payload that does not run."""
+        m, lk, rx = self.m, self.link, self.link.rx
+        with m.State("CHECK"):
+            m.d.sync += [self.count.eq(self.rlen), self.arg.eq(0)]
+            with m.If(~self.known):
+                m.d.sync += self.ecode.eq(P.E_BAD_TYPE)
+                m.next = "DISCARD"
+            with m.Elif(self.bad_len):
+                m.d.sync += self.ecode.eq(P.E_BAD_LENGTH)
+                m.next = "DISCARD"
+            with m.Elif(self.is_image & self.model_ok & ~self.no_codes):
+                if lk.codes:
+                    m.d.sync += [self.c_n.eq(0), self.c_left.eq(self.npix_r), self.c_bad.eq(0)]
+                m.next = "START"
+            with m.Elif(self.is_image):
+                m.next = "SKIP"                      # no model or no codes: consume the payload
+            with m.Elif(self.rlen == 0):
+                m.next = "CRC"
+            if lk.bench:
+                with m.Elif(self.rtype == P.T_BENCH):
+                    m.d.sync += [self.b_hb.eq(0), self.b_addr.eq(0)]
+                    m.next = "B_HEAD"
+            if self.loadable:
+                with m.Elif(self.rtype == P.T_LOAD):
+                    with m.If(~self.session):
+                        m.d.sync += [self.session.eq(1), self.load_bad.eq(0), self.model_ok.eq(0)]
+                    m.d.sync += [self.hb.eq(0), self.lword.eq(0), self.lbyte.eq(0), self.lerr.eq(0), self.lwords.eq(0)]
+                    m.next = "L_HEAD"
+            with m.Else():
+                m.next = "ARG"
+        with m.State("SKIP"):
+            m.d.comb += rx.ready.eq(1)
+            with m.If(rx.valid):
+                m.d.comb += self.rx_crc.valid.eq(1)
+                m.d.sync += self.count.eq(self.count - 1)
+                with m.If(self.count == 1):
+                    m.next = "CRC"
+            with m.Elif(self.timed_out):
+                self.fail(P.E_TIMEOUT)
+
+    def load_states(self):
+        """LOAD's head, word bytes and writes."""
+        m, lk, rx = self.m, self.link, self.link.rx
+        with m.State("L_HEAD"):
+            m.d.comb += rx.ready.eq(1)
+            with m.If(rx.valid):
+                m.d.comb += self.rx_crc.valid.eq(1)
+                m.d.sync += [self.count.eq(self.count - 1), self.hb.eq(self.hb + 1)]
+                with m.If(self.hb == 0):
+                    m.d.sync += self.lsel.eq(rx.payload)
+                with m.Else():
+                    m.d.sync += self.laddr.eq(Cat(self.laddr[8:], rx.payload))
+                with m.If(self.hb == P.LOAD_HEAD - 1):
+                    m.next = "L_DATA"
+            with m.Elif(self.timed_out):
+                self.fail(P.E_TIMEOUT)
+        with m.State("L_DATA"):
+            m.d.comb += rx.ready.eq(1)
+            with m.If(rx.valid):
+                m.d.comb += self.rx_crc.valid.eq(1)
+                m.d.sync += [self.count.eq(self.count - 1), self.lword.word_select(self.lbyte, 8).eq(rx.payload)]
+                with m.If(self.lbyte == (self.lwb - 1)[:len(self.lbyte)]):       # 1 <= lwb <= wmax: lbyte's width
+                    m.d.sync += self.lbyte.eq(0)
+                    m.next = "L_WRITE"
+                with m.Else():
+                    m.d.sync += self.lbyte.eq(self.lbyte + 1)
+                    with m.If(self.count == 1):
+                        m.next = "CRC"
+            with m.Elif(self.timed_out):
+                self.fail(P.E_TIMEOUT)
+        with m.State("L_WRITE"):
+            # A complete word: write it if it fits the envelope (and none before failed).
+            nxt = "L_DATA"
+            with m.If(self.lerr | ~self.word_ok):
+                m.d.sync += [self.lerr.eq(1), self.lword.eq(0)]
+                with m.If(self.count == 0):
+                    m.next = "CRC"
+                with m.Else():
+                    m.next = nxt
+            with m.Else():
+                m.d.comb += lk.load.valid.eq(1)
+                with m.If(lk.load.ready):
+                    m.d.sync += [self.laddr.eq(self.laddr + 1), self.lwords.eq(self.lwords + 1), self.lword.eq(0)]
+                    with m.If(self.count == 0):
+                        m.next = "CRC"
+                    with m.Else():
+                        m.next = nxt
+
+    def pixel_states(self):
+        """Image pixels to the engine (IMAGE, CODES); PAD a stalled image."""
+        m, lk, rx = self.m, self.link, self.link.rx
+        with m.State("START"):
+            with m.If(lk.ready):
+                m.d.comb += lk.start.eq(1)
+                if lk.codes:
+                    with m.If(self.rtype == P.T_CODES):
+                        m.next = "C_PIXELS"
+                    with m.Else():
                         m.next = "PIXELS"
-            if self.codes:
-                with m.State("C_PIXELS"):
-                    m.d.comb += [self.pixels.valid.eq(c_n != 0), self.pixels.payload.data.eq(c_pix),
-                                 self.pixels.payload.last.eq(c_left == 1),
-                                 rx.ready.eq((count != 0) & ((c_n == 0) | (c_emit & (c_n == 1))))]
-                    with m.If(c_emit):
-                        m.d.sync += [c_byte.eq(c_byte >> 2), c_n.eq(c_n - 1), c_left.eq(c_left - 1)]
-                        with m.If(c_left == 1):
-                            m.next = "CRC"
-                    with m.If(take):
-                        m.d.comb += rx_crc.valid.eq(1)
-                        m.d.sync += [count.eq(count - 1), c_byte.eq(rx.payload), c_n.eq(c_use)]
-                        with m.If(c_inval):
-                            m.d.sync += c_bad.eq(1)
-                    with m.Elif(timed_out & (c_n == 0)):
-                        m.d.sync += [count.eq(c_left), ecode.eq(P.E_TIMEOUT), self.error.eq(~self.error)]
-                        m.next = "PAD"
-            with m.State("PIXELS"):
-                m.d.comb += [self.pixels.valid.eq(rx.valid), self.pixels.payload.data.eq(rx.payload),
-                             self.pixels.payload.last.eq(count == 1), rx.ready.eq(self.pixels.ready)]
-                with m.If(take):
-                    m.d.comb += rx_crc.valid.eq(1)
-                    m.d.sync += count.eq(count - 1)
-                    with m.If(count == 1):
+                else:
+                    m.next = "PIXELS"
+        if lk.codes:
+            with m.State("C_PIXELS"):
+                m.d.comb += [lk.pixels.valid.eq(self.c_n != 0), lk.pixels.payload.data.eq(self.c_pix),
+                             lk.pixels.payload.last.eq(self.c_left == 1),
+                             rx.ready.eq((self.count != 0) & ((self.c_n == 0) | (self.c_emit & (self.c_n == 1))))]
+                with m.If(self.c_emit):
+                    m.d.sync += [self.c_byte.eq(self.c_byte >> 2), self.c_n.eq(self.c_n - 1), self.c_left.eq(self.c_left - 1)]
+                    with m.If(self.c_left == 1):
                         m.next = "CRC"
-                with m.Elif(timed_out):
-                    m.d.sync += [ecode.eq(P.E_TIMEOUT), self.error.eq(~self.error)]
+                with m.If(self.take):
+                    m.d.comb += self.rx_crc.valid.eq(1)
+                    m.d.sync += [self.count.eq(self.count - 1), self.c_byte.eq(rx.payload), self.c_n.eq(self.c_use)]
+                    with m.If(self.c_inval):
+                        m.d.sync += self.c_bad.eq(1)
+                with m.Elif(self.timed_out & (self.c_n == 0)):
+                    m.d.sync += [self.count.eq(self.c_left), self.ecode.eq(P.E_TIMEOUT), lk.error.eq(~lk.error)]
                     m.next = "PAD"
-            with m.State("PAD"):
-                m.d.comb += [self.pixels.valid.eq(1), self.pixels.payload.data.eq(0),
-                             self.pixels.payload.last.eq(count == 1)]
-                with m.If(self.pixels.ready):
-                    m.d.sync += count.eq(count - 1)
-                    with m.If(count == 1):
-                        m.next = "E_DRAIN"
-            with m.State("ARG"):
-                m.d.comb += rx.ready.eq(1)
-                with m.If(rx.valid):
-                    m.d.comb += rx_crc.valid.eq(1)
-                    m.d.sync += [count.eq(count - 1), arg.eq(Cat(arg[8:], rx.payload))]
-                    with m.If(count == 1):
-                        m.next = "CRC"
-                with m.Elif(timed_out):
-                    fail(m, P.E_TIMEOUT)
-            with m.State("CRC"):
-                m.d.comb += rx.ready.eq(1)
-                with m.If(rx.valid):
-                    with m.If(rx.payload != rx_crc.crc):
-                        fail(m, P.E_BAD_CRC)
-                    with m.Elif(rtype == P.T_INFO):
-                        reply(m, P.R_INFO, P.INFO_LEN)
-                    with m.Elif(is_image & ~model_ok):
-                        fail(m, P.E_NO_MODEL)
-                    with m.Elif(no_codes):
-                        fail(m, P.E_NO_CODES)
-                    if self.codes:
-                        with m.Elif((rtype == P.T_CODES) & c_bad):
-                            fail(m, P.E_BAD_VALUE)
-                    if self.bench:
-                        with m.Elif(rtype == P.T_BENCH):
-                            with m.If(~model_ok):
-                                fail(m, P.E_NO_MODEL)
-                            with m.Elif(arg == 0):
-                                fail(m, P.E_BAD_VALUE)
-                            with m.Else():
-                                m.d.sync += [b_done.eq(0), b_cycles.eq(0), b_span.eq(0), b_first.eq(1)]
-                                m.next = "B_START"
-                    with m.Elif(rtype == P.T_SET_TAU):
-                        with m.If(tau_ok):
-                            m.d.sync += self.tau.eq(arg)
-                            reply(m, P.R_TAU, 4)
-                        with m.Else():
-                            fail(m, P.E_BAD_VALUE)
-                    if self.k_bits:
-                        with m.Elif(rtype == P.T_SET_K):
-                            with m.If(k_ok):
-                                m.d.sync += self.k.eq(k_arg)
-                                reply(m, P.R_K, P.SET_K_LEN)
-                            with m.Else():
-                                fail(m, P.E_BAD_VALUE)
+        with m.State("PIXELS"):
+            m.d.comb += [lk.pixels.valid.eq(rx.valid), lk.pixels.payload.data.eq(rx.payload),
+                         lk.pixels.payload.last.eq(self.count == 1), rx.ready.eq(lk.pixels.ready)]
+            with m.If(self.take):
+                m.d.comb += self.rx_crc.valid.eq(1)
+                m.d.sync += self.count.eq(self.count - 1)
+                with m.If(self.count == 1):
+                    m.next = "CRC"
+            with m.Elif(self.timed_out):
+                m.d.sync += [self.ecode.eq(P.E_TIMEOUT), lk.error.eq(~lk.error)]
+                m.next = "PAD"
+        with m.State("PAD"):
+            m.d.comb += [lk.pixels.valid.eq(1), lk.pixels.payload.data.eq(0),
+                         lk.pixels.payload.last.eq(self.count == 1)]
+            with m.If(lk.pixels.ready):
+                m.d.sync += self.count.eq(self.count - 1)
+                with m.If(self.count == 1):
+                    m.next = "E_DRAIN"
 
-                    if loadable:
-                        with m.Elif(rtype == P.T_CONFIG):
-                            reply(m, P.R_CONFIG, P.CONFIG_LEN)
-                        with m.Elif(rtype == P.T_LOAD):
-                            with m.If(lerr):
-                                fail(m, P.E_ENVELOPE)
-                            with m.Elif(lbyte != 0):
-                                fail(m, P.E_BAD_LENGTH)
-                            with m.Else():
-                                reply(m, P.R_LOADED, 2)
-                        with m.Elif(rtype == P.T_COMMIT):
-                            m.d.sync += [session.eq(0), load_bad.eq(0), model_ok.eq(commit_ok)]
-                            with m.If(commit_ok):
-                                m.d.sync += [classes_r.eq(commit_cls), npix_r.eq(commit_pix)]
-                                reply(m, P.R_INFO, P.INFO_LEN)
-                            with m.Else():
-                                fail(m, P.E_BAD_VALUE)
-                    with m.Else():
-                        reply(m, P.R_RESULT, 4 * classes_r + (1 + 4 * len(P.COUNTERS)))
-                with m.Elif(timed_out):
-                    fail(m, P.E_TIMEOUT)
-            if self.bench:
-                # ------------------------------------------------------------ BENCH
-                with m.State("B_HEAD"):                  # runs u32, LSB first, into arg
-                    m.d.comb += rx.ready.eq(1)
-                    with m.If(rx.valid):
-                        m.d.comb += rx_crc.valid.eq(1)
-                        m.d.sync += [count.eq(count - 1), arg.eq(Cat(arg[8:], rx.payload)), b_hb.eq(b_hb + 1)]
-                        with m.If(b_hb == P.BENCH_HEAD - 1):
-                            m.next = "B_STORE"
-                    with m.Elif(timed_out):
-                        fail(m, P.E_TIMEOUT)
-                with m.State("B_STORE"):                 # the image into the buffer
-                    m.d.comb += [rx.ready.eq(1), b_wr.en.eq(rx.valid)]
-                    with m.If(rx.valid):
-                        m.d.comb += rx_crc.valid.eq(1)
-                        m.d.sync += [count.eq(count - 1), b_addr.eq(b_addr + 1)]
-                        with m.If(count == 1):
-                            m.next = "CRC"
-                    with m.Elif(timed_out):
-                        fail(m, P.E_TIMEOUT)
-                with m.State("B_START"):
-                    m.d.comb += self.result.ready.eq(1)
-                    with m.If(self.ready):
-                        m.d.comb += self.start.eq(1)
-                        m.d.sync += [b_addr.eq(0), b_pv.eq(0), b_dn.eq(0), b_last.eq(0), b_first.eq(0)]
-                        with m.If(b_first):
-                            m.d.sync += [b_span.eq(1), b_spanning.eq(1)]
-                        m.next = "B_FEED"
-                with m.State("B_FEED"):
-                    # b_rd.data is the pixel at b_oidx while b_pv; a read is issued whenever that
-                    # slot is free or being taken, so the engine can take a pixel every cycle
-                    adv = ~b_pv | self.pixels.ready
-                    m.d.comb += [self.result.ready.eq(1), b_rd.en.eq(adv),
-                                 self.pixels.valid.eq(b_pv), self.pixels.payload.data.eq(b_rd.data),
-                                 self.pixels.payload.last.eq(b_oidx == (npix_r - 1)[:len(b_oidx)])]
-                    with m.If(adv):
-                        with m.If(b_addr != npix_r[:len(b_addr)]):     # npix_r <= depth: b_addr's width
-                            m.d.sync += [b_addr.eq(b_addr + 1), b_oidx.eq(b_addr), b_pv.eq(1)]
+    def crc_states(self):
+        """ARG bytes; the request CRC and the request's action."""
+        m, lk, rx = self.m, self.link, self.link.rx
+        with m.State("ARG"):
+            m.d.comb += rx.ready.eq(1)
+            with m.If(rx.valid):
+                m.d.comb += self.rx_crc.valid.eq(1)
+                m.d.sync += [self.count.eq(self.count - 1), self.arg.eq(Cat(self.arg[8:], rx.payload))]
+                with m.If(self.count == 1):
+                    m.next = "CRC"
+            with m.Elif(self.timed_out):
+                self.fail(P.E_TIMEOUT)
+        with m.State("CRC"):
+            m.d.comb += rx.ready.eq(1)
+            with m.If(rx.valid):
+                with m.If(rx.payload != self.rx_crc.crc):
+                    self.fail(P.E_BAD_CRC)
+                with m.Elif(self.rtype == P.T_INFO):
+                    self.reply(P.R_INFO, P.INFO_LEN)
+                with m.Elif(self.is_image & ~self.model_ok):
+                    self.fail(P.E_NO_MODEL)
+                with m.Elif(self.no_codes):
+                    self.fail(P.E_NO_CODES)
+                if lk.codes:
+                    with m.Elif((self.rtype == P.T_CODES) & self.c_bad):
+                        self.fail(P.E_BAD_VALUE)
+                if lk.bench:
+                    with m.Elif(self.rtype == P.T_BENCH):
+                        with m.If(~self.model_ok):
+                            self.fail(P.E_NO_MODEL)
+                        with m.Elif(self.arg == 0):
+                            self.fail(P.E_BAD_VALUE)
                         with m.Else():
-                            m.d.sync += b_pv.eq(0)
-                    with m.If(b_pv & self.pixels.ready & self.pixels.payload.last):
-                        m.next = "B_WAIT"
-                with m.State("B_WAIT"):                  # done and the last result beat, any order
-                    m.d.comb += self.result.ready.eq(1)
-                    with m.If(self.done):
-                        m.d.sync += b_dn.eq(1)
-                        with m.If(b_final):
-                            # span ends at the last done, exclusive: this cycle is not counted
-                            m.d.sync += [b_spanning.eq(0), b_span.eq(b_span)]
-                    with m.If((b_dn | self.done) & (b_last | res_last)):
-                        m.next = "B_ACC"
-                with m.State("B_ACC"):                   # the engine is idle: its counter is final
-                    m.d.sync += b_cnt.eq(self.cycles)
-                    m.next = "B_SUM"
-                with m.State("B_SUM"):
-                    m.d.sync += [b_cycles.eq(b_cycles + b_cnt), b_done.eq(b_done + 1)]
-                    with m.If(b_final):
-                        reply(m, P.R_BENCH, P.BENCH_LEN)
+                            m.d.sync += [self.b_done.eq(0), self.b_cycles.eq(0), self.b_span.eq(0), self.b_first.eq(1)]
+                            m.next = "B_START"
+                with m.Elif(self.rtype == P.T_SET_TAU):
+                    with m.If(self.tau_ok):
+                        m.d.sync += lk.tau.eq(self.arg)
+                        self.reply(P.R_TAU, 4)
                     with m.Else():
-                        m.next = "B_START"
-            with m.State("DISCARD"):
-                m.d.comb += rx.ready.eq(1)
-                with m.If(timed_out & ~rx.valid):
-                    m.d.sync += self.error.eq(~self.error)
-                    reply(m, P.R_ERROR, 2)
-            with m.State("E_DRAIN"):
-                # Drop the result of an image in flight, then send the error.
-                m.d.comb += self.result.ready.eq(1)
-                with m.If(~inflight & ~self.start):
-                    reply(m, P.R_ERROR, 2)
+                        self.fail(P.E_BAD_VALUE)
+                if lk.k_bits:
+                    with m.Elif(self.rtype == P.T_SET_K):
+                        with m.If(self.k_ok):
+                            m.d.sync += lk.k.eq(self.k_arg)
+                            self.reply(P.R_K, P.SET_K_LEN)
+                        with m.Else():
+                            self.fail(P.E_BAD_VALUE)
 
-            # ---------------------------------------------------------------- replies
-            hdr = (("H_SYNC", P.SYNC, "H_TYPE"), ("H_TYPE", ttype, "H_LEN0"),
-                   ("H_LEN0", tlen[:8], "H_LEN1"), ("H_LEN1", tlen[8:], None))
-            for st, byte, nxt in hdr:
-                with m.State(st):
-                    m.d.comb += [tx.valid.eq(1), tx.payload.eq(byte)]
-                    with m.If(tx.ready):
-                        if st == "H_SYNC":
-                            m.d.comb += tx_crc.start.eq(1)
-                        else:
-                            fold()
-                        if nxt is not None:
-                            m.next = nxt
-                        else:
-                            with m.If(ttype == P.R_RESULT):
-                                m.next = "LOGITS"
-                            with m.Elif(tlen == 0):
-                                m.next = "T_CRC"
-                            with m.Else():
-                                m.next = "BYTES"
-            with m.State("LOGITS"):
-                # 4 bytes per result beat, LSB first; the beat is taken with its last byte.
-                byte = logit32.as_unsigned().word_select(tidx[:2], 8)
-                m.d.comb += [tx.valid.eq(self.result.valid), tx.payload.eq(byte),
-                             self.result.ready.eq(tx.ready & (tidx[:2] == 3))]
-                with m.If(sent):
-                    fold()
-                    m.d.sync += tidx.eq(tidx + 1)
-                    with m.If((tidx[:2] == 3) & self.result.payload.last):
-                        m.d.sync += cls.eq(self.result.payload.cls)
-                        m.next = "CLS"
-            with m.State("CLS"):
-                m.d.comb += [tx.valid.eq(1), tx.payload.eq(cls)]
-                with m.If(tx.ready):
-                    fold()
-                    m.d.sync += [tidx.eq(0), tlen.eq(16)]
-                    m.next = "WAIT_DONE"
-            with m.State("WAIT_DONE"):
-                with m.If(~inflight):
-                    m.next = "BYTES"
-            with m.State("BYTES"):
-                byte = fixed.word_select(tidx[:(fixed_bytes - 1).bit_length()], 8)
+                if self.loadable:
+                    with m.Elif(self.rtype == P.T_CONFIG):
+                        self.reply(P.R_CONFIG, P.CONFIG_LEN)
+                    with m.Elif(self.rtype == P.T_LOAD):
+                        with m.If(self.lerr):
+                            self.fail(P.E_ENVELOPE)
+                        with m.Elif(self.lbyte != 0):
+                            self.fail(P.E_BAD_LENGTH)
+                        with m.Else():
+                            self.reply(P.R_LOADED, 2)
+                    with m.Elif(self.rtype == P.T_COMMIT):
+                        m.d.sync += [self.session.eq(0), self.load_bad.eq(0), self.model_ok.eq(self.commit_ok)]
+                        with m.If(self.commit_ok):
+                            m.d.sync += [self.classes_r.eq(self.commit_cls), self.npix_r.eq(self.commit_pix)]
+                            self.reply(P.R_INFO, P.INFO_LEN)
+                        with m.Else():
+                            self.fail(P.E_BAD_VALUE)
+                with m.Else():
+                    self.reply(P.R_RESULT, 4 * self.classes_r + (1 + 4 * len(P.COUNTERS)))
+            with m.Elif(self.timed_out):
+                self.fail(P.E_TIMEOUT)
+
+    def bench_states(self):
+        """BENCH: store the image, run it, sum the counters."""
+        m, lk, rx = self.m, self.link, self.link.rx
+        with m.State("B_HEAD"):                  # runs u32, LSB first, into arg
+            m.d.comb += rx.ready.eq(1)
+            with m.If(rx.valid):
+                m.d.comb += self.rx_crc.valid.eq(1)
+                m.d.sync += [self.count.eq(self.count - 1), self.arg.eq(Cat(self.arg[8:], rx.payload)), self.b_hb.eq(self.b_hb + 1)]
+                with m.If(self.b_hb == P.BENCH_HEAD - 1):
+                    m.next = "B_STORE"
+            with m.Elif(self.timed_out):
+                self.fail(P.E_TIMEOUT)
+        with m.State("B_STORE"):                 # the image into the buffer
+            m.d.comb += [rx.ready.eq(1), self.b_wr.en.eq(rx.valid)]
+            with m.If(rx.valid):
+                m.d.comb += self.rx_crc.valid.eq(1)
+                m.d.sync += [self.count.eq(self.count - 1), self.b_addr.eq(self.b_addr + 1)]
+                with m.If(self.count == 1):
+                    m.next = "CRC"
+            with m.Elif(self.timed_out):
+                self.fail(P.E_TIMEOUT)
+        with m.State("B_START"):
+            m.d.comb += lk.result.ready.eq(1)
+            with m.If(lk.ready):
+                m.d.comb += lk.start.eq(1)
+                m.d.sync += [self.b_addr.eq(0), self.b_pv.eq(0), self.b_dn.eq(0), self.b_last.eq(0), self.b_first.eq(0)]
+                with m.If(self.b_first):
+                    m.d.sync += [self.b_span.eq(1), self.b_spanning.eq(1)]
+                m.next = "B_FEED"
+        with m.State("B_FEED"):
+            # b_rd.data is the pixel at b_oidx while b_pv; a read is issued whenever that
+            # slot is free or being taken, so the engine can take a pixel every cycle
+            adv = ~self.b_pv | lk.pixels.ready
+            m.d.comb += [lk.result.ready.eq(1), self.b_rd.en.eq(adv),
+                         lk.pixels.valid.eq(self.b_pv), lk.pixels.payload.data.eq(self.b_rd.data),
+                         lk.pixels.payload.last.eq(self.b_oidx == (self.npix_r - 1)[:len(self.b_oidx)])]
+            with m.If(adv):
+                with m.If(self.b_addr != self.npix_r[:len(self.b_addr)]):     # npix_r <= depth: b_addr's width
+                    m.d.sync += [self.b_addr.eq(self.b_addr + 1), self.b_oidx.eq(self.b_addr), self.b_pv.eq(1)]
+                with m.Else():
+                    m.d.sync += self.b_pv.eq(0)
+            with m.If(self.b_pv & lk.pixels.ready & lk.pixels.payload.last):
+                m.next = "B_WAIT"
+        with m.State("B_WAIT"):                  # done and the last result beat, any order
+            m.d.comb += lk.result.ready.eq(1)
+            with m.If(lk.done):
+                m.d.sync += self.b_dn.eq(1)
+                with m.If(self.b_final):
+                    # span ends at the last done, exclusive: this cycle is not counted
+                    m.d.sync += [self.b_spanning.eq(0), self.b_span.eq(self.b_span)]
+            with m.If((self.b_dn | lk.done) & (self.b_last | self.res_last)):
+                m.next = "B_ACC"
+        with m.State("B_ACC"):                   # the engine is idle: its counter is final
+            m.d.sync += self.b_cnt.eq(lk.cycles)
+            m.next = "B_SUM"
+        with m.State("B_SUM"):
+            m.d.sync += [self.b_cycles.eq(self.b_cycles + self.b_cnt), self.b_done.eq(self.b_done + 1)]
+            with m.If(self.b_final):
+                self.reply(P.R_BENCH, P.BENCH_LEN)
+            with m.Else():
+                m.next = "B_START"
+
+    def error_states(self):
+        """DISCARD an unknown or bad-length request; drain an image in flight before an error."""
+        m, lk, rx = self.m, self.link, self.link.rx
+        with m.State("DISCARD"):
+            m.d.comb += rx.ready.eq(1)
+            with m.If(self.timed_out & ~rx.valid):
+                m.d.sync += lk.error.eq(~lk.error)
+                self.reply(P.R_ERROR, 2)
+        with m.State("E_DRAIN"):
+            # Drop the result of an image in flight, then send the error.
+            m.d.comb += lk.result.ready.eq(1)
+            with m.If(~self.inflight & ~lk.start):
+                self.reply(P.R_ERROR, 2)
+
+
+    def reply_states(self):
+        """The reply: header, logits and class, fixed bytes, CRC."""
+        m, lk, tx = self.m, self.link, self.link.tx
+        hdr = (("H_SYNC", P.SYNC, "H_TYPE"), ("H_TYPE", self.ttype, "H_LEN0"),
+               ("H_LEN0", self.tlen[:8], "H_LEN1"), ("H_LEN1", self.tlen[8:], None))
+        for st, byte, nxt in hdr:
+            with m.State(st):
                 m.d.comb += [tx.valid.eq(1), tx.payload.eq(byte)]
                 with m.If(tx.ready):
-                    fold()
-                    m.d.sync += tidx.eq(tidx + 1)
-                    with m.If(tidx == (tlen - 1)[:len(tidx)]):      # tlen <= fixed_bytes: tidx's width
-                        m.next = "T_CRC"
-            with m.State("T_CRC"):
-                m.d.comb += [tx.valid.eq(~tq_v), tx.payload.eq(tx_crc.crc)]
-                with m.If(sent):
-                    m.next = "HUNT"
-        return m
+                    if st == "H_SYNC":
+                        m.d.comb += self.tx_crc.start.eq(1)
+                    else:
+                        self.fold()
+                    if nxt is not None:
+                        m.next = nxt
+                    else:
+                        with m.If(self.ttype == P.R_RESULT):
+                            m.next = "LOGITS"
+                        with m.Elif(self.tlen == 0):
+                            m.next = "T_CRC"
+                        with m.Else():
+                            m.next = "BYTES"
+        with m.State("LOGITS"):
+            # 4 bytes per result beat, LSB first; the beat is taken with its last byte.
+            byte = self.logit32.as_unsigned().word_select(self.tidx[:2], 8)
+            m.d.comb += [tx.valid.eq(lk.result.valid), tx.payload.eq(byte),
+                         lk.result.ready.eq(tx.ready & (self.tidx[:2] == 3))]
+            with m.If(self.sent):
+                self.fold()
+                m.d.sync += self.tidx.eq(self.tidx + 1)
+                with m.If((self.tidx[:2] == 3) & lk.result.payload.last):
+                    m.d.sync += self.cls.eq(lk.result.payload.cls)
+                    m.next = "CLS"
+        with m.State("CLS"):
+            m.d.comb += [tx.valid.eq(1), tx.payload.eq(self.cls)]
+            with m.If(tx.ready):
+                self.fold()
+                m.d.sync += [self.tidx.eq(0), self.tlen.eq(16)]
+                m.next = "WAIT_DONE"
+        with m.State("WAIT_DONE"):
+            with m.If(~self.inflight):
+                m.next = "BYTES"
+        with m.State("BYTES"):
+            byte = self.fixed.word_select(self.tidx[:(self.fixed_bytes - 1).bit_length()], 8)
+            m.d.comb += [tx.valid.eq(1), tx.payload.eq(byte)]
+            with m.If(tx.ready):
+                self.fold()
+                m.d.sync += self.tidx.eq(self.tidx + 1)
+                with m.If(self.tidx == (self.tlen - 1)[:len(self.tidx)]):      # tlen <= fixed_bytes: tidx's width
+                    m.next = "T_CRC"
+        with m.State("T_CRC"):
+            m.d.comb += [tx.valid.eq(~self.tq_v), tx.payload.eq(self.tx_crc.crc)]
+            with m.If(self.sent):
+                m.next = "HUNT"
