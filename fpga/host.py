@@ -122,6 +122,14 @@ def load_model(link, model, progress=None):
         raise GxnorError(f"model {model.name!r} does not fit the board's engine envelope ({', '.join(over)}); "
                          "rebuild the bitstream with `gxnor build --weights loadable ... --envelope "
                          "<this model file>` or load a smaller model")
+    if info.model_id:
+        from rtl.engine.layout import baked_fingerprint
+        fp = baked_fingerprint(model, cfg)
+        if fp != info.model_id:
+            raise GxnorError(f"{link.port}: the board loads only its weights and bakes the rest of the model it "
+                             f"was built for (fingerprint {info.model_id:08x}); {model.name!r} differs there "
+                             f"({fp:08x}), so it would run wrong: --load the model of the build, or build a "
+                             "loadable bitstream (gxnor build --weights loadable)")
     records = load_records(model, cfg)
     frames = P.load_frames(records, cfg)
     t0 = time.perf_counter()

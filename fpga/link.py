@@ -50,6 +50,9 @@ class Link(wiring.Component):
     k_bits : int          width of the engine's k register (competitive gates), 0..16; 0: none.
                           Above 0 adds the ``SET_K`` request and the ``k`` port
     k_init : int or None  k after reset (the model's default k); None: all ones, no competition
+    model_id : int        INFO's ``model_id`` (u32): 0, or the fingerprint of the only models the
+                          board runs (:func:`rtl.engine.layout.baked_fingerprint`; a build whose
+                          weights load at start)
     envelope : rtl.engine.config.EngineConfig, optional
         Loadable build: the engine's envelope. Adds the ``LOAD``/``COMMIT``/``CONFIG`` requests and
         the ``load`` port; ``classes`` and ``pixels`` become registers (reset to the given values,
@@ -109,12 +112,12 @@ class Link(wiring.Component):
 
     def __init__(self, *, classes, pixels, tau_bits, acc_bits, class_bits, tau_init=0, timeout=1000,
                  envelope=None, model_init=True, clk_hz=0, queue=0, bench=False, codes=False, k_bits=0,
-                 k_init=None):
+                 k_init=None, model_id=0):
         for name, v, lo, hi in (("classes", classes, 1, 255), ("pixels", pixels, 1, P.MAX_LEN),
                                 ("clk_hz", clk_hz, 0, (1 << 32) - 1), ("queue", queue, 0, 0xFFFF),
                                 ("tau_bits", tau_bits, 2, 32), ("acc_bits", acc_bits, 2, 32),
                                 ("class_bits", class_bits, 1, 8), ("timeout", timeout, 2, 1 << 30),
-                                ("k_bits", k_bits, 0, P.MAX_K_BITS)):
+                                ("k_bits", k_bits, 0, P.MAX_K_BITS), ("model_id", model_id, 0, (1 << 32) - 1)):
             if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
                 raise ValueError(f"Link {name} must be an integer in [{lo}, {hi}], not {v!r}")
         if not -(1 << (tau_bits - 1)) <= tau_init < (1 << (tau_bits - 1)):
@@ -122,7 +125,7 @@ class Link(wiring.Component):
         if k_init is not None and (not k_bits or isinstance(k_init, bool) or not isinstance(k_init, int)
                                    or not 0 <= k_init < (1 << k_bits)):
             raise ValueError(f"Link k_init {k_init!r} does not fit the {k_bits}-bit k register")
-        self.k_bits = k_bits
+        self.k_bits, self.model_id = k_bits, model_id
         self.k_init = (1 << k_bits) - 1 if k_init is None else k_init
         self.classes, self.npix, self.tau_bits = classes, pixels, tau_bits
         self.acc_bits, self.class_bits, self.tau_init, self.timeout = acc_bits, class_bits, tau_init, timeout
@@ -276,7 +279,8 @@ class _LinkBuild:
         if lk.k_bits:
             m.d.comb += k16.eq(lk.k)
         info = Cat(Const(P.VERSION, 8), self.classes_r, self.npix_r, Const(lk.tau_bits, 8), tau32, flags,
-                   Const(lk.clk_hz, 32), Const(lk.queue, 16), Const(lk.k_bits, 8), k16)
+                   Const(lk.clk_hz, 32), Const(lk.queue, 16), Const(lk.k_bits, 8), k16,
+                   Const(lk.model_id, 32))
         # BENCH: runs done, summed engine cycles, span, class of the last run
         self.b_done = Signal(32)
         self.b_cycles = Signal(40)

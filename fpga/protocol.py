@@ -27,7 +27,9 @@ type       name                 LEN     reply
                                         tau_bits u8, tau i32 (current register), flags u8,
                                         clk_hz u32 (the board's clock), queue u16 (request
                                         bytes the board holds while busy: its receive FIFO),
-                                        k_bits u8 (0: no k register), k u16 (current register)
+                                        k_bits u8 (0: no k register), k u16 (current register),
+                                        model_id u32 (0: any model in the envelope loads; else
+                                        the board runs only models of this fingerprint)
 ``0x02``   ``SET_TAU``          4       ``0x82`` TAU: tau i32 as now held; ``BAD_VALUE`` error if
                                         tau does not fit the ``tau_bits``-bit signed register
 ``0x03``   ``IMAGE``            pixels  ``0x83`` RESULT: logits (classes x i32), class u8, then
@@ -56,6 +58,13 @@ INFO's ``flags``: bit 0 the build is loadable, bit 1 a model is committed (image
 build has ``BENCH``, bit 3 the build takes ``CODES``, bit 4 the committed model's first layer is an
 input table (``golden.layers.InputTable``, the engine header's ``tab``): its images have no 2-bit
 codes, ``CODES`` answers ``NO_CODES`` (send ``IMAGE``).
+
+INFO's ``model_id`` (protocol 8): 0 on a baked or loadable build. A baked build whose weights are
+in SPRAM (no initial contents: the host loads them at start) bakes every other memory, and its
+loader writes only the weights; such a board runs a loaded model exactly only if that model's
+other memories equal the baked ones, so it reports their fingerprint
+(:func:`rtl.engine.layout.baked_fingerprint`) and the host refuses ``--load`` of a model whose
+fingerprint differs, in one line, before any frame is sent.
 
 ``SET_K`` (protocol 7): the engine's competition register (``rtl.engine.Engine`` port ``k``,
 sampled at each image's start): a gated layer of ``K`` kernels keeps only the ``k`` of largest
@@ -145,7 +154,7 @@ from amaranth.lib.crc import catalog as crc_catalog
 from golden.errors import GxnorError
 
 SYNC = 0xA5
-VERSION = 7              # 7: SET_K, INFO k_bits/k, flag bit 4 (table), NO_CODES; 6: CONFIG's 20th field (code_bits, input tables); 5: CODES; 4: INFO clk_hz/queue, BENCH; 3: CONFIG's 17th field; 2: INFO flags
+VERSION = 8              # 8: INFO model_id (the baked fingerprint of a board whose weights load at start); 7: SET_K, INFO k_bits/k, flag bit 4 (table), NO_CODES; 6: CONFIG's 20th field (code_bits, input tables); 5: CODES; 4: INFO clk_hz/queue, BENCH; 3: CONFIG's 17th field; 2: INFO flags
 
 T_INFO, T_SET_TAU, T_IMAGE, T_LOAD, T_COMMIT, T_CONFIG, T_BENCH = 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07
 T_CODES, T_SET_K = 0x08, 0x09
@@ -163,7 +172,7 @@ ERRORS = {E_BAD_CRC: "BAD_CRC", E_BAD_LENGTH: "BAD_LENGTH", E_BAD_TYPE: "BAD_TYP
           E_NO_MODEL: "NO_MODEL", E_NO_CODES: "NO_CODES"}
 
 COUNTERS = ("cycles", "events", "fired", "skipped")
-INFO_LEN = 19
+INFO_LEN = 23
 F_LOADABLE, F_MODEL, F_BENCH, F_CODES, F_TABLE = 1, 2, 4, 8, 16     # INFO flags
 SET_K_LEN = 2                              # k u16: the SET_K request and the K reply
 MAX_K_BITS = 16
@@ -513,6 +522,7 @@ class Info:
     queue: int = 0
     k_bits: int = 0           # 0: no k register
     k: int = 0                # the k register (all ones: no competition)
+    model_id: int = 0         # 0: any model loads; else rtl.engine.layout.baked_fingerprint of the build
 
     loadable = property(lambda s: bool(s.flags & F_LOADABLE))
     has_model = property(lambda s: bool(s.flags & F_MODEL))
@@ -557,7 +567,8 @@ def parse_reply(frame, classes=None):
         if len(p) != INFO_LEN:
             raise GxnorError(f"INFO reply with {len(p)}-byte payload, expected {INFO_LEN}")
         return Info(p[0], p[1], p[2] | p[3] << 8, p[4], int.from_bytes(p[5:9], "little", signed=True), p[9],
-                    int.from_bytes(p[10:14], "little"), p[14] | p[15] << 8, p[16], p[17] | p[18] << 8)
+                    int.from_bytes(p[10:14], "little"), p[14] | p[15] << 8, p[16], p[17] | p[18] << 8,
+                    int.from_bytes(p[19:23], "little"))
     if frame.type == R_BENCH:
         if len(p) != BENCH_LEN:
             raise GxnorError(f"BENCH reply with {len(p)}-byte payload, expected {BENCH_LEN}")
@@ -599,10 +610,10 @@ def error(code, request):
     return encode(R_ERROR, bytes([code, request & 0xFF]))
 
 
-def info_reply(classes, pixels, tau_bits, tau, flags=0, clk_hz=0, queue=0, k_bits=0, k=0):
+def info_reply(classes, pixels, tau_bits, tau, flags=0, clk_hz=0, queue=0, k_bits=0, k=0, model_id=0):
     return encode(R_INFO, bytes([VERSION, classes, pixels & 0xFF, pixels >> 8, tau_bits]) + _i32(tau)
                   + bytes([flags]) + _u32(clk_hz)
-                  + bytes([queue & 0xFF, queue >> 8, k_bits, k & 0xFF, k >> 8]))
+                  + bytes([queue & 0xFF, queue >> 8, k_bits, k & 0xFF, k >> 8]) + _u32(model_id))
 
 
 
@@ -646,17 +657,19 @@ class RefBoard:
     reset (None: all ones, no competition). With a k register ``infer`` is called as
     ``infer(pixels, tau, k)`` (``k`` the register value, :func:`golden_k` gives golden's).
     ``table``: the baked model's first layer is an input table (INFO flag bit 4, CODES answer
-    ``NO_CODES``); a committed catalog model brings its own.
+    ``NO_CODES``); a committed catalog model brings its own. ``model_id`` is what INFO reports
+    (:func:`rtl.engine.layout.baked_fingerprint` of a build whose weights load at start; 0 else).
     """
 
     def __init__(self, infer, classes, pixels, tau_bits, tau=0, envelope=None, catalog=(), baked=None,
-                 clk_hz=0, queue=0, bench=False, input_lo=None, k_bits=0, k=None, table=False):
+                 clk_hz=0, queue=0, bench=False, input_lo=None, k_bits=0, k=None, table=False, model_id=0):
         self.infer, self.classes, self.pixels, self.tau_bits = infer, classes, pixels, tau_bits
         self.input_lo = input_lo
         self.tau = tau
         self.k_bits = int(k_bits)
         self.k = ((1 << self.k_bits) - 1 if k is None else int(k)) if self.k_bits else 0
         self.table = bool(table)
+        self.model_id = int(model_id)
         self.clk_hz, self.queue, self.bench = int(clk_hz), int(queue), bool(bench)
         self.span = None
         self.envelope = envelope
@@ -693,7 +706,7 @@ class RefBoard:
 
     def _info(self):
         return info_reply(self.classes, self.pixels, self.tau_bits, self.tau, self._flags(), self.clk_hz,
-                          self.queue, self.k_bits, self.k)
+                          self.queue, self.k_bits, self.k, self.model_id)
 
     def _infer(self, pixels):
         """The engine's result for ``pixels`` at the current registers."""

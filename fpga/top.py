@@ -129,6 +129,10 @@ class BoardTop(wiring.Component):
         Weights loadable at run time over the link (``LOAD``/``COMMIT``/``CONFIG`` requests into
         the engine's ``load`` stream); needs an :class:`rtl.engine.Engine` (its ``cfg`` is the
         envelope). ``classes``/``pixels`` are then those of the model the engine starts with.
+    model_id : int or None
+        INFO's ``model_id`` (protocol 8). None: derived, the engine's
+        :func:`rtl.engine.layout.baked_fingerprint` when it is loadable, baked, and loads only
+        some memories (``Engine(loads=...)``: a baked build whose weights are in SPRAM), else 0.
 
     Members
     -------
@@ -147,7 +151,7 @@ class BoardTop(wiring.Component):
     """
 
     def __init__(self, engine, *, classes, pixels, tau_init=0, k_init=None, clk_freq, baud, timeout_bytes=4,
-                 loadable=False, rx_depth=RX_FIFO_DEPTH, bench=False, row_width=None):
+                 loadable=False, rx_depth=RX_FIFO_DEPTH, bench=False, row_width=None, model_id=None):
         if isinstance(timeout_bytes, bool) or not isinstance(timeout_bytes, int) or timeout_bytes < 2:
             raise ValueError(f"timeout_bytes must be an integer >= 2, not {timeout_bytes!r}")
         if isinstance(rx_depth, bool) or not isinstance(rx_depth, int) or not 2 <= rx_depth <= 0xFFFF:
@@ -179,6 +183,13 @@ class BoardTop(wiring.Component):
                 raise ValueError("loadable needs an engine with a load port and a cfg (rtl.engine.Engine)")
             self.link_args["envelope"] = engine.cfg
             self.link_args["model_init"] = getattr(engine, "preloaded", True)
+        if model_id is None:
+            loads, model = getattr(engine, "loads", None), getattr(engine, "model", None)
+            model_id = 0
+            if self.loadable and loads is not None and model is not None:
+                from rtl.engine.layout import baked_fingerprint
+                model_id = baked_fingerprint(model, engine.cfg, loads)
+        self.link_args["model_id"] = model_id
         Link(**self.link_args)._MustUse__silence = True       # validate the link parameters now
         super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "busy": Out(1), "error": Out(1)})
         self._MustUse__silence = False

@@ -34,7 +34,7 @@ first model.
 Environment (set by tests/fpga/test_board_top.py): ``GXNOR_MODEL`` (.gxm), ``GXNOR_LANES``,
 ``GXNOR_DIVISOR``, ``GXNOR_TIMEOUT_BYTES``, ``GXNOR_ENGINE`` (``engine`` or ``standin``),
 ``GXNOR_SEED``, ``GXNOR_CLK_PS`` (clock period, default 10 ns), ``GXNOR_CLK_HZ``, ``GXNOR_QUEUE`` (receive FIFO bytes), ``GXNOR_BENCH`` (1: built
-with BENCH); ``GXNOR_ENVELOPE`` (EngineConfig JSON) and ``GXNOR_LOAD_MODELS`` (JSON list: a
+with BENCH); ``GXNOR_MODEL_ID`` (INFO's model_id the build carries, default 0); ``GXNOR_ENVELOPE`` (EngineConfig JSON) and ``GXNOR_LOAD_MODELS`` (JSON list: a
 model inside the envelope, one outside, one with an input table) for a loadable build; ``GXNOR_HOST_ARGV`` (JSON list) makes :func:`test_host_tool` run the host tool on a
 pseudo-terminal bridged to the simulated pins.
 """
@@ -94,7 +94,8 @@ class TB:
         k_bits = 0 if standin else (self.envelope or EngineConfig.for_models([self.model], self.lanes, self.taps,
                                                                              self.ppb)).k_bits
         board = dict(clk_hz=int(os.environ.get("GXNOR_CLK_HZ", 0)), queue=self.queue, bench=self.bench,
-                     input_lo=self.model.layers[0].lo, k_bits=k_bits, k=self.model.default_k)
+                     input_lo=self.model.layers[0].lo, k_bits=k_bits, k=self.model.default_k,
+                     model_id=int(os.environ.get("GXNOR_MODEL_ID", 0)))
         if self.envelope is not None:
             self.others = [modelfile.load(p) for p in json.loads(os.environ["GXNOR_LOAD_MODELS"])]
             catalog = [(self.model, infer)] + [(m, P.golden_infer(m, self.lanes, self.taps, self.ppb))

@@ -25,6 +25,8 @@ table      (builds with input tables only, ``EngineConfig.code_bits`` > 0) word 
 =========  ====================================================================================
 """
 
+import zlib
+
 import numpy as np
 
 from .balance import hardware_view, kernel_order
@@ -185,6 +187,27 @@ def load_records(model, cfg):
         recs += [(sel, a, v) for a, v in enumerate(img[name])]
     recs.append((SEL_HEADER, 0, img["header"]))
     return recs
+
+
+BOOT_LOADS = ("weights",)      # what a baked build with its weights in SPRAM loads at start
+
+
+def baked_fingerprint(model, cfg, loads=BOOT_LOADS):
+    """A 32-bit fingerprint (CRC-32, never 0) of ``model``'s memory images in ``cfg`` that a build
+    loading only ``loads`` keeps baked: a board whose weights load at start runs a loaded model
+    exactly iff its fingerprint equals the build's (the board reports it in INFO, protocol 8), so
+    another model's weights on the baked descriptors and thresholds are refused, not run. Memories
+    in :func:`memory_map` order, each word little-endian in its byte width, header included."""
+    img = images(model, cfg)
+    crc = 0
+    for name, _sel, _depth, width in memory_map(cfg):
+        if name in loads:
+            continue
+        words = [img["header"]] if name == "header" else img[name]
+        nbytes = max(1, (width + 7) // 8)
+        crc = zlib.crc32(name.encode() + len(words).to_bytes(4, "little")
+                         + b"".join(int(w).to_bytes(nbytes, "little") for w in words), crc)
+    return crc or 1
 
 
 def check_records(records, cfg):

@@ -63,6 +63,9 @@ def envelope(model):
 # "engine-q": the baked engine at 3 pixels per beat (the board packs each 8-pixel row into beats of
 # 3, 3 and 2 pixels: fpga.top.PixelPacker)
 PPB = {"engine-q": 3}
+# INFO's model_id (protocol 8) is a constant of the build: the stand-in board carries a nonzero one
+# (the RTL's INFO bytes are compared with the reference's), the others derive 0
+MODEL_ID = {"standin": 0x5EED1234}
 
 
 def make_top(model, engine):
@@ -76,7 +79,7 @@ def make_top(model, engine):
     return BoardTop(eng, classes=model.num_classes, pixels=int(np.prod(model.input_shape)),
                     tau_init=model.default_tau, k_init=model.default_k, clk_freq=CLK, baud=CLK / DIVISOR,
                     timeout_bytes=TIMEOUT_BYTES, loadable=engine == "loadable", rx_depth=QUEUE, bench=True,
-                    row_width=int(model.input_shape[-1]))
+                    row_width=int(model.input_shape[-1]), model_id=MODEL_ID.get(engine))
 
 
 def generate(engine):
@@ -99,7 +102,8 @@ def generate(engine):
 def env(engine, build_dir):
     out = {"GXNOR_MODEL": build_dir / "model.gxm", "GXNOR_LANES": LANES, "GXNOR_DIVISOR": DIVISOR,
            "GXNOR_TIMEOUT_BYTES": TIMEOUT_BYTES, "GXNOR_ENGINE": engine, "GXNOR_SEED": SEED,
-           "GXNOR_CLK_HZ": CLK, "GXNOR_QUEUE": QUEUE, "GXNOR_BENCH": 1, "GXNOR_PPB": PPB.get(engine, 1)}
+           "GXNOR_CLK_HZ": CLK, "GXNOR_QUEUE": QUEUE, "GXNOR_BENCH": 1, "GXNOR_PPB": PPB.get(engine, 1),
+           "GXNOR_MODEL_ID": MODEL_ID.get(engine, 0)}
     if engine == "loadable":
         import json
         out["GXNOR_ENVELOPE"] = build_dir / "envelope.json"

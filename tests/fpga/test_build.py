@@ -232,6 +232,25 @@ def test_bench_buffer_when_the_plan_has_room_and_max_baud():
         B.make_design(cnn, 2, board="icebreaker", baud=0)
 
 
+def test_weights_only_build_reports_its_fingerprint():
+    """The iCEBreaker mlp of `make fpga` (P2/KT2, baked, weights in SPRAM: loaded at start) reports
+    the fingerprint of its baked memories in INFO (protocol 8 model_id), so the host refuses any
+    other model's weights; a loadable or a fully baked build reports 0."""
+    from pathlib import Path
+    from golden import modelfile
+    from rtl.engine.layout import baked_fingerprint
+    mlp = modelfile.load(Path(__file__).resolve().parents[2] / "zoo" / "mlp.gxm")
+    design, cfg = B.make_design(mlp, 2, board="icebreaker", taps=2)
+    top = design.make_top(22.125e6)
+    top._MustUse__silence = True
+    assert top.link_args["envelope"] == cfg and top.link_args["model_init"] is False
+    assert top.link_args["model_id"] == baked_fingerprint(mlp, cfg) != 0
+    for weights, board in (("loadable", "icebreaker"), ("baked", "ulx3s")):
+        top = B.make_design(mlp, 2, weights=weights, board=board, taps=2)[0].make_top(22.125e6)
+        top._MustUse__silence = True
+        assert top.link_args["model_id"] == 0, (weights, board)
+
+
 def test_pick_note_names_the_rule():
     """`gxnor build` without --lanes says which configuration it picked and by which rule: the
     ULX3S default (nothing searched) or the fastest plan-fitting iCE40 configuration."""

@@ -151,6 +151,43 @@ def test_host_frames_on_a_board_without_codes():
     assert "\n" not in str(e.value) and link.bytes_out == sent + len(P.info())
 
 
+def test_baked_fingerprint_covers_what_a_weights_only_board_bakes():
+    """The fingerprint of a weights-only board (protocol 8 INFO model_id) ignores the weights and
+    sees every other memory: new weights give the same id, a changed threshold or input quantizer
+    another; it is never 0 (0 means any model loads)."""
+    import dataclasses
+    from rtl.engine.layout import baked_fingerprint
+    a, b, _ = models()
+    env = EngineConfig.for_models([a, b], LANES)
+    conv = a.layers[1]
+    new_w = a.replace(layers=(a.layers[0], dataclasses.replace(conv, weights=-conv.weights)) + a.layers[2:])
+    new_t = a.replace(layers=(a.layers[0], dataclasses.replace(conv, hi=conv.hi + 1)) + a.layers[2:])
+    new_q = a.replace(layers=(dataclasses.replace(a.layers[0], hi=a.layers[0].hi + 1),) + a.layers[1:])
+    fa = baked_fingerprint(a, env)
+    assert fa != 0 and baked_fingerprint(new_w, env) == fa
+    assert len({fa, baked_fingerprint(new_t, env), baked_fingerprint(new_q, env), baked_fingerprint(b, env)}) == 4
+
+
+def test_host_load_on_a_weights_only_board():
+    """A board whose weights load at start and whose other memories are baked reports their
+    fingerprint (INFO model_id): the host loads the model of the build (or one differing only in
+    its weights) and refuses any other in one line before sending a frame."""
+    from rtl.engine.layout import baked_fingerprint
+    a, b, _ = models()
+    env = EngineConfig.for_models([a, b], LANES)
+    ia, ib = P.golden_infer(a, LANES), P.golden_infer(b, LANES)
+    ref = P.RefBoard(ia, a.num_classes, 64, env.tau_bits, a.default_tau, envelope=env, catalog=[(a, ia), (b, ib)],
+                     k_bits=env.k_bits, k=a.default_k, input_lo=a.layers[0].lo, model_id=baked_fingerprint(a, env))
+    link = BoardLink("fake", ser=FakeSerial(ref))
+    sent = link.bytes_out
+    with pytest.raises(GxnorError, match=r"loads only its weights .*'m-b' differs there") as e:
+        load_model(link, b)
+    assert "\n" not in str(e.value) and link.bytes_out == sent + len(P.info()) + len(P.config())
+    assert load_model(link, a)["frames"] >= 1
+    imgs = np.random.default_rng(SEED).integers(0, 256, (3, 1, 8, 8), dtype=np.uint8)
+    assert run_board(link, a, imgs, a.default_tau, lanes=LANES)["mismatches"] == 0
+
+
 def test_host_load_refused_by_a_baked_board():
     a, b, _ = models()
     ref, _ = ref_board(a, b, loadable=False)

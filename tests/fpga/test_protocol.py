@@ -91,19 +91,26 @@ def test_info_and_older_boards():
     i = P.parse_reply(P.decode(P.info_reply(10, 784, 9, -3, P.F_MODEL | P.F_BENCH, 65_000_000, 512))[0])
     assert (i.clk_hz, i.queue, i.has_bench, i.has_model, i.loadable) == (65_000_000, 512, True, True, False)
     v3 = P.encode(P.R_INFO, bytes([3, 10, 16, 3, 9]) + (0).to_bytes(4, "little") + bytes([2]))
-    with pytest.raises(GxnorError, match=r"protocol version 3, an older one than this host's 7: rebuild") as e:
+    with pytest.raises(GxnorError, match=r"protocol version 3, an older one than this host's 8: rebuild") as e:
         P.parse_reply(P.decode(v3)[0])
     assert "\n" not in str(e.value)
     v4 = P.encode(P.R_INFO, bytes([4, 10, 16, 3, 9]) + bytes(4) + bytes([2]) + bytes(6))    # 16 bytes, no CODES
-    with pytest.raises(GxnorError, match=r"protocol version 4, an older one than this host's 7: rebuild"):
+    with pytest.raises(GxnorError, match=r"protocol version 4, an older one than this host's 8: rebuild"):
         P.parse_reply(P.decode(v4)[0])
     v6 = P.encode(P.R_INFO, bytes([6, 10, 16, 3, 9]) + bytes(4) + bytes([10]) + bytes(6))   # 16 bytes, no k
-    with pytest.raises(GxnorError, match=r"protocol version 6, an older one than this host's 7: rebuild"):
+    with pytest.raises(GxnorError, match=r"protocol version 6, an older one than this host's 8: rebuild"):
         P.parse_reply(P.decode(v6)[0])
-    # version 7: 19 bytes, k_bits u8 and k u16 after the queue
+    # version 7: 19 bytes, no model_id: refused (a v7 board with SPRAM weights would take any model)
     v7 = P.encode(P.R_INFO, bytes([7, 10, 16, 3, 9]) + bytes(4) + bytes([0x18]) + bytes(6) + bytes([4, 3, 0]))
-    i = P.parse_reply(P.decode(v7)[0])
-    assert (i.k_bits, i.k, i.has_codes, i.table) == (4, 3, True, True)
+    with pytest.raises(GxnorError, match=r"protocol version 7, an older one than this host's 8: rebuild"):
+        P.parse_reply(P.decode(v7)[0])
+    # version 8: 23 bytes, k_bits u8 and k u16 after the queue, then model_id u32 (little-endian)
+    v8 = P.encode(P.R_INFO, bytes([8, 10, 16, 3, 9]) + bytes(4) + bytes([0x18]) + bytes(6) + bytes([4, 3, 0])
+                  + bytes([0x78, 0x56, 0x34, 0x12]))
+    i = P.parse_reply(P.decode(v8)[0])
+    assert (i.k_bits, i.k, i.has_codes, i.table, i.model_id) == (4, 3, True, True, 0x12345678)
+    with pytest.raises(GxnorError, match="expected 23"):
+        P.parse_reply(P.decode(P.encode(P.R_INFO, bytes([8]) + bytes(18)))[0])
     with pytest.raises(GxnorError, match="a newer one"):
         P.parse_reply(P.decode(P.encode(P.R_INFO, bytes([9]) + bytes(15)))[0])
 
