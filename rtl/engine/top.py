@@ -516,7 +516,7 @@ class _Build:
 
     def compute(self):
         """On to the output groups (after the gate phase, or at once)."""
-        self.m.d.sync += [self.g.eq(0), self.krem.eq(self.d.kout)]
+        self.m.d.sync += [self.g.eq(0), self.gword.eq(0), self.krem.eq(self.d.kout)]
         self.m.next = "GROUP"
 
     def in_groups_start(self):
@@ -1349,6 +1349,11 @@ class _Build:
         self.dqx = Signal(cfg.dim_bits)
         self.drx = Signal(cfg.tap_bits)
         self.db = Signal(range(T + 1))
+        # g * T, the output group's first threshold/kernel word of a dense layer: kept incrementally
+        # (0 at the first output group, + T per group) so DDRAIN's threshold address `gword + db`
+        # has no multiplier (g * T was a MULT18X18D ahead of the threshold ROM, the ULX3S critical
+        # path at 56 MHz). No cycle cost.
+        self.gword = Signal(range(self.G * T + 1))
         self.pend_sum = Signal()                 # a conv group's sums are written in the next GROUP
 
     def drain_states(self):
@@ -1389,7 +1394,7 @@ class _Build:
             with m.If(dp == d.hwpo - 1):
                 m.next = "DRAIN_T"
         with m.State("DDRAIN"):
-            pg = self.g * T + db
+            pg = self.gword + db
             m.d.comb += [self.thr_en.eq(1)]
             for j in range(P):
                 m.d.comb += self.thr_rs[j].addr.eq(d.tbase + pg)
@@ -1399,8 +1404,8 @@ class _Build:
         with m.State("DRAIN_T"):
             if self.gated:
                 m.d.comb += self.advance.eq(1)
-            m.d.sync += [self.g.eq(self.g + 1), self.krem.eq(self.krem - Mux(self.is_dense, P * T, P)),
-                         self.pend_sum.eq(self.is_conv)]
+            m.d.sync += [self.g.eq(self.g + 1), self.gword.eq(self.gword + T),
+                         self.krem.eq(self.krem - Mux(self.is_dense, P * T, P)), self.pend_sum.eq(self.is_conv)]
             m.next = "GROUP"
 
     def drain_start(self):
