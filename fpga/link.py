@@ -4,6 +4,8 @@ Implements the protocol of :mod:`fpga.protocol` (the Python reference model is
 :class:`fpga.protocol.RefBoard`; docs/fpga.md has the frame tables).
 """
 
+from contextlib import contextmanager
+
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
@@ -324,6 +326,19 @@ class _LinkBuild:
         m.d.sync += [self.ecode.eq(code), lk.error.eq(~lk.error)]
         m.next = "E_DRAIN"
 
+    @contextmanager
+    def payload_byte(self):
+        """In a payload state: take each request byte (into the CRC, one less to come); the body
+        runs in the cycle a byte is taken; a stalled line fails with ``TIMEOUT``."""
+        m, rx = self.m, self.link.rx
+        m.d.comb += rx.ready.eq(1)
+        with m.If(rx.valid):
+            m.d.comb += self.rx_crc.valid.eq(1)
+            m.d.sync += self.count.eq(self.count - 1)
+            yield
+        with m.Elif(self.timed_out):
+            self.fail(P.E_TIMEOUT)
+
     def request_kinds(self):
         """Per request type: the payload length it needs and whether it is known."""
         m, lk = self.m, self.link
@@ -464,7 +479,7 @@ class _LinkBuild:
 
     def check_states(self):
         """CHECK the header; SKIP a payload that does not run."""
-        m, lk, rx = self.m, self.link, self.link.rx
+        m, lk = self.m, self.link
         with m.State("CHECK"):
             m.d.sync += [self.count.eq(self.rlen), self.arg.eq(0)]
             with m.If(~self.known):
@@ -493,46 +508,30 @@ class _LinkBuild:
                     m.next = "L_HEAD"
             with m.Else():
                 m.next = "ARG"
-        with m.State("SKIP"):
-            m.d.comb += rx.ready.eq(1)
-            with m.If(rx.valid):
-                m.d.comb += self.rx_crc.valid.eq(1)
-                m.d.sync += self.count.eq(self.count - 1)
-                with m.If(self.count == 1):
-                    m.next = "CRC"
-            with m.Elif(self.timed_out):
-                self.fail(P.E_TIMEOUT)
+        with m.State("SKIP"), self.payload_byte():
+            with m.If(self.count == 1):
+                m.next = "CRC"
 
     def load_states(self):
         """LOAD's head, word bytes and writes."""
         m, lk, rx = self.m, self.link, self.link.rx
-        with m.State("L_HEAD"):
-            m.d.comb += rx.ready.eq(1)
-            with m.If(rx.valid):
-                m.d.comb += self.rx_crc.valid.eq(1)
-                m.d.sync += [self.count.eq(self.count - 1), self.hb.eq(self.hb + 1)]
-                with m.If(self.hb == 0):
-                    m.d.sync += self.lsel.eq(rx.payload)
-                with m.Else():
-                    m.d.sync += self.laddr.eq(Cat(self.laddr[8:], rx.payload))
-                with m.If(self.hb == P.LOAD_HEAD - 1):
-                    m.next = "L_DATA"
-            with m.Elif(self.timed_out):
-                self.fail(P.E_TIMEOUT)
-        with m.State("L_DATA"):
-            m.d.comb += rx.ready.eq(1)
-            with m.If(rx.valid):
-                m.d.comb += self.rx_crc.valid.eq(1)
-                m.d.sync += [self.count.eq(self.count - 1), self.lword.word_select(self.lbyte, 8).eq(rx.payload)]
-                with m.If(self.lbyte == (self.lwb - 1)[:len(self.lbyte)]):       # 1 <= lwb <= wmax: lbyte's width
-                    m.d.sync += self.lbyte.eq(0)
-                    m.next = "L_WRITE"
-                with m.Else():
-                    m.d.sync += self.lbyte.eq(self.lbyte + 1)
-                    with m.If(self.count == 1):
-                        m.next = "CRC"
-            with m.Elif(self.timed_out):
-                self.fail(P.E_TIMEOUT)
+        with m.State("L_HEAD"), self.payload_byte():
+            m.d.sync += self.hb.eq(self.hb + 1)
+            with m.If(self.hb == 0):
+                m.d.sync += self.lsel.eq(rx.payload)
+            with m.Else():
+                m.d.sync += self.laddr.eq(Cat(self.laddr[8:], rx.payload))
+            with m.If(self.hb == P.LOAD_HEAD - 1):
+                m.next = "L_DATA"
+        with m.State("L_DATA"), self.payload_byte():
+            m.d.sync += self.lword.word_select(self.lbyte, 8).eq(rx.payload)
+            with m.If(self.lbyte == (self.lwb - 1)[:len(self.lbyte)]):       # 1 <= lwb <= wmax: lbyte's width
+                m.d.sync += self.lbyte.eq(0)
+                m.next = "L_WRITE"
+            with m.Else():
+                m.d.sync += self.lbyte.eq(self.lbyte + 1)
+                with m.If(self.count == 1):
+                    m.next = "CRC"
         with m.State("L_WRITE"):
             # A complete word: write it if it fits the envelope (and none before failed).
             nxt = "L_DATA"
@@ -603,15 +602,10 @@ class _LinkBuild:
     def crc_states(self):
         """ARG bytes; the request CRC and the request's action."""
         m, lk, rx = self.m, self.link, self.link.rx
-        with m.State("ARG"):
-            m.d.comb += rx.ready.eq(1)
-            with m.If(rx.valid):
-                m.d.comb += self.rx_crc.valid.eq(1)
-                m.d.sync += [self.count.eq(self.count - 1), self.arg.eq(Cat(self.arg[8:], rx.payload))]
-                with m.If(self.count == 1):
-                    m.next = "CRC"
-            with m.Elif(self.timed_out):
-                self.fail(P.E_TIMEOUT)
+        with m.State("ARG"), self.payload_byte():
+            m.d.sync += self.arg.eq(Cat(self.arg[8:], rx.payload))
+            with m.If(self.count == 1):
+                m.next = "CRC"
         with m.State("CRC"):
             m.d.comb += rx.ready.eq(1)
             with m.If(rx.valid):
@@ -674,24 +668,16 @@ class _LinkBuild:
     def bench_states(self):
         """BENCH: store the image, run it, sum the counters."""
         m, lk, rx = self.m, self.link, self.link.rx
-        with m.State("B_HEAD"):                  # runs u32, LSB first, into arg
-            m.d.comb += rx.ready.eq(1)
-            with m.If(rx.valid):
-                m.d.comb += self.rx_crc.valid.eq(1)
-                m.d.sync += [self.count.eq(self.count - 1), self.arg.eq(Cat(self.arg[8:], rx.payload)), self.b_hb.eq(self.b_hb + 1)]
-                with m.If(self.b_hb == P.BENCH_HEAD - 1):
-                    m.next = "B_STORE"
-            with m.Elif(self.timed_out):
-                self.fail(P.E_TIMEOUT)
+        with m.State("B_HEAD"), self.payload_byte():      # runs u32, LSB first, into arg
+            m.d.sync += [self.arg.eq(Cat(self.arg[8:], rx.payload)), self.b_hb.eq(self.b_hb + 1)]
+            with m.If(self.b_hb == P.BENCH_HEAD - 1):
+                m.next = "B_STORE"
         with m.State("B_STORE"):                 # the image into the buffer
-            m.d.comb += [rx.ready.eq(1), self.b_wr.en.eq(rx.valid)]
-            with m.If(rx.valid):
-                m.d.comb += self.rx_crc.valid.eq(1)
-                m.d.sync += [self.count.eq(self.count - 1), self.b_addr.eq(self.b_addr + 1)]
+            m.d.comb += self.b_wr.en.eq(rx.valid)
+            with self.payload_byte():
+                m.d.sync += self.b_addr.eq(self.b_addr + 1)
                 with m.If(self.count == 1):
                     m.next = "CRC"
-            with m.Elif(self.timed_out):
-                self.fail(P.E_TIMEOUT)
         with m.State("B_START"):
             m.d.comb += lk.result.ready.eq(1)
             with m.If(lk.ready):
