@@ -77,7 +77,7 @@ class TB:
         dut._log.info("board_top model=%s lanes=%d divisor=%d seed=%d", self.model.name, self.lanes,
                       self.divisor, self.seed)
         if os.environ.get("GXNOR_ENGINE", "engine") == "standin":
-            from tests.fpga.standin_engine import standin_infer
+            from sim.standin_engine import standin_infer
             infer = standin_infer(self.model)
         else:
             infer = P.golden_infer(self.model, self.lanes, self.taps, self.ppb)

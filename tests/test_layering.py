@@ -18,10 +18,7 @@ BELOW_CLI = ("golden", "rtl", "sim", "quant", "fpga")
 GOLDEN_ALLOWED = {"numpy", "mlxtend", "sklearn"}
 
 # Known violations, each with its owner; remove an entry when it is fixed.
-KNOWN = {
-    ("sim/test_board_top.py", "tests.fpga.standin_engine"):
-        "fpga (issue 15): the board top's stand-in engine moves out of tests/",
-}
+KNOWN = {}
 
 
 def imports(path):

@@ -5,7 +5,7 @@ Three tops: the real :class:`rtl.engine.Engine` with a small gated CNN baked in 
 default k 3 is the k register's reset value); the same engine built loadable (``loadable``: envelope
 of that CNN, a second model with other classes and pixels and one with an input table, loaded
 through LOAD frames, plus a model outside the envelope); and the
-test-only stand-in (tests/fpga/standin_engine.py) with a dense-only model, which exercises the
+test-only stand-in (sim/standin_engine.py) with a dense-only model, which exercises the
 link on a second set of widths (1-lane-wide classes field, other tau width) at little build cost.
 """
 
@@ -24,7 +24,7 @@ from golden.forward import run
 from golden.randmodel import random_model
 from sim import toolchain
 
-from .standin_engine import StandinEngine
+from sim.standin_engine import StandinEngine
 from .waivers import split_engine, waiver_args
 
 CLK = 100_000_000            # testbench clock, 10 ns

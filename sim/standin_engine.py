@@ -1,6 +1,6 @@
 """A small stand-in with the ports of :class:`rtl.engine.Engine`, for testing the board link alone.
 
-Test-only (not shipped): it runs models of the form ``input_quant, flatten, dense logits``
+Verification-only (part of sim/, never in a build the CLI makes): it runs models of the form ``input_quant, flatten, dense logits``
 (``random_model("f,dK")``) exactly as :func:`golden.forward.run` does, one pixel per cycle with
 all K logits accumulated in parallel, so the link and the UART can be checked bit-exact against
 golden without the real engine's build time. Counters: ``cycles = pixels + K + 1`` (input,
