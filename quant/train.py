@@ -348,32 +348,28 @@ def load_run(run):
     return cfg, net, ck
 
 
-def train(cfg, run, resume=False, force=False, progress=True, log=print):
-    """Train (or resume) a run; returns the final metrics dict (also written to RUN/metrics.json)."""
-    import torch
-    from tqdm import tqdm
+# Configuration keys a resumed run must share with the run folder's config.json (all but epochs,
+# eval_tau/eval_k, shift and the data path: those may change between sessions without making the
+# checkpoint another run's).
+RESUME_KEYS = ("arch", "dataset", "ternary", "seed", "lambda", "batch", "lr", "train_limit", "schedule",
+               "warmup", "clip", "teacher", "kd_alpha", "kd_temp", "l0_warmup", "gates", "gate_norm",
+               "in_lo", "in_hi", "shape_lambda", "val", "time_steps", "ev_threshold", "leak_shift",
+               "reset", "readout", "shape_group", "gate_regions", "post_gate", "lateral", "beta", "k",
+               "tau_sample", "k_sample", "all_on_weight", "gate_clamp", "gate_static", "event_lambda",
+               "shape_freeze", "input_table")
 
-    from .nets import arch_tokens
-    arch_tokens(cfg["arch"])
-    if cfg["epochs"] < 1:
-        raise GxnorError(f"--epochs must be at least 1, got {cfg['epochs']}")
-    xtr, ytr = load_data(cfg, "train")
-    xte, yte = load_data(cfg, "test")
-    xva, yva = load_data(cfg, "val") if cfg.get("val") else (None, None)
-    input_shape, num_classes = tuple(xtr.shape[1:]), int(max(ytr.max(), yte.max()) + 1)
 
-    with torch.random.fork_rng():
-        build(cfg, input_shape, num_classes)       # a configuration error stops here, before any file
+def _open_run(cfg, run, resume, force):
+    """Make (or reopen) the run folder and write its config.json; returns ``(cfg, checkpoint)``.
+
+    A resumed run takes its configuration from the folder (only the epoch count and the command may
+    change) and returns the checkpoint to continue from; otherwise the checkpoint is None. An existing
+    folder is replaced only with ``force``."""
     ck = None
     if os.path.exists(run):
         if resume:
             old, _, ck = load_run(run)
-            for key in ("arch", "dataset", "ternary", "seed", "lambda", "batch", "lr", "train_limit", "schedule",
-                        "warmup", "clip", "teacher", "kd_alpha", "kd_temp", "l0_warmup", "gates", "gate_norm",
-                        "in_lo", "in_hi", "shape_lambda", "val", "time_steps", "ev_threshold", "leak_shift",
-                        "reset", "readout", "shape_group", "gate_regions", "post_gate", "lateral", "beta", "k",
-                        "tau_sample", "k_sample", "all_on_weight", "gate_clamp", "gate_static", "event_lambda",
-                        "shape_freeze", "input_table"):
+            for key in RESUME_KEYS:
                 if old.get(key) != cfg.get(key):
                     raise GxnorError(f"{run}: cannot resume: {key} was {old.get(key)!r}, now {cfg.get(key)!r}")
             cfg = {**old, "epochs": cfg["epochs"], "command": cfg.get("command", old.get("command"))}
@@ -386,25 +382,145 @@ def train(cfg, run, resume=False, force=False, progress=True, log=print):
     os.makedirs(run, exist_ok=True)
     with open(os.path.join(run, CONFIG), "w") as f:
         json.dump(cfg, f, indent=1)
+    return cfg, ck
+
+
+def _restore(ck, net, opt, sched, total_steps, steps_per_epoch, run, log):
+    """Load a checkpoint into the model, optimiser and schedule; returns ``(start epoch, history)``."""
+    net.load_state_dict(ck["model"])
+    opt.load_state_dict(ck["optimizer"])
+    if ck.get("total_steps") != total_steps:
+        raise GxnorError(f"{run}: cannot resume with a different --epochs ({total_steps // steps_per_epoch}): "
+                         f"the learning-rate schedule was built for {ck.get('total_steps', 0) // steps_per_epoch}")
+    sched.load_state_dict(ck["scheduler"])
+    start, history = int(ck["epoch"]), list(ck["history"])
+    if start >= total_steps // steps_per_epoch:
+        log(f"{run}: already trained for {start} epochs")
+    return start, history
+
+
+def _freeze_shapes(net, frozen):
+    """Freeze (or thaw) every learned kernel shape: eval masks, no noise, the tap logits not updated."""
+    from .nets import TernaryBlock
+    for m in net.modules():
+        if isinstance(m, TernaryBlock) and m.mask_logit is not None:
+            m.shape_frozen = frozen
+            m.mask_logit.requires_grad_(not frozen)   # Adam then skips the logits (grad None)
+
+
+def _batch_loss(net, cfg, teacher, xb, yb, gen, progress_epochs):
+    """One batch's forward pass and loss; returns ``(loss, cross-entropy, net outputs)``.
+
+    The loss: cross-entropy (or its mix with the teacher's soft targets), the all-gates-on pass and
+    its distillation, the event penalty, and the L0 and shape penalties; ``progress_epochs`` (epochs
+    done, fractional) ramps the L0 weight. The sampled tau / k draw from ``gen`` in that order."""
+    import torch
+    from torch.nn.functional import cross_entropy, kl_div, log_softmax, softmax
+    tau_s, k_s = None, cfg.get("k")
+    if cfg.get("tau_sample"):
+        lo, hi = cfg["tau_sample"]
+        tau_s = lo + (hi - lo) * float(torch.rand((), generator=gen))
+    if cfg.get("k_sample"):
+        lo, hi = cfg["k_sample"]
+        k_s = int(torch.randint(lo, hi + 1, (), generator=gen))
+    out = net(xb, tau=tau_s, k=k_s)
+    logits = net.loss_logits(out["logits"])
+    ce = cross_entropy(logits, yb)
+    loss = ce
+    if teacher is not None:
+        T, a = cfg["kd_temp"], cfg["kd_alpha"]
+        with torch.no_grad():
+            soft = softmax(teacher.loss_logits(teacher(xb)["logits"]) / T, dim=1)
+        kd = kl_div(log_softmax(logits / T, dim=1), soft, reduction="batchmean")
+        loss = (1.0 - a) * ce + a * T * T * kd
+    if cfg.get("all_on_weight") and net.gated:
+        with frozen_bn_stats(net):
+            on_logits = net.loss_logits(net(xb, all_on=True)["logits"])
+        kl = kl_div(log_softmax(logits, dim=1), softmax(on_logits.detach(), dim=1), reduction="batchmean")
+        loss = loss + cfg["all_on_weight"] * (cross_entropy(on_logits, yb) + kl)
+    if cfg.get("event_lambda"):
+        loss = loss + cfg["event_lambda"] * out["events"] / net.conv_outputs
+    lam = cfg["lambda"]
+    if cfg.get("l0_warmup"):
+        lam *= min(1.0, progress_epochs / cfg["l0_warmup"])
+    loss = loss + lam * out["l0"] + cfg.get("shape_lambda", 0.0) * out["shape"]
+    return loss, ce, out
+
+
+def _train_epoch(net, opt, sched, cfg, teacher, xtr_t, ytr_t, epoch, steps_per_epoch, progress):
+    """One epoch (its seeded batch order and noise, module docstring); returns (loss, l0, correct) sums."""
+    import torch
+    from tqdm import tqdm
+    net.train()
+    _freeze_shapes(net, bool(cfg.get("shape_freeze")) and epoch >= cfg["shape_freeze"])
+    latent = [m.linear.weight for m in net.modules() if hasattr(m, "linear") and net.ternary]
+    torch.manual_seed(cfg["seed"] * 1000 + epoch)
+    gen = torch.Generator().manual_seed(cfg["seed"] * 1000 + epoch)
+    order = torch.randperm(len(xtr_t), generator=gen)
+    bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg['epochs']}", leave=False,
+               disable=not progress, unit="batch")
+    tot_loss = tot_l0 = 0.0
+    correct = 0
+    for step in bar:
+        idx = order[step * cfg["batch"]:(step + 1) * cfg["batch"]]
+        xb = augment(xtr_t[idx].to(torch.float32), cfg.get("shift", 0), gen)
+        loss, ce, out = _batch_loss(net, cfg, teacher, xb, ytr_t[idx], gen, epoch + step / steps_per_epoch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        if cfg.get("clip"):
+            with torch.no_grad():
+                for w in latent:
+                    w.clamp_(-cfg["clip"], cfg["clip"])
+        tot_loss += float(ce.detach()) * len(idx)
+        tot_l0 += float(out["l0"].detach()) * len(idx)
+        correct += int((out["logits"].detach().argmax(1) == ytr_t[idx]).sum())
+    return tot_loss, tot_l0, correct
+
+
+def _save_checkpoint(run, ck):
+    """Write ``RUN/checkpoint.pt`` atomically (a cut-off save leaves the previous one)."""
+    import torch
+    tmp = os.path.join(run, CHECKPOINT + ".tmp")
+    torch.save(ck, tmp)
+    os.replace(tmp, os.path.join(run, CHECKPOINT))
+
+
+def _epoch_line(row):
+    return (f"epoch {row['epoch']}: loss {row['loss']:.4f} l0 {row['l0']:.3f} "
+            f"train {100 * row['train_accuracy']:.2f}% test {100 * row['test_accuracy']:.2f}%"
+            + (f" val {100 * row['val_accuracy']:.2f}%" if "val_accuracy" in row else "")
+            + (f" live taps {100 * row['live_taps']:.1f}%" if "live_taps" in row else ""))
+
+
+def train(cfg, run, resume=False, force=False, progress=True, log=print):
+    """Train (or resume) a run; returns the final metrics dict (also written to RUN/metrics.json)."""
+    import torch
+
+    from .nets import arch_tokens
+    arch_tokens(cfg["arch"])
+    if cfg["epochs"] < 1:
+        raise GxnorError(f"--epochs must be at least 1, got {cfg['epochs']}")
+    xtr, ytr = load_data(cfg, "train")
+    xte, yte = load_data(cfg, "test")
+    xva, yva = load_data(cfg, "val") if cfg.get("val") else (None, None)
+    input_shape, num_classes = tuple(xtr.shape[1:]), int(max(ytr.max(), yte.max()) + 1)
+
+    with torch.random.fork_rng():
+        build(cfg, input_shape, num_classes)       # a configuration error stops here, before any file
+    cfg, ck = _open_run(cfg, run, resume, force)
 
     torch.manual_seed(cfg["seed"])
     net = build(cfg, input_shape, num_classes)
     steps_per_epoch = math.ceil(len(xtr) / cfg["batch"])
+    total_steps = cfg["epochs"] * steps_per_epoch
     opt = torch.optim.Adam(net.parameters(), lr=cfg["lr"])
     sched = make_scheduler(cfg, opt, steps_per_epoch)
     teacher = load_teacher(cfg, input_shape, num_classes)
-    latent = [m.linear.weight for m in net.modules() if hasattr(m, "linear") and net.ternary]
     start, history = 0, []
     if ck is not None:
-        net.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        if ck.get("total_steps") != cfg["epochs"] * steps_per_epoch:
-            raise GxnorError(f"{run}: cannot resume with a different --epochs ({cfg['epochs']}): "
-                             f"the learning-rate schedule was built for {ck.get('total_steps', 0) // steps_per_epoch}")
-        sched.load_state_dict(ck["scheduler"])
-        start, history = int(ck["epoch"]), list(ck["history"])
-        if start >= cfg["epochs"]:
-            log(f"{run}: already trained for {start} epochs")
+        start, history = _restore(ck, net, opt, sched, total_steps, steps_per_epoch, run, log)
 
     xtr_t = torch.from_numpy(np.ascontiguousarray(xtr))        # uint8 / int8: converted per batch
     ytr_t = torch.from_numpy(ytr)
@@ -412,82 +528,20 @@ def train(cfg, run, resume=False, force=False, progress=True, log=print):
     tau = cfg["eval_tau"] if net.gated else None
     ek = cfg.get("eval_k") if net.gated else None
     for epoch in range(start, cfg["epochs"]):
-        net.train()
-        freeze = bool(cfg.get("shape_freeze")) and epoch >= cfg["shape_freeze"]
-        from .nets import TernaryBlock
-        for m in net.modules():
-            if isinstance(m, TernaryBlock) and m.mask_logit is not None:
-                m.shape_frozen = freeze
-                m.mask_logit.requires_grad_(not freeze)   # Adam then skips the logits (grad None)
-        torch.manual_seed(cfg["seed"] * 1000 + epoch)
-        gen = torch.Generator().manual_seed(cfg["seed"] * 1000 + epoch)
-        order = torch.randperm(len(xtr), generator=gen)
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg['epochs']}", leave=False,
-                   disable=not progress, unit="batch")
-        tot_loss = tot_l0 = 0.0
-        correct = 0
-        for step in bar:
-            idx = order[step * cfg["batch"]:(step + 1) * cfg["batch"]]
-            xb = augment(xtr_t[idx].to(torch.float32), cfg.get("shift", 0), gen)
-            tau_s, k_s = None, cfg.get("k")
-            if cfg.get("tau_sample"):
-                lo, hi = cfg["tau_sample"]
-                tau_s = lo + (hi - lo) * float(torch.rand((), generator=gen))
-            if cfg.get("k_sample"):
-                lo, hi = cfg["k_sample"]
-                k_s = int(torch.randint(lo, hi + 1, (), generator=gen))
-            out = net(xb, tau=tau_s, k=k_s)
-            logits = net.loss_logits(out["logits"])
-            ce = torch.nn.functional.cross_entropy(logits, ytr_t[idx])
-            loss = ce
-            if teacher is not None:
-                T, a = cfg["kd_temp"], cfg["kd_alpha"]
-                with torch.no_grad():
-                    soft = torch.softmax(teacher.loss_logits(teacher(xb)["logits"]) / T, dim=1)
-                kd = torch.nn.functional.kl_div(torch.log_softmax(logits / T, dim=1), soft, reduction="batchmean")
-                loss = (1.0 - a) * ce + a * T * T * kd
-            if cfg.get("all_on_weight") and net.gated:
-                w_on = cfg["all_on_weight"]
-                with frozen_bn_stats(net):
-                    on_logits = net.loss_logits(net(xb, all_on=True)["logits"])
-                kl = torch.nn.functional.kl_div(torch.log_softmax(logits, dim=1),
-                                                torch.softmax(on_logits.detach(), dim=1), reduction="batchmean")
-                loss = loss + w_on * (torch.nn.functional.cross_entropy(on_logits, ytr_t[idx]) + kl)
-            if cfg.get("event_lambda"):
-                loss = loss + cfg["event_lambda"] * out["events"] / net.conv_outputs
-            lam = cfg["lambda"]
-            if cfg.get("l0_warmup"):
-                lam *= min(1.0, (epoch + step / steps_per_epoch) / cfg["l0_warmup"])
-            loss = loss + lam * out["l0"] + cfg.get("shape_lambda", 0.0) * out["shape"]
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            if cfg.get("clip"):
-                with torch.no_grad():
-                    for w in latent:
-                        w.clamp_(-cfg["clip"], cfg["clip"])
-            tot_loss += float(ce.detach()) * len(idx)
-            tot_l0 += float(out["l0"].detach()) * len(idx)
-            correct += int((out["logits"].detach().argmax(1) == ytr_t[idx]).sum())
-        test_acc = evaluate(net, xte, yte, tau=tau, k=ek)
+        tot_loss, tot_l0, correct = _train_epoch(net, opt, sched, cfg, teacher, xtr_t, ytr_t, epoch,
+                                                 steps_per_epoch, progress)
         row = {"epoch": epoch + 1, "loss": tot_loss / len(xtr), "l0": tot_l0 / len(xtr),
-               "train_accuracy": correct / len(xtr), "test_accuracy": test_acc}
+               "train_accuracy": correct / len(xtr), "test_accuracy": evaluate(net, xte, yte, tau=tau, k=ek)}
         if xva is not None:
             row["val_accuracy"] = evaluate(net, xva, yva, tau=tau, k=ek)
         if net.shaped:
             row["live_taps"] = live_taps(net)
         history.append(row)
-        ck = {"model": net.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-              "epoch": epoch + 1, "history": history, "input_shape": list(input_shape),
-              "num_classes": num_classes, "total_steps": cfg["epochs"] * steps_per_epoch}
-        tmp = os.path.join(run, CHECKPOINT + ".tmp")
-        torch.save(ck, tmp)
-        os.replace(tmp, os.path.join(run, CHECKPOINT))
-        log(f"epoch {epoch + 1}/{cfg['epochs']}: loss {row['loss']:.4f} l0 {row['l0']:.3f} "
-            f"train {100 * row['train_accuracy']:.2f}% test {100 * test_acc:.2f}%"
-            + (f" val {100 * row['val_accuracy']:.2f}%" if "val_accuracy" in row else "")
-            + (f" live taps {100 * row['live_taps']:.1f}%" if "live_taps" in row else ""))
+        _save_checkpoint(run, {"model": net.state_dict(), "optimizer": opt.state_dict(),
+                               "scheduler": sched.state_dict(), "epoch": epoch + 1, "history": history,
+                               "input_shape": list(input_shape), "num_classes": num_classes,
+                               "total_steps": total_steps})
+        log(_epoch_line({**row, "epoch": f"{epoch + 1}/{cfg['epochs']}"}))
 
     metrics = {"arch": cfg["arch"], "dataset": cfg["dataset"], "ternary": cfg["ternary"],
                "epochs": cfg["epochs"], "seed": cfg["seed"], "lambda": cfg["lambda"],
