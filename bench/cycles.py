@@ -22,9 +22,8 @@ import os
 import sys
 import time
 
-# bench/golden.py would shadow the golden package when run as `python bench/cycles.py`
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import _kit  # bench/_kit.py: this checkout on sys.path, inside the venv (one line else)
+_kit.setup()
 
 from golden import modelfile  # noqa: E402
 from golden.data import load_dataset  # noqa: E402

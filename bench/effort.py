@@ -43,12 +43,10 @@ import json
 import math
 import os
 import statistics
-import sys
 import time
 
-# bench/golden.py would shadow the golden package: run from the repository root instead
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import _kit  # bench/_kit.py: this checkout on sys.path, inside the venv (one line else)
+_kit.setup()
 
 import numpy as np  # noqa: E402
 

@@ -32,12 +32,12 @@ with a legal divisor at that clock (``fpga.uart``).
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-import numpy as np
+import _kit  # bench/_kit.py: this checkout on sys.path, inside the venv (one line else)
+_kit.setup()
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import numpy as np
 
 from fpga.build import FAMILIES  # noqa: E402
 from fpga.top import RX_QUEUE  # noqa: E402

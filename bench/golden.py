@@ -14,13 +14,12 @@ Usage: python bench/golden.py [--repeat 5] [--json]
 
 import argparse
 import json
-import os
-import sys
 import time
 
-import numpy as np
+import _kit  # bench/_kit.py: this checkout on sys.path, inside the venv (one line else)
+_kit.setup()
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import numpy as np
 
 from golden.forward import run  # noqa: E402
 from golden.layers import Conv, Dense, Flatten, MaxPool  # noqa: E402

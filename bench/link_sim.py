@@ -17,13 +17,14 @@ two frames do not fit the queue) for the same images, clock and baud.
 
 import argparse
 import json
-import sys
 from pathlib import Path
+
+import _kit  # bench/_kit.py: this checkout on sys.path, inside the venv (one line else)
+_kit.setup()
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 from fpga.protocol import link_seconds  # noqa: E402
 from fpga.top import BoardTop  # noqa: E402

@@ -7,12 +7,10 @@ each profile is built (and run on one image) before it is timed, so build time i
 
 import argparse
 import json
-import os
 import sys
 
-# bench/golden.py would shadow the golden package when run as `python bench/rtl.py`
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import _kit  # bench/_kit.py: this checkout on sys.path, inside the venv (one line else)
+_kit.setup()
 
 import numpy as np  # noqa: E402
 

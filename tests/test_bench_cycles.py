@@ -52,3 +52,16 @@ def test_bench_cycles_k_rows():
     bad = subprocess.run([sys.executable, str(ROOT / "bench" / "cycles.py"), "--k", "-1"],
                          capture_output=True, text=True, cwd=ROOT)
     assert bad.returncode == 2 and "k must be a non-negative integer or none" in bad.stderr
+
+
+def test_every_bench_refuses_a_python_without_the_kit_in_one_line():
+    """`python -S` (no site-packages: what a Python outside the venv has) gets one line, exit 2, and
+    the command to run instead; no traceback."""
+    for script in sorted((ROOT / "bench").glob("*.py")):
+        if script.name in ("_kit.py", "under_load.py"):      # under_load: the standard library only
+            continue
+        r = subprocess.run([sys.executable, "-S", str(script), "--help"], capture_output=True, text=True,
+                           cwd=ROOT)
+        assert (r.returncode, r.stdout) == (2, ""), script.name
+        assert r.stderr.count("\n") == 1 and r.stderr.startswith("bench: error: ") \
+            and f".venv/bin/python bench/{script.name}" in r.stderr, (script.name, r.stderr)

@@ -1,6 +1,7 @@
 """bench/effort.py's pieces: the static-mask control and the choice on validation."""
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ from quant.export import to_golden, verify
 from quant.nets import Net
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.append(str(ROOT / "bench"))          # its `import _kit`, as when run as a script
 spec = importlib.util.spec_from_file_location("effort", ROOT / "bench" / "effort.py")
 effort = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(effort)
