@@ -269,6 +269,27 @@ def test_cli_board_load(tmp_path, capsys, which):
         assert rc == 2 and len(err) == 1 and "does not fit the board's engine envelope" in err[0], out
 
 
+def test_cli_board_load_refuses_larger_regions(tmp_path, capsys):
+    """A board built for R = 1 (its CONFIG's gate_regions) refuses a region-gated model's --load in
+    one line naming gate_regions, before any LOAD frame; a board whose envelope has the grid runs
+    it exactly."""
+    from tests.rtl.test_regions import with_regions
+    a, b, _ = models()
+    reg = with_regions(a, {3: 2}, seed=1)
+    ref, env = ref_board(a, b)
+    assert env.gate_regions == 1
+    imgs = np.random.default_rng(SEED).integers(0, 256, (3, 1, 8, 8), dtype=np.uint8)
+    rc, _, err = cli_board(tmp_path, capsys, ref, reg, imgs, "--load")
+    assert rc == 2 and len(err) == 1 and err[0].startswith("gxnor: error:"), err
+    assert "does not fit the board's engine envelope" in err[0] and "gate_regions 2 > 1" in err[0], err
+    env2 = EngineConfig.for_models([a, reg], LANES)
+    ref2 = P.RefBoard(P.golden_infer(a, LANES), a.num_classes, 64, env2.tau_bits, a.default_tau, envelope=env2,
+                      catalog=[(a, P.golden_infer(a, LANES)), (reg, P.golden_infer(reg, LANES))], baked=a,
+                      k_bits=env2.k_bits, k=a.default_k, input_lo=a.layers[0].lo)
+    rc, rep, err = cli_board(tmp_path, capsys, ref2, reg, imgs, "--load")
+    assert rc == 0 and rep["mismatches"] == 0 and env2.gate_regions == 2, err
+
+
 def cli_board(tmp_path, capsys, ref, model, imgs, *extra):
     """`gxnor board` (``--json``) against ``ref`` over a socket: (exit code, report or None, stderr lines)."""
     url, t = serve(ref)
