@@ -416,14 +416,20 @@ def test_host_keeps_requests_in_flight_within_the_queue():
         bench_board(link, a, imgs[0], a.default_tau, 7)
 
 
-def test_cli_refuses_an_older_board(tmp_path, capsys):
-    """A board built with protocol 4 (16-byte INFO, version byte 4, no CODES): `gxnor board` stops
-    at its first INFO with one error line saying the board is older and what to do."""
+@pytest.mark.parametrize("version", [4, 8])
+def test_cli_refuses_an_older_board(tmp_path, capsys, version):
+    """A board built with protocol 4 (16-byte INFO, version byte 4, no CODES) or 8 (INFO as now, a
+    CONFIG without gate_regions): `gxnor board` stops at its first INFO with one error line saying
+    the board is older and what to do."""
     a, b, _ = models()
     ref, _ = ref_board(a, b, loadable=False)
-    ref._info = lambda: P.encode(P.R_INFO, bytes([4, a.num_classes, 64, 0, ref.tau_bits])
-                                 + int(ref.tau).to_bytes(4, "little", signed=True) + bytes([P.F_MODEL])
-                                 + bytes(6))
+    if version == 4:
+        ref._info = lambda: P.encode(P.R_INFO, bytes([4, a.num_classes, 64, 0, ref.tau_bits])
+                                     + int(ref.tau).to_bytes(4, "little", signed=True) + bytes([P.F_MODEL])
+                                     + bytes(6))
+    else:
+        info = ref._info
+        ref._info = lambda: P.encode(P.R_INFO, bytes([version]) + P.decode(info())[0].payload[1:])
     url, t = serve(ref)
     path = tmp_path / "m.gxm"
     modelfile.save(a, path)
@@ -432,4 +438,4 @@ def test_cli_refuses_an_older_board(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     t.join(5)
     assert rc == 2 and len(err) == 1, err
-    assert err[0].startswith("gxnor: error:") and f"protocol version 4, an older one than this host's {P.VERSION}" in err[0]
+    assert err[0].startswith("gxnor: error:") and f"protocol version {version}, an older one than this host's {P.VERSION}" in err[0]
