@@ -12,7 +12,8 @@ pixels that straddle region boundaries) for the envelope of:
 * a region-gated model and its flat twin (same log-alphas): the RTL's cycle counters differ by
   exactly ``ceil(K/P) * C * (R*R - 1)`` per gated layer, the gate-phase formula of
   rtl.engine.schedule.gate_cycles;
-* the dense schedule of the zoo model on a few images.
+* the dense schedule of the zoo model on a few images;
+* random pixel-source idles and result back-pressure (the stress mode) on a few images.
 
 Every region of every gated layer of the zoo model holds a nonzero input sum in some image.
 """
@@ -69,6 +70,15 @@ def test_region_gates_on_rtl():
         assert not bad, (f"seed {SEED}: {r['model'].name} k={r['k']} dense={r.get('dense', False)}: "
                          f"{len(bad)} mismatches of {len(r['images'])}, first {bad[0]}")
         assert out["ok"].all()
+
+    # the stress mode (random pixel-source idles and result back-pressure, Python on every clock):
+    # the quantizer's per-slot beat sums only count beats taken
+    stress = [dict(model=first, images=xf[:4], tau=0, k=None, load=True),
+              dict(model=zoo, images=xz[:2], tau=None, k=zoo.default_k, load=True)]
+    hs, _ = simulate(cfg, stress, seed=SEED + 1, idle=0.3, backpressure=0.3, jobs=1)
+    for r, out in zip(stress, hs):
+        bad, _ = compare(r["model"], r["images"], r["tau"], out, cfg, k=r["k"])
+        assert not bad and out["ok"].all(), f"seed {SEED + 1} (stress): {r['model'].name}: first {bad[:1]}"
 
     # the RTL's gate phase: the spread model and its flat twin take the same decisions, so the
     # cycle counters differ by the gate phases' region reads only
