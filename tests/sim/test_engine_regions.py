@@ -12,6 +12,8 @@ pixels that straddle region boundaries) for the envelope of:
 * a region-gated model and its flat twin (same log-alphas): the RTL's cycle counters differ by
   exactly ``ceil(K/P) * C * (R*R - 1)`` per gated layer, the gate-phase formula of
   rtl.engine.schedule.gate_cycles;
+* the zoo model in a balanced kernel order (rtl.engine.balance: permuted gate rows and (channel,
+  region) columns, the competition's tie keys): the same logits in fewer cycles;
 * the dense schedule of the zoo model on a few images;
 * random pixel-source idles and result back-pressure (the stress mode) on a few images.
 
@@ -26,6 +28,7 @@ from golden import modelfile
 from golden.data import load_dataset
 from golden.forward import region_sums, run
 from golden.randmodel import random_model
+from rtl.engine.balance import balance
 from rtl.engine.config import EngineConfig, hw_layers
 from rtl.engine.schedule import gate_cycles
 from sim.engine import compare, simulate
@@ -48,7 +51,9 @@ def test_region_gates_on_rtl():
     spread = with_regions(random_model("c5g,p,c7g,p,f,d4", (1, 12, 12), seed=SEED + 2), {1: 2, 3: 3},
                           seed=3, spread=True)
     twin = flat_twin(spread)
-    cfg = EngineConfig.for_models([zoo, first, pooled, spread, twin], LANES, TAPS, Q)
+    train, _ = load_dataset("mnist5k", "train")
+    balanced, _ = balance(zoo, train[:300], lanes=(LANES,))      # kernel order + tie keys, regions
+    cfg = EngineConfig.for_models([zoo, first, pooled, spread, twin, balanced], LANES, TAPS, Q)
     assert cfg.gate_regions == 3
 
     mnist, _ = load_dataset("mnist5k", "test")
@@ -61,7 +66,8 @@ def test_region_gates_on_rtl():
             dict(model=first, images=xf, tau=0, k=None),
             dict(model=pooled, images=xp, tau=0, k=None),
             dict(model=spread, images=xs, tau=0, k=None),
-            dict(model=twin, images=xs, tau=0, k=None)]
+            dict(model=twin, images=xs, tau=0, k=None),
+            dict(model=balanced, images=xz[:20], tau=None, k=zoo.default_k)]
     for r in runs:
         r["load"] = True
     hw, wall = simulate(cfg, runs, seed=SEED, jobs=1)
@@ -87,6 +93,9 @@ def test_region_gates_on_rtl():
     assert extra == -(-5 // LANES) * 1 * 3 + -(-7 // LANES) * 5 * 8
     assert np.array_equal(hw[5]["cycles"] - hw[6]["cycles"], np.full(len(xs), extra))
     assert np.array_equal(hw[5]["logits"], hw[6]["logits"])
+    # the balanced order: same results as the model as trained, fewer cycles
+    assert np.array_equal(hw[7]["logits"], hw[0]["logits"][:20])
+    assert hw[7]["cycles"].sum() < hw[0]["cycles"][:20].sum()
 
     # the random models' gates take both decisions (at tau 0)
     for m, x in ((first, xf), (pooled, xp), (spread, xs)):
