@@ -55,14 +55,20 @@ def permute_kernels(model, index, perm):
     if perm.shape != (K,) or perm.dtype.kind not in "iu" or not np.array_equal(np.sort(perm), np.arange(K)):
         raise GxnorError(f"layer {index}: kernel order must be a permutation of 0..{K - 1}")
     if isinstance(layer, Conv):
-        gate = None if layer.gate is None else Gate(layer.gate.weights[perm], layer.gate.bias[perm])
+        gate = None if layer.gate is None else Gate(layer.gate.weights[perm], layer.gate.bias[perm], layer.gate.regions)
         layers[index] = Conv(layer.weights[perm], layer.lo[perm], layer.hi[perm], layer.padding, gate)
     else:
         layers[index] = Dense(layer.weights[perm], layer.lo[perm], layer.hi[perm])
     j, flat = _consumer(model, index)
     nxt = layers[j]
     if isinstance(nxt, Conv):
-        gate = None if nxt.gate is None else Gate(nxt.gate.weights[:, perm], nxt.gate.bias)
+        if nxt.gate is not None:        # features c*R*R + region: the channels move with their regions
+            gw = nxt.gate.weights
+            rr = nxt.gate.regions ** 2
+            gw = gw.reshape(gw.shape[0], K, rr)[:, perm, :].reshape(gw.shape[0], -1)
+            gate = Gate(gw, nxt.gate.bias, nxt.gate.regions)
+        else:
+            gate = None
         layers[j] = Conv(nxt.weights[:, perm], nxt.lo, nxt.hi, nxt.padding, gate)
     else:
         w = nxt.weights

@@ -20,10 +20,11 @@ are known to be zero because their kernel was gated off (or lie past the channel
     the event list as pixels arrive); otherwise, for each input group of ``P`` channels: if no
     channel of the group is on in the mask, 1 cycle (skipped); else ``2 + sum_pos max(1, nnz(word))``
     cycles, ``nnz`` counting nonzero codes of on channels (one event emitted per cycle).
-  - **gate** (gated conv only): ``K * C + 3`` cycles (one 8-bit x sum MAC per cycle; the operands
-    and the decision are registered, so the last decision is applied 3 cycles after the last read);
-    with competition (the ``k`` register below K), then the selection: ``ceil(K/P) * K + 4``
-    cycles (rtl.engine.schedule).
+  - **gate** (gated conv only): ``ceil(K/P) * C*R*R + 3`` cycles for a gate of ``R x R`` regions
+    (P MACs of one 8-bit weight x one (channel, region) sum per cycle; the operands and the decision
+    are registered, so the last decision is applied 3 cycles after the last read); with competition
+    (the ``k`` register below K), then the selection: ``ceil(K/P) * K + 4`` cycles
+    (rtl.engine.schedule).
   - output groups, bank-constrained compaction: lane ``j`` only computes kernels ``j, P+j, ...``
     (its weight/threshold bank) and takes the next on kernel of its bank in each group, so there
     are ``max_j (on kernels in bank j)`` groups (all kernels in the dense schedule), each costing
@@ -52,8 +53,8 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 from golden.errors import GxnorError
-from golden.layers import (GATE_BIAS_RANGE, GATE_WEIGHT_RANGE, INPUT_TABLE_RANGE, Conv, Dense, Flatten, InputQuant,
-                           InputTable, MaxPool)
+from golden.layers import (GATE_BIAS_RANGE, GATE_MAX_REGIONS, GATE_WEIGHT_RANGE, INPUT_TABLE_RANGE, Conv, Dense,
+                           Flatten, InputQuant, InputTable, MaxPool)
 from golden.ternary import bit_length_signed
 
 KIND_CONV, KIND_DENSE, KIND_POOL, KIND_LOGITS = 0, 1, 2, 3
@@ -142,7 +143,8 @@ class EngineConfig:
     acc_words : int       words per tap bank (max ceil(Ho/KT)*ceil(Wo/KT) of a conv)
     weight_words : int    weight words; a word holds KT*KT 2-bit codes per lane
     thr_words : int       threshold words (P x (lo, hi) per group of P kernels)
-    gate_weights : int    words of P 8-bit gate weights (sum of ceil(K/P)*C over gated layers)
+    gate_weights : int    words of P 8-bit gate weights (sum of ceil(K/P)*C*R*R over gated layers,
+                          R x R the layer's gate regions)
     gate_biases : int     words of P 24-bit gate biases (sum of ceil(K/P) over gated layers)
     channels : int        max channels/features of any map (multiple of P)
     dim : int             max height/width
@@ -158,6 +160,12 @@ class EngineConfig:
                           256-entry table memory, its events carry codes of this width and the
                           lanes add or subtract them (the header bit ``tab`` selects table or
                           thresholds per model)
+    gate_regions : int    R, the largest gate region grid (R x R, golden.layers.Gate ``regions``,
+                          1..8) of a model in the envelope: the gate sums keep R*R sums per (lane,
+                          channel group) in one ``s_mem`` word of R*R*sum_bits bits; each map's region
+                          boundaries ride in the descriptor of the layer that writes it (the header
+                          for the input image), so the hardware has comparators and no divider.
+                          1: one global sum per channel (no boundary fields, no region counters)
     """
     lanes: int
     taps: int
@@ -179,6 +187,7 @@ class EngineConfig:
     classes: int
     gated: int = 1
     code_bits: int = 0
+    gate_regions: int = 1
 
     def __post_init__(self):
         for f in fields(self):
@@ -190,6 +199,9 @@ class EngineConfig:
                 if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not (v == 0 or 2 <= v <= MAX_CODE_BITS):
                     raise GxnorError(f"engine config: code_bits must be 0 (no input table) or lie in "
                                      f"[2, {MAX_CODE_BITS}], got {v!r}")
+            elif f.name == "gate_regions":
+                if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 1 <= v <= GATE_MAX_REGIONS:
+                    raise GxnorError(f"engine config: gate_regions must lie in [1, {GATE_MAX_REGIONS}], got {v!r}")
             elif isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
                 raise GxnorError(f"engine config: {f.name} must be a positive integer, got {v!r}")
             object.__setattr__(self, f.name, int(v))
@@ -230,6 +242,10 @@ class EngineConfig:
     # build with input tables, a signed code_bits-wide value (ternary codes sign-extended)
     ev_code_bits = property(lambda s: max(2, s.code_bits))
     accaddr_bits = property(lambda s: _bits(s.acc_words))
+    # the region grid: R*R sums per lane and channel group (slot ry*R + rx), R-1 row and R-1 column
+    # boundaries per map; a layer's own gate grid R' (1..R) in ``regions_bits`` (none when R = 1)
+    region_slots = property(lambda s: s.gate_regions * s.gate_regions)
+    regions_bits = property(lambda s: _bits(s.gate_regions))
     counter_bits = 32
 
     def desc_fields(self):
@@ -242,6 +258,10 @@ class EngineConfig:
         """
         d, c, p, w = self.dim_bits, self.chan_bits, self.pos_bits, self.woff_bits
         t, a = self.tap_bits, self.accaddr_bits
+        # with regions (R > 1): ``regions`` the layer's own gate grid R' (its GATE phase reads
+        # C*R'*R' features), and ``oby1..``/``obx1..`` the region boundaries of the map it writes
+        # (its output, pooled if fused; the next gated layer's R'): region row of output row y is
+        # #{r : y >= oby<r>} (``boundaries``)
         return [("kind", 2), ("gated", 1), ("last", 1),
                 ("cin", c), ("hin", d), ("win", d), ("hwin", p),
                 ("kout", c), ("hout", d), ("wout", d), ("hwout", p),
@@ -251,13 +271,19 @@ class EngineConfig:
                 ("wbase", w), ("gstride", w), ("cstride", w),
                 ("tbase", _bits(self.thr_words)), ("gbase", _bits(self.gate_weights)),
                 ("bbase", _bits(self.gate_biases)), ("abase", 1),
-                ("gin", _bits(self.groups)), ("gout", _bits(self.groups))]
+                ("gin", _bits(self.groups)), ("gout", _bits(self.groups))] + self._region_fields("o", True)
+
+    def _region_fields(self, prefix, own):
+        R = self.gate_regions
+        return (([("regions", self.regions_bits)] if own and R > 1 else [])
+                + [(f"{prefix}b{axis}{r}", self.dim_bits) for axis in "yx" for r in range(1, R)])
 
     def header_fields(self):
         """Header register fields (input shape and quantizer), (name, bits), LSB first; a build with
-        input tables adds ``tab`` (1: the model's first layer is an input table, 0: the quantizer)."""
-        return [("cin", self.chan_bits), ("hw", self.pos_bits), ("npix", _bits(self.pixels)),
-                ("lo", 9), ("hi", 9)] + ([("tab", 1)] if self.code_bits else [])
+        input tables adds ``tab`` (1: the model's first layer is an input table, 0: the quantizer);
+        a build with regions the input image's region boundaries ``iby1..``, ``ibx1..``."""
+        return ([("cin", self.chan_bits), ("hw", self.pos_bits), ("npix", _bits(self.pixels)),
+                 ("lo", 9), ("hi", 9)] + ([("tab", 1)] if self.code_bits else []) + self._region_fields("i", False))
 
     @property
     def desc_bits(self):
@@ -316,6 +342,10 @@ class EngineConfig:
     def check_fits(self, model):
         """Raise GxnorError naming the first size of ``model`` outside this envelope."""
         req = requirements(model, self.lanes, self.taps)
+        if req["gate_regions"] > self.gate_regions:
+            raise GxnorError(f"model {model.name!r} has gates of {req['gate_regions']}x{req['gate_regions']} regions "
+                             f"and the engine takes at most {self.gate_regions}x{self.gate_regions}: build an "
+                             f"engine for it (gxnor verilog)")
         if req["code_bits"] > self.code_bits:
             has = (f"takes input tables of at most {self.code_bits}-bit codes" if self.code_bits
                    else "takes no input table (code_bits 0)")
@@ -337,15 +367,16 @@ def requirements(model, lanes, taps=3):
 
     Raises GxnorError for a model this microarchitecture cannot run (a fused pool needs taps >= 2:
     its 2x2 window is read from four tap banks in one cycle), and for the rules it does not implement
-    yet (temporal models; golden.model.Model.extensions: region gates, post-synaptic gates, lateral
-    depression; competition runs), so that no API user gets an engine that silently computes something else.
+    yet (temporal models; golden.model.Model.extensions: post-synaptic gates, lateral depression;
+    competition and region gates run), so that no API user gets an engine that silently computes
+    something else.
     """
     P, KT = lanes, taps
     T = KT * KT
     if model.temporal:
         raise GxnorError(f"model {model.name!r}: temporal models (event sequences, LIAF layers) do not run "
                          "on the engine yet")
-    ext = [e for e in model.extensions() if e != "competition"]
+    ext = [e for e in model.extensions() if e not in ("competition", "gate_regions")]
     if ext:
         raise GxnorError(f"model {model.name!r} uses {', '.join(ext)}, which the engine "
                          "does not implement yet")
@@ -354,6 +385,7 @@ def requirements(model, lanes, taps=3):
     maps = [(c0, h0, w0)] + [(l["kout"], l["hpo"], l["wpo"]) for l in hl]
     ch = max(_groups(c, P) * P for c, _, _ in maps)
     wwords = thr = gw = gb = 0
+    regions = 1
     accb = 2
     accw = 2
     for n, (l, layer) in enumerate(zip(hl, [model.layers[l["index"]] for l in hl])):
@@ -378,7 +410,9 @@ def requirements(model, lanes, taps=3):
                 thr += g * T
                 ch = max(ch, g * P * T)
         if l["gated"]:
-            gw += _groups(l["kout"], P) * l["cin"]
+            R = layer.gate.regions
+            regions = max(regions, R)
+            gw += _groups(l["kout"], P) * l["cin"] * R * R
             gb += _groups(l["kout"], P)
         accb = max(accb, layer.acc_bits)
     return dict(
@@ -395,7 +429,15 @@ def requirements(model, lanes, taps=3):
                 + [(0, l["hout"] + KT, l["wout"] + KT) for l in hl]),
         positions=max(h * w for _, h, w in maps + [(0, l["hout"], l["wout"]) for l in hl]), acc_bits=accb, tau_bits=max(2, model.tau_bits),
         classes=model.num_classes, gated=int(any(l["gated"] for l in hl)),
-        code_bits=model.layers[0].code_bits if model.multibit_input else 0)
+        code_bits=model.layers[0].code_bits if model.multibit_input else 0, gate_regions=regions)
+
+
+def region_bounds(h, w, regions):
+    """Region boundaries of an ``h x w`` map on an ``R x R`` grid (``regions``): ``(by, bx)``, R-1
+    each, ``by[r-1] = ceil(r*h/R)``, the first row with ``(y*R)//h >= r`` (golden.layers.region_index),
+    so the region row of ``y`` is ``#{r : y >= by[r-1]}`` and likewise for columns."""
+    R = int(regions)
+    return [-(-r * h // R) for r in range(1, R)], [-(-r * w // R) for r in range(1, R)]
 
 
 def check_taps(taps):

@@ -14,7 +14,8 @@ weights    conv: word ``wbase + g*gstride + c*cstride + pass`` (pass = py*np1 + 
            0 past k); dense: word ``wbase + g*gstride + i`` (i = c*H*W + pos, golden's flatten
            order): lane j, tap b = kernel ``(g*KT*KT + b)*P + j``
 thr        word ``tbase + w``: lane j = (lo, hi) of kernel ``w*P + j``, acc_bits each, two's compl.
-gw         word ``gbase + kg*C + c``: lane j = 8-bit gate weight of kernel ``kg*P + j``, channel c;
+gw         word ``gbase + kg*F + f``: lane j = 8-bit gate weight of kernel ``kg*P + j``, feature f
+           (``F = C*R*R`` for a gate of R x R regions, ``f = c*R*R + ry*R + rx``, golden.layers.Gate);
            gb word ``bbase + kg``: lane j = 24-bit gate bias of kernel ``kg*P + j`` and above it
            (``k_bits``) the kernel's tie key: its index in the model as trained, before the kernel
            order of :func:`rtl.engine.balance.hardware_view` (the competition's tie rule, lowest
@@ -30,7 +31,7 @@ import zlib
 import numpy as np
 
 from .balance import hardware_view, kernel_order
-from .config import KIND_CONV, KIND_DENSE, KIND_POOL, hw_layers, passes
+from .config import KIND_CONV, KIND_DENSE, KIND_POOL, hw_layers, passes, region_bounds
 from golden.errors import GxnorError
 from golden.ternary import encode
 
@@ -84,9 +85,13 @@ def images(model, cfg):
     model = view      # kernel order balanced over the lane banks, if stored
     hl = hw_layers(model)
     desc, weights, thr, gw, gb = [], [], [], [], []
+    # the region grid of each gated layer's input map, written by the layer before it (the header
+    # for the image)
+    grid = [model.layers[l["index"]].gate.regions if l["gated"] else 1 for l in hl] + [1]
     for n, l in enumerate(hl):
         layer = model.layers[l["index"]]
         d = dict(l)
+        d.update(_bounds("o", l["hpo"], l["wpo"], grid[n + 1], cfg), regions=grid[n])
         d["last"] = int(n == len(hl) - 1)
         d["gated"] = int(l["gated"])
         d["hwin"] = l["hin"] * l["win"]
@@ -142,9 +147,9 @@ def images(model, cfg):
         if l["gated"]:
             d["gbase"] = len(gw)
             d["bbase"] = len(gb)
-            C = l["cin"]
+            C = layer.gate.weights.shape[1]         # features: channels x regions
             gwt = np.zeros((d["gout"] * P, C), np.int64)
-            gwt[:K] = layer.gate.weights.reshape(K, C)
+            gwt[:K] = layer.gate.weights
             gbt = np.zeros(d["gout"] * P, np.int64)
             gbt[:K] = layer.gate.bias
             key = np.zeros(d["gout"] * P, np.int64)      # slot -> original kernel index (tie key)
@@ -164,8 +169,19 @@ def images(model, cfg):
         hdr = dict(cin=c, hw=h * w, npix=c * h * w, tab=1)
     else:
         hdr = dict(cin=c, hw=h * w, npix=c * h * w, lo=first.lo, hi=first.hi)
+    hdr.update(_bounds("i", h, w, grid[0], cfg))
     header = pack_fields(cfg.header_fields(), hdr)
     return {"header": header, "desc": desc, "weights": weights, "thr": thr, "gw": gw, "gb": gb, "table": table}
+
+
+def _bounds(prefix, h, w, regions, cfg):
+    """Descriptor/header fields ``<prefix>by1..``, ``<prefix>bx1..``: the region boundaries of an
+    ``h x w`` map on a ``regions`` grid (rtl.engine.config.region_bounds), padded to the build's
+    ``gate_regions - 1`` with ``cfg.dim``, which no coordinate reaches (no fields when R = 1)."""
+    by, bx = region_bounds(h, w, regions)
+    pad = [cfg.dim] * (cfg.gate_regions - regions)
+    return {f"{prefix}b{axis}{r + 1}": v for axis, vals in (("y", by + pad), ("x", bx + pad))
+            for r, v in enumerate(vals)}
 
 
 def _pack_rows(codes):

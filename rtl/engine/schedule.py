@@ -14,7 +14,8 @@ Schedule (what the RTL does, phase by phase; :func:`cycles` counts exactly this)
   schedule) and the gate sums of its channels. An ungated first conv/dense takes its first group's
   events live from it (the group is set up first: 2 + 2 cycles before the first pixel).
 * per conv/dense layer: 2 (descriptor read, dispatch), then
-  - gate (gated conv): ``ceil(K/P) * C + 3`` (P MACs per cycle; operands and decision registered);
+  - gate (gated conv): ``gate_cycles = ceil(K/P) * C*R*R + 3`` for a gate of ``R x R`` regions (P
+    MACs of one (channel, region) feature per cycle; operands and decision registered);
   - selection (gated conv, competition with ``k < K``; none when k is None or ``k >= K``):
     ``ceil(K/P) * K + SELECT_TAIL`` (P comparators rank a group of P kernels against one candidate
     per cycle; the candidate read, its lane select, the comparisons and the count are registered);
@@ -56,6 +57,13 @@ SCAN_GROUP = 3
 # the competition's selection after its last (group, candidate) issue: candidate select, comparisons,
 # rank count, decision (rtl/engine/top.py ``select``: SEL_T..SEL_T4)
 SELECT_TAIL = 4
+
+
+def gate_cycles(K, C, regions, lanes):
+    """Cycles of the gate phase of a gated layer of ``K`` kernels reading ``C`` channels with a gate
+    of ``regions`` x ``regions`` regions on ``lanes`` lanes: one (kernel group, feature) read per
+    cycle, ``ceil(K/P) * C*R*R``, then 3 (GATE_T..GATE_T3: read, MAC and decision registered)."""
+    return _groups(K, lanes) * C * regions * regions + 3
 
 
 def select_cycles(K, lanes, k):
@@ -154,7 +162,7 @@ def cycles(model, images, tau=None, lanes=1, dense=False, detail=False, taps=3, 
             scan = np.where(gmask_on, SCAN_GROUP + np.maximum(1, nnz * npass).sum(axis=2), 1).sum(axis=1)
             ev = nzc.sum(axis=(1, 2)).astype(np.int64)
         if l["gated"]:
-            total += _groups(K, P) * C + 3 + select_cycles(K, P, k)
+            total += gate_cycles(K, C, model.layers[i].gate.regions, P) + select_cycles(K, P, k)
             on = slots(res.gates[i], i)
         else:
             on = np.ones((n, K), bool)

@@ -272,6 +272,10 @@ class _Build:
         self.G = cfg.groups
         self.AB = cfg.accaddr_bits
         self.Q = cfg.pixels_per_beat
+        # gate regions: R x R sums per (lane, channel group); with R = 1 no region counter,
+        # comparator or slot select exists (``regioned`` is False)
+        self.R, self.RR = cfg.gate_regions, cfg.region_slots
+        self.regioned = self.RR > 1
 
     def module(self):
         m = self.m
@@ -354,7 +358,10 @@ class _Build:
             m.submodules[f"acc_mem{b}"] = acc_mems[b]
         SB = cfg.sum_bits
         if gated:
-            s_mems = [Memory(shape=signed(SB), depth=max(2, cfg.groups), init=[]) for _ in range(P)]
+            # one word per (lane, channel group): its R*R region sums, slot ry*R + rx at bits
+            # slot*SB (written at once at the group's end, so regions cost no write cycle)
+            s_shape = unsigned(self.RR * SB) if self.regioned else signed(SB)
+            s_mems = [Memory(shape=s_shape, depth=max(2, cfg.groups), init=[]) for _ in range(P)]
             for j in range(P):
                 m.submodules[f"s_mem{j}"] = s_mems[j]
         m.submodules.logit_mem = logit_mem = Memory(shape=unsigned(P * A),
@@ -493,7 +500,7 @@ class _Build:
                              self.lane_c.eq(0), self.pix_c.eq(0), self.pcs.eq(0), self.gbase.eq(0), self.g.eq(0),
                              self.ecount.eq(0)] + self.pos_reset()
                 if gated:
-                    m.d.sync += [sl.eq(0) for sl in self.slane]
+                    m.d.sync += self.sums_clear()
                 m.d.sync += [self.ig.eq(0), self.chmask.eq(self.all_on)]
                 # an ungated first conv/dense takes its first group's events live from the
                 # quantizer (its descriptor and groups are set up first); else the quantizer
@@ -610,8 +617,11 @@ class _Build:
             take = pix.valid & iq_enc.i.ready
             with m.If(take):
                 if gated:
-                    m.d.comb += [self.iq_sum_v.eq(1),
-                                 self.iq_sum.eq(sum(Mux(vm[i], self.decode(codes[i]), 0) for i in range(Q)))]
+                    # per region slot, the beat's codes there (pixel i at column x + i of row y)
+                    slots = [self.region_slot(y, x + i, hdr, "i") for i in range(Q)] if self.regioned else [None] * Q
+                    m.d.comb += [self.iq_sum_v.eq(1)] + [
+                        self.iq_sum[s].eq(sum(Mux(self.in_slot(vm[i], slots[i], s), self.decode(codes[i]), 0)
+                                              for i in range(Q))) for s in range(self.RR)]
                 rowend = x + Q >= d.win
                 m.d.sync += pos.eq(pos + Mux(rowend, d.win - x, Q))
                 with m.If(rowend):
@@ -639,9 +649,9 @@ class _Build:
         with m.If((lane_c == P - 1) | (pix_c == hdr.cin - 1)):
             if gated:
                 for j in range(P):
-                    m.d.comb += [self.s_ws[j].addr.eq(ig), self.s_ws[j].data.eq(self.slane_next[j]),
+                    m.d.comb += [self.s_ws[j].addr.eq(ig), self.s_ws[j].data.eq(self.sum_word(j)),
                                  self.s_ws[j].en.eq(1)]
-                m.d.sync += [sl.eq(0) for sl in self.slane]
+                m.d.sync += self.sums_clear()
             m.d.sync += ig.eq(ig + 1)
         with m.If(lane_c == P - 1):
             m.d.sync += [lane_c.eq(0), self.gbase.eq(self.gbase + hdr.hw)]
@@ -729,6 +739,8 @@ class _Build:
                     with m.If(d.gated):
                         m.d.sync += [self.kg.eq(0), self.cc.eq(0), self.cg.eq(0), self.cl.eq(0), self.gidx.eq(0),
                                      self.gkrem.eq(d.kout)]
+                        if self.regioned:
+                            m.d.sync += [self.gry.eq(0), self.grx.eq(0)]
                         m.next = "GATE"
                     with m.Else():
                         self.compute()
@@ -739,8 +751,11 @@ class _Build:
     def gate(self):
         """The gate predictor's pipeline: ``P`` MACs per cycle (one GateUnit per lane).
 
-        GATE issues (kernel group, input channel) reads (gt_*); the read stage registers the weights,
-        the input channel's sum (zero if the channel is masked off) and the biases (gq_*); the
+        GATE issues (kernel group, feature) reads (gt_*), a feature being an input channel and, with
+        regions, one of the layer's R'*R' regions (``regions`` in the descriptor; inner loop over the
+        region column, then row: golden's feature order ``c*R'*R' + ry*R' + rx``, the gate weight
+        words' order); the read stage registers the weights, the feature's sum (zero if the channel
+        is masked off; the region's slot of the channel's s_mem word) and the biases (gq_*); the
         GateUnits accumulate and decide on the last channel; the decision (gd_*) sets ``omask`` and
         appends each lane's kept kernel group to its list. Latency: 3 cycles after the last read
         (GATE_T..GATE_T3). With competition (``comp``: the k register below the layer's K) the
@@ -756,6 +771,10 @@ class _Build:
         self.cg = Signal(range(G + 1))
         self.cl = Signal(range(max(P, 2)))
         self.gidx = Signal(range(cfg.gate_weights + 1))
+        # with regions: the feature's region row and column (< the layer's R'), its slot ry*R + rx
+        if self.regioned:
+            self.gry, self.grx = Signal(range(self.R)), Signal(range(self.R))
+            self.gt_slot = Signal(range(self.RR))
         gt_v, gt_first, gt_last = Signal(), Signal(), Signal()
         gt_lane = Signal(range(max(P, 2)))
         gt_c = Signal(range(cfg.channels))
@@ -768,8 +787,9 @@ class _Build:
         gq_b = Signal(P * GBK)
         gq_kg = Signal(range(max(G, 2)))
         s_arr = Array([r.data for r in self.s_rs])
+        s_sel = s_arr[gt_lane].word_select(self.gt_slot, SB).as_signed() if self.regioned else s_arr[gt_lane]
         m.d.sync += [gq_v.eq(gt_v), gq_first.eq(gt_first), gq_last.eq(gt_last), gq_w.eq(self.gw_r.data),
-                     gq_s.eq(Mux(self.chmask.bit_select(gt_c, 1), s_arr[gt_lane], 0)), gq_b.eq(self.gb_r.data),
+                     gq_s.eq(Mux(self.chmask.bit_select(gt_c, 1), s_sel, 0)), gq_b.eq(self.gb_r.data),
                      gq_kg.eq(gt_kg)]
         gd_v = Signal()
         gd_on = Signal(P)
@@ -874,26 +894,32 @@ class _Build:
             self.keep(sl4_kg, on, Cat(*[skrem > j for j in range(P)]))
 
     def gate_states(self):
-        """GATE: one (kernel group, input channel) read per cycle; GATE_T..GATE_T3: the pipeline's tail."""
-        m, d, P = self.m, self.d, self.P
+        """GATE: one (kernel group, feature) read per cycle, ``ceil(K/P) * C*R'*R'`` in all;
+        GATE_T..GATE_T3: the pipeline's tail (rtl.engine.schedule.gate_cycles)."""
+        m, d = self.m, self.d
         kg, cc, cg, cl, gidx = self.kg, self.cc, self.cg, self.cl, self.gidx
         gt_v, gt_first, gt_last, gt_lane, gt_c, gt_kg = self.gt
         with m.State("GATE"):
             m.d.comb += [self.gw_r.addr.eq(d.gbase + gidx), self.gb_r.addr.eq(d.bbase + kg)]
             for r in self.s_rs:
                 m.d.comb += r.addr.eq(cg)
-            m.d.sync += [gt_v.eq(1), gt_first.eq(cc == 0), gt_last.eq(cc == d.cin - 1),
-                         gt_lane.eq(cl), gt_c.eq(cc), gt_kg.eq(kg), gidx.eq(gidx + 1)]
-            with m.If(cc == d.cin - 1):
-                m.d.sync += [cc.eq(0), cg.eq(0), cl.eq(0), kg.eq(kg + 1)]
-                with m.If(kg == d.gout - 1):
-                    m.next = "GATE_T"
-            with m.Else():
-                m.d.sync += cc.eq(cc + 1)
-                with m.If(cl == P - 1):
-                    m.d.sync += [cl.eq(0), cg.eq(cg + 1)]
+            first, last = cc == 0, cc == d.cin - 1
+            if self.regioned:
+                gry, grx = self.gry, self.grx
+                rlast = (gry == d.regions - 1) & (grx == d.regions - 1)     # the channel's last region
+                first, last = first & (gry == 0) & (grx == 0), last & rlast
+                m.d.sync += self.gt_slot.eq(_times(self.R, gry) + grx)
+                with m.If(grx == d.regions - 1):
+                    m.d.sync += [grx.eq(0), gry.eq(Mux(gry == d.regions - 1, 0, gry + 1))]
                 with m.Else():
-                    m.d.sync += cl.eq(cl + 1)
+                    m.d.sync += grx.eq(grx + 1)
+            m.d.sync += [gt_v.eq(1), gt_first.eq(first), gt_last.eq(last),
+                         gt_lane.eq(cl), gt_c.eq(cc), gt_kg.eq(kg), gidx.eq(gidx + 1)]
+            if self.regioned:
+                with m.If(rlast):
+                    self.gate_channel_next()
+            else:
+                self.gate_channel_next()
         with m.State("GATE_T"):
             m.next = "GATE_T2"
         with m.State("GATE_T2"):
@@ -905,6 +931,21 @@ class _Build:
             with m.Else():
                 self.compute()
         self.select_states()
+
+    def gate_channel_next(self):
+        """GATE after a channel's last feature: the next channel (or kernel group, or the tail)."""
+        m, d, P = self.m, self.d, self.P
+        kg, cc, cg, cl = self.kg, self.cc, self.cg, self.cl
+        with m.If(cc == d.cin - 1):
+            m.d.sync += [cc.eq(0), cg.eq(0), cl.eq(0), kg.eq(kg + 1)]
+            with m.If(kg == d.gout - 1):
+                m.next = "GATE_T"
+        with m.Else():
+            m.d.sync += cc.eq(cc + 1)
+            with m.If(cl == P - 1):
+                m.d.sync += [cl.eq(0), cg.eq(cg + 1)]
+            with m.Else():
+                m.d.sync += cl.eq(cl + 1)
 
     def select_states(self):
         """SEL: one (kernel group, candidate) per cycle; SEL_T..SEL_T4: the selection's tail."""
@@ -987,9 +1028,9 @@ class _Build:
             if self.gated:
                 with m.If(self.pend_sum):
                     for j in range(P):
-                        m.d.comb += [self.s_ws[j].addr.eq(lane_gq[j]), self.s_ws[j].data.eq(self.slane_next[j]),
+                        m.d.comb += [self.s_ws[j].addr.eq(lane_gq[j]), self.s_ws[j].data.eq(self.sum_word(j)),
                                      self.s_ws[j].en.eq(lval[j])]
-                    m.d.sync += [sl.eq(0) for sl in self.slane]
+                    m.d.sync += self.sums_clear()
             m.d.sync += [self.pend_sum.eq(0), lval.eq(self.lane_v)] + [lg.eq(lgv) for lg, lgv in zip(lane_gq, self.lane_g)]
             m.next = "GROUP2"
         with m.State("GROUP2"):
@@ -1287,6 +1328,10 @@ class _Build:
         self.dr_bank = dr_bank = [Signal(range(T), name=f"dr_bank{e}") for e in range(NE)]
         self.dr_addr = dr_addr = [Signal(AB, name=f"dr_addr{e}") for e in range(NE)]
         self.dr_pos = dr_pos = Signal(range(cfg.act_words + 1))
+        # with regions: the region slot of the output read (dr_*) and written (dq_*), for its gate sum
+        if self.regioned:
+            self.dr_slot = Signal(range(self.RR))
+            self.dq_slot = Signal(range(self.RR))
         self.dd_v = dd_v = Signal()                     # dense drain: bank dd_b, kernel word dd_pg
         self.dd_b = dd_b = Signal(range(T))
         self.dd_pg = dd_pg = Signal(range(max(cfg.act_words, cfg.thr_words, cfg.classes) + 1))
@@ -1321,6 +1366,8 @@ class _Build:
                         m.d.comb += [acc_ws[b].addr.eq(dr_addr[e]), acc_ws[b].data.eq(0), acc_ws[b].en.eq(1)]
             m.d.sync += [dq_v.eq(1), dq_codes.eq(pooled), dq_en.eq(self.lval)]
             m.d.sync += [dq_addr.eq(self.out_half + dr_pos)]
+            if self.regioned:
+                m.d.sync += self.dq_slot.eq(self.dr_slot)
         with m.If(dd_v):
             for b in range(T):
                 with m.If(dd_b == b):
@@ -1349,6 +1396,7 @@ class _Build:
         self.dqx = Signal(cfg.dim_bits)
         self.drx = Signal(cfg.tap_bits)
         self.db = Signal(range(T + 1))
+        self.drow = Signal(range(cfg.dim + 1)) if self.regioned else None     # the output row (regions)
         # g * T, the output group's first threshold/kernel word of a dense layer: kept incrementally
         # (0 at the first output group, + T per group) so DDRAIN's threshold address `gword + db`
         # has no multiplier (g * T was a MULT18X18D ahead of the threshold ROM, the ULX3S critical
@@ -1379,8 +1427,12 @@ class _Build:
                         m.d.comb += self.acc_rs[b].addr.eq(addr)
                 m.d.sync += [self.dr_bank[ei].eq(bank), self.dr_addr[ei].eq(addr), self.dr_ev[ei].eq(present)]
             m.d.sync += [self.dr_v.eq(1), self.dr_pos.eq(dp), dp.eq(dp + 1)]
+            if self.regioned:
+                m.d.sync += self.dr_slot.eq(self.region_slot(self.drow, dcol, d, "o"))
             with m.If(dcol == d.wpo - 1):
                 m.d.sync += [dcol.eq(0), dqx.eq(0), drx.eq(0)]
+                if self.regioned:
+                    m.d.sync += self.drow.eq(self.drow + 1)
                 with m.If(dry + step >= KT):
                     m.d.sync += [dry.eq(dry + step - KT), dqyw.eq(dqyw + d.wrows)]
                 with m.Else():
@@ -1410,7 +1462,7 @@ class _Build:
 
     def drain_start(self):
         return [self.dp.eq(0), self.dcol.eq(0), self.dqyw.eq(0), self.dry.eq(0), self.dqx.eq(0),
-                self.drx.eq(0), self.db.eq(0)]
+                self.drx.eq(0), self.db.eq(0)] + ([self.drow.eq(0)] if self.regioned else [])
 
     def to_drain(self):
         with self.m.If(self.is_dense):
@@ -1421,23 +1473,60 @@ class _Build:
     # ---------------------------------------------------------------- gate sums
     def gate_sums(self):
         """Gate sums of the layer's outputs (channel lane_gq[j]*P + j), taken while they are
-        written (drain, stand-alone pool, input quantizer) and written to ``s_mem`` at a group's end."""
-        m, P, SB, gated = self.m, self.P, self.cfg.sum_bits, self.gated
+        written (drain, stand-alone pool, input quantizer) and written to ``s_mem`` at a group's end.
+
+        With regions (R > 1) each lane keeps R*R sums (``slane[j][slot]``); the codes being written
+        come with the slot of their position (``sum_slot``, from :meth:`region_slot`), the
+        quantizer's beat with one sum per slot (``iq_sum[slot]``: a beat may straddle a region
+        boundary). The whole word (all slots) is written at once, as the one sum is with R = 1."""
+        m, P, SB, gated, RR = self.m, self.P, self.cfg.sum_bits, self.gated, self.RR
         Q = self.Q
-        self.iq_sum = iq_sum = Signal(signed(_bits(Q) + 2)) if gated else None     # the quantizer's beat: sum of its codes
+
+        def sfx(s):
+            return f"_{s}" if self.regioned else ""
+        # the quantizer's beat: sum of its codes (per slot)
+        self.iq_sum = iq_sum = [Signal(signed(_bits(Q) + 2), name=f"iq_sum_{s}" if self.regioned else None)
+                                for s in range(RR if gated else 0)]
         self.iq_sum_v = iq_sum_v = Signal() if gated else None
         self.lane_c = lane_c = Signal(range(max(P, 2)))         # the quantizer's channel, mod P
-        self.slane = slane = [Signal(signed(SB), name=f"slane{j}") for j in range(P if gated else 0)]
-        self.slane_next = slane_next = [Signal(signed(SB), name=f"slane_next{j}") for j in range(len(slane))]
+        self.slane = slane = [[Signal(signed(SB), name=f"slane{j}{sfx(s)}") for s in range(RR)]
+                              for j in range(P if gated else 0)]
+        self.slane_next = slane_next = [[Signal(signed(SB), name=f"slane_next{j}{sfx(s)}") for s in range(RR)]
+                                        for j in range(len(slane))]
         self.sum_src = sum_src = Signal(2 * P) if gated else None    # codes being written (drain, stand-alone pool)
         self.sum_v = sum_v = Signal(P) if gated else None
+        self.sum_slot = sum_slot = Signal(range(RR), name="sum_slot") if gated and self.regioned else None
         for j in range(len(slane)):
-            m.d.comb += slane_next[j].eq(slane[j] + Mux(sum_v[j], self.decode(sum_src[2 * j:2 * j + 2]), 0)
-                                         + Mux(iq_sum_v & (lane_c == j), iq_sum, 0))
-            m.d.sync += slane[j].eq(slane_next[j])
+            for s in range(RR):
+                m.d.comb += slane_next[j][s].eq(slane[j][s] + Mux(self.in_slot(sum_v[j], sum_slot, s),
+                                                                  self.decode(sum_src[2 * j:2 * j + 2]), 0)
+                                                + Mux(iq_sum_v & (lane_c == j), iq_sum[s], 0))
+                m.d.sync += slane[j][s].eq(slane_next[j][s])
         if gated:
             with m.If(self.dq_v & self.dq_conv):
                 m.d.comb += [sum_src.eq(self.dq_codes), sum_v.eq(self.dq_en)]
+                if self.regioned:
+                    m.d.comb += sum_slot.eq(self.dq_slot)
+
+    def in_slot(self, cond, slot, s):
+        """``cond`` and (with regions) ``slot == s``."""
+        return cond & (slot == s) if self.regioned else cond
+
+    def sum_word(self, j):
+        """Lane ``j``'s ``s_mem`` word: its next sums, slot 0 at the LSB."""
+        return Cat(*self.slane_next[j]) if self.regioned else self.slane_next[j][0]
+
+    def sums_clear(self):
+        return [sl.eq(0) for lane in self.slane for sl in lane]
+
+    def region_slot(self, y, x, src, prefix):
+        """The region slot ``ry*R + rx`` of position (``y``, ``x``) of a map whose boundaries are the
+        fields ``<prefix>by1..``, ``<prefix>bx1..`` of ``src`` (descriptor or header): ry and rx count
+        the boundaries at or below the coordinate (R-1 comparators each; no divider)."""
+        R = self.R
+        ry = sum(y >= getattr(src, f"{prefix}by{r}") for r in range(1, R))
+        rx = sum(x >= getattr(src, f"{prefix}bx{r}") for r in range(1, R))
+        return _times(R, ry) + rx
 
     # ---------------------------------------------------------------- stand-alone max-pool
     def pool(self):
@@ -1461,10 +1550,15 @@ class _Build:
         pl_addr = Signal(range(2 * cfg.act_words))
         self.pa_g = pa_g = Signal(range(max(G, 2)))
         pl_g = Signal(range(max(G, 2)))
+        # with regions: the region slot of the window's output position (oy, ox), for its gate sum
+        self.pa_slot = pa_slot = Signal(range(self.RR)) if self.regioned else None
+        pl_slot = Signal(range(self.RR)) if self.regioned else None
         m.d.sync += [pa_v.eq(0), pl_v.eq(0)]
         with m.If(pa_v):
             m.d.comb += self.act_raddr.eq(pa_raddr)
             m.d.sync += [pl_v.eq(1), pl_q.eq(pa_q), pl_addr.eq(pa_waddr), pl_end.eq(pa_end), pl_g.eq(pa_g)]
+            if self.regioned:
+                m.d.sync += pl_slot.eq(pa_slot)
         m.submodules.pool = pool = PoolMax(P)
         m.d.comb += [pool.i.valid.eq(pl_v), pool.o.ready.eq(1), pool.i.payload.codes.eq(self.act_rdata),
                      pool.i.payload.last.eq(pl_q == 3)]
@@ -1476,11 +1570,13 @@ class _Build:
         if self.gated:
             with m.If(pool.o.valid):
                 m.d.comb += [self.sum_src.eq(pool.o.payload.codes), self.sum_v.eq(Const((1 << P) - 1, P))]
+                if self.regioned:
+                    m.d.comb += self.sum_slot.eq(pl_slot)
                 with m.If(pl_end & (pl_q == 3)):
                     for j in range(P):
-                        m.d.comb += [self.s_ws[j].addr.eq(pl_g), self.s_ws[j].data.eq(self.slane_next[j]),
+                        m.d.comb += [self.s_ws[j].addr.eq(pl_g), self.s_ws[j].data.eq(self.sum_word(j)),
                                      self.s_ws[j].en.eq(1)]
-                    m.d.sync += [sl.eq(0) for sl in self.slane]
+                    m.d.sync += self.sums_clear()
 
     def pool_states(self):
         """POOL_G (an input group; skipped if no channel of it is on), POOL_R (one window element read
@@ -1503,6 +1599,8 @@ class _Build:
             m.d.sync += [pa_v.eq(1), pa_raddr.eq(self.in_half + g * d.hwin + raddr), pa_q.eq(q),
                          pa_waddr.eq(self.out_half + g * d.hwout + dp), q.eq(q + 1), pa_end.eq(gend),
                          self.pa_g.eq(g)]
+            if self.regioned:
+                m.d.sync += self.pa_slot.eq(self.region_slot(oy, ox, d, "o"))
             with m.If(q == 3):
                 m.d.sync += dp.eq(dp + 1)
                 with m.If(ox == d.wout - 1):

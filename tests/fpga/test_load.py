@@ -269,6 +269,27 @@ def test_cli_board_load(tmp_path, capsys, which):
         assert rc == 2 and len(err) == 1 and "does not fit the board's engine envelope" in err[0], out
 
 
+def test_cli_board_load_refuses_larger_regions(tmp_path, capsys):
+    """A board built for R = 1 (its CONFIG's gate_regions) refuses a region-gated model's --load in
+    one line naming gate_regions, before any LOAD frame; a board whose envelope has the grid runs
+    it exactly."""
+    from tests.rtl.test_regions import with_regions
+    a, b, _ = models()
+    reg = with_regions(a, {3: 2}, seed=1)
+    ref, env = ref_board(a, b)
+    assert env.gate_regions == 1
+    imgs = np.random.default_rng(SEED).integers(0, 256, (3, 1, 8, 8), dtype=np.uint8)
+    rc, _, err = cli_board(tmp_path, capsys, ref, reg, imgs, "--load")
+    assert rc == 2 and len(err) == 1 and err[0].startswith("gxnor: error:"), err
+    assert "does not fit the board's engine envelope" in err[0] and "gate_regions 2 > 1" in err[0], err
+    env2 = EngineConfig.for_models([a, reg], LANES)
+    ref2 = P.RefBoard(P.golden_infer(a, LANES), a.num_classes, 64, env2.tau_bits, a.default_tau, envelope=env2,
+                      catalog=[(a, P.golden_infer(a, LANES)), (reg, P.golden_infer(reg, LANES))], baked=a,
+                      k_bits=env2.k_bits, k=a.default_k, input_lo=a.layers[0].lo)
+    rc, rep, err = cli_board(tmp_path, capsys, ref2, reg, imgs, "--load")
+    assert rc == 0 and rep["mismatches"] == 0 and env2.gate_regions == 2, err
+
+
 def cli_board(tmp_path, capsys, ref, model, imgs, *extra):
     """`gxnor board` (``--json``) against ``ref`` over a socket: (exit code, report or None, stderr lines)."""
     url, t = serve(ref)
@@ -395,14 +416,20 @@ def test_host_keeps_requests_in_flight_within_the_queue():
         bench_board(link, a, imgs[0], a.default_tau, 7)
 
 
-def test_cli_refuses_an_older_board(tmp_path, capsys):
-    """A board built with protocol 4 (16-byte INFO, version byte 4, no CODES): `gxnor board` stops
-    at its first INFO with one error line saying the board is older and what to do."""
+@pytest.mark.parametrize("version", [4, 8])
+def test_cli_refuses_an_older_board(tmp_path, capsys, version):
+    """A board built with protocol 4 (16-byte INFO, version byte 4, no CODES) or 8 (INFO as now, a
+    CONFIG without gate_regions): `gxnor board` stops at its first INFO with one error line saying
+    the board is older and what to do."""
     a, b, _ = models()
     ref, _ = ref_board(a, b, loadable=False)
-    ref._info = lambda: P.encode(P.R_INFO, bytes([4, a.num_classes, 64, 0, ref.tau_bits])
-                                 + int(ref.tau).to_bytes(4, "little", signed=True) + bytes([P.F_MODEL])
-                                 + bytes(6))
+    if version == 4:
+        ref._info = lambda: P.encode(P.R_INFO, bytes([4, a.num_classes, 64, 0, ref.tau_bits])
+                                     + int(ref.tau).to_bytes(4, "little", signed=True) + bytes([P.F_MODEL])
+                                     + bytes(6))
+    else:
+        info = ref._info
+        ref._info = lambda: P.encode(P.R_INFO, bytes([version]) + P.decode(info())[0].payload[1:])
     url, t = serve(ref)
     path = tmp_path / "m.gxm"
     modelfile.save(a, path)
@@ -411,4 +438,4 @@ def test_cli_refuses_an_older_board(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     t.join(5)
     assert rc == 2 and len(err) == 1, err
-    assert err[0].startswith("gxnor: error:") and f"protocol version 4, an older one than this host's {P.VERSION}" in err[0]
+    assert err[0].startswith("gxnor: error:") and f"protocol version {version}, an older one than this host's {P.VERSION}" in err[0]
