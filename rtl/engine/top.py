@@ -491,7 +491,7 @@ class _Build:
                 m.d.sync += [self.tau.eq(top.tau), self.kreg.eq(top.k), self.dense.eq(top.dense), self.li.eq(0),
                              self.cyc.eq(0), self.n_ev.eq(0), self.n_fired.eq(0), self.n_skip.eq(0),
                              self.lane_c.eq(0), self.pix_c.eq(0), self.pcs.eq(0), self.gbase.eq(0), self.g.eq(0),
-                             self.ecount.eq(0)] + self.pos_reset()
+                             self.ecount.eq(0), self.wpos.eq(0)] + self.pos_reset()
                 if gated:
                     m.d.sync += [sl.eq(0) for sl in self.slane]
                 m.d.sync += [self.ig.eq(0), self.chmask.eq(self.all_on)]
@@ -536,6 +536,13 @@ class _Build:
         self.ig = Signal(range(self.G + 1))     # quantizer: channel group
         self.pix_c = Signal(range(cfg.channels + 1))
         self.pcs = Signal(range(cfg.weight_words + 1))
+        # the dense weight offset pcs + pos (mod 2**woff_bits), advanced with pos, and the pixels
+        # left in the row, win - x: registers, so that neither an adder after the encoder's one-hot
+        # nor the comparators x + i < win before it sit on the live feed's path (x -> mask ->
+        # encoder -> record -> a_ev.woff was the critical path at 63.28 MHz); cycle-neutral.
+        # Valid in IQ (set by pos_reset and at IDLE, advanced by each beat taken)
+        self.wpos = Signal(cfg.woff_bits)
+        self.xr = Signal(range(cfg.dim + 1))
         self.gbase = Signal(range(2 * cfg.act_words + 1))
 
     def iq_states(self):
@@ -551,6 +558,7 @@ class _Build:
         W = self.cfg.code_bits
         pix, iq_enc, iq_live, lane_c = self.pix, self.iq_enc, self.iq_live, self.lane_c
         x, y, qx, rx, qy, ry, qyw, pos = self.x, self.y, self.qx, self.rx, self.qy, self.ry, self.qyw, self.pos
+        wpos, xr = self.wpos, self.xr
         with m.State("IQ"):
             m.d.comb += self.stall.eq(~pix.valid)
             first_pool = d.kind == KIND_POOL
@@ -567,24 +575,26 @@ class _Build:
                 else:
                     m.d.comb += c.eq(Mux(p >= hdr.hi, 0b01, Mux(p < hdr.lo, 0b11, 0b00)))
                 codes.append(c)
-                vm.append(x + i < d.win)
+                vm.append(xr > i)                   # x + i < win
             vmask = Cat(*vm)
             m.d.comb += [iq_enc.i.valid.eq(pix.valid), iq_enc.i.payload.word.eq(Cat(*codes)),
                          iq_enc.i.payload.mask.eq(vmask), iq_enc.dense.eq(self.dense | first_pool),
                          iq_enc.o.ready.eq(~iq_live | self.last_pass), pix.ready.eq(iq_enc.i.ready)]
             lane = iq_enc.o.payload.lane
             # per pixel i of the beat, from registers only: column (rx + i) as quotient and remainder
-            # by KT, and the dense weight offset pos + i; the event's are selected by the encoder's
-            # one-hot (AND-OR), so no lane number, adder or multiplier follows the encoder
+            # by KT (the record's qx + quotient), and the weight offset (pcs + pos + i dense, pcs
+            # conv); the event's are selected by the encoder's one-hot (AND-OR), so no lane number,
+            # adder or multiplier follows the encoder
             onehot = iq_enc.o.payload.onehot
-            vqs, rxs, pis = [], [], []
+            DB, TB, WB = self.cfg.dim_bits, self.cfg.tap_bits, self.cfg.woff_bits
+            qxs, rxs, pis = [], [], []
             for i in range(Q):
                 v = Signal(range(KT + Q + 1), name=f"iq_v{i}")
                 vq = Signal(range(Q // KT + 3), name=f"iq_vq{i}")
                 m.d.comb += [v.eq(rx + i), vq.eq(sum((v >= t * KT) for t in range(1, (KT + Q) // KT + 1)))]
-                vqs.append(vq & onehot[i].replicate(len(vq)))
-                rxs.append((v - _times(KT, vq))[:self.cfg.tap_bits] & onehot[i].replicate(self.cfg.tap_bits))
-                pis.append((pos + i)[:self.cfg.woff_bits] & onehot[i].replicate(self.cfg.woff_bits))
+                qxs.append((qx + vq)[:DB] & onehot[i].replicate(DB))
+                rxs.append((v - _times(KT, vq))[:TB] & onehot[i].replicate(TB))
+                pis.append(Mux(self.is_conv, self.pcs, wpos + i)[:WB] & onehot[i].replicate(WB))
             rec = Signal(self.ev_lay)
             if W:
                 # the event's table code, selected by the encoder's one-hot (AND-OR), or the
@@ -594,8 +604,8 @@ class _Build:
             else:
                 m.d.comb += rec.code.eq(iq_enc.o.payload.code)
             m.d.comb += [rec.qy.eq(qy), rec.ry.eq(ry),
-                         rec.qx.eq(qx + or_all(vqs)), rec.rx.eq(or_all(rxs)), rec.qyw.eq(qyw),
-                         rec.woff.eq(self.pcs + Mux(self.is_conv, 0, or_all(pis)))]
+                         rec.qx.eq(or_all(qxs)), rec.rx.eq(or_all(rxs)), rec.qyw.eq(qyw),
+                         rec.woff.eq(or_all(pis))]
             with m.If(iq_enc.o.valid):
                 with m.If(first_pool):
                     for j in range(P):
@@ -612,17 +622,18 @@ class _Build:
                 if gated:
                     m.d.comb += [self.iq_sum_v.eq(1),
                                  self.iq_sum.eq(sum(Mux(vm[i], self.decode(codes[i]), 0) for i in range(Q)))]
-                rowend = x + Q >= d.win
-                m.d.sync += pos.eq(pos + Mux(rowend, d.win - x, Q))
+                rowend = xr <= Q                        # x + Q >= win
+                step = Mux(rowend, xr, Q)               # win - x at a row's end
+                m.d.sync += [pos.eq(pos + step), wpos.eq(wpos + step)]
                 with m.If(rowend):
-                    m.d.sync += [x.eq(0), qx.eq(d.padq), rx.eq(d.padr), y.eq(y + 1)]
+                    m.d.sync += [x.eq(0), xr.eq(d.win), qx.eq(d.padq), rx.eq(d.padr), y.eq(y + 1)]
                     with m.If(ry == KT - 1):
                         m.d.sync += [ry.eq(0), qy.eq(qy + 1), qyw.eq(qyw + d.wrows)]
                     with m.Else():
                         m.d.sync += ry.eq(ry + 1)
                 with m.Else():
                     qd, qm = divmod(Q, KT)
-                    m.d.sync += x.eq(x + Q)
+                    m.d.sync += [x.eq(x + Q), xr.eq(xr - Q)]
                     with m.If(rx + qm >= KT):
                         m.d.sync += [rx.eq(rx + qm - KT), qx.eq(qx + qd + 1)]
                     with m.Else():
@@ -635,7 +646,8 @@ class _Build:
         written; after the last channel, on to the first layer (live) or its descriptor."""
         m, hdr, P, gated = self.m, self.hdr, self.P, self.gated
         lane_c, pix_c, ig = self.lane_c, self.pix_c, self.ig
-        m.d.sync += [pix_c.eq(pix_c + 1), self.pcs.eq(self.pcs + self.d.cstride)] + self.pos_reset()
+        m.d.sync += [pix_c.eq(pix_c + 1), self.pcs.eq(self.pcs + self.d.cstride),
+                     self.wpos.eq(self.pcs + self.d.cstride)] + self.pos_reset()
         with m.If((lane_c == P - 1) | (pix_c == hdr.cin - 1)):
             if gated:
                 for j in range(P):
@@ -676,7 +688,7 @@ class _Build:
 
     def pos_reset(self):
         d = self.d
-        return [self.pos.eq(0), self.y.eq(0), self.x.eq(0), self.qy.eq(d.padq), self.ry.eq(d.padr),
+        return [self.pos.eq(0), self.y.eq(0), self.x.eq(0), self.xr.eq(d.win), self.qy.eq(d.padq), self.ry.eq(d.padr),
                 self.qx.eq(d.padq), self.rx.eq(d.padr), self.qyw.eq(d.padqw)]
 
     def pos_next(self, width):
