@@ -1303,12 +1303,19 @@ class _Build:
         self.dd_b = dd_b = Signal(range(T))
         self.dd_pg = dd_pg = Signal(range(max(cfg.act_words, cfg.thr_words, cfg.classes) + 1))
         m.d.sync += [dr_v.eq(0), dd_v.eq(0)]
-        acc_arr = Array([r.data for r in self.acc_rs])
+        # the bank each Activation reads, one-hot (DRAIN: element e's bank; DDRAIN: bank db), set
+        # with dr_bank/dd_b: one AND-OR select of the T read words instead of two T-to-1
+        # multiplexers and a 2-to-1 (the drain after the accumulator read was the mlp's critical
+        # path once the quantizer's was gone); cycle-neutral
+        self.dsel = dsel = [Signal(T, name=f"dsel{e}") for e in range(NE)]
+        srcs = []
         codes_e = []
         for e in range(NE):
             act = Activation(P, A)
             m.submodules[f"activation{e}"] = act
-            src = Mux(dd_v, acc_arr[dd_b], acc_arr[dr_bank[e]])
+            src = Signal(len(self.acc_rs[0].data), name=f"dsrc{e}")
+            m.d.comb += src.eq(or_all([r.data & dsel[e][b].replicate(len(r.data)) for b, r in enumerate(self.acc_rs)]))
+            srcs.append(src)
             m.d.comb += [act.i.valid.eq(dr_v | dd_v), act.o.ready.eq(1), act.i.payload.acc.eq(src),
                          act.i.payload.thr.eq(thr),
                          act.i.payload.on.eq(Mux(dd_v, Array(don)[dd_b], lon))]
@@ -1339,7 +1346,7 @@ class _Build:
                     m.d.comb += [acc_ws[b].addr.eq(0), acc_ws[b].data.eq(0), acc_ws[b].en.eq(1)]
             with m.If(d.kind == KIND_LOGITS):
                 # (only words that hold a class: the words past them would alias the memory)
-                m.d.comb += [self.lg_w.addr.eq(dd_pg), self.lg_w.data.eq(acc_arr[dd_b]),
+                m.d.comb += [self.lg_w.addr.eq(dd_pg), self.lg_w.data.eq(srcs[0]),
                              self.lg_w.en.eq(Array(don)[dd_b][0])]
             with m.Else():
                 m.d.sync += [dq_v.eq(1), dq_codes.eq(codes_e[0]), dq_en.eq(Array(don)[dd_b]),
@@ -1389,7 +1396,8 @@ class _Build:
                 for b in range(T):
                     with m.If(present & (bank == b)):
                         m.d.comb += self.acc_rs[b].addr.eq(addr)
-                m.d.sync += [self.dr_bank[ei].eq(bank), self.dr_addr[ei].eq(addr), self.dr_ev[ei].eq(present)]
+                m.d.sync += [self.dr_bank[ei].eq(bank), self.dr_addr[ei].eq(addr), self.dr_ev[ei].eq(present),
+                             self.dsel[ei].eq(Cat(*[bank == b for b in range(T)]))]
             m.d.sync += [self.dr_v.eq(1), self.dr_pos.eq(dp), dp.eq(dp + 1)]
             with m.If(dcol == d.wpo - 1):
                 m.d.sync += [dcol.eq(0), dqx.eq(0), drx.eq(0)]
@@ -1411,6 +1419,7 @@ class _Build:
             for j in range(P):
                 m.d.comb += self.thr_rs[j].addr.eq(d.tbase + pg)
             m.d.sync += [self.dd_v.eq(1), self.dd_b.eq(db), self.dd_pg.eq(pg), db.eq(db + 1)]
+            m.d.sync += [sel.eq(Cat(*[db == b for b in range(T)])) for sel in self.dsel]
             with m.If(db == T - 1):
                 m.next = "DRAIN_T"
         with m.State("DRAIN_T"):
