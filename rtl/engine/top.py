@@ -498,7 +498,7 @@ class _Build:
                 m.d.sync += [self.tau.eq(top.tau), self.kreg.eq(top.k), self.dense.eq(top.dense), self.li.eq(0),
                              self.cyc.eq(0), self.n_ev.eq(0), self.n_fired.eq(0), self.n_skip.eq(0),
                              self.lane_c.eq(0), self.pix_c.eq(0), self.pcs.eq(0), self.gbase.eq(0), self.g.eq(0),
-                             self.ecount.eq(0)] + self.pos_reset()
+                             self.ecount.eq(0), self.wpos.eq(0)] + self.pos_reset()
                 if gated:
                     m.d.sync += self.sums_clear()
                 m.d.sync += [self.ig.eq(0), self.chmask.eq(self.all_on)]
@@ -543,6 +543,13 @@ class _Build:
         self.ig = Signal(range(self.G + 1))     # quantizer: channel group
         self.pix_c = Signal(range(cfg.channels + 1))
         self.pcs = Signal(range(cfg.weight_words + 1))
+        # the dense weight offset pcs + pos (mod 2**woff_bits), advanced with pos, and the pixels
+        # left in the row, win - x: registers, so that neither an adder after the encoder's one-hot
+        # nor the comparators x + i < win before it sit on the live feed's path (x -> mask ->
+        # encoder -> record -> a_ev.woff was the critical path at 63.28 MHz); cycle-neutral.
+        # Valid in IQ (set by pos_reset and at IDLE, advanced by each beat taken)
+        self.wpos = Signal(cfg.woff_bits)
+        self.xr = Signal(range(cfg.dim + 1))
         self.gbase = Signal(range(2 * cfg.act_words + 1))
 
     def iq_states(self):
@@ -558,6 +565,7 @@ class _Build:
         W = self.cfg.code_bits
         pix, iq_enc, iq_live, lane_c = self.pix, self.iq_enc, self.iq_live, self.lane_c
         x, y, qx, rx, qy, ry, qyw, pos = self.x, self.y, self.qx, self.rx, self.qy, self.ry, self.qyw, self.pos
+        wpos, xr = self.wpos, self.xr
         with m.State("IQ"):
             m.d.comb += self.stall.eq(~pix.valid)
             first_pool = d.kind == KIND_POOL
@@ -574,24 +582,26 @@ class _Build:
                 else:
                     m.d.comb += c.eq(Mux(p >= hdr.hi, 0b01, Mux(p < hdr.lo, 0b11, 0b00)))
                 codes.append(c)
-                vm.append(x + i < d.win)
+                vm.append(xr > i)                   # x + i < win
             vmask = Cat(*vm)
             m.d.comb += [iq_enc.i.valid.eq(pix.valid), iq_enc.i.payload.word.eq(Cat(*codes)),
                          iq_enc.i.payload.mask.eq(vmask), iq_enc.dense.eq(self.dense | first_pool),
                          iq_enc.o.ready.eq(~iq_live | self.last_pass), pix.ready.eq(iq_enc.i.ready)]
             lane = iq_enc.o.payload.lane
             # per pixel i of the beat, from registers only: column (rx + i) as quotient and remainder
-            # by KT, and the dense weight offset pos + i; the event's are selected by the encoder's
-            # one-hot (AND-OR), so no lane number, adder or multiplier follows the encoder
+            # by KT (the record's qx + quotient), and the weight offset (pcs + pos + i dense, pcs
+            # conv); the event's are selected by the encoder's one-hot (AND-OR), so no lane number,
+            # adder or multiplier follows the encoder
             onehot = iq_enc.o.payload.onehot
-            vqs, rxs, pis = [], [], []
+            DB, TB, WB = self.cfg.dim_bits, self.cfg.tap_bits, self.cfg.woff_bits
+            qxs, rxs, pis = [], [], []
             for i in range(Q):
                 v = Signal(range(KT + Q + 1), name=f"iq_v{i}")
                 vq = Signal(range(Q // KT + 3), name=f"iq_vq{i}")
                 m.d.comb += [v.eq(rx + i), vq.eq(sum((v >= t * KT) for t in range(1, (KT + Q) // KT + 1)))]
-                vqs.append(vq & onehot[i].replicate(len(vq)))
-                rxs.append((v - _times(KT, vq))[:self.cfg.tap_bits] & onehot[i].replicate(self.cfg.tap_bits))
-                pis.append((pos + i)[:self.cfg.woff_bits] & onehot[i].replicate(self.cfg.woff_bits))
+                qxs.append((qx + vq)[:DB] & onehot[i].replicate(DB))
+                rxs.append((v - _times(KT, vq))[:TB] & onehot[i].replicate(TB))
+                pis.append(Mux(self.is_conv, self.pcs, wpos + i)[:WB] & onehot[i].replicate(WB))
             rec = Signal(self.ev_lay)
             if W:
                 # the event's table code, selected by the encoder's one-hot (AND-OR), or the
@@ -601,8 +611,8 @@ class _Build:
             else:
                 m.d.comb += rec.code.eq(iq_enc.o.payload.code)
             m.d.comb += [rec.qy.eq(qy), rec.ry.eq(ry),
-                         rec.qx.eq(qx + or_all(vqs)), rec.rx.eq(or_all(rxs)), rec.qyw.eq(qyw),
-                         rec.woff.eq(self.pcs + Mux(self.is_conv, 0, or_all(pis)))]
+                         rec.qx.eq(or_all(qxs)), rec.rx.eq(or_all(rxs)), rec.qyw.eq(qyw),
+                         rec.woff.eq(or_all(pis))]
             with m.If(iq_enc.o.valid):
                 with m.If(first_pool):
                     for j in range(P):
@@ -622,17 +632,18 @@ class _Build:
                     m.d.comb += [self.iq_sum_v.eq(1)] + [
                         self.iq_sum[s].eq(sum(Mux(self.in_slot(vm[i], slots[i], s), self.decode(codes[i]), 0)
                                               for i in range(Q))) for s in range(self.RR)]
-                rowend = x + Q >= d.win
-                m.d.sync += pos.eq(pos + Mux(rowend, d.win - x, Q))
+                rowend = xr <= Q                        # x + Q >= win
+                step = Mux(rowend, xr, Q)               # win - x at a row's end
+                m.d.sync += [pos.eq(pos + step), wpos.eq(wpos + step)]
                 with m.If(rowend):
-                    m.d.sync += [x.eq(0), qx.eq(d.padq), rx.eq(d.padr), y.eq(y + 1)]
+                    m.d.sync += [x.eq(0), xr.eq(d.win), qx.eq(d.padq), rx.eq(d.padr), y.eq(y + 1)]
                     with m.If(ry == KT - 1):
                         m.d.sync += [ry.eq(0), qy.eq(qy + 1), qyw.eq(qyw + d.wrows)]
                     with m.Else():
                         m.d.sync += ry.eq(ry + 1)
                 with m.Else():
                     qd, qm = divmod(Q, KT)
-                    m.d.sync += x.eq(x + Q)
+                    m.d.sync += [x.eq(x + Q), xr.eq(xr - Q)]
                     with m.If(rx + qm >= KT):
                         m.d.sync += [rx.eq(rx + qm - KT), qx.eq(qx + qd + 1)]
                     with m.Else():
@@ -645,7 +656,8 @@ class _Build:
         written; after the last channel, on to the first layer (live) or its descriptor."""
         m, hdr, P, gated = self.m, self.hdr, self.P, self.gated
         lane_c, pix_c, ig = self.lane_c, self.pix_c, self.ig
-        m.d.sync += [pix_c.eq(pix_c + 1), self.pcs.eq(self.pcs + self.d.cstride)] + self.pos_reset()
+        m.d.sync += [pix_c.eq(pix_c + 1), self.pcs.eq(self.pcs + self.d.cstride),
+                     self.wpos.eq(self.pcs + self.d.cstride)] + self.pos_reset()
         with m.If((lane_c == P - 1) | (pix_c == hdr.cin - 1)):
             if gated:
                 for j in range(P):
@@ -686,7 +698,7 @@ class _Build:
 
     def pos_reset(self):
         d = self.d
-        return [self.pos.eq(0), self.y.eq(0), self.x.eq(0), self.qy.eq(d.padq), self.ry.eq(d.padr),
+        return [self.pos.eq(0), self.y.eq(0), self.x.eq(0), self.xr.eq(d.win), self.qy.eq(d.padq), self.ry.eq(d.padr),
                 self.qx.eq(d.padq), self.rx.eq(d.padr), self.qyw.eq(d.padqw)]
 
     def pos_next(self, width):
@@ -1336,12 +1348,19 @@ class _Build:
         self.dd_b = dd_b = Signal(range(T))
         self.dd_pg = dd_pg = Signal(range(max(cfg.act_words, cfg.thr_words, cfg.classes) + 1))
         m.d.sync += [dr_v.eq(0), dd_v.eq(0)]
-        acc_arr = Array([r.data for r in self.acc_rs])
+        # the bank each Activation reads, one-hot (DRAIN: element e's bank; DDRAIN: bank db), set
+        # with dr_bank/dd_b: one AND-OR select of the T read words instead of two T-to-1
+        # multiplexers and a 2-to-1 (the drain after the accumulator read was the mlp's critical
+        # path once the quantizer's was gone); cycle-neutral
+        self.dsel = dsel = [Signal(T, name=f"dsel{e}") for e in range(NE)]
+        srcs = []
         codes_e = []
         for e in range(NE):
             act = Activation(P, A)
             m.submodules[f"activation{e}"] = act
-            src = Mux(dd_v, acc_arr[dd_b], acc_arr[dr_bank[e]])
+            src = Signal(len(self.acc_rs[0].data), name=f"dsrc{e}")
+            m.d.comb += src.eq(or_all([r.data & dsel[e][b].replicate(len(r.data)) for b, r in enumerate(self.acc_rs)]))
+            srcs.append(src)
             m.d.comb += [act.i.valid.eq(dr_v | dd_v), act.o.ready.eq(1), act.i.payload.acc.eq(src),
                          act.i.payload.thr.eq(thr),
                          act.i.payload.on.eq(Mux(dd_v, Array(don)[dd_b], lon))]
@@ -1374,7 +1393,7 @@ class _Build:
                     m.d.comb += [acc_ws[b].addr.eq(0), acc_ws[b].data.eq(0), acc_ws[b].en.eq(1)]
             with m.If(d.kind == KIND_LOGITS):
                 # (only words that hold a class: the words past them would alias the memory)
-                m.d.comb += [self.lg_w.addr.eq(dd_pg), self.lg_w.data.eq(acc_arr[dd_b]),
+                m.d.comb += [self.lg_w.addr.eq(dd_pg), self.lg_w.data.eq(srcs[0]),
                              self.lg_w.en.eq(Array(don)[dd_b][0])]
             with m.Else():
                 m.d.sync += [dq_v.eq(1), dq_codes.eq(codes_e[0]), dq_en.eq(Array(don)[dd_b]),
@@ -1425,7 +1444,8 @@ class _Build:
                 for b in range(T):
                     with m.If(present & (bank == b)):
                         m.d.comb += self.acc_rs[b].addr.eq(addr)
-                m.d.sync += [self.dr_bank[ei].eq(bank), self.dr_addr[ei].eq(addr), self.dr_ev[ei].eq(present)]
+                m.d.sync += [self.dr_bank[ei].eq(bank), self.dr_addr[ei].eq(addr), self.dr_ev[ei].eq(present),
+                             self.dsel[ei].eq(Cat(*[bank == b for b in range(T)]))]
             m.d.sync += [self.dr_v.eq(1), self.dr_pos.eq(dp), dp.eq(dp + 1)]
             if self.regioned:
                 m.d.sync += self.dr_slot.eq(self.region_slot(self.drow, dcol, d, "o"))
@@ -1451,6 +1471,7 @@ class _Build:
             for j in range(P):
                 m.d.comb += self.thr_rs[j].addr.eq(d.tbase + pg)
             m.d.sync += [self.dd_v.eq(1), self.dd_b.eq(db), self.dd_pg.eq(pg), db.eq(db + 1)]
+            m.d.sync += [sel.eq(Cat(*[db == b for b in range(T)])) for sel in self.dsel]
             with m.If(db == T - 1):
                 m.next = "DRAIN_T"
         with m.State("DRAIN_T"):
