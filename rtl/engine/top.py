@@ -946,22 +946,27 @@ class _Build:
 
     def gate_channel_next(self):
         """GATE after a channel's last feature: the next channel (or kernel group, or the tail)."""
-        m, d, P = self.m, self.d, self.P
-        kg, cc, cg, cl = self.kg, self.cc, self.cg, self.cl
-        with m.If(cc == d.cin - 1):
-            m.d.sync += [cc.eq(0), cg.eq(0), cl.eq(0), kg.eq(kg + 1)]
-            with m.If(kg == d.gout - 1):
-                m.next = "GATE_T"
+        self.walk_next(self.cc, self.d.cin - 1, self.cl, self.cg, self.kg, "GATE_T")
+
+    def walk_next(self, i, last, lane, word, group, tail):
+        """One step of a walk over ``i`` within each kernel group (GATE's input channels, SEL's
+        candidates), keeping ``i``'s lane (mod P) and word (div P): after ``last`` the next group,
+        and after the layer's last group the state ``tail``."""
+        m, P = self.m, self.P
+        with m.If(i == last):
+            m.d.sync += [i.eq(0), word.eq(0), lane.eq(0), group.eq(group + 1)]
+            with m.If(group == self.d.gout - 1):
+                m.next = tail
         with m.Else():
-            m.d.sync += cc.eq(cc + 1)
-            with m.If(cl == P - 1):
-                m.d.sync += [cl.eq(0), cg.eq(cg + 1)]
+            m.d.sync += i.eq(i + 1)
+            with m.If(lane == P - 1):
+                m.d.sync += [lane.eq(0), word.eq(word + 1)]
             with m.Else():
-                m.d.sync += cl.eq(cl + 1)
+                m.d.sync += lane.eq(lane + 1)
 
     def select_states(self):
         """SEL: one (kernel group, candidate) per cycle; SEL_T..SEL_T4: the selection's tail."""
-        m, d, P = self.m, self.d, self.P
+        m, d = self.m, self.d
         sc, scw, scl, skg = self.sc, self.scw, self.scl, self.skg
         sl1_v, sl1_first, sl1_last, sl1_cl, sl1_kg = self.sl1
         with m.State("SEL"):
@@ -969,16 +974,7 @@ class _Build:
                 m.d.comb += r.addr.eq(scw)
             m.d.sync += [sl1_v.eq(1), sl1_first.eq(sc == 0), sl1_last.eq(sc == d.kout - 1),
                          sl1_cl.eq(scl), sl1_kg.eq(skg)]
-            with m.If(sc == d.kout - 1):
-                m.d.sync += [sc.eq(0), scw.eq(0), scl.eq(0), skg.eq(skg + 1)]
-                with m.If(skg == d.gout - 1):
-                    m.next = "SEL_T"
-            with m.Else():
-                m.d.sync += sc.eq(sc + 1)
-                with m.If(scl == P - 1):
-                    m.d.sync += [scl.eq(0), scw.eq(scw + 1)]
-                with m.Else():
-                    m.d.sync += scl.eq(scl + 1)
+            self.walk_next(sc, d.kout - 1, scl, scw, skg, "SEL_T")
         for name, nxt in (("SEL_T", "SEL_T2"), ("SEL_T2", "SEL_T3"), ("SEL_T3", "SEL_T4")):
             with m.State(name):
                 m.next = nxt
