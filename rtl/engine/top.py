@@ -1142,7 +1142,9 @@ class _Build:
             onehot = enc.o.payload.onehot
             wsel = Signal(cfg.woff_bits)
             m.d.comb += wsel.eq(or_all([w & onehot[j].replicate(cfg.woff_bits) for j, w in enumerate(self.swo)]))
-            rec = self.record(enc.o.payload.code, wsel + Mux(self.is_conv, 0, self.pos))
+            # ``woff`` holds woff_bits bits: the sum modulo 2**woff_bits needs only pos's low bits (and a
+            # narrower operand keeps verilator -Wall's WIDTHEXPAND quiet when positions outnumber weight words)
+            rec = self.record(enc.o.payload.code, wsel + Mux(self.is_conv, 0, self.pos[:cfg.woff_bits]))
             with m.If(enc.o.valid):
                 self.feed(rec)
                 self.pass_next()

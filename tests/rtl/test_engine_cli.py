@@ -49,6 +49,17 @@ def test_lint_clean(arch, shape, lanes):
     assert rc == 0 and "%Warning" not in out and "%Error" not in out, out
 
 
+def test_verilog_lint_clean_when_positions_outnumber_weight_words(tmp_path):
+    """An envelope whose maps have more positions than its weight offsets reach (8-bit ``pos``,
+    7-bit ``woff``): `gxnor verilog` used to stop on its own lint with WIDTHEXPAND on ``wsel + pos``."""
+    for name, arch, shape in (("a", "c6g,p,c8g,c6g,p,f,d5", (2, 10, 10)), ("b", "p,c6g,p,c8g,f,d4", (1, 12, 12))):
+        save(random_model(arch, shape, seed=0), tmp_path / f"{name}.gxm")
+    r = gxnor("verilog", "--model", str(tmp_path / "a.gxm"), "--envelope", str(tmp_path / "b.gxm"),
+              "--lanes", "3", "--pixels-per-beat", "4", "-o", str(tmp_path / "v"), "-q")
+    assert r.returncode == 0, r.stderr
+    assert "WIDTHEXPAND" not in r.stderr and (tmp_path / "v" / "engine.v").exists()
+
+
 def test_lint_clean_zoo_gated_cnn():
     from golden.modelfile import load
     m = load(Path(__file__).resolve().parents[2] / "zoo" / "gated-cnn.gxm")
