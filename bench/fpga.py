@@ -122,16 +122,17 @@ _SPRAM_NAMES = {"evt": "events", "w": "weights"}
 
 def _in_spram(r):
     out = []
+    from rtl.mem import placement
     for n in r["in_spram"]:
-        banks = r["banks"][n]
+        banks, spram_bits, merged = placement(r["banks"][n])     # a bank list, or a dict with the split
         kinds = [k for _, k in banks]
+        name = _SPRAM_NAMES[n] + (" (all lanes in one word)" if merged else "")
+        if spram_bits is not None:
+            name += f" (low {spram_bits} bits of each word; the rest in block RAM)"
         if n == "w" and "ebr" in kinds:
-            from rtl.mem import SPRAM_DEPTH, W_PACK
-            split = banks[[k for _, k in banks].index("ebr")][0]       # first EBR row of a lane
-            out.append(f"weights (first {split * W_PACK // 1024}K codes per lane; "
-                       f"{SPRAM_DEPTH * W_PACK // 1024}K per SPRAM)")
-        else:
-            out.append(_SPRAM_NAMES[n])
+            split = banks[kinds.index("ebr")][0]       # first EBR row of a lane
+            name = f"weights (words 0..{split - 1} of each lane; the rest in block RAM)"
+        out.append(name)
     return ", ".join(out) or "-"
 
 

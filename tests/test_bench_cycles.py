@@ -65,3 +65,21 @@ def test_every_bench_refuses_a_python_without_the_kit_in_one_line():
         assert (r.returncode, r.stdout) == (2, ""), script.name
         assert r.stderr.count("\n") == 1 and r.stderr.startswith("bench: error: ") \
             and f".venv/bin/python bench/{script.name}" in r.stderr, (script.name, r.stderr)
+
+
+def test_bench_fpga_zoo_fit_table():
+    """`make fpga`'s last step: the fit table of every zoo model on both boards (it stopped on a
+    traceback when rtl.mem.plan's placements became dicts). Each row's verdict agrees with its own
+    block RAM column, and the UP5K rows name what the plan puts in SPRAM."""
+    zoo = [str(ROOT / "zoo" / f"{n}.gxm") for n in ("mlp", "cnn", "gated-cnn")]
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "fpga.py"), "--zoo", *zoo],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    rows = [line.split(" | ") for line in r.stdout.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert {(c[0].strip("| "), c[1], c[2]) for c in rows} == {
+        (m, b, w) for m in ("mlp", "cnn", "gated-cnn") for b, w in
+        (("icebreaker", "baked"), ("icebreaker", "loadable"), ("ulx3s", "baked"))}
+    for c in rows:
+        used, avail = (int(v) for v in c[4].split()[0:3:2])
+        assert c[6].startswith("yes") == (used <= avail), c
+        assert (c[7] != "-") == (c[1] == "icebreaker"), c
