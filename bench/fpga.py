@@ -5,7 +5,8 @@
     python bench/fpga.py --link [--link-config ulx3s:16:3:8:65 ...] [--dataset mnist5k] [--images 500]
 
 For each build report (``gxnor build --json`` output) and the model it runs, on the test split of
-DATASET (``mnist5k``, ``digits``; golden.data), at the model's default tau, with the build's lanes:
+DATASET (``mnist5k``, ``digits``; golden.data), at the model's default tau, with the build's lanes, taps and pixels per beat
+(a report whose own ``throughput`` disagrees with the cycle model is refused as stale):
 
 * engine images/s at Fmax: ``Fmax / mean(rtl.engine.schedule.cycles)`` (engine only, no link);
 * UART-limited images/s at each baud (one request in flight; 8N1): per image
@@ -138,8 +139,15 @@ def _in_spram(r):
 
 def figures(report, model, images, bauds):
     lanes = report["lanes"]
+    taps, ppb = report.get("taps", 3), report.get("pixels_per_beat", 1)    # engine v1 reports: neither
     tau = model.default_tau
-    cyc = cycles(model, images, tau, lanes=lanes)
+    cyc = cycles(model, images, tau, lanes=lanes, taps=taps, pixels_per_beat=ppb)
+    thr = report.get("throughput") or {}
+    if (thr.get("images") == len(images) and thr.get("tau") == tau and report.get("model") == model.name
+            and abs(thr["cycles_per_image"] - float(cyc.mean())) > 1e-9 * thr["cycles_per_image"]):
+        raise SystemExit(f"bench: error: {report['board']} {model.name}: the build report says "
+                         f"{thr['cycles_per_image']:.1f} cycles/image, the cycle model {float(cyc.mean()):.1f} "
+                         "at the same lanes/taps/pixels per beat: a stale report? rebuild it")
     res = run(model, images, tau)
     dense = res.total_work.dense_macs / len(images)
     # reports name the domain ("sync"); older ones named nets, including a constant net nextpnr
@@ -153,7 +161,7 @@ def figures(report, model, images, bauds):
     n = int(np.prod(model.input_shape))
     k = model.num_classes
     out = {"board": report["board"], "model": model.name, "weights": report["weights"], "lanes": lanes,
-           "logic": s["logic"]["used"], "logic_avail": s["logic"]["available"],
+           "taps": taps, "pixels_per_beat": ppb, "logic": s["logic"]["used"], "logic_avail": s["logic"]["available"],
            "bram": s["bram"]["used"], "bram_avail": s["bram"]["available"],
            "spram": s.get("spram", {}).get("used"), "dsp": s.get("dsp", {}).get("used", 0),
            "clock_mhz": clk / 1e6, "fmax_mhz": fmax / 1e6, "timing_pass": all(c["pass"] for c in clocks),
@@ -318,7 +326,7 @@ def main(argv=None):
     if args.json:
         print(json.dumps(rows, indent=1))
         return
-    head = ("| board | model | weights | P | LUT/LC | BRAM | SPRAM | DSP | clock (PLL) | Fmax | cycles/img "
+    head = ("| board | model | weights | P, KT, Q | LUT/LC | BRAM | SPRAM | DSP | clock (PLL) | Fmax | cycles/img "
             "| img/s engine @clock | img/s engine @Fmax | " +
             " | ".join(f"img/s UART {b}" for b in args.baud) + " | " +
             " | ".join(f"img/s queued {b} (pixels / codes)" for b in args.baud) +
@@ -330,7 +338,8 @@ def main(argv=None):
                           for b in args.baud)
         queued = " | ".join(f"{o[f'ips_queued_pixels_{b}']:.1f} / {o[f'ips_queued_codes_{b}']:.1f}"
                             + ("" if o[f"uart_legal_{b}"] else "*") for b in args.baud)
-        print(f"| {o['board']} | {o['model']} | {o['weights']} | {o['lanes']} | {o['logic']}/{o['logic_avail']} | "
+        print(f"| {o['board']} | {o['model']} | {o['weights']} | {o['lanes']}, {o['taps']}, {o['pixels_per_beat']} | "
+              f"{o['logic']}/{o['logic_avail']} | "
               f"{o['bram']}/{o['bram_avail']} | {o['spram'] if o['spram'] is not None else 'n/a'} | {o['dsp']} | "
               f"{o['clock_mhz']:.3f} MHz | {o['fmax_mhz']:.2f} MHz | {o['cycles_mean']:.0f} | "
               f"{o['ips_engine_clk']:.0f} | {o['ips_engine_fmax']:.0f} | {uart} | {queued} | {o['baud_max']:,.0f}: "

@@ -83,3 +83,38 @@ def test_bench_fpga_zoo_fit_table():
         used, avail = (int(v) for v in c[4].split()[0:3:2])
         assert c[6].startswith("yes") == (used <= avail), c
         assert (c[7] != "-") == (c[1] == "icebreaker"), c
+
+
+def _report(model, taps, throughput=None):
+    """A `gxnor build --json` report of the shape bench/fpga.py reads (no place and route)."""
+    r = {"board": "icebreaker", "model": model.name, "lanes": 1, "taps": taps, "pixels_per_beat": 1,
+         "weights": "baked", "clock_hz": 22125000.0, "queue": 512, "seconds": 1.0,
+         "clocks": [{"clock": "sync", "fmax_mhz": 23.91, "target_mhz": 22.13, "pass": True}],
+         "summary": {"logic": {"used": 4762, "available": 5280}, "bram": {"used": 15, "available": 30},
+                     "spram": {"used": 2}, "dsp": {"used": 1}}}
+    if throughput is not None:
+        r["throughput"] = throughput
+    return r
+
+
+def test_bench_fpga_uses_the_builds_taps_and_refuses_a_stale_report(tmp_path):
+    """The figures are of the built configuration: an iCEBreaker build at KT = 2 was costed at KT = 3
+    (622 instead of 1,218.9 cycles/image for the tiny preset, twice its images/s)."""
+    from golden.randmodel import random_model
+    model = random_model("c4,p,c8g,f,d10", (1, 8, 8), seed=1, name="tiny-s1")
+    modelfile.save(model, tmp_path / "m.gxm")
+    images, _ = load_dataset("digits", "test")
+    want = {kt: float(cycles(model, images, model.default_tau, lanes=1, taps=kt).mean()) for kt in (2, 3)}
+    assert want[2] != want[3]
+    for kt in (2, 3):
+        (tmp_path / f"r{kt}.json").write_text(json.dumps(_report(model, kt)))
+        r = subprocess.run([sys.executable, str(ROOT / "bench" / "fpga.py"), f"{tmp_path}/r{kt}.json:{tmp_path}/m.gxm:digits",
+                            "--json"], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)[0]["cycles_mean"] == want[kt]
+    stale = {"images": len(images), "tau": model.default_tau, "cycles_per_image": want[3]}
+    (tmp_path / "s.json").write_text(json.dumps(_report(model, 2, stale)))
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "fpga.py"), f"{tmp_path}/s.json:{tmp_path}/m.gxm:digits"],
+                       capture_output=True, text=True)
+    assert r.returncode != 0 and r.stderr.strip().startswith("bench: error:") and "stale" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
