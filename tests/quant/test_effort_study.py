@@ -50,3 +50,19 @@ def test_choose_on_validation_within_budget():
     assert effort.choose(rows, 0.50)["knob"] == 2          # equal accuracy: fewer MACs
     assert effort.choose(rows, 0.37)["knob"] == 3
     assert effort.choose(rows, 0.20) is None
+
+
+def test_run_conditions_keep_the_teacher_and_the_study_order():
+    outs = [a[a.index("-o") + 1] for a in effort.job_list("R", [0, 1], 15, ["events16", "ungated"])]
+    assert outs == ["R/cnn-float", "R/s0-ungated", "R/s1-ungated", "R/s0-events16", "R/s1-events16"]
+    assert len(effort.job_list("R", [0], 15)) == 1 + len(effort.CONDITIONS + effort.EVENT_CONDITIONS)
+
+
+def test_event_lambda_chosen_on_validation():
+    def ev(seed, **val):
+        return {"seed": seed, **{c: {"val": {"accuracy": a, "events_per_image": e}} for c, (a, e) in val.items()}}
+    evs = [ev(s, ungated=(0.97, 3000), events4=(0.966, 1600), events16=(0.95, 900)) for s in (0, 1)]
+    assert effort.choose_event_lambda(evs) == "events4"            # events16 is 2 points below on validation
+    evs = [ev(s, ungated=(0.97, 3000), events4=(0.966, 1600), events16=(0.968, 900)) for s in (0, 1)]
+    assert effort.choose_event_lambda(evs) == "events16"           # within 0.5 points: the fewest events
+    assert effort.choose_event_lambda([ev(0, events4=(0.9, 1), events16=(0.9, 1))]) is None
