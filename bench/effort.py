@@ -17,8 +17,8 @@ Conditions (gated-cnn, mnist5k, distilled from the teacher):
   no L0, all-on pass, clamp 8. Knob: the competition register k (tau at the register's bottom).
 * ``static-l0``: the ``tau`` recipe with input-independent gates (bias only): the static-L0 control.
 * ``ungated``: the same net without gates (the matched reference); ``float``: its float twin.
-* ``events4``, ``events16``: the ungated recipe with the event penalty (``--event-lambda`` 4, 16),
-  trained after every other run; reported against ``ungated`` (same seed) and today's zoo gated-cnn
+* ``events2``, ``events4``, ``events8``, ``events16``: the ungated recipe with the event penalty
+  (``--event-lambda`` 2, 4, 8, 16), trained after every other run (2 and 8 last); reported against ``ungated`` (same seed) and today's zoo gated-cnn
   (``zoo/gated-cnn.gxm``, golden on the same test split): accuracy, events per image (nonzero inputs
   of each conv/dense layer), fired XNORs and exact engine cycles per image (rtl/engine/schedule.py at
   P/KT/Q 16/3/8 and 4/3/4). One lambda for every seed, chosen on validation: the fewest mean
@@ -61,8 +61,8 @@ MASK_IMAGES = 1000                                 # training images that choose
 KS = [4, 6, 8, 10, 12, 14, 16, 20, 24, 32]
 BUDGETS = (0.50, 0.37)
 CONDITIONS = ("tau", "k", "static-l0", "ungated", "float")
-EVENT_CONDITIONS = ("events4", "events16")
-PHASES = (("k", "ungated", "float"), ("static-l0",), ("events4",), ("tau",), ("events16",))
+EVENT_CONDITIONS = ("events2", "events4", "events8", "events16")
+PHASES = (("k", "ungated", "float"), ("static-l0",), ("events4",), ("tau",), ("events16",), ("events8", "events2"))
 GATED_COMMON = ["--gate-clamp", "8", "--all-on-weight", "0.5"]
 OPTIONS = {
     "tau": ["--gate-norm", "--lambda", "5", "--l0-warmup", "2", "--gate-regions", "2", "--tau-sample", "-4", "4"]
@@ -72,6 +72,8 @@ OPTIONS = {
     "ungated": ["--no-gates"],
     "events4": ["--no-gates", "--event-lambda", "4"],
     "events16": ["--no-gates", "--event-lambda", "16"],
+    "events8": ["--no-gates", "--event-lambda", "8"],
+    "events2": ["--no-gates", "--event-lambda", "2"],
 }
 
 

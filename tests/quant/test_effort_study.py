@@ -59,10 +59,13 @@ def test_run_conditions_keep_the_teacher_and_the_study_order():
 
 
 def test_event_lambda_chosen_on_validation():
-    def ev(seed, **val):
+    def ev(seed, val):
         return {"seed": seed, **{c: {"val": {"accuracy": a, "events_per_image": e}} for c, (a, e) in val.items()}}
-    evs = [ev(s, ungated=(0.97, 3000), events4=(0.966, 1600), events16=(0.95, 900)) for s in (0, 1)]
-    assert effort.choose_event_lambda(evs) == "events4"            # events16 is 2 points below on validation
-    evs = [ev(s, ungated=(0.97, 3000), events4=(0.966, 1600), events16=(0.968, 900)) for s in (0, 1)]
-    assert effort.choose_event_lambda(evs) == "events16"           # within 0.5 points: the fewest events
-    assert effort.choose_event_lambda([ev(0, events4=(0.9, 1), events16=(0.9, 1))]) is None
+    ungated = {"ungated": (0.97, 3000)}
+    weak = {c: (0.95 - 0.01 * i, 900 - i) for i, c in enumerate(effort.EVENT_CONDITIONS)}   # >= 2 points below
+    good = dict(weak, events4=(0.966, 1600))
+    assert effort.choose_event_lambda([ev(s, {**ungated, **good}) for s in (0, 1)]) == "events4"
+    good["events16"] = (0.968, 800)                                # within 0.5 points: the fewest events
+    assert effort.choose_event_lambda([ev(s, {**ungated, **good}) for s in (0, 1)]) == "events16"
+    assert effort.choose_event_lambda([ev(s, {**ungated, **weak}) for s in (0, 1)]) == effort.EVENT_CONDITIONS[0]
+    assert effort.choose_event_lambda([ev(0, weak)]) is None        # no ungated run
