@@ -1,7 +1,8 @@
 """Issue 12 study: is the gated cell's effort knob real, and does it beat static pruning?
 
-    python bench/effort.py run ROOT [--seeds 0 1 2 3 4] [--epochs 15]     # resumable, with progress
+    python bench/effort.py run ROOT [--seeds 0 1 2 3 4] [--epochs 15] [--conditions C ...]   # resumable
     python bench/effort.py report ROOT [--zoo zoo/effort] [--plot docs/effort.png] [--json out.json]
+    python bench/effort.py report ROOT --events-only [--json out.json]   # ungated + events runs only
 
 ``run`` trains, per seed, every condition below into ``ROOT/s<seed>-<condition>`` (a finished run is
 skipped, an interrupted one resumed), after one shared float teacher ``ROOT/cnn-float``. Every run
@@ -16,9 +17,12 @@ Conditions (gated-cnn, mnist5k, distilled from the teacher):
   no L0, all-on pass, clamp 8. Knob: the competition register k (tau at the register's bottom).
 * ``static-l0``: the ``tau`` recipe with input-independent gates (bias only): the static-L0 control.
 * ``ungated``: the same net without gates (the matched reference); ``float``: its float twin.
-* ``events4``, ``events16``: the ungated recipe with the event penalty (``--event-lambda`` 4, 16),
-  trained after every other run; reported against ``ungated`` (same seed): accuracy and events per
-  image (nonzero inputs of each conv/dense layer), the zoo gated-cnn's figures beside them.
+* ``events2``, ``events4``, ``events8``, ``events16``: the ungated recipe with the event penalty
+  (``--event-lambda`` 2, 4, 8, 16), trained after every other run (2 and 8 last); reported against ``ungated`` (same seed) and today's zoo gated-cnn
+  (``zoo/gated-cnn.gxm``, golden on the same test split): accuracy, events per image (nonzero inputs
+  of each conv/dense layer), fired XNORs and exact engine cycles per image (rtl/engine/schedule.py at
+  P/KT/Q 16/3/8 and 4/3/4). One lambda for every seed, chosen on validation: the fewest mean
+  validation events among those within 0.5 points of ungated's mean validation accuracy.
 
 ``report`` recalibrates each run's BatchNorm on its training split (``gxnor export --recalibrate``;
 gated runs at tau 0, the k run at k 16), exports it to golden and runs golden on the validation and
@@ -57,8 +61,8 @@ MASK_IMAGES = 1000                                 # training images that choose
 KS = [4, 6, 8, 10, 12, 14, 16, 20, 24, 32]
 BUDGETS = (0.50, 0.37)
 CONDITIONS = ("tau", "k", "static-l0", "ungated", "float")
-EVENT_CONDITIONS = ("events4", "events16")
-PHASES = (("k", "ungated", "float"), ("static-l0",), ("events4",), ("tau",), ("events16",))
+EVENT_CONDITIONS = ("events2", "events4", "events8", "events16")
+PHASES = (("k", "ungated", "float"), ("static-l0",), ("events4",), ("tau",), ("events16",), ("events8", "events2"))
 GATED_COMMON = ["--gate-clamp", "8", "--all-on-weight", "0.5"]
 OPTIONS = {
     "tau": ["--gate-norm", "--lambda", "5", "--l0-warmup", "2", "--gate-regions", "2", "--tau-sample", "-4", "4"]
@@ -68,6 +72,8 @@ OPTIONS = {
     "ungated": ["--no-gates"],
     "events4": ["--no-gates", "--event-lambda", "4"],
     "events16": ["--no-gates", "--event-lambda", "16"],
+    "events8": ["--no-gates", "--event-lambda", "8"],
+    "events2": ["--no-gates", "--event-lambda", "2"],
 }
 
 
@@ -100,13 +106,20 @@ def _train(argv):
     return "trained"
 
 
+def job_list(root, seeds, epochs, conditions=None):
+    """The training argvs of ``run``: the teacher, then every phase for every seed (only the
+    ``conditions`` given, None: all)."""
+    jobs = [teacher_argv(root)]
+    for phase in PHASES:                  # the competitive cell and its references first, for every seed
+        jobs += [run_argv(root, s, c, epochs) for s in seeds for c in phase if conditions is None or c in conditions]
+    return jobs
+
+
 def cmd_run(args):
     import torch
     torch.set_num_threads(1)
     os.makedirs(args.root, exist_ok=True)
-    jobs = [teacher_argv(args.root)]
-    for phase in PHASES:                  # the competitive cell and its references first, for every seed
-        jobs += [run_argv(args.root, s, c, args.epochs) for s in args.seeds for c in phase]
+    jobs = job_list(args.root, args.seeds, args.epochs, args.conditions)
     t0 = time.time()
     for i, argv in enumerate(jobs):
         out = argv[argv.index("-o") + 1]
@@ -250,15 +263,38 @@ def evaluate_condition(root, seed, cond):
     return rows
 
 
+ZOO_GATED = "zoo/gated-cnn.gxm"                   # today's zoo gated-cnn: the event goal's reference
+CYCLE_CONFIGS = (("ULX3S", 16, 3, 8), ("P4", 4, 3, 4))   # engine configurations (P, KT, Q) for cycles
+
+
+def _event_row(model, x, y, cycles=False):
+    """Accuracy, events per image (per conv/dense layer and total), fired XNORs per image of
+    ``model`` at its default on ``x``; with ``cycles`` also the exact engine cycles per image
+    (mean and worst, rtl/engine/schedule.py) at each of :data:`CYCLE_CONFIGS`."""
+    from golden.forward import run
+    res = run(model, x)
+    n = len(x)
+    row = {"accuracy": res.accuracy(y), "events_per_layer": [w.input_events / n for w in res.work],
+           "events_per_image": sum(w.input_events for w in res.work) / n,
+           "fired_per_image": res.total_work.fired / n}
+    if cycles:
+        from rtl.engine.schedule import cycles as engine_cycles
+        row["cycles"] = {}
+        for name, lanes, taps, q in CYCLE_CONFIGS:
+            c = engine_cycles(model, x, lanes=lanes, taps=taps, pixels_per_beat=q)
+            row["cycles"][name] = {"mean": float(c.mean()), "max": int(c.max())}
+    return row
+
+
 def evaluate_events(root, seed):
     """Accuracy and events per image of the ungated and event-penalty runs of a seed (the ones
-    finished), cached in ``ROOT/s<seed>-events.json``."""
-    from golden.forward import run
+    finished; engine cycles on the test split), cached in ``ROOT/s<seed>-events.json``."""
     from quant.export import to_golden
     from quant.train import load_data
     conds = [c for c in ("ungated",) + EVENT_CONDITIONS
              if os.path.exists(os.path.join(root, f"s{seed}-{c}", "metrics.json"))]
     stamp = {c: os.path.getmtime(os.path.join(root, f"s{seed}-{c}", "checkpoint.pt")) for c in conds}
+    stamp["format"] = 2                                # rows with engine cycles
     cache = os.path.join(root, f"s{seed}-events.json")
     if os.path.exists(cache):
         with open(cache) as f:
@@ -269,48 +305,116 @@ def evaluate_events(root, seed):
     for cond in conds:
         cfg, net = _loaded(root, seed, cond)
         model = to_golden(net)
-        row = {}
-        for split in ("val", "test"):
-            x, y = load_data(cfg, split)
-            res = run(model, x)
-            n = len(x)
-            row[split] = {"accuracy": res.accuracy(y), "events_per_layer": [w.input_events / n for w in res.work],
-                          "events_per_image": sum(w.input_events for w in res.work) / n,
-                          "fired_per_image": res.total_work.fired / n}
-        out[cond] = row
+        out[cond] = {split: _event_row(model, *load_data(cfg, split), cycles=split == "test")
+                     for split in ("val", "test")}
     with open(cache + ".tmp", "w") as f:
         json.dump(out, f, indent=1)
     os.replace(cache + ".tmp", cache)
     return out
 
 
-def summarise_events(evs):
+def evaluate_reference(path=ZOO_GATED):
+    """:func:`_event_row` of a committed model on the mnist5k test split (the study's test split)."""
+    from golden import modelfile
+    from golden.data import load_dataset
+    return _event_row(modelfile.load(path), *load_dataset("mnist5k", "test"), cycles=True)
+
+
+def choose_event_lambda(evs, slack=0.005):
+    """The event condition chosen on validation for every seed at once: the one with the fewest mean
+    validation events per image among those whose mean validation accuracy is at most ``slack``
+    below ungated's (over the seeds where all of them ran); if none, the best mean validation
+    accuracy. None without an ungated run."""
+    have = [e for e in evs if "ungated" in e and all(c in e for c in EVENT_CONDITIONS)]
+    if not have:
+        return None
+    ref = statistics.fmean(e["ungated"]["val"]["accuracy"] for e in have)
+    val = {c: (statistics.fmean(e[c]["val"]["accuracy"] for e in have),
+               statistics.fmean(e[c]["val"]["events_per_image"] for e in have)) for c in EVENT_CONDITIONS}
+    ok = [c for c in EVENT_CONDITIONS if val[c][0] >= ref - slack - 1e-12]
+    if ok:
+        return min(ok, key=lambda c: (val[c][1], -val[c][0]))
+    return max(EVENT_CONDITIONS, key=lambda c: val[c][0])
+
+
+def summarise_events(evs, ref=None):
+    """Per condition: per seed figures on the test split, paired against ungated of the same seed
+    and (with ``ref``, :func:`evaluate_reference`) against the zoo gated-cnn; the lambda chosen on
+    validation under ``chosen``."""
     rows = {}
     for cond in ("ungated",) + EVENT_CONDITIONS:
-        have = [e for e in evs if cond in e]
+        have = [e for e in evs if cond in e and "ungated" in e]
         if not have:
             continue
+        t = [e[cond]["test"] for e in have]
+        u = [e["ungated"]["test"] for e in have]
         rows[cond] = {"seeds": [e["seed"] for e in have],
-                      "accuracy": [e[cond]["test"]["accuracy"] for e in have],
-                      "events": [e[cond]["test"]["events_per_image"] for e in have],
-                      "events_layer3": [e[cond]["test"]["events_per_layer"][1] for e in have],
-                      "fired": [e[cond]["test"]["fired_per_image"] for e in have],
-                      "minus_ungated": [e[cond]["test"]["accuracy"] - e["ungated"]["test"]["accuracy"] for e in have],
-                      "events_ratio": [e["ungated"]["test"]["events_per_image"] / e[cond]["test"]["events_per_image"]
-                                       for e in have],
-                      "val_accuracy": [e[cond]["val"]["accuracy"] for e in have]}
-    return rows
+                      "accuracy": [x["accuracy"] for x in t],
+                      "events": [x["events_per_image"] for x in t],
+                      "events_per_layer": [x["events_per_layer"] for x in t],
+                      "events_layer3": [x["events_per_layer"][1] for x in t],
+                      "fired": [x["fired_per_image"] for x in t],
+                      "cycles": {name: [x["cycles"][name]["mean"] for x in t] for name, *_ in CYCLE_CONFIGS},
+                      "cycles_max": {name: [x["cycles"][name]["max"] for x in t] for name, *_ in CYCLE_CONFIGS},
+                      "minus_ungated": [x["accuracy"] - y["accuracy"] for x, y in zip(t, u)],
+                      "events_ratio": [y["events_per_image"] / x["events_per_image"] for x, y in zip(t, u)],
+                      "cycles_ratio": {name: [y["cycles"][name]["mean"] / x["cycles"][name]["mean"]
+                                              for x, y in zip(t, u)] for name, *_ in CYCLE_CONFIGS},
+                      "val_accuracy": [e[cond]["val"]["accuracy"] for e in have],
+                      "val_events": [e[cond]["val"]["events_per_image"] for e in have]}
+        if ref is not None:
+            rows[cond]["minus_zoo"] = [x["accuracy"] - ref["accuracy"] for x in t]
+            rows[cond]["zoo_events_ratio"] = [ref["events_per_image"] / x["events_per_image"] for x in t]
+            rows[cond]["zoo_layer3_ratio"] = [ref["events_per_layer"][1] / x["events_per_layer"][1] for x in t]
+    out = {"conditions": rows, "chosen": choose_event_lambda(evs), "reference": ref}
+    if ref is not None and out["chosen"] in rows:
+        r = rows[out["chosen"]]
+        out["goal"] = {"events_ratio_vs_zoo": _ms(r["zoo_events_ratio"])[0],
+                       "accuracy_minus_zoo_points": 100 * _ms(r["minus_zoo"])[0]}
+        out["goal"]["holds"] = bool(out["goal"]["events_ratio_vs_zoo"] >= 2.0
+                                    and out["goal"]["accuracy_minus_zoo_points"] >= -0.5)
+    return out
 
 
-def format_events(rows):
-    lines = ["", "event penalty (ungated recipe): test accuracy, events per image (all conv/dense inputs; into the "
-             "first gated conv), fired XNORs per image; paired against ungated",
-             "| condition | accuracy | events/img | into conv 3 | fired/img | accuracy - ungated | events ratio |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+def format_events(summ):
+    rows, ref = summ["conditions"], summ["reference"]
+    cyc = [name for name, *_ in CYCLE_CONFIGS]
+    lines = ["", "event penalty (ungated recipe), test split: accuracy, events per image (all conv/dense inputs; "
+             "into the first gated conv), fired XNORs and engine cycles per image; paired against ungated "
+             "(same seed) and against the zoo gated-cnn",
+             "| condition | accuracy | events/img | into conv 3 | fired/img | " + " | ".join(f"cycles {c}" for c in cyc)
+             + " | accuracy - ungated | events ratio vs ungated | " + " | ".join(f"cycles ratio {c}" for c in cyc)
+             + (" | accuracy - zoo | events ratio vs zoo | conv 3 ratio vs zoo |" if ref else " |"),
+             "| --- " * (9 + 2 * len(cyc) - (0 if ref else 3)) + "|"]
+    if ref:
+        lines.append(f"| zoo gated-cnn | {100 * ref['accuracy']:.2f} | {ref['events_per_image']:.0f} | "
+                     f"{ref['events_per_layer'][1]:.0f} | {ref['fired_per_image']:.0f} | "
+                     + " | ".join(f"{ref['cycles'][c]['mean']:.0f}" for c in cyc) + " |" + " |" * (5 + len(cyc)))
     for cond, r in rows.items():
-        lines.append(f"| {cond} | {_pm(r['accuracy'])} | {_pm(r['events'], 1.0, '{:.0f}')} | "
-                     f"{_pm(r['events_layer3'], 1.0, '{:.0f}')} | {_pm(r['fired'], 1.0, '{:.0f}')} | "
-                     f"{_pm(r['minus_ungated'])} | {_pm(r['events_ratio'], 1.0, '{:.2f}')}x |")
+        line = (f"| {cond}{' (chosen)' if cond == summ['chosen'] else ''} | {_pm(r['accuracy'])} | "
+                f"{_pm(r['events'], 1.0, '{:.0f}')} | {_pm(r['events_layer3'], 1.0, '{:.0f}')} | "
+                f"{_pm(r['fired'], 1.0, '{:.0f}')} | " + " | ".join(_pm(r["cycles"][c], 1.0, "{:.0f}") for c in cyc)
+                + f" | {_pm(r['minus_ungated'])} | {_pm(r['events_ratio'], 1.0, '{:.2f}')}x | "
+                + " | ".join(_pm(r["cycles_ratio"][c], 1.0, "{:.2f}") + "x" for c in cyc))
+        if ref:
+            line += (f" | {_pm(r['minus_zoo'])} | {_pm(r['zoo_events_ratio'], 1.0, '{:.2f}')}x | "
+                     f"{_pm(r['zoo_layer3_ratio'], 1.0, '{:.2f}')}x")
+        lines.append(line + " |")
+    lines.append("")
+    lines.append("per seed (test accuracy %, events/img, into conv 3, events per layer; val accuracy %, val events/img):")
+    for cond, r in rows.items():
+        for i, s in enumerate(r["seeds"]):
+            lines.append(f"  {cond} s{s}: {100 * r['accuracy'][i]:.1f}% {r['events'][i]:.0f} {r['events_layer3'][i]:.0f} "
+                         f"[{' '.join(f'{v:.0f}' for v in r['events_per_layer'][i])}] "
+                         + " ".join(f"{c} {r['cycles'][c][i]:.0f} (max {r['cycles_max'][c][i]})" for c in cyc)
+                         + f"; val {100 * r['val_accuracy'][i]:.1f}% {r['val_events'][i]:.0f}")
+    lines.append(f"chosen on validation (fewest mean val events within 0.5 points of ungated's mean val accuracy): "
+                 f"{summ['chosen']}")
+    if "goal" in summ:
+        g = summ["goal"]
+        lines.append(f"goal (>= 2x fewer events than the zoo gated-cnn at <= 0.5 points lower accuracy): "
+                     f"{g['events_ratio_vs_zoo']:.2f}x, {g['accuracy_minus_zoo_points']:+.2f} points: "
+                     + ("holds" if g["holds"] else "MISSED"))
     return "\n".join(lines)
 
 
@@ -537,12 +641,19 @@ def _epochs(root, seed, cond):
 def cmd_report(args):
     import torch
     torch.set_num_threads(1)
+    if args.events_only:
+        evs = summarise_events([evaluate_events(args.root, s) for s in args.seeds], evaluate_reference())
+        print(format_events(evs))
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"seeds": args.seeds, "events": evs}, f, indent=1)
+        return
     results = []
     for s in args.seeds:
         print(f"seed {s}", flush=True)
         results.append(evaluate_seed(args.root, s, refresh=args.refresh))
     summ = summarise(results)
-    summ["events"] = summarise_events([evaluate_events(args.root, s) for s in args.seeds])
+    summ["events"] = summarise_events([evaluate_events(args.root, s) for s in args.seeds], evaluate_reference())
     print(format_report(summ))
     print(format_events(summ["events"]))
     if args.json:
@@ -563,6 +674,8 @@ def main(argv=None):
     r.add_argument("root")
     r.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     r.add_argument("--epochs", type=int, default=15)
+    r.add_argument("--conditions", nargs="+", default=None, choices=CONDITIONS + EVENT_CONDITIONS,
+                   help="train only these (in the study's order; the teacher always first); default every one")
     r.set_defaults(func=cmd_run)
     t = sub.add_parser("report", help="evaluate the runs: table, plot, committed models")
     t.add_argument("root")
@@ -571,6 +684,8 @@ def main(argv=None):
     t.add_argument("--plot", default=None)
     t.add_argument("--json", default=None)
     t.add_argument("--refresh", action="store_true", help="ignore the per-seed caches")
+    t.add_argument("--events-only", action="store_true",
+                   help="only the event-penalty table (ungated, events4, events16; no gated runs needed)")
     t.set_defaults(func=cmd_report)
     args = p.parse_args(argv)
     args.func(args)

@@ -50,3 +50,22 @@ def test_choose_on_validation_within_budget():
     assert effort.choose(rows, 0.50)["knob"] == 2          # equal accuracy: fewer MACs
     assert effort.choose(rows, 0.37)["knob"] == 3
     assert effort.choose(rows, 0.20) is None
+
+
+def test_run_conditions_keep_the_teacher_and_the_study_order():
+    outs = [a[a.index("-o") + 1] for a in effort.job_list("R", [0, 1], 15, ["events16", "ungated"])]
+    assert outs == ["R/cnn-float", "R/s0-ungated", "R/s1-ungated", "R/s0-events16", "R/s1-events16"]
+    assert len(effort.job_list("R", [0], 15)) == 1 + len(effort.CONDITIONS + effort.EVENT_CONDITIONS)
+
+
+def test_event_lambda_chosen_on_validation():
+    def ev(seed, val):
+        return {"seed": seed, **{c: {"val": {"accuracy": a, "events_per_image": e}} for c, (a, e) in val.items()}}
+    ungated = {"ungated": (0.97, 3000)}
+    weak = {c: (0.95 - 0.01 * i, 900 - i) for i, c in enumerate(effort.EVENT_CONDITIONS)}   # >= 2 points below
+    good = dict(weak, events4=(0.966, 1600))
+    assert effort.choose_event_lambda([ev(s, {**ungated, **good}) for s in (0, 1)]) == "events4"
+    good["events16"] = (0.968, 800)                                # within 0.5 points: the fewest events
+    assert effort.choose_event_lambda([ev(s, {**ungated, **good}) for s in (0, 1)]) == "events16"
+    assert effort.choose_event_lambda([ev(s, {**ungated, **weak}) for s in (0, 1)]) == effort.EVENT_CONDITIONS[0]
+    assert effort.choose_event_lambda([ev(0, weak)]) is None        # no ungated run
