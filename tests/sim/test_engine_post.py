@@ -13,8 +13,9 @@ models whose post gates (``tests.rtl.test_post_gates.with_post``: about half the
   read by a gated conv with a 2x2 post gate, then a pool and flatten + dense;
 
 each without competition and with it (the post selection uses the same k register), the dense
-schedule on a few images, random pixel-source idles with result back-pressure on a few, and the
-activation trace of ``gxnor sim``'s first-divergence locator (no divergence on an exact run).
+schedule on a few images, ``chain`` in a balanced kernel order (rtl.engine.balance) with
+competition, random pixel-source idles with result back-pressure on a few, and the activation
+trace of ``gxnor sim``'s first-divergence locator (no divergence on an exact run).
 """
 
 import numpy as np
@@ -22,6 +23,7 @@ import pytest
 
 from golden.forward import run
 from golden.randmodel import random_model
+from rtl.engine.balance import balance, kernel_order
 from rtl.engine.config import EngineConfig, hw_layers
 from sim.diverge import first_divergence
 from sim.engine import compare, simulate
@@ -39,15 +41,20 @@ def _models():
 @pytest.mark.parametrize("lanes, q", [(2, 1), (3, 4)])
 def test_post_gates_on_rtl(lanes, q):
     chain, live = _models()
-    cfg = EngineConfig.for_models([chain, live], lanes, 3, q)
-    assert cfg.post_gates == 1 and cfg.gate_regions == 2
     xc, xl = _images(24, (2, 10, 10), 1), _images(24, (1, 9, 9), 2)
+    # chain in a balanced kernel order (its pre-gated convs are post-gated too: the post gate's rows
+    # and own-channel features permuted, its tie keys the original indices)
+    balanced, _ = balance(chain, _images(64, (2, 10, 10), 5), lanes=(lanes,), tau=0)
+    assert any(kernel_order(balanced, lanes, i) not in (None, list(range(6))) for i in (1, 4))
+    cfg = EngineConfig.for_models([chain, live, balanced], lanes, 3, q)
+    assert cfg.post_gates == 1 and cfg.gate_regions == 2
     runs = [dict(model=chain, images=xc, tau=0, k=None),
             dict(model=chain, images=xc[:12], tau=0, k=3),
             dict(model=live, images=xl, tau=0, k=None),
             dict(model=live, images=xl[:12], tau=0, k=4),
             dict(model=chain, images=xc[:3], tau=0, k=None, dense=True),
-            dict(model=live, images=xl[:3], tau=0, k=4, dense=True)]
+            dict(model=live, images=xl[:3], tau=0, k=4, dense=True),
+            dict(model=balanced, images=xc[:12], tau=0, k=3)]
     for r in runs:
         r["load"] = True
     # the act_trace of one image per model (gxnor sim's first-divergence locator): an exact run
