@@ -10,13 +10,16 @@ models whose post gates (``tests.rtl.test_post_gates.with_post``: about half the
   with a 1x1 post gate read directly by a gated conv (its gate features of post-gated-off channels
   read as 0), and that gated conv with a 2x2 post gate followed by flatten + dense;
 * ``live``: an ungated first conv (its first group live from the quantizer) with a 1x1 post gate
-  read by a gated conv with a 2x2 post gate, then a pool and flatten + dense;
+  read by a gated conv with a 2x2 post gate, then a pool and flatten + dense (and its twin on an
+  input table's multi-bit codes);
 
 each without competition and with it (the post selection uses the same k register), the dense
 schedule on a few images, ``chain`` in a balanced kernel order (rtl.engine.balance) with
 competition, random pixel-source idles with result back-pressure on a few, and the activation
 trace of ``gxnor sim``'s first-divergence locator (no divergence on an exact run).
 """
+
+import dataclasses
 
 import numpy as np
 import pytest
@@ -38,6 +41,12 @@ def _models():
     return chain, live
 
 
+def _table_model():
+    """A post gate on a first conv of multi-bit codes (an input table, p - 128)."""
+    return with_post(random_model("c5,c6g,p,f,d4", (1, 9, 9), seed=SEED + 2, input_table="centred"),
+                     {1: 1, 2: 2}, seed=3)
+
+
 @pytest.mark.parametrize("lanes, q", [(2, 1), (3, 4)])
 def test_post_gates_on_rtl(lanes, q):
     chain, live = _models()
@@ -46,7 +55,8 @@ def test_post_gates_on_rtl(lanes, q):
     # and own-channel features permuted, its tie keys the original indices)
     balanced, _ = balance(chain, _images(64, (2, 10, 10), 5), lanes=(lanes,), tau=0)
     assert any(kernel_order(balanced, lanes, i) not in (None, list(range(6))) for i in (1, 4))
-    cfg = EngineConfig.for_models([chain, live, balanced], lanes, 3, q)
+    tab = _table_model()
+    cfg = EngineConfig.for_models([chain, live, balanced, tab], lanes, 3, q)
     assert cfg.post_gates == 1 and cfg.gate_regions == 2
     runs = [dict(model=chain, images=xc, tau=0, k=None),
             dict(model=chain, images=xc[:12], tau=0, k=3),
@@ -54,7 +64,8 @@ def test_post_gates_on_rtl(lanes, q):
             dict(model=live, images=xl[:12], tau=0, k=4),
             dict(model=chain, images=xc[:3], tau=0, k=None, dense=True),
             dict(model=live, images=xl[:3], tau=0, k=4, dense=True),
-            dict(model=balanced, images=xc[:12], tau=0, k=3)]
+            dict(model=balanced, images=xc[:12], tau=0, k=3),
+            dict(model=tab, images=xl[:12], tau=0, k=3)]
     for r in runs:
         r["load"] = True
     # the act_trace of one image per model (gxnor sim's first-divergence locator): an exact run
@@ -78,15 +89,14 @@ def test_post_gates_on_rtl(lanes, q):
 
     # the post gates decide both ways, image-dependently, with and without competition, and what
     # they zero matters: without the post gates the logits differ
-    for m, x in ((chain, xc), (live, xl)):
+    for m, x in ((chain, xc), (live, xl), (tab, xl)):
         for k in (None, 3):
             res = run(m, x, 0, k=k)
             for i, on in res.post_gates.items():
                 assert 0 < on.mean() < 1 and len({tuple(v) for v in on}) > 1, (m.name, i, k)
             assert sum(w.post_off for w in res.work) > 0
-        bare = m.__class__(input_shape=m.input_shape, gate_frac_bits=m.gate_frac_bits, name=m.name,
-                           layers=tuple(l if getattr(l, "post_gate", None) is None else
-                                        l.__class__(l.weights, l.lo, l.hi, l.padding, l.gate) for l in m.layers))
+        bare = dataclasses.replace(m, layers=tuple(l if getattr(l, "post_gate", None) is None else
+                                                   dataclasses.replace(l, post_gate=None) for l in m.layers))
         assert not np.array_equal(run(bare, x, 0).logits, run(m, x, 0).logits)
     assert [l["pool"] for l in hw_layers(chain)] == [0, 0, 0, 0, 0]        # no pool fused after a post gate
     print(f"P={lanes} Q={q}, seed {SEED}: {sum(len(r['images']) for r in runs)} images exact in {wall:.1f} s "
