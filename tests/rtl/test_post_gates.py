@@ -43,6 +43,21 @@ def _images(n, shape, seed):
     return np.random.default_rng(seed).integers(0, 256, size=(n, *shape), dtype=np.uint8)
 
 
+def post_models(lanes, seed=20261205):
+    """The post-gated models of tests/sim/test_engine_post.py: ``chain`` (a 2x2 post gate before a
+    pool, a 1x1 one before a gated conv, a 2x2 one before flatten + dense), ``live`` (an ungated
+    first conv with a post gate), ``chain`` in a balanced kernel order for ``lanes`` (its
+    pre-gated convs are post-gated too: post rows, own-channel features and tie keys permuted) and
+    ``live``'s twin on an input table (p - 128)."""
+    from rtl.engine.balance import balance
+    chain = with_post(random_model("c6g,p,c8,c6g,f,d5", (2, 10, 10), seed=seed), {1: 2, 3: 1, 4: 2}, seed=1)
+    live = with_post(random_model("c5,c6g,p,f,d4", (1, 9, 9), seed=seed + 1), {1: 1, 2: 2}, seed=2)
+    balanced, _ = balance(chain, _images(64, (2, 10, 10), 5), lanes=(lanes,), tau=0)
+    tab = with_post(random_model("c5,c6g,p,f,d4", (1, 9, 9), seed=seed + 2, input_table="centred"),
+                    {1: 1, 2: 2}, seed=3)
+    return chain, live, balanced, tab
+
+
 def _all_on(model, i, R=1):
     """``model`` with conv ``i`` carrying a post gate that keeps every kernel on at any tau up to
     2**20 (zero weights, a large bias): the same outputs, the POST phase's cycles only."""

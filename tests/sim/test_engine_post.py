@@ -2,9 +2,9 @@
 cycle-exact against golden.forward.run and rtl.engine.schedule.cycles, image by image (predictions,
 logits, cycles, events, fired, skipped).
 
-One build per lane count (P = 2 and P = 3, KT = 3; Q = 1 and 4) for the envelope of two random
-models whose post gates (``tests.rtl.test_post_gates.with_post``: about half the kernels on at tau
-0) cover:
+One build per lane count (P = 2 and P = 3, KT = 3; Q = 1 and 4; the P = 3 build shared with
+tests/sim/test_engine_regions.py) for the envelope of random models whose post gates
+(``tests.rtl.test_post_gates.post_models``, ``with_post``: about half the kernels on at tau 0) cover:
 
 * ``chain``: a gated conv with a 2x2 post gate followed by a (stand-alone) max-pool, an ungated conv
   with a 1x1 post gate read directly by a gated conv (its gate features of post-gated-off channels
@@ -25,39 +25,26 @@ import numpy as np
 import pytest
 
 from golden.forward import run
-from golden.randmodel import random_model
-from rtl.engine.balance import balance, kernel_order
+from rtl.engine.balance import kernel_order
 from rtl.engine.config import EngineConfig, hw_layers
 from sim.diverge import first_divergence
 from sim.engine import compare, simulate
-from tests.rtl.test_post_gates import _images, with_post
+from tests.rtl.test_post_gates import _images, post_models
+from tests.sim.test_engine_regions import LANES, Q, region_models
 
 SEED = 20261205
 
 
-def _models():
-    chain = with_post(random_model("c6g,p,c8,c6g,f,d5", (2, 10, 10), seed=SEED), {1: 2, 3: 1, 4: 2}, seed=1)
-    live = with_post(random_model("c5,c6g,p,f,d4", (1, 9, 9), seed=SEED + 1), {1: 1, 2: 2}, seed=2)
-    return chain, live
-
-
-def _table_model():
-    """A post gate on a first conv of multi-bit codes (an input table, p - 128)."""
-    return with_post(random_model("c5,c6g,p,f,d4", (1, 9, 9), seed=SEED + 2, input_table="centred"),
-                     {1: 1, 2: 2}, seed=3)
-
-
 @pytest.mark.parametrize("lanes, q", [(2, 1), (3, 4)])
 def test_post_gates_on_rtl(lanes, q):
-    chain, live = _models()
+    chain, live, balanced, tab = post_models(lanes)
     xc, xl = _images(24, (2, 10, 10), 1), _images(24, (1, 9, 9), 2)
-    # chain in a balanced kernel order (its pre-gated convs are post-gated too: the post gate's rows
-    # and own-channel features permuted, its tie keys the original indices)
-    balanced, _ = balance(chain, _images(64, (2, 10, 10), 5), lanes=(lanes,), tau=0)
     assert any(kernel_order(balanced, lanes, i) not in (None, list(range(6))) for i in (1, 4))
-    tab = _table_model()
-    cfg = EngineConfig.for_models([chain, live, balanced, tab], lanes, 3, q)
-    assert cfg.post_gates == 1 and cfg.gate_regions == 2
+    # the P = 3 build is tests/sim/test_engine_regions.py's (its envelope holds these models too):
+    # one Verilator build less
+    others = region_models() if (lanes, q) == (LANES, Q) else []
+    cfg = EngineConfig.for_models([chain, live, balanced, tab] + others, lanes, 3, q)
+    assert cfg.post_gates == 1 and cfg.gate_regions == (3 if others else 2)
     runs = [dict(model=chain, images=xc, tau=0, k=None),
             dict(model=chain, images=xc[:12], tau=0, k=3),
             dict(model=live, images=xl, tau=0, k=None),
