@@ -795,19 +795,7 @@ class _Build:
         """
         m, cfg, P, G, SB = self.m, self.cfg, self.P, self.G, self.cfg.sum_bits
         GWB, GBB, GBK = cfg.gw_bits, cfg.gb_bits, cfg.gbk_bits
-        d = self.d
-        # what GATE reads: the pre gate (the input's channels, masked by chmask), or in POST the post
-        # gate (the layer's own kout channels, masked by omask: a pre-gated-off kernel's sums are stale)
-        if self.post:
-            pm = self.postm
-            self.g_cin, self.g_gbase = Mux(pm, d.kout, d.cin), Mux(pm, d.pgbase, d.gbase)
-            self.g_bbase = Mux(pm, d.pbbase, d.bbase)
-            self.g_regions = Mux(pm, d.pregions, d.regions) if self.regioned else None
-            fmask = Mux(pm, self.omask, self.chmask)
-        else:
-            self.g_cin, self.g_gbase, self.g_bbase = d.cin, d.gbase, d.bbase
-            self.g_regions = d.regions if self.regioned else None
-            fmask = self.chmask
+        fmask = self.gate_source()
         self.comp = comp = Signal()
         m.d.comb += comp.eq(self.kreg < self.d.kout)
         # GATE's counters: input channel, its group and lane, gate weight index
@@ -876,6 +864,21 @@ class _Build:
             m.d.sync += self.omask.word_select(gd_kg, P).eq(gd_on)
             with m.If(~comp):
                 self.keep(gd_kg, gd_on, gd_val)
+
+    def gate_source(self):
+        """What GATE reads (``g_cin``, ``g_gbase``, ``g_bbase``, ``g_regions``) and the feature mask
+        it returns: the pre gate (the input's channels, masked by ``chmask``), or in POST the post
+        gate (the layer's own kout channels, masked by ``omask``: a pre-gated-off kernel's sums are stale)."""
+        d = self.d
+        if self.post:
+            pm = self.postm
+            self.g_cin, self.g_gbase = Mux(pm, d.kout, d.cin), Mux(pm, d.pgbase, d.gbase)
+            self.g_bbase = Mux(pm, d.pbbase, d.bbase)
+            self.g_regions = Mux(pm, d.pregions, d.regions) if self.regioned else None
+            return Mux(pm, self.omask, self.chmask)
+        self.g_cin, self.g_gbase, self.g_bbase = d.cin, d.gbase, d.bbase
+        self.g_regions = d.regions if self.regioned else None
+        return self.chmask
 
     def post_decide(self, kg, above, final):
         """A POST decision of kernel group ``kg``: ``pmask`` keeps the kernels above tau (for the
