@@ -854,16 +854,21 @@ class _Build:
         m.d.sync += [gd_v.eq(gvalid), gd_on.eq(Cat(*gons)), gd_kg.eq(gq_kg), gd_val.eq(gval)]
         with m.If(gvalid):
             m.d.sync += gkrem.eq(gkrem - P)
+        self.gate_decide(gd_v, gd_kg, gd_on, gd_val)
+
+    def gate_decide(self, v, kg, on, val):
+        """The gate's decision of kernel group ``kg`` (``on``: above tau, ``val``: kernel exists), when
+        ``v``: the pre gate sets ``omask`` (and without competition the lists and skipped count), POST
+        :meth:`post_decide`."""
+        m, comp = self.m, self.comp
         if self.post:
-            with m.If(gd_v & self.postm):
-                self.post_decide(gd_kg, gd_on, ~comp)
-            gd_pre = gd_v & ~self.postm
-        else:
-            gd_pre = gd_v
-        with m.If(gd_pre):
-            m.d.sync += self.omask.word_select(gd_kg, P).eq(gd_on)
+            with m.If(v & self.postm):
+                self.post_decide(kg, on, ~comp)
+            v = v & ~self.postm
+        with m.If(v):
+            m.d.sync += self.omask.word_select(kg, self.P).eq(on)
             with m.If(~comp):
-                self.keep(gd_kg, gd_on, gd_val)
+                self.keep(kg, on, val)
 
     def gate_source(self):
         """What GATE reads (``g_cin``, ``g_gbase``, ``g_bbase``, ``g_regions``) and the feature mask
