@@ -154,7 +154,7 @@ from amaranth.lib.crc import catalog as crc_catalog
 from golden.errors import GxnorError
 
 SYNC = 0xA5
-VERSION = 9              # 9: CONFIG gate_regions (its 21st field: region gates); 8: INFO model_id (the baked fingerprint of a board whose weights load at start); 7: SET_K, INFO k_bits/k, flag bit 4 (table), NO_CODES; 6: CONFIG's 20th field (code_bits, input tables); 5: CODES; 4: INFO clk_hz/queue, BENCH; 3: CONFIG's 17th field; 2: INFO flags
+VERSION = 10             # 10: CONFIG post_gates (its 22nd field: post-synaptic gates); 9: CONFIG gate_regions (its 21st field: region gates); 8: INFO model_id (the baked fingerprint of a board whose weights load at start); 7: SET_K, INFO k_bits/k, flag bit 4 (table), NO_CODES; 6: CONFIG's 20th field (code_bits, input tables); 5: CODES; 4: INFO clk_hz/queue, BENCH; 3: CONFIG's 17th field; 2: INFO flags
 
 T_INFO, T_SET_TAU, T_IMAGE, T_LOAD, T_COMMIT, T_CONFIG, T_BENCH = 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07
 T_CODES, T_SET_K = 0x08, 0x09

@@ -264,7 +264,7 @@ def load_engine_model(path):
     if model.temporal:
         raise GxnorError(f"{path}: temporal models (event sequences, LIAF layers) do not run on the "
                          "engine yet; run them with gxnor golden run")
-    ext = [e for e in model.extensions() if e not in ("competition", "gate_regions")]   # the engine runs these
+    ext = [e for e in model.extensions() if e not in ("competition", "gate_regions", "post_gate")]   # the engine runs these
     if ext:
         raise GxnorError(f"{path}: uses {', '.join(ext)} (issue 12 gate modes), which the "
                          "engine does not implement yet; run it with gxnor golden run")

@@ -9,7 +9,7 @@ pooled element up to four times), and compares with golden's activations of that
 engine's kernel order (rtl.engine.balance.hardware_view), reported in the model's own channel order.
 
 Elements of gated-off kernels are never written by the engine (the channel mask keeps them from
-being read) and are not compared; an element of a kernel that is on but never written is a
+being read) and are not compared, nor are those of post-gated-off kernels (written, then masked); an element of a kernel that is on but never written is a
 divergence (value ``None``).
 """
 
@@ -71,6 +71,8 @@ def first_divergence(model, image, tau, cfg, trace, k=None):
             on = mask                   # a stand-alone pool writes lanes of masked channels too
         else:
             on = res.gates[l["index"]][0] if l["gated"] else np.ones(K, bool)
+            if l["post"]:               # post-gated-off channels are written, then masked: not compared
+                on = on & res.post_gates[l["index"]][0]
         mask = on
         kind = view.layers[l["index"]].kind + (" + maxpool (fused)" if l["pool"] else "")
         targets[("layer", n)] = dict(index=l["index"], kind=kind,

@@ -56,7 +56,13 @@ def permute_kernels(model, index, perm):
         raise GxnorError(f"layer {index}: kernel order must be a permutation of 0..{K - 1}")
     if isinstance(layer, Conv):
         gate = None if layer.gate is None else Gate(layer.gate.weights[perm], layer.gate.bias[perm], layer.gate.regions)
-        layers[index] = Conv(layer.weights[perm], layer.lo[perm], layer.hi[perm], layer.padding, gate)
+        pg = layer.post_gate
+        if pg is not None:              # a post gate reads the layer's own channels: both axes move
+            rr = pg.regions ** 2
+            pw = pg.weights[perm].reshape(K, K, rr)[:, perm, :].reshape(K, -1)
+            pg = Gate(pw, pg.bias[perm], pg.regions)
+        layers[index] = Conv(layer.weights[perm], layer.lo[perm], layer.hi[perm], layer.padding, gate,
+                             post_gate=pg)
     else:
         layers[index] = Dense(layer.weights[perm], layer.lo[perm], layer.hi[perm])
     j, flat = _consumer(model, index)
@@ -69,7 +75,7 @@ def permute_kernels(model, index, perm):
             gate = Gate(gw, nxt.gate.bias, nxt.gate.regions)
         else:
             gate = None
-        layers[j] = Conv(nxt.weights[:, perm], nxt.lo, nxt.hi, nxt.padding, gate)
+        layers[j] = Conv(nxt.weights[:, perm], nxt.lo, nxt.hi, nxt.padding, gate, post_gate=nxt.post_gate)
     else:
         w = nxt.weights
         if flat:

@@ -36,7 +36,10 @@ are known to be zero because their kernel was gated off (or lie past the channel
     (each thresholded output is max-ed into its window's word of the pooled map: a read-modify-write
     of the activation memory in the same drain cycle), so the pool costs nothing and has no
     descriptor.
-  - stand-alone maxpool (after the input quantizer or another pool): per group of ``P`` channels:
+  - **post gate** (a conv with ``post_gate``): after the groups, the gate phase on the layer's own
+    K channels (their sums taken by the drain), ``ceil(K/P) * K*R*R + 3`` cycles, then the selection
+    with competition; post-gated-off channels join the channel mask of the next layer.
+  - stand-alone maxpool (after the input quantizer, another pool or a post-gated conv): per group of ``P`` channels:
     1 cycle if all off, else ``1 + 4 * HWo`` (one window element read per cycle).
 
 * result: ``1 + K`` cycles (one logit per beat; the class rides on the last beat).
@@ -82,7 +85,9 @@ def hw_layers(model):
     ``pool``/``hpo``/``wpo``/``out_index``. A max-pool that follows a conv is *fused* into it: the
     conv's drain pools its outputs on the fly (``pool=1``, the map written is ``K x hpo x wpo``,
     ``out_index`` is the pool layer's index) and the pool has no descriptor of its own. A pool that
-    follows the input quantizer or another pool is a stand-alone POOL layer.
+    follows the input quantizer or another pool is a stand-alone POOL layer, and so is a pool after a
+    conv with a post-synaptic gate (``post``): its POST phase reads the sums of the whole unpooled
+    map, which a fused drain (pooled positions only, the odd edge dropped) does not visit.
     A dense layer's input is described by the shape *before* flatten (channels, H, W) so its
     weight index is ``c * H*W + pos``; a dense output is K channels of 1x1.
     """
@@ -98,11 +103,11 @@ def hw_layers(model):
         if isinstance(layer, MaxPool):
             c, h, w = s_in
             prev = out[-1] if out else None
-            if prev is not None and prev["kind"] == KIND_CONV and not prev["pool"]:
+            if prev is not None and prev["kind"] == KIND_CONV and not prev["pool"] and not prev["post"]:
                 prev.update(pool=1, hpo=h // 2, wpo=w // 2, out_index=i)
             else:
                 out.append(dict(kind=KIND_POOL, index=i, cin=c, hin=h, win=w, kout=c,
-                                hout=h // 2, wout=w // 2, k=1, pad=0, gated=False,
+                                hout=h // 2, wout=w // 2, k=1, pad=0, gated=False, post=False,
                                 pool=0, hpo=h // 2, wpo=w // 2, out_index=i))
             shape3 = (c, h // 2, w // 2)
         elif isinstance(layer, Conv):
@@ -110,7 +115,7 @@ def hw_layers(model):
             k, ho, wo = model.shapes[i + 1]
             out.append(dict(kind=KIND_CONV, index=i, cin=c, hin=h, win=w, kout=k, hout=ho, wout=wo,
                             k=layer.kernel, pad=layer.pad, gated=layer.gate is not None,
-                            pool=0, hpo=ho, wpo=wo, out_index=i))
+                            post=layer.post_gate is not None, pool=0, hpo=ho, wpo=wo, out_index=i))
             shape3 = (k, ho, wo)
         elif isinstance(layer, Dense):
             if len(s_in) == 1 and shape3 is not None and int(np.prod(shape3)) == s_in[0]:
@@ -119,7 +124,7 @@ def hw_layers(model):
                 c, h, w = s_in[0], 1, 1
             out.append(dict(kind=KIND_LOGITS if layer.is_logits else KIND_DENSE, index=i,
                             cin=c, hin=h, win=w, kout=layer.out_features, hout=1, wout=1,
-                            k=1, pad=0, gated=False, pool=0, hpo=1, wpo=1, out_index=i))
+                            k=1, pad=0, gated=False, post=False, pool=0, hpo=1, wpo=1, out_index=i))
             shape3 = (layer.out_features, 1, 1)
     return out
 
@@ -166,6 +171,11 @@ class EngineConfig:
                           boundaries ride in the descriptor of the layer that writes it (the header
                           for the input image), so the hardware has comparators and no divider.
                           1: one global sum per channel (no boundary fields, no region counters)
+    post_gates : int      1 if a model in the envelope has a post-synaptic gate (golden.layers.Conv
+                          ``post_gate``), else 0: only then does the engine build the POST phase
+                          (the gate datapath run on a layer's own output after its drain), the
+                          post mask and the descriptor's post fields (``post``, ``pgbase``,
+                          ``pbbase``, with regions ``pregions``); needs ``gated`` 1
     """
     lanes: int
     taps: int
@@ -188,13 +198,14 @@ class EngineConfig:
     gated: int = 1
     code_bits: int = 0
     gate_regions: int = 1
+    post_gates: int = 0
 
     def __post_init__(self):
         for f in fields(self):
             v = getattr(self, f.name)
-            if f.name == "gated":
+            if f.name in ("gated", "post_gates"):
                 if isinstance(v, bool) or v not in (0, 1):
-                    raise GxnorError(f"engine config: gated must be 0 or 1, got {v!r}")
+                    raise GxnorError(f"engine config: {f.name} must be 0 or 1, got {v!r}")
             elif f.name == "code_bits":
                 if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not (v == 0 or 2 <= v <= MAX_CODE_BITS):
                     raise GxnorError(f"engine config: code_bits must be 0 (no input table) or lie in "
@@ -218,6 +229,8 @@ class EngineConfig:
             raise GxnorError("engine config: acc_bits and tau_bits must be >= 2")
         if self.positions > self.dim * self.dim:
             raise GxnorError("engine config: positions exceeds dim*dim")
+        if self.post_gates and not self.gated:
+            raise GxnorError("engine config: post_gates needs gated 1 (the POST phase is the gate datapath)")
 
     # -- derived widths ------------------------------------------------------------------
     groups = property(lambda s: s.channels // s.lanes)
@@ -262,7 +275,7 @@ class EngineConfig:
         # C*R'*R' features), and ``oby1..``/``obx1..`` the region boundaries of the map it writes
         # (its output, pooled if fused; the next gated layer's R'): region row of output row y is
         # #{r : y >= oby<r>} (``boundaries``)
-        return [("kind", 2), ("gated", 1), ("last", 1),
+        return ([("kind", 2), ("gated", 1), ("last", 1),
                 ("cin", c), ("hin", d), ("win", d), ("hwin", p),
                 ("kout", c), ("hout", d), ("wout", d), ("hwout", p),
                 ("k", d), ("pad", d), ("np1", d), ("padq", d), ("padr", t), ("padqw", a),
@@ -272,6 +285,16 @@ class EngineConfig:
                 ("tbase", _bits(self.thr_words)), ("gbase", _bits(self.gate_weights)),
                 ("bbase", _bits(self.gate_biases)), ("abase", 1),
                 ("gin", _bits(self.groups)), ("gout", _bits(self.groups))] + self._region_fields("o", True)
+                + self._post_fields())
+
+    def _post_fields(self):
+        """With post gates: ``post`` (the conv has a POST phase), the post gate's weight and bias
+        bases, and with regions its grid ``pregions`` (the map's boundaries are the o-fields: the
+        sums the drain takes are the post gate's features)."""
+        if not self.post_gates:
+            return []
+        return ([("post", 1), ("pgbase", _bits(self.gate_weights)), ("pbbase", _bits(self.gate_biases))]
+                + ([("pregions", self.regions_bits)] if self.gate_regions > 1 else []))
 
     def _region_fields(self, prefix, own):
         R = self.gate_regions
@@ -342,6 +365,9 @@ class EngineConfig:
     def check_fits(self, model):
         """Raise GxnorError naming the first size of ``model`` outside this envelope."""
         req = requirements(model, self.lanes, self.taps)
+        if req["post_gates"] > self.post_gates:
+            raise GxnorError(f"model {model.name!r} has post-synaptic gates and the engine was built "
+                             f"without them (post_gates 0): build an engine for it (gxnor verilog)")
         if req["gate_regions"] > self.gate_regions:
             raise GxnorError(f"model {model.name!r} has gates of {req['gate_regions']}x{req['gate_regions']} regions "
                              f"and the engine takes at most {self.gate_regions}x{self.gate_regions}: build an "
@@ -366,17 +392,18 @@ def requirements(model, lanes, taps=3):
     """Per-field minimum sizes (dict) for ``model`` on ``lanes`` lanes and ``taps`` x ``taps`` banks.
 
     Raises GxnorError for a model this microarchitecture cannot run (a fused pool needs taps >= 2:
-    its 2x2 window is read from four tap banks in one cycle), and for the rules it does not implement
-    yet (temporal models; golden.model.Model.extensions: post-synaptic gates, lateral depression;
-    competition and region gates run), so that no API user gets an engine that silently computes
-    something else.
+    its 2x2 window is read from four tap banks in one cycle; a post-gated conv read directly by a
+    gated conv of another region grid: the drain takes one grid of sums), and for the rules it does
+    not implement yet (temporal models; golden.model.Model.extensions: lateral depression;
+    competition, region gates and post-synaptic gates run), so that no API user gets an engine that
+    silently computes something else.
     """
     P, KT = lanes, taps
     T = KT * KT
     if model.temporal:
         raise GxnorError(f"model {model.name!r}: temporal models (event sequences, LIAF layers) do not run "
                          "on the engine yet")
-    ext = [e for e in model.extensions() if e not in ("competition", "gate_regions")]
+    ext = [e for e in model.extensions() if e not in ("competition", "gate_regions", "post_gate")]
     if ext:
         raise GxnorError(f"model {model.name!r} uses {', '.join(ext)}, which the engine "
                          "does not implement yet")
@@ -414,6 +441,16 @@ def requirements(model, lanes, taps=3):
             regions = max(regions, R)
             gw += _groups(l["kout"], P) * l["cin"] * R * R
             gb += _groups(l["kout"], P)
+        if l["post"]:
+            R = layer.post_gate.regions
+            regions = max(regions, R)
+            gw += _groups(l["kout"], P) * l["kout"] * R * R
+            gb += _groups(l["kout"], P)
+            nxt = hl[n + 1] if n + 1 < len(hl) else None
+            if nxt is not None and nxt["gated"] and model.layers[nxt["index"]].gate.regions != R:
+                raise GxnorError(f"layer {nxt['index']}: a gated conv reading the post-gated layer "
+                                 f"{l['index']} directly needs its gate regions ({R}), the engine takes "
+                                 f"one grid of sums per map (put a pool between, or match the grids)")
         accb = max(accb, layer.acc_bits)
     return dict(
         max_layers=len(hl), pixels=c0 * h0 * w0,
@@ -428,8 +465,9 @@ def requirements(model, lanes, taps=3):
         dim=max(max(h, w) for _, h, w in maps + [(0, l["k"] + KT, l["k"] + KT) for l in hl]
                 + [(0, l["hout"] + KT, l["wout"] + KT) for l in hl]),
         positions=max(h * w for _, h, w in maps + [(0, l["hout"], l["wout"]) for l in hl]), acc_bits=accb, tau_bits=max(2, model.tau_bits),
-        classes=model.num_classes, gated=int(any(l["gated"] for l in hl)),
-        code_bits=model.layers[0].code_bits if model.multibit_input else 0, gate_regions=regions)
+        classes=model.num_classes, gated=int(any(l["gated"] or l["post"] for l in hl)),
+        code_bits=model.layers[0].code_bits if model.multibit_input else 0, gate_regions=regions,
+        post_gates=int(any(l["post"] for l in hl)))
 
 
 def region_bounds(h, w, regions):

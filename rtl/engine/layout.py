@@ -19,7 +19,9 @@ gw         word ``gbase + kg*F + f``: lane j = 8-bit gate weight of kernel ``kg*
            gb word ``bbase + kg``: lane j = 24-bit gate bias of kernel ``kg*P + j`` and above it
            (``k_bits``) the kernel's tie key: its index in the model as trained, before the kernel
            order of :func:`rtl.engine.balance.hardware_view` (the competition's tie rule, lowest
-           original index wins, compares these)
+           original index wins, compares these). A post-synaptic gate (builds with
+           ``post_gates``) has the same words at ``pgbase``/``pbbase``, after the layer's pre gate,
+           with ``C`` = the layer's own K output channels (in hardware order)
 table      (builds with input tables only, ``EngineConfig.code_bits`` > 0) word ``p`` = the code of
            pixel value ``p`` (``golden.layers.InputTable``), ``code_bits`` two's complement; a model
            whose first layer is the input quantizer has no table image (header ``tab`` = 0)
@@ -81,17 +83,20 @@ def images(model, cfg):
     cfg.check_fits(model)
     P, KT, T, A = cfg.lanes, cfg.taps, cfg.banks, cfg.acc_bits
     view = hardware_view(model, P)
-    orders = {l["index"]: kernel_order(model, P, l["index"]) for l in hw_layers(model) if l["gated"]}
+    orders = {l["index"]: kernel_order(model, P, l["index"]) for l in hw_layers(model) if l["gated"] or l["post"]}
     model = view      # kernel order balanced over the lane banks, if stored
     hl = hw_layers(model)
     desc, weights, thr, gw, gb = [], [], [], [], []
     # the region grid of each gated layer's input map, written by the layer before it (the header
     # for the image)
+    # for the image); a post-gated conv's drain takes the sums of its own map for its POST phase on
+    # the post gate's grid (a gated conv reading that map directly has the same grid: requirements)
     grid = [model.layers[l["index"]].gate.regions if l["gated"] else 1 for l in hl] + [1]
     for n, l in enumerate(hl):
         layer = model.layers[l["index"]]
         d = dict(l)
-        d.update(_bounds("o", l["hpo"], l["wpo"], grid[n + 1], cfg), regions=grid[n])
+        ogrid = layer.post_gate.regions if l["post"] else grid[n + 1]
+        d.update(_bounds("o", l["hpo"], l["wpo"], ogrid, cfg), regions=grid[n])
         d["last"] = int(n == len(hl) - 1)
         d["gated"] = int(l["gated"])
         d["hwin"] = l["hin"] * l["win"]
@@ -145,21 +150,14 @@ def images(model, cfg):
                     word |= _twos(hi, A) << (2 * A * j + A)
                 thr.append(word)
         if l["gated"]:
-            d["gbase"] = len(gw)
-            d["bbase"] = len(gb)
-            C = layer.gate.weights.shape[1]         # features: channels x regions
-            gwt = np.zeros((d["gout"] * P, C), np.int64)
-            gwt[:K] = layer.gate.weights
-            gbt = np.zeros(d["gout"] * P, np.int64)
-            gbt[:K] = layer.gate.bias
-            key = np.zeros(d["gout"] * P, np.int64)      # slot -> original kernel index (tie key)
-            key[:K] = np.arange(K) if orders[l["index"]] is None else orders[l["index"]]
-            for kg in range(d["gout"]):
-                for c in range(C):
-                    gw.append(sum(_twos(gwt[kg * P + j, c], cfg.gw_bits) << (cfg.gw_bits * j) for j in range(P)))
-            for kg in range(d["gout"]):
-                gb.append(sum((_twos(gbt[kg * P + j], cfg.gb_bits) | int(key[kg * P + j]) << cfg.gb_bits)
-                              << (cfg.gbk_bits * j) for j in range(P)))
+            d["gbase"], d["bbase"] = len(gw), len(gb)
+            _gate_words(layer.gate, K, d["gout"], orders[l["index"]], cfg, gw, gb)
+        if l["post"]:
+            # the post gate: words after the pre gate's; its features are this layer's own
+            # channels in hardware order (rtl.engine.balance.permute_kernels moves both axes)
+            d["pgbase"], d["pbbase"] = len(gw), len(gb)
+            d["pregions"] = layer.post_gate.regions
+            _gate_words(layer.post_gate, K, d["gout"], orders.get(l["index"]), cfg, gw, gb)
         desc.append(pack_fields(cfg.desc_fields(), d))
     c, h, w = model.input_shape
     first = model.layers[0]
@@ -172,6 +170,25 @@ def images(model, cfg):
     hdr.update(_bounds("i", h, w, grid[0], cfg))
     header = pack_fields(cfg.header_fields(), hdr)
     return {"header": header, "desc": desc, "weights": weights, "thr": thr, "gw": gw, "gb": gb, "table": table}
+
+
+def _gate_words(gate, K, gout, order, cfg, gw, gb):
+    """Append a gate's weight words (``gout * F``, F = features) to ``gw`` and its bias words
+    (``gout``, each lane's 24-bit bias with the kernel's tie key above it) to ``gb``."""
+    P = cfg.lanes
+    C = gate.weights.shape[1]         # features: channels x regions
+    gwt = np.zeros((gout * P, C), np.int64)
+    gwt[:K] = gate.weights
+    gbt = np.zeros(gout * P, np.int64)
+    gbt[:K] = gate.bias
+    key = np.zeros(gout * P, np.int64)      # slot -> original kernel index (tie key)
+    key[:K] = np.arange(K) if order is None else order
+    for kg in range(gout):
+        for c in range(C):
+            gw.append(sum(_twos(gwt[kg * P + j, c], cfg.gw_bits) << (cfg.gw_bits * j) for j in range(P)))
+    for kg in range(gout):
+        gb.append(sum((_twos(gbt[kg * P + j], cfg.gb_bits) | int(key[kg * P + j]) << cfg.gb_bits)
+                      << (cfg.gbk_bits * j) for j in range(P)))
 
 
 def _bounds(prefix, h, w, regions, cfg):

@@ -32,6 +32,10 @@ Schedule (what the RTL does, phase by phase; :func:`cycles` counts exactly this)
       dense ``T`` (one bank of P kernels per cycle);
     plus ``2`` after the last group (no kernel left). A layer with no kernel on costs ``2 + 2``
     (and scans nothing: its events are not counted).
+  - post gate (a conv with ``post_gate``, after the groups, kernel on or not): the gate phase on the
+    layer's own output, ``gate_cycles(K, K, R_post)``, then the selection as above (``select_cycles``);
+    its sums were taken by the drain. Post-gated-off channels join the channel mask: the next layer
+    emits no events from them (its pool, if any, is a stand-alone pool: no fusion after a post gate).
 * stand-alone max-pool: ``2 + sum over input groups (1 if all off, else 1 + 4 * Ho*Wo) + 2``.
 * result: ``1 + K`` (one logit per beat), done: 1.
 
@@ -189,6 +193,11 @@ def cycles(model, images, tau=None, lanes=1, dense=False, detail=False, taps=3, 
             body = np.where(ngroups > 0, scan + 2 + (ngroups - 1) * replay, 0)
             events += np.where(ngroups > 0, ev, 0)
         total += ngroups * (3 + drain) + body + 2
+        if l["post"]:
+            # POST: the gate datapath on the layer's own K channels after the last group (always,
+            # even with no kernel on), then the selection with competition
+            total += gate_cycles(K, K, model.layers[i].post_gate.regions, P) + select_cycles(K, P, k)
+            on = on & slots(res.post_gates[i], i)
         bound += np.where(ngroups > 0, ev, 0) * ideal * npass
         if l["kind"] == KIND_LOGITS:
             total += 1 + K

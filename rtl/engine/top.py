@@ -276,6 +276,9 @@ class _Build:
         # comparator or slot select exists (``regioned`` is False)
         self.R, self.RR = cfg.gate_regions, cfg.region_slots
         self.regioned = self.RR > 1
+        # post-synaptic gates: the POST phase (the gate datapath on a conv's own output after its
+        # drain) and the post mask exist only in builds whose envelope has them
+        self.post = bool(cfg.post_gates)
 
     def module(self):
         m = self.m
@@ -438,6 +441,11 @@ class _Build:
         self.li = li = Signal(range(max(2, cfg.max_layers)))
         self.chmask = Signal(cfg.channels, init=(1 << cfg.channels) - 1)  # channels of the input that may be nonzero
         self.omask = Signal(cfg.channels, init=(1 << cfg.channels) - 1)   # kernels of the current layer that are on
+        if self.post:
+            # POST phase: ``postm`` (the gate datapath runs the layer's post gate), ``pmask`` (its
+            # kernels above tau, for the selection); its decisions write ``chmask`` directly
+            self.postm = Signal()
+            self.pmask = Signal(cfg.channels)
         m.d.comb += self.desc_r.addr.eq(li)
         self.is_conv = d.kind == KIND_CONV
         self.is_dense = (d.kind == KIND_DENSE) | (d.kind == KIND_LOGITS)
@@ -513,7 +521,11 @@ class _Build:
 
     def end_layer(self):
         m, d = self.m, self.d
-        m.d.sync += self.chmask.eq(self.omask)
+        if self.post:
+            with m.If(~self.postm):         # after POST, chmask holds its decisions already
+                m.d.sync += self.chmask.eq(self.omask)
+        else:
+            m.d.sync += self.chmask.eq(self.omask)
         with m.If(d.kind == KIND_LOGITS):
             m.d.sync += [self.kg.eq(0), self.kl.eq(0), self.kidx.eq(0)]
             m.next = "OUT_PRE"
@@ -740,6 +752,8 @@ class _Build:
 
         with m.State("DISPATCH"):
             m.d.sync += self.in_groups_start()
+            if self.post:
+                m.d.sync += self.postm.eq(0)
             with m.If(d.kind == KIND_POOL):
                 m.d.sync += self.omask.eq(self.chmask)
                 m.next = "POOL_G"
@@ -749,17 +763,22 @@ class _Build:
                     m.d.sync += self.ecount.eq(0)
                 if self.gated:
                     with m.If(d.gated):
-                        m.d.sync += [self.kg.eq(0), self.cc.eq(0), self.cg.eq(0), self.cl.eq(0), self.gidx.eq(0),
-                                     self.gkrem.eq(d.kout)]
-                        if self.regioned:
-                            m.d.sync += [self.gry.eq(0), self.grx.eq(0)]
-                        m.next = "GATE"
+                        self.gate_start()
                     with m.Else():
                         self.compute()
                 else:
                     self.compute()
 
     # ---------------------------------------------------------------- gate predictor
+    def gate_start(self):
+        """On to GATE: its counters reset (the pre gate at DISPATCH, the post gate after the groups)."""
+        m = self.m
+        m.d.sync += [self.kg.eq(0), self.cc.eq(0), self.cg.eq(0), self.cl.eq(0), self.gidx.eq(0),
+                     self.gkrem.eq(self.d.kout)]
+        if self.regioned:
+            m.d.sync += [self.gry.eq(0), self.grx.eq(0)]
+        m.next = "GATE"
+
     def gate(self):
         """The gate predictor's pipeline: ``P`` MACs per cycle (one GateUnit per lane).
 
@@ -776,6 +795,7 @@ class _Build:
         """
         m, cfg, P, G, SB = self.m, self.cfg, self.P, self.G, self.cfg.sum_bits
         GWB, GBB, GBK = cfg.gw_bits, cfg.gb_bits, cfg.gbk_bits
+        fmask = self.gate_source()
         self.comp = comp = Signal()
         m.d.comb += comp.eq(self.kreg < self.d.kout)
         # GATE's counters: input channel, its group and lane, gate weight index
@@ -801,7 +821,7 @@ class _Build:
         s_arr = Array([r.data for r in self.s_rs])
         s_sel = s_arr[gt_lane].word_select(self.gt_slot, SB).as_signed() if self.regioned else s_arr[gt_lane]
         m.d.sync += [gq_v.eq(gt_v), gq_first.eq(gt_first), gq_last.eq(gt_last), gq_w.eq(self.gw_r.data),
-                     gq_s.eq(Mux(self.chmask.bit_select(gt_c, 1), s_sel, 0)), gq_b.eq(self.gb_r.data),
+                     gq_s.eq(Mux(fmask.bit_select(gt_c, 1), s_sel, 0)), gq_b.eq(self.gb_r.data),
                      gq_kg.eq(gt_kg)]
         gd_v = Signal()
         gd_on = Signal(P)
@@ -834,10 +854,45 @@ class _Build:
         m.d.sync += [gd_v.eq(gvalid), gd_on.eq(Cat(*gons)), gd_kg.eq(gq_kg), gd_val.eq(gval)]
         with m.If(gvalid):
             m.d.sync += gkrem.eq(gkrem - P)
-        with m.If(gd_v):
-            m.d.sync += self.omask.word_select(gd_kg, P).eq(gd_on)
+        self.gate_decide(gd_v, gd_kg, gd_on, gd_val)
+
+    def gate_decide(self, v, kg, on, val):
+        """The gate's decision of kernel group ``kg`` (``on``: above tau, ``val``: kernel exists), when
+        ``v``: the pre gate sets ``omask`` (and without competition the lists and skipped count), POST
+        :meth:`post_decide`."""
+        m, comp = self.m, self.comp
+        if self.post:
+            with m.If(v & self.postm):
+                self.post_decide(kg, on, ~comp)
+            v = v & ~self.postm
+        with m.If(v):
+            m.d.sync += self.omask.word_select(kg, self.P).eq(on)
             with m.If(~comp):
-                self.keep(gd_kg, gd_on, gd_val)
+                self.keep(kg, on, val)
+
+    def gate_source(self):
+        """What GATE reads (``g_cin``, ``g_gbase``, ``g_bbase``, ``g_regions``) and the feature mask
+        it returns: the pre gate (the input's channels, masked by ``chmask``), or in POST the post
+        gate (the layer's own kout channels, masked by ``omask``: a pre-gated-off kernel's sums are stale)."""
+        d = self.d
+        if self.post:
+            pm = self.postm
+            self.g_cin, self.g_gbase = Mux(pm, d.kout, d.cin), Mux(pm, d.pgbase, d.gbase)
+            self.g_bbase = Mux(pm, d.pbbase, d.bbase)
+            self.g_regions = Mux(pm, d.pregions, d.regions) if self.regioned else None
+            return Mux(pm, self.omask, self.chmask)
+        self.g_cin, self.g_gbase, self.g_bbase = d.cin, d.gbase, d.bbase
+        self.g_regions = d.regions if self.regioned else None
+        return self.chmask
+
+    def post_decide(self, kg, above, final):
+        """A POST decision of kernel group ``kg``: ``pmask`` keeps the kernels above tau (for the
+        selection); when ``final`` (no competition, or the selection's decision) the next layer's
+        channel mask gets the kernels on in both gates. No list, no skipped count: their work was done."""
+        m, P = self.m, self.P
+        m.d.sync += self.pmask.word_select(kg, P).eq(above)
+        with m.If(final):
+            m.d.sync += self.chmask.word_select(kg, P).eq(above & self.omask.word_select(kg, P))
 
     def keep(self, kg, on, val):
         """The decision of kernel group ``kg`` (``on``, ``val``: P bits, kernel on / exists): each
@@ -899,7 +954,16 @@ class _Build:
         with m.If(sl3_v):
             m.d.sync += [rk.eq(Mux(sl3_first, 0, rk) + sl3_b[j]) for j, rk in enumerate(rank)]
         m.d.sync += [sl4_v.eq(sl3_v & sl3_last), sl4_kg.eq(sl3_kg)]
-        with m.If(sl4_v):
+        if self.post:
+            with m.If(sl4_v & self.postm):
+                above = self.pmask.word_select(sl4_kg, P)
+                on = Cat(*[above[j] & (rank[j] < self.kreg) for j in range(P)])
+                m.d.sync += skrem.eq(skrem - P)
+                self.post_decide(sl4_kg, on, Const(1))
+            sl4_pre = sl4_v & ~self.postm
+        else:
+            sl4_pre = sl4_v
+        with m.If(sl4_pre):
             above = self.omask.word_select(sl4_kg, P)
             on = Cat(*[above[j] & (rank[j] < self.kreg) for j in range(P)])
             m.d.sync += [self.omask.word_select(sl4_kg, P).eq(on), skrem.eq(skrem - P)]
@@ -912,17 +976,17 @@ class _Build:
         kg, cc, cg, cl, gidx = self.kg, self.cc, self.cg, self.cl, self.gidx
         gt_v, gt_first, gt_last, gt_lane, gt_c, gt_kg = self.gt
         with m.State("GATE"):
-            m.d.comb += [self.gw_r.addr.eq(d.gbase + gidx), self.gb_r.addr.eq(d.bbase + kg)]
+            m.d.comb += [self.gw_r.addr.eq(self.g_gbase + gidx), self.gb_r.addr.eq(self.g_bbase + kg)]
             for r in self.s_rs:
                 m.d.comb += r.addr.eq(cg)
-            first, last = cc == 0, cc == d.cin - 1
+            first, last = cc == 0, cc == self.g_cin - 1
             if self.regioned:
-                gry, grx = self.gry, self.grx
-                rlast = (gry == d.regions - 1) & (grx == d.regions - 1)     # the channel's last region
+                gry, grx, regions = self.gry, self.grx, self.g_regions
+                rlast = (gry == regions - 1) & (grx == regions - 1)     # the channel's last region
                 first, last = first & (gry == 0) & (grx == 0), last & rlast
                 m.d.sync += self.gt_slot.eq(_times(self.R, gry) + grx)
-                with m.If(grx == d.regions - 1):
-                    m.d.sync += [grx.eq(0), gry.eq(Mux(gry == d.regions - 1, 0, gry + 1))]
+                with m.If(grx == regions - 1):
+                    m.d.sync += [grx.eq(0), gry.eq(Mux(gry == regions - 1, 0, gry + 1))]
                 with m.Else():
                     m.d.sync += grx.eq(grx + 1)
             m.d.sync += [gt_v.eq(1), gt_first.eq(first), gt_last.eq(last),
@@ -941,12 +1005,22 @@ class _Build:
                 m.d.sync += [self.sc.eq(0), self.scw.eq(0), self.scl.eq(0), self.skg.eq(0), self.skrem.eq(d.kout)]
                 m.next = "SEL"
             with m.Else():
-                self.compute()
+                self.gate_done()
         self.select_states()
+
+    def gate_done(self):
+        """After the gate (and the selection): the output groups, or after POST the layer's end."""
+        if self.post:
+            with self.m.If(self.postm):
+                self.end_layer()
+            with self.m.Else():
+                self.compute()
+        else:
+            self.compute()
 
     def gate_channel_next(self):
         """GATE after a channel's last feature: the next channel (or kernel group, or the tail)."""
-        self.walk_next(self.cc, self.d.cin - 1, self.cl, self.cg, self.kg, "GATE_T")
+        self.walk_next(self.cc, self.g_cin - 1, self.cl, self.cg, self.kg, "GATE_T")
 
     def walk_next(self, i, last, lane, word, group, tail):
         """One step of a walk over ``i`` within each kernel group (GATE's input channels, SEL's
@@ -979,7 +1053,7 @@ class _Build:
             with m.State(name):
                 m.next = nxt
         with m.State("SEL_T4"):
-            self.compute()
+            self.gate_done()
 
     # ---------------------------------------------------------------- output groups and lane compaction
     def compaction(self):
@@ -1044,7 +1118,14 @@ class _Build:
         with m.State("GROUP2"):
             with m.If(lval == 0):
                 m.d.sync += live.eq(0)
-                self.end_layer()
+                if self.post:
+                    with m.If(d.post):      # POST: the post gate on this layer's own sums
+                        m.d.sync += self.postm.eq(1)
+                        self.gate_start()
+                    with m.Else():
+                        self.end_layer()
+                else:
+                    self.end_layer()
             with m.Else():
                 m.d.comb += [self.thr_en.eq(self.is_conv), self.evt_r.addr.eq(0)]
                 for j in range(P):
@@ -1110,8 +1191,13 @@ class _Build:
         ov = Signal()
         rpos = Signal(range(cfg.positions + 1))
         m.submodules.scan_skid = skid = Skid(2 * P)
+        word = skid.o.payload
+        if self.post:
+            # a post-gated-off channel holds its computed codes: masked to 0 (the dense schedule
+            # emits masked lanes' codes; the event schedule masks the lane itself)
+            word = word & Cat(*[scsh[j].replicate(2) for j in range(P)])
         m.d.comb += [skid.i.payload.eq(Mux(hv, hold, act_rdata)), enc.dense.eq(dense),
-                     enc.i.payload.word.eq(skid.o.payload), enc.i.payload.mask.eq(gm)]
+                     enc.i.payload.word.eq(word), enc.i.payload.mask.eq(gm)]
 
         with m.State("SCAN_G"):
             with m.If((gm == 0) & ~dense):

@@ -291,8 +291,8 @@ def test_verilog_cli_bad_options_one_line(tmp_path, args, msg):
 @pytest.mark.parametrize("path, what", [("liaf-cnn.gxm", "temporal models")])
 def test_config_refuses_rules_the_engine_lacks(path, what):
     """A LIAF/event model (issue 13: the engine does not run it yet) is refused by the engine config
-    itself, not only by the CLI's loader (competition and region gates run; post-synaptic gates and
-    lateral depression are refused too: tests/rtl/test_regions.py)."""
+    itself, not only by the CLI's loader (competition, region gates and post-synaptic gates run;
+    lateral depression is refused too: tests/rtl/test_regions.py)."""
     from golden.errors import GxnorError
     from golden.modelfile import load
     m = load(Path(__file__).resolve().parents[2] / "zoo" / path)

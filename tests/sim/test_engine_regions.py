@@ -2,7 +2,8 @@
 golden.forward.run and rtl.engine.schedule.cycles, image by image.
 
 One build (P = 3, KT = 3, Q = 4: a lane count that does not divide the 32 kernels, and beats of four
-pixels that straddle region boundaries) for the envelope of:
+pixels that straddle region boundaries; shared with tests/sim/test_engine_post.py, whose post-gated
+models are in the envelope too) for the envelope of:
 
 * zoo/effort/seed0/gated.gxm (two gated convs with 2x2 regions; sums from fused-pool drains) on
   real MNIST test images, at its default tau and k (competition) and without competition;
@@ -32,6 +33,7 @@ from rtl.engine.balance import balance
 from rtl.engine.config import EngineConfig, hw_layers
 from rtl.engine.schedule import gate_cycles
 from sim.engine import compare, simulate
+from tests.rtl.test_post_gates import post_models
 from tests.rtl.test_regions import flat_twin, with_regions
 
 SEED = 20261204
@@ -44,7 +46,9 @@ def _images(n, shape, seed):
     return np.random.default_rng(seed).integers(0, 256, size=(n, *shape), dtype=np.uint8)
 
 
-def test_region_gates_on_rtl():
+def region_models():
+    """The region-gated models of this test: the zoo model, ``first``, ``pooled``, ``spread``, its
+    flat twin, the zoo model balanced for P = LANES."""
     zoo = modelfile.load(ZOO / "effort" / "seed0" / "gated.gxm")
     first = with_regions(random_model("c6g,p,c8g,c6g,p,f,d5", (2, 10, 10), seed=SEED), {1: 3, 3: 2, 4: 1}, seed=1)
     pooled = with_regions(random_model("p,c6g,p,c8g,f,d4", (1, 12, 12), seed=SEED + 1), {2: 3, 4: 2}, seed=2)
@@ -53,8 +57,16 @@ def test_region_gates_on_rtl():
     twin = flat_twin(spread)
     train, _ = load_dataset("mnist5k", "train")
     balanced, _ = balance(zoo, train[:300], lanes=(LANES,))      # kernel order + tie keys, regions
-    cfg = EngineConfig.for_models([zoo, first, pooled, spread, twin, balanced], LANES, TAPS, Q)
-    assert cfg.gate_regions == 3
+    return [zoo, first, pooled, spread, twin, balanced]
+
+
+def test_region_gates_on_rtl():
+    zoo, first, pooled, spread, twin, balanced = region_models()
+    # the envelope also holds tests/sim/test_engine_post.py's post-gated models at this P and Q, so
+    # the two tests share one build (these runs leave the post phase idle)
+    cfg = EngineConfig.for_models([zoo, first, pooled, spread, twin, balanced] + list(post_models(LANES)),
+                                  LANES, TAPS, Q)
+    assert cfg.gate_regions == 3 and cfg.post_gates == 1
 
     mnist, _ = load_dataset("mnist5k", "test")
     pick = np.sort(np.random.default_rng(SEED).permutation(len(mnist))[:N_ZOO + 8])
