@@ -102,7 +102,10 @@ def cmd_build(args):
             if not args.json:
                 note(f"picking lanes, taps and pixels per beat for {args.board}: yosys synthesis (no place and "
                      "route) of the fastest configurations whose memory plan fits, until one passes the logic check")
-            with elapsed("logic check (yosys synthesis)", not args.json and not verbose()):
+            import os
+            logs = os.path.join(os.environ.get("GXNOR_BUILD_DIR") or "build", "logs")
+            with tool_log(os.path.join(logs, f"pick-{args.board}-{model.name}.log")) as term, \
+                    elapsed("logic check (yosys synthesis)", not args.json and not verbose(), file=term):
                 res = pick_logic(args.board, models, args.weights, None, taps, ppb,
                                  synth=synth_config(args.board, models, args.weights, clock, args.baud))
             if res["candidates"] == 0:
