@@ -289,24 +289,18 @@ PICK_PIXELS = (1, 2, 4, 8)
 PICK_IMAGES = 100
 
 
-def pick_config(board, models, weights="baked", lanes=None, taps=None, pixels_per_beat=None):
-    """The fastest ``(lanes, taps, pixels_per_beat)`` for ``models`` (the first is the one timed)
-    on ``board`` whose memory plan fits, with the options given fixed; returns
-    ``(config, cycles_per_image, candidates)`` (``cycles_per_image``: the exact cycle model's mean
-    over the first :data:`PICK_IMAGES` test images of :func:`throughput_dataset`; None if no data
-    set fits, then the smallest cycle count of one all-128 image is used). iCE40: the memory plan
-    (:func:`memory_plan`) decides what fits; logic is not estimated (nextpnr decides).
-    ULX3S: :data:`ULX3S_CONFIG` with the options given (no plan to search). None if nothing fits."""
+def plan_candidates(board, models, weights="baked", lanes=None, taps=None, pixels_per_beat=None):
+    """iCE40: every ``(cycles_per_image, (lanes, taps, pixels_per_beat))`` for ``models`` whose
+    memory plan fits ``board``, with the options given fixed, fastest first (ties: fewer lanes, taps,
+    pixels per beat); ``cycles_per_image`` as :func:`pick_config` says. Empty if none fits."""
     from rtl.engine.config import EngineConfig
     from rtl.engine.schedule import cycles
     model = models[0]
-    if FAMILIES.get(board) != "ice40":
-        return (lanes or ULX3S_CONFIG[0], taps or ULX3S_CONFIG[1], pixels_per_beat or ULX3S_CONFIG[2]), None, 1
     _, images = throughput_dataset(model)
     if images is None:
         images = np.full((1, *model.input_shape), 128, np.uint8)
     images = images[:PICK_IMAGES]
-    best, n = None, 0
+    out = []
     for P in ([lanes] if lanes else PICK_LANES):
         for KT in ([taps] if taps else (1, 2, 3)):
             for Q in ([pixels_per_beat] if pixels_per_beat else PICK_PIXELS):
@@ -316,26 +310,142 @@ def pick_config(board, models, weights="baked", lanes=None, taps=None, pixels_pe
                     continue
                 if not memory_plan(cfg, board, weights)["fits"]:
                     continue
-                n += 1
                 c = float(cycles(model, images, model.default_tau, lanes=P, taps=KT, pixels_per_beat=Q).mean())
-                # ties: fewer lanes, taps, pixels per beat (less logic)
-                if best is None or (c, P, KT, Q) < (best[1], *best[0]):
-                    best = ((P, KT, Q), c)
-    return (best[0], best[1], n) if best else (None, None, 0)
+                out.append((c, (P, KT, Q)))
+    return sorted(out)
 
 
-def pick_note(board, config, cycles_per_image, candidates):
+def pick_config(board, models, weights="baked", lanes=None, taps=None, pixels_per_beat=None):
+    """The fastest ``(lanes, taps, pixels_per_beat)`` for ``models`` (the first is the one timed)
+    on ``board`` whose memory plan fits, with the options given fixed; returns
+    ``(config, cycles_per_image, candidates)`` (``cycles_per_image``: the exact cycle model's mean
+    over the first :data:`PICK_IMAGES` test images of :func:`throughput_dataset`; None if no data
+    set fits, then the smallest cycle count of one all-128 image is used). iCE40: the memory plan
+    (:func:`memory_plan`) only; :func:`pick_logic` adds the logic check (yosys synthesis).
+    ULX3S: :data:`ULX3S_CONFIG` with the options given (no plan to search). None if nothing fits."""
+    if FAMILIES.get(board) != "ice40":
+        return (lanes or ULX3S_CONFIG[0], taps or ULX3S_CONFIG[1], pixels_per_beat or ULX3S_CONFIG[2]), None, 1
+    cands = plan_candidates(board, models, weights, lanes, taps, pixels_per_beat)
+    return (cands[0][1], cands[0][0], len(cands)) if cands else (None, None, 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Logic check (iCE40): yosys synthesis only, no place and route
+# ---------------------------------------------------------------------------------------------
+
+# iCE40UP5K logic cells (ICESTORM_LC). Each holds at most one SB_LUT4, one flip-flop and one
+# SB_CARRY, so yosys' count of any of the three is a lower bound on the LCs nextpnr places; nextpnr's
+# packer (``--pack-only``, before placement) then gives the LC count placement has to fit
+# (docs/fpga.md "Logic check": measured equal to the full build's ICESTORM_LC).
+LOGIC_CELLS = {"ice40": 5280}
+LOGIC_RULE = ("yosys synth_ice40 then nextpnr-ice40 --pack-only (no placement): the packed ICESTORM_LC "
+              "(never below max(SB_LUT4, SB_DFF*, SB_CARRY)) must be <= 5,280; placement and routing "
+              "still decide")
+
+
+def logic_counts(cells, board="icebreaker"):
+    """The logic check of one synthesis (``cells``: :func:`synth_board`'s counts): ``lut4``,
+    ``dff`` (every ``SB_DFF*``), ``carry``, ``bound`` = max of the three (a lower bound on
+    ICESTORM_LC), ``packed`` (nextpnr's packed ICESTORM_LC, None if not packed), ``lc`` (packed,
+    else the bound), ``available`` LCs, ``fits`` = ``lc <= available``."""
+    lut4 = int(cells.get("SB_LUT4", 0))
+    dff = sum(int(v) for k, v in cells.items() if k.startswith("SB_DFF"))
+    carry = int(cells.get("SB_CARRY", 0))
+    bound = max(lut4, dff, carry)
+    packed = cells.get("ICESTORM_LC")
+    lc = bound if packed is None else max(int(packed), bound)
+    avail = LOGIC_CELLS[FAMILIES[board]]
+    return {"lut4": lut4, "dff": dff, "carry": carry, "bound": bound,
+            "packed": None if packed is None else int(packed), "lc": lc, "available": avail, "fits": lc <= avail}
+
+
+def logic_reason(conf, lc):
+    """``"P=1 KT=3 Q=1: 6,289 LC packed (4,850 LUT4) > 5,280"``: why ``conf`` failed the logic check."""
+    what = (f"{lc['lc']:,} LC packed ({lc['lut4']:,} LUT4)" if lc.get("packed") is not None
+            else f"{lc['lc']:,} LUT4/DFF/CARRY")
+    return f"P={conf[0]} KT={conf[1]} Q={conf[2]}: {what} > {lc['available']:,}"
+
+
+def synth_config(board, models, weights="baked", clock=None, baud=DEFAULT_BAUD):
+    """A function ``(lanes, taps, pixels_per_beat) -> logic_counts`` that synthesises the whole
+    board top for ``models[0]`` (envelope ``models[1:]``) as :func:`build` would (yosys only)."""
+    def synth(conf):
+        design, _ = make_design(models[0], conf[0], weights, baud, models[1:], clock, board, conf[1], conf[2])
+        return logic_counts(synth_board(board, design, weights), board)
+    return synth
+
+
+def _dominated(conf, failed):
+    """``conf`` needs at least the logic of a failed configuration: >= it in every coordinate
+    (more lanes, taps or pixels per beat never needs less logic)."""
+    return any(all(c >= f for c, f in zip(conf, g)) for g in failed)
+
+
+def pick_logic(board, models, weights="baked", lanes=None, taps=None, pixels_per_beat=None, synth=None,
+               failed=(), limit=None):
+    """iCE40: the fastest plan-fitting configuration (:func:`plan_candidates`) that also passes the
+    logic check, by ``synth`` (default :func:`synth_config`). More lanes, taps or pixels per beat
+    never need less logic, so a failed configuration rules out every candidate >= it in all three
+    coordinates (``failed``: ones already known to fail), and a passing one makes every slower
+    candidate moot. Each step synthesises the open candidate (faster than the best pass, not ruled
+    out) that the most open candidates are >= (ties: the faster): the answer is the fastest
+    passing candidate, as a synthesis of every candidate in speed order would find, in a few runs.
+    At most ``limit`` syntheses (None: no limit). Returns a dict: ``config`` (None if none passed),
+    ``cycles_per_image``, ``candidates`` (plan-fitting), ``synthesised`` (list of
+    ``{config, **logic_counts}`` in order), ``skipped`` (open candidates ruled out without
+    synthesis), ``exhausted`` (True when ``limit`` stopped the search), ``rule`` (:data:`LOGIC_RULE`)."""
+    synth = synth or synth_config(board, models, weights)
+    cands = plan_candidates(board, models, weights, lanes, taps, pixels_per_beat)
+    failed = [tuple(f) for f in failed]
+    out = {"config": None, "cycles_per_image": None, "candidates": len(cands), "synthesised": [],
+           "skipped": 0, "exhausted": False, "rule": LOGIC_RULE}
+    best = len(cands)                       # index (speed order) of the fastest pass so far
+    done = set()
+    while True:
+        open_ = [i for i in range(best) if i not in done and not _dominated(cands[i][1], failed)]
+        if not open_:
+            break
+        if limit is not None and len(out["synthesised"]) >= limit:
+            out["exhausted"] = True
+            break
+        i = max(open_, key=lambda i: (sum(all(a >= b for a, b in zip(cands[j][1], cands[i][1])) for j in open_), -i))
+        conf = cands[i][1]
+        lc = synth(conf)
+        done.add(i)
+        out["synthesised"].append({"config": list(conf), **lc})
+        if lc["fits"]:
+            best = i
+        else:
+            failed.append(conf)
+    tried = done | {i for i in range(len(cands)) if i >= best}
+    out["skipped"] = sum(1 for i in range(len(cands)) if i not in tried)
+    if best < len(cands):
+        out.update(config=cands[best][1], cycles_per_image=cands[best][0])
+    return out
+
+
+def pick_note(board, config, cycles_per_image, candidates, logic=None):
     """The line ``gxnor build`` prints for the configuration :func:`pick_config` chose: on the iCE40
-    the fastest of ``candidates`` plan-fitting ones; on the ULX3S the board default
-    (:data:`ULX3S_CONFIG`, with any options given), since nothing is searched there."""
+    the fastest of ``candidates`` plan-fitting ones (with ``logic``, :func:`pick_logic`'s result:
+    the fastest that also passes the logic check, how many were synthesised and why the faster
+    ones were rejected); on the ULX3S the board default (:data:`ULX3S_CONFIG`, with any options
+    given), since nothing is searched there."""
     P, KT, Q = config
     head = f"picked {P} lanes, {KT}x{KT} taps, {Q} pixels per beat"
     if FAMILIES.get(board) != "ice40":
         return (f"{head}: the {board} default configuration (lanes, taps, pixels per beat "
                 f"{'/'.join(map(str, ULX3S_CONFIG))} unless given; not searched: no memory plan or logic "
                 "estimate for the ECP5)")
-    return (f"{head}: the fastest of {candidates} configurations whose memory plan fits the {board}"
-            + (f" ({cycles_per_image:,.0f} cycles/image, exact cycle model)" if cycles_per_image else ""))
+    cyc = f" ({cycles_per_image:,.0f} cycles/image, exact cycle model)" if cycles_per_image else ""
+    if logic is None:
+        return f"{head}: the fastest of {candidates} configurations whose memory plan fits the {board}{cyc}"
+    syn = logic["synthesised"]
+    rejected = [logic_reason(tuple(s["config"]), s) for s in syn if not s["fits"]]
+    ok = next(s for s in syn if tuple(s["config"]) == tuple(config))
+    return (f"{head}: the fastest of {candidates} configurations whose memory plan fits the {board} that "
+            f"passes the logic check{cyc}; {len(syn)} synthesised (yosys + nextpnr packing: {ok['lc']:,} / "
+            f"{ok['available']:,} LC), {logic['skipped']} faster ones skipped as >= a failed one"
+            + (f"; faster ones rejected: {'; '.join(rejected)}" if rejected else ""))
 
 
 # Bundled data sets the throughput figure can run over, by input shape (golden.data)
@@ -378,20 +488,54 @@ def throughput(model, lanes, clock_hz, fmax_mhz=None, taps=3, pixels_per_beat=1)
     return out
 
 
+def check_logic(board, models, conf, weights="baked", clock=None, baud=DEFAULT_BAUD, device="iCE40UP5K-SG48",
+                synth=None, hint_limit=2):
+    """iCE40: synthesise ``conf`` = (lanes, taps, pixels per beat) for ``models`` (yosys only) and
+    raise one GxnorError line if the logic check fails (:func:`logic_counts`), naming what would
+    fit if a search of at most ``hint_limit`` more syntheses finds it; returns the logic counts."""
+    synth = synth or synth_config(board, models, weights, clock, baud)
+    lc = synth(tuple(conf))
+    if lc["fits"]:
+        return lc
+    res = pick_logic(board, models, weights, synth=synth, failed=[tuple(conf)], limit=hint_limit)
+    if res["config"] is not None:
+        P, KT, Q = res["config"]
+        ok = next(s for s in res["synthesised"] if tuple(s["config"]) == tuple(res["config"]))
+        hint = (f"{'the fastest that passes' if not res['exhausted'] else 'passes'} is --lanes {P} --taps {KT} "
+                f"--pixels-per-beat {Q} ({ok['lc']:,} LC packed); without --lanes gxnor build picks "
+                + ("it" if not res["exhausted"] else "the fastest"))
+    elif res["exhausted"]:
+        hint = (f"{len(res['synthesised'])} more configurations synthesised do not pass either; "
+                "without --lanes gxnor build searches them all")
+    else:
+        hint = "no configuration passes: use --board ulx3s"
+    raise GxnorError(f"design does not fit the {device}: logic check (yosys synthesis, before place and route) "
+                     f"{logic_reason(tuple(conf), lc)} ({hint}; --no-plan-check places and routes anyway)")
+
+
 def build(board, model, lanes=4, weights="baked", out_dir=None, baud=DEFAULT_BAUD, envelope=(), clock=None,
-          plan_check=True, taps=3, pixels_per_beat=1):
+          plan_check=True, taps=3, pixels_per_beat=1, logic=None):
     """Build a bitstream; returns the report dict (also written to ``<out_dir>/report.json``).
 
     ``clock`` (Hz) runs the design on the board's PLL (else the oscillator); nextpnr's Fmax is
     checked against the achieved PLL frequency. Raises GxnorError (one line) on a bad option, a
     tool failure, a design that does not fit, or a timing miss (after writing the report).
-    ``plan_check``: refuse up front a design whose memories ``rtl.mem.plan`` says cannot fit
-    (iCE40; the plan is an estimate, so it can be turned off to let nextpnr decide).
+    ``plan_check``: refuse up front a design whose memories ``rtl.mem.plan`` says cannot fit, or
+    whose synthesised logic certainly cannot (:func:`check_logic`; iCE40; ``logic``: the counts
+    if already synthesised); off lets nextpnr decide. The report's ``logic_check`` holds the counts
+    and the rule (None when not checked).
     """
     plat = platform(board)
     design, cfg = make_design(model, lanes, weights, baud, envelope, clock, board, taps, pixels_per_beat)
     mplan = (check_plan(cfg, board, weights, f"{plat.device}-{plat.package}", [model, *envelope]) if plan_check
              else memory_plan(cfg, board, weights))
+    if plan_check and FAMILIES.get(board) == "ice40" and logic is None:
+        try:
+            logic = check_logic(board, [model, *envelope], (cfg.lanes, cfg.taps, cfg.pixels_per_beat), weights,
+                                clock, baud, f"{plat.device}-{plat.package}")
+        except GxnorError:
+            design._MustUse__silence = True         # refused: never elaborated, on purpose
+            raise
     tool_env()
     out_dir = Path(out_dir or Path("build") / "fpga" / f"{board}-{model.name}-P{cfg.lanes}-K{cfg.taps}-Q{cfg.pixels_per_beat}")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -427,6 +571,7 @@ def build(board, model, lanes=4, weights="baked", out_dir=None, baud=DEFAULT_BAU
               "seconds": round(seconds, 1), "log": str(log),
               "engine_config": json.loads(cfg.to_json()),
               "memory_plan": {k: mplan[k] for k in ("ebr", "spram", "fits", "banks")},
+              "logic_check": None if logic is None else {**logic, "rule": LOGIC_RULE},
               "protocol": {"sync": protocol.SYNC, "version": protocol.VERSION}}
     sync = [c for c in parsed["clocks"] if c["clock"] == "sync"]
     report["throughput"] = throughput(model, cfg.lanes, report["clock_hz"],
@@ -458,6 +603,46 @@ def format_report(r):
         lines.append("  throughput: no bundled data set has the model's input shape")
     lines.append(f"  bitstream: {r['bitstream']}")
     return "\n".join(lines)
+
+
+def synth_board(board, design, weights="baked", out_dir=None, pack=True):
+    """Yosys synthesis (no place and route) of ``design`` (:func:`make_design`'s BoardDesign)
+    exactly as :func:`build` synthesises it (the platform's own yosys script, with
+    :data:`SYNTH_OPTS` and :data:`SCRIPT_AFTER_READ`); returns {cell type: count} from yosys'
+    ``stat -json`` after ``synth_<family>``. iCE40 with ``pack``: also nextpnr-ice40
+    ``--pack-only`` on that netlist (packing, no placement: seconds), whose ICESTORM_LC count is
+    added as ``"ICESTORM_LC"``. Half a minute to a couple of minutes in all."""
+    import tempfile
+    env = tool_env()
+    plat = platform(board)
+    plan = plat.prepare(design, name=NAME, synth_opts=SYNTH_OPTS.get(board, ""),
+                        script_after_read=SCRIPT_AFTER_READ.get((board, weights), ""),
+                        script_after_synth="tee -q -o stat.json stat -json")
+    # YoWASP tools see the working directory tree only: synthesise in a scratch folder under it.
+    scratch = Path(out_dir or os.environ.get("GXNOR_BUILD_DIR") or Path.cwd() / "build") / "synth"
+    scratch.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=scratch) as d:
+        plan.extract(d)
+        out = subprocess.run([env["YOSYS"], "-q", "-l", f"{NAME}.rpt", f"{NAME}.ys"],
+                             capture_output=True, text=True, cwd=d)
+        if out.returncode != 0 or not (Path(d) / "stat.json").is_file():
+            raise GxnorError(f"yosys synthesis for {board} failed: "
+                             f"{(out.stderr or out.stdout).strip().splitlines()[-1:]}")
+        stat = json.loads((Path(d) / "stat.json").read_text())
+        cells = {k: int(v) for k, v in stat["design"]["num_cells_by_type"].items()}
+        if pack and FAMILIES.get(board) == "ice40":
+            pkg = plat.package.lower() + plat._nextpnr_package_options.get(plat.device, "")
+            out = subprocess.run([env["NEXTPNR_ICE40"], "--quiet", "--pack-only", "--log", "pack.log",
+                                  plat._nextpnr_device_options[plat.device], "--package", pkg,
+                                  "--json", f"{NAME}.json", "--pcf", f"{NAME}.pcf"],
+                                 capture_output=True, text=True, cwd=d)
+            util = log_utilisation((Path(d) / "pack.log").read_text(errors="replace")
+                                   if (Path(d) / "pack.log").is_file() else "")
+            if "ICESTORM_LC" not in util:
+                raise GxnorError(f"nextpnr-ice40 --pack-only for {board} failed: "
+                                 f"{(out.stderr or out.stdout).strip().splitlines()[-1:]}")
+            cells["ICESTORM_LC"] = util["ICESTORM_LC"]["used"]
+    return cells
 
 
 def synth_stat(top, board="icebreaker", name="board_top"):

@@ -23,8 +23,9 @@ def register(sub):
     b.add_argument("--model", required=True,
                    help="model file (.gxm), baked into the bitstream (loadable: the model it starts with)")
     b.add_argument("--lanes", type=int, default=None,
-                   help="gated-XNOR lanes P (default: the fastest configuration whose memory plan fits "
-                        "the board, with --taps/--pixels-per-beat if given; the report says which; "
+                   help="gated-XNOR lanes P (default icebreaker: the fastest configuration whose memory "
+                        "plan fits and whose yosys synthesis passes the logic check, with "
+                        "--taps/--pixels-per-beat if given; the report says which; "
                         "ulx3s: 16 lanes, 3x3 taps, 8 pixels per beat)")
     b.add_argument("--taps", type=int, default=None, metavar="KT",
                    help="KT x KT accumulator tap banks (default: picked with the lanes, else 3)")
@@ -46,8 +47,10 @@ def register(sub):
                         "a cache replaced by every build and emptied by gxnor clean --fpga)")
     b.add_argument("--force", action="store_true", help="replace a non-empty -o folder")
     b.add_argument("--no-plan-check", action="store_true",
-                   help="iCE40: place and route even if the memory plan (an estimate) says the design "
-                        "cannot fit (default: refuse up front, naming the memories)")
+                   help="iCE40: place and route even if the memory plan (an estimate) or the logic check "
+                        "(yosys synthesis and nextpnr packing: more than the 5,280 LCs) says the design "
+                        "cannot fit (default: refuse up front, naming what overflows); without --lanes: "
+                        "pick by the memory plan only")
     b.add_argument("--json", action="store_true", help="machine-readable report")
     b.set_defaults(func=cmd_build)
 
@@ -88,18 +91,48 @@ def cmd_build(args):
     model = load_engine_model(args.model)
     envelope = [load_engine_model(p) for p in args.envelope]
     lanes, taps, ppb = args.lanes, args.taps, args.pixels_per_beat
-    picked = None
+    picked = logic = None
+    clock = None if args.clock is None else args.clock * 1e6
     if lanes is None:
-        from fpga.build import pick_config
-        conf, cyc, n = pick_config(args.board, [model, *envelope], args.weights, None, taps, ppb)
-        if conf is None:
-            raise GxnorError(f"no configuration of {model.name} fits the {args.board}'s memory plan"
-                             + (" with the --taps/--pixels-per-beat given" if taps or ppb else "")
-                             + ": use --board ulx3s" + (" or other --taps/--pixels-per-beat" if taps or ppb else ""))
+        from fpga.build import FAMILIES, pick_config, pick_logic, pick_note, synth_config
+        models = [model, *envelope]
+        given = " with the --taps/--pixels-per-beat given" if taps or ppb else ""
+        other = " or other --taps/--pixels-per-beat" if taps or ppb else ""
+        if FAMILIES[args.board] == "ice40" and not args.no_plan_check:
+            if not args.json:
+                note(f"picking lanes, taps and pixels per beat for {args.board}: yosys synthesis (no place and "
+                     "route) of the fastest configurations whose memory plan fits, until one passes the logic check")
+            import os
+            logs = os.path.join(os.environ.get("GXNOR_BUILD_DIR") or "build", "logs")
+            with tool_log(os.path.join(logs, f"pick-{args.board}-{model.name}.log")) as term, \
+                    elapsed("logic check (yosys synthesis)", not args.json and not verbose(), file=term):
+                res = pick_logic(args.board, models, args.weights, None, taps, ppb,
+                                 synth=synth_config(args.board, models, args.weights, clock, args.baud))
+            if res["candidates"] == 0:
+                raise GxnorError(f"no configuration of {model.name} fits the {args.board}'s memory plan{given}: "
+                                 f"use --board ulx3s{other}")
+            if res["config"] is None:
+                from fpga.build import logic_reason
+                small = min(res["synthesised"], key=lambda s: s["lc"])
+                raise GxnorError(f"no configuration of {model.name} fits the {args.board}'s logic{given}: the "
+                                 f"smallest synthesised, {logic_reason(tuple(small['config']), small)} (yosys + nextpnr "
+                                 f"packing; {len(res['synthesised'])} synthesised, {res['skipped']} larger skipped): "
+                                 f"use --board ulx3s{other} (--no-plan-check picks by the memory plan only)")
+            conf, cyc, n = res["config"], res["cycles_per_image"], res["candidates"]
+            logic = next(s for s in res["synthesised"] if tuple(s["config"]) == tuple(res["config"]))
+            note_line = pick_note(args.board, conf, cyc, n, res)
+        else:
+            conf, cyc, n = pick_config(args.board, models, args.weights, None, taps, ppb)
+            if conf is None:
+                raise GxnorError(f"no configuration of {model.name} fits the {args.board}'s memory plan{given}: "
+                                 f"use --board ulx3s{other}")
+            res = None
+            note_line = pick_note(args.board, conf, cyc, n)
         lanes, taps, ppb = conf
-        from fpga.build import pick_note
         picked = {"lanes": lanes, "taps": taps, "pixels_per_beat": ppb, "candidates": n,
-                  "cycles_per_image_sample": cyc, "note": pick_note(args.board, conf, cyc, n)}
+                  "cycles_per_image_sample": cyc, "note": note_line,
+                  "logic_search": None if res is None else
+                  {k: res[k] for k in ("synthesised", "skipped", "exhausted", "rule")}}
         if not args.json:
             note(picked["note"])
     taps = 3 if taps is None else taps
@@ -112,8 +145,7 @@ def cmd_build(args):
     with tool_log(os.path.join(logs, f"build-{args.board}-{model.name}-P{lanes}-K{taps}-Q{ppb}.log")) as term, \
             elapsed("build (synthesis, place and route)", not args.json and not verbose(), file=term):
         report = build(args.board, model, lanes, args.weights, args.out, args.baud, envelope,
-                       None if args.clock is None else args.clock * 1e6, plan_check=not args.no_plan_check,
-                       taps=taps, pixels_per_beat=ppb)
+                       clock, plan_check=not args.no_plan_check, taps=taps, pixels_per_beat=ppb, logic=logic)
     report["picked"] = picked
     if args.json:
         print_json(report)

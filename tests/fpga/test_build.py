@@ -265,3 +265,101 @@ def test_pick_note_names_the_rule():
     line = B.pick_note("icebreaker", conf, cyc, n)
     assert line.startswith(f"picked {conf[0]} lanes, 3x3 taps, 1 pixels per beat: the fastest of {n} "), line
     assert f"{cyc:,.0f} cycles/image" in line
+
+
+# ---------------------------------------------------------------------------------------------
+# Logic check (iCE40): the search with a stubbed synthesis, the counts with a real one
+# ---------------------------------------------------------------------------------------------
+
+def stub_synth(lc_of, calls):
+    """A synthesis stand-in: ``lc_of(conf)`` packed LCs (LUT4 = DFF = CARRY = 0); logs each call."""
+    def synth(conf):
+        calls.append(tuple(conf))
+        return B.logic_counts({"ICESTORM_LC": lc_of(conf)})
+    return synth
+
+
+def test_pick_logic_prunes_and_keeps_speed_order(monkeypatch):
+    """Candidates are synthesised fastest first until one passes; one >= a failed configuration in
+    every coordinate is skipped unsynthesised; the note names the pick and the rejected ones."""
+    order = [(1, 3, 4), (2, 3, 1), (1, 3, 2), (1, 2, 4), (1, 3, 1), (1, 2, 2), (1, 2, 1)]
+    monkeypatch.setattr(B, "plan_candidates", lambda *a, **k: [(1000.0 - i, c) for i, c in enumerate(order)])
+    lc = {(1, 3, 4): 7000, (2, 3, 1): 6500, (1, 3, 2): 6000, (1, 2, 4): 5000}
+    calls = []
+    res = B.pick_logic("icebreaker", [None], synth=stub_synth(lambda c: lc.get(c, 4000), calls))
+    # (1, 2, 1), below every candidate, passes; (1, 3, 1) passes; (1, 3, 2) fails, ruling out
+    # (1, 3, 4) unsynthesised; (2, 3, 1) fails; (1, 2, 4) passes: the fastest that passes
+    assert calls == [(1, 2, 1), (1, 3, 1), (1, 3, 2), (2, 3, 1), (1, 2, 4)], calls
+    assert res["config"] == (1, 2, 4) and res["cycles_per_image"] == 997.0 and res["candidates"] == 7
+    assert res["skipped"] == 1 and not res["exhausted"]
+    # the same answer as synthesising every candidate in speed order
+    assert res["config"] == next(c for c in order if lc.get(c, 4000) <= 5280)
+    line = B.pick_note("icebreaker", res["config"], res["cycles_per_image"], res["candidates"], res)
+    assert line.startswith("picked 1 lanes, 2x2 taps, 4 pixels per beat: the fastest of 7 "), line
+    assert "5 synthesised" in line and "P=1 KT=3 Q=2: 6,000 LC packed (0 LUT4) > 5,280" in line, line
+    assert "1 faster ones skipped" in line, line
+    # a known failure rules out everything >= it: (1, 3, 1) failing skips (1, 3, 4), (2, 3, 1), (1, 3, 2)
+    calls.clear()
+    res = B.pick_logic("icebreaker", [None], synth=stub_synth(lambda c: 6000 if c[1] == 3 else 4000, calls),
+                       failed=[(1, 3, 1)])
+    assert calls == [(1, 2, 1), (1, 2, 2), (1, 2, 4)] and res["skipped"] == 3 and res["config"] == (1, 2, 4)
+    # nothing passes: the candidate below all others fails and rules out the rest in one synthesis
+    calls.clear()
+    res = B.pick_logic("icebreaker", [None], synth=stub_synth(lambda c: 9000, calls))
+    assert calls == [(1, 2, 1)] and res["config"] is None and res["skipped"] == 6 and not res["exhausted"]
+    # a limit stops the search with the best pass so far
+    calls.clear()
+    res = B.pick_logic("icebreaker", [None], synth=stub_synth(lambda c: 4000, calls), limit=1)
+    assert calls == [(1, 2, 1)] and res["exhausted"] and res["config"] == (1, 2, 1)
+
+
+def test_logic_check_refuses_up_front(tmp_path, capsys, monkeypatch):
+    """`gxnor build --lanes` on the iCE40: a design the logic check rejects fails in one line before
+    place and route, naming what would pass; without --lanes the picked one is built and the
+    --json report records the search and the counts (synthesis stubbed: this tests the wiring)."""
+    from golden import modelfile
+    tiny = tmp_path / "tiny.gxm"
+    modelfile.save(random_model("c4,p,c8g,f,d10", (1, 8, 8), seed=1), tiny)
+    calls = []
+    monkeypatch.setattr(B, "synth_config",
+                        lambda *a, **k: stub_synth(lambda c: 6289 if c[1] == 3 or c[0] > 1 else 4762, calls))
+    monkeypatch.setattr(B, "tool_env", lambda: pytest.fail("place and route would run"))
+    assert main(["build", "--board", "icebreaker", "--model", str(tiny), "--lanes", "1", "--taps", "3",
+                 "-o", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len([l for l in err if l.startswith("gxnor: error:")]) == 1
+    assert "does not fit the iCE40UP5K-SG48: logic check" in err[-1], err[-1]
+    assert "P=1 KT=3 Q=1: 6,289 LC packed" in err[-1] and "--no-plan-check" in err[-1], err[-1]
+    assert calls[0] == (1, 3, 1) and len(calls) <= 3
+    assert "passes is --lanes 1 --taps 2 " in err[-1], err[-1]
+    # without --lanes: the pick, then build() reuses its counts (no second synthesis)
+    seen = {}
+
+    def fake_build(*a, **k):
+        seen.update(k)
+        raise GxnorError("stop before place and route")
+    import fpga.build
+    monkeypatch.setattr(fpga.build, "build", fake_build)
+    calls.clear()
+    assert main(["build", "--board", "icebreaker", "--model", str(tiny), "-o", str(tmp_path / "o2")]) == 2
+    err = capsys.readouterr().err
+    assert "stop before place and route" in err and "picked 1 lanes, 2x2 taps" in err, err
+    assert "passes the logic check" in err and "6,289 LC packed" in err, err
+    assert seen["logic"]["lc"] == 4762 and seen["logic"]["fits"]
+    assert seen["logic"]["config"] == [1, 2, 8] and len(calls) <= 8, calls
+    # nothing passes: one line naming the smallest configuration's count, suggesting the ULX3S
+    monkeypatch.setattr(B, "synth_config", lambda *a, **k: stub_synth(lambda c: 9000 + 10 * c[0] + c[2], calls))
+    assert main(["build", "--board", "icebreaker", "--model", str(tiny), "-o", str(tmp_path / "o3")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("gxnor: error: no configuration of") and "logic" in err[-1], err[-1]
+    assert "--board ulx3s" in err[-1] and "9,011 LC packed" in err[-1], err[-1]
+
+
+def test_logic_counts_bound_the_packed_cells():
+    """A real synthesis of the board top as `gxnor build` makes it (the tiny preset, P = 1, 3 x 3
+    taps: 6,289 / 5,280 LC in place and route): yosys' LUT4 count alone would pass it, nextpnr's
+    packing does not; the packed count is >= max(LUT4, DFF, CARRY)."""
+    tiny = random_model("c4,p,c8g,f,d10", (1, 8, 8), seed=1)
+    lc = B.synth_config("icebreaker", [tiny], clock=27e6)((1, 3, 1))
+    assert lc["packed"] is not None and lc["packed"] >= max(lc["lut4"], lc["dff"], lc["carry"]) > 0, lc
+    assert lc["lut4"] < 5280 < lc["packed"] and not lc["fits"], lc
