@@ -9,11 +9,10 @@ One line per configuration: SB_LUT4, SB_DFF*, SB_CARRY, packed ICESTORM_LC, pass
 
 import argparse
 import json
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import _kit  # bench/_kit.py: this checkout on sys.path, inside the venv (one line else)
+_kit.setup()
 
 from fpga import build as B          # noqa: E402
 from golden import modelfile         # noqa: E402
