@@ -6,7 +6,7 @@ Implements the protocol of :mod:`fpga.protocol` (the Python reference model is
 
 from contextlib import contextmanager
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -288,28 +288,33 @@ class _LinkBuild:
         self.b_cycles = Signal(40)
         self.b_span = Signal(40)
         self.b_cls = Signal(8)
-        self.fixed = Signal(self.fixed_bytes * 8)          # the payload bytes sent in state "BYTES"
         self.lwords = Signal(16)                      # LOAD: words written by this frame
+        # The byte sent in state "BYTES": each payload picks its byte ``tidx`` first, then the reply
+        # type picks the payload. (A wide payload multiplexed by type and then split into bytes
+        # cost ~1,000 LUT4 on the iCE40: the CONFIG reply's constants did not fold through it.)
+        payload = {P.R_INFO: info, P.R_TAU: tau32, P.R_ERROR: Cat(self.ecode, self.rtype)}
+        if lk.k_bits:
+            payload[P.R_K] = k16
+        if self.loadable:
+            payload[P.R_LOADED] = self.lwords
+            payload[P.R_CONFIG] = Cat(*[Const(getattr(self.env, n), 32) for n in P.config_fields()])
+        if lk.bench:
+            payload[P.R_BENCH] = Cat(self.b_done, self.b_cycles, Const(0, 24), self.b_span, Const(0, 24), self.b_cls)
+        self.fixed = Signal(8)
         with m.Switch(self.ttype):
-            with m.Case(P.R_INFO):
-                m.d.comb += self.fixed.eq(info)
-            with m.Case(P.R_TAU):
-                m.d.comb += self.fixed.eq(tau32)
-            if lk.k_bits:
-                with m.Case(P.R_K):
-                    m.d.comb += self.fixed.eq(k16)
-            with m.Case(P.R_ERROR):
-                m.d.comb += self.fixed.eq(Cat(self.ecode, self.rtype))
-            if self.loadable:
-                with m.Case(P.R_LOADED):
-                    m.d.comb += self.fixed.eq(self.lwords)
-                with m.Case(P.R_CONFIG):
-                    m.d.comb += self.fixed.eq(Cat(*[Const(getattr(self.env, n), 32) for n in P.config_fields()]))
-            if lk.bench:
-                with m.Case(P.R_BENCH):
-                    m.d.comb += self.fixed.eq(Cat(self.b_done, self.b_cycles, Const(0, 24), self.b_span, Const(0, 24), self.b_cls))
+            for t, value in payload.items():
+                with m.Case(t):
+                    m.d.comb += self.fixed.eq(self.byte_of(value))
             with m.Default():
-                m.d.comb += self.fixed.eq(counters)
+                m.d.comb += self.fixed.eq(self.byte_of(counters))
+
+    def byte_of(self, value):
+        """Byte ``tidx`` of ``value`` (LSB first; 0 past its end), ``tidx`` cut to the bits the
+        payload needs."""
+        n = (len(value) + 7) // 8
+        bits = max(1, (n - 1).bit_length())
+        padded = Cat(value, Const(0, 8 * (1 << bits) - len(value)))
+        return Array(padded[8 * i:8 * i + 8] for i in range(1 << bits))[self.tidx[:bits]]
 
     def reply(self, t, n):
         """Send reply ``t`` with an ``n``-byte payload (an error reply in a LOAD session marks it bad)."""
@@ -777,8 +782,7 @@ class _LinkBuild:
             with m.If(~self.inflight):
                 m.next = "BYTES"
         with m.State("BYTES"):
-            byte = self.fixed.word_select(self.tidx[:(self.fixed_bytes - 1).bit_length()], 8)
-            m.d.comb += [tx.valid.eq(1), tx.payload.eq(byte)]
+            m.d.comb += [tx.valid.eq(1), tx.payload.eq(self.fixed)]
             with m.If(tx.ready):
                 self.fold()
                 m.d.sync += self.tidx.eq(self.tidx + 1)
