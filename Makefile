@@ -52,9 +52,10 @@ clean:
 # board PLL at a clock that closed here (a build that misses its clock fails with the margin).
 # Reports go to build/fpga/<name>.json; then bench/fpga.py prints the figures table of docs/fpga.md
 # (images/s, GOPS) and the zoo fit table.
-# On the iCEBreaker the zoo mlp (1 lane, 2x2 taps) is baked with its weights in SPRAM (no initial
-# contents: `gxnor board --load` sends them before images; the rest is baked): 4,745 / 5,280 LC at
-# 22.125 MHz (Fmax 23.02), measured 2026-12-04; at 2 lanes it no longer fits (5,308 LC). The gated-cnn and cnn rules fit the UP5K's memories but not its logic
+# On the iCEBreaker the zoo mlp (3 lanes, 2x2 taps: what `gxnor build` without --lanes picks) is
+# baked with its weights in SPRAM (no initial contents: `gxnor board --load` sends them before
+# images; the rest is baked): 5,177 / 5,280 LC at 22.125 MHz (Fmax 22.80), 2,402.5 images/s,
+# measured 2026-12-05 (at 1 lane: 4,663 LC, 863 images/s). The gated-cnn and cnn rules fit the UP5K's memories but not its logic
 # with engine v2 (measured: gated-cnn P=1 KT=3 8,435 LC, P=1 KT=2 6,520; mlp P=4 KT=2 6,038):
 # they stay out of FPGA_REPORTS until the engine's logic shrinks (docs/fpga.md "Engine v2 on the boards").
 FPGA_ARCH  ?= tiny
@@ -92,7 +93,7 @@ $(FB)/icebreaker-cnn.json: $(STAMP) | $(FB)
 	$(FPGA_BUILD) --board icebreaker --model zoo/cnn.gxm --lanes 4 --taps 2 --pixels-per-beat 1 \
 		--clock $(FPGA_CLK_ICE40_CNN) -o $(basename $@) > $@
 $(FB)/icebreaker-mlp.json: $(STAMP) | $(FB)
-	$(FPGA_BUILD) --board icebreaker --model zoo/mlp.gxm --lanes 1 --taps 2 --pixels-per-beat 1 \
+	$(FPGA_BUILD) --board icebreaker --model zoo/mlp.gxm --lanes 3 --taps 2 --pixels-per-beat 1 \
 		--clock $(FPGA_CLK_ICE40_MLP) -o $(basename $@) > $@
 
 fpga: $(FPGA_REPORTS)

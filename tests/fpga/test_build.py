@@ -233,14 +233,14 @@ def test_bench_buffer_when_the_plan_has_room_and_max_baud():
 
 
 def test_weights_only_build_reports_its_fingerprint():
-    """The iCEBreaker mlp of `make fpga` (P1/KT2, baked, weights in SPRAM: loaded at start) reports
+    """The iCEBreaker mlp of `make fpga` (P3/KT2, baked, weights in SPRAM: loaded at start) reports
     the fingerprint of its baked memories in INFO (protocol 8 model_id), so the host refuses any
     other model's weights; a loadable or a fully baked build reports 0."""
     from pathlib import Path
     from golden import modelfile
     from rtl.engine.layout import baked_fingerprint
     mlp = modelfile.load(Path(__file__).resolve().parents[2] / "zoo" / "mlp.gxm")
-    design, cfg = B.make_design(mlp, 1, board="icebreaker", taps=2)
+    design, cfg = B.make_design(mlp, 3, board="icebreaker", taps=2)
     top = design.make_top(22.125e6)
     top._MustUse__silence = True
     assert top.link_args["envelope"] == cfg and top.link_args["model_init"] is False
