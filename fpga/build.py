@@ -131,7 +131,9 @@ def make_design(model, lanes, weights="baked", baud=DEFAULT_BAUD, envelope=(), c
         from .uart import fastest_baud
         try:
             b = fastest_baud(board, clk_freq)[0] if baud == "max" else baud
-            return BoardTop(Engine(cfg, model, spram=spram, loads=("weights",) if w_boot else None),
+            # late_pool: the ECP5's Fmax; the UP5K's LCs (rtl.engine.top.Engine)
+            return BoardTop(Engine(cfg, model, spram=spram, loads=("weights",) if w_boot else None,
+                                   late_pool=family != "ice40"),
                             classes=model.num_classes,
                             pixels=int(np.prod(model.input_shape)), tau_init=model.default_tau,
                             k_init=model.default_k,

@@ -201,7 +201,10 @@ def generate(cfg, model=None, path=None, waves=False, spram=None):
     from rtl.engine import Engine
     if path is None:
         path = build_dir_for(cfg, model, waves, spram=spram) / "engine.v"
-    return toolchain.export_verilog(Engine(cfg, model, spram=spram, spram_mode="model"), TOPLEVEL, path)
+    # a single-port (iCE40) build is simulated as the iCE40 builds are made: the fused pool before
+    # the drain's register (late_pool=False, fpga.build); every other build with it after
+    return toolchain.export_verilog(Engine(cfg, model, spram=spram, spram_mode="model", late_pool=not spram),
+                                    TOPLEVEL, path)
 
 
 # Verilator options for the engine's simulation build (not for lint or the exported Verilog), by

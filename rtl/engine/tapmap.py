@@ -32,6 +32,19 @@ def ref_tapmap(y, x, pad, k, py, px, kt, hout, wout, wrows):
     return out
 
 
+def times(v, n):
+    """``v * n`` for a constant ``n >= 1`` as shifts and adds: yosys maps a multiplication by a
+    constant to a DSP block on the ECP5 (MULT18X18D), and the one behind ``row * KT`` was the
+    critical path of the ULX3S gated-cnn build (3.9 ns in the DSP plus its routing)."""
+    if n & (n - 1) == 0:
+        return v * n                     # a power of two: a shift either way (as it was)
+    terms = [v << i for i in range(int(n).bit_length()) if (int(n) >> i) & 1]
+    out = terms[0]
+    for t in terms[1:]:
+        out = out + t
+    return out
+
+
 class TapMap(wiring.Component):
     """Per bank: which tap of the pass it takes, whether it is in the map, and its word address.
 
@@ -83,8 +96,9 @@ class TapMap(wiring.Component):
             vyw = Signal(name=f"vyw{by}")
             m.d.comb += [cy.eq((self.ry < by) if by else 0), ty.eq(Mux(cy, self.ry + KT - by, self.ry - by)),
                          row.eq(qy - self.py - cy)]
-            m.d.comb += [vy.eq((row >= 0) & (row * KT + by < self.hout) & (self.pyk + ty < self.k)),
-                         vyw.eq(row * KT + by < self.hoe)]
+            oy = times(row, KT) + by                                            # the output row
+            m.d.comb += [vy.eq((row >= 0) & (oy < self.hout) & (self.pyk + ty < self.k)),
+                         vyw.eq(oy < self.hoe)]
             for bx in range(KT):
                 cx = Signal(name=f"cx{by}_{bx}")
                 tx = Signal(range(KT), name=f"tx{by}_{bx}")
@@ -93,10 +107,11 @@ class TapMap(wiring.Component):
                 addr = Signal(signed(SW), name=f"aaddr{by}_{bx}")
                 m.d.comb += [cx.eq((self.rx < bx) if bx else 0), tx.eq(Mux(cx, self.rx + KT - bx, self.rx - bx)),
                              col.eq(qx - self.px - cx)]
-                m.d.comb += [vx.eq((col >= 0) & (col * KT + bx < self.wout) & (self.pxk + tx < self.k)),
+                ox = times(col, KT) + bx                                        # the output column
+                m.d.comb += [vx.eq((col >= 0) & (ox < self.wout) & (self.pxk + tx < self.k)),
                              addr.eq(qyw - self.pyw - Mux(cy, self.wrows, 0) + col)]
                 b = by * KT + bx
-                m.d.comb += [self.ok[b].eq(vy & vx), self.okw[b].eq(vy & vx & vyw & (col * KT + bx < self.woe)),
+                m.d.comb += [self.ok[b].eq(vy & vx), self.okw[b].eq(vy & vx & vyw & (ox < self.woe)),
                              self.addr[b * AB:(b + 1) * AB].eq(addr[:AB]),
                              self.tap[b * TB:(b + 1) * TB].eq(ty * KT + tx)]
         return m

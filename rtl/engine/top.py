@@ -128,6 +128,10 @@ class Engine(wiring.Component):
     spram_mode : "spram" | "model"
         ``"spram"``: SB_SPRAM256KA instances (iCE40 only); ``"model"``: plain storage with
         single-port behaviour (simulation).
+    late_pool : bool
+        The conv drain's fused max-pool after its register stage (default; the ECP5's Fmax) or
+        before it (the iCE40 builds: about 480 LC fewer on the UP5K mlp at P = 3). Same cycles,
+        same results.
 
     Members
     -------
@@ -164,7 +168,7 @@ class Engine(wiring.Component):
     through a two-entry register slice (:class:`rtl.skid.Skid`).
     """
 
-    def __init__(self, config, model=None, spram=None, spram_mode="spram", loads=None):
+    def __init__(self, config, model=None, spram=None, spram_mode="spram", loads=None, late_pool=True):
         if not isinstance(config, EngineConfig):
             raise TypeError("config must be a rtl.engine.config.EngineConfig")
         self.cfg = config
@@ -180,6 +184,7 @@ class Engine(wiring.Component):
             self._MustUse__silence = True
             raise ValueError("merged weights need an ungated envelope (gated lanes read their own kernel groups)")
         self.loads = None if loads is None else frozenset(loads)
+        self.late_pool = bool(late_pool)
         self.w_spram = "w" in self.spram and spram_mode == "spram"
         self.preloaded = model is not None and not self.w_spram
         super().__init__({
@@ -1408,7 +1413,7 @@ class _Build:
         """The drain's datapath: thresholds, the fused max-pool, clear and write-back.
 
         conv: one output position (or one 2x2 pool window: four banks) per cycle is read (dr_*),
-        thresholded by Activation (max-pooled) and cleared, registered (dq_*), written.
+        thresholded by Activation and cleared, registered (dq_*), max-pooled, written.
         dense: one bank (P kernels) per cycle (dd_*); logits go to the logit memory instead.
         Latency: 2 cycles from the read (DRAIN, DDRAIN) to the activation write.
         """
@@ -1449,16 +1454,26 @@ class _Build:
                          act.i.payload.thr.eq(thr),
                          act.i.payload.on.eq(Mux(dd_v, Array(don)[dd_b], lon))]
             codes_e.append(act.o.payload.codes)
-        pooled = codes_e[0]
+        # The register stage (dq_*) holds each window element's codes; the fused max-pool runs
+        # after it, ahead of the activation write and the gate sums. (With the max-pool before the
+        # register, accumulator read -> bank select -> threshold compare -> max-pool was the ULX3S
+        # gated-cnn's critical path.) Cycle-neutral: the write still follows the read by 2 cycles.
+        late = self.top.late_pool
+        dq_el = [Signal(2 * P, name=f"dq_el{e}") for e in range(NE if late else 1)]
+        dq_ev = Signal(NE)
+        els, evs = (dq_el, dq_ev) if late else (codes_e, dr_ev)
+        pooled = els[0]
         for e in range(1, NE):
             # a named net per stage: an expression slices of it read (three per lane) would be
             # emitted again for every read, (3P)^(NE-1) copies (38 MB of Verilog at P = 16)
             nxt = Signal(2 * P, name=f"pooled{e}")
-            m.d.comb += nxt.eq(Cat(*[Mux(dr_ev[e], max_code(pooled[2 * j:2 * j + 2], codes_e[e][2 * j:2 * j + 2]),
+            m.d.comb += nxt.eq(Cat(*[Mux(evs[e], max_code(pooled[2 * j:2 * j + 2], els[e][2 * j:2 * j + 2]),
                                          pooled[2 * j:2 * j + 2]) for j in range(P)]))
             pooled = nxt
         self.dq_v = dq_v = Signal()
         self.dq_codes = dq_codes = Signal(2 * P)
+        if late:
+            m.d.comb += dq_codes.eq(pooled)
         dq_addr = Signal(range(2 * cfg.act_words + 1))
         self.dq_en = dq_en = Signal(P)
         m.d.sync += dq_v.eq(0)
@@ -1467,7 +1482,8 @@ class _Build:
                 for e in range(NE):
                     with m.If(dr_ev[e] & (dr_bank[e] == b)):
                         m.d.comb += [acc_ws[b].addr.eq(dr_addr[e]), acc_ws[b].data.eq(0), acc_ws[b].en.eq(1)]
-            m.d.sync += [dq_v.eq(1), dq_codes.eq(pooled), dq_en.eq(self.lval)]
+            m.d.sync += [dq_v.eq(1), dq_en.eq(self.lval)]
+            m.d.sync += ([dq_ev.eq(dr_ev)] + [dq_el[e].eq(codes_e[e]) for e in range(NE)]) if late else [dq_codes.eq(pooled)]
             m.d.sync += [dq_addr.eq(self.out_half + dr_pos)]
             if self.regioned:
                 m.d.sync += self.dq_slot.eq(self.dr_slot)
@@ -1480,7 +1496,8 @@ class _Build:
                 m.d.comb += [self.lg_w.addr.eq(dd_pg), self.lg_w.data.eq(srcs[0]),
                              self.lg_w.en.eq(Array(don)[dd_b][0])]
             with m.Else():
-                m.d.sync += [dq_v.eq(1), dq_codes.eq(codes_e[0]), dq_en.eq(Array(don)[dd_b]),
+                m.d.sync += [dq_v.eq(1), *([dq_el[0].eq(codes_e[0]), dq_ev.eq(1)] if late else [dq_codes.eq(codes_e[0])]),
+                             dq_en.eq(Array(don)[dd_b]),
                              dq_addr.eq(self.out_half + dd_pg)]
         # conv outputs go to lane j's own group (lgo); dense outputs to word dd_pg of every lane
         self.dq_conv = dq_conv = Signal()
