@@ -1471,9 +1471,9 @@ class _Build:
                                          pooled[2 * j:2 * j + 2]) for j in range(P)]))
             pooled = nxt
         self.dq_v = dq_v = Signal()
-        self.dq_codes = dq_codes = Signal(2 * P)
-        if late:
-            m.d.comb += dq_codes.eq(pooled)
+        # late: the codes written are the pool's last stage itself (a comb alias of it would be
+        # a net Verilog never reads, and verilator -Wall flags it UNUSEDSIGNAL)
+        self.dq_codes = dq_codes = pooled if late else Signal(2 * P, name="dq_codes")
         dq_addr = Signal(range(2 * cfg.act_words + 1))
         self.dq_en = dq_en = Signal(P)
         m.d.sync += dq_v.eq(0)
