@@ -72,6 +72,9 @@ def add_build_options(p):
                    help="KT: accumulators in KT x KT tap banks, the KT*KT taps of an event in one cycle (default 3)")
     p.add_argument("--pixels-per-beat", type=int, default=1, metavar="Q",
                    help="Q: pixels per beat of the engine's pixel stream, up to Q of one row (default 1)")
+    p.add_argument("--events-per-cycle", type=int, default=1, metavar="E",
+                   help="E: events (nonzero input channels of one position) the scatter adds per cycle, "
+                        "1..4 and at most the lanes; E read ports per weight memory (default 1)")
 
 
 def _mem_hex(path, words, bits):
@@ -127,7 +130,8 @@ def cmd_verilog(args):
         check_new_output(args.output, args.force, folder=True)
     model = load_engine_model(args.model)
     extra = [load_engine_model(p) for p in args.envelope]
-    cfg = EngineConfig.for_models([model] + extra, args.lanes, args.taps, args.pixels_per_beat)
+    cfg = EngineConfig.for_models([model] + extra, args.lanes, args.taps, args.pixels_per_beat,
+                                  args.events_per_cycle)
     if args.package:
         pkg = Path(args.package)
         if pkg.exists() and not pkg.is_dir():
@@ -143,7 +147,7 @@ def cmd_verilog(args):
         with atomic_folder(args.output, args.force) as scratch:
             _write_verilog_folder(Path(scratch), cfg, model, verilog_text, waivers, args.no_lint)
         print(f"wrote engine.v ({cfg.lanes} lanes, {cfg.taps}x{cfg.taps} tap banks, {cfg.pixels_per_beat} "
-              f"pixel(s) per beat), waivers.vlt, engine_config.json, "
+              f"pixel(s) per beat, {cfg.events_per_cycle} event(s) per cycle), waivers.vlt, engine_config.json, "
               f"{', '.join(n + '.hex' for n in verilog_mems(cfg) + ['header'])} to {args.output}")
     if args.package:
         from fpga.package import write_package
@@ -226,7 +230,8 @@ def cmd_sim(args):
                              f"differ from --model's {model.input_shape} / {model.num_classes}")
         hw_model.check_tau(tau)
         hw_model.check_k(k)
-    cfg = EngineConfig.for_models([model, hw_model], args.lanes, args.taps, args.pixels_per_beat)
+    cfg = EngineConfig.for_models([model, hw_model], args.lanes, args.taps, args.pixels_per_beat,
+                                  args.events_per_cycle)
     cfg.k_register(k)
     load = args.load or hw_model is not model
     run = {"model": hw_model, "images": imgs, "tau": tau, "k": k, "dense": args.dense, "load": load}
@@ -272,7 +277,7 @@ def cmd_sim(args):
     build_s = timings["generate"] + timings["build"]
     sim_s = timings["simulate"]
     rep = {"model": model.name, "images": n, "tau": tau, "k": k, "lanes": args.lanes, "taps": cfg.taps,
-           "pixels_per_beat": cfg.pixels_per_beat, "dense": args.dense,
+           "pixels_per_beat": cfg.pixels_per_beat, "events_per_cycle": cfg.events_per_cycle, "dense": args.dense,
            "mismatches": len(bad), "first_mismatch": bad[0] if bad else None,
            "first_divergence": divergence,
            "accuracy": float((h["cls"] == labels).mean()) if labels is not None else None,
@@ -293,7 +298,7 @@ def cmd_sim(args):
         print_json(rep)
     else:
         print(f"{model.name}: {n} images on {args.lanes} lanes, {cfg.taps}x{cfg.taps} tap banks, "
-              f"{cfg.pixels_per_beat} pixel(s) per beat, tau {tau}"
+              f"{cfg.pixels_per_beat} pixel(s) per beat, {cfg.events_per_cycle} event(s) per cycle, tau {tau}"
               f"{'' if k is None else f', k {k}'}"
               f"{' (dense schedule)' if args.dense else ''}")
         print(f"mismatches vs golden: {len(bad)}" + (f" (first: {json.dumps(bad[0])})" if bad else ""))

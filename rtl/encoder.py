@@ -21,6 +21,12 @@ def _check(lanes):
     return int(lanes)
 
 
+def _check_slots(slots, lanes):
+    if isinstance(slots, bool) or not isinstance(slots, (int, np.integer)) or not 1 <= slots <= lanes:
+        raise ValueError(f"EventEncoder slots must be an integer in [1, lanes = {lanes}], not {slots!r}")
+    return int(slots)
+
+
 def or_all(terms):
     """The OR of ``terms`` (values of one width), 0 for none (also the engine's AND-OR selects)."""
     out = Const(0, 1)
@@ -38,11 +44,15 @@ def in_layout(lanes):
     return data.StructLayout({"word": unsigned(2 * lanes), "mask": unsigned(lanes)})
 
 
-def out_layout(lanes):
-    """``lane`` (its number), ``onehot`` (the same lane as bit ``lane`` of P), ``code``, ``last``."""
+def out_layout(lanes, slots=1):
+    """``lane`` (its number), ``onehot`` (the same lane as bit ``lane`` of P), ``code``, ``last``;
+    with ``slots`` E > 1 also ``xonehot`` and ``xcode``: the beat's further events, slot s (1..E-1)
+    at ``xonehot[(s-1)*P:s*P]`` and ``xcode[2*(s-1):2*s]`` (an empty slot: onehot 0, code 0)."""
     lanes = _check(lanes)
-    return data.StructLayout({"lane": unsigned(lane_bits(lanes)), "onehot": unsigned(lanes),
-                              "code": unsigned(2), "last": unsigned(1)})
+    f = {"lane": unsigned(lane_bits(lanes)), "onehot": unsigned(lanes), "code": unsigned(2), "last": unsigned(1)}
+    if _check_slots(slots, lanes) > 1:
+        f.update(xonehot=unsigned(lanes * (slots - 1)), xcode=unsigned(2 * (slots - 1)))
+    return data.StructLayout(f)
 
 
 def _codes(word, lanes):
@@ -64,7 +74,7 @@ def _bools(mask, lanes):
     return mask
 
 
-def ref_encoder(words, masks, dense, lanes):
+def ref_encoder(words, masks, dense, lanes, slots=1):
     """Reference: the event list of a sequence of words.
 
     ``words``: per word an int (lane j at bits 2j..2j+1) or a sequence of P codes; ``masks``: per
@@ -73,8 +83,12 @@ def ref_encoder(words, masks, dense, lanes):
     emitted iff it is masked and its ternary value (golden decode) is nonzero or ``dense``. The
     encoder marks each word's final event ``last``; words with no event produce nothing.
     Raises GxnorError (golden decode) on the invalid code 0b10.
+
+    With ``slots`` E > 1 it returns the encoder's beats instead: per beat a list of up to E such
+    triples (one word's next E events, lanes ascending).
     """
     lanes = _check(lanes)
+    slots = _check_slots(slots, lanes)
     if len(words) != len(masks):
         raise ValueError(f"{len(words)} words but {len(masks)} masks")
     out = []
@@ -83,15 +97,26 @@ def ref_encoder(words, masks, dense, lanes):
         for j, on in enumerate(_bools(mk, lanes)):
             if on and (dense or v[j] != 0):
                 out.append((n, j, int(encode(v[j]))))
-    return out
+    if slots == 1:
+        return out
+    beats = []
+    for ev in out:
+        if beats and beats[-1][0][0] == ev[0] and len(beats[-1]) < slots:
+            beats[-1].append(ev)
+        else:
+            beats.append([ev])
+    return beats
 
 
 class EventEncoder(wiring.Component):
-    """One activation word in, its events out, one per cycle, lowest lane first.
+    """One activation word in, its events out, one per cycle (E per cycle with ``slots``), lowest
+    lane first.
 
     Parameters
     ----------
     lanes : int    P
+    slots : int    E (1..P): events per beat; slot 0 in ``lane``/``onehot``/``code``, slots 1..E-1
+                   in ``xonehot``/``xcode`` (see :func:`out_layout`), lanes ascending over the slots
 
     Members
     -------
@@ -104,21 +129,22 @@ class EventEncoder(wiring.Component):
         ``lane`` and its ``code``; ``onehot``: the lane as a P-bit one-hot (bit ``lane`` set), for
         a user that selects per-lane values with an AND-OR instead of decoding ``lane`` (the engine's
         weight offset: no priority encoder and no multiplier on its path); ``last`` on the word's
-        final event.
+        final beat.
 
     Latency 0: ``o.valid``/``o.payload`` are combinational from ``i.valid``/``i.payload`` and the
     register ``done`` (lanes of the current word already emitted; cleared by reset and when a
     word is consumed). ``i.ready`` is 1 in the cycle the word's last event is accepted
     (``o.valid & o.ready & last``), or for a word with nothing to emit (consumed in one cycle, no
     output beat); until then the word stays offered. Throughput: with an always-ready sink a word
-    costs ``max(1, events)`` cycles.
+    costs ``max(1, ceil(events / E))`` cycles.
     """
 
-    def __init__(self, lanes):
+    def __init__(self, lanes, slots=1):
         self.lanes = _check(lanes)
+        self.slots = _check_slots(slots, self.lanes)
         super().__init__({"i": In(stream.Signature(in_layout(self.lanes))),
                           "dense": In(1),
-                          "o": Out(stream.Signature(out_layout(self.lanes)))})
+                          "o": Out(stream.Signature(out_layout(self.lanes, self.slots)))})
 
     def elaborate(self, platform):
         m = Module()
@@ -137,13 +163,26 @@ class EventEncoder(wiring.Component):
         m.d.comb += [o.lane.eq(Cat(*[or_all([low[j] for j in range(P) if (j >> k) & 1])
                                      for k in range(lane_bits(P))])),
                      code.eq(or_all([i.word[2 * j:2 * j + 2] & low[j].replicate(2) for j in range(P)]))]
-        single = Signal()        # the lane emitted now is the word's last (or there is none)
-        m.d.comb += single.eq((rem & (rem - 1)[:P]) == 0)
+        # slots 1..E-1: the next lowest lanes, each taken off what is left
+        took, left = low, rem & ~low
+        for s in range(1, self.slots):
+            lo_s = Signal(P, name=f"low{s}")
+            m.d.comb += [lo_s.eq(left & (-left)[:P]),
+                         o.xonehot[(s - 1) * P:s * P].eq(lo_s),
+                         o.xcode[2 * (s - 1):2 * s].eq(or_all([i.word[2 * j:2 * j + 2] & lo_s[j].replicate(2)
+                                                               for j in range(P)]))]
+            took = took | lo_s
+            left = left & ~lo_s
+        single = Signal()        # the lanes emitted now are the word's last (or there are none)
+        if self.slots == 1:
+            m.d.comb += single.eq((rem & (rem - 1)[:P]) == 0)
+        else:
+            m.d.comb += single.eq(left == 0)
         m.d.comb += [o.onehot.eq(low), o.code.eq(code), o.last.eq(single),
                      self.o.valid.eq(self.i.valid & rem.any()),
                      self.i.ready.eq(Mux(rem.any(), self.o.ready & single, 1))]
         with m.If(self.i.valid & self.i.ready):
             m.d.sync += done.eq(0)
         with m.Elif(self.o.valid & self.o.ready):
-            m.d.sync += done.eq(done | low)
+            m.d.sync += done.eq(done | took)
         return m

@@ -24,25 +24,39 @@ def _check(lanes, acc_bits, code_bits=0):
     return int(lanes), int(acc_bits)
 
 
-def in_layout(lanes, acc_bits, code_bits=0):
-    """``code``: 2 bits (ternary), or ``code_bits`` (a signed integer code) when that is > 0."""
-    return data.StructLayout({"code": unsigned(max(2, code_bits)), "ok": unsigned(1), "w": unsigned(2 * lanes),
-                              "on": unsigned(lanes), "acc": unsigned(lanes * acc_bits)})
+def in_layout(lanes, acc_bits, code_bits=0, slots=1):
+    """``code``: 2 bits (ternary), or ``code_bits`` (a signed integer code) when that is > 0; with
+    ``slots`` E > 1 also ``xcode`` and ``xw``: the further events of the beat (ternary), slot s
+    (1..E-1) at ``xcode[2*(s-1):2*s]`` with its P weight codes at ``xw[2*P*(s-1):2*P*s]``."""
+    f = {"code": unsigned(max(2, code_bits)), "ok": unsigned(1), "w": unsigned(2 * lanes),
+         "on": unsigned(lanes), "acc": unsigned(lanes * acc_bits)}
+    if slots > 1:
+        f.update(xcode=unsigned(2 * (slots - 1)), xw=unsigned(2 * lanes * (slots - 1)))
+    return data.StructLayout(f)
 
 
-def out_layout(lanes, acc_bits):
-    return data.StructLayout({"acc": unsigned(lanes * acc_bits), "fired": unsigned(lanes)})
+def out_layout(lanes, acc_bits, slots=1):
+    """``acc``, ``fired`` (slot 0's fire bit per lane); with E > 1 ``xfired`` (slot s, lane j at
+    bit (s-1)*P + j)."""
+    f = {"acc": unsigned(lanes * acc_bits), "fired": unsigned(lanes)}
+    if slots > 1:
+        f["xfired"] = unsigned(lanes * (slots - 1))
+    return data.StructLayout(f)
 
 
-def ref_lanes(code, ok, w, on, acc, *, lanes, acc_bits, code_bits=0):
+def ref_lanes(code, ok, w, on, acc, *, lanes, acc_bits, code_bits=0, xcode=(), xw=()):
     """Reference: one beat. ``w`` [P] codes, ``on`` [P] bools, ``acc`` [P] ints -> (acc', fired [P]).
 
     A lane fires iff ``ok`` and code, weight and ``on`` are all nonzero; ``acc`` wraps at
     ``acc_bits`` (it never does in the engine: accumulators are sized to the fan-in). ``code``: a
     2-bit ternary code, or with ``code_bits`` > 0 a signed integer (its two's complement in
-    ``code_bits`` bits also accepted); the lane adds ``code * weight``.
+    ``code_bits`` bits also accepted); the lane adds ``code * weight``. ``xcode`` (ternary codes) and
+    ``xw`` (per code its [P] weight codes): further events of the beat, added alike; then it
+    returns (acc', fired [P], xfired [E-1][P]).
     """
     lanes, acc_bits = _check(lanes, acc_bits, code_bits)
+    if len(xcode) != len(xw):
+        raise ValueError(f"{len(xcode)} extra codes but {len(xw)} extra weight words")
     half = 1 << (acc_bits - 1)
     if code_bits:
         c = int(code) & ((1 << code_bits) - 1)
@@ -55,8 +69,14 @@ def ref_lanes(code, ok, w, on, acc, *, lanes, acc_bits, code_bits=0):
         else:
             f = bool(ok and (code & 1) and (w[j] & 1) and on[j])
             d = (-1 if (code >> 1) ^ (w[j] >> 1) else 1) if f else 0
+        for c, ws in zip(xcode, xw):
+            if ok and (c & 1) and (ws[j] & 1) and on[j]:
+                d += -1 if (c >> 1) ^ (ws[j] >> 1) else 1
         new.append(((int(acc[j]) + d + half) % (2 * half)) - half)
         fired.append(f)
+    if xcode:
+        xfired = [[bool(ok and (c & 1) and (ws[j] & 1) and on[j]) for j in range(lanes)] for c, ws in zip(xcode, xw)]
+        return new, fired, xfired
     return new, fired
 
 
@@ -78,15 +98,21 @@ class LaneArray(wiring.Component):
     o : Out(stream.Signature(out_layout))
         ``acc`` updated accumulators, ``fired`` one bit per lane that fired.
 
+    slots : int       E: events per beat (1..); slot 0 is ``code``/``w``, slots 1..E-1 (ternary)
+                      ``xcode``/``xw``; a lane sums its E products (-E..E) before the one add
+
     Latency 0 (combinational; the engine's accumulator read-modify-write relies on it),
     throughput one beat per cycle; ``i.ready`` is ``o.ready``.
     """
 
-    def __init__(self, lanes, acc_bits, code_bits=0):
+    def __init__(self, lanes, acc_bits, code_bits=0, slots=1):
         self.lanes, self.acc_bits = _check(lanes, acc_bits, code_bits)
         self.code_bits = int(code_bits)
-        super().__init__({"i": In(stream.Signature(in_layout(self.lanes, self.acc_bits, self.code_bits))),
-                          "o": Out(stream.Signature(out_layout(self.lanes, self.acc_bits)))})
+        if isinstance(slots, bool) or not isinstance(slots, (int, np.integer)) or slots < 1:
+            raise ValueError(f"LaneArray slots must be an integer >= 1, not {slots!r}")
+        self.slots = int(slots)
+        super().__init__({"i": In(stream.Signature(in_layout(self.lanes, self.acc_bits, self.code_bits, self.slots))),
+                          "o": Out(stream.Signature(out_layout(self.lanes, self.acc_bits, self.slots)))})
 
     def elaborate(self, platform):
         m = Module()
@@ -107,6 +133,25 @@ class LaneArray(wiring.Component):
             else:
                 fire = i.ok & i.code[0] & wc[0] & i.on[j]
                 step = Mux(i.code[1] ^ wc[1], old - 1, old + 1)
-            new = Mux(fire, step, old)
+            if self.slots == 1:
+                new = Mux(fire, step, old)
+            else:
+                # the beat's E products summed first (a few bits), then one add to the accumulator
+                CB = max(2, self.code_bits) + _bits_for(self.slots)
+                terms = [Mux(fire, Mux(wc[1], nx, x) if self.code_bits else Mux(i.code[1] ^ wc[1], -1, 1), 0)]
+                for s in range(1, self.slots):
+                    c = i.xcode[2 * (s - 1):2 * s]
+                    ws = i.xw[2 * P * (s - 1) + 2 * j:2 * P * (s - 1) + 2 * j + 2]
+                    xf = i.ok & c[0] & ws[0] & i.on[j]
+                    m.d.comb += o.xfired[(s - 1) * P + j].eq(xf)
+                    terms.append(Mux(xf, Mux(c[1] ^ ws[1], -1, 1), 0))
+                delta = Signal(signed(CB), name=f"delta{j}")
+                m.d.comb += delta.eq(sum(terms))
+                new = old + delta
             m.d.comb += [o.acc[A * j:A * j + A].eq(new[:A]), o.fired[j].eq(fire)]
         return m
+
+
+def _bits_for(n):
+    """Extra signed bits to add ``n`` values of one width."""
+    return max(1, int(n).bit_length())

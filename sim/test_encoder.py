@@ -5,7 +5,8 @@ Stimulus: ``zeros`` (only words with nothing to emit: zero words, or nonzero lan
 full mask), ``prbs`` (random words and masks); every one under each source-idle / sink
 back-pressure mode of sim.blocktb.MODES. Exact equality of the event list (lane, onehot, code,
 last).
-With no stalls, the cycle count must be exactly ``sum(max(1, events of the word))``
+With ``slots`` E > 1 a beat carries a word's next E events (slots 1..E-1 in ``xonehot``/``xcode``,
+empty slots 0). With no stalls, the cycle count must be exactly ``sum(max(1, ceil(events of the word / E)))``
 (:meth:`sim.blocktb.StreamTB.run` counts cycles until the last word and last event are taken).
 """
 
@@ -42,8 +43,8 @@ def stimulus(name, P, rng):
 
 @cocotb.test()
 async def encoder_vs_reference(dut):
-    P = params()["lanes"]
-    lin, lout = in_layout(P), out_layout(P)
+    P, E = params()["lanes"], params().get("slots", 1)
+    lin, lout = in_layout(P), out_layout(P, E)
     tb = StreamTB(dut, seed())
     dut.dense.value = 0
     await tb.reset()
@@ -53,21 +54,33 @@ async def encoder_vs_reference(dut):
         ref = ref_encoder([c for c, _ in beats], [mk for _, mk in beats], dense, P)
         if name == "zeros":
             assert not ref, "zeros stimulus must emit nothing"
-        want = []
+        want, beat_word = [], []
         for k, (n, lane, code) in enumerate(ref):
-            last = k + 1 == len(ref) or ref[k + 1][0] != n
-            want.append(dict(lane=lane, onehot=1 << lane, code=code, last=int(last)))
+            first = k == 0 or ref[k - 1][0] != n or len(want[-1]["_ev"]) == E
+            if first:
+                want.append(dict(lane=lane, onehot=1 << lane, code=code, last=0, _ev=[]))
+                beat_word.append(n)
+                if E > 1:
+                    want[-1].update(xonehot=0, xcode=0)
+            else:
+                s = len(want[-1]["_ev"])
+                want[-1]["xonehot"] |= (1 << lane) << (P * (s - 1))
+                want[-1]["xcode"] |= code << (2 * (s - 1))
+            want[-1]["_ev"].append(lane)
+            want[-1]["last"] = int(k + 1 == len(ref) or ref[k + 1][0] != n)
+        for w in want:
+            del w["_ev"]
         words = [pack(lin, dict(word=join_lanes(c, 2), mask=join_lanes(mk, 1))) for c, mk in beats]
         got, cyc = await tb.run(words, len(want))
         got = [unpack(lout, g) for g in got]
         ctx = f"(seed {tb.seed}, idle {tb.idle}, bp {tb.bp}, dense {dense})"
         for k, (g, w) in enumerate(zip(got, want)):
-            assert g == w, f"{name} event {k} (word {ref[k][0]}): got {g}, want {w} {ctx}"
+            assert g == w, f"{name} beat {k} (word {beat_word[k]}): got {g}, want {w} {ctx}"
         if not tb.idle and not tb.bp:
             per_word = [0] * len(beats)
             for n, _, _ in ref:
                 per_word[n] += 1
-            expect = sum(max(1, e) for e in per_word)
+            expect = sum(max(1, -(-e // E)) for e in per_word)
             assert cyc == expect, f"{name}: {cyc} cycles for {len(beats)} words, want {expect} {ctx}"
-            dut._log.info("%s: %d words, %d events, %d cycles (= sum max(1, events))",
-                          name, len(beats), len(ref), cyc)
+            dut._log.info("%s: %d words, %d events, %d cycles (= sum max(1, ceil(events / %d)))",
+                          name, len(beats), len(ref), cyc, E)

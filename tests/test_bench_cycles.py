@@ -16,20 +16,27 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_bench_cycles_json():
     r = subprocess.run([sys.executable, str(ROOT / "bench" / "cycles.py"), "--images", "12", "--configs", "iCEBreaker", "ULX3S",
-                        "--models", "gated-cnn", "mlp", "--json"], capture_output=True, text=True, cwd=ROOT)
+                        "ULX3S-E2", "--models", "gated-cnn", "mlp", "--json"], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
-    assert out["images"] == 12 and len(out["rows"]) == 4
+    assert out["images"] == 12 and len(out["rows"]) == 6
     x = load_dataset("mnist5k", "test")[0][:12]
     for row in out["rows"]:
         model = modelfile.load(ROOT / "zoo" / f"{row['model']}.gxm")
-        kw = dict(taps=row["taps"], pixels_per_beat=row["pixels_per_beat"])
+        kw = dict(taps=row["taps"], pixels_per_beat=row["pixels_per_beat"], events_per_cycle=row["events_per_cycle"])
         ev = cycles(model, x, None, row["lanes"], **kw)
         dense = cycles(model, x, None, row["lanes"], dense=True, **kw)
         assert row["cycles"] == ev.mean() and row["dense"] == dense.mean()
         assert row["speedup"] == dense.mean() / ev.mean()
         assert np.all(ev < dense)                       # event-driven never slower on real digits
         assert row["bound"] <= row["cycles"]            # the bound is a lower bound
+    # two events per cycle: fewer cycles than one on every image, never below half the scatter's
+    # one-event work (ceil(nnz/2) entries per position)
+    by = {(row["model"], row["config"]): row for row in out["rows"]}
+    for name in ("gated-cnn", "mlp"):
+        one, two = by[(name, "ULX3S")], by[(name, "ULX3S-E2")]
+        assert two["cycles"] < one["cycles"] and two["events"] == one["events"]
+        assert one["bound"] / 2 <= two["bound"] < one["bound"]
 
 
 def test_bench_cycles_k_rows():

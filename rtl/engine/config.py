@@ -66,6 +66,7 @@ GATE_BIAS_BITS = bit_length_signed(*GATE_BIAS_RANGE)
 MAX_LANES = 64
 MAX_TAPS = 7
 MAX_PIXELS_PER_BEAT = 16
+MAX_EVENTS_PER_CYCLE = 4
 MAX_CODE_BITS = bit_length_signed(*INPUT_TABLE_RANGE)     # an input table's codes: 16-bit signed
 
 
@@ -176,6 +177,16 @@ class EngineConfig:
                           (the gate datapath run on a layer's own output after its drain), the
                           post mask and the descriptor's post fields (``post``, ``pgbase``,
                           ``pbbase``, with regions ``pregions``); needs ``gated`` 1
+    events_per_cycle : int
+                          E, 1..MAX_EVENTS_PER_CYCLE and at most ``lanes``: the scan takes up to E
+                          nonzero channels of one position at once, so an event-list entry holds up
+                          to E events of one position (each its code and weight offset; the
+                          position, and so every tap's bank and address, is theirs in common) and
+                          the scatter adds all of them in one cycle: per lane E weight reads (E read
+                          ports of each weight memory) and a sum of E products before the
+                          accumulator add. A position with nnz events costs ceil(nnz/E) entries.
+                          The first layer's events (the input quantizer's or table's) stay one per
+                          entry. E > 1 needs dual-ported weight memories (no SPRAM weights)
     """
     lanes: int
     taps: int
@@ -199,6 +210,7 @@ class EngineConfig:
     code_bits: int = 0
     gate_regions: int = 1
     post_gates: int = 0
+    events_per_cycle: int = 1
 
     def __post_init__(self):
         for f in fields(self):
@@ -229,6 +241,9 @@ class EngineConfig:
             raise GxnorError("engine config: acc_bits and tau_bits must be >= 2")
         if self.positions > self.dim * self.dim:
             raise GxnorError("engine config: positions exceeds dim*dim")
+        if not 1 <= self.events_per_cycle <= min(MAX_EVENTS_PER_CYCLE, self.lanes):
+            raise GxnorError(f"engine config: events_per_cycle must lie in [1, {min(MAX_EVENTS_PER_CYCLE, self.lanes)}] "
+                             f"(at most {MAX_EVENTS_PER_CYCLE} and at most lanes = {self.lanes}), got {self.events_per_cycle}")
         if self.post_gates and not self.gated:
             raise GxnorError("engine config: post_gates needs gated 1 (the POST phase is the gate datapath)")
 
@@ -339,16 +354,18 @@ class EngineConfig:
 
     # -- envelope ------------------------------------------------------------------------
     @classmethod
-    def for_models(cls, models, lanes, taps=3, pixels_per_beat=1):
+    def for_models(cls, models, lanes, taps=3, pixels_per_beat=1, events_per_cycle=1):
         """Smallest config that runs every model in ``models`` with ``lanes`` lanes,
-        ``taps`` x ``taps`` tap banks and ``pixels_per_beat`` pixels per input beat."""
+        ``taps`` x ``taps`` tap banks, ``pixels_per_beat`` pixels per input beat and
+        ``events_per_cycle`` events per scatter cycle."""
         lanes, taps = check_lanes(lanes), check_taps(taps)
         q = pixels_per_beat
         if isinstance(q, bool) or not isinstance(q, (int, np.integer)) or not 1 <= q <= MAX_PIXELS_PER_BEAT:
             raise GxnorError(f"pixels per beat {q!r} is impossible: choose an integer in [1, {MAX_PIXELS_PER_BEAT}]")
         reqs = [requirements(m, lanes, taps) for m in models]
         merged = {k: max(r[k] for r in reqs) for k in reqs[0]}
-        return cls(lanes=lanes, taps=taps, pixels_per_beat=int(q), **merged)
+        e = check_events_per_cycle(events_per_cycle, lanes)
+        return cls(lanes=lanes, taps=taps, pixels_per_beat=int(q), events_per_cycle=e, **merged)
 
     def k_register(self, k):
         """The value of the engine's ``k`` register for the competition register ``k`` (None: no
@@ -488,3 +505,12 @@ def check_lanes(lanes):
     if isinstance(lanes, bool) or not isinstance(lanes, (int, np.integer)) or not 1 <= lanes <= MAX_LANES:
         raise GxnorError(f"lane count {lanes!r} is impossible: choose an integer in [1, {MAX_LANES}]")
     return int(lanes)
+
+
+def check_events_per_cycle(e, lanes=MAX_LANES):
+    """E, events per scatter cycle (EngineConfig ``events_per_cycle``), for ``lanes`` lanes."""
+    top = min(MAX_EVENTS_PER_CYCLE, int(lanes))
+    if isinstance(e, bool) or not isinstance(e, (int, np.integer)) or not 1 <= e <= top:
+        raise GxnorError(f"events per cycle {e!r} is impossible: choose an integer in [1, {top}] "
+                         f"(at most {MAX_EVENTS_PER_CYCLE} and at most the lanes)")
+    return int(e)

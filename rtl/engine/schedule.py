@@ -27,7 +27,10 @@ Schedule (what the RTL does, phase by phase; :func:`cycles` counts exactly this)
         per input group of P channels ``1`` if no channel of it is on, else
         ``3 + sum_pos max(1, nnz * npass)`` (SCAN_G with the first read, SCAN_E, and the register
         slice before the encoder: ``SCAN_GROUP``), then ``2`` (pipeline flush);
-      body, otherwise (replay of the event list): ``events * npass + 2`` (0 without events);
+      body, otherwise (replay of the event list): ``entries * npass + 2`` (0 without events);
+      with ``E`` events per cycle (``events_per_cycle``) a position's ``nnz`` events of one input
+      group are ``ceil(nnz/E)`` entries: the scan costs ``max(1, ceil(nnz/E) * npass)`` per position
+      and the replay ``entries`` = their sum (the first layer's list: one event per entry, E = 1);
       drain: conv ``Hp * Wp`` (one output, or one 2x2 pool window from four tap banks, per cycle);
       dense ``T`` (one bank of P kernels per cycle);
     plus ``2`` after the last group (no kernel left). A layer with no kernel on costs ``2 + 2``
@@ -43,8 +46,8 @@ Dense schedule (``dense=True``): every code of every channel ``< C`` is an event
 group is skipped, gated-off kernels are still forced to 0, so results are identical.
 
 Bound (``detail["bound"]``): the scatter's own work, one event (all its taps, P kernels) per cycle
-with ideal lane compaction: ``sum_layers events * ceil(on / P) * npass`` (conv) and
-``events * ceil(K / (P*T))`` (dense).
+with ideal lane compaction: ``sum_layers entries * ceil(on / P) * npass`` (conv) and
+``entries * ceil(K / (P*T))`` (dense); ``entries`` = events when E = 1.
 """
 
 import numpy as np
@@ -52,7 +55,8 @@ import numpy as np
 from golden.forward import run
 
 from .balance import hardware_view, kernel_order
-from .config import KIND_CONV, KIND_LOGITS, KIND_POOL, _groups, check_lanes, check_taps, hw_layers, passes
+from .config import (KIND_CONV, KIND_LOGITS, KIND_POOL, _groups, check_events_per_cycle, check_lanes, check_taps,
+                     hw_layers, passes)
 
 
 # a scanned input group's fixed cycles: SCAN_G (its first read), SCAN_E, and the latency of the
@@ -100,18 +104,22 @@ def quantizer_cycles(model, images, cfg, dense=False):
     return _quantizer(codes, hw_layers(model), model.layers, cfg.taps, cfg.pixels_per_beat, dense)
 
 
-def cycles(model, images, tau=None, lanes=1, dense=False, detail=False, taps=3, pixels_per_beat=1, k=None):
+def cycles(model, images, tau=None, lanes=1, dense=False, detail=False, taps=3, pixels_per_beat=1, k=None,
+           events_per_cycle=1):
     """Exact RTL cycle count per image (int64 [N]) for ``model`` on an engine with ``lanes`` lanes,
-    ``taps`` x ``taps`` tap banks and ``pixels_per_beat`` pixels per input beat (``lanes`` may be
-    an EngineConfig, which gives all three), at gate threshold ``tau`` and competition register
-    ``k`` (None: no competition; golden.forward.run's ``k``).
+    ``taps`` x ``taps`` tap banks, ``pixels_per_beat`` pixels per input beat and
+    ``events_per_cycle`` events per scatter cycle (``lanes`` may be an EngineConfig, which gives
+    all four), at gate threshold ``tau`` and competition register ``k`` (None: no competition;
+    golden.forward.run's ``k``).
 
     With ``detail=True`` also returns a dict of per-image arrays: ``events`` (events emitted),
     ``bound`` (see the module docstring), ``result`` (golden's run).
     """
     if hasattr(lanes, "taps"):                # an EngineConfig: its P, KT, Q
-        lanes, taps, pixels_per_beat = lanes.lanes, lanes.taps, lanes.pixels_per_beat
+        lanes, taps, pixels_per_beat, events_per_cycle = (lanes.lanes, lanes.taps, lanes.pixels_per_beat,
+                                                          lanes.events_per_cycle)
     P, KT = check_lanes(lanes), check_taps(taps)
+    E = check_events_per_cycle(events_per_cycle, P)
     T, Q = KT * KT, int(pixels_per_beat)
     view = hardware_view(model, P)
     # golden on the model as trained (a competition's tie goes to the lowest *original* index, as
@@ -158,13 +166,16 @@ def cycles(model, images, tau=None, lanes=1, dense=False, detail=False, taps=3, 
             lanes_on = np.zeros((n, gin * P), bool)
             lanes_on[:, :C] = True
             nnz = np.broadcast_to(lanes_on.reshape(n, gin, P, 1), (n, gin, P, HW)).sum(axis=2)
-            scan = (SCAN_GROUP + np.maximum(1, nnz * npass).sum(axis=2)).sum(axis=1)
             ev = np.full(n, C * HW, np.int64)
         else:
             nzc = (cpad != 0) & mpad[:, :, None]
             nnz = nzc.reshape(n, gin, P, HW).sum(axis=2)
-            scan = np.where(gmask_on, SCAN_GROUP + np.maximum(1, nnz * npass).sum(axis=2), 1).sum(axis=1)
             ev = nzc.sum(axis=(1, 2)).astype(np.int64)
+        # event-list entries: up to E events of one (input group, position) each; the first
+        # layer's list (the quantizer's) holds one event per entry
+        ent = -(-nnz // E)
+        scan = np.where(gmask_on | dense, SCAN_GROUP + np.maximum(1, ent * npass).sum(axis=2), 1).sum(axis=1)
+        entries = ev if li == 0 else ent.sum(axis=(1, 2)).astype(np.int64)
         if l["gated"]:
             total += gate_cycles(K, C, model.layers[i].gate.regions, P) + select_cycles(K, P, k)
             on = slots(res.gates[i], i)
@@ -181,7 +192,7 @@ def cycles(model, images, tau=None, lanes=1, dense=False, detail=False, taps=3, 
             ngroups = np.full(n, _groups(K, P * T), np.int64)
             drain = T
             ideal = ngroups
-        replay = np.where(ev > 0, ev * npass + 2, 0)
+        replay = np.where(ev > 0, entries * npass + 2, 0)
         if li == 0 and not l["gated"]:
             # live: the quantizer's cycles (counted above) feed the first group, then 2 to flush
             body = 2 + (ngroups - 1) * replay
@@ -198,7 +209,7 @@ def cycles(model, images, tau=None, lanes=1, dense=False, detail=False, taps=3, 
             # even with no kernel on), then the selection with competition
             total += gate_cycles(K, K, model.layers[i].post_gate.regions, P) + select_cycles(K, P, k)
             on = on & slots(res.post_gates[i], i)
-        bound += np.where(ngroups > 0, ev, 0) * ideal * npass
+        bound += np.where(ngroups > 0, entries, 0) * ideal * npass
         if l["kind"] == KIND_LOGITS:
             total += 1 + K
         else:

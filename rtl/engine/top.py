@@ -94,10 +94,17 @@ def table_pixel_layout(cfg):
 def event_layout(cfg):
     """An event-list entry: the code (2-bit ternary; ``cfg.ev_code_bits`` signed in a build with
     input tables), (y + pad) and (x + pad) as quotient and remainder by KT
-    (``qyw`` = qy * wrows, the bank row's base address), and ``woff``, the event's weight offset."""
-    return data.StructLayout({"code": unsigned(cfg.ev_code_bits), "qy": unsigned(cfg.dim_bits), "ry": unsigned(cfg.tap_bits),
-                              "qx": unsigned(cfg.dim_bits), "rx": unsigned(cfg.tap_bits),
-                              "qyw": unsigned(_bits(cfg.dim * cfg.dim)), "woff": unsigned(cfg.woff_bits)})
+    (``qyw`` = qy * wrows, the bank row's base address), and ``woff``, the event's weight offset.
+    With E = ``cfg.events_per_cycle`` > 1 also ``xcode`` and ``xwoff``: the entry's further events
+    at the same position, slot s (1..E-1) at ``xcode[2*(s-1):2*s]`` (ternary; 0: no event) and
+    ``xwoff[(s-1)*woff_bits:s*woff_bits]``."""
+    f = {"code": unsigned(cfg.ev_code_bits), "qy": unsigned(cfg.dim_bits), "ry": unsigned(cfg.tap_bits),
+         "qx": unsigned(cfg.dim_bits), "rx": unsigned(cfg.tap_bits),
+         "qyw": unsigned(_bits(cfg.dim * cfg.dim)), "woff": unsigned(cfg.woff_bits)}
+    E = cfg.events_per_cycle
+    if E > 1:
+        f.update(xcode=unsigned(2 * (E - 1)), xwoff=unsigned(cfg.woff_bits * (E - 1)))
+    return data.StructLayout(f)
 
 
 class _ReadView:
@@ -183,6 +190,10 @@ class Engine(wiring.Component):
         if "w" in self.spram and mem.placement(self.spram["w"])[2] and config.gated:
             self._MustUse__silence = True
             raise ValueError("merged weights need an ungated envelope (gated lanes read their own kernel groups)")
+        if "w" in self.spram and config.events_per_cycle > 1:
+            self._MustUse__silence = True
+            raise ValueError(f"{config.events_per_cycle} events per cycle read each weight memory at "
+                             f"{config.events_per_cycle} addresses: single-port (SPRAM) weights cannot")
         self.loads = None if loads is None else frozenset(loads)
         self.late_pool = bool(late_pool)
         self.w_spram = "w" in self.spram and spram_mode == "spram"
@@ -223,7 +234,9 @@ class Engine(wiring.Component):
     def _weight_memories(self, m):
         """The weight memories (one per lane, or one merged word of all lanes), their write ports and
         per lane a read port: ``(mems, write_ports, read_ports)``. A merged memory has one write port;
-        its lanes' read ports share lane 0's address (ungated: all lanes address alike)."""
+        its lanes' read ports share lane 0's address (ungated: all lanes address alike). With E
+        events per cycle, ``read_ports`` is per slot s a list of per-lane ports: ``read_ports[s][j]``
+        (E = 1: ``read_ports`` = ``[ports]``)."""
         cfg = self.cfg
         P, T = cfg.lanes, cfg.taps * cfg.taps
         spec = self.spram.get("w")
@@ -241,6 +254,7 @@ class Engine(wiring.Component):
             m.submodules[f"w_mem{j}"] = mm
         ws = [mm.write_port() for mm in mems]
         rs = [mm.read_port() for mm in mems]
+        extra = [[mm.read_port() for mm in mems] for _ in range(1, cfg.events_per_cycle)]
         if len(mems) == 1 and P > 1:
             r = rs[0]
             views = []
@@ -249,7 +263,7 @@ class Engine(wiring.Component):
                               r.data[2 * T * j:2 * T * (j + 1)])
                 views.append(v)
             rs = views
-        return mems, ws, rs
+        return mems, ws, [rs] + extra
 
     def elaborate(self, platform):
         return _Build(self).module()
@@ -630,6 +644,9 @@ class _Build:
             m.d.comb += [rec.qy.eq(qy), rec.ry.eq(ry),
                          rec.qx.eq(or_all(qxs)), rec.rx.eq(or_all(rxs)), rec.qyw.eq(qyw),
                          rec.woff.eq(or_all(pis))]
+            if self.cfg.events_per_cycle > 1:
+                # the quantizer's entries hold one event: the further slots empty
+                m.d.comb += [rec.xcode.eq(0), rec.xwoff.eq(0)]
             with m.If(iq_enc.o.valid):
                 with m.If(first_pool):
                     for j in range(P):
@@ -735,17 +752,20 @@ class _Build:
             with m.Else():
                 m.d.sync += rx.eq(rx + 1)
 
-    def record(self, code, woff):
-        """An event-list entry for the event at the current position."""
+    def record(self, code, woff, xcode=None, xwoff=None):
+        """An event-list entry for the event(s) at the current position (``xcode``/``xwoff``: the
+        further slots' fields, E > 1)."""
         rec = Signal(self.ev_lay)
         self.m.d.comb += [rec.code.eq(code.as_signed() if self.cfg.code_bits else code), rec.qy.eq(self.qy), rec.ry.eq(self.ry), rec.qx.eq(self.qx),
                           rec.rx.eq(self.rx), rec.qyw.eq(self.qyw), rec.woff.eq(woff)]
+        if xcode is not None:
+            self.m.d.comb += [rec.xcode.eq(xcode), rec.xwoff.eq(xwoff)]
         return rec
 
-    def emit(self, rec):
-        """Append ``rec`` to the event list (written next cycle) and count it."""
+    def emit(self, rec, n=1):
+        """Append ``rec`` to the event list (written next cycle) and count its ``n`` events."""
         self.m.d.sync += [self.ev_v.eq(1), self.ev_rec.eq(rec), self.ecount.eq(self.ecount + 1),
-                          self.n_ev.eq(self.n_ev + 1)]
+                          self.n_ev.eq(self.n_ev + n)]
 
     # ---------------------------------------------------------------- layer dispatch
     def dispatch_states(self):
@@ -1190,7 +1210,8 @@ class _Build:
         gm = Signal(P)
         below_in = Cat(*[screm > j for j in range(P)])
         m.d.comb += gm.eq(Mux(dense, below_in, scsh[:P] & below_in))
-        m.submodules.encoder = enc = EventEncoder(P)
+        E = self.cfg.events_per_cycle
+        m.submodules.encoder = enc = EventEncoder(P, E)
         hold = Signal(2 * P)
         hv = Signal()
         ov = Signal()
@@ -1230,17 +1251,27 @@ class _Build:
                     m.d.sync += hv.eq(0)
             with m.Elif(ov & ~put & issue):
                 m.d.sync += [hv.eq(1), hold.eq(act_rdata)]
-            onehot = enc.o.payload.onehot
-            wsel = Signal(cfg.woff_bits)
-            m.d.comb += wsel.eq(or_all([w & onehot[j].replicate(cfg.woff_bits) for j, w in enumerate(self.swo)]))
             # ``woff`` holds woff_bits bits: the sum modulo 2**woff_bits needs only pos's low bits (and a
             # narrower operand keeps verilator -Wall's WIDTHEXPAND quiet when positions outnumber weight words)
-            rec = self.record(enc.o.payload.code, wsel + Mux(self.is_conv, 0, self.pos[:cfg.woff_bits]))
+            dpos = Mux(self.is_conv, 0, self.pos[:cfg.woff_bits])
+            WB = cfg.woff_bits
+            ohs = [enc.o.payload.onehot] + [enc.o.payload.xonehot[(s - 1) * P:s * P] for s in range(1, E)]
+            wsels = []
+            for s, onehot in enumerate(ohs):
+                wsel = Signal(WB, name=f"wsel{s}" if s else "wsel")
+                m.d.comb += wsel.eq(or_all([w & onehot[j].replicate(WB) for j, w in enumerate(self.swo)]))
+                wsels.append((wsel + dpos)[:WB])
+            if E > 1:
+                rec = self.record(enc.o.payload.code, wsels[0], enc.o.payload.xcode, Cat(*wsels[1:]))
+                nev = 1 + sum(oh.any() for oh in ohs[1:])
+            else:
+                rec = self.record(enc.o.payload.code, wsels[0])
+                nev = 1
             with m.If(enc.o.valid):
                 self.feed(rec)
                 self.pass_next()
                 with m.If(self.last_pass):
-                    self.emit(rec)
+                    self.emit(rec, nev)
             with m.If(take):
                 with m.If(self.pos == d.hwin - 1):
                     m.next = "SCAN_E"
@@ -1311,8 +1342,11 @@ class _Build:
         self.a_pyk = a_pyk = Signal.like(self.pyk)
         self.a_pxk = a_pxk = Signal.like(self.pxk)
 
+        E = cfg.events_per_cycle
         b_v = Signal()
         b_code = Signal(cfg.ev_code_bits)
+        b_xcode = Signal(2 * (E - 1)) if E > 1 else None
+        b_xwa = [[Signal(range(cfg.weight_words + 1), name=f"b_wa{j}_{s}") for j in range(P)] for s in range(1, E)]
         b_ok = [Signal(name=f"b_ok{b}") for b in range(T)]
         b_okw = [Signal(name=f"b_okw{b}") for b in range(T)]
         b_addr = [Signal(AB, name=f"b_addr{b}") for b in range(T)]
@@ -1331,6 +1365,11 @@ class _Build:
         with m.If(a_v):
             m.d.sync += [b_v.eq(1), b_code.eq(a_ev.code)]
             m.d.sync += [b_wa[j].eq(d.wbase + self.lgs[j] + a_ev.woff + a_pidx) for j in range(P)]
+            if E > 1:
+                WB = cfg.woff_bits
+                m.d.sync += b_xcode.eq(a_ev.xcode)
+                m.d.sync += [b_xwa[s - 1][j].eq(d.wbase + self.lgs[j] + a_ev.xwoff[(s - 1) * WB:s * WB] + a_pidx)
+                             for s in range(1, E) for j in range(P)]
             for b in range(T):
                 # (b_okw: the output is kept; a fused pool's dropped odd edge is counted, not stored;
                 # a dense layer: every bank is P kernel lanes at word 0, tap b)
@@ -1340,6 +1379,7 @@ class _Build:
                              b_tap[b].eq(Mux(is_conv, tm.tap[b * TB:(b + 1) * TB], b))]
         sc_v = Signal()
         sc_code = Signal(cfg.ev_code_bits)
+        sc_xcode = Signal(2 * (E - 1)) if E > 1 else None
         sc_ok = [Signal(name=f"sc_ok{b}") for b in range(T)]
         sc_okw = [Signal(name=f"sc_okw{b}") for b in range(T)]
         sc_addr = [Signal(AB, name=f"sc_addr{b}") for b in range(T)]
@@ -1347,7 +1387,11 @@ class _Build:
         m.d.sync += sc_v.eq(0)
         with m.If(b_v):
             for j in range(P):
-                m.d.comb += self.w_rs[j].addr.eq(b_wa[j])
+                m.d.comb += self.w_rs[0][j].addr.eq(b_wa[j])
+                for s in range(1, E):
+                    m.d.comb += self.w_rs[s][j].addr.eq(b_xwa[s - 1][j])
+            if E > 1:
+                m.d.sync += sc_xcode.eq(b_xcode)
             for b in range(T):
                 m.d.comb += self.acc_rs[b].addr.eq(b_addr[b])
                 m.d.sync += [sc_ok[b].eq(b_ok[b]), sc_okw[b].eq(b_okw[b]), sc_addr[b].eq(b_addr[b]),
@@ -1355,25 +1399,31 @@ class _Build:
             m.d.sync += [sc_v.eq(1), sc_code.eq(b_code)]
         fires = []
         for b in range(T):
-            lanes = LaneArray(P, A, cfg.code_bits)
+            lanes = LaneArray(P, A, cfg.code_bits, E)
             m.submodules[f"lanes{b}"] = lanes
-            wword = Cat(*[self.w_rs[j].data.word_select(sc_tap[b], 2) for j in range(P)])
+            wword = Cat(*[self.w_rs[0][j].data.word_select(sc_tap[b], 2) for j in range(P)])
+            if E > 1:
+                m.d.comb += [lanes.i.payload.xcode.eq(sc_xcode),
+                             lanes.i.payload.xw.eq(Cat(*[self.w_rs[s][j].data.word_select(sc_tap[b], 2)
+                                                         for s in range(1, E) for j in range(P)]))]
             m.d.comb += [lanes.i.valid.eq(sc_v), lanes.o.ready.eq(1),
                          lanes.i.payload.code.eq(sc_code), lanes.i.payload.ok.eq(sc_ok[b]),
                          lanes.i.payload.w.eq(wword), lanes.i.payload.on.eq(Mux(self.is_dense, self.don[b], self.lon)),
                          lanes.i.payload.acc.eq(self.acc_rs[b].data)]
             fires.append(lanes.o.payload.fired)
+            if E > 1:
+                fires.append(lanes.o.payload.xfired)
             with m.If(sc_v & sc_okw[b]):
                 m.d.comb += [self.acc_ws[b].addr.eq(sc_addr[b]), self.acc_ws[b].data.eq(lanes.o.payload.acc),
                              self.acc_ws[b].en.eq(1)]
         # the fired count, three stages behind the lanes (only the counter waits: the lanes' fire
         # bits are registered (fire_r), counted per bank (fire_n), summed (fired_q), then added; the
         # count of a T*P-bit word in the lanes' cycle was the critical path after the weight read)
-        fire_r = Signal(T * P)
+        fire_r = Signal(T * P * E)
         m.d.sync += fire_r.eq(Mux(sc_v, Cat(*fires), 0))
-        fire_n = [Signal(range(P + 1), name=f"fire_n{b}") for b in range(T)]
-        m.d.sync += [fire_n[b].eq(sum(fire_r[b * P + j] for j in range(P))) for b in range(T)]
-        fired_q = Signal(range(T * P + 1))
+        fire_n = [Signal(range(P * E + 1), name=f"fire_n{b}") for b in range(T)]
+        m.d.sync += [fire_n[b].eq(sum(fire_r[b * P * E + j] for j in range(P * E))) for b in range(T)]
+        fired_q = Signal(range(T * P * E + 1))
         m.d.sync += [fired_q.eq(sum(fire_n)), self.n_fired.eq(self.n_fired + fired_q)]
 
     def feed(self, rec):

@@ -1,7 +1,8 @@
 """The whole accelerator against golden: random models of varied shapes, several tau values, both
 schedules, random source idles and sink back-pressure, reset mid-inference; bit- and cycle-exact.
 
-Engine v2 build parameters vary per test: P lanes, KT x KT tap banks, Q pixels per beat. The models
+Engine v2 build parameters vary per test: P lanes, KT x KT tap banks, Q pixels per beat, E events per
+cycle (E = 3 on the random models, E = 2 on the input tables). The models
 cover k = 1, 3, 5, 7 (k > KT runs in passes), same and valid padding, odd map sizes, fused and
 stand-alone pools, gates (chained), 1x1 convs and dense layers (the same accumulator hit on
 consecutive cycles), dense after dense, three input channels.
@@ -90,10 +91,11 @@ def check(runs, hw):
     return total
 
 
-@pytest.mark.parametrize("lanes, taps, q", [(4, 3, 1), (3, 2, 4)], ids=["P4-KT3-Q1", "P3-KT2-Q4"])
-def test_engine_random_models(lanes, taps, q):
+@pytest.mark.parametrize("lanes, taps, q, e", [(4, 3, 1, 1), (3, 2, 4, 1), (5, 3, 2, 3)],
+                         ids=["P4-KT3-Q1", "P3-KT2-Q4", "P5-KT3-Q2-E3"])
+def test_engine_random_models(lanes, taps, q, e):
     ms = models()
-    cfg = EngineConfig.for_models(ms, lanes, taps, q)
+    cfg = EngineConfig.for_models(ms, lanes, taps, q, e)
     runs = []
     for i, m in enumerate(ms):
         imgs = images(m, 10 if lanes == 4 else 5, SEED + 100 + i)
@@ -254,15 +256,15 @@ def table_models():
             for i, (a, s, t) in enumerate(ARCHS_TABLE)]
 
 
-@pytest.mark.parametrize("lanes, taps, q, stress", [(4, 3, 1, True), (2, 2, 3, False)],
-                         ids=["P4-KT3-Q1-stress", "P2-KT2-Q3-fast"])
-def test_engine_input_tables(lanes, taps, q, stress):
+@pytest.mark.parametrize("lanes, taps, q, stress, e", [(4, 3, 1, True, 1), (2, 2, 3, False, 2)],
+                         ids=["P4-KT3-Q1-stress", "P2-KT2-Q3-fast-E2"])
+def test_engine_input_tables(lanes, taps, q, stress, e):
     """Input-table models on one build whose envelope also holds a ternary-input model (the header's
     ``tab`` bit selects table or thresholds per model, loaded at run time): predictions, logits,
     every counter and the cycles exact vs golden and the cycle model; the dense schedule too."""
     tms = table_models()
     plain = models()[0]
-    cfg = EngineConfig.for_models(tms + [plain], lanes, taps, q)
+    cfg = EngineConfig.for_models(tms + [plain], lanes, taps, q, e)
     assert cfg.code_bits == 10
     runs = []
     for i, m in enumerate(tms + [plain]):

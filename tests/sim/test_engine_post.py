@@ -30,7 +30,7 @@ from rtl.engine.config import EngineConfig, hw_layers
 from sim.diverge import first_divergence
 from sim.engine import compare, simulate
 from tests.rtl.test_post_gates import _images, post_models
-from tests.sim.test_engine_regions import LANES, Q, region_models
+from tests.sim.test_engine_regions import EPC, LANES, Q, region_models
 
 SEED = 20261205
 
@@ -43,7 +43,7 @@ def test_post_gates_on_rtl(lanes, q):
     # the P = 3 build is tests/sim/test_engine_regions.py's (its envelope holds these models too):
     # one Verilator build less
     others = region_models() if (lanes, q) == (LANES, Q) else []
-    cfg = EngineConfig.for_models([chain, live, balanced, tab] + others, lanes, 3, q)
+    cfg = EngineConfig.for_models([chain, live, balanced, tab] + others, lanes, 3, q, EPC if others else 1)
     assert cfg.post_gates == 1 and cfg.gate_regions == (3 if others else 2)
     runs = [dict(model=chain, images=xc, tau=0, k=None),
             dict(model=chain, images=xc[:12], tau=0, k=3),

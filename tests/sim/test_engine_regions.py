@@ -1,7 +1,7 @@
 """Region gates (issue 12 item 2) on the RTL, cocotb on Verilator: bit- and cycle-exact against
 golden.forward.run and rtl.engine.schedule.cycles, image by image.
 
-One build (P = 3, KT = 3, Q = 4: a lane count that does not divide the 32 kernels, and beats of four
+One build (P = 3, KT = 3, Q = 4, E = 2 events per cycle: a lane count that does not divide the 32 kernels, and beats of four
 pixels that straddle region boundaries; shared with tests/sim/test_engine_post.py, whose post-gated
 models are in the envelope too) for the envelope of:
 
@@ -39,6 +39,7 @@ from tests.rtl.test_regions import flat_twin, with_regions
 SEED = 20261204
 ZOO = Path(__file__).resolve().parents[2] / "zoo"
 LANES, TAPS, Q = 3, 3, 4
+EPC = 2          # two events per scatter cycle: the scan's slots and the region/post paths together
 N_ZOO = 60
 
 
@@ -65,7 +66,7 @@ def test_region_gates_on_rtl():
     # the envelope also holds tests/sim/test_engine_post.py's post-gated models at this P and Q, so
     # the two tests share one build (these runs leave the post phase idle)
     cfg = EngineConfig.for_models([zoo, first, pooled, spread, twin, balanced] + list(post_models(LANES)),
-                                  LANES, TAPS, Q)
+                                  LANES, TAPS, Q, EPC)
     assert cfg.gate_regions == 3 and cfg.post_gates == 1
 
     mnist, _ = load_dataset("mnist5k", "test")
@@ -121,5 +122,5 @@ def test_region_gates_on_rtl():
             assert (s != 0).any(axis=0).reshape(-1, layer.gate.regions ** 2).any(axis=0).all(), i
             assert len({tuple(g) for g in res.gates[i]}) > 1
     assert len(set(hw[0]["cycles"].tolist())) > 1 and hw[0]["skipped"].min() > 0
-    print(f"P={LANES} KT={TAPS} Q={Q}, seed {SEED}: {sum(len(r['images']) for r in runs)} images exact "
+    print(f"P={LANES} KT={TAPS} Q={Q} E={EPC}, seed {SEED}: {sum(len(r['images']) for r in runs)} images exact "
           f"in {wall:.1f} s ({hw[0]['cycles'].mean():.0f} cycles/image on the zoo region-gated CNN)")

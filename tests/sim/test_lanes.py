@@ -7,12 +7,15 @@ from sim.blocktb import run_block
 from rtl.lanes import LaneArray
 
 
-@pytest.mark.parametrize("params", [{'lanes': 4, 'acc_bits': 5}, {'lanes': 1, 'acc_bits': 2}])
+@pytest.mark.parametrize("params", [{'lanes': 4, 'acc_bits': 5}, {'lanes': 1, 'acc_bits': 2},
+                                    {'lanes': 3, 'acc_bits': 4, 'slots': 2}, {'lanes': 2, 'acc_bits': 5, 'slots': 4}])
 def test_lanes_stream(params):
-    assert run_block("lanes", LaneArray(**{k: v for k, v in params.items() if k in ['lanes', 'acc_bits']}), params) == 1
+    assert run_block("lanes", LaneArray(**{k: v for k, v in params.items() if k in ['lanes', 'acc_bits', 'slots']}),
+                     params) == 1
 
 
-@pytest.mark.parametrize("bad", [{'lanes': 0, 'acc_bits': 4}, {'lanes': 4, 'acc_bits': 1}, {'lanes': True, 'acc_bits': 4}])
+@pytest.mark.parametrize("bad", [{'lanes': 0, 'acc_bits': 4}, {'lanes': 4, 'acc_bits': 1}, {'lanes': True, 'acc_bits': 4},
+                                 {'lanes': 4, 'acc_bits': 4, 'slots': 0}])
 def test_lanes_bad_arguments(bad):
     with pytest.raises(ValueError):
         LaneArray(**bad)
