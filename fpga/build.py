@@ -85,9 +85,11 @@ SCRIPT_AFTER_READ = {("icebreaker", "loadable"): 'setattr -set ram_style "block"
 
 
 def make_design(model, lanes, weights="baked", baud=DEFAULT_BAUD, envelope=(), clock=None, board=None,
-                taps=3, pixels_per_beat=1):
+                taps=3, pixels_per_beat=1, events_per_cycle=1):
     """(BoardDesign, EngineConfig) for ``model`` on an engine with ``lanes`` lanes, ``taps`` x ``taps``
-    tap banks and ``pixels_per_beat`` pixels per input beat (rtl.engine.config.EngineConfig).
+    tap banks, ``pixels_per_beat`` pixels per input beat and ``events_per_cycle`` events per scatter
+    cycle (rtl.engine.config.EngineConfig; E > 1 only on the ECP5: E read ports per weight memory,
+    which the UP5K's SPRAM weights do not have).
 
     ``baud="max"``: the fastest baud the board's USB UART makes that the board's UART reaches at
     its clock (:func:`fpga.uart.fastest_baud`). The board top gets the ``BENCH`` image buffer
@@ -106,7 +108,10 @@ def make_design(model, lanes, weights="baked", baud=DEFAULT_BAUD, envelope=(), c
         raise GxnorError(f"--weights {weights!r}: choose one of {', '.join(WEIGHTS)}")
     if envelope and weights != "loadable":
         raise GxnorError("--envelope sizes a loadable engine: add --weights loadable")
-    cfg = EngineConfig.for_models([model, *envelope], check_lanes(lanes), taps, pixels_per_beat)
+    cfg = EngineConfig.for_models([model, *envelope], check_lanes(lanes), taps, pixels_per_beat, events_per_cycle)
+    if cfg.events_per_cycle > 1 and FAMILIES.get(board) == "ice40":
+        raise GxnorError(f"--events-per-cycle {cfg.events_per_cycle}: the {board} build reads each weight memory "
+                         "once per cycle (single-port SPRAM, one read port per EBR budget): use 1, or --board ulx3s")
     if cfg.pixels_per_beat > 1 and len({int(m.input_shape[-1]) for m in [model, *envelope]}) > 1:
         raise GxnorError(f"--pixels-per-beat {cfg.pixels_per_beat}: the board packs image rows into beats, so "
                          "every envelope model needs the same row width (use --pixels-per-beat 1)")
@@ -469,7 +474,7 @@ def throughput_dataset(model):
     return None, None
 
 
-def throughput(model, lanes, clock_hz, fmax_mhz=None, taps=3, pixels_per_beat=1):
+def throughput(model, lanes, clock_hz, fmax_mhz=None, taps=3, pixels_per_beat=1, events_per_cycle=1):
     """The engine's rate on the built configuration, from the exact cycle model: mean
     ``rtl.engine.schedule.cycles`` per image over the test split of :func:`throughput_dataset` at
     the model's default tau, and ``images_per_s = clock_hz / mean`` (engine only, no link); with
@@ -479,12 +484,13 @@ def throughput(model, lanes, clock_hz, fmax_mhz=None, taps=3, pixels_per_beat=1)
     name, images = throughput_dataset(model)
     out = {"dataset": name, "split": "test", "images": 0 if images is None else len(images),
            "tau": int(model.default_tau), "lanes": int(lanes), "taps": int(taps),
-           "pixels_per_beat": int(pixels_per_beat), "cycle_model": "rtl.engine.schedule.cycles",
+           "pixels_per_beat": int(pixels_per_beat), "events_per_cycle": int(events_per_cycle),
+           "cycle_model": "rtl.engine.schedule.cycles",
            "clock_hz": clock_hz, "cycles_per_image": None, "images_per_s": None, "images_per_s_at_fmax": None}
     if images is None:
         return out
     mean = float(cycles(model, images, model.default_tau, lanes=lanes, taps=taps,
-                        pixels_per_beat=pixels_per_beat).mean())
+                        pixels_per_beat=pixels_per_beat, events_per_cycle=events_per_cycle).mean())
     out.update(cycles_per_image=mean, images_per_s=clock_hz / mean,
                images_per_s_at_fmax=None if fmax_mhz is None else fmax_mhz * 1e6 / mean)
     return out
@@ -516,7 +522,7 @@ def check_logic(board, models, conf, weights="baked", clock=None, baud=DEFAULT_B
 
 
 def build(board, model, lanes=4, weights="baked", out_dir=None, baud=DEFAULT_BAUD, envelope=(), clock=None,
-          plan_check=True, taps=3, pixels_per_beat=1, logic=None):
+          plan_check=True, taps=3, pixels_per_beat=1, logic=None, events_per_cycle=1):
     """Build a bitstream; returns the report dict (also written to ``<out_dir>/report.json``).
 
     ``clock`` (Hz) runs the design on the board's PLL (else the oscillator); nextpnr's Fmax is
@@ -528,7 +534,8 @@ def build(board, model, lanes=4, weights="baked", out_dir=None, baud=DEFAULT_BAU
     and the rule (None when not checked).
     """
     plat = platform(board)
-    design, cfg = make_design(model, lanes, weights, baud, envelope, clock, board, taps, pixels_per_beat)
+    design, cfg = make_design(model, lanes, weights, baud, envelope, clock, board, taps, pixels_per_beat,
+                              events_per_cycle)
     mplan = (check_plan(cfg, board, weights, f"{plat.device}-{plat.package}", [model, *envelope]) if plan_check
              else memory_plan(cfg, board, weights))
     if plan_check and FAMILIES.get(board) == "ice40" and logic is None:
@@ -539,7 +546,8 @@ def build(board, model, lanes=4, weights="baked", out_dir=None, baud=DEFAULT_BAU
             design._MustUse__silence = True         # refused: never elaborated, on purpose
             raise
     tool_env()
-    out_dir = Path(out_dir or Path("build") / "fpga" / f"{board}-{model.name}-P{cfg.lanes}-K{cfg.taps}-Q{cfg.pixels_per_beat}")
+    e_tag = f"-E{cfg.events_per_cycle}" if cfg.events_per_cycle > 1 else ""
+    out_dir = Path(out_dir or Path("build") / "fpga" / f"{board}-{model.name}-P{cfg.lanes}-K{cfg.taps}-Q{cfg.pixels_per_beat}{e_tag}")
     out_dir.mkdir(parents=True, exist_ok=True)
     log, nreport = out_dir / f"{NAME}.tim", out_dir / REPORT
     for f in (log, nreport):
@@ -562,7 +570,8 @@ def build(board, model, lanes=4, weights="baked", out_dir=None, baud=DEFAULT_BAU
     ext = "bin" if board == "icebreaker" else "bit"
     bitstream = out_dir / f"{NAME}.{ext}"
     report = {"board": board, "device": f"{plat.device}-{plat.package}", "model": model.name,
-              "lanes": cfg.lanes, "taps": cfg.taps, "pixels_per_beat": cfg.pixels_per_beat, "weights": weights,
+              "lanes": cfg.lanes, "taps": cfg.taps, "pixels_per_beat": cfg.pixels_per_beat,
+              "events_per_cycle": cfg.events_per_cycle, "weights": weights,
               "weights_in_spram": "w" in mplan["banks"], "baud": design.top.baud if design.top else baud,
               "bench": bool(design.top and design.top.link_args["bench"]),
               "queue": design.top.rx_depth if design.top else None,
@@ -577,7 +586,8 @@ def build(board, model, lanes=4, weights="baked", out_dir=None, baud=DEFAULT_BAU
               "protocol": {"sync": protocol.SYNC, "version": protocol.VERSION}}
     sync = [c for c in parsed["clocks"] if c["clock"] == "sync"]
     report["throughput"] = throughput(model, cfg.lanes, report["clock_hz"],
-                                      sync[0]["fmax_mhz"] if sync else None, cfg.taps, cfg.pixels_per_beat)
+                                      sync[0]["fmax_mhz"] if sync else None, cfg.taps, cfg.pixels_per_beat,
+                                      cfg.events_per_cycle)
     (out_dir / "report.json").write_text(json.dumps(report, indent=1))
     check_report(report)
     if failed:
@@ -587,7 +597,9 @@ def build(board, model, lanes=4, weights="baked", out_dir=None, baud=DEFAULT_BAU
 
 def format_report(r):
     lines = [f"{r['board']} ({r['device']}), model {r['model']}, {r['lanes']} lanes, {r.get('taps', 3)}x"
-             f"{r.get('taps', 3)} taps, {r.get('pixels_per_beat', 1)} pixels/beat, {r['weights']} weights"
+             f"{r.get('taps', 3)} taps, {r.get('pixels_per_beat', 1)} pixels/beat"
+             + (f", {r['events_per_cycle']} events/cycle" if r.get("events_per_cycle", 1) > 1 else "")
+             + f", {r['weights']} weights"
              + (" (weights in SPRAM: load them with gxnor board --load)" if r.get("weights_in_spram") else "") + ", "
              f"{r.get('clock_hz', 0) / 1e6:.3f} MHz ({r.get('clock_source', 'oscillator')}), {r['seconds']:.0f} s"]
     for cat, u in r["summary"].items():

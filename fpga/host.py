@@ -159,21 +159,23 @@ def load_model(link, model, progress=None):
             "seconds": time.perf_counter() - t0, "envelope": json.loads(cfg.to_json())}
 
 
-def built_config(link, lanes, taps=None, pixels_per_beat=None):
-    """``(lanes, taps, pixels_per_beat)`` of the board's engine for the cycle comparison: a
-    loadable board (iCEBreaker builds with SPRAM weights too) reports them in ``CONFIG`` (which
-    must agree with ``lanes`` and any ``taps``/``pixels_per_beat`` given); a baked one cannot,
-    so the options given are used (default 3 x 3 taps, 1 pixel per beat)."""
+def built_config(link, lanes, taps=None, pixels_per_beat=None, events_per_cycle=None):
+    """``(lanes, taps, pixels_per_beat, events_per_cycle)`` of the board's engine for the cycle
+    comparison: a loadable board (iCEBreaker builds with SPRAM weights too) reports them in
+    ``CONFIG`` (which must agree with ``lanes`` and any other option given); a baked one cannot,
+    so the options given are used (default 3 x 3 taps, 1 pixel per beat, 1 event per cycle)."""
     if not lanes:
         return None
     if link.info().loadable:
         cfg = link.config()
         for name, v, have in (("--lanes", lanes, cfg.lanes), ("--taps", taps, cfg.taps),
-                              ("--pixels-per-beat", pixels_per_beat, cfg.pixels_per_beat)):
+                              ("--pixels-per-beat", pixels_per_beat, cfg.pixels_per_beat),
+                              ("--events-per-cycle", events_per_cycle, cfg.events_per_cycle)):
             if v is not None and v != have:
                 raise GxnorError(f"{link.port}: the board's engine has {name} {have} (CONFIG), not {v}")
-        return cfg.lanes, cfg.taps, cfg.pixels_per_beat
-    return lanes, 3 if taps is None else taps, 1 if pixels_per_beat is None else pixels_per_beat
+        return cfg.lanes, cfg.taps, cfg.pixels_per_beat, cfg.events_per_cycle
+    return (lanes, 3 if taps is None else taps, 1 if pixels_per_beat is None else pixels_per_beat,
+            1 if events_per_cycle is None else events_per_cycle)
 
 
 def set_registers(link, info, tau, k):
@@ -206,8 +208,8 @@ def run_board(link, model, images, tau, labels=None, lanes=None, retries=1, prog
     Exact comparisons per image: logits and class with :func:`golden.forward.run`; counters
     ``events``, ``fired``, ``skipped`` with golden's work accounting and, when ``lanes`` is given,
     ``cycles`` with :func:`rtl.engine.schedule.cycles`. An error reply is retried ``retries`` times.
-    ``lanes``: an int (3 x 3 taps, 1 pixel per beat) or ``(lanes, taps, pixels_per_beat)``
-    (:func:`built_config`).
+    ``lanes``: an int (3 x 3 taps, 1 pixel per beat) or ``(lanes, taps, pixels_per_beat[,
+    events_per_cycle])`` (:func:`built_config`).
     """
     from golden.forward import run
 
@@ -279,6 +281,7 @@ def run_board(link, model, images, tau, labels=None, lanes=None, retries=1, prog
     out = {"port": link.port, "model": model.name, "images": n, "tau": tau, "k": k,
            "lanes": _shape(lanes)[0] if lanes else None,
            "taps": _shape(lanes)[1] if lanes else None, "pixels_per_beat": _shape(lanes)[2] if lanes else None,
+           "events_per_cycle": _shape(lanes)[3] if lanes else None,
            "in_flight_bytes": info.queue, "frames": kind,
            "mismatches": len(mismatches), "first_mismatches": mismatches[:10],
            "error_replies": errors, "seconds": wall, "images_per_s": n / wall if wall else None,
@@ -318,7 +321,9 @@ def bench_board(link, model, image, tau, runs, lanes=None, k=None):
 
 
 def _shape(lanes):
-    return tuple(lanes) if isinstance(lanes, (tuple, list)) else (int(lanes), 3, 1)
+    """(P, KT, Q, E) from an int (3 x 3 taps, 1 pixel per beat, 1 event per cycle) or a tuple of 3 or 4."""
+    s = tuple(lanes) if isinstance(lanes, (tuple, list)) else (int(lanes), 3, 1)
+    return s + (1,) * (4 - len(s))
 
 
 def _expected(model, image, tau, lanes, k=None):
@@ -330,8 +335,9 @@ def _expected(model, image, tau, lanes, k=None):
     t = res.total_work
     want = {"fired": int(t.fired), "skipped": int(t.kernels_off)}
     if lanes:
-        P, KT, Q = _shape(lanes)
-        cyc, det = cycle_model(model, image, tau, P, detail=True, taps=KT, pixels_per_beat=Q, k=k)
+        P, KT, Q, E = _shape(lanes)
+        cyc, det = cycle_model(model, image, tau, P, detail=True, taps=KT, pixels_per_beat=Q, k=k,
+                               events_per_cycle=E)
 
         want["cycles"] = int(cyc[0])
         want["events"] = int(det["events"][0])

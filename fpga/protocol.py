@@ -154,7 +154,7 @@ from amaranth.lib.crc import catalog as crc_catalog
 from golden.errors import GxnorError
 
 SYNC = 0xA5
-VERSION = 10             # 10: CONFIG post_gates (its 22nd field: post-synaptic gates); 9: CONFIG gate_regions (its 21st field: region gates); 8: INFO model_id (the baked fingerprint of a board whose weights load at start); 7: SET_K, INFO k_bits/k, flag bit 4 (table), NO_CODES; 6: CONFIG's 20th field (code_bits, input tables); 5: CODES; 4: INFO clk_hz/queue, BENCH; 3: CONFIG's 17th field; 2: INFO flags
+VERSION = 11             # 11: CONFIG events_per_cycle (its 23rd field: events per scatter cycle); 10: CONFIG post_gates (its 22nd field: post-synaptic gates); 9: CONFIG gate_regions (its 21st field: region gates); 8: INFO model_id (the baked fingerprint of a board whose weights load at start); 7: SET_K, INFO k_bits/k, flag bit 4 (table), NO_CODES; 6: CONFIG's 20th field (code_bits, input tables); 5: CODES; 4: INFO clk_hz/queue, BENCH; 3: CONFIG's 17th field; 2: INFO flags
 
 T_INFO, T_SET_TAU, T_IMAGE, T_LOAD, T_COMMIT, T_CONFIG, T_BENCH = 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07
 T_CODES, T_SET_K = 0x08, 0x09
@@ -840,7 +840,7 @@ def _unknown_model(pixels, tau, k=None):
     raise AssertionError("the reference board holds a committed model that is not in its catalog")
 
 
-def golden_infer(model, lanes, taps=3, pixels_per_beat=1):
+def golden_infer(model, lanes, taps=3, pixels_per_beat=1, events_per_cycle=1):
     """``infer`` callable for :class:`RefBoard`: golden logits and class, counters from
     :func:`rtl.engine.schedule.cycles` (cycles, events; the engine's lanes, taps and pixels per
     beat) and the golden work accounting (fired, kernels_off), at tau and the k register value
@@ -853,7 +853,7 @@ def golden_infer(model, lanes, taps=3, pixels_per_beat=1):
         k = golden_k(model, k)
         res = run(model, img, tau, k=k)
         cyc, det = cycles(model, img, tau, lanes=lanes, detail=True, taps=taps, pixels_per_beat=pixels_per_beat,
-                          k=k)
+                          k=k, events_per_cycle=events_per_cycle)
 
         t = res.total_work
         return (res.logits[0], int(res.predictions[0]),

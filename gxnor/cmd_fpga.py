@@ -31,6 +31,9 @@ def register(sub):
                    help="KT x KT accumulator tap banks (default: picked with the lanes, else 3)")
     b.add_argument("--pixels-per-beat", type=int, default=None, metavar="Q",
                    help="input pixels per beat (default: picked with the lanes, else 1)")
+    b.add_argument("--events-per-cycle", type=int, default=1, metavar="E",
+                   help="events (nonzero input channels of one position) the scatter adds per cycle, 1..4 "
+                        "(default 1; ulx3s only: E read ports per weight memory)")
     b.add_argument("--weights", choices=["baked", "loadable"], default="baked",
                    help="weights fixed in the bitstream (baked), or loadable at run time over the UART "
                         "(gxnor board --load) for any model within the envelope")
@@ -70,6 +73,8 @@ def register(sub):
                    help="with --lanes, a baked board's tap banks (default 3; a loadable board's CONFIG says)")
     h.add_argument("--pixels-per-beat", type=int, default=None, metavar="Q",
                    help="with --lanes, a baked board's pixels per beat (default 1; CONFIG says on a loadable one)")
+    h.add_argument("--events-per-cycle", type=int, default=None, metavar="E",
+                   help="with --lanes, a baked board's events per cycle (default 1; CONFIG says on a loadable one)")
     h.add_argument("--frames", choices=("auto", "codes", "image"), default="auto",
                    help="request frames: codes (golden's input quantizer applied by the host, 2 bits per "
                         "pixel), image (8-bit pixels); default auto: codes when the board takes them")
@@ -90,6 +95,12 @@ def cmd_build(args):
         check_new_output(args.out, args.force, folder=True)
     model = load_engine_model(args.model)
     envelope = [load_engine_model(p) for p in args.envelope]
+    from fpga.build import FAMILIES
+    from rtl.engine.config import check_events_per_cycle
+    check_events_per_cycle(args.events_per_cycle)
+    if args.events_per_cycle > 1 and FAMILIES[args.board] == "ice40":
+        raise GxnorError(f"--events-per-cycle {args.events_per_cycle}: the {args.board} build reads each weight "
+                         "memory once per cycle (single-port SPRAM, one read port per EBR budget): use 1, or --board ulx3s")
     lanes, taps, ppb = args.lanes, args.taps, args.pixels_per_beat
     picked = logic = None
     clock = None if args.clock is None else args.clock * 1e6
@@ -145,7 +156,8 @@ def cmd_build(args):
     with tool_log(os.path.join(logs, f"build-{args.board}-{model.name}-P{lanes}-K{taps}-Q{ppb}.log")) as term, \
             elapsed("build (synthesis, place and route)", not args.json and not verbose(), file=term):
         report = build(args.board, model, lanes, args.weights, args.out, args.baud, envelope,
-                       clock, plan_check=not args.no_plan_check, taps=taps, pixels_per_beat=ppb, logic=logic)
+                       clock, plan_check=not args.no_plan_check, taps=taps, pixels_per_beat=ppb, logic=logic,
+                       events_per_cycle=args.events_per_cycle)
     report["picked"] = picked
     if args.json:
         print_json(report)
@@ -173,7 +185,7 @@ def cmd_board(args):
             finally:
                 lbar.close()
         from fpga.host import built_config
-        shape = built_config(link, args.lanes, args.taps, args.pixels_per_beat)
+        shape = built_config(link, args.lanes, args.taps, args.pixels_per_beat, args.events_per_cycle)
         bar = progress_bar(len(images), "board", not args.json)
         try:
             out = run_board(link, model, images, tau, labels, lanes=shape,

@@ -91,35 +91,38 @@ def test_info_and_older_boards():
     i = P.parse_reply(P.decode(P.info_reply(10, 784, 9, -3, P.F_MODEL | P.F_BENCH, 65_000_000, 512))[0])
     assert (i.clk_hz, i.queue, i.has_bench, i.has_model, i.loadable) == (65_000_000, 512, True, True, False)
     v3 = P.encode(P.R_INFO, bytes([3, 10, 16, 3, 9]) + (0).to_bytes(4, "little") + bytes([2]))
-    with pytest.raises(GxnorError, match=r"protocol version 3, an older one than this host's 10: rebuild") as e:
+    with pytest.raises(GxnorError, match=r"protocol version 3, an older one than this host's 11: rebuild") as e:
         P.parse_reply(P.decode(v3)[0])
     assert "\n" not in str(e.value)
     v4 = P.encode(P.R_INFO, bytes([4, 10, 16, 3, 9]) + bytes(4) + bytes([2]) + bytes(6))    # 16 bytes, no CODES
-    with pytest.raises(GxnorError, match=r"protocol version 4, an older one than this host's 10: rebuild"):
+    with pytest.raises(GxnorError, match=r"protocol version 4, an older one than this host's 11: rebuild"):
         P.parse_reply(P.decode(v4)[0])
     v6 = P.encode(P.R_INFO, bytes([6, 10, 16, 3, 9]) + bytes(4) + bytes([10]) + bytes(6))   # 16 bytes, no k
-    with pytest.raises(GxnorError, match=r"protocol version 6, an older one than this host's 10: rebuild"):
+    with pytest.raises(GxnorError, match=r"protocol version 6, an older one than this host's 11: rebuild"):
         P.parse_reply(P.decode(v6)[0])
     # version 7: 19 bytes, no model_id: refused (a v7 board with SPRAM weights would take any model)
     v7 = P.encode(P.R_INFO, bytes([7, 10, 16, 3, 9]) + bytes(4) + bytes([0x18]) + bytes(6) + bytes([4, 3, 0]))
-    with pytest.raises(GxnorError, match=r"protocol version 7, an older one than this host's 10: rebuild"):
+    with pytest.raises(GxnorError, match=r"protocol version 7, an older one than this host's 11: rebuild"):
         P.parse_reply(P.decode(v7)[0])
     # version 8: INFO as version 9's (23 bytes), but its CONFIG has 20 fields (no gate_regions):
     # refused at the version byte
     info = bytes([10, 16, 3, 9]) + bytes(4) + bytes([0x18]) + bytes(6) + bytes([4, 3, 0]) + bytes([0x78, 0x56, 0x34, 0x12])
-    with pytest.raises(GxnorError, match=r"protocol version 8, an older one than this host's 10: rebuild") as e:
+    with pytest.raises(GxnorError, match=r"protocol version 8, an older one than this host's 11: rebuild") as e:
         P.parse_reply(P.decode(P.encode(P.R_INFO, bytes([8]) + info))[0])
     assert "\n" not in str(e.value)
     # version 9: INFO as version 10's, but its CONFIG has 21 fields (no post_gates): refused too
-    with pytest.raises(GxnorError, match=r"protocol version 9, an older one than this host's 10: rebuild"):
+    with pytest.raises(GxnorError, match=r"protocol version 9, an older one than this host's 11: rebuild"):
         P.parse_reply(P.decode(P.encode(P.R_INFO, bytes([9]) + info))[0])
-    # version 10: 23 bytes, k_bits u8 and k u16 after the queue, then model_id u32 (little-endian)
-    i = P.parse_reply(P.decode(P.encode(P.R_INFO, bytes([10]) + info))[0])
+    # version 10: INFO as version 11's, but its CONFIG has 22 fields (no events_per_cycle): refused too
+    with pytest.raises(GxnorError, match=r"protocol version 10, an older one than this host's 11: rebuild"):
+        P.parse_reply(P.decode(P.encode(P.R_INFO, bytes([10]) + info))[0])
+    # version 11: 23 bytes, k_bits u8 and k u16 after the queue, then model_id u32 (little-endian)
+    i = P.parse_reply(P.decode(P.encode(P.R_INFO, bytes([11]) + info))[0])
     assert (i.k_bits, i.k, i.has_codes, i.table, i.model_id) == (4, 3, True, True, 0x12345678)
     with pytest.raises(GxnorError, match="expected 23"):
-        P.parse_reply(P.decode(P.encode(P.R_INFO, bytes([10]) + bytes(18)))[0])
+        P.parse_reply(P.decode(P.encode(P.R_INFO, bytes([11]) + bytes(18)))[0])
     with pytest.raises(GxnorError, match="a newer one"):
-        P.parse_reply(P.decode(P.encode(P.R_INFO, bytes([11]) + bytes(15)))[0])
+        P.parse_reply(P.decode(P.encode(P.R_INFO, bytes([12]) + bytes(15)))[0])
 
 
 def test_bench_reference_rules():
@@ -309,17 +312,20 @@ def test_codes_frames_and_reference():
     assert b.request(fr) == P.error(P.E_NO_MODEL, P.T_CODES)
 
 
-def test_version_10_config_carries_post_gates():
-    """Protocol 10: CONFIG's 22nd u32 is ``post_gates`` (EngineConfig's last field; the 21st,
-    ``gate_regions``, since protocol 9), so CONFIG is 88 bytes and a region-gated, post-gated
-    envelope reads back with its R and post flag (an older board's CONFIG is never parsed: its INFO
-    is refused first, test_info_and_older_boards)."""
+def test_version_11_config_carries_events_per_cycle():
+    """Protocol 11: CONFIG's 23rd u32 is ``events_per_cycle`` (EngineConfig's last field; the 22nd,
+    ``post_gates``, since protocol 10, the 21st, ``gate_regions``, since 9), so CONFIG is 92 bytes
+    and a region-gated, post-gated, two-events-per-cycle envelope reads back with its R, post flag
+    and E (an older board's CONFIG is never parsed: its INFO is refused first,
+    test_info_and_older_boards)."""
     from dataclasses import fields, replace
     from rtl.engine.config import EngineConfig
     names = P.config_fields()
-    assert P.VERSION == 10 and names[-2:] == ["gate_regions", "post_gates"]
-    assert len(names) == len(fields(EngineConfig)) == 22 and P.CONFIG_LEN == 88
+    assert P.VERSION == 11 and names[-3:] == ["gate_regions", "post_gates", "events_per_cycle"]
+    assert len(names) == len(fields(EngineConfig)) == 23 and P.CONFIG_LEN == 92
     env = replace(EngineConfig.for_models([random_model("c4,p,c8g,f,d10", (1, 8, 8), seed=3)], 2), gate_regions=3)
     assert P.parse_reply(P.decode(P.config_reply(env))[0]) == env
     env = replace(env, post_gates=1)
+    assert P.parse_reply(P.decode(P.config_reply(env))[0]) == env
+    env = replace(env, events_per_cycle=2)
     assert P.parse_reply(P.decode(P.config_reply(env))[0]) == env

@@ -154,6 +154,15 @@ def test_bad_inputs_one_line_errors():
     for q in (0, 17):
         with pytest.raises(GxnorError, match="impossible"):
             EngineConfig.for_models(ms[:1], 2, 3, q)
+    for e in (0, 5, 3, 1.5, True):             # 3: more events per cycle than the 2 lanes
+        with pytest.raises(GxnorError, match="impossible"):
+            EngineConfig.for_models(ms[:1], 2, 3, 1, e)
+    with pytest.raises(GxnorError, match="events_per_cycle must lie in"):
+        dataclasses.replace(small, events_per_cycle=5)
+    # E read ports per weight memory: single-port (SPRAM) weights refused
+    from rtl.engine import Engine
+    with pytest.raises(ValueError, match="single-port"):
+        Engine(dataclasses.replace(small, events_per_cycle=2), spram={"w": [(0, "spram")]})
     big = EngineConfig.for_models(ms, 4)
     recs = load_records(ms[1], big)
     with pytest.raises(GxnorError, match="does not match the engine envelope"):
