@@ -1,7 +1,8 @@
 """The shipped zoo models (zoo/mlp.gxm, zoo/cnn.gxm, zoo/gated-cnn.gxm) on the RTL against golden,
 on real MNIST-5k test images: identical predictions, logits, counters and cycles ==
 rtl.engine.schedule, image by image, at the ULX3S configuration of engine v2 (P = 16, KT = 3,
-Q = 8; the iCEBreaker one is tests/sim/test_engine_zoo_small.py).
+Q = 8, with one and with two events per cycle; the iCEBreaker one is
+tests/sim/test_engine_zoo_small.py).
 
 One Verilator build (the envelope of all three models); each model is loaded over the load stream
 at run time, then 200 of its test images run in the testbench's fast mode (the stream corners are
@@ -25,10 +26,10 @@ NAMES = ("mlp", "cnn", "gated-cnn")
 PER_MODEL = 200
 
 
-def zoo_on_rtl(lanes, taps, q, seed):
+def zoo_on_rtl(lanes, taps, q, seed, e=1):
     images, _labels = load_dataset("mnist5k", "test")
     models = {n: modelfile.load(ZOO / f"{n}.gxm") for n in NAMES}
-    cfg = EngineConfig.for_models(list(models.values()), lanes, taps, q)
+    cfg = EngineConfig.for_models(list(models.values()), lanes, taps, q, e)
     rng = np.random.default_rng(seed)
     pick = rng.permutation(len(images))
     runs = []
@@ -55,10 +56,15 @@ def zoo_on_rtl(lanes, taps, q, seed):
     # counters are real: the gated CNN skips kernels at the higher tau, and events vary by image
     assert hw[-1]["skipped"][1:].min() > 0
     assert len(set(hw[2]["cycles"].tolist())) > 1
-    print(f"P={lanes} KT={taps} Q={q}, seed {seed}: {total} zoo images exact on the RTL in {wall:.1f} s "
+    print(f"P={lanes} KT={taps} Q={q} E={e}, seed {seed}: {total} zoo images exact on the RTL in {wall:.1f} s "
           f"({hw[2]['cycles'].mean():.0f} cycles/image on the gated CNN)")
     return hw
 
 
 def test_zoo_models_on_rtl_ulx3s_config():
     zoo_on_rtl(16, 3, 8, SEED)
+
+
+def test_zoo_models_on_rtl_ulx3s_two_events_per_cycle():
+    """The ULX3S configuration with E = 2 (bench/cycles.py ULX3S-E2, the stretch goal's)."""
+    zoo_on_rtl(16, 3, 8, SEED + 1, e=2)
