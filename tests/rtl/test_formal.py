@@ -9,6 +9,10 @@ in `make test`:
 * the engine's output stream keeps ``valid`` and ``payload`` stable until ``ready``: the register
   slice (rtl/skid.py) that drives ``result`` (and takes ``pixels``), for every input sequence.
 
+* the scan's E-slot event encoder (rtl/encoder.py, ``EngineConfig.events_per_cycle``) emits every
+  lane to emit exactly once per word, ascending over slots and beats, each slot's code its lane's
+  (bounded: every input sequence of 12 cycles from reset, P = 4 with E = 2 and P = 5 with E = 3).
+
 The third property of the engine v2 issue (a rolling accumulator row is never drained while an
 event can still reach it) has no subject: engine v2 keeps whole maps in its tap banks (docs/rtl.md).
 """
@@ -21,7 +25,7 @@ from pathlib import Path
 
 import pytest
 from amaranth.back import rtlil
-from amaranth.hdl import Assert, Assume, Elaboratable, Module, Signal, signed, unsigned
+from amaranth.hdl import Assert, Assume, Elaboratable, Module, Mux, Signal, signed, unsigned
 
 from rtl.engine.tapmap import TapMap, ref_tapmap
 from rtl.skid import Skid
@@ -161,4 +165,82 @@ def test_stream_output_stable_until_ready(tmp_path):
     top.submodules.h = h
     top.d.comb += Assume(~ResetSignal())
     passed, log = sby(tmp_path, top, h.ports(), "skid_stream", depth=6)
+    assert passed, log
+
+
+class EncoderSlotsProof(Elaboratable):
+    """Harness: an EventEncoder with E slots, free words, masks, dense bit and sink ready; the input
+    stream held while offered and not taken (the engine's scan does so). Properties per beat: each
+    slot holds at most one lane, lanes ascend over the slots and only the last beat of a word may
+    leave slots empty (a filled slot never follows an empty one), each slot's code is its lane's;
+    per word: no lane is emitted twice, only lanes to emit are emitted (masked, nonzero unless dense),
+    and when the word is taken every one of them has been (nothing lost)."""
+
+    def __init__(self, lanes, slots):
+        from rtl.encoder import EventEncoder
+        self.enc = EventEncoder(lanes, slots)
+        self.P, self.E = lanes, slots
+
+    def ports(self):
+        e = self.enc
+        return [e.i.valid, e.i.payload.as_value(), e.i.ready, e.dense, e.o.valid, e.o.payload.as_value(), e.o.ready]
+
+    def elaborate(self, platform):
+        from amaranth.hdl import Cat
+        m = Module()
+        m.submodules.enc = e = self.enc
+        P, E = self.P, self.E
+        word, mask = e.i.payload.word, e.i.payload.mask
+        # the source holds its word (and the dense bit) while offered and not taken
+        held = Signal()
+        hw, hm, hd = Signal(2 * P), Signal(P), Signal()
+        m.d.sync += [held.eq(e.i.valid & ~e.i.ready), hw.eq(word), hm.eq(mask), hd.eq(e.dense)]
+        m.d.comb += Assume(~held | (e.i.valid & (word == hw) & (mask == hm) & (e.dense == hd)))
+        m.d.comb += Assume(Cat(*[word[2 * j:2 * j + 2] != 0b10 for j in range(P)]).all())    # no invalid code
+        todo = Signal(P)
+        m.d.comb += todo.eq(mask & Cat(*[e.dense | word[2 * j] for j in range(P)]))
+        ohs = [e.o.payload.onehot] + [e.o.payload.xonehot[(s - 1) * P:s * P] for s in range(1, E)]
+        codes = [e.o.payload.code] + [e.o.payload.xcode[2 * (s - 1):2 * s] for s in range(1, E)]
+        beat = Signal(P)
+        union = ohs[0]
+        for oh in ohs[1:]:
+            union = union | oh
+        m.d.comb += beat.eq(union)
+        sent = Signal(P)                # lanes of the current word already emitted
+        fire = e.o.valid & e.o.ready
+        with m.If(e.i.valid & e.i.ready):
+            m.d.sync += sent.eq(0)
+        with m.Elif(fire):
+            m.d.sync += sent.eq(sent | beat)
+        with m.If(e.o.valid):
+            for s, oh in enumerate(ohs):
+                m.d.comb += Assert((oh & (oh - 1)[:P]) == 0)                          # one lane at most
+                m.d.comb += Assert(codes[s] == code_of(word, oh, P))
+                if s:
+                    prev = ohs[s - 1]
+                    # ascending, and no filled slot after an empty one (prev is one-hot or 0)
+                    m.d.comb += Assert((oh == 0) | ((prev != 0) & (oh > prev)))
+                    # an empty slot only on the word's last beat
+                    m.d.comb += Assert((oh != 0) | e.o.payload.last)
+            m.d.comb += [Assert(ohs[0] != 0), Assert((beat & sent) == 0), Assert((beat & ~todo) == 0)]
+        with m.If(e.i.valid & e.i.ready):
+            # the word is taken: everything to emit has been, now or before
+            m.d.comb += Assert((sent | Mux(fire, beat, 0)) == todo)
+        return m
+
+
+def code_of(word, oh, P):
+    """The 2-bit code of the lane one-hot ``oh`` selects (0 for none)."""
+    from rtl.encoder import or_all
+    return or_all([word[2 * j:2 * j + 2] & oh[j].replicate(2) for j in range(P)])
+
+
+@pytest.mark.parametrize("lanes, slots", [(4, 2), (5, 3)])
+def test_encoder_slots_bounded(tmp_path, lanes, slots):
+    """Bounded model check (every input sequence of 12 cycles from reset: several words, stalls
+    and back-pressure) of the E-slot encoder the scan uses (EngineConfig.events_per_cycle)."""
+    h = EncoderSlotsProof(lanes, slots)
+    top = Module()
+    top.submodules.h = h
+    passed, log = sby(tmp_path, top, h.ports(), f"encoder_slots_{lanes}_{slots}", depth=12, mode="bmc")
     assert passed, log
