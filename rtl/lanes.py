@@ -137,7 +137,8 @@ class LaneArray(wiring.Component):
                 new = Mux(fire, step, old)
             else:
                 # the beat's E products summed first (a few bits), then one add to the accumulator
-                CB = max(2, self.code_bits) + _bits_for(self.slots)
+                # (an expression: a named net of the sum is one Verilog never reads once yosys
+                # has folded it, verilator -Wall UNUSEDSIGNAL)
                 terms = [Mux(fire, Mux(wc[1], nx, x) if self.code_bits else Mux(i.code[1] ^ wc[1], -1, 1), 0)]
                 for s in range(1, self.slots):
                     c = i.xcode[2 * (s - 1):2 * s]
@@ -145,13 +146,7 @@ class LaneArray(wiring.Component):
                     xf = i.ok & c[0] & ws[0] & i.on[j]
                     m.d.comb += o.xfired[(s - 1) * P + j].eq(xf)
                     terms.append(Mux(xf, Mux(c[1] ^ ws[1], -1, 1), 0))
-                delta = Signal(signed(CB), name=f"delta{j}")
-                m.d.comb += delta.eq(sum(terms))
-                new = old + delta
+                new = old + sum(terms)
             m.d.comb += [o.acc[A * j:A * j + A].eq(new[:A]), o.fired[j].eq(fire)]
         return m
 
-
-def _bits_for(n):
-    """Extra signed bits to add ``n`` values of one width."""
-    return max(1, int(n).bit_length())

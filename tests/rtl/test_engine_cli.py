@@ -49,6 +49,27 @@ def test_lint_clean(arch, shape, lanes):
     assert rc == 0 and "%Warning" not in out and "%Error" not in out, out
 
 
+# E events per cycle: the scan's slots, E weight read ports, the lanes' E-term sums (gated conv,
+# 5x5 and valid, dense-only, and an input table whose integer codes ride in slot 0)
+LINT_E_CASES = [("c4,p,c8g,f,d10", (1, 8, 8), 4, 2, None), ("c4k5,p,c8k3vg,f,d10", (2, 12, 12), 3, 3, None),
+                ("f,d16,d10", (1, 4, 4), 4, 4, None), ("c4,p,c6,f,d5", (1, 8, 8), 2, 2, "random")]
+
+
+@pytest.mark.parametrize("arch, shape, lanes, e, table", LINT_E_CASES,
+                         ids=[f"{a}-P{p}-E{e}{'-table' if t else ''}" for a, _, p, e, t in LINT_E_CASES])
+def test_lint_clean_events_per_cycle(arch, shape, lanes, e, table):
+    kw = {}
+    if table:
+        rng = np.random.default_rng(4)
+        kw["input_table"] = rng.integers(-300, 301, 256)
+    m = random_model(arch, shape, seed=2, **kw)
+    cfg = EngineConfig.for_models([m], lanes, 3, 1, e)
+    assert cfg.events_per_cycle == e and bool(cfg.code_bits) == bool(table)
+    src = simengine.generate(cfg, m)
+    rc, out = toolchain.lint([src], "engine", [str(simengine.engine_waiver_file())])
+    assert rc == 0 and "%Warning" not in out and "%Error" not in out, out
+
+
 def test_verilog_lint_clean_when_positions_outnumber_weight_words(tmp_path):
     """An envelope whose maps have more positions than its weight offsets reach (8-bit ``pos``,
     7-bit ``woff``): `gxnor verilog` used to stop on its own lint with WIDTHEXPAND on ``wsel + pos``."""
